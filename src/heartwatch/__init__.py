@@ -1,0 +1,7 @@
+"""heartwatch: keep data pipelines alive.
+
+Supervise a pipeline's processes, hear heartbeats and data flow from inside them, and recover
+the right group of processes, in the right order, the moment they fall silent.
+"""
+
+__version__ = "0.1.0"

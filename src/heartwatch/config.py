@@ -1,0 +1,303 @@
+"""The configuration file: its schema, its validation, and errors that name the key.
+
+``load_config`` reads ``heartwatch.toml``; ``parse_config`` validates an already-decoded mapping.
+Every problem is reported as a ``Problem`` whose ``path`` is the key path a person would type
+(``service[1].heartbeat_timeout``), and all problems found are reported together, so fixing a
+file takes one round, not one per mistake. Relative paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from heartwatch.graph import DependencyCycleError, DependencyGraph
+from heartwatch.units import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DATA_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a configuration, at a key path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(where + "; ".join(str(p) for p in self.problems))
+
+
+def parse_address(value: object) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[::1]:port"``, or a bare port) to ``(host, port)``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        host, port_text = "127.0.0.1", str(value)
+    elif isinstance(value, str):
+        host, sep, port_text = value.rpartition(":")
+        if not sep:
+            host, port_text = "127.0.0.1", value
+        host = host.strip("[]") or "127.0.0.1"
+    else:
+        raise ValueError('expected an address such as "127.0.0.1:5005"')
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r} is not host:port with a port from 0 to 65535")
+    return host, int(port_text)
+
+
+def parse_signal(value: object) -> signal.Signals:
+    """``"TERM"``, ``"SIGTERM"`` or ``15`` to ``signal.SIGTERM``."""
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return signal.Signals(value)
+        if isinstance(value, str):
+            name = value.strip().upper()
+            return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+    except (KeyError, ValueError):
+        pass
+    raise ValueError(f'{value!r} is not a signal name or number (e.g. "TERM", "INT", 15)')
+
+
+def parse_ready(value: object) -> str | float:
+    """``"heartbeat"`` (ready at the first message) or a fixed delay after spawn."""
+    if value == "heartbeat":
+        return "heartbeat"
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError('expected "heartbeat" or a delay such as "60s"') from None
+
+
+Address = Annotated[tuple[str, int], BeforeValidator(parse_address)]
+Signal = Annotated[signal.Signals, BeforeValidator(parse_signal)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    """``[server]``: where the daemon listens."""
+
+    tcp: Address = ("127.0.0.1", 5005)
+    http: Address | None = ("127.0.0.1", 8765)
+    default_service: str | None = None
+    max_connections: int = Field(default=1024, ge=1)
+    max_line_bytes: Size = Field(default=64 * 1024, ge=256)
+
+
+class DaemonConfig(_Section):
+    """``[daemon]``: where the daemon keeps its state and logs, and how it logs."""
+
+    state_dir: Path = Path(".heartwatch")
+    log_dir: Path = Path("logs")
+    output_max_bytes: Size = 10 * 1024 * 1024
+    output_backups: int = Field(default=5, ge=0)
+    log_file: str = "heartwatch.log"
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    log_rotation: str = "1 week"
+    log_retention: str = "2 months"
+
+
+class ServiceConfig(_Section):
+    """``[[service]]``: one part of the pipeline."""
+
+    name: str
+    command: str | list[str] | None = None
+    cwd: Path | None = None
+    env: dict[str, str] = {}
+    requires: list[str] = []
+    # "heartbeat": ready at the first message; a duration: ready that long after spawn.
+    ready: Annotated[str | float | None, BeforeValidator(parse_ready)] = None
+    startup_grace: Duration = 60.0
+    heartbeat_timeout: Duration | None = None
+    data_timeout: dict[str, Duration] = {}
+    restart: Literal["service", "group"] = "service"
+    autorestart: Literal["always", "on-failure", "never"] = "always"
+    stop_signal: Signal = signal.SIGTERM
+    stop_timeout: Duration = 10.0
+    on_down: str | None = None
+    on_down_timeout: Duration = 60.0
+    backoff_initial: Duration = 1.0
+    backoff_max: Duration = 60.0
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+    healthy_after: Duration = 60.0
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window: Duration = 300.0
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                "a service name is 1-64 letters, digits, '_', '.', '-' and starts with a letter "
+                "or digit"
+            )
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is not None and not (value.strip() if isinstance(value, str) else value):
+            raise ValueError("a command cannot be empty; leave it out for a watch-only service")
+        return value
+
+    @field_validator("data_timeout")
+    @classmethod
+    def _check_kinds(cls, value: dict[str, float]) -> dict[str, float]:
+        for kind in value:
+            if kind == "heartbeat" or not _DATA_KIND.fullmatch(kind):
+                raise ValueError(f"{kind!r} is not a data kind (use heartbeat_timeout for beats)")
+        return value
+
+    @property
+    def watch_only(self) -> bool:
+        """No command: the service runs elsewhere and is only watched."""
+        return self.command is None
+
+    @property
+    def ready_on_message(self) -> bool:
+        return self.ready == "heartbeat" or (
+            self.ready is None and (self.heartbeat_timeout is not None or bool(self.data_timeout))
+        )
+
+    @property
+    def ready_delay(self) -> float:
+        """Seconds after spawn at which a service that never beats counts as ready."""
+        return self.ready if isinstance(self.ready, float) else 0.0
+
+
+class Config(_Section):
+    """The whole file."""
+
+    server: ServerConfig = ServerConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    service: list[ServiceConfig] = []
+    # Filled by load_config: the folder relative paths are resolved against.
+    base_dir: Path = Path(".")
+
+    def services_by_name(self) -> dict[str, ServiceConfig]:
+        return {s.name: s for s in self.service}
+
+    def graph(self) -> DependencyGraph:
+        return DependencyGraph({s.name: s.requires for s in self.service})
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Config:
+    """Validate a decoded TOML document; raise ``ConfigError`` listing every problem."""
+    if "base_dir" in data:
+        raise ConfigError([Problem("base_dir", "Extra inputs are not permitted")])
+    try:
+        config = Config.model_validate({**data, "base_dir": base_dir or Path(".")})
+    except ValidationError as error:
+        raise ConfigError([_problem_from(e) for e in error.errors()]) from None
+    problems = _cross_check(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML file; raise ``ConfigError`` naming the file and every problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError([Problem("", f"cannot read: {error.strerror}")], str(path)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError([Problem("", f"not valid TOML: {error}")], str(path)) from None
+    try:
+        return parse_config(data, base_dir=path.resolve().parent)
+    except ConfigError as error:
+        raise ConfigError(error.problems, str(path)) from None
+
+
+def _problem_from(error: Mapping[str, Any]) -> Problem:
+    path = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[", "tuple[", "float", "str", "list[")):
+            continue  # pydantic's names for union branches tell a user nothing
+        else:
+            path += f".{part}" if path else str(part)
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return Problem(path, message)
+
+
+def _cross_check(config: Config) -> list[Problem]:
+    """Problems that involve more than one key: names, requirements, defaults."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, service in enumerate(config.service):
+        where = f"service[{index}]"
+        if service.name in seen:
+            problems.append(
+                Problem(
+                    f"{where}.name", f"{service.name!r} is already service[{seen[service.name]}]"
+                )
+            )
+        seen.setdefault(service.name, index)
+        if service.on_down is not None and not service.watch_only:
+            problems.append(
+                Problem(f"{where}.on_down", "on_down is for watch-only services (no command)")
+            )
+        if service.backoff_max < service.backoff_initial:
+            problems.append(Problem(f"{where}.backoff_max", "must be >= backoff_initial"))
+    for index, service in enumerate(config.service):
+        for position, required in enumerate(service.requires):
+            if required not in seen:
+                problems.append(
+                    Problem(f"service[{index}].requires[{position}]", f"no service {required!r}")
+                )
+            elif required == service.name:
+                problems.append(
+                    Problem(
+                        f"service[{index}].requires[{position}]", "a service cannot require itself"
+                    )
+                )
+    if not problems:
+        try:
+            config.graph().start_order()
+        except DependencyCycleError as error:
+            index = seen[error.cycle[0]]
+            problems.append(
+                Problem(f"service[{index}].requires", f"cycle: {' -> '.join(error.cycle)}")
+            )
+    default = config.server.default_service
+    if default is not None and default not in seen:
+        problems.append(Problem("server.default_service", f"no service {default!r}"))
+    return problems

@@ -1,0 +1,84 @@
+"""What the watchdog speaks: service states, the actions it asks for, the facts it records.
+
+States are enum members; actions are imperative (``Spawn``, ``Stop``, ``RunOnDown``) and are
+carried out by a driver; events are facts (``Transition``, ``RecoveryPlanned``) and are kept,
+logged and shown.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ServiceState(StrEnum):
+    STOPPED = "stopped"  # not running and not wanted (or waiting for its requirements)
+    STARTING = "starting"  # spawned, inside its startup grace, not ready yet
+    RUNNING = "running"  # ready and on time
+    UNRESPONSIVE = "unresponsive"  # a heartbeat or data deadline was missed
+    RESTARTING = "restarting"  # being stopped (or waiting) to be started again
+    BACKOFF = "backoff"  # down, waiting out a backoff delay before the next start
+    EXITED = "exited"  # ended, and no restart is wanted
+    FAILED = "failed"  # gave up: too many restarts inside the window
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Start the service's command."""
+
+    service: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop the service's process group (stop signal, then SIGKILL after the timeout)."""
+
+    service: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunOnDown:
+    """Run a watch-only service's ``on_down`` command as its recovery."""
+
+    service: str
+    reason: str
+
+
+Action = Spawn | Stop | RunOnDown
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A service changed state, at monotonic time ``at``, for ``reason``."""
+
+    service: str
+    old: ServiceState
+    new: ServiceState
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPlanned:
+    """``trigger`` failed; ``members`` (in start order) will be stopped and started again."""
+
+    trigger: str
+    members: tuple[str, ...]
+    reason: str
+    at: float
+
+
+Event = Transition | RecoveryPlanned
+
+
+def describe_exit(returncode: int) -> str:
+    """A process's return code as people say it: ``exit code 1``, ``killed by SIGKILL``."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"killed by {name}"

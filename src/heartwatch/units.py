@@ -1,0 +1,77 @@
+"""Parsing and formatting of the human units used in configuration: durations and sizes.
+
+Durations accept a bare number of seconds (``90``, ``1.5``, ``"90"``) or a sequence of
+number-unit pairs (``"500ms"``, ``"90s"``, ``"2m30s"``, ``"1h"``, ``"1d"``). Sizes accept a bare
+number of bytes or a number with a unit (``"10MB"``, ``"512 KiB"``); K/M/G are powers of 1024,
+because that is what people mean when they size a log file.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_DURATION_TEXT = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_duration(value: object) -> float:
+    """Return ``value`` as seconds, or raise ``ValueError`` saying what a duration looks like."""
+    if isinstance(value, bool):
+        raise ValueError('expected a duration such as 90, "90s", "2m30s" or "1h"')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value.strip())
+    else:
+        raise ValueError('expected a duration such as 90, "90s", "2m30s" or "1h"')
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"a duration must be a finite number of seconds >= 0, not {value!r}")
+    return seconds
+
+
+def _parse_duration_text(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _DURATION_TEXT.fullmatch(text):
+        raise ValueError(
+            f'{text!r} is not a duration: use seconds (90) or units ms/s/m/h/d ("2m30s")'
+        )
+    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way people read them in a reason: ``61.2 s``, ``10m``, ``2h5m``."""
+    if seconds < 100:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
+    return "".join(parts)
+
+
+def parse_size(value: object) -> int:
+    """Return ``value`` as a number of bytes, or raise ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError('expected a size such as 10485760 or "10MB"')
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f'{value!r} is not a size: use bytes or a unit ("512KB", "10MB")')
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    else:
+        raise ValueError('expected a size such as 10485760 or "10MB"')
+    if size < 0:
+        raise ValueError(f"a size must be >= 0, not {value!r}")
+    return size

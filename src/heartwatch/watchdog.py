@@ -1,0 +1,455 @@
+"""The pipeline's brain: what state each service is in, and what must happen next.
+
+Pure and synchronous. Inputs arrive through ``receive_*`` methods and ``tick``, each with the
+monotonic ``now``; outputs are drained with ``actions_to_take()`` (for a driver to carry out)
+and ``events_to_take()`` (facts, for logs and history). ``next_deadline()`` says when ``tick``
+must run next; nothing here reads a clock or sleeps.
+
+Rules / theory of operation
+---------------------------
+
+Each service has a *wish* (``wanted``: should it run?) and a *process* (``alive``: has a process
+been spawned that has not been seen to exit?). A recovery marks a set of services
+``restart_pending``. After every input the watchdog *reconciles*, applying three rules until
+nothing changes:
+
+1. Stop: a service that is alive, not already stopping, and either unwanted, pending a restart
+   or failed, is stopped once none of its dependents is alive. Dependents therefore stop first.
+2. Start: a service that is wanted, not alive, not failed or exited, past its backoff, whose
+   requirements are all ready and whose dependents are all down, is spawned (a watch-only service
+   instead runs ``on_down`` if it is pending a restart, or simply starts being watched).
+   Requirements therefore start first, and each waits for the previous one to be ready.
+3. Readiness and deadlines are ``Liveness``'s; when a ready service misses one, or exits, it
+   *fails*.
+
+A failure of service S consults S's ``RestartPolicy``: it gives a backoff delay or gives up
+(``failed``). Unless it gave up, ``graph.recovery_set(S, S.restart)`` are all marked
+``restart_pending``; rules 1 and 2 then stop them in reverse order and start them in order.
+A service already pending a restart is never recovered again: its failure is part of the plan.
+
+Invariant relied on by drivers: a deadline only moves *earlier* together with an event, so a
+driver only needs to re-arm its timer after inputs that produced events. A message from a
+running service only moves deadlines later, and costs a few dictionary writes.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from heartwatch.config import ServiceConfig
+from heartwatch.events import (
+    Action,
+    Event,
+    RecoveryPlanned,
+    RunOnDown,
+    ServiceState,
+    Spawn,
+    Stop,
+    Transition,
+    describe_exit,
+)
+from heartwatch.graph import DependencyGraph
+from heartwatch.liveness import Liveness, LivenessRules
+from heartwatch.policy import RestartPolicy
+
+_S = ServiceState
+# States from which a start needs a person's (or the daemon's) explicit word.
+_HELD = frozenset({_S.FAILED, _S.EXITED})
+
+
+@dataclass(slots=True)
+class ServiceRecord:
+    """Everything the watchdog knows about one service. Read it; do not mutate it."""
+
+    config: ServiceConfig
+    rules: LivenessRules
+    policy: RestartPolicy
+    state: ServiceState = _S.STOPPED
+    reason: str = "not started"
+    state_since: float = 0.0
+    wanted: bool = False
+    alive: bool = False
+    stopping: bool = False
+    on_down_running: bool = False
+    restart_pending: bool = False
+    pending_reason: str = ""
+    start_not_before: float = 0.0
+    pid: int | None = None
+    liveness: Liveness | None = None
+    spawns: int = 0
+    last_exit: str | None = None
+    messages: int = 0
+    data_counts: dict[str, int] = field(default_factory=dict)
+    last_seen_at: float | None = None
+    last_data_at: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def restarts(self) -> int:
+        """Starts after the first one."""
+        return max(0, self.spawns - 1)
+
+    @property
+    def ready(self) -> bool:
+        """Can dependents rely on this service now?"""
+        return (
+            self.liveness is not None
+            and self.liveness.ready_at is not None
+            and not self.restart_pending
+            and self.state in (_S.RUNNING, _S.UNRESPONSIVE)
+        )
+
+
+class Watchdog:
+    """Service states, deadlines and recovery decisions for one pipeline."""
+
+    def __init__(
+        self,
+        services: Sequence[ServiceConfig],
+        *,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.graph = DependencyGraph({s.name: s.requires for s in services})
+        self._order = self.graph.start_order()
+        self._records = {s.name: _create_record(s, random) for s in services}
+        self._actions: list[Action] = []
+        self._events: list[Event] = []
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def actions_to_take(self) -> list[Action]:
+        """Drain what a driver must do now, in order."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    def events_to_take(self) -> list[Event]:
+        """Drain the facts recorded since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._actions or self._events)
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must next run, or ``None`` if nothing is timed."""
+        deadlines = [d for d in map(self._deadline_of, self._records.values()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def records(self) -> list[ServiceRecord]:
+        """All services, in start order."""
+        return [self._records[name] for name in self._order]
+
+    def record(self, name: str) -> ServiceRecord:
+        return self._records[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._records
+
+    # -- inputs: requests ------------------------------------------------------------------
+
+    def receive_start(self, names: Iterable[str], now: float, reason: str) -> None:
+        """Want ``names`` (and what they require) running; clears ``failed`` and ``exited``."""
+        for name in list(names):
+            for member in (name, *self.graph.requirements(name)):
+                record = self._records[member]
+                record.wanted = True
+                if record.state in _HELD or record.state is _S.STOPPED:
+                    record.policy.reset()
+                    if record.state in _HELD:
+                        self._flip(record, _S.STOPPED, reason, now)
+        self._reconcile(now)
+
+    def receive_stop(self, names: Iterable[str], now: float, reason: str) -> None:
+        """Want ``names`` (and what requires them) stopped; dependents stop first."""
+        for name in list(names):
+            for member in (name, *self.graph.dependents(name)):
+                record = self._records[member]
+                record.wanted = False
+                record.restart_pending = False
+                record.pending_reason = reason
+                if not record.alive and record.state is not _S.STOPPED:
+                    self._flip(record, _S.STOPPED, reason, now)
+        self._reconcile(now)
+
+    def receive_restart(self, name: str, now: float, reason: str) -> None:
+        """Restart ``name`` and its dependents now, as a person asked: no backoff, no count."""
+        record = self._records[name]
+        record.policy.reset()
+        for member in self.graph.requirements(name):
+            self._records[member].wanted = True
+        if record.state in _HELD:
+            self._flip(record, _S.STOPPED, reason, now)
+        self._plan_recovery(record, self.graph.recovery_set(name, "service"), reason, now)
+        self._reconcile(now)
+
+    # -- inputs: what processes did ----------------------------------------------------------
+
+    def receive_message(self, name: str, kind: str, now: float) -> bool:
+        """A message of ``kind`` (``"heartbeat"`` or a data kind) from ``name``; False if unknown.
+
+        This is the hot path: for a running service it only records timestamps.
+        """
+        record = self._records.get(name)
+        if record is None:
+            return False
+        record.messages += 1
+        record.last_seen_at = now
+        if kind != "heartbeat":
+            record.last_data_at[kind] = now
+            record.data_counts[kind] = record.data_counts.get(kind, 0) + 1
+        liveness = record.liveness
+        if liveness is not None:
+            liveness.receive_message(kind, now)
+            if record.state is not _S.RUNNING:
+                self._receive_message_slow(record, now)
+        return True
+
+    def receive_ready(self, name: str, now: float) -> None:
+        """The service said it is ready (for example ``READY=1``)."""
+        record = self._records[name]
+        if record.state is _S.STARTING and record.liveness is not None:
+            self._become_ready(record, now, "said it is ready")
+            self._reconcile(now)
+
+    def receive_spawned(self, name: str, pid: int, now: float) -> None:
+        """The driver started the process asked for by ``Spawn``."""
+        record = self._records[name]
+        record.pid = pid
+        self._reconcile(now)
+
+    def receive_spawn_failed(self, name: str, error: str, now: float) -> None:
+        """The driver could not start the process (no such command, permission, ...)."""
+        self._receive_down(self._records[name], f"cannot start: {error}", now, crashed=True)
+
+    def receive_exit(self, name: str, returncode: int, now: float) -> None:
+        """The service's process ended with ``returncode`` (negative: killed by that signal)."""
+        record = self._records[name]
+        self._receive_down(record, describe_exit(returncode), now, crashed=returncode != 0)
+
+    def receive_on_down_done(self, name: str, outcome: str, now: float) -> None:
+        """A watch-only service's ``on_down`` finished; watch it come back, with its grace."""
+        record = self._records[name]
+        record.on_down_running = False
+        record.restart_pending = False
+        if record.wanted and record.state not in _HELD:
+            self._begin_run(record, now, f"on_down done ({outcome})")
+        self._reconcile(now)
+
+    def tick(self, now: float) -> None:
+        """Apply every deadline due at ``now``."""
+        for record in self.records():
+            liveness = record.liveness
+            if liveness is None or record.restart_pending:
+                continue
+            ready_deadline = liveness.ready_deadline()
+            if ready_deadline is not None and now >= ready_deadline and record.state is _S.STARTING:
+                self._become_ready(record, now, f"ready after {record.rules.ready_delay:g} s")
+            if record.state in (_S.STARTING, _S.RUNNING):
+                late = liveness.overdue(now)
+                if late is not None:
+                    self._receive_late(record, late, now)
+        self._reconcile(now)
+
+    # -- failure and recovery --------------------------------------------------------------
+
+    def _receive_message_slow(self, record: ServiceRecord, now: float) -> None:
+        liveness = record.liveness
+        assert liveness is not None
+        if record.state is _S.STARTING and record.rules.ready_on_message:
+            self._become_ready(record, now, "first heartbeat")
+            self._reconcile(now)
+        elif (
+            record.state is _S.UNRESPONSIVE
+            and not record.restart_pending
+            and liveness.overdue(now) is None
+        ):
+            self._flip(record, _S.RUNNING, "messages resumed", now)
+
+    def _receive_late(self, record: ServiceRecord, reason: str, now: float) -> None:
+        self._flip(record, _S.UNRESPONSIVE, reason, now)
+        if record.config.autorestart == "never":
+            return  # stays unresponsive, watched, until messages resume
+        self._receive_failure(record, reason, now)
+
+    def _receive_down(self, record: ServiceRecord, how: str, now: float, crashed: bool) -> None:
+        record.alive = False
+        record.stopping = False
+        record.pid = None
+        record.last_exit = how
+        expected = record.restart_pending or not record.wanted or record.state in _HELD
+        if expected:
+            record.restart_pending = False
+            if not record.wanted:
+                self._flip(record, _S.STOPPED, f"{record.pending_reason} ({how})", now)
+        elif record.state in (_S.STARTING, _S.RUNNING, _S.UNRESPONSIVE):
+            policy = record.config.autorestart
+            if policy == "never" or (policy == "on-failure" and not crashed):
+                record.liveness = None
+                self._flip(record, _S.EXITED, how, now)
+            else:
+                self._receive_failure(record, how, now)
+        self._reconcile(now)
+
+    def _receive_failure(self, record: ServiceRecord, reason: str, now: float) -> None:
+        """Decide on a failed service: give up, or plan its recovery after a backoff."""
+        liveness = record.liveness
+        healthy_since = liveness.ready_at if liveness is not None else None
+        decision = record.policy.receive_failure(now, healthy_since)
+        if decision.delay is None:
+            record.liveness = None
+            window = record.config.restart_window
+            self._flip(
+                record,
+                _S.FAILED,
+                f"gave up after {decision.restarts_in_window} restarts in {window:g} s: {reason}",
+                now,
+            )
+            # Its dependents cannot work without it: stop them, and let them wait for it.
+            dependents = self.graph.dependents(record.name)
+            if dependents:
+                self._plan_recovery(record, dependents, f"{record.name} failed", now)
+            return
+        record.start_not_before = now + decision.delay
+        members = self.graph.recovery_set(record.name, record.config.restart)
+        self._plan_recovery(record, members, reason, now)
+
+    def _plan_recovery(
+        self, trigger: ServiceRecord, members: set[str], reason: str, now: float
+    ) -> None:
+        chosen = []
+        for name in self.graph.sort(members):
+            record = self._records[name]
+            if record is not trigger and (not record.wanted or record.state in _HELD):
+                continue  # a stopped, exited or failed bystander stays as it is
+            record.wanted = True
+            record.restart_pending = True
+            record.pending_reason = (
+                reason if record is trigger else f"with {trigger.name}: {reason}"
+            )
+            chosen.append(name)
+            if record.alive or record.on_down_running or record.state is not _S.STOPPED:
+                self._flip(record, _S.RESTARTING, record.pending_reason, now)
+        if len(chosen) > 1 or trigger.config.restart == "group":
+            self._events.append(RecoveryPlanned(trigger.name, tuple(chosen), reason, now))
+
+    # -- reconciliation --------------------------------------------------------------------
+
+    def _reconcile(self, now: float) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for name in reversed(self._order):
+                changed |= self._apply_stop_rule(self._records[name], now)
+            for name in self._order:
+                changed |= self._apply_start_rule(self._records[name], now)
+
+    def _apply_stop_rule(self, record: ServiceRecord, now: float) -> bool:
+        if record.config.watch_only:
+            if not record.wanted and record.liveness is not None and not record.on_down_running:
+                record.liveness = None
+                self._flip(record, _S.STOPPED, record.pending_reason, now)
+                return True
+            return False
+        must_stop = record.restart_pending or not record.wanted or record.state is _S.FAILED
+        if not record.alive or record.stopping or not must_stop:
+            return False
+        if any(self._records[d].alive for d in self.graph.required_by(record.name)):
+            return False
+        record.stopping = True
+        record.liveness = None
+        reason = record.reason if record.state is _S.FAILED else record.pending_reason
+        self._actions.append(Stop(record.name, reason))
+        return True
+
+    def _apply_start_rule(self, record: ServiceRecord, now: float) -> bool:
+        if (
+            not record.wanted
+            or record.alive
+            or record.on_down_running
+            or record.state in _HELD
+            or (record.liveness is not None and not record.restart_pending)
+        ):
+            return False
+        if record.restart_pending and any(
+            self._records[d].alive for d in self.graph.required_by(record.name)
+        ):
+            return False  # a recovery starts a service again only once its dependents are down
+        if now < record.start_not_before:
+            if record.state is not _S.BACKOFF:
+                wait = record.start_not_before - now
+                self._flip(record, _S.BACKOFF, f"next start in {wait:.1f} s ({record.reason})", now)
+                return True
+            return False
+        waiting_for = [r for r in self.graph.requires(record.name) if not self._records[r].ready]
+        if waiting_for:
+            reason = "waiting for " + ", ".join(waiting_for)
+            if record.reason != reason:
+                self._flip(record, record.state, reason, now)
+            return False
+        if record.config.watch_only and record.restart_pending and record.config.on_down:
+            record.on_down_running = True
+            self._actions.append(RunOnDown(record.name, record.pending_reason))
+            return True
+        record.restart_pending = False
+        if not record.config.watch_only:
+            record.alive = True
+            record.spawns += 1
+            self._actions.append(Spawn(record.name))
+        self._begin_run(record, now, "spawned" if not record.config.watch_only else "watching")
+        return True
+
+    def _begin_run(self, record: ServiceRecord, now: float, reason: str) -> None:
+        record.liveness = Liveness(record.rules, started_at=now)
+        self._flip(record, _S.STARTING, reason, now)
+        if not record.rules.ready_on_message and record.rules.ready_delay <= 0:
+            self._become_ready(record, now, "ready at start")
+
+    def _become_ready(self, record: ServiceRecord, now: float, reason: str) -> None:
+        assert record.liveness is not None
+        record.liveness.ready_at = now
+        self._flip(record, _S.RUNNING, reason, now)
+
+    def _flip(self, record: ServiceRecord, new: ServiceState, reason: str, now: float) -> None:
+        if record.state is new and record.reason == reason:
+            return
+        old = record.state
+        record.state, record.reason = new, reason
+        if old is not new:
+            record.state_since = now
+        self._events.append(Transition(record.name, old, new, reason, now))
+
+    def _deadline_of(self, record: ServiceRecord) -> float | None:
+        if record.state is _S.BACKOFF:
+            return record.start_not_before
+        if record.liveness is None or record.restart_pending:
+            return None
+        if record.state not in (_S.STARTING, _S.RUNNING):
+            return None
+        return record.liveness.next_deadline()
+
+
+def _create_record(config: ServiceConfig, random: Callable[[], float]) -> ServiceRecord:
+    rules = LivenessRules(
+        ready_on_message=config.ready_on_message,
+        ready_delay=config.ready_delay,
+        startup_grace=config.startup_grace,
+        heartbeat_timeout=config.heartbeat_timeout,
+        data_timeout=dict(config.data_timeout),
+    )
+    policy = RestartPolicy(
+        initial=config.backoff_initial,
+        maximum=config.backoff_max,
+        factor=config.backoff_factor,
+        jitter=config.backoff_jitter,
+        healthy_after=config.healthy_after,
+        max_restarts=config.max_restarts,
+        window=config.restart_window,
+        random=random,
+    )
+    return ServiceRecord(config=config, rules=rules, policy=policy)
