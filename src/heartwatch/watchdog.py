@@ -286,7 +286,7 @@ class Watchdog:
         if expected:
             record.restart_pending = False
             if not record.wanted:
-                self._flip(record, _S.STOPPED, f"{record.pending_reason} ({how})", now)
+                self._flip(record, _S.STOPPED, f"{record.pending_reason}; {how}", now)
         elif record.state in (_S.STARTING, _S.RUNNING, _S.UNRESPONSIVE):
             policy = record.config.autorestart
             if policy == "never" or (policy == "on-failure" and not crashed):
@@ -388,9 +388,9 @@ class Watchdog:
             return False
         waiting_for = [r for r in self.graph.requires(record.name) if not self._records[r].ready]
         if waiting_for:
-            reason = "waiting for " + ", ".join(waiting_for)
-            if record.reason != reason:
-                self._flip(record, record.state, reason, now)
+            # A finished backoff must leave BACKOFF, whose deadline would otherwise stay due.
+            state = _S.RESTARTING if record.state is _S.BACKOFF else record.state
+            self._flip(record, state, "waiting for " + ", ".join(waiting_for), now)
             return False
         if record.config.watch_only and record.restart_pending and record.config.on_down:
             record.on_down_running = True

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Set up and run heartwatch with nothing but Python: ``python3 dev.py demo`` or ``test``.
+
+Creates ``.venv`` on first use and (re)installs the project into it whenever pyproject.toml
+changes, then runs the demo pipeline, or the checks and the test suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+
+
+def ensure_venv() -> None:
+    """Create .venv and install the project with its dev extras, once per pyproject change."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
+        sys.exit(f"heartwatch needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not PYTHON.exists():
+        print("creating .venv", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / ".heartwatch-installed"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    print("installing heartwatch and its dependencies into .venv", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]"], check=True)
+    stamp.write_text(wanted)
+
+
+def run(*argv: str) -> None:
+    print("+", " ".join(argv), flush=True)
+    code = subprocess.run(argv, cwd=ROOT).returncode
+    if code:
+        sys.exit(code)
+
+
+def demo() -> None:
+    config = ROOT / "examples" / "demo" / "heartwatch.toml"
+    print(
+        "\nheartwatch demo: a stand-in emulator and a collector that now and then hangs or\n"
+        "crashes. Watch the hang get detected and the pair recovered, below. In another\n"
+        f"terminal:  {BIN / 'heartwatch'} status -c {config.relative_to(ROOT)}\n"
+        "Ctrl-C stops the daemon and every service it started.\n",
+        flush=True,
+    )
+    os.execv(str(BIN / "heartwatch"), ["heartwatch", "run", "-c", str(config)])
+
+
+def test(extra: list[str]) -> None:
+    run(str(BIN / "ruff"), "check", "src", "tests", "bench", "examples", "dev.py")
+    run(str(BIN / "ruff"), "format", "--check", "src", "tests", "bench", "examples", "dev.py")
+    run(str(BIN / "mypy"))
+    run(str(PYTHON), "-m", "pytest", *extra)
+
+
+def main() -> None:
+    command, extra = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    if command not in ("demo", "test", "setup"):
+        sys.exit("usage: python3 dev.py demo | test [pytest args] | setup")
+    ensure_venv()
+    if command == "demo":
+        demo()
+    elif command == "test":
+        test(extra)
+
+
+if __name__ == "__main__":
+    main()

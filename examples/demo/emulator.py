@@ -1,0 +1,12 @@
+"""A stand-in for a phone emulator: it boots, then runs quietly. It sends no heartbeats."""
+
+import signal
+import sys
+import time
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print("emulator: booting", flush=True)
+time.sleep(1)
+print("emulator: boot completed", flush=True)
+while True:
+    time.sleep(3600)

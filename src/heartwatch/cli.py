@@ -1,0 +1,212 @@
+"""The ``heartwatch`` command: run the daemon, check a file, and talk to a running daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import heartwatch
+from heartwatch.config import Config, ConfigError, load_config
+from heartwatch.daemon.statedir import DaemonAlreadyRunning, StateDir
+
+app = typer.Typer(
+    help="Keep data pipelines alive: supervise, hear heartbeats and data flow, recover.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The configuration file.", envvar="HEARTWATCH_CONFIG"),
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="The daemon's HTTP address (default: from the config file)."),
+]
+
+
+def main() -> None:
+    app()
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        err.print(f"[red]{error.source or path}: {len(error.problems)} problem(s)[/red]")
+        for problem in error.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(config: ConfigOption = Path("heartwatch.toml")) -> None:
+    """Run the daemon in the foreground until SIGTERM or Ctrl-C (children are stopped first)."""
+    from heartwatch.daemon.logs import configure_logging
+    from heartwatch.daemon.run import run_daemon
+
+    loaded = _load(config)
+    try:
+        configure_logging(loaded)
+        asyncio.run(run_daemon(loaded))
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(f"{config}: {problem}", markup=False)
+        raise typer.Exit(2) from None
+    except DaemonAlreadyRunning as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    except OSError as error:
+        err.print(f"[red]cannot start: {error}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def check(config: ConfigOption = Path("heartwatch.toml")) -> None:
+    """Validate a configuration file; print every problem and exit 2 if there are any."""
+    loaded = _load(config)
+    names = ", ".join(loaded.graph().start_order())
+    out.print(f"{config}: ok, {len(loaded.service)} service(s), start order: {names}")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("heartwatch.toml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter configuration."""
+    if path.exists() and not force:
+        err.print(f"{path} exists; use --force to overwrite it")
+        raise typer.Exit(1)
+    path.write_text(resources.files("heartwatch").joinpath("starter.toml").read_text())
+    out.print(f"wrote {path}; check it with: heartwatch check -c {path}")
+
+
+@app.command()
+def status(
+    config: ConfigOption = Path("heartwatch.toml"),
+    url: UrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show every service: state, pid, restarts, heartbeat age, data, last reason."""
+    services = _request("GET", "/api/v1/services", config, url)
+    if as_json:
+        out.print_json(json.dumps(services))
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("SERVICE", "STATE", "PID", "RESTARTS", "LAST BEAT", "DATA", "REASON"):
+        table.add_column(column)
+    for service in services:
+        data = ", ".join(
+            f"{kind} {d['count']}" + (f" ({_age(d['last_age'])} ago)" if d["last_age"] else "")
+            for kind, d in service["data"].items()
+        )
+        table.add_row(
+            service["name"],
+            _coloured_state(service["state"]),
+            str(service["pid"] or "-"),
+            str(service["restarts"]),
+            _age(service["last_heartbeat_age"]),
+            data or "-",
+            service["reason"],
+        )
+    out.print(table)
+
+
+def _control(verb: str, name: str, config: Path, url: str | None) -> None:
+    service = _request("POST", f"/api/v1/services/{name}/{verb}", config, url)
+    out.print(f"{name}: {_coloured_state(service['state'])} ({service['reason']})")
+
+
+@app.command()
+def restart(
+    name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOption = None
+) -> None:
+    """Restart a service and the services that require it."""
+    _control("restart", name, config, url)
+
+
+@app.command()
+def stop(name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOption = None) -> None:
+    """Stop a service (and, first, the services that require it)."""
+    _control("stop", name, config, url)
+
+
+@app.command()
+def start(name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOption = None) -> None:
+    """Start a service (and, first, what it requires); clears failed and exited."""
+    _control("start", name, config, url)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(heartwatch.__version__)
+
+
+def _daemon_url(config: Path, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    loaded = _load(config)
+    info = StateDir(loaded.resolve(loaded.daemon.state_dir)).read_daemon_info() or {}
+    if info.get("http"):
+        return f"http://{info['http']}"
+    if loaded.server.http is None:
+        err.print(f"{config}: [server] http is off; the daemon has no API to ask")
+        raise typer.Exit(2)
+    host, port = loaded.server.http
+    return f"http://{host}:{port}"
+
+
+def _request(method: str, path: str, config: Path, url: str | None) -> Any:
+    base = _daemon_url(config, url)
+    request = urllib.request.Request(base + path, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.load(error).get("message", error.reason)
+        except ValueError:
+            message = error.reason
+        err.print(f"[red]{message}[/red]")
+        raise typer.Exit(1) from None
+    except OSError as error:
+        err.print(f"[red]no heartwatch daemon answers at {base}: {error}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+_STATE_COLOURS = {
+    "running": "green",
+    "starting": "cyan",
+    "unresponsive": "red",
+    "restarting": "yellow",
+    "backoff": "yellow",
+    "failed": "bold red",
+    "exited": "magenta",
+    "stopped": "dim",
+}
+
+
+def _coloured_state(state: str) -> str:
+    colour = _STATE_COLOURS.get(state, "white")
+    return f"[{colour}]{state}[/{colour}]"

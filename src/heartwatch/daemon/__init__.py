@@ -1,0 +1,1 @@
+"""The daemon: asyncio drivers around the pure core (processes, ingest, state directory)."""

@@ -1,0 +1,45 @@
+"""A service's captured stdout/stderr: one file, rotated by size, with N numbered backups.
+
+``collector.log`` is always the newest; on rotation it becomes ``collector.log.1``, which
+becomes ``.2``, and the oldest falls off. Rename rotation means a reader following the file
+(``tail -F``) sees an inode change and reopens, and never reads half-rotated data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class RotatingOutput:
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, data: bytes) -> None:
+        if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
+            self._rotate()
+        os.write(self._fd, data)
+        self._size += len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        if self.backups:
+            for index in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = 0

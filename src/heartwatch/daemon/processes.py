@@ -1,0 +1,196 @@
+"""Every OS effect on service processes goes through ``ProcessRunner``: spawn, reap, stop, kill.
+
+Each service runs in its own session (so its own process group). Its exit is noticed through a
+pidfd registered with the event loop, so there is no thread and no polling, and a crash is seen
+within a millisecond. Its output goes through a pipe into a ``RotatingOutput``.
+
+Stopping follows systemd's order: the stop signal to the whole group, then SIGCONT (a stopped,
+hung process cannot act on SIGTERM otherwise), then after ``stop_timeout`` SIGKILL to the group
+and to every descendant listed before the first signal, including those that left the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from loguru import logger
+
+from heartwatch.daemon.output import RotatingOutput
+from heartwatch.events import describe_exit
+
+ExitCallback = Callable[[str, int], None]
+
+
+@dataclass
+class Child:
+    """A running service process."""
+
+    service: str
+    popen: subprocess.Popen[bytes]
+    create_time: float
+    output: RotatingOutput
+    returncode: int | None = None
+    stopping: bool = False
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    _pidfd: int = -1
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+class ProcessRunner:
+    def __init__(self, on_exit: ExitCallback) -> None:
+        self._on_exit = on_exit
+        self._loop = asyncio.get_running_loop()
+        self.children: dict[str, Child] = {}
+
+    def spawn(
+        self,
+        service: str,
+        command: str | list[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        output: RotatingOutput,
+    ) -> Child:
+        """Start ``command`` in a new session; raise ``OSError`` if it cannot start."""
+        argv = shlex.split(command) if isinstance(command, str) else list(command)
+        output.write(f"[heartwatch] starting {shlex.join(argv)}\n".encode())
+        try:
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as error:
+            output.write(f"[heartwatch] cannot start: {error}\n".encode())
+            raise
+        try:
+            create_time = psutil.Process(popen.pid).create_time()
+        except psutil.Error:
+            create_time = time.time()
+        child = Child(service, popen, create_time, output)
+        self.children[service] = child
+        assert popen.stdout is not None
+        out_fd = popen.stdout.fileno()
+        os.set_blocking(out_fd, False)
+        self._loop.add_reader(out_fd, self._read_output, child, out_fd)
+        try:
+            child._pidfd = os.pidfd_open(popen.pid)
+            self._loop.add_reader(child._pidfd, self._reap, child)
+        except (AttributeError, OSError):  # no pidfd: a thread waits instead
+            self._loop.run_in_executor(None, self._wait_in_thread, child)
+        return child
+
+    async def stop(self, child: Child, stop_signal: int, timeout: float) -> None:
+        """Stop ``child`` and everything it started; return once the main process has exited."""
+        child.stopping = True
+        descendants = _descendants(child.pid)
+        _signal_group(child.pid, stop_signal)
+        _signal_group(child.pid, signal.SIGCONT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._gone(child, descendants), timeout)
+        if not child.exited.is_set() or any(_alive(p) for p in descendants):
+            survivors = [p for p in descendants if _alive(p)]
+            logger.warning(
+                "{}: still running {:g} s after {}; killing pid {} group and {} descendants",
+                child.service,
+                timeout,
+                signal.Signals(stop_signal).name,
+                child.pid,
+                len(survivors),
+            )
+            _kill_all(child.pid, survivors)
+        await child.exited.wait()
+        _signal_group(child.pid, signal.SIGKILL)  # whatever joined the group after the listing
+
+    def kill_now(self, child: Child) -> None:
+        """SIGKILL the child's group and descendants at once (the daemon's last resort)."""
+        _kill_all(child.pid, _descendants(child.pid))
+
+    async def _gone(self, child: Child, descendants: list[psutil.Process]) -> None:
+        await child.exited.wait()
+        # Descendants are not our children: no exit notification reaches us for them, so poll,
+        # only while a stop is under way and for at most its stop_timeout.
+        while any(_alive(p) for p in descendants):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    def _read_output(self, child: Child, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            child.output.write(data)
+            return
+        self._loop.remove_reader(fd)
+        assert child.popen.stdout is not None
+        child.popen.stdout.close()
+
+    def _reap(self, child: Child) -> None:
+        returncode = child.popen.poll()
+        if returncode is None:
+            return
+        self._loop.remove_reader(child._pidfd)
+        os.close(child._pidfd)
+        self._finish(child, returncode)
+
+    def _wait_in_thread(self, child: Child) -> None:
+        returncode = child.popen.wait()
+        self._loop.call_soon_threadsafe(self._finish, child, returncode)
+
+    def _finish(self, child: Child, returncode: int) -> None:
+        child.returncode = returncode
+        child.exited.set()
+        if not child.stopping:
+            # Leftovers in the group of a crashed leader would be a second worker after the
+            # restart. (During a stop, ``stop`` gives them their stop_timeout instead.)
+            _signal_group(child.pid, signal.SIGKILL)
+        child.output.write(f"[heartwatch] pid {child.pid} {describe_exit(returncode)}\n".encode())
+        if self.children.get(child.service) is child:
+            del self.children[child.service]
+        self._on_exit(child.service, returncode)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _kill_all(pgid: int, processes: list[psutil.Process]) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()  # psutil checks it is still the same process, not a reused pid

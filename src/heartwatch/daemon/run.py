@@ -1,0 +1,132 @@
+"""``heartwatch run``: assemble the daemon, serve until asked to stop, leave no child behind.
+
+Order of start-up: take the state directory's lock; end children a crashed predecessor left;
+listen for heartbeats (TCP and UDP) and HTTP; say where (``daemon.json``); start the services.
+Order of shut-down: stop the services in reverse dependency order; close the listeners; release
+the lock. A second SIGINT or SIGTERM during shut-down kills what is left at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from loguru import logger
+
+from heartwatch.config import Config
+from heartwatch.daemon.ingest import Ingest, IngestStats
+from heartwatch.daemon.statedir import StateDir
+from heartwatch.daemon.supervisor import Supervisor
+from heartwatch.web.api import create_app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn on the daemon's loop; signals belong to the daemon, not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; raises ``DaemonAlreadyRunning``."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    state = StateDir(config.resolve(config.daemon.state_dir))
+    state.acquire()
+    try:
+        ended = await loop.run_in_executor(None, state.end_stale_children)
+        if ended:
+            logger.warning("ended stale children of a previous daemon: {}", ended)
+        supervisor = Supervisor(config, state, tcp_address=config.server.tcp)
+        stats = IngestStats()
+        ingest = Ingest(
+            supervisor.receive_message,
+            max_line=config.server.max_line_bytes,
+            max_connections=config.server.max_connections,
+            stats=stats,
+        )
+        supervisor.tcp_address = await ingest.start(*config.server.tcp)
+        http, http_address = await _start_http(config, supervisor)
+        state.write_daemon_info(
+            tcp=_format_address(supervisor.tcp_address),
+            http=_format_address(http_address) if http_address else None,
+        )
+        logger.info(
+            "heartwatch listening for heartbeats on {} (tcp+udp){}",
+            _format_address(supervisor.tcp_address),
+            f", http on {_format_address(http_address)}" if http_address else "",
+        )
+        _install_signal_handlers(loop, stop, supervisor)
+        supervisor.start(reason="daemon started")
+        await stop.wait()
+        logger.info("stopping all services")
+        timeout = sum(s.stop_timeout for s in config.service) + 5.0
+        await supervisor.shutdown(timeout)
+        await ingest.close()
+        if http is not None:
+            server, task = http
+            server.should_exit = True
+            await task
+        logger.info("heartwatch stopped")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        state.release()
+
+
+_HttpServing = tuple[_EmbeddedServer, "asyncio.Task[None]"]
+
+
+async def _start_http(
+    config: Config, supervisor: Supervisor
+) -> tuple[_HttpServing | None, tuple[str, int] | None]:
+    if config.server.http is None:
+        return None, None
+    host, port = config.server.http
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    server = _EmbeddedServer(
+        uvicorn.Config(
+            create_app(supervisor),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    # uvicorn offers a flag, not an event, for "started"; this loop lasts a few milliseconds.
+    while not server.started and not task.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    if task.done():
+        task.result()  # raise what stopped it
+    bound = sock.getsockname()
+    return (server, task), (str(bound[0]), int(bound[1]))
+
+
+def _install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, supervisor: Supervisor
+) -> None:
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            logger.info("received {}: stopping (send it again to kill at once)", sig.name)
+            stop.set()
+        else:
+            logger.warning("received {} again: killing all services now", sig.name)
+            supervisor.kill_all()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+def _format_address(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

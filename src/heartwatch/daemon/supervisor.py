@@ -1,0 +1,269 @@
+"""The asyncio driver around the watchdog: feeds it inputs, carries out its actions, keeps time.
+
+It owns one timer, armed with ``loop.call_at`` at the watchdog's ``next_deadline()``: detection
+happens at the deadline, not on a tick. A message from a running service never re-arms the timer
+(deadlines only move later then); when the timer fires early, ``tick`` finds nothing due and the
+timer is re-armed at the new deadline. So the cost of watching is one wake-up per timeout period
+per service at most, whatever the message rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from heartwatch.config import Config, ServiceConfig
+from heartwatch.daemon.output import RotatingOutput
+from heartwatch.daemon.processes import Child, ProcessRunner
+from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
+from heartwatch.events import Action, Event, RecoveryPlanned, RunOnDown, Spawn, Stop, Transition
+from heartwatch.watchdog import Watchdog
+from heartwatch.wire import Message
+
+
+@dataclass(frozen=True, slots=True)
+class LastData:
+    """The newest data event of one kind from one service."""
+
+    at: float  # monotonic
+    sent_time: str | None
+    data: Any
+
+
+class Supervisor:
+    def __init__(self, config: Config, state: StateDir, *, tcp_address: tuple[str, int]) -> None:
+        self.config = config
+        self.state = state
+        self.tcp_address = tcp_address
+        self.services = config.services_by_name()
+        self.watchdog = Watchdog(config.service)
+        self.default_service = config.server.default_service
+        self.recent_events: deque[Event] = deque(maxlen=1000)
+        self.last_data: dict[str, dict[str, LastData]] = {name: {} for name in self.services}
+        self._loop = asyncio.get_running_loop()
+        # loop.time() is monotonic; this offset turns it into wall-clock time for people.
+        self.wall_offset = time.time() - self._loop.time()
+        self._runner = ProcessRunner(self._receive_exit)
+        self._outputs: dict[str, RotatingOutput] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def receive_message(self, message: Message, transport: str) -> bool:
+        """Feed one decoded message; ``False`` if it names no known service. The hot path."""
+        name = message.service or self.default_service
+        if name is None:
+            return False
+        now = self._loop.time()
+        if not self.watchdog.receive_message(name, message.kind, now):
+            return False
+        if message.kind != "heartbeat":
+            self.last_data[name][message.kind] = LastData(now, message.sent_time, message.data)
+        if self.watchdog.has_output:
+            self._pump()
+        return True
+
+    def start(self, names: list[str] | None = None, reason: str = "start requested") -> None:
+        self.watchdog.receive_start(names or list(self.services), self._loop.time(), reason)
+        self._pump()
+
+    def stop(self, names: list[str] | None = None, reason: str = "stop requested") -> None:
+        self.watchdog.receive_stop(names or list(self.services), self._loop.time(), reason)
+        self._pump()
+
+    def restart(self, name: str, reason: str = "restart requested") -> None:
+        self.watchdog.receive_restart(name, self._loop.time(), reason)
+        self._pump()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop every service in reverse dependency order and wait until all are down."""
+        self.stop(reason="daemon stopping")
+        try:
+            await asyncio.wait_for(self._all_down(), timeout)
+        except TimeoutError:
+            self.kill_all()
+            await self._all_down()
+        if self._timer is not None:
+            self._timer.cancel()
+        for output in self._outputs.values():
+            output.close()
+
+    def kill_all(self) -> None:
+        """SIGKILL every child and its descendants now (a second Ctrl-C)."""
+        for child in list(self._runner.children.values()):
+            self._runner.kill_now(child)
+
+    def now(self) -> float:
+        """The monotonic clock the watchdog runs on."""
+        return self._loop.time()
+
+    def child(self, name: str) -> Child | None:
+        return self._runner.children.get(name)
+
+    # -- the loop between watchdog and world -------------------------------------------------
+
+    def _pump(self) -> None:
+        watchdog = self.watchdog
+        while watchdog.has_output:
+            for event in watchdog.events_to_take():
+                self._record(event)
+            for action in watchdog.actions_to_take():
+                self._execute(action)
+        self._arm_timer()
+        if not self._runner.children and not self._tasks:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    def _arm_timer(self) -> None:
+        deadline = self.watchdog.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, None
+        self.watchdog.tick(self._loop.time())
+        self._pump()
+
+    def _execute(self, action: Action) -> None:
+        if isinstance(action, Spawn):
+            self._spawn(self.services[action.service])
+        elif isinstance(action, Stop):
+            self._start_task(self._stop(action))
+        elif isinstance(action, RunOnDown):
+            self._start_task(self._run_on_down(action))
+
+    def _spawn(self, service: ServiceConfig) -> None:
+        assert service.command is not None
+        now = self._loop.time()
+        try:
+            child = self._runner.spawn(
+                service.name,
+                service.command,
+                cwd=self.config.resolve(service.cwd) if service.cwd else self.config.base_dir,
+                env=self._child_env(service),
+                output=self._output(service.name),
+            )
+        except OSError as error:
+            logger.error("{}: cannot start: {}", service.name, error)
+            self.watchdog.receive_spawn_failed(service.name, str(error), now)
+            return
+        self.state.record_child(service.name, child.pid, child.create_time)
+        logger.info("{}: started pid {}", service.name, child.pid)
+        self.watchdog.receive_spawned(service.name, child.pid, now)
+
+    async def _stop(self, action: Stop) -> None:
+        child = self._runner.children.get(action.service)
+        if child is None:
+            return
+        service = self.services[action.service]
+        logger.info("{}: stopping pid {} ({})", action.service, child.pid, action.reason)
+        await self._runner.stop(child, service.stop_signal, service.stop_timeout)
+
+    async def _run_on_down(self, action: RunOnDown) -> None:
+        service = self.services[action.service]
+        assert service.on_down is not None
+        logger.warning(
+            "{}: running on_down {!r} ({})", service.name, service.on_down, action.reason
+        )
+        output = self._output(service.name)
+        output.write(f"[heartwatch] on_down: {service.on_down}\n".encode())
+        process = await asyncio.create_subprocess_shell(
+            service.on_down,
+            cwd=self.config.base_dir,
+            env=self._child_env(service),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            captured, _ = await asyncio.wait_for(process.communicate(), service.on_down_timeout)
+            output.write(captured)
+            outcome = f"exit code {process.returncode}"
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            outcome = f"killed after {service.on_down_timeout:g} s"
+        log = logger.info if outcome == "exit code 0" else logger.error
+        log("{}: on_down finished: {}", service.name, outcome)
+        self.watchdog.receive_on_down_done(service.name, outcome, self._loop.time())
+        self._pump()
+
+    def _receive_exit(self, service: str, returncode: int) -> None:
+        self.state.forget_child(service, self.watchdog.record(service).pid or -1)
+        self.watchdog.receive_exit(service, returncode, self._loop.time())
+        self._pump()
+
+    def _record(self, event: Event) -> None:
+        self.recent_events.append(event)
+        if isinstance(event, Transition):
+            level = "WARNING" if event.new in ("unresponsive", "failed", "backoff") else "INFO"
+            if event.old is event.new:
+                logger.log(level, "{}: {} ({})", event.service, event.new, event.reason)
+            else:
+                logger.log(
+                    level, "{}: {} -> {} ({})", event.service, event.old, event.new, event.reason
+                )
+        elif isinstance(event, RecoveryPlanned):
+            logger.warning(
+                "recovering {} because {}: {}",
+                ", ".join(event.members),
+                event.trigger,
+                event.reason,
+            )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _child_env(self, service: ServiceConfig) -> dict[str, str]:
+        host, port = self.tcp_address
+        return {
+            **os.environ,
+            **service.env,
+            "HEARTWATCH_SERVICE": service.name,
+            "HEARTWATCH_ADDR": f"{host}:{port}",
+            STATE_ID_VARIABLE: self.state.state_id,
+        }
+
+    def _output(self, name: str) -> RotatingOutput:
+        output = self._outputs.get(name)
+        if output is None:
+            daemon = self.config.daemon
+            output = RotatingOutput(
+                self.config.resolve(daemon.log_dir) / f"{name}.log",
+                daemon.output_max_bytes,
+                daemon.output_backups,
+            )
+            self._outputs[name] = output
+        return output
+
+    def _start_task(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        self._idle.clear()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.opt(exception=task.exception()).error("a supervisor task failed")
+        if not self._runner.children and not self._tasks:
+            self._idle.set()
+
+    async def _all_down(self) -> None:
+        while self._runner.children or self._tasks:
+            self._idle.clear()
+            await self._idle.wait()

@@ -1,0 +1,1 @@
+"""The daemon's HTTP surface: the control API (and, later, the dashboard)."""

@@ -1,0 +1,122 @@
+"""The control API: service status, and restart / stop / start.
+
+FastAPI on the daemon's own event loop: a handler reads the supervisor's state directly, with no
+locks and no copies across threads. Errors are JSON with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+import heartwatch
+from heartwatch.daemon.supervisor import Supervisor
+
+
+class DataStatus(BaseModel):
+    count: int
+    last_age: float | None  # seconds since the newest event of this kind
+    last_sent_time: str | None  # the sender's own clock, as it sent it
+
+
+class ServiceStatus(BaseModel):
+    name: str
+    state: str
+    reason: str
+    since_age: float  # seconds in this state
+    pid: int | None
+    restarts: int
+    watch_only: bool
+    requires: list[str]
+    last_heartbeat_age: float | None  # seconds since any message from the service
+    messages: int
+    data: dict[str, DataStatus]
+    last_exit: str | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+def create_app(supervisor: Supervisor) -> FastAPI:
+    app = FastAPI(
+        title="heartwatch",
+        version=heartwatch.__version__,
+        description="Supervise a pipeline, watch heartbeats and data flow, recover.",
+    )
+
+    def status_of(name: str) -> ServiceStatus:
+        record = supervisor.watchdog.record(name)
+        now = supervisor.now()
+        last = supervisor.last_data[name]
+        kinds = sorted(set(record.data_counts) | set(record.config.data_timeout))
+        return ServiceStatus(
+            name=name,
+            state=record.state.value,
+            reason=record.reason,
+            since_age=round(now - record.state_since, 3),
+            pid=record.pid,
+            restarts=record.restarts,
+            watch_only=record.config.watch_only,
+            requires=list(record.config.requires),
+            last_heartbeat_age=None
+            if record.last_seen_at is None
+            else round(now - record.last_seen_at, 3),
+            messages=record.messages,
+            data={
+                kind: DataStatus(
+                    count=record.data_counts.get(kind, 0),
+                    last_age=round(now - last[kind].at, 3) if kind in last else None,
+                    last_sent_time=last[kind].sent_time if kind in last else None,
+                )
+                for kind in kinds
+            },
+            last_exit=record.last_exit,
+        )
+
+    def known(name: str) -> str:
+        if name not in supervisor.watchdog:
+            raise HTTPException(404, {"code": "unknown_service", "message": f"no service {name!r}"})
+        return name
+
+    @app.get("/api/v1/services", response_model=list[ServiceStatus])
+    async def list_services() -> list[ServiceStatus]:
+        """Every service, in start order."""
+        return [status_of(r.name) for r in supervisor.watchdog.records()]
+
+    @app.get(
+        "/api/v1/services/{name}",
+        response_model=ServiceStatus,
+        responses={404: {"model": ErrorBody}},
+    )
+    async def get_service(name: str) -> ServiceStatus:
+        """One service."""
+        return status_of(known(name))
+
+    @app.post(
+        "/api/v1/services/{name}/{verb}",
+        response_model=ServiceStatus,
+        responses={404: {"model": ErrorBody}},
+    )
+    async def control(name: str, verb: Literal["restart", "stop", "start"]) -> ServiceStatus:
+        """Restart (with its dependents), stop (dependents first) or start (requirements first)."""
+        known(name)
+        if verb == "restart":
+            supervisor.restart(name)
+        elif verb == "stop":
+            supervisor.stop([name])
+        else:
+            supervisor.start([name])
+        return status_of(name)
+
+    @app.exception_handler(HTTPException)
+    async def _error(request: Request, error: HTTPException) -> JSONResponse:
+        detail = error.detail
+        body = detail if isinstance(detail, dict) else {"code": "error", "message": str(detail)}
+        return JSONResponse(body, status_code=error.status_code)
+
+    return app

@@ -1,0 +1,110 @@
+"""The heartbeat wire format: framing a byte stream into lines, and decoding one message.
+
+A message is a JSON object::
+
+    {"type": "heartbeat", "service": "collector", "time": "2026-11-21 10:00:00"}
+    {"type": "poiid", "time": "...", "dat": {...}}
+
+``type`` is ``"heartbeat"`` or any other word, which makes it a data event of that kind.
+``service`` is optional (the daemon's ``default_service`` applies). ``time`` is the sender's
+clock: it is kept, but never trusted for deadlines. The payload is ``data``, or ``dat`` as the
+original client sends it.
+
+Framing: newline-delimited JSON on a persistent connection; or, as the original client does,
+one JSON object per connection with no newline, ended by the close (``receive_eof``). Lines
+longer than the limit are dropped whole (counted) and the stream carries on at the next newline.
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_LINE_BYTES = 64 * 1024
+_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class WireError(ValueError):
+    """A message could not be used; ``code`` names the fault for counting."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    kind: str
+    service: str | None = None
+    sent_time: str | None = None
+    data: Any = None
+
+    @property
+    def is_heartbeat(self) -> bool:
+        return self.kind == "heartbeat"
+
+
+def parse_message(raw: bytes | str) -> Message:
+    """Decode one JSON message; raise ``WireError`` saying what is wrong with it."""
+    try:
+        obj = json.loads(raw)
+    except UnicodeDecodeError:
+        raise WireError("encoding", "not UTF-8") from None
+    except ValueError as error:
+        raise WireError("json", f"not JSON ({error})") from None
+    if type(obj) is not dict:
+        raise WireError("shape", f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if kind != "heartbeat" and (type(kind) is not str or not _KIND.fullmatch(kind)):
+        raise WireError("type", f"'type' must be 'heartbeat' or a word, not {kind!r:.80}")
+    service = obj.get("service")
+    if service is not None and (type(service) is not str or not _NAME.fullmatch(service)):
+        raise WireError("service", f"'service' must be a service name, not {service!r:.80}")
+    sent = obj.get("time")
+    data = obj["data"] if "data" in obj else obj.get("dat")
+    return Message(kind, service, sent if type(sent) is str else None, data)
+
+
+class LineDecoder:
+    """Split a byte stream into lines of at most ``max_line`` bytes.
+
+    ``receive_data`` returns the complete lines (without the newline, trailing ``\\r`` and
+    blank lines dropped); ``receive_eof`` returns an unterminated last line, if any, which is
+    how the original one-object-per-connection framing ends. ``oversized`` counts dropped lines.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self.max_line = max_line
+        self.oversized = 0
+        self._tail = b""
+        self._discarding = False  # inside an oversized line: drop until the next newline
+
+    def receive_data(self, data: bytes) -> list[bytes]:
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            data = data[end + 1 :]
+            self._discarding = False
+        buffer = self._tail + data if self._tail else data
+        lines = buffer.split(b"\n")
+        self._tail = lines.pop()
+        if len(self._tail) > self.max_line:
+            self._tail = b""
+            self._discarding = True
+            self.oversized += 1
+        if len(buffer) > self.max_line:  # only then can a complete line be too long
+            kept = [line for line in lines if len(line) <= self.max_line]
+            self.oversized += len(lines) - len(kept)
+            lines = kept
+        return [line.rstrip(b"\r") for line in lines if line.strip()]
+
+    def receive_eof(self) -> bytes | None:
+        tail, self._tail = self._tail, b""
+        self._discarding = False
+        return tail if tail.strip() else None

@@ -1,0 +1,464 @@
+"""The watchdog core, walked through every rule with explicit ``now`` values (no real time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heartwatch.config import parse_config
+from heartwatch.events import (
+    RecoveryPlanned,
+    RunOnDown,
+    ServiceState,
+    Spawn,
+    Stop,
+    Transition,
+)
+from heartwatch.watchdog import Watchdog
+
+S = ServiceState
+
+
+def make(*services: dict[str, Any]) -> Watchdog:
+    config = parse_config({"service": list(services)})
+    return Watchdog(config.service, random=lambda: 0.5)
+
+
+def pipeline(**collector: Any) -> Watchdog:
+    """The original pipeline: an emulator that never beats, a collector that requires it."""
+    return make(
+        {"name": "emulator", "command": "emu", "ready": "60s"},
+        {
+            "name": "collector",
+            "command": "collect",
+            "requires": ["emulator"],
+            "startup_grace": "150s",
+            "heartbeat_timeout": "60s",
+            "data_timeout": {"poiid": "10m"},
+            **collector,
+        },
+    )
+
+
+def started(wd: Watchdog, now: float = 0.0) -> Watchdog:
+    """Start everything and confirm the spawns, as a driver would."""
+    wd.receive_start(["emulator", "collector"], now, "daemon started")
+    for action in wd.actions_to_take():
+        assert isinstance(action, Spawn)
+        wd.receive_spawned(action.service, 100, now)
+    return wd
+
+
+def spawn_all(wd: Watchdog, now: float) -> list[str]:
+    """Confirm every pending Spawn; return the names spawned."""
+    names = []
+    for action in wd.actions_to_take():
+        assert isinstance(action, Spawn), action
+        names.append(action.service)
+        wd.receive_spawned(action.service, 200, now)
+    return names
+
+
+def states(wd: Watchdog) -> dict[str, S]:
+    return {r.name: r.state for r in wd.records()}
+
+
+def test_start_waits_for_requirement_readiness() -> None:
+    """The collector is spawned only once the emulator is ready (60 s after its spawn)."""
+    wd = make(
+        {"name": "emulator", "command": "emu", "ready": "60s"},
+        {"name": "collector", "command": "c", "requires": ["emulator"], "heartbeat_timeout": 60},
+    )
+    wd.receive_start(["collector"], 0.0, "start")
+    assert wd.actions_to_take() == [Spawn("emulator")]
+    assert wd.record("collector").reason == "waiting for emulator"
+    assert wd.next_deadline() == 60.0
+    wd.tick(59.9)
+    assert wd.actions_to_take() == []
+    wd.tick(60.0)
+    assert wd.actions_to_take() == [Spawn("collector")]
+    assert states(wd) == {"emulator": S.RUNNING, "collector": S.STARTING}
+
+
+def test_first_heartbeat_makes_ready_and_arms_heartbeat_deadline() -> None:
+    """A beating service is ready at its first message; then 60 s of silence is late."""
+    wd = started(pipeline(), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    assert wd.next_deadline() == 60.0 + 150.0  # startup grace
+    wd.receive_message("collector", "heartbeat", 70.0)
+    assert wd.record("collector").state is S.RUNNING
+    assert wd.next_deadline() == 130.0
+    wd.receive_message("collector", "heartbeat", 100.0)
+    # Messages move deadlines later without an event: the timer fires early and re-arms.
+    assert wd.next_deadline() == 160.0
+
+
+def test_missed_heartbeat_restarts_group_in_order() -> None:
+    """No heartbeat for 60 s: the collector stops first, the emulator after, then both start."""
+    wd = started(pipeline(restart="group"), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_message("collector", "heartbeat", 61.0)
+    wd.events_to_take()
+    wd.tick(121.0)
+    events = wd.events_to_take()
+    assert (
+        Transition("collector", S.RUNNING, S.UNRESPONSIVE, "no heartbeat for 60.0 s", 121.0)
+        in events
+    )
+    assert (
+        RecoveryPlanned("collector", ("emulator", "collector"), "no heartbeat for 60.0 s", 121.0)
+        in events
+    )
+    assert wd.actions_to_take() == [Stop("collector", "no heartbeat for 60.0 s")]
+    wd.receive_exit("collector", -15, 121.1)
+    assert wd.actions_to_take() == [Stop("emulator", "with collector: no heartbeat for 60.0 s")]
+    wd.receive_exit("emulator", -15, 121.2)
+    assert wd.actions_to_take() == [Spawn("emulator")]
+    wd.receive_spawned("emulator", 300, 121.2)
+    wd.tick(181.2)
+    assert wd.actions_to_take() == [Spawn("collector")]
+    assert wd.record("collector").restarts == 1
+    assert wd.record("emulator").restarts == 1
+
+
+def test_service_restart_leaves_requirement_alone() -> None:
+    """restart = "service" recovers only the collector; the emulator keeps running."""
+    wd = started(pipeline(), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_message("collector", "heartbeat", 61.0)
+    wd.tick(121.0)
+    assert wd.actions_to_take() == [Stop("collector", "no heartbeat for 60.0 s")]
+    wd.receive_exit("collector", -15, 121.5)
+    assert wd.actions_to_take() == [Spawn("collector")]
+    assert wd.record("emulator").state is S.RUNNING
+
+
+def test_requirement_crash_restarts_dependents_first_down_last_up() -> None:
+    """The emulator crashing stops the collector before the emulator starts again."""
+    wd = started(pipeline(), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_message("collector", "heartbeat", 61.0)
+    wd.receive_exit("emulator", 1, 70.0)
+    assert wd.actions_to_take() == [Stop("collector", "with emulator: exit code 1")]
+    assert states(wd) == {"emulator": S.RESTARTING, "collector": S.RESTARTING}
+    wd.receive_exit("collector", -15, 70.5)
+    assert wd.actions_to_take() == [Spawn("emulator")]
+
+
+def test_data_deadline_fires_even_while_heartbeats_come() -> None:
+    """No poiid for 10 minutes makes the collector unresponsive although it still beats."""
+    wd = started(pipeline(), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_message("collector", "heartbeat", 61.0)
+    wd.receive_message("collector", "poiid", 100.0)
+    now = 100.0
+    while now < 700.0:
+        now += 30.0
+        wd.receive_message("collector", "heartbeat", now)
+        wd.tick(now)
+    assert wd.record("collector").state is S.RESTARTING
+    assert wd.record("collector").reason == "no poiid for 10m"
+
+
+def test_data_deadline_not_before_grace_end() -> None:
+    """Silence is expected inside the startup grace, also for data."""
+    wd = make({"name": "c", "command": "c", "startup_grace": 100, "data_timeout": {"x": 10}})
+    wd.receive_start(["c"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_message("c", "heartbeat", 1.0)
+    assert wd.next_deadline() == 100.0
+    wd.tick(50.0)
+    assert wd.record("c").state is S.RUNNING
+
+
+def test_startup_grace_expiry_without_heartbeat() -> None:
+    """A service that never beats inside its grace is unresponsive and restarted."""
+    wd = make({"name": "c", "command": "c", "startup_grace": 5, "heartbeat_timeout": 1})
+    wd.receive_start(["c"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.tick(5.0)
+    assert wd.record("c").reason == "no heartbeat within 5.0 s startup grace"
+    assert wd.actions_to_take() == [Stop("c", "no heartbeat within 5.0 s startup grace")]
+
+
+def test_crash_restarts_at_once_then_backs_off() -> None:
+    """First crash: restart at once. Second: wait backoff_initial. Third: twice that."""
+    wd = make({"name": "c", "command": "c", "backoff_initial": 2, "backoff_jitter": 0})
+    wd.receive_start(["c"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_exit("c", 1, 1.0)
+    assert wd.actions_to_take() == [Spawn("c")]
+    wd.receive_spawned("c", 2, 1.0)
+    wd.receive_exit("c", 1, 2.0)
+    assert wd.actions_to_take() == []
+    assert wd.record("c").state is S.BACKOFF
+    assert wd.next_deadline() == 4.0
+    wd.tick(4.0)
+    assert wd.actions_to_take() == [Spawn("c")]
+    wd.receive_spawned("c", 3, 4.0)
+    wd.receive_exit("c", 1, 5.0)
+    assert wd.next_deadline() == 9.0
+
+
+def test_healthy_run_resets_backoff() -> None:
+    """A run that lasted healthy_after forgets the crash streak: restart at once again."""
+    wd = make({"name": "c", "command": "c", "healthy_after": 30, "max_restarts": 100})
+    wd.receive_start(["c"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_exit("c", 1, 1.0)
+    spawn_all(wd, 1.0)
+    wd.receive_exit("c", 1, 2.0)
+    assert wd.record("c").state is S.BACKOFF
+    wd.tick(3.0)
+    spawn_all(wd, 3.0)
+    wd.receive_exit("c", 1, 40.0)
+    assert wd.actions_to_take() == [Spawn("c")]
+
+
+def test_crash_loop_ends_failed_and_stays_down() -> None:
+    """More than max_restarts inside the window: failed, and no more spawns until asked."""
+    wd = make(
+        {"name": "c", "command": "c", "max_restarts": 3, "restart_window": 60, "backoff_initial": 0}
+    )
+    wd.receive_start(["c"], 0.0, "start")
+    now = 0.0
+    for _ in range(3):
+        spawn_all(wd, now)
+        now += 1.0
+        wd.receive_exit("c", 2, now)
+        wd.tick(now)
+    spawn_all(wd, now)
+    wd.receive_exit("c", 2, now + 1)
+    record = wd.record("c")
+    assert record.state is S.FAILED
+    assert record.reason == "gave up after 3 restarts in 60 s: exit code 2"
+    wd.tick(now + 1000)
+    assert wd.actions_to_take() == []
+    wd.receive_start(["c"], now + 1000, "start requested")
+    assert wd.actions_to_take() == [Spawn("c")]
+
+
+def test_failed_while_hung_stops_process_and_dependents() -> None:
+    """Giving up on a hung requirement kills it, after stopping what requires it."""
+    wd = make(
+        {"name": "a", "command": "a", "heartbeat_timeout": 1, "max_restarts": 0},
+        {"name": "b", "command": "b", "requires": ["a"]},
+    )
+    wd.receive_start(["b"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_message("a", "heartbeat", 0.5)
+    assert spawn_all(wd, 0.5) == ["b"]
+    wd.tick(1.5)
+    assert wd.record("a").state is S.FAILED
+    assert wd.actions_to_take() == [Stop("b", "with a: a failed")]
+    wd.receive_exit("b", -15, 1.6)
+    assert wd.actions_to_take() == [Stop("a", wd.record("a").reason)]
+    wd.receive_exit("a", -9, 1.7)
+    assert wd.record("a").state is S.FAILED
+    assert wd.record("b").reason == "waiting for a"
+
+
+@pytest.mark.parametrize(
+    ("autorestart", "returncode", "restarted"),
+    [
+        ("always", 0, True),
+        ("always", 1, True),
+        ("on-failure", 0, False),
+        ("on-failure", 3, True),
+        ("on-failure", -9, True),
+        ("never", 1, False),
+    ],
+)
+def test_autorestart_policy(autorestart: str, returncode: int, restarted: bool) -> None:
+    """autorestart decides whether an exit is restarted or leaves the service exited."""
+    wd = make({"name": "c", "command": "c", "autorestart": autorestart})
+    wd.receive_start(["c"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_exit("c", returncode, 1.0)
+    assert (wd.actions_to_take() == [Spawn("c")]) is restarted
+    if not restarted:
+        assert wd.record("c").state is S.EXITED
+
+
+def test_autorestart_never_hang_is_reported_not_killed() -> None:
+    """With autorestart = never a hang is unresponsive, and a new message brings it back."""
+    wd = make({"name": "c", "command": "c", "heartbeat_timeout": 10, "autorestart": "never"})
+    wd.receive_start(["c"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_message("c", "heartbeat", 1.0)
+    wd.tick(11.0)
+    assert wd.record("c").state is S.UNRESPONSIVE
+    assert wd.actions_to_take() == []
+    wd.receive_message("c", "heartbeat", 12.0)
+    assert wd.record("c").state is S.RUNNING
+
+
+def test_restart_under_way_is_not_started_twice() -> None:
+    """A restart request while a recovery is stopping adds no second Stop and no second Spawn."""
+    wd = started(pipeline(restart="group"), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_message("collector", "heartbeat", 61.0)
+    wd.tick(121.0)
+    assert wd.actions_to_take() == [Stop("collector", "no heartbeat for 60.0 s")]
+    wd.receive_restart("collector", 121.05, "restart requested")
+    wd.tick(121.1)
+    assert wd.actions_to_take() == []
+    wd.receive_exit("collector", -15, 121.2)
+    assert wd.actions_to_take() == [Stop("emulator", "with collector: no heartbeat for 60.0 s")]
+    wd.receive_exit("emulator", -15, 121.3)
+    assert wd.actions_to_take() == [Spawn("emulator")]
+    wd.receive_spawned("emulator", 5, 121.3)
+    wd.tick(181.3)
+    assert wd.actions_to_take() == [Spawn("collector")]
+    wd.receive_spawned("collector", 6, 181.3)
+    wd.tick(181.4)
+    assert wd.actions_to_take() == []
+
+
+def test_watch_only_service_runs_on_down_then_gets_grace() -> None:
+    """A service without command is watched; when it falls silent its on_down runs."""
+    wd = make(
+        {
+            "name": "phone",
+            "on_down": "adb reboot",
+            "heartbeat_timeout": 30,
+            "startup_grace": 120,
+        },
+        {"name": "app", "command": "app", "requires": ["phone"]},
+    )
+    wd.receive_start(["app"], 0.0, "start")
+    assert wd.actions_to_take() == []
+    wd.receive_message("phone", "heartbeat", 5.0)
+    assert wd.actions_to_take() == [Spawn("app")]
+    wd.receive_spawned("app", 7, 5.0)
+    wd.tick(35.0)
+    assert wd.actions_to_take() == [Stop("app", "with phone: no heartbeat for 30.0 s")]
+    wd.receive_exit("app", -15, 35.5)
+    assert wd.actions_to_take() == [RunOnDown("phone", "no heartbeat for 30.0 s")]
+    wd.receive_on_down_done("phone", "exit code 0", 40.0)
+    assert wd.record("phone").state is S.STARTING
+    assert wd.next_deadline() == 160.0
+    wd.receive_message("phone", "heartbeat", 90.0)
+    assert wd.actions_to_take() == [Spawn("app")]
+
+
+def test_stop_request_stops_dependents_first_and_holds() -> None:
+    """Stopping a requirement stops its dependents first; nothing restarts afterwards."""
+    wd = started(pipeline(), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_stop(["emulator"], 70.0, "stop requested")
+    assert wd.actions_to_take() == [Stop("collector", "stop requested")]
+    wd.receive_exit("collector", 0, 70.1)
+    assert wd.actions_to_take() == [Stop("emulator", "stop requested")]
+    wd.receive_exit("emulator", 0, 70.2)
+    assert states(wd) == {"emulator": S.STOPPED, "collector": S.STOPPED}
+    assert wd.record("emulator").reason == "stop requested; exit code 0"
+    wd.tick(1000.0)
+    assert wd.actions_to_take() == []
+    assert wd.next_deadline() is None
+
+
+def test_spawn_failure_counts_as_crash() -> None:
+    """A command that cannot start is a failure with a reason, and is retried with backoff."""
+    wd = make({"name": "c", "command": "nope", "max_restarts": 1})
+    wd.receive_start(["c"], 0.0, "start")
+    wd.actions_to_take()
+    wd.receive_spawn_failed("c", "No such file or directory: 'nope'", 0.0)
+    assert wd.actions_to_take() == [Spawn("c")]
+    wd.receive_spawn_failed("c", "No such file or directory: 'nope'", 0.1)
+    assert wd.record("c").state is S.FAILED
+    assert "cannot start: No such file" in wd.record("c").reason
+
+
+def test_unknown_service_message_is_refused() -> None:
+    """A message for a name the pipeline does not know is reported as unknown."""
+    wd = pipeline()
+    assert wd.receive_message("nobody", "heartbeat", 1.0) is False
+    assert wd.receive_message("collector", "poiid", 1.0) is True
+    assert wd.record("collector").data_counts == {"poiid": 1}
+
+
+def test_every_transition_has_a_reason() -> None:
+    """Every recorded transition carries a non-empty human reason."""
+    wd = started(pipeline(restart="group"), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_message("collector", "heartbeat", 61.0)
+    wd.tick(121.0)
+    for event in wd.events_to_take():
+        if isinstance(event, Transition):
+            assert event.reason
+
+
+_inputs = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["beat", "data", "exit", "crash", "tick", "spawned", "restart", "stop", "start"]
+        ),
+        st.sampled_from(["emulator", "collector"]),
+        st.floats(min_value=0.0, max_value=200.0),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_inputs)
+def test_deadlines_only_move_earlier_with_an_event(inputs: list[tuple[str, str, float]]) -> None:
+    """The driver contract: an input that produces no event never makes next_deadline earlier."""
+    wd = started(pipeline(restart="group"), 0.0)
+    now = 0.0
+    alive: set[str] = {"emulator", "collector"}
+    for verb, name, step in inputs:
+        now += step
+        before = wd.next_deadline()
+        wd.events_to_take()
+        if verb == "beat":
+            wd.receive_message(name, "heartbeat", now)
+        elif verb == "data":
+            wd.receive_message(name, "poiid", now)
+        elif verb in ("exit", "crash") and name in alive:
+            alive.discard(name)
+            wd.receive_exit(name, 0 if verb == "exit" else -9, now)
+        elif verb == "tick":
+            wd.tick(now)
+        elif verb == "restart":
+            wd.receive_restart(name, now, "asked")
+        elif verb == "stop":
+            wd.receive_stop([name], now, "asked")
+        elif verb == "start":
+            wd.receive_start([name], now, "asked")
+        events = wd.events_to_take()
+        for action in wd.actions_to_take():
+            if isinstance(action, Spawn):
+                alive.add(action.service)
+                wd.receive_spawned(action.service, 1, now)
+            elif isinstance(action, Stop):
+                alive.discard(action.service)
+                wd.receive_exit(action.service, -15, now)
+        events += wd.events_to_take()
+        after = wd.next_deadline()
+        if not events and before is not None and after is not None:
+            assert after >= before
+        # Whatever is due is handled by one tick: nothing stays overdue, nothing livelocks.
+        if after is not None and after <= now:
+            wd.tick(now)
+            for action in wd.actions_to_take():
+                if isinstance(action, Spawn):
+                    alive.add(action.service)
+                    wd.receive_spawned(action.service, 1, now)
+                elif isinstance(action, Stop):
+                    alive.discard(action.service)
+                    wd.receive_exit(action.service, -15, now)
+            later = wd.next_deadline()
+            assert later is None or later > now
