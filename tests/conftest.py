@@ -1,0 +1,9 @@
+"""Settings shared by the whole suite."""
+
+from hypothesis import HealthCheck, settings
+
+# Machines here are shared and noisy: judge properties, never the speed of a run.
+settings.register_profile(
+    "heartwatch", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("heartwatch")

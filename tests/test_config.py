@@ -1,0 +1,187 @@
+"""Configuration: durations, the schema, and errors that name the key path."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from heartwatch.config import ConfigError, load_config, parse_config
+from heartwatch.graph import DependencyCycleError, DependencyGraph
+from heartwatch.units import format_duration, parse_duration, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (90, 90.0),
+        (1.5, 1.5),
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("2m30s", 150.0),
+        ("1h", 3600.0),
+        ("500ms", 0.5),
+        ("1h 30m", 5400.0),
+        ("1d", 86400.0),
+    ],
+)
+def test_parse_duration_accepts_the_documented_forms(text: object, seconds: float) -> None:
+    """90, "90s", "2m30s", "1h" and friends are seconds."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5x", "-1", "m", "1.5.2s", True, None, [1], "nan"])
+def test_parse_duration_refuses_what_is_not_a_duration(text: object) -> None:
+    """Anything else is a ValueError with a hint."""
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_format_duration_reads_like_a_reason() -> None:
+    """Short spans keep a decimal; long ones read as h/m/s."""
+    assert format_duration(61.23) == "61.2 s"
+    assert format_duration(600) == "10m"
+    assert format_duration(7505) == "2h5m5s"
+
+
+def test_parse_size() -> None:
+    """Sizes are bytes, with K/M/G as powers of 1024."""
+    assert parse_size("10MB") == 10 * 1024**2
+    assert parse_size("512 KiB") == 512 * 1024
+    assert parse_size(100) == 100
+    with pytest.raises(ValueError, match="size"):
+        parse_size("ten")
+
+
+def test_parse_config_sketch_from_design() -> None:
+    """The design's sketch parses, with defaults for everything it leaves out."""
+    config = parse_config(
+        {
+            "server": {"tcp": "127.0.0.1:5005", "http": "127.0.0.1:8765", "default_service": "c"},
+            "service": [
+                {"name": "emulator", "command": "emulator -avd x", "ready": "60s"},
+                {
+                    "name": "c",
+                    "command": ["python", "c.py"],
+                    "requires": ["emulator"],
+                    "startup_grace": "150s",
+                    "heartbeat_timeout": "60s",
+                    "data_timeout": {"poiid": "10m"},
+                    "restart": "group",
+                    "stop_signal": "INT",
+                },
+            ],
+        }
+    )
+    emulator, collector = config.service
+    assert config.server.tcp == ("127.0.0.1", 5005)
+    assert emulator.ready_delay == 60.0 and not emulator.ready_on_message
+    assert collector.ready_on_message and collector.data_timeout == {"poiid": 600.0}
+    assert collector.stop_signal is signal.SIGINT
+    assert config.graph().start_order() == ["emulator", "c"]
+
+
+def problems_of(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_config_errors_name_the_key_path_and_all_are_reported() -> None:
+    """Every field problem is reported at once, each at its key path."""
+    problems = problems_of(
+        {
+            "server": {"tcp": "x:99999", "bogus": 1},
+            "service": [
+                {"name": "a", "command": "x", "heartbeat_timeout": "abc"},
+                {"name": "b", "extra": 2, "stop_signal": "FOO", "data_timeout": {"poiid": "z"}},
+            ],
+        }
+    )
+    paths = [p.split(":")[0] for p in problems]
+    assert paths == [
+        "server.tcp",
+        "server.bogus",
+        "service[0].heartbeat_timeout",
+        "service[1].data_timeout.poiid",
+        "service[1].stop_signal",
+        "service[1].extra",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("services", "expected"),
+    [
+        ([{"name": "a"}, {"name": "a"}], "service[1].name: 'a' is already service[0]"),
+        ([{"name": "a", "requires": ["zz"]}], "service[0].requires[0]: no service 'zz'"),
+        ([{"name": "a", "requires": ["a"]}], "service[0].requires[0]: a service cannot require"),
+        (
+            [{"name": "a", "requires": ["b"]}, {"name": "b", "requires": ["a"]}],
+            "service[0].requires: cycle: a -> b -> a",
+        ),
+        ([{"name": "a", "command": "x", "on_down": "y"}], "service[0].on_down: on_down is for"),
+        ([{"name": "bad name"}], "service[0].name: a service name is"),
+        ([{"name": "a", "command": ""}], "service[0].command: a command cannot be empty"),
+        ([{"name": "a", "data_timeout": {"heartbeat": 5}}], "service[0].data_timeout:"),
+        ([{"name": "a", "restart": "all"}], "service[0].restart:"),
+        ([{"name": "a", "backoff_initial": 10, "backoff_max": 1}], "service[0].backoff_max:"),
+    ],
+)
+def test_config_cross_checks(services: list[dict[str, Any]], expected: str) -> None:
+    """Names, requirements, cycles and key combinations are checked with a named path."""
+    assert any(p.startswith(expected) for p in problems_of({"service": services}))
+
+
+def test_unknown_default_service_is_an_error() -> None:
+    """default_service must name a configured service."""
+    assert problems_of({"server": {"default_service": "q"}}) == [
+        "server.default_service: no service 'q'"
+    ]
+
+
+def test_load_config_reports_file_and_toml_position(tmp_path: Path) -> None:
+    """A TOML syntax error names the file and the position."""
+    path = tmp_path / "heartwatch.toml"
+    path.write_text("[server\ntcp = 1\n")
+    with pytest.raises(ConfigError, match=r"heartwatch\.toml: not valid TOML.*line 1"):
+        load_config(path)
+
+
+def test_load_config_resolves_paths_against_the_file(tmp_path: Path) -> None:
+    """Relative paths in the file are relative to the file's folder, not the working directory."""
+    path = tmp_path / "heartwatch.toml"
+    path.write_text('[daemon]\nstate_dir = "st"\n')
+    config = load_config(path)
+    assert config.resolve(config.daemon.state_dir) == tmp_path / "st"
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    """A missing file is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_starter_file_is_valid() -> None:
+    """The file ``heartwatch init`` writes passes the checks."""
+    starter = Path(__file__).parents[1] / "src" / "heartwatch" / "starter.toml"
+    config = load_config(starter)
+    assert [s.name for s in config.service] == ["emulator", "collector"]
+
+
+def test_graph_recovery_sets() -> None:
+    """Service restart takes dependents; group restart also takes requirements and theirs."""
+    graph = DependencyGraph({"emu": [], "app": ["emu"], "sink": [], "col": ["app", "sink"]})
+    assert graph.recovery_set("app", "service") == {"app", "col"}
+    assert graph.recovery_set("col", "service") == {"col"}
+    assert graph.recovery_set("col", "group") == {"col", "app", "emu", "sink"}
+    assert graph.start_order() == ["emu", "app", "sink", "col"]
+    assert graph.sort({"col", "emu"}) == ["emu", "col"]
+
+
+def test_graph_cycle_is_named() -> None:
+    """A cycle is reported as the loop of names."""
+    with pytest.raises(DependencyCycleError) as caught:
+        DependencyGraph({"a": ["b"], "b": ["c"], "c": ["a"]}).start_order()
+    assert caught.value.cycle == ["a", "b", "c", "a"]
