@@ -3,7 +3,5 @@
 from hypothesis import HealthCheck, settings
 
 # Machines here are shared and noisy: judge properties, never the speed of a run.
-settings.register_profile(
-    "heartwatch", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("heartwatch", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("heartwatch")
