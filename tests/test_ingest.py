@@ -29,11 +29,11 @@ def run_with_ingest(
     async def main() -> IngestStats:
         received: list[Message] = []
 
-        def sink(message: Message, transport: str) -> bool:
+        def sink(message: Message, transport: str) -> str | None:
             if message.service == "nobody":
-                return False
+                return "unknown_service"
             received.append(message)
-            return True
+            return None
 
         stats = IngestStats()
         ingest = Ingest(sink, max_line=1024, max_connections=max_connections, stats=stats)

@@ -51,7 +51,8 @@ def test_parse_message_keeps_service() -> None:
         (b'{"type": 5}', "type"),
         (b'{"type": "two words"}', "type"),
         (b'{"type": "heartbeat", "service": 3}', "service"),
-        (b'{"type": "heartbeat", "service": "../etc"}', "service"),
+        (b'{"type": "heartbeat", "service": ""}', "service"),
+        (b'{"type": "heartbeat", "service": "' + b"s" * 65 + b'"}', "service"),
     ],
 )
 def test_parse_message_refuses_bad_input_with_a_code(raw: bytes, code: str) -> None:

@@ -25,8 +25,9 @@ from loguru import logger
 from heartwatch.throttle import LogThrottle
 from heartwatch.wire import LineDecoder, Message, WireError, parse_message
 
-# Returns False when the message names no known service.
-MessageSink = Callable[[Message, str], bool]
+# Takes a message and its transport; returns None when accepted, else why it was refused
+# (an error code such as "unknown_service").
+MessageSink = Callable[[Message, str], str | None]
 
 
 @dataclass
@@ -93,10 +94,12 @@ class Ingest:
             except WireError as error:
                 self.receive_error(transport, error.code, error.detail)
                 continue
-            if sink(message, transport):
+            refused = sink(message, transport)
+            if refused is None:
                 count += 1
             else:
-                self.receive_error(transport, "unknown_service", f"no service {message.service!r}")
+                detail = f"service {message.service!r}, type {message.kind!r}"
+                self.receive_error(transport, refused, f"{refused}: {detail}")
         self.stats.messages[transport] += count
 
     def receive_error(self, transport: str, code: str, detail: str) -> None:

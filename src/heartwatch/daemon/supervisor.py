@@ -26,6 +26,9 @@ from heartwatch.events import Action, Event, RecoveryPlanned, RunOnDown, Spawn, 
 from heartwatch.watchdog import Watchdog
 from heartwatch.wire import Message
 
+# Distinct data kinds remembered per service; further kinds are refused ("too_many_kinds").
+MAX_DATA_KINDS = 64
+
 
 @dataclass(frozen=True, slots=True)
 class LastData:
@@ -58,19 +61,22 @@ class Supervisor:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def receive_message(self, message: Message, transport: str) -> bool:
-        """Feed one decoded message; ``False`` if it names no known service. The hot path."""
+    def receive_message(self, message: Message, transport: str) -> str | None:
+        """Feed one decoded message; return why it was refused, or ``None``. The hot path."""
         name = message.service or self.default_service
-        if name is None:
-            return False
+        kinds = self.last_data.get(name) if name is not None else None
+        if name is None or kinds is None:
+            return "unknown_service"
+        kind = message.kind
+        if kind != "heartbeat" and kind not in kinds and len(kinds) >= MAX_DATA_KINDS:
+            return "too_many_kinds"  # a client inventing kinds must not grow memory unbounded
         now = self._loop.time()
-        if not self.watchdog.receive_message(name, message.kind, now):
-            return False
-        if message.kind != "heartbeat":
-            self.last_data[name][message.kind] = LastData(now, message.sent_time, message.data)
+        self.watchdog.receive_message(name, kind, now)
+        if kind != "heartbeat":
+            kinds[kind] = LastData(now, message.sent_time, message.data)
         if self.watchdog.has_output:
             self._pump()
-        return True
+        return None
 
     def start(self, names: list[str] | None = None, reason: str = "start requested") -> None:
         self.watchdog.receive_start(names or list(self.services), self._loop.time(), reason)
