@@ -203,6 +203,7 @@ _STATE_COLOURS = {
     "backoff": "yellow",
     "failed": "bold red",
     "exited": "magenta",
+    "stopping": "yellow",
     "stopped": "dim",
 }
 

@@ -18,6 +18,7 @@ class ServiceState(StrEnum):
     RUNNING = "running"  # ready and on time
     UNRESPONSIVE = "unresponsive"  # a heartbeat or data deadline was missed
     RESTARTING = "restarting"  # being stopped (or waiting) to be started again
+    STOPPING = "stopping"  # stop signal sent because it is no longer wanted
     BACKOFF = "backoff"  # down, waiting out a backoff delay before the next start
     EXITED = "exited"  # ended, and no restart is wanted
     FAILED = "failed"  # gave up: too many restarts inside the window

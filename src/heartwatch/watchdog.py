@@ -364,6 +364,8 @@ class Watchdog:
         record.stopping = True
         record.liveness = None
         reason = record.reason if record.state is _S.FAILED else record.pending_reason
+        if not record.wanted:
+            self._flip(record, _S.STOPPING, reason, now)
         self._actions.append(Stop(record.name, reason))
         return True
 

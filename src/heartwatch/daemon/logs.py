@@ -5,6 +5,7 @@ Defaults follow the original monitor: a new file every week, two months kept.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -35,4 +36,15 @@ def configure_logging(config: Config, *, to_stderr: bool = True) -> Path:
     except ValueError as error:  # loguru names the bad rotation or retention value
         key = "log_rotation" if "rotation" in str(error).lower() else "log_retention"
         raise ConfigError([Problem(f"daemon.{key}", str(error))]) from None
+    # uvicorn and asyncio log through the standard library; send that into the same sinks.
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)
     return path
+
+
+class _InterceptHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())

@@ -21,6 +21,8 @@ class RotatingOutput:
         self._size = os.fstat(self._fd).st_size
 
     def write(self, data: bytes) -> None:
+        if self._fd < 0:
+            return  # closed at shutdown; a lingering grandchild's last words are dropped
         if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         os.write(self._fd, data)
