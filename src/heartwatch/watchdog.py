@@ -173,7 +173,9 @@ class Watchdog:
                 record.wanted = False
                 record.restart_pending = False
                 record.pending_reason = reason
-                if not record.alive and record.state is not _S.STOPPED:
+                if record.alive:
+                    self._flip(record, _S.STOPPING, reason, now)  # its stop may wait for others
+                elif record.state is not _S.STOPPED:
                     self._flip(record, _S.STOPPED, reason, now)
         self._reconcile(now)
 
