@@ -52,6 +52,15 @@ def started(wd: Watchdog, now: float = 0.0) -> Watchdog:
     return wd
 
 
+def running(wd: Watchdog) -> Watchdog:
+    """Started at 0; the emulator is ready at 60 s; the collector spawns then and beats at 61 s."""
+    started(wd, 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.receive_message("collector", "heartbeat", 61.0)
+    return wd
+
+
 def spawn_all(wd: Watchdog, now: float) -> list[str]:
     """Confirm every pending Spawn; return the names spawned."""
     names = []
@@ -99,10 +108,7 @@ def test_first_heartbeat_makes_ready_and_arms_heartbeat_deadline() -> None:
 
 def test_missed_heartbeat_restarts_group_in_order() -> None:
     """No heartbeat for 60 s: the collector stops first, the emulator after, then both start."""
-    wd = started(pipeline(restart="group"), 0.0)
-    wd.tick(60.0)
-    spawn_all(wd, 60.0)
-    wd.receive_message("collector", "heartbeat", 61.0)
+    wd = running(pipeline(restart="group"))
     wd.events_to_take()
     wd.tick(121.0)
     events = wd.events_to_take()
@@ -128,10 +134,7 @@ def test_missed_heartbeat_restarts_group_in_order() -> None:
 
 def test_service_restart_leaves_requirement_alone() -> None:
     """restart = "service" recovers only the collector; the emulator keeps running."""
-    wd = started(pipeline(), 0.0)
-    wd.tick(60.0)
-    spawn_all(wd, 60.0)
-    wd.receive_message("collector", "heartbeat", 61.0)
+    wd = running(pipeline())
     wd.tick(121.0)
     assert wd.actions_to_take() == [Stop("collector", "no heartbeat for 60.0 s")]
     wd.receive_exit("collector", -15, 121.5)
@@ -141,10 +144,7 @@ def test_service_restart_leaves_requirement_alone() -> None:
 
 def test_requirement_crash_restarts_dependents_first_down_last_up() -> None:
     """The emulator crashing stops the collector before the emulator starts again."""
-    wd = started(pipeline(), 0.0)
-    wd.tick(60.0)
-    spawn_all(wd, 60.0)
-    wd.receive_message("collector", "heartbeat", 61.0)
+    wd = running(pipeline())
     wd.receive_exit("emulator", 1, 70.0)
     assert wd.actions_to_take() == [Stop("collector", "with emulator: exit code 1")]
     assert states(wd) == {"emulator": S.RESTARTING, "collector": S.RESTARTING}
@@ -154,10 +154,7 @@ def test_requirement_crash_restarts_dependents_first_down_last_up() -> None:
 
 def test_data_deadline_fires_even_while_heartbeats_come() -> None:
     """No poiid for 10 minutes makes the collector unresponsive although it still beats."""
-    wd = started(pipeline(), 0.0)
-    wd.tick(60.0)
-    spawn_all(wd, 60.0)
-    wd.receive_message("collector", "heartbeat", 61.0)
+    wd = running(pipeline())
     wd.receive_message("collector", "poiid", 100.0)
     now = 100.0
     while now < 700.0:
@@ -303,10 +300,7 @@ def test_autorestart_never_hang_is_reported_not_killed() -> None:
 
 def test_restart_under_way_is_not_started_twice() -> None:
     """A restart request while a recovery is stopping adds no second Stop and no second Spawn."""
-    wd = started(pipeline(restart="group"), 0.0)
-    wd.tick(60.0)
-    spawn_all(wd, 60.0)
-    wd.receive_message("collector", "heartbeat", 61.0)
+    wd = running(pipeline(restart="group"))
     wd.tick(121.0)
     assert wd.actions_to_take() == [Stop("collector", "no heartbeat for 60.0 s")]
     wd.receive_restart("collector", 121.05, "restart requested")
@@ -391,10 +385,7 @@ def test_unknown_service_message_is_refused() -> None:
 
 def test_every_transition_has_a_reason() -> None:
     """Every recorded transition carries a non-empty human reason."""
-    wd = started(pipeline(restart="group"), 0.0)
-    wd.tick(60.0)
-    spawn_all(wd, 60.0)
-    wd.receive_message("collector", "heartbeat", 61.0)
+    wd = running(pipeline(restart="group"))
     wd.tick(121.0)
     for event in wd.events_to_take():
         if isinstance(event, Transition):
