@@ -185,3 +185,26 @@ def test_graph_cycle_is_named() -> None:
     with pytest.raises(DependencyCycleError) as caught:
         DependencyGraph({"a": ["b"], "b": ["c"], "c": ["a"]}).start_order()
     assert caught.value.cycle == ["a", "b", "c", "a"]
+
+
+def test_field_and_cross_key_problems_come_in_one_round() -> None:
+    """A broken field does not hide a dangling requirement or a bad default_service."""
+    problems = problems_of(
+        {
+            "server": {"default_service": "ghost"},
+            "service": [
+                {"name": "a", "heartbeat_timeout": "soon", "requires": ["nope"]},
+                {"name": "a", "command": "x", "on_down": "y"},
+                "not a table",
+            ],
+        }
+    )
+    paths = sorted(p.split(":")[0] for p in problems)
+    assert paths == [
+        "server.default_service",
+        "service[0].heartbeat_timeout",
+        "service[0].requires[0]",
+        "service[1].name",
+        "service[1].on_down",
+        "service[2]",
+    ]

@@ -46,7 +46,7 @@ def _load(path: Path) -> Config:
     except ConfigError as error:
         err.print(f"[red]{error.source or path}: {len(error.problems)} problem(s)[/red]")
         for problem in error.problems:
-            err.print(f"  {problem}", markup=False, highlight=False)
+            err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -62,7 +62,7 @@ def run(config: ConfigOption = Path("heartwatch.toml")) -> None:
         asyncio.run(run_daemon(loaded))
     except ConfigError as error:
         for problem in error.problems:
-            err.print(f"{config}: {problem}", markup=False)
+            err.print(f"{config}: {problem}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except DaemonAlreadyRunning as error:
         err.print(f"[red]{error}[/red]")

@@ -216,14 +216,18 @@ class Config(_Section):
 
 def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Config:
     """Validate a decoded TOML document; raise ``ConfigError`` listing every problem."""
+    problems: list[Problem] = []
     if "base_dir" in data:
-        raise ConfigError([Problem("base_dir", "Extra inputs are not permitted")])
+        problems.append(Problem("base_dir", "Extra inputs are not permitted"))
+    config: Config | None = None
     try:
         config = Config.model_validate({**data, "base_dir": base_dir or Path(".")})
     except ValidationError as error:
-        raise ConfigError([_problem_from(e) for e in error.errors()]) from None
-    problems = _cross_check(config)
-    if problems:
+        problems.extend(_problem_from(e) for e in error.errors())
+    # Checks across keys read the raw document, so they are reported in the same round as
+    # field errors, even when some service entries are broken.
+    problems.extend(_cross_check(data))
+    if problems or config is None:
         raise ConfigError(problems)
     return config
 
@@ -258,46 +262,57 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
     return Problem(path, message)
 
 
-def _cross_check(config: Config) -> list[Problem]:
-    """Problems that involve more than one key: names, requirements, defaults."""
+def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
+    """Problems that involve more than one key: names, requirements, combinations, defaults."""
+    raw = data.get("service", [])
+    services = [s if isinstance(s, dict) else {} for s in raw] if isinstance(raw, list) else []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for index, service in enumerate(config.service):
+    for index, service in enumerate(services):
         where = f"service[{index}]"
-        if service.name in seen:
-            problems.append(
-                Problem(
-                    f"{where}.name", f"{service.name!r} is already service[{seen[service.name]}]"
+        name = service.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(
+                    Problem(f"{where}.name", f"{name!r} is already service[{seen[name]}]")
                 )
-            )
-        seen.setdefault(service.name, index)
-        if service.on_down is not None and not service.watch_only:
+            seen.setdefault(name, index)
+        if service.get("on_down") is not None and service.get("command") is not None:
             problems.append(
                 Problem(f"{where}.on_down", "on_down is for watch-only services (no command)")
             )
-        if service.backoff_max < service.backoff_initial:
+        initial = _duration_or_none(service.get("backoff_initial", 1.0))
+        maximum = _duration_or_none(service.get("backoff_max", 60.0))
+        if initial is not None and maximum is not None and maximum < initial:
             problems.append(Problem(f"{where}.backoff_max", "must be >= backoff_initial"))
-    for index, service in enumerate(config.service):
-        for position, required in enumerate(service.requires):
+    requires: dict[str, list[str]] = {}
+    for index, service in enumerate(services):
+        needs = service.get("requires", [])
+        name = service.get("name")
+        for position, required in enumerate(needs if isinstance(needs, list) else []):
+            where = f"service[{index}].requires[{position}]"
+            if not isinstance(required, str):
+                continue  # the schema reports the type
             if required not in seen:
-                problems.append(
-                    Problem(f"service[{index}].requires[{position}]", f"no service {required!r}")
-                )
-            elif required == service.name:
-                problems.append(
-                    Problem(
-                        f"service[{index}].requires[{position}]", "a service cannot require itself"
-                    )
-                )
-    if not problems:
-        try:
-            config.graph().start_order()
-        except DependencyCycleError as error:
-            index = seen[error.cycle[0]]
-            problems.append(
-                Problem(f"service[{index}].requires", f"cycle: {' -> '.join(error.cycle)}")
-            )
-    default = config.server.default_service
-    if default is not None and default not in seen:
+                problems.append(Problem(where, f"no service {required!r}"))
+            elif required == name:
+                problems.append(Problem(where, "a service cannot require itself"))
+            elif isinstance(name, str):
+                requires.setdefault(name, []).append(required)
+    try:
+        DependencyGraph(requires).start_order()
+    except DependencyCycleError as error:
+        index = seen[error.cycle[0]]
+        problems.append(Problem(f"service[{index}].requires", f"cycle: {' -> '.join(error.cycle)}"))
+    server = data.get("server")
+    default = server.get("default_service") if isinstance(server, dict) else None
+    if isinstance(default, str) and default not in seen:
         problems.append(Problem("server.default_service", f"no service {default!r}"))
     return problems
+
+
+def _duration_or_none(value: object) -> float | None:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return None

@@ -4,7 +4,7 @@ It records facts the tests check in the events file named by ``HW_E2E_EVENTS``, 
 fact, appended with a single ``write`` so lines from many processes never mix:
 
     start <service> <pid> <monotonic>      it began
-    spawn <service> <pid> <kind>           it started a grandchild (same, same-ignore, escape)
+    spawn <service> <pid> <kind>           it started a grandchild (see ``spawn_grandchild``)
     stop <service> <pid> <monotonic>       it received SIGTERM and is exiting
     exit <service> <pid> <code>            it is exiting by itself
 
@@ -69,10 +69,15 @@ def beat(sock: socket.socket | None) -> socket.socket | None:
 
 
 def spawn_grandchild(kind: str) -> None:
+    """``same``: in the worker's process group; ``escape``: in a session of its own (setsid).
+
+    With ``-ignore`` appended, it ignores SIGTERM.
+    """
     argv = [sys.executable, __file__, "grandchild"]
-    if kind != "same":
+    if kind.endswith("-ignore"):
         argv.append("--ignore-term")
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=kind == "escape")
+    escape = kind.startswith("escape")
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=escape)
     record("spawn", SERVICE, child.pid, kind)
 
 
@@ -81,7 +86,7 @@ def main() -> None:
     parser.add_argument("role", nargs="?", default="worker")
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--beat", type=float, default=0.0, help="heartbeat interval (0: none)")
-    parser.add_argument("--grandchild", action="append", default=[], help="same|same-ignore|escape")
+    parser.add_argument("--grandchild", action="append", default=[], help="same|escape[-ignore]")
     parser.add_argument("--exit-now", type=int, default=None, help="exit at once with this code")
     parser.add_argument("--crash-once", type=Path, default=None, help="marker file")
     parser.add_argument("--crash-code", type=int, default=3)

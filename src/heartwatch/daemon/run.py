@@ -67,6 +67,10 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         logger.info("stopping all services")
         timeout = sum(s.stop_timeout for s in config.service) + 5.0
         await supervisor.shutdown(timeout)
+        # Anything still carrying this state directory's mark outlived its service: end it.
+        leftovers = await loop.run_in_executor(None, state.end_stale_children)
+        if leftovers:
+            logger.warning("ended processes that outlived their services: {}", leftovers)
         await ingest.close()
         if http is not None:
             server, task = http

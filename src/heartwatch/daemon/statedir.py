@@ -25,6 +25,8 @@ from typing import Any
 import psutil
 from loguru import logger
 
+from heartwatch.daemon.processes import find_processes_with_env
+
 STATE_ID_VARIABLE = "HEARTWATCH_STATE_ID"
 
 
@@ -119,14 +121,7 @@ class StateDir:
         return found
 
     def _marked_processes(self) -> list[psutil.Process]:
-        found = []
-        for process in psutil.process_iter():
-            try:
-                if process.environ().get(STATE_ID_VARIABLE) == self.state_id:
-                    found.append(process)
-            except (psutil.Error, OSError):
-                continue
-        return found
+        return find_processes_with_env(STATE_ID_VARIABLE, self.state_id)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -1,0 +1,1 @@
+"""End-to-end tests: a real daemon, real processes, real time (scaled)."""

@@ -1,0 +1,134 @@
+"""The ``heartwatch`` command end to end, as a person types it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2e.support import Pipeline, duration, scaled, worker_command
+
+pytestmark = pytest.mark.e2e
+
+
+def heartwatch(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "heartwatch", *map(str, args)],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        check=False,
+    )
+
+
+def problem_paths(stderr: str) -> set[str]:
+    """The key paths that start the indented problem lines of ``heartwatch check``."""
+    return {
+        text.strip().partition(": ")[0]
+        for text in stderr.splitlines()
+        if text.startswith("  ") and ": " in text
+    }
+
+
+BAD_CONFIG = """\
+[server]
+tcp = "127.0.0.1:99999"
+
+[[service]]
+name = "emulator"
+command = "emulator -avd Pixel_5"
+
+[[service]]
+name = "collector"
+command = "python collector.py"
+heartbeat_timeout = "soon"
+restart = "sometimes"
+"""
+
+
+def test_cli_check_reports_every_problem_with_its_key_path(tmp_path: Path) -> None:
+    """``check`` on a bad file exits 2 and names each problem by its key path."""
+    (tmp_path / "bad.toml").write_text(BAD_CONFIG)
+    result = heartwatch("check", "-c", "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert problem_paths(result.stderr) == {
+        "server.tcp",
+        "service[1].heartbeat_timeout",
+        "service[1].restart",
+    }, result.stderr
+    assert "3 problem(s)" in result.stderr
+
+
+def test_cli_check_reports_schema_and_reference_problems_together(tmp_path: Path) -> None:
+    """A bad value and a missing requirement are reported in one round, as config.py promises."""
+    bad = BAD_CONFIG + 'requires = ["nope"]\n'
+    (tmp_path / "bad.toml").write_text(bad)
+    result = heartwatch("check", "-c", "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert problem_paths(result.stderr) == {
+        "server.tcp",
+        "service[1].heartbeat_timeout",
+        "service[1].restart",
+        "service[1].requires[0]",
+    }, result.stderr
+
+
+def test_cli_init_writes_a_config_that_check_accepts(tmp_path: Path) -> None:
+    """``init`` writes a starter file that ``check`` accepts, and will not overwrite it."""
+    result = heartwatch("init", "sub.toml", cwd=tmp_path)
+    assert result.returncode == 0, result
+    assert (tmp_path / "sub.toml").is_file()
+    checked = heartwatch("check", "-c", "sub.toml", cwd=tmp_path)
+    assert checked.returncode == 0, checked
+    assert "ok" in checked.stdout
+    again = heartwatch("init", "sub.toml", cwd=tmp_path)
+    assert again.returncode == 1, again
+
+
+def test_cli_status_and_restart_talk_to_the_running_daemon(pipeline: Pipeline) -> None:
+    """``status`` (table and JSON) lists every service; ``restart`` gives the service a new pid."""
+    config = pipeline.write_config(
+        [
+            {"name": "emulator", "command": worker_command(), "ready": duration(0.2)},
+            {
+                "name": "collector",
+                "command": worker_command("--beat", "0.1"),
+                "requires": ["emulator"],
+                "heartbeat_timeout": duration(5),
+            },
+        ]
+    )
+    daemon = pipeline.start_daemon()
+    old = daemon.wait_running("collector")["pid"]
+    emulator = daemon.wait_running("emulator")["pid"]
+
+    table = heartwatch("status", "-c", config, cwd=pipeline.folder)
+    assert table.returncode == 0, table
+    rows = {text.split()[0]: text.split()[1:3] for text in table.stdout.splitlines() if text}
+    assert rows["emulator"] == ["running", str(emulator)]
+    assert rows["collector"] == ["running", str(old)]
+
+    as_json = heartwatch("status", "-c", config, "--json", cwd=pipeline.folder)
+    assert as_json.returncode == 0, as_json
+    services = json.loads(as_json.stdout)
+    assert [s["name"] for s in services] == ["emulator", "collector"]
+    assert [s["pid"] for s in services] == [emulator, old]
+
+    restarted = heartwatch("restart", "collector", "-c", config, cwd=pipeline.folder)
+    assert restarted.returncode == 0, restarted
+    assert restarted.stdout.startswith("collector: ")
+    daemon.wait_service(
+        "collector",
+        lambda s: s["state"] == "running" and s["pid"] not in (None, old),
+        "running with a new pid",
+    )
+    assert daemon.service("emulator")["pid"] == emulator  # a restart spares what it requires
+
+    unknown = heartwatch("restart", "nope", "-c", config, cwd=pipeline.folder)
+    assert unknown.returncode == 1, unknown
+    assert "no service 'nope'" in unknown.stderr
