@@ -363,6 +363,18 @@ def test_stop_request_stops_dependents_first_and_holds() -> None:
     assert wd.next_deadline() is None
 
 
+def test_start_while_waiting_to_stop_keeps_it_running() -> None:
+    """A start that arrives before the stop signal went out cancels the stop."""
+    wd = running(pipeline())
+    wd.receive_stop(["emulator"], 70.0, "stop requested")
+    assert wd.actions_to_take() == [Stop("collector", "stop requested")]
+    wd.receive_start(["emulator"], 70.05, "start requested")
+    assert wd.record("emulator").state is S.RUNNING
+    wd.receive_exit("collector", -15, 70.1)
+    assert wd.actions_to_take() == []
+    assert wd.record("collector").state is S.STOPPED
+
+
 def test_spawn_failure_counts_as_crash() -> None:
     """A command that cannot start is a failure with a reason, and is retried with backoff."""
     wd = make({"name": "c", "command": "nope", "max_restarts": 1})
@@ -442,6 +454,9 @@ def test_deadlines_only_move_earlier_with_an_event(inputs: list[tuple[str, str, 
         after = wd.next_deadline()
         if not events and before is not None and after is not None:
             assert after >= before
+        for record in wd.records():
+            # "stopping" always means a stop is wanted or already under way.
+            assert record.state is not S.STOPPING or not record.wanted or record.stopping
         # Whatever is due is handled by one tick: nothing stays overdue, nothing livelocks.
         if after is not None and after <= now:
             wd.tick(now)

@@ -159,10 +159,15 @@ class Watchdog:
             for member in (name, *self.graph.requirements(name)):
                 record = self._records[member]
                 record.wanted = True
+                record.start_not_before = now  # a person does not wait out an old backoff
                 if record.state in _HELD or record.state is _S.STOPPED:
                     record.policy.reset()
                     if record.state in _HELD:
                         self._flip(record, _S.STOPPED, reason, now)
+                elif record.state is _S.STOPPING and not record.stopping and record.liveness:
+                    # Asked back before its stop signal went out: it simply keeps running.
+                    ready = record.liveness.ready_at is not None
+                    self._flip(record, _S.RUNNING if ready else _S.STARTING, reason, now)
         self._reconcile(now)
 
     def receive_stop(self, names: Iterable[str], now: float, reason: str) -> None:
@@ -183,6 +188,7 @@ class Watchdog:
         """Restart ``name`` and its dependents now, as a person asked: no backoff, no count."""
         record = self._records[name]
         record.policy.reset()
+        record.start_not_before = now
         for member in self.graph.requirements(name):
             self._records[member].wanted = True
         if record.state in _HELD:
