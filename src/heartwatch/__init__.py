@@ -4,4 +4,7 @@ Supervise a pipeline's processes, hear heartbeats and data flow from inside them
 the right group of processes, in the right order, the moment they fall silent.
 """
 
+from heartwatch.client import AsyncHeartbeat, Heartbeat
+
 __version__ = "0.1.0"
+__all__ = ["AsyncHeartbeat", "Heartbeat", "__version__"]

@@ -1,0 +1,32 @@
+"""Where a client sends: from arguments, or from what the supervisor puts in the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+DEFAULT_ADDRESS = "127.0.0.1:5005"
+
+
+def resolve_target(
+    service: str | None, address: str | tuple[str, int] | None
+) -> tuple[str | None, tuple[str, int] | None, str | None]:
+    """Return ``(service, (ip, port), problem)``; ``problem`` says why there is no address.
+
+    Name resolution happens here, once, so that sending never waits on DNS.
+    """
+    service = service or os.environ.get("HEARTWATCH_SERVICE") or None
+    if address is None:
+        address = os.environ.get("HEARTWATCH_ADDR") or DEFAULT_ADDRESS
+    if isinstance(address, str):
+        host, _, port_text = address.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if not port_text.isdigit():
+            return service, None, f"bad heartwatch address {address!r} (want host:port)"
+        address = (host, int(port_text))
+    try:
+        infos = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+    except OSError as error:
+        return service, None, f"cannot resolve {address[0]!r}: {error}"
+    ip, port = infos[0][4][:2]
+    return service, (str(ip), int(port)), None

@@ -1,0 +1,129 @@
+"""What a heartbeat client has to say, independent of any socket: the sans-I/O core.
+
+Heartbeats are *coalesced*: while nothing can be sent, any number of ``beat()`` calls leave one
+pending beat, because only the newest matters. The status text and readiness are kept the same
+way (newest wins). Data events are facts and are queued, up to a bound; beyond it the oldest are
+dropped and counted, and the count rides on the next heartbeat (``"dropped": N``) so the daemon
+learns what was lost. ``take_lines()`` hands the driver everything due, in order, as one bytes
+object of newline-terminated JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from typing import Any
+
+_BEAT_CACHE: dict[str | None, bytes] = {}
+# Every heartbeat line starts so: json.dumps keeps "type" first, as it is written first.
+_HEARTBEAT_PREFIX = b'{"type":"heartbeat"'
+
+
+def _beat_line(service: str | None) -> bytes:
+    # A plain heartbeat is the same bytes every time: encode it once.
+    line = _BEAT_CACHE.get(service)
+    if line is None:
+        message = (
+            {"type": "heartbeat"} if service is None else {"type": "heartbeat", "service": service}
+        )
+        line = _BEAT_CACHE[service] = _encode(message)
+    return line
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+class Outbox:
+    def __init__(self, service: str | None, max_events: int = 1000) -> None:
+        self.service = service
+        self.max_events = max_events
+        self.dropped = 0  # events lost to the bound, not yet reported
+        self.dropped_total = 0
+        self._beat = False
+        self._ready = False
+        self._status: str | None = None
+        self._events: deque[bytes] = deque()
+
+    @property
+    def has_lines(self) -> bool:
+        return self._beat or bool(self._events)
+
+    def beat(self) -> None:
+        self._beat = True
+
+    def ready(self) -> None:
+        self._ready = self._beat = True
+
+    def status(self, text: str) -> None:
+        self._status = text
+        self._beat = True
+
+    def event(self, kind: str, data: Any = None, sent_at: float | None = None) -> None:
+        """Queue a data event; ``sent_at`` (epoch seconds) defaults to now."""
+        message: dict[str, Any] = {"type": kind, "time": _format_time(sent_at)}
+        if self.service is not None:
+            message["service"] = self.service
+        if data is not None:
+            message["data"] = data
+        if len(self._events) >= self.max_events:
+            self._events.popleft()
+            self._count_dropped(1)
+        self._events.append(_encode(message))
+
+    def take_lines(self) -> bytes:
+        """Everything due now, events first (older facts), then one heartbeat."""
+        parts = list(self._events)
+        self._events.clear()
+        if self._beat:
+            parts.append(self._take_beat())
+        return b"".join(parts)
+
+    def put_back(self, unsent: bytes, starts_line: bool) -> None:
+        """A connection died with ``unsent`` not handed to the kernel: keep what can be kept.
+
+        Whole event lines go back to the front of the queue, in order; heartbeats become one
+        pending beat. A line of which some bytes already went out (``starts_line`` false) is
+        lost: the daemon discards the fragment, and a lost event is counted.
+        """
+        lines = unsent.split(b"\n")[:-1]
+        if not starts_line and lines and not lines.pop(0).startswith(_HEARTBEAT_PREFIX):
+            self._count_dropped(1)
+        events = [line + b"\n" for line in lines if not line.startswith(_HEARTBEAT_PREFIX)]
+        if len(events) < len(lines):
+            self._beat = True
+        self._events.extendleft(reversed(events))
+        if len(self._events) > self.max_events:
+            excess = len(self._events) - self.max_events
+            for _ in range(excess):
+                self._events.popleft()
+            self._count_dropped(excess)
+
+    def _count_dropped(self, count: int) -> None:
+        self.dropped += count
+        self.dropped_total += count
+
+    def _take_beat(self) -> bytes:
+        self._beat = False
+        if not (self._ready or self._status is not None or self.dropped):
+            return _beat_line(self.service)
+        message: dict[str, Any] = {"type": "heartbeat"}
+        if self.service is not None:
+            message["service"] = self.service
+        if self._ready:
+            message["ready"] = True
+        if self._status is not None:
+            message["status"] = self._status
+        if self.dropped:
+            message["dropped"] = self.dropped
+        self._ready, self._status, self.dropped = False, None, 0
+        return _encode(message)
+
+
+def _format_time(epoch: float | None) -> str:
+    moment = time.time() if epoch is None else epoch
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
+        + f".{int(moment % 1 * 1000):03d}"
+    )
