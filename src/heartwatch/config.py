@@ -86,13 +86,14 @@ def parse_signal(value: object) -> signal.Signals:
 
 
 def parse_ready(value: object) -> str | float:
-    """``"heartbeat"`` (ready at the first message) or a fixed delay after spawn."""
-    if value == "heartbeat":
-        return "heartbeat"
+    """``"heartbeat"`` (ready at the first message), ``"notify"`` (ready when it says so:
+    ``READY=1`` or ``"ready": true``) or a fixed delay after spawn."""
+    if value in ("heartbeat", "notify"):
+        return str(value)
     try:
         return parse_duration(value)
     except ValueError:
-        raise ValueError('expected "heartbeat" or a delay such as "60s"') from None
+        raise ValueError('expected "heartbeat", "notify" or a delay such as "60s"') from None
 
 
 Address = Annotated[tuple[str, int], BeforeValidator(parse_address)]
@@ -126,6 +127,21 @@ class DaemonConfig(_Section):
     log_retention: str = "2 months"
 
 
+class QueueConfig(_Section):
+    """``queue = {…}`` of a service: the RabbitMQ queue it consumes, watched for stalls."""
+
+    url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    name: str
+    stalled_after: Duration = 120.0
+    check_interval: Duration | None = None  # default: stalled_after / 4, from 1 s to 30 s
+
+    @property
+    def interval(self) -> float:
+        if self.check_interval is not None:
+            return max(0.05, self.check_interval)
+        return min(30.0, max(1.0, self.stalled_after / 4))
+
+
 class ServiceConfig(_Section):
     """``[[service]]``: one part of the pipeline."""
 
@@ -152,6 +168,7 @@ class ServiceConfig(_Section):
     healthy_after: Duration = 60.0
     max_restarts: int = Field(default=5, ge=0)
     restart_window: Duration = 300.0
+    queue: QueueConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -188,6 +205,11 @@ class ServiceConfig(_Section):
         return self.ready == "heartbeat" or (
             self.ready is None and (self.heartbeat_timeout is not None or bool(self.data_timeout))
         )
+
+    @property
+    def ready_on_notice(self) -> bool:
+        """Ready only when it says so (``READY=1``, ``"ready": true``, ``ready()``)."""
+        return self.ready == "notify"
 
     @property
     def ready_delay(self) -> float:

@@ -3,9 +3,10 @@
 Rules (all times monotonic seconds; a service's clock starts at its spawn, ``started_at``):
 
 - *Readiness.* A service that beats is ready at its first message (or an explicit ready
-  notice). One that never beats is ready ``ready_delay`` seconds after spawn.
-- *Startup grace.* A service that should beat but is not ready ``startup_grace`` seconds after
-  spawn is overdue ("no heartbeat within 60.0 s startup grace").
+  notice). One configured ``ready = "notify"`` is ready only at an explicit notice
+  (``READY=1``). One that never beats is ready ``ready_delay`` seconds after spawn.
+- *Startup grace.* A service that should beat or notify but is not ready ``startup_grace``
+  seconds after spawn is overdue ("no heartbeat within 60.0 s startup grace").
 - *Heartbeat.* Once ready, any message counts as alive; ``heartbeat_timeout`` seconds without one
   is overdue ("no heartbeat for 61.2 s").
 - *Data flow.* Once ready, each kind in ``data_timeout`` must arrive within its timeout of the
@@ -18,7 +19,7 @@ Rules (all times monotonic seconds; a service's clock starts at its spawn, ``sta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from heartwatch.units import format_duration
 
@@ -30,6 +31,12 @@ class LivenessRules:
     startup_grace: float
     heartbeat_timeout: float | None
     data_timeout: Mapping[str, float]
+    ready_on_notice: bool = False
+
+    @property
+    def waits_for_word(self) -> bool:
+        """Ready only when the service says something, not after a fixed delay."""
+        return self.ready_on_message or self.ready_on_notice
 
 
 @dataclass(slots=True)
@@ -49,7 +56,7 @@ class Liveness:
 
     def ready_deadline(self) -> float | None:
         """When a service that never beats becomes ready, if it has not yet."""
-        if self.ready_at is not None or self.rules.ready_on_message:
+        if self.ready_at is not None or self.rules.waits_for_word:
             return None
         return self.started_at + self.rules.ready_delay
 
@@ -67,9 +74,10 @@ class Liveness:
     def overdue(self, now: float) -> str | None:
         """The reason this service is late at ``now``, or ``None`` while it is on time."""
         if self.ready_at is None:
-            if self.rules.ready_on_message and now >= self.started_at + self.rules.startup_grace:
+            if self.rules.waits_for_word and now >= self.started_at + self.rules.startup_grace:
                 grace = format_duration(self.rules.startup_grace)
-                return f"no heartbeat within {grace} startup grace"
+                word = "ready notice" if self.rules.ready_on_notice else "heartbeat"
+                return f"no {word} within {grace} startup grace"
             return None
         heartbeat = self._heartbeat_deadline()
         if heartbeat is not None and now >= heartbeat:
@@ -83,6 +91,16 @@ class Liveness:
                     return f"no {kind} since it became ready {since} ago"
                 return f"no {kind} for {format_duration(now - previous)}"
         return None
+
+    def set_heartbeat_timeout(self, timeout: float) -> None:
+        """The service asked for another heartbeat timeout (``WATCHDOG_USEC``), for this run."""
+        self.rules = replace(self.rules, heartbeat_timeout=timeout or None)
+
+    def extend_startup(self, extra: float, now: float) -> None:
+        """The service asked for more startup time (``EXTEND_TIMEOUT_USEC``): ``extra`` from now."""
+        wanted = now + extra - self.started_at
+        if self.ready_at is None and wanted > self.rules.startup_grace:
+            self.rules = replace(self.rules, startup_grace=wanted)
 
     def _heartbeat_base(self) -> float:
         assert self.ready_at is not None

@@ -27,9 +27,13 @@ A failure of service S consults S's ``RestartPolicy``: it gives a backoff delay 
 ``restart_pending``; rules 1 and 2 then stop them in reverse order and start them in order.
 A service already pending a restart is never recovered again: its failure is part of the plan.
 
-Invariant relied on by drivers: a deadline only moves *earlier* together with an event, so a
-driver only needs to re-arm its timer after inputs that produced events. A message from a
-running service only moves deadlines later, and costs a few dictionary writes.
+Invariant relied on by drivers: ``receive_message`` moves a deadline *earlier* only together
+with an event, so after a message a driver re-arms its timer only if events were produced. A
+message from a running service only moves deadlines later, and costs a few dictionary writes.
+After any other input a driver re-arms its timer unconditionally.
+
+A service that names a queue (``queue = {…}``) is also failed when its queue holds messages and
+its depth has not gone down for ``stalled_after`` (``stall.py``), even while it beats.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from heartwatch.events import (
 from heartwatch.graph import DependencyGraph
 from heartwatch.liveness import Liveness, LivenessRules
 from heartwatch.policy import RestartPolicy
+from heartwatch.stall import QueueStall
 
 _S = ServiceState
 # States from which a start needs a person's (or the daemon's) explicit word.
@@ -78,6 +83,7 @@ class ServiceRecord:
     start_not_before: float = 0.0
     pid: int | None = None
     liveness: Liveness | None = None
+    queue: QueueStall | None = None
     spawns: int = 0
     last_exit: str | None = None
     messages: int = 0
@@ -225,6 +231,37 @@ class Watchdog:
             self._become_ready(record, now, "said it is ready")
             self._reconcile(now)
 
+    def receive_failure_report(self, name: str, reason: str, now: float) -> None:
+        """The service says it failed (``fail`` message, non-zero exit ping, watchdog trigger)."""
+        record = self._records[name]
+        if record.state in (_S.STARTING, _S.RUNNING) and not record.restart_pending:
+            self._receive_late(record, f"reported failure: {reason}", now)
+            self._reconcile(now)
+
+    def receive_heartbeat_timeout(self, name: str, timeout: float, now: float) -> None:
+        """The service set its own heartbeat timeout (``WATCHDOG_USEC``) for this run."""
+        record = self._records[name]
+        if record.liveness is not None:
+            record.liveness.set_heartbeat_timeout(timeout)
+
+    def receive_extend_startup(self, name: str, extra: float, now: float) -> None:
+        """The service needs ``extra`` more seconds to become ready (``EXTEND_TIMEOUT_USEC``)."""
+        record = self._records[name]
+        if record.liveness is not None and record.state is _S.STARTING:
+            record.liveness.extend_startup(extra, now)
+
+    def receive_queue_depth(self, name: str, depth: int, now: float) -> None:
+        """A reading of the service's queue: ``depth`` messages ready."""
+        queue = self._records[name].queue
+        if queue is not None:
+            queue.receive_depth(depth, now)
+
+    def receive_queue_problem(self, name: str, problem: str, now: float) -> None:
+        """The queue could not be read (broker down): no verdict on the consumer until it can."""
+        queue = self._records[name].queue
+        if queue is not None:
+            queue.receive_broker_problem(problem)
+
     def receive_spawned(self, name: str, pid: int, now: float) -> None:
         """The driver started the process asked for by ``Spawn``."""
         record = self._records[name]
@@ -260,6 +297,8 @@ class Watchdog:
                 self._become_ready(record, now, f"ready after {record.rules.ready_delay:g} s")
             if record.state in (_S.STARTING, _S.RUNNING):
                 late = liveness.overdue(now)
+                if late is None and record.queue is not None and record.state is _S.RUNNING:
+                    late = record.queue.stalled(now)
                 if late is not None:
                     self._receive_late(record, late, now)
         self._reconcile(now)
@@ -269,7 +308,7 @@ class Watchdog:
     def _receive_message_slow(self, record: ServiceRecord, now: float) -> None:
         liveness = record.liveness
         assert liveness is not None
-        if record.state is _S.STARTING and record.rules.ready_on_message:
+        if record.state is _S.STARTING and liveness.rules.ready_on_message:
             self._become_ready(record, now, "first heartbeat")
             self._reconcile(now)
         elif (
@@ -416,8 +455,10 @@ class Watchdog:
 
     def _begin_run(self, record: ServiceRecord, now: float, reason: str) -> None:
         record.liveness = Liveness(record.rules, started_at=now)
+        if record.queue is not None:
+            record.queue.reset(now)
         self._flip(record, _S.STARTING, reason, now)
-        if not record.rules.ready_on_message and record.rules.ready_delay <= 0:
+        if not record.rules.waits_for_word and record.rules.ready_delay <= 0:
             self._become_ready(record, now, "ready at start")
 
     def _become_ready(self, record: ServiceRecord, now: float, reason: str) -> None:
@@ -441,7 +482,12 @@ class Watchdog:
             return None
         if record.state not in (_S.STARTING, _S.RUNNING):
             return None
-        return record.liveness.next_deadline()
+        deadline = record.liveness.next_deadline()
+        if record.queue is not None and record.state is _S.RUNNING:
+            stall = record.queue.deadline()
+            if stall is not None and (deadline is None or stall < deadline):
+                return stall
+        return deadline
 
 
 def _create_record(config: ServiceConfig, random: Callable[[], float]) -> ServiceRecord:
@@ -451,6 +497,7 @@ def _create_record(config: ServiceConfig, random: Callable[[], float]) -> Servic
         startup_grace=config.startup_grace,
         heartbeat_timeout=config.heartbeat_timeout,
         data_timeout=dict(config.data_timeout),
+        ready_on_notice=config.ready_on_notice,
     )
     policy = RestartPolicy(
         initial=config.backoff_initial,
@@ -462,4 +509,5 @@ def _create_record(config: ServiceConfig, random: Callable[[], float]) -> Servic
         window=config.restart_window,
         random=random,
     )
-    return ServiceRecord(config=config, rules=rules, policy=policy)
+    queue = QueueStall(config.queue.stalled_after) if config.queue is not None else None
+    return ServiceRecord(config=config, rules=rules, policy=policy, queue=queue)

@@ -5,10 +5,13 @@ A message is a JSON object::
     {"type": "heartbeat", "service": "collector", "time": "2026-11-21 10:00:00"}
     {"type": "poiid", "time": "...", "dat": {...}}
 
-``type`` is ``"heartbeat"`` or any other word, which makes it a data event of that kind.
-``service`` is optional (the daemon's ``default_service`` applies). ``time`` is the sender's
-clock: it is kept, but never trusted for deadlines. The payload is ``data``, or ``dat`` as the
-original client sends it.
+``type`` is ``"heartbeat"`` or any other word, which makes it a data event of that kind, except
+two words with a meaning of their own: ``"start"`` (a run began, as a cron wrapper says) and
+``"fail"`` (the service reports its own failure, with an optional ``"reason"``). ``service`` is
+optional (the daemon's ``default_service`` applies). ``time`` is the sender's clock: it is kept,
+but never trusted for deadlines. The payload is ``data``, or ``dat`` as the original client
+sends it. A heartbeat may also carry ``"ready": true`` (startup done), ``"status": "…"`` (free
+text) and ``"dropped": N`` (events the client had to drop while it could not send).
 
 Framing: newline-delimited JSON on a persistent connection; or, as the original client does,
 one JSON object per connection with no newline, ended by the close (``receive_eof``). Lines
@@ -35,6 +38,12 @@ class WireError(ValueError):
         super().__init__(f"{code}: {detail}")
 
 
+# Types that are not data events.
+HEARTBEAT, START, FAIL = "heartbeat", "start", "fail"
+CONTROL_KINDS = frozenset({HEARTBEAT, START, FAIL})
+_PLAIN_KEYS = frozenset({"type", "service", "time", "data", "dat"})
+
+
 class Message(NamedTuple):
     """One decoded message. A tuple: immutable, and cheap to build on the hot path."""
 
@@ -42,6 +51,10 @@ class Message(NamedTuple):
     service: str | None = None
     sent_time: str | None = None
     data: Any = None
+    ready: bool = False
+    status: str | None = None
+    dropped: int = 0
+    reason: str | None = None
 
     @property
     def is_heartbeat(self) -> bool:
@@ -67,7 +80,20 @@ def parse_message(raw: bytes | str) -> Message:
         raise WireError("service", f"'service' must be a service name, not {service!r:.80}")
     sent = obj.get("time")
     data = obj["data"] if "data" in obj else obj.get("dat")
-    return Message(kind, service, sent if type(sent) is str else None, data)
+    message = Message(kind, service, sent if type(sent) is str else None, data)
+    if kind in CONTROL_KINDS and not _PLAIN_KEYS.issuperset(obj):
+        return _with_control_fields(message, obj)
+    return message
+
+
+def _with_control_fields(message: Message, obj: dict[str, Any]) -> Message:
+    status, dropped, reason = obj.get("status"), obj.get("dropped"), obj.get("reason")
+    return message._replace(
+        ready=obj.get("ready") is True,
+        status=status[:500] if type(status) is str else None,
+        dropped=dropped if type(dropped) is int and dropped > 0 else 0,
+        reason=reason[:500] if type(reason) is str else None,
+    )
 
 
 class LineDecoder:

@@ -130,6 +130,13 @@ class ProcessRunner:
         await child.exited.wait()
         _signal_group(child.pid, signal.SIGKILL)  # whatever joined the group after the listing
 
+    def service_of_run(self, run_id: str) -> str | None:
+        """The service whose current run is ``run_id``."""
+        for child in self.children.values():
+            if child.run_id == run_id:
+                return child.service
+        return None
+
     def kill_now(self, child: Child) -> None:
         """SIGKILL the child's group and descendants at once (the daemon's last resort)."""
         _kill_all(child.pid, _descendants(child.pid))
@@ -215,6 +222,20 @@ def find_processes_with_env(name: str, value: str) -> list[psutil.Process]:
         except (OSError, psutil.Error):
             continue  # gone already, or not ours to read
     return found
+
+
+def run_id_of(pid: int) -> str | None:
+    """The ``HEARTWATCH_RUN_ID`` a process inherited, if it is inside one of our runs."""
+    prefix = RUN_ID_VARIABLE.encode() + b"="
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            environ = file.read()
+    except OSError:
+        return None
+    for assignment in environ.split(b"\0"):
+        if assignment.startswith(prefix):
+            return assignment[len(prefix) :].decode(errors="replace")
+    return None
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

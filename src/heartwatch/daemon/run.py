@@ -19,8 +19,10 @@ from loguru import logger
 
 from heartwatch.config import Config
 from heartwatch.daemon.ingest import Ingest, IngestStats
+from heartwatch.daemon.notify_socket import NotifySocket
 from heartwatch.daemon.statedir import StateDir
 from heartwatch.daemon.supervisor import Supervisor
+from heartwatch.daemon.systemd import SystemdNotifier
 from heartwatch.web.api import create_app
 
 
@@ -51,6 +53,11 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             stats=stats,
         )
         supervisor.tcp_address = await ingest.start(*config.server.tcp)
+        notify = NotifySocket(
+            f"heartwatch-{state.state_id}", supervisor.receive_notice, supervisor.identify
+        )
+        notify.start()
+        supervisor.notify_address = notify.address
         http, http_address = await _start_http(config, supervisor)
         state.write_daemon_info(
             tcp=_format_address(supervisor.tcp_address),
@@ -63,7 +70,10 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         )
         _install_signal_handlers(loop, stop, supervisor)
         supervisor.start(reason="daemon started")
+        systemd = SystemdNotifier()
+        systemd.ready(f"watching {len(config.service)} services")
         await stop.wait()
+        systemd.stopping()
         logger.info("stopping all services")
         timeout = sum(s.stop_timeout for s in config.service) + 5.0
         await supervisor.shutdown(timeout)
@@ -72,6 +82,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         if leftovers:
             logger.warning("ended processes that outlived their services: {}", leftovers)
         await ingest.close()
+        notify.close()
         if http is not None:
             server, task = http
             server.should_exit = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,13 @@ from loguru import logger
 
 from heartwatch.config import Config, ServiceConfig
 from heartwatch.daemon.output import RotatingOutput
-from heartwatch.daemon.processes import Child, ProcessRunner
+from heartwatch.daemon.processes import Child, ProcessRunner, run_id_of
 from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
+from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
 from heartwatch.events import Action, Event, RecoveryPlanned, RunOnDown, Spawn, Stop, Transition
+from heartwatch.notify import Notice
 from heartwatch.watchdog import Watchdog
-from heartwatch.wire import Message
+from heartwatch.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
 
 # Distinct data kinds remembered per service; further kinds are refused ("too_many_kinds").
 MAX_DATA_KINDS = 64
@@ -49,6 +51,9 @@ class Supervisor:
         self.default_service = config.server.default_service
         self.recent_events: deque[Event] = deque(maxlen=1000)
         self.last_data: dict[str, dict[str, LastData]] = {name: {} for name in self.services}
+        self.notify_address: str | None = None  # NOTIFY_SOCKET given to children
+        self.status_text: dict[str, str] = {}  # the newest STATUS / "status" of each service
+        self.client_dropped: Counter[str] = Counter()  # events clients reported dropping
         self._loop = asyncio.get_running_loop()
         # loop.time() is monotonic; this offset turns it into wall-clock time for people.
         self.wall_offset = time.time() - self._loop.time()
@@ -68,15 +73,63 @@ class Supervisor:
         if name is None or kinds is None:
             return "unknown_service"
         kind = message.kind
-        if kind != "heartbeat" and kind not in kinds and len(kinds) >= MAX_DATA_KINDS:
-            return "too_many_kinds"  # a client inventing kinds must not grow memory unbounded
         now = self._loop.time()
-        self.watchdog.receive_message(name, kind, now)
-        if kind != "heartbeat":
+        if kind == HEARTBEAT:
+            self.watchdog.receive_message(name, HEARTBEAT, now)
+            if message.ready or message.status is not None or message.dropped:
+                self._receive_control(name, message, now)
+        elif kind in CONTROL_KINDS:
+            self.watchdog.receive_message(name, HEARTBEAT, now)  # saying anything is alive
+            self._receive_control(name, message, now)
+        else:
+            if kind not in kinds and len(kinds) >= MAX_DATA_KINDS:
+                return "too_many_kinds"  # a client inventing kinds must not grow memory
+            self.watchdog.receive_message(name, kind, now)
             kinds[kind] = LastData(now, message.sent_time, message.data)
         if self.watchdog.has_output:
             self._pump()
         return None
+
+    def _receive_control(self, name: str, message: Message, now: float) -> None:
+        """The rarer parts of a message: status, readiness, dropped counts, start and fail."""
+        if message.status is not None:
+            self.status_text[name] = message.status
+        if message.dropped:
+            self.client_dropped[name] += message.dropped
+            logger.warning("{}: its client dropped {} data events", name, message.dropped)
+        if message.ready:
+            self.watchdog.receive_ready(name, now)
+        if message.kind == START:
+            self.status_text[name] = "run started"
+        elif message.kind == FAIL:
+            self.watchdog.receive_failure_report(name, message.reason or "fail", now)
+        self._pump()
+
+    def receive_notice(self, name: str, notice: Notice) -> None:
+        """An sd_notify datagram from inside ``name``'s process tree."""
+        now = self._loop.time()
+        watchdog = self.watchdog
+        watchdog.receive_message(name, HEARTBEAT, now)  # any notice is a sign of life
+        for kind in notice.events:
+            self.receive_message(Message(kind, service=name), "notify")
+        if notice.status is not None:
+            self.status_text[name] = notice.status
+        if notice.stopping:
+            self.status_text[name] = "stopping"
+        if notice.watchdog_timeout is not None:
+            watchdog.receive_heartbeat_timeout(name, notice.watchdog_timeout, now)
+        if notice.extend_timeout is not None:
+            watchdog.receive_extend_startup(name, notice.extend_timeout, now)
+        if notice.ready:
+            watchdog.receive_ready(name, now)
+        if notice.trigger:
+            watchdog.receive_failure_report(name, "WATCHDOG=trigger", now)
+        self._pump()
+
+    def identify(self, pid: int) -> str | None:
+        """The service whose process tree ``pid`` belongs to, or ``None``."""
+        run_id = run_id_of(pid)
+        return None if run_id is None else self._runner.service_of_run(run_id)
 
     def start(self, names: list[str] | None = None, reason: str = "start requested") -> None:
         self.watchdog.receive_start(names or list(self.services), self._loop.time(), reason)
@@ -236,13 +289,17 @@ class Supervisor:
 
     def _child_env(self, service: ServiceConfig) -> dict[str, str]:
         host, port = self.tcp_address
-        return {
-            **os.environ,
+        inherited = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
+        env = {
+            **inherited,
             **service.env,
             "HEARTWATCH_SERVICE": service.name,
             "HEARTWATCH_ADDR": f"{host}:{port}",
             STATE_ID_VARIABLE: self.state.state_id,
         }
+        if self.notify_address is not None:
+            env["NOTIFY_SOCKET"] = self.notify_address
+        return env
 
     def _output(self, name: str) -> RotatingOutput:
         output = self._outputs.get(name)

@@ -14,12 +14,20 @@ from pydantic import BaseModel
 
 import heartwatch
 from heartwatch.daemon.supervisor import Supervisor
+from heartwatch.web.ping import create_ping_router
 
 
 class DataStatus(BaseModel):
     count: int
     last_age: float | None  # seconds since the newest event of this kind
     last_sent_time: str | None  # the sender's own clock, as it sent it
+
+
+class QueueStatus(BaseModel):
+    name: str
+    depth: int | None  # messages ready at the last reading
+    stalled_after: float
+    broker_problem: str | None  # why the last reading failed, if it did
 
 
 class ServiceStatus(BaseModel):
@@ -35,6 +43,9 @@ class ServiceStatus(BaseModel):
     messages: int
     data: dict[str, DataStatus]
     last_exit: str | None
+    status: str | None  # the service's own words (STATUS=, "status")
+    client_dropped: int  # data events its client reported dropping
+    queue: QueueStatus | None
 
 
 class ErrorBody(BaseModel):
@@ -76,6 +87,16 @@ def create_app(supervisor: Supervisor) -> FastAPI:
                 for kind in kinds
             },
             last_exit=record.last_exit,
+            status=supervisor.status_text.get(name),
+            client_dropped=supervisor.client_dropped[name],
+            queue=None
+            if record.queue is None or record.config.queue is None
+            else QueueStatus(
+                name=record.config.queue.name,
+                depth=record.queue.depth,
+                stalled_after=record.queue.stalled_after,
+                broker_problem=record.queue.broker_problem,
+            ),
         )
 
     def known(name: str) -> str:
@@ -119,4 +140,5 @@ def create_app(supervisor: Supervisor) -> FastAPI:
         body = detail if isinstance(detail, dict) else {"code": "error", "message": str(detail)}
         return JSONResponse(body, status_code=error.status_code)
 
+    app.include_router(create_ping_router(supervisor))
     return app

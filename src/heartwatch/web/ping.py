@@ -1,0 +1,78 @@
+"""HTTP pings in the style of the Healthchecks ping API, so curl lines and cron wrappers work.
+
+    GET|POST|HEAD /ping/<service>             alive (success)
+    GET|POST|HEAD /ping/<service>/start       a run started
+    GET|POST|HEAD /ping/<service>/fail        the run failed
+    GET|POST|HEAD /ping/<service>/<0-255>     exit code: 0 is success, anything else a failure
+    GET|POST|HEAD /ping/<service>/<kind>      a data event of that kind
+
+A POST body of up to 10 000 bytes is kept as the event's payload (longer ones are cut there).
+Answers are plain text: ``OK``, or 404 for an unknown service, 400 for a bad exit code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from heartwatch.wire import FAIL, HEARTBEAT, START, Message
+
+if TYPE_CHECKING:
+    from heartwatch.daemon.supervisor import Supervisor
+
+MAX_BODY = 10_000
+_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_METHODS = ["GET", "POST", "HEAD"]
+
+
+def parse_ping(what: str | None, body: str | None) -> Message | str:
+    """The message a ping path stands for, or the text of a 400 answer."""
+    if what is None:
+        return Message(HEARTBEAT)
+    if what == "start":
+        return Message(START)
+    if what == "fail":
+        return Message(FAIL, reason=_first_line(body) or "fail ping")
+    if what.isdigit():
+        code = int(what)
+        if code > 255:
+            return "exit code must be 0-255"
+        return Message(HEARTBEAT) if code == 0 else Message(FAIL, reason=f"exit code {code}")
+    if not _KIND.fullmatch(what):
+        return "not a data kind"
+    return Message(what, data=body)
+
+
+def create_ping_router(supervisor: Supervisor) -> APIRouter:
+    router = APIRouter(tags=["ping"])
+
+    async def ping(request: Request, service: str, what: str | None = None) -> PlainTextResponse:
+        body = None
+        if request.method == "POST":
+            raw = await request.body()
+            body = raw[:MAX_BODY].decode("utf-8", "replace") if raw else None
+        message = parse_ping(what, body)
+        if isinstance(message, str):
+            return PlainTextResponse(message, status_code=400)
+        refused = supervisor.receive_message(message._replace(service=service), "http")
+        if refused == "unknown_service":
+            return PlainTextResponse("not found", status_code=404)
+        if refused is not None:
+            return PlainTextResponse(refused, status_code=400)
+        return PlainTextResponse("OK")
+
+    router.add_api_route("/ping/{service}", ping, methods=_METHODS, summary="Ping: alive")
+    router.add_api_route(
+        "/ping/{service}/{what}",
+        ping,
+        methods=_METHODS,
+        summary="Ping: start, fail, exit code, or a data event",
+    )
+    return router
+
+
+def _first_line(text: str | None) -> str | None:
+    return text.strip().splitlines()[0][:200] if text and text.strip() else None
