@@ -70,6 +70,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         )
         _install_signal_handlers(loop, stop, supervisor)
         supervisor.start(reason="daemon started")
+        supervisor.watch_queues()
         systemd = SystemdNotifier()
         systemd.ready(f"watching {len(config.service)} services")
         await stop.wait()

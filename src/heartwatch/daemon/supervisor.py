@@ -21,6 +21,7 @@ from loguru import logger
 from heartwatch.config import Config, ServiceConfig
 from heartwatch.daemon.output import RotatingOutput
 from heartwatch.daemon.processes import Child, ProcessRunner, run_id_of
+from heartwatch.daemon.queue_watch import QueueWatcher
 from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
 from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
 from heartwatch.events import Action, Event, RecoveryPlanned, RunOnDown, Spawn, Stop, Transition
@@ -61,7 +62,8 @@ class Supervisor:
         self._outputs: dict[str, RotatingOutput] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # stops and on_down runs under way
+        self._queue_tasks: list[asyncio.Future[None]] = []
         self._idle = asyncio.Event()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -126,6 +128,23 @@ class Supervisor:
             watchdog.receive_failure_report(name, "WATCHDOG=trigger", now)
         self._pump()
 
+    def watch_queues(self) -> None:
+        """Start reading the depth of every queue a service names."""
+        for service in self.services.values():
+            if service.queue is not None:
+                watcher = QueueWatcher(
+                    service.name, service.queue, self._receive_depth, self._receive_queue_problem
+                )
+                self._queue_tasks.append(asyncio.ensure_future(watcher.run()))
+
+    def _receive_depth(self, name: str, depth: int) -> None:
+        self.watchdog.receive_queue_depth(name, depth, self._loop.time())
+        self._pump()
+
+    def _receive_queue_problem(self, name: str, problem: str) -> None:
+        self.watchdog.receive_queue_problem(name, problem, self._loop.time())
+        self._pump()
+
     def identify(self, pid: int) -> str | None:
         """The service whose process tree ``pid`` belongs to, or ``None``."""
         run_id = run_id_of(pid)
@@ -145,6 +164,9 @@ class Supervisor:
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop every service in reverse dependency order and wait until all are down."""
+        for task in self._queue_tasks:
+            task.cancel()
+        await asyncio.gather(*self._queue_tasks, return_exceptions=True)
         self.stop(reason="daemon stopping")
         try:
             await asyncio.wait_for(self._all_down(), timeout)
