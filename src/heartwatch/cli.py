@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -15,8 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 import heartwatch
-from heartwatch.config import Config, ConfigError, load_config
+from heartwatch.client.oneshot import send_once
+from heartwatch.config import Config, ConfigError, load_config, parse_address
 from heartwatch.daemon.statedir import DaemonAlreadyRunning, StateDir
+from heartwatch.events import describe_exit
 
 app = typer.Typer(
     help="Keep data pipelines alive: supervise, hear heartbeats and data flow, recover.",
@@ -147,6 +151,103 @@ def stop(name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOpti
 def start(name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOption = None) -> None:
     """Start a service (and, first, what it requires); clears failed and exited."""
     _control("start", name, config, url)
+
+
+AddrOption = Annotated[
+    str | None,
+    typer.Option(
+        "--addr",
+        help="The daemon's heartbeat address, host:port (default: HEARTWATCH_ADDR, "
+        "else the config file's).",
+    ),
+]
+
+
+@app.command()
+def beat(
+    service: Annotated[str, typer.Argument(help="The service the message is from.")],
+    kind: Annotated[
+        str, typer.Option(help="heartbeat, or a data kind such as poiid.")
+    ] = "heartbeat",
+    data: Annotated[str | None, typer.Option(help="A JSON payload for a data event.")] = None,
+    addr: AddrOption = None,
+    config: ConfigOption = Path("heartwatch.toml"),
+) -> None:
+    """Send one heartbeat or data event, for shell scripts."""
+    message: dict[str, Any] = {"type": kind, "service": service}
+    if data is not None:
+        try:
+            message["data"] = json.loads(data)
+        except ValueError as error:
+            err.print(f"--data is not JSON: {error}")
+            raise typer.Exit(2) from None
+    try:
+        send_once(_heartbeat_address(addr, config), message)
+    except OSError as error:
+        err.print(f"[red]cannot reach the heartwatch daemon: {error}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command(
+    name="exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="The service the command runs as.")],
+    addr: AddrOption = None,
+    config: ConfigOption = Path("heartwatch.toml"),
+) -> None:
+    """Run a command as SERVICE: report its start, pass its output through, report its exit code.
+
+    Example (cron): heartwatch exec backup -- /usr/local/bin/backup.sh --full
+    """
+    command = list(ctx.args)
+    if not command:
+        err.print("usage: heartwatch exec SERVICE -- COMMAND [ARGS...]")
+        raise typer.Exit(2)
+    address = _heartwatch_address_or_none(addr, config)
+    _report(address, {"type": "start", "service": service})
+    try:
+        returncode = subprocess.run(command).returncode
+    except OSError as error:
+        err.print(f"cannot run {command[0]}: {error}")
+        returncode = 127
+    if returncode == 0:
+        _report(address, {"type": "heartbeat", "service": service})
+    else:
+        _report(address, {"type": "fail", "service": service, "reason": describe_exit(returncode)})
+    raise typer.Exit(returncode if returncode >= 0 else 128 - returncode)
+
+
+def _report(address: tuple[str, int] | None, message: dict[str, Any]) -> None:
+    """Best effort: a job must run whether or not the daemon is there to hear of it."""
+    if address is None:
+        return
+    try:
+        send_once(address, message)
+    except OSError as error:
+        err.print(f"heartwatch: could not report {message['type']!r}: {error}")
+
+
+def _heartwatch_address_or_none(addr: str | None, config: Path) -> tuple[str, int] | None:
+    try:
+        return _heartbeat_address(addr, config)
+    except typer.Exit:
+        return None
+
+
+def _heartbeat_address(addr: str | None, config: Path) -> tuple[str, int]:
+    text = addr or os.environ.get("HEARTWATCH_ADDR")
+    if text is None and config.exists():
+        loaded = _load(config)
+        info = StateDir(loaded.resolve(loaded.daemon.state_dir)).read_daemon_info() or {}
+        text = info.get("tcp") or "{}:{}".format(*loaded.server.tcp)
+    try:
+        return parse_address(text or "127.0.0.1:5005")
+    except ValueError as error:
+        err.print(f"--addr: {error}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
