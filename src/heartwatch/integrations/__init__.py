@@ -1,0 +1,1 @@
+"""Ready-made heartbeats for the frameworks pipelines are built with."""
