@@ -97,7 +97,7 @@ class ServiceRecord:
 
     @property
     def restarts(self) -> int:
-        """Starts after the first one."""
+        """Runs after the first one (for a watch-only service: recoveries)."""
         return max(0, self.spawns - 1)
 
     @property
@@ -448,12 +448,12 @@ class Watchdog:
         record.restart_pending = False
         if not record.config.watch_only:
             record.alive = True
-            record.spawns += 1
             self._actions.append(Spawn(record.name))
         self._begin_run(record, now, "spawned" if not record.config.watch_only else "watching")
         return True
 
     def _begin_run(self, record: ServiceRecord, now: float, reason: str) -> None:
+        record.spawns += 1  # a process spawned, or a watch-only service watched afresh
         record.liveness = Liveness(record.rules, started_at=now)
         if record.queue is not None:
             record.queue.reset(now)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from heartwatch.daemon.ingest import IngestStats
 from heartwatch.notify import MAX_DATAGRAM, Notice, NoticeError, parse_notice
 from heartwatch.throttle import LogThrottle
 
@@ -34,9 +35,9 @@ Identify = Callable[[int], str | None]
 
 
 class NotifySocket:
-    def __init__(self, name: str, sink: NoticeSink, identify: Identify) -> None:
+    def __init__(self, name: str, sink: NoticeSink, identify: Identify, stats: IngestStats) -> None:
         self.address = "@" + name
-        self.dropped: dict[str, int] = {}
+        self.stats = stats
         self._sink = sink
         self._identify = identify
         self._loop = asyncio.get_running_loop()
@@ -86,7 +87,7 @@ class NotifySocket:
         self._sink(service, notice)
 
     def _drop(self, code: str, detail: str) -> None:
-        self.dropped[code] = self.dropped.get(code, 0) + 1
+        self.stats.errors["notify", code] += 1
         suppressed = self._throttle.admit(code, self._loop.time())
         if suppressed is not None:
             more = f" ({suppressed} more since the last report)" if suppressed else ""

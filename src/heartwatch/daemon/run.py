@@ -18,7 +18,7 @@ import uvicorn
 from loguru import logger
 
 from heartwatch.config import Config
-from heartwatch.daemon.ingest import Ingest, IngestStats
+from heartwatch.daemon.ingest import Ingest
 from heartwatch.daemon.notify_socket import NotifySocket
 from heartwatch.daemon.statedir import StateDir
 from heartwatch.daemon.supervisor import Supervisor
@@ -45,16 +45,18 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         if ended:
             logger.warning("ended stale children of a previous daemon: {}", ended)
         supervisor = Supervisor(config, state, tcp_address=config.server.tcp)
-        stats = IngestStats()
         ingest = Ingest(
             supervisor.receive_message,
             max_line=config.server.max_line_bytes,
             max_connections=config.server.max_connections,
-            stats=stats,
+            stats=supervisor.stats,
         )
         supervisor.tcp_address = await ingest.start(*config.server.tcp)
         notify = NotifySocket(
-            f"heartwatch-{state.state_id}", supervisor.receive_notice, supervisor.identify
+            f"heartwatch-{state.state_id}",
+            supervisor.receive_notice,
+            supervisor.identify,
+            supervisor.stats,
         )
         notify.start()
         supervisor.notify_address = notify.address

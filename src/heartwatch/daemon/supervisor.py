@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from heartwatch.config import Config, ServiceConfig
+from heartwatch.daemon.ingest import IngestStats
 from heartwatch.daemon.output import RotatingOutput
 from heartwatch.daemon.processes import Child, ProcessRunner, run_id_of
 from heartwatch.daemon.queue_watch import QueueWatcher
@@ -53,6 +54,7 @@ class Supervisor:
         self.recent_events: deque[Event] = deque(maxlen=1000)
         self.last_data: dict[str, dict[str, LastData]] = {name: {} for name in self.services}
         self.notify_address: str | None = None  # NOTIFY_SOCKET given to children
+        self.stats = IngestStats()  # what arrived and what was refused, by transport
         self.status_text: dict[str, str] = {}  # the newest STATUS / "status" of each service
         self.client_dropped: Counter[str] = Counter()  # events clients reported dropping
         self._loop = asyncio.get_running_loop()
@@ -109,6 +111,7 @@ class Supervisor:
 
     def receive_notice(self, name: str, notice: Notice) -> None:
         """An sd_notify datagram from inside ``name``'s process tree."""
+        self.stats.messages["notify"] += 1
         now = self._loop.time()
         watchdog = self.watchdog
         watchdog.receive_message(name, HEARTBEAT, now)  # any notice is a sign of life

@@ -6,7 +6,7 @@ locks and no copies across threads. Errors are JSON with a stable ``code``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -21,6 +21,21 @@ class DataStatus(BaseModel):
     count: int
     last_age: float | None  # seconds since the newest event of this kind
     last_sent_time: str | None  # the sender's own clock, as it sent it
+    last_data: Any = None  # the newest event's payload
+
+
+class IngestErrorCount(BaseModel):
+    transport: str
+    code: str
+    count: int
+
+
+class IngestStatus(BaseModel):
+    messages: dict[str, int]  # accepted, by transport (tcp, udp, http, notify)
+    errors: list[IngestErrorCount]  # refused, by transport and reason
+    connections_open: int
+    connections_total: int
+    connections_evicted: int
 
 
 class QueueStatus(BaseModel):
@@ -83,6 +98,7 @@ def create_app(supervisor: Supervisor) -> FastAPI:
                     count=record.data_counts.get(kind, 0),
                     last_age=round(now - last[kind].at, 3) if kind in last else None,
                     last_sent_time=last[kind].sent_time if kind in last else None,
+                    last_data=last[kind].data if kind in last else None,
                 )
                 for kind in kinds
             },
@@ -108,6 +124,21 @@ def create_app(supervisor: Supervisor) -> FastAPI:
     async def list_services() -> list[ServiceStatus]:
         """Every service, in start order."""
         return [status_of(r.name) for r in supervisor.watchdog.records()]
+
+    @app.get("/api/v1/ingest", response_model=IngestStatus)
+    async def ingest_counters() -> IngestStatus:
+        """What arrived, and what was refused and why, by transport."""
+        stats = supervisor.stats
+        return IngestStatus(
+            messages=dict(stats.messages),
+            errors=[
+                IngestErrorCount(transport=t, code=c, count=n)
+                for (t, c), n in sorted(stats.errors.items())
+            ],
+            connections_open=stats.connections_open,
+            connections_total=stats.connections_total,
+            connections_evicted=stats.connections_evicted,
+        )
 
     @app.get(
         "/api/v1/services/{name}",

@@ -55,13 +55,16 @@ def create_ping_router(supervisor: Supervisor) -> APIRouter:
             raw = await request.body()
             body = raw[:MAX_BODY].decode("utf-8", "replace") if raw else None
         message = parse_ping(what, body)
+        stats = supervisor.stats
         if isinstance(message, str):
+            stats.errors["http", "bad_ping"] += 1
             return PlainTextResponse(message, status_code=400)
         refused = supervisor.receive_message(message._replace(service=service), "http")
-        if refused == "unknown_service":
-            return PlainTextResponse("not found", status_code=404)
         if refused is not None:
-            return PlainTextResponse(refused, status_code=400)
+            stats.errors["http", refused] += 1
+            status = 404 if refused == "unknown_service" else 400
+            return PlainTextResponse("not found" if status == 404 else refused, status_code=status)
+        stats.messages["http"] += 1
         return PlainTextResponse("OK")
 
     router.add_api_route("/ping/{service}", ping, methods=_METHODS, summary="Ping: alive")
