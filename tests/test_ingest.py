@@ -144,6 +144,7 @@ def test_daemon_api_reports_messages_and_controls_watch_only_services(tmp_path: 
             async def phone() -> dict[str, object]:
                 response = await client.get("/api/v1/services/phone")
                 assert response.status_code == 200
+                assert response.headers["date"].endswith(" GMT")
                 body: dict[str, object] = response.json()
                 return body
 

@@ -21,9 +21,13 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, NamedTuple
+
+try:  # orjson decodes a small message about six times faster than the standard library
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - platforms without an orjson wheel
+    from json import loads as _loads  # type: ignore[assignment]
 
 MAX_LINE_BYTES = 64 * 1024
 _KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -64,10 +68,12 @@ class Message(NamedTuple):
 def parse_message(raw: bytes | str) -> Message:
     """Decode one JSON message; raise ``WireError`` saying what is wrong with it."""
     try:
-        obj = json.loads(raw)
+        obj = _loads(raw)
     except UnicodeDecodeError:
         raise WireError("encoding", "not UTF-8") from None
     except ValueError as error:
+        if "UTF-8" in str(error) or "utf-8" in str(error):
+            raise WireError("encoding", "not UTF-8") from None
         raise WireError("json", f"not JSON ({error})") from None
     if type(obj) is not dict:
         raise WireError("shape", f"expected a JSON object, got {type(obj).__name__}")

@@ -72,7 +72,8 @@ def test_sdnotify_package_drives_ready_watchdog_and_events(pipeline: Pipeline) -
 
 def test_notify_from_outside_the_service_tree_is_dropped(pipeline: Pipeline) -> None:
     """A READY=1 from a process outside every service is dropped and counted."""
-    pipeline.write_config([notify_service("waiter", [sys.executable, "-c", "input()"])])
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    pipeline.write_config([notify_service("waiter", sleeper)])
     daemon = pipeline.start_daemon()
     daemon.wait_service("waiter", lambda s: s["state"] == "starting", "starting")
     address = "\0heartwatch-" + StateDir(pipeline.state_dir).state_id
@@ -84,7 +85,8 @@ def test_notify_from_outside_the_service_tree_is_dropped(pipeline: Pipeline) -> 
         return sum(e["count"] for e in errors if e["code"] == "unknown_sender")
 
     wait_until(lambda: dropped() == 1, "the foreign datagram counted", 10)
-    assert daemon.service("waiter")["state"] == "starting"
+    status = daemon.service("waiter")
+    assert (status["state"], status["restarts"]) == ("starting", 0)
 
 
 def ping(base: str, path: str, method: str = "GET", body: bytes | None = None) -> tuple[int, str]:

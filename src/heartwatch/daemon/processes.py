@@ -4,9 +4,9 @@ Each service runs in its own session (so its own process group). Its exit is not
 pidfd registered with the event loop, so there is no thread and no polling, and a crash is seen
 within a millisecond. Its output goes through a pipe into a ``RotatingOutput``.
 
-Stopping follows systemd's order: the stop signal to the whole group and to every descendant
-listed before it (including those that left the group), then SIGCONT (a stopped, hung process
-cannot act on SIGTERM otherwise), then after ``stop_timeout`` SIGKILL to all of them.
+Stopping follows systemd's order: the stop signal to the whole group at once, then SIGCONT (a
+stopped, hung process cannot act on SIGTERM otherwise); the same to the run's processes that
+left the group; then after ``stop_timeout`` SIGKILL to all of them.
 
 Each run carries a unique ``HEARTWATCH_RUN_ID`` in its environment, inherited by everything it
 starts. When a run crashes, its descendants are already orphaned (a ``setsid`` child is no longer
@@ -107,19 +107,27 @@ class ProcessRunner:
             self._loop.run_in_executor(None, self._wait_in_thread, child)
         return child
 
-    async def stop(self, child: Child, stop_signal: int, timeout: float) -> None:
-        """Stop ``child`` and everything it started; return once the main process has exited."""
+    def begin_stop(self, child: Child, stop_signal: int) -> None:
+        """Send the stop signal (then SIGCONT) to the child's group, now, in this loop turn."""
         child.stopping = True
-        descendants = _descendants(child.pid)
         for sig in (stop_signal, signal.SIGCONT):
             _signal_group(child.pid, sig)
-            _signal_each(descendants, sig)  # those that left the group get it too
+
+    async def finish_stop(self, child: Child, stop_signal: int, timeout: float) -> None:
+        """After ``begin_stop``: signal descendants that left the group, wait, then SIGKILL.
+
+        Escaped descendants are found by the run id in their environment, in a worker thread
+        (reading every process's environment takes milliseconds on a busy host).
+        """
+        escaped = await self._escaped(child)
+        for sig in (stop_signal, signal.SIGCONT):
+            _signal_each(escaped, sig)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._gone(child, descendants), timeout)
-        if not child.exited.is_set() or any(_alive(p) for p in descendants):
-            survivors = [p for p in descendants if _alive(p)]
+            await asyncio.wait_for(self._gone(child, escaped), timeout)
+        survivors = [p for p in escaped if _alive(p)]
+        if not child.exited.is_set() or survivors:
             logger.warning(
-                "{}: still running {:g} s after {}; killing pid {} group and {} descendants",
+                "{}: still running {:g} s after {}; killing pid {} group and {} escaped",
                 child.service,
                 timeout,
                 signal.Signals(stop_signal).name,
@@ -128,7 +136,13 @@ class ProcessRunner:
             )
             _kill_all(child.pid, survivors)
         await child.exited.wait()
-        _signal_group(child.pid, signal.SIGKILL)  # whatever joined the group after the listing
+        _signal_group(child.pid, signal.SIGKILL)  # whatever is still in the group
+        _signal_each(await self._escaped(child), signal.SIGKILL)  # and started since the listing
+
+    async def stop(self, child: Child, stop_signal: int, timeout: float) -> None:
+        """Stop ``child`` and everything it started; return once all of it has exited."""
+        self.begin_stop(child, stop_signal)
+        await self.finish_stop(child, stop_signal, timeout)
 
     def service_of_run(self, run_id: str) -> str | None:
         """The service whose current run is ``run_id``."""
@@ -138,14 +152,22 @@ class ProcessRunner:
         return None
 
     def kill_now(self, child: Child) -> None:
-        """SIGKILL the child's group and descendants at once (the daemon's last resort)."""
-        _kill_all(child.pid, _descendants(child.pid))
+        """SIGKILL the child's group and its run's processes at once (the last resort)."""
+        _kill_all(child.pid, find_processes_with_env(RUN_ID_VARIABLE, child.run_id))
 
-    async def _gone(self, child: Child, descendants: list[psutil.Process]) -> None:
+    async def _escaped(self, child: Child) -> list[psutil.Process]:
+        """Processes of this run outside its process group."""
+        found = await self._loop.run_in_executor(
+            None, find_processes_with_env, RUN_ID_VARIABLE, child.run_id
+        )
+        return [p for p in found if _group_of(p.pid) != child.pid]
+
+    async def _gone(self, child: Child, escaped: list[psutil.Process]) -> None:
         await child.exited.wait()
-        # Descendants are not our children: no exit notification reaches us for them, so poll,
-        # only while a stop is under way and for at most its stop_timeout.
-        while any(_alive(p) for p in descendants):  # noqa: ASYNC110
+        # The rest of the group and the escaped are not our children: no exit notification
+        # reaches us for them, so poll, only while a stop is under way and for at most its
+        # stop_timeout. (A wrapper such as ``sh -c`` exits first; its worker gets its time.)
+        while _group_exists(child.pid) or any(_alive(p) for p in escaped):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
     def _read_output(self, child: Child, fd: int) -> None:
@@ -178,10 +200,12 @@ class ProcessRunner:
         child.returncode = returncode
         child.exited.set()
         if not child.stopping:
-            # Leftovers of a crashed leader, in its group or escaped from it, would be a second
-            # worker after the restart. (During a stop, ``stop`` gives them their stop_timeout.)
+            # Leftovers of a crashed leader would be a second worker after the restart. Its
+            # group dies now; what escaped the group is swept right after the exit is reported
+            # (in a worker thread, so the restart does not wait for a scan of every process;
+            # the new run has another run id, so the sweep cannot touch it).
             _signal_group(child.pid, signal.SIGKILL)
-            _signal_each(find_processes_with_env(RUN_ID_VARIABLE, child.run_id), signal.SIGKILL)
+            self._loop.run_in_executor(None, _kill_run, child.run_id)
         child.output.write(f"[heartwatch] pid {child.pid} {describe_exit(returncode)}\n".encode())
         if self.children.get(child.service) is child:
             del self.children[child.service]
@@ -238,11 +262,25 @@ def run_id_of(pid: int) -> str | None:
     return None
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
+def _kill_run(run_id: str) -> None:
+    _signal_each(find_processes_with_env(RUN_ID_VARIABLE, run_id), signal.SIGKILL)
+
+
+def _group_exists(pgid: int) -> bool:
     try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _alive(process: psutil.Process) -> bool:

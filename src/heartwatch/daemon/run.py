@@ -13,9 +13,11 @@ import contextlib
 import signal
 import socket
 from collections.abc import Iterator
+from email.utils import formatdate
 
 import uvicorn
 from loguru import logger
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartwatch.config import Config
 from heartwatch.daemon.ingest import Ingest
@@ -27,11 +29,45 @@ from heartwatch.web.api import create_app
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn on the daemon's loop; signals belong to the daemon, not to uvicorn."""
+    """uvicorn on the daemon's loop; signals belong to the daemon, not to uvicorn.
+
+    uvicorn's own main loop wakes ten times a second to refresh its cached Date header; an idle
+    daemon should not wake at all, so this one waits for ``request_exit`` instead, and the Date
+    header is written per response (``_with_date_header``).
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)
+        await self._exit_requested.wait()
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self._exit_requested.set()
+
+
+def _with_date_header(app: ASGIApp) -> ASGIApp:
+    async def app_with_date(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_date(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = formatdate(usegmt=True).encode()
+                message["headers"] = [*message.get("headers", []), (b"date", date)]
+            await send(message)
+
+        await app(scope, receive, send_with_date)
+
+    return app_with_date
 
 
 async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -88,7 +124,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         notify.close()
         if http is not None:
             server, task = http
-            server.should_exit = True
+            server.request_exit()
             await task
         logger.info("heartwatch stopped")
     finally:
@@ -113,7 +149,8 @@ async def _start_http(
     sock.setblocking(False)
     server = _EmbeddedServer(
         uvicorn.Config(
-            create_app(supervisor),
+            _with_date_header(create_app(supervisor)),
+            date_header=False,
             log_config=None,
             log_level="warning",
             access_log=False,

@@ -226,7 +226,7 @@ class Supervisor:
         if isinstance(action, Spawn):
             self._spawn(self.services[action.service])
         elif isinstance(action, Stop):
-            self._start_task(self._stop(action))
+            self._stop(action)
         elif isinstance(action, RunOnDown):
             self._start_task(self._run_on_down(action))
 
@@ -249,13 +249,15 @@ class Supervisor:
         logger.info("{}: started pid {}", service.name, child.pid)
         self.watchdog.receive_spawned(service.name, child.pid, now)
 
-    async def _stop(self, action: Stop) -> None:
+    def _stop(self, action: Stop) -> None:
         child = self._runner.children.get(action.service)
         if child is None:
             return
         service = self.services[action.service]
+        # The signal goes out in this loop turn; the waiting and escalating happen in a task.
+        self._runner.begin_stop(child, service.stop_signal)
         logger.info("{}: stopping pid {} ({})", action.service, child.pid, action.reason)
-        await self._runner.stop(child, service.stop_signal, service.stop_timeout)
+        self._start_task(self._runner.finish_stop(child, service.stop_signal, service.stop_timeout))
 
     async def _run_on_down(self, action: RunOnDown) -> None:
         service = self.services[action.service]
