@@ -71,10 +71,20 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Non
     for row in text_rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))))
+    print(
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    )
     print("  ".join("-" * w for w in widths))
     for row in text_rows:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 def _cell(value: object) -> str:
@@ -247,8 +257,10 @@ class Daemon:
         *,
         log_level: str = "WARNING",
         server: Mapping[str, TomlValue] | None = None,
+        command: Sequence[str] = (PYTHON, "-m", "heartwatch"),
     ) -> None:
         self.folder = folder
+        self.command = list(command)  # then "run -c <config>"; another entry point for A/B runs
         folder.mkdir(parents=True, exist_ok=True)
         self.config_path = folder / "heartwatch.toml"
         self.config_path.write_text(render_config(services, log_level=log_level, server=server))
@@ -263,7 +275,7 @@ class Daemon:
         info_path = self.folder / "state" / "daemon.json"
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
-                [PYTHON, "-m", "heartwatch", "run", "-c", str(self.config_path)],
+                [*self.command, "run", "-c", str(self.config_path)],
                 cwd=self.folder,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 import heartwatch
 from heartwatch.client.oneshot import send_once
@@ -27,8 +25,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
-out = Console()
+
+
+class _LazyConsole:
+    """A rich console made on first use: the daemon (``heartwatch run``) never loads rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return getattr(self._console, name)
+
+
+err = _LazyConsole(stderr=True)
+out = _LazyConsole(stderr=False)
 
 ConfigOption = Annotated[
     Path,
@@ -108,6 +123,8 @@ def status(
     if as_json:
         out.print_json(json.dumps(services))
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("SERVICE", "STATE", "PID", "RESTARTS", "LAST BEAT", "DATA", "REASON"):
         table.add_column(column)
