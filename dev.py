@@ -54,6 +54,8 @@ def demo() -> None:
         "Ctrl-C stops the daemon and every service it started.\n",
         flush=True,
     )
+    # As an activated venv would: the demo's "python3" commands find heartwatch installed.
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     os.execv(str(BIN / "heartwatch"), ["heartwatch", "run", "-c", str(config)])
 
 

@@ -195,6 +195,24 @@ def test_beat_never_blocks_when_address_does_not_answer() -> None:
         server.close()
 
 
+def test_beat_never_blocks_when_daemon_stops_reading() -> None:
+    """A daemon that accepts but never reads: once the socket buffers fill, calls still return."""
+    server = socket.create_server(("127.0.0.1", 0))
+    hb = Heartbeat("svc", server.getsockname(), max_events=50)
+    hb.beat()
+    conn, _ = server.accept()
+    try:
+        payload = "x" * 4000
+        worst = max(timed(lambda: hb.event("big", payload)) for _ in range(2000))
+        assert worst < CALL_BOUND
+        assert hb.connected
+        assert hb.dropped > 0  # ~8 MB offered: the kernel took what it could, the rest counted
+    finally:
+        hb.close()
+        conn.close()
+        server.close()
+
+
 def test_events_buffered_while_down_arrive_after_the_daemon_comes_back(
     listener: Listener,
 ) -> None:

@@ -1,31 +1,21 @@
 """A stand-in collector: beats from inside its loop, reports each item it captures, and now
 and then hangs (stops beating, process still alive) or crashes, as real collectors do."""
 
-import json
-import os
 import random
-import socket
 import sys
 import time
 
-host, _, port = os.environ.get("HEARTWATCH_ADDR", "127.0.0.1:5005").rpartition(":")
-service = os.environ.get("HEARTWATCH_SERVICE", "collector")
-sock = socket.create_connection((host, int(port)))
+from heartwatch import Heartbeat
 
-
-def send(kind: str, **fields: object) -> None:
-    message = {"type": kind, "service": service, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    sock.sendall((json.dumps({**message, **fields}) + "\n").encode())
-
-
-print(f"collector: connected to heartwatch at {host}:{port}", flush=True)
+heartbeat = Heartbeat()  # HEARTWATCH_ADDR and HEARTWATCH_SERVICE come from the supervisor
+print(f"collector: reporting to heartwatch at {heartbeat.address}", flush=True)
 item = 0
 while True:
     time.sleep(0.5)
-    send("heartbeat")
+    heartbeat.beat()
     if random.random() < 0.5:
         item += 1
-        send("poiid", dat={"item": item})
+        heartbeat.event("poiid", {"item": item})
         print(f"collector: captured item {item}", flush=True)
     fate = random.random()
     if fate < 0.02:
