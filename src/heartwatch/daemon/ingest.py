@@ -127,8 +127,10 @@ class Ingest:
 
 # Bytes read per call. asyncio's default (256 KiB) is some 6000 messages, tens of milliseconds
 # of work in one callback; with many busy connections timers (deadlines!) would wait seconds.
-# 16 KiB keeps each callback around a millisecond, so the loop stays fair to the watchdog.
-READ_SIZE = 16 * 1024
+# 4 KiB (about 100 messages) keeps each callback near half a millisecond: even 100 saturating
+# connections delay a timer by tens of milliseconds, not seconds. A recv per 100 messages costs
+# little.
+READ_SIZE = 4 * 1024
 
 
 class _TcpConnection(asyncio.BufferedProtocol):
