@@ -195,6 +195,24 @@ def test_beat_never_blocks_when_address_does_not_answer() -> None:
         server.close()
 
 
+def test_beats_are_rate_limited_but_events_are_not(listener: Listener) -> None:
+    """Within min_interval extra beats wait (coalesced); an event goes out at once, with them."""
+    hb = Heartbeat("svc", listener.address, min_interval=0.5)
+    hb.beat()
+    wait(lambda: len(listener.messages()) == 1)
+    for _ in range(1000):
+        hb.beat()
+    time.sleep(0.05)
+    assert len(listener.messages()) == 1  # nothing more sent inside the interval
+    hb.event("poiid", 1)
+    wait(lambda: len(listener.messages()) == 3)
+    assert [m["type"] for m in listener.messages()] == ["heartbeat", "poiid", "heartbeat"]
+    time.sleep(0.5)
+    hb.beat()  # past the interval: sent
+    wait(lambda: len(listener.messages()) == 4)
+    hb.close()
+
+
 def test_beat_never_blocks_when_daemon_stops_reading() -> None:
     """A daemon that accepts but never reads: once the socket buffers fill, calls still return."""
     server = socket.create_server(("127.0.0.1", 0))

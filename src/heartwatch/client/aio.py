@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from types import TracebackType
 from typing import Any
 
@@ -30,8 +31,11 @@ class AsyncHeartbeat:
         max_events: int = 1000,
         reconnect_initial: float = 0.05,
         reconnect_max: float = 2.0,
+        min_interval: float = 0.1,
     ) -> None:
         self.service, self.address, self.problem = resolve_target(service, address)
+        self.min_interval = min_interval
+        self._sent_at = float("-inf")
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self.connects = 0
@@ -41,8 +45,10 @@ class AsyncHeartbeat:
         self._lost: asyncio.Event | None = None
 
     def beat(self) -> None:
+        """Alive; rate-limited to one send per ``min_interval``, as ``Heartbeat.beat``."""
         self._outbox.beat()
-        self._flush()
+        if time.monotonic() - self._sent_at >= self.min_interval:
+            self._flush()
 
     def event(self, kind: str, data: Any = None) -> None:
         self._outbox.event(kind, data)
@@ -106,6 +112,7 @@ class AsyncHeartbeat:
                 self.start()
             return
         if transport.get_write_buffer_size() < _HIGH_WATER and self._outbox.has_lines:
+            self._sent_at = time.monotonic()
             transport.write(self._outbox.take_lines())
 
     async def _keep_connected(self) -> None:

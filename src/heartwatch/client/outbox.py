@@ -32,7 +32,21 @@ def _beat_line(service: str | None) -> bytes:
 
 
 def _encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+    return _dumps(message) + b"\n"
+
+
+def _dumps_stdlib(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode()
+
+
+try:  # about ten times faster; any payload orjson cannot encode falls back to str()
+    import orjson
+
+    def _dumps(message: dict[str, Any]) -> bytes:
+        return orjson.dumps(message, default=str)
+
+except ImportError:  # pragma: no cover - platforms without an orjson wheel
+    _dumps = _dumps_stdlib
 
 
 class Outbox:
@@ -121,9 +135,14 @@ class Outbox:
         return _encode(message)
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def _format_time(epoch: float | None) -> str:
+    """Local time as the original client writes it, with milliseconds (strftime once a second)."""
+    global _second_cache
     moment = time.time() if epoch is None else epoch
-    return (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
-        + f".{int(moment % 1 * 1000):03d}"
-    )
+    second = int(moment)
+    if second != _second_cache[0]:
+        _second_cache = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+    return f"{_second_cache[1]}.{int(moment % 1 * 1000):03d}"

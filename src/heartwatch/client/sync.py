@@ -12,6 +12,12 @@ also moves the connection along:
   waits for the next call, and meanwhile beats coalesce and events queue up to their bound.
 
 With ``udp=True`` each message is one datagram, and nothing is ever waited for.
+
+Heartbeats are rate-limited: a ``beat()`` within ``min_interval`` (100 ms) of the last send only
+marks one beat pending, which goes out with the next call after the interval. A loop turning
+thousands of times a second thus costs a clock read per turn instead of a system call, and a
+loop that hangs stops sending, as it should; the daemon's view is at most ``min_interval`` old,
+against heartbeat timeouts of seconds. Data events, ``ready()`` and ``status()`` are sent at once.
 """
 
 from __future__ import annotations
@@ -51,9 +57,11 @@ class Heartbeat:
         reconnect_initial: float = 0.05,
         reconnect_max: float = 2.0,
         connect_timeout: float = 5.0,
+        min_interval: float = 0.1,
     ) -> None:
         self.service, self.address, self.problem = resolve_target(service, address)
         self.udp = udp
+        self.min_interval = min_interval
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self.connect_timeout = connect_timeout
@@ -66,6 +74,8 @@ class Heartbeat:
         self._unsent_starts_line = True
         self._retry_at = 0.0
         self._retry_delay = reconnect_initial
+        self._sent_at = float("-inf")  # last time lines were handed to the kernel
+        self._peeked_at = float("-inf")  # last check that the daemon had not closed
 
     # -- what the application calls ----------------------------------------------------------
 
@@ -73,7 +83,8 @@ class Heartbeat:
         """I am alive (call it from inside the work loop, never from a side thread)."""
         with self._lock:
             self._outbox.beat()
-            self._pump()
+            if self._unsent or time.monotonic() - self._sent_at >= self.min_interval:
+                self._pump()
 
     def event(self, kind: str, data: Any = None) -> None:
         """I produced data of ``kind`` (for example ``"poiid"``); counts as alive too."""
@@ -189,15 +200,21 @@ class Heartbeat:
     def _send_stream(self) -> None:
         sock = self._sock
         assert sock is not None
-        try:
-            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
-                raise ConnectionResetError("the daemon closed the connection")
-        except BlockingIOError:
-            pass  # nothing to read: the usual, healthy answer
+        now = time.monotonic()
+        if now - self._peeked_at >= self.min_interval:
+            # The daemon never writes: readable means it closed (restarted). Checked at most
+            # once per min_interval, as a system call costs more than all the rest of a call.
+            self._peeked_at = now
+            try:
+                if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    raise ConnectionResetError("the daemon closed the connection")
+            except BlockingIOError:
+                pass  # nothing to read: the usual, healthy answer
         if not self._unsent:
             if not self._outbox.has_lines:
                 return
             self._unsent, self._unsent_starts_line = self._outbox.take_lines(), True
+        self._sent_at = time.monotonic()
         with contextlib.suppress(BlockingIOError):
             sent = sock.send(self._unsent)
             if sent:
@@ -207,6 +224,7 @@ class Heartbeat:
     def _send_datagrams(self) -> None:
         sock = self._sock
         assert sock is not None
+        self._sent_at = time.monotonic()
         for line in self._outbox.take_lines().splitlines():
             with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
                 sock.send(line)  # a lost datagram is a lost heartbeat: the next one follows
