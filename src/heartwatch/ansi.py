@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 # CSI (ESC [ params intermediates final), OSC (ESC ] ... BEL or ESC \), other two-byte escapes,
@@ -97,7 +98,7 @@ def apply_sgr(style: Style, params: str) -> Style:
         if code in (38, 48):
             colour, used = _extended_colour(codes[i + 1 :])
             if colour is not None:
-                style = replace(style, **{"fg" if code == 38 else "bg": colour})
+                style = replace(style, fg=colour) if code == 38 else replace(style, bg=colour)
             i += 1 + used
             continue
         style = _simple_sgr(style, code)
@@ -105,7 +106,7 @@ def apply_sgr(style: Style, params: str) -> Style:
     return style
 
 
-_SIMPLE = {
+_SIMPLE: dict[int, Callable[[Style], Style]] = {
     0: lambda s: _PLAIN,
     1: lambda s: replace(s, bold=True),
     2: lambda s: replace(s, dim=True),
