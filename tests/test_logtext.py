@@ -8,6 +8,16 @@ from hypothesis import strategies as st
 
 from heartwatch import tailread
 from heartwatch.ansi import AnsiToHtml, strip_ansi
+from heartwatch.follow import (
+    CUT_MARKER,
+    FileStat,
+    Follow,
+    LineAssembler,
+    Read,
+    Reopen,
+    Truncated,
+    Wait,
+)
 from heartwatch.tailread import read_last_lines
 
 
@@ -131,3 +141,76 @@ def test_last_lines_bounded_on_one_enormous_line(monkeypatch: pytest.MonkeyPatch
     assert tail.lines[-1] == b"end"
     assert tail.cut
     assert len(tail.lines[0]) < 1000
+
+
+def stat(ino: int, size: int) -> FileStat:
+    return FileStat(dev=1, ino=ino, size=size)
+
+
+def test_follow_reads_growth_then_waits() -> None:
+    """A growing file is read from the offset to its size, then the follower waits."""
+    follow = Follow(stat(1, 10), offset=10)
+    assert follow.next_step(stat(1, 25), stat(1, 25)) == Read(10, 25)
+    follow.receive_read(15)
+    assert follow.next_step(stat(1, 25), stat(1, 25)) == Wait()
+
+
+def test_follow_rename_rotation_finishes_old_file_first() -> None:
+    """After a rename the old file is read to its end, then the new one from its start."""
+    follow = Follow(stat(1, 10), offset=10)
+    assert follow.next_step(stat(1, 30), stat(2, 0)) == Read(10, 30)
+    follow.receive_read(20)
+    assert follow.next_step(stat(1, 30), stat(2, 5)) == Reopen("the file was rotated")
+    follow.receive_opened(stat(2, 5))
+    assert follow.next_step(stat(2, 5), stat(2, 5)) == Read(0, 5)
+
+
+def test_follow_copytruncate_is_announced() -> None:
+    """A file cut below the offset is a truncation: say so and start over at 0."""
+    follow = Follow(stat(1, 100), offset=100)
+    assert follow.next_step(stat(1, 20), stat(1, 20)) == Truncated(lost_after=100)
+    assert follow.next_step(stat(1, 20), stat(1, 20)) == Read(0, 20)
+
+
+def test_follow_deleted_file_waits_for_it_to_come_back() -> None:
+    """A deleted path: keep what is open; when a file reappears, open it from the start."""
+    follow = Follow(stat(1, 10), offset=10)
+    assert follow.next_step(stat(1, 10), None) == Wait()
+    follow.receive_closed()
+    assert follow.next_step(None, None) == Wait()
+    assert follow.next_step(None, stat(3, 0)) == Reopen("the file appeared")
+
+
+def test_line_assembler_keeps_split_utf8_whole() -> None:
+    """A multi-byte character split across reads decodes once, intact."""
+    assembler = LineAssembler()
+    data = "héllo wörld ✓\n".encode()
+    lines: list[str] = []
+    for i in range(len(data)):
+        lines += assembler.receive(data[i : i + 1], now=0.0)
+    assert lines == ["héllo wörld ✓"]
+
+
+def test_line_assembler_holds_partial_line_until_flush() -> None:
+    """A line without its newline waits; after flush_after it may be flushed."""
+    assembler = LineAssembler(flush_after=0.5)
+    assert assembler.receive(b"done\npart", now=1.0) == ["done"]
+    assert assembler.flush_deadline() == 1.5
+    assert assembler.receive(b"ial", now=1.2) == []
+    assert assembler.flush_deadline() == 1.5
+    assert assembler.flush() == ["partial"]
+    assert assembler.flush_deadline() is None
+
+
+def test_line_assembler_cuts_huge_lines_with_a_marker() -> None:
+    """A line over max_line is cut once, marked, and the rest of it is dropped."""
+    assembler = LineAssembler(max_line=10)
+    lines = assembler.receive(b"0123456789ABCDEF", now=0.0)
+    lines += assembler.receive(b"GHIJ\nnext\n", now=0.0)
+    assert lines == ["0123456789" + CUT_MARKER.format(limit=10), "next"]
+
+
+def test_line_assembler_replaces_invalid_bytes() -> None:
+    """Bytes that are not UTF-8 become the replacement character, never an error."""
+    assembler = LineAssembler()
+    assert assembler.receive(b"bad \xff\xfe here\r\n", now=0.0) == ["bad \ufffd\ufffd here"]

@@ -1,0 +1,160 @@
+"""Following a file like ``tail -F``: what to do next, decided from ``stat`` results. Pure.
+
+The driver keeps one file open and, whenever something may have changed (an inotify event,
+or a poll), gives ``Follow.next_step`` two stats: of the open file (``fstat``) and of the path
+(``stat``, ``None`` if nothing is there). Identity is ``(st_dev, st_ino)``:
+
+- the open file grew: read from the offset to its size;
+- the open file shrank below the offset (``copytruncate``): say so, start over at 0;
+- the path now names another file (rename rotation: loguru, logrotate ``create``): finish
+  reading the old file to its end first, then open the new one from its start;
+- the path is gone (deleted, or between rename and create): keep reading the old file, and
+  wait for a file to reappear;
+- nothing open yet (the file did not exist): open it when it appears, from its start.
+
+A truncation followed by fast writes past the old offset between two stats cannot be told
+from growth by ``stat`` alone; ``tail -F`` has the same blind spot.
+
+``LineAssembler`` turns the bytes read into lines: UTF-8 decoded incrementally with
+replacement (a character split across reads is never garbled), a partial last line held back
+until its newline or until it is flushed after a delay, over-long lines cut with a marker.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    dev: int
+    ino: int
+    size: int
+
+    def same_file(self, other: FileStat) -> bool:
+        return (self.dev, self.ino) == (other.dev, other.ino)
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Read the open file from ``start`` up to ``end``."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Truncated:
+    """The open file was cut below what was read: lines may have been lost; read from 0."""
+
+    lost_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reopen:
+    """Close the open file (if any) and open the path anew, reading from its start."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to do until the next change."""
+
+
+Step = Read | Truncated | Reopen | Wait
+
+
+class Follow:
+    """The read position in the currently open file, and the rules above."""
+
+    def __init__(self, opened: FileStat | None, offset: int) -> None:
+        self.opened = opened
+        self.offset = offset
+
+    def next_step(self, open_file: FileStat | None, at_path: FileStat | None) -> Step:
+        """What to do now; call again after acting on it, until it says ``Wait``."""
+        if self.opened is None or open_file is None:
+            return Reopen("the file appeared") if at_path is not None else Wait()
+        if open_file.size < self.offset:
+            lost = self.offset
+            self.offset = 0
+            return Truncated(lost)
+        if open_file.size > self.offset:
+            return Read(self.offset, open_file.size)
+        if at_path is not None and not at_path.same_file(open_file):
+            return Reopen("the file was rotated")
+        return Wait()
+
+    def receive_read(self, nbytes: int) -> None:
+        """``nbytes`` were read at the offset."""
+        self.offset += nbytes
+
+    def receive_opened(self, stat: FileStat, offset: int = 0) -> None:
+        self.opened = stat
+        self.offset = offset
+
+    def receive_closed(self) -> None:
+        self.opened = None
+        self.offset = 0
+
+
+CUT_MARKER = " [… line cut at {limit} bytes]"
+
+
+class LineAssembler:
+    """Bytes in, complete lines out; a partial line waits ``flush_after`` seconds at most."""
+
+    def __init__(self, max_line: int = 64 * 1024, flush_after: float = 0.5) -> None:
+        self.max_line = max_line
+        self.flush_after = flush_after
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+        self._partial_since: float | None = None
+        self._cutting = False  # inside an over-long line: drop until its newline
+
+    def receive(self, data: bytes, now: float, final: bool = False) -> list[str]:
+        """Lines completed by ``data``; ``final`` when no more bytes will follow (rotation)."""
+        text = self._partial + self._decoder.decode(data, final=final)
+        pieces = text.split("\n")
+        self._partial = pieces.pop()
+        lines = []
+        for piece in pieces:
+            if self._cutting:
+                self._cutting = False
+                continue
+            lines.append(self._clip(piece.removesuffix("\r")))
+        if len(self._partial) > self.max_line:
+            if not self._cutting:
+                lines.append(self._clip(self._partial))
+            self._cutting = True
+            self._partial = ""
+        if self._partial and self._partial_since is None:
+            self._partial_since = now
+        elif not self._partial:
+            self._partial_since = None
+        return lines
+
+    def flush_deadline(self) -> float | None:
+        """When the held partial line is to be shown anyway."""
+        return None if self._partial_since is None else self._partial_since + self.flush_after
+
+    def flush(self) -> list[str]:
+        """The partial line, shown now (writer paused mid-line, or the file was rotated)."""
+        tail = self._partial + self._decoder.decode(b"", final=True)
+        self._partial, self._partial_since = "", None
+        if not tail or self._cutting:
+            self._cutting = False
+            return []
+        return [self._clip(tail.removesuffix("\r"))]
+
+    def reset(self) -> None:
+        """Start over (truncation, a new file): forget any partial line and decoder state."""
+        self._decoder.reset()
+        self._partial, self._partial_since, self._cutting = "", None, False
+
+    def _clip(self, line: str) -> str:
+        if len(line) <= self.max_line:
+            return line
+        return line[: self.max_line] + CUT_MARKER.format(limit=self.max_line)
