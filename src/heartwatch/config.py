@@ -112,6 +112,18 @@ class ServerConfig(_Section):
     default_service: str | None = None
     max_connections: int = Field(default=1024, ge=1)
     max_line_bytes: Size = Field(default=64 * 1024, ge=256)
+    token: str | None = None  # when set, live-log websockets need it (header or ?token=)
+
+
+class LogsConfig(_Section):
+    """``[logs]``: live logs in the browser and the terminal."""
+
+    roots: list[Path] = []  # folders whose files may be viewed (service output always may)
+    initial_lines: int = Field(default=200, ge=0)
+    max_initial_lines: int = Field(default=10_000, ge=0)
+    ping_interval: Duration = 20.0  # websocket ping; a viewer that does not pong is dropped
+    viewer_buffer_lines: int = Field(default=10_000, ge=100)  # beyond it: "skipped N lines"
+    partial_line_flush: Duration = 0.5  # show a line still missing its newline after this
 
 
 class DaemonConfig(_Section):
@@ -222,6 +234,7 @@ class Config(_Section):
 
     server: ServerConfig = ServerConfig()
     daemon: DaemonConfig = DaemonConfig()
+    logs: LogsConfig = LogsConfig()
     service: list[ServiceConfig] = []
     # Filled by load_config: the folder relative paths are resolved against.
     base_dir: Path = Path(".")

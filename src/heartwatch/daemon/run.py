@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartwatch.config import Config
 from heartwatch.daemon.ingest import Ingest
+from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.notify_socket import NotifySocket
 from heartwatch.daemon.statedir import StateDir
 from heartwatch.daemon.supervisor import Supervisor
@@ -98,7 +99,8 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         )
         notify.start()
         supervisor.notify_address = notify.address
-        http, http_address = await _start_http(config, supervisor)
+        hub = LogHub(config.logs.partial_line_flush)
+        http, http_address = await _start_http(config, supervisor, hub)
         state.write_daemon_info(
             tcp=_format_address(supervisor.tcp_address),
             http=_format_address(http_address) if http_address else None,
@@ -129,6 +131,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             server, task = http
             server.request_exit()
             await task
+        hub.close()
         logger.info("heartwatch stopped")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -140,7 +143,7 @@ _HttpServing = tuple[_EmbeddedServer, "asyncio.Task[None]"]
 
 
 async def _start_http(
-    config: Config, supervisor: Supervisor
+    config: Config, supervisor: Supervisor, hub: LogHub
 ) -> tuple[_HttpServing | None, tuple[str, int] | None]:
     if config.server.http is None:
         return None, None
@@ -152,8 +155,11 @@ async def _start_http(
     sock.setblocking(False)
     server = _EmbeddedServer(
         uvicorn.Config(
-            _with_date_header(create_app(supervisor)),
+            _with_date_header(create_app(supervisor, hub)),
             date_header=False,
+            ws="websockets",
+            ws_ping_interval=config.logs.ping_interval,
+            ws_ping_timeout=config.logs.ping_interval,
             log_config=None,
             log_level="warning",
             access_log=False,

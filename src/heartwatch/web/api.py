@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import heartwatch
+from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.supervisor import Supervisor
+from heartwatch.web.logs import create_log_router
 from heartwatch.web.ping import create_ping_router
 
 
@@ -68,7 +70,7 @@ class ErrorBody(BaseModel):
     message: str
 
 
-def create_app(supervisor: Supervisor) -> FastAPI:
+def create_app(supervisor: Supervisor, hub: LogHub | None = None) -> FastAPI:
     app = FastAPI(
         title="heartwatch",
         version=heartwatch.__version__,
@@ -172,4 +174,7 @@ def create_app(supervisor: Supervisor) -> FastAPI:
         return JSONResponse(body, status_code=error.status_code)
 
     app.include_router(create_ping_router(supervisor))
+    app.include_router(
+        create_log_router(supervisor, hub or LogHub(supervisor.config.logs.partial_line_flush))
+    )
     return app

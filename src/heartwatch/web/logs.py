@@ -1,0 +1,186 @@
+"""Live logs over websocket, and the list of logs that may be viewed.
+
+    GET /ws/logs/{service}      a service's captured stdout/stderr
+    GET /ws/logs?path=...       a file under [logs] roots
+    GET /api/v1/logs            what may be viewed, with size and modification time
+
+Query: ``lines`` (initial lines, capped by ``max_initial_lines``), ``follow`` (default on),
+``format`` (``text``: lines as written, colours included; ``html``: escaped, colours as
+spans), ``grep`` (a regular expression applied on the server), ``token``. A frame is one or
+more lines joined by newlines; heartwatch's own notices are lines starting ``[heartwatch]``.
+A refusal is a close with a code and a reason: 4400 bad request, 4401 token, 4403 outside the
+roots or cross-origin, 4404 no such log. Protocol-level pings (``[logs] ping_interval``) drop
+viewers that stop answering; all per-viewer state is freed on disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel
+from starlette.websockets import WebSocketDisconnect
+
+from heartwatch.daemon.logfollow import LogHub, Viewer
+from heartwatch.logpaths import BAD_PATH, NO_SUCH_LOG, LogPathError, resolve_log_path
+
+if TYPE_CHECKING:
+    from heartwatch.daemon.supervisor import Supervisor
+
+UNAUTHORISED = 4401
+FORBIDDEN = 4403
+MAX_GREP = 200
+MAX_LISTED = 1000
+
+
+class LogFile(BaseModel):
+    kind: Literal["service", "file"]
+    name: str  # the service, or the path to ask for (?path=)
+    size: int | None
+    mtime: float | None  # seconds since the epoch
+
+
+def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
+    config = supervisor.config
+    roots = [config.resolve(root) for root in config.logs.roots]
+    log_dir = config.resolve(config.daemon.log_dir)
+    router = APIRouter()
+
+    @router.get("/api/v1/logs", response_model=list[LogFile], tags=["logs"])
+    async def list_logs() -> list[LogFile]:
+        """Service output logs, then files under the configured roots (up to 1000)."""
+        listed = [_entry("service", name, log_dir / f"{name}.log") for name in supervisor.services]
+        for root in roots:
+            for path in _files_under(root):
+                if len(listed) >= MAX_LISTED:
+                    return listed
+                listed.append(_entry("file", str(path), path))
+        return listed
+
+    @router.websocket("/ws/logs/{service}")
+    async def service_log(websocket: WebSocket, service: str) -> None:
+        if service not in supervisor.services:
+            await _refuse(websocket, NO_SUCH_LOG, f"no service {service!r}")
+            return
+        await _serve(websocket, log_dir / f"{service}.log")
+
+    @router.websocket("/ws/logs")
+    async def file_log(websocket: WebSocket) -> None:
+        try:
+            path = resolve_log_path(websocket.query_params.get("path", ""), roots)
+        except LogPathError as error:
+            await _refuse(websocket, error.code, error.reason)
+            return
+        await _serve(websocket, path)
+
+    async def _serve(websocket: WebSocket, path: Path) -> None:
+        refusal = _check_access(websocket, config.server.token)
+        if refusal is not None:
+            await _refuse(websocket, *refusal)
+            return
+        params = websocket.query_params
+        try:
+            lines = min(
+                int(params.get("lines", config.logs.initial_lines)), config.logs.max_initial_lines
+            )
+            grep = re.compile(params["grep"]) if params.get("grep") else None
+        except (ValueError, re.error) as error:
+            await _refuse(websocket, BAD_PATH, f"bad query: {error}")
+            return
+        if grep is not None and len(grep.pattern) > MAX_GREP:
+            await _refuse(websocket, BAD_PATH, f"grep is limited to {MAX_GREP} characters")
+            return
+        follow = params.get("follow", "true").lower() not in ("0", "false", "no")
+        viewer = Viewer(
+            grep=grep,
+            html=params.get("format") == "html",
+            max_lines=config.logs.viewer_buffer_lines,
+        )
+        await websocket.accept()
+        follower = hub.subscribe(path, viewer)
+        try:
+            viewer.receive_lines(follower.initial_lines(max(0, lines)))
+            if not follow:
+                await _send_pending(websocket, viewer)
+                await websocket.close(1000, "end of the initial lines")
+                return
+            await _stream(websocket, viewer)
+        finally:
+            hub.unsubscribe(follower, viewer)
+
+    return router
+
+
+async def _stream(websocket: WebSocket, viewer: Viewer) -> None:
+    """Send frames until the viewer goes away (noticed by a concurrent receive)."""
+
+    async def send_frames() -> None:
+        while True:
+            await websocket.send_text(await viewer.next_frame())
+
+    async def wait_disconnect() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+    sender = asyncio.ensure_future(send_frames())
+    listener = asyncio.ensure_future(wait_disconnect())
+    try:
+        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, listener):
+            task.cancel()
+        for task in (sender, listener):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+
+
+async def _send_pending(websocket: WebSocket, viewer: Viewer) -> None:
+    while viewer.has_pending:
+        await websocket.send_text(await viewer.next_frame())
+
+
+def _check_access(websocket: WebSocket, token: str | None) -> tuple[int, str] | None:
+    origin = websocket.headers.get("origin")
+    if origin and urlsplit(origin).netloc != websocket.headers.get("host"):
+        return FORBIDDEN, "cross-origin websocket refused"
+    if token:
+        given = websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        given = given or websocket.query_params.get("token", "")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return UNAUTHORISED, "a valid token is required"
+    return None
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    """Accept, then close with the code and reason, so the client learns why."""
+    await websocket.accept()
+    await websocket.close(code, reason)
+
+
+def _entry(kind: Literal["service", "file"], name: str, path: Path) -> LogFile:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return LogFile(kind=kind, name=name, size=None, mtime=None)
+    return LogFile(kind=kind, name=name, size=info.st_size, mtime=info.st_mtime)
+
+
+def _files_under(root: Path) -> list[Path]:
+    found = []
+    for folder, _dirs, files in os.walk(root, followlinks=False):
+        for name in sorted(files):
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink():
+                found.append(path)
+            if len(found) >= MAX_LISTED:
+                return found
+    return found
