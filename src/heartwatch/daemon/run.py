@@ -157,7 +157,7 @@ async def _start_http(
         uvicorn.Config(
             _with_date_header(create_app(supervisor, hub)),
             date_header=False,
-            ws="websockets",
+            ws="websockets-sansio",
             ws_ping_interval=config.logs.ping_interval,
             ws_ping_timeout=config.logs.ping_interval,
             log_config=None,
