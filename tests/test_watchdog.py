@@ -260,7 +260,7 @@ def test_failed_while_hung_stops_process_and_dependents() -> None:
     assert wd.actions_to_take() == [Stop("a", wd.record("a").reason)]
     wd.receive_exit("a", -9, 1.7)
     assert wd.record("a").state is S.FAILED
-    assert wd.record("b").reason == "waiting for a"
+    assert wd.record("b").reason == "waiting for a (failed)"
 
 
 @pytest.mark.parametrize(
@@ -407,7 +407,7 @@ def test_every_transition_has_a_reason() -> None:
 _inputs = st.lists(
     st.tuples(
         st.sampled_from(
-            ["beat", "data", "exit", "crash", "tick", "spawned", "restart", "stop", "start"]
+            ["beat", "data", "crash", "exit", "tick", "restart", "stop", "start", "settle"]
         ),
         st.sampled_from(["emulator", "collector"]),
         st.floats(min_value=0.0, max_value=200.0),
@@ -416,24 +416,70 @@ _inputs = st.lists(
 )
 
 
+class Driver:
+    """Plays the processes for a watchdog: Spawns start them; Stops are answered later."""
+
+    def __init__(self, wd: Watchdog) -> None:
+        self.wd = wd
+        self.alive: set[str] = set()
+        self.stopping: set[str] = set()
+        self.events: list[object] = []
+
+    def take(self, now: float) -> None:
+        self.events += self.wd.events_to_take()
+        for action in self.wd.actions_to_take():
+            if isinstance(action, Spawn):
+                assert action.service not in self.alive, f"{action.service} spawned twice"
+                for dependent in self.wd.graph.dependents(action.service):
+                    assert dependent not in self.stopping, "started before its dependent stopped"
+                self.alive.add(action.service)
+                self.wd.receive_spawned(action.service, 1, now)
+            elif isinstance(action, Stop):
+                assert action.service in self.alive
+                for dependent in self.wd.graph.dependents(action.service):
+                    assert dependent not in self.alive, "stopped before its dependents"
+                self.stopping.add(action.service)
+        self.events += self.wd.events_to_take()
+
+    def exit(self, name: str, returncode: int, now: float) -> None:
+        if name in self.alive:
+            self.alive.discard(name)
+            self.stopping.discard(name)
+            self.wd.receive_exit(name, returncode, now)
+            self.take(now)
+
+    def settle(self, now: float) -> None:
+        """Every stop under way completes."""
+        for name in list(self.stopping):
+            self.exit(name, -15, now)
+
+
 @settings(max_examples=300, deadline=None)
 @given(_inputs)
-def test_deadlines_only_move_earlier_with_an_event(inputs: list[tuple[str, str, float]]) -> None:
-    """The driver contract: an input that produces no event never makes next_deadline earlier."""
-    wd = started(pipeline(restart="group"), 0.0)
+def test_watchdog_properties_hold_for_any_input_sequence(
+    inputs: list[tuple[str, str, float]],
+) -> None:
+    """For any inputs: no double spawn, dependents stop first and start last, a deadline only
+    moves earlier with an event, one tick resolves what is due, and a final start always brings
+    everything back to running (nothing gets stuck)."""
+    wd = pipeline(restart="group")
+    driver = Driver(wd)
+    wd.receive_start(["emulator", "collector"], 0.0, "daemon started")
+    driver.take(0.0)
     now = 0.0
-    alive: set[str] = {"emulator", "collector"}
     for verb, name, step in inputs:
         now += step
         before = wd.next_deadline()
+        driver.events.clear()
         wd.events_to_take()
         if verb == "beat":
             wd.receive_message(name, "heartbeat", now)
         elif verb == "data":
             wd.receive_message(name, "poiid", now)
-        elif verb in ("exit", "crash") and name in alive:
-            alive.discard(name)
-            wd.receive_exit(name, 0 if verb == "exit" else -9, now)
+        elif verb == "crash":
+            driver.exit(name, -9, now)  # also unasked, or while its stop waits for others
+        elif verb == "exit":
+            driver.exit(name, 0, now)
         elif verb == "tick":
             wd.tick(now)
         elif verb == "restart":
@@ -442,30 +488,41 @@ def test_deadlines_only_move_earlier_with_an_event(inputs: list[tuple[str, str, 
             wd.receive_stop([name], now, "asked")
         elif verb == "start":
             wd.receive_start([name], now, "asked")
-        events = wd.events_to_take()
-        for action in wd.actions_to_take():
-            if isinstance(action, Spawn):
-                alive.add(action.service)
-                wd.receive_spawned(action.service, 1, now)
-            elif isinstance(action, Stop):
-                alive.discard(action.service)
-                wd.receive_exit(action.service, -15, now)
-        events += wd.events_to_take()
-        after = wd.next_deadline()
-        if not events and before is not None and after is not None:
-            assert after >= before
+        elif verb == "settle":
+            driver.settle(now)
+        if verb in ("beat", "data"):
+            events = wd.events_to_take()
+            after = wd.next_deadline()
+            if not events and before is not None and after is not None:
+                assert after >= before
+            driver.events += events
+        driver.take(now)
         for record in wd.records():
-            # "stopping" always means a stop is wanted or already under way.
+            assert record.alive == (record.name in driver.alive)
             assert record.state is not S.STOPPING or not record.wanted or record.stopping
-        # Whatever is due is handled by one tick: nothing stays overdue, nothing livelocks.
-        if after is not None and after <= now:
+        due = wd.next_deadline()
+        if due is not None and due <= now:
             wd.tick(now)
-            for action in wd.actions_to_take():
-                if isinstance(action, Spawn):
-                    alive.add(action.service)
-                    wd.receive_spawned(action.service, 1, now)
-                elif isinstance(action, Stop):
-                    alive.discard(action.service)
-                    wd.receive_exit(action.service, -15, now)
+            driver.take(now)
             later = wd.next_deadline()
             assert later is None or later > now
+    # Liveness: a person starts everything; processes behave; both end up running.
+    wd.receive_start(["emulator", "collector"], now, "start requested")
+    driver.take(now)
+    for _ in range(40):
+        driver.settle(now)
+        if "collector" in driver.alive:
+            wd.receive_message("collector", "heartbeat", now)
+            driver.take(now)
+        if all(r.state is S.RUNNING for r in wd.records()):
+            break
+        due = wd.next_deadline()
+        now = max(now, due) if due is not None else now + 1.0
+        if "collector" in driver.alive:
+            wd.receive_message("collector", "heartbeat", now)
+        wd.tick(now)
+        driver.take(now)
+    assert {r.name: r.state for r in wd.records()} == {
+        "emulator": S.RUNNING,
+        "collector": S.RUNNING,
+    }, {r.name: (r.state, r.reason) for r in wd.records()}

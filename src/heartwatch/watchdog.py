@@ -16,7 +16,8 @@ nothing changes:
 1. Stop: a service that is alive, not already stopping, and either unwanted, pending a restart
    or failed, is stopped once none of its dependents is alive. Dependents therefore stop first.
 2. Start: a service that is wanted, not alive, not failed or exited, past its backoff, whose
-   requirements are all ready and whose dependents are all down, is spawned (a watch-only service
+   requirements are all ready and none of whose dependents is alive and going down (during a
+   recovery: none alive at all), is spawned (a watch-only service
    instead runs ``on_down`` if it is pending a restart, or simply starts being watched).
    Requirements therefore start first, and each waits for the previous one to be ready.
 3. Readiness and deadlines are ``Liveness``'s; when a ready service misses one, or exits, it
@@ -163,18 +164,28 @@ class Watchdog:
         """Want ``names`` (and what they require) running; clears ``failed`` and ``exited``."""
         for name in list(names):
             for member in (name, *self.graph.requirements(name)):
-                record = self._records[member]
-                record.wanted = True
-                record.start_not_before = now  # a person does not wait out an old backoff
-                if record.state in _HELD or record.state is _S.STOPPED:
-                    record.policy.reset()
-                    if record.state in _HELD:
-                        self._flip(record, _S.STOPPED, reason, now)
-                elif record.state is _S.STOPPING and not record.stopping and record.liveness:
-                    # Asked back before its stop signal went out: it simply keeps running.
-                    ready = record.liveness.ready_at is not None
-                    self._flip(record, _S.RUNNING if ready else _S.STARTING, reason, now)
+                self._want(self._records[member], reason, now)
         self._reconcile(now)
+
+    def _want(self, record: ServiceRecord, reason: str, now: float) -> None:
+        """A person (or the daemon) wants this service up, whatever it is doing now."""
+        record.wanted = True
+        record.start_not_before = now  # a person does not wait out an old backoff
+        if record.alive and record.liveness is None and not record.stopping:
+            # Its stop was decided (it failed) but has not gone out yet, waiting for
+            # dependents: it must still go, then start afresh.
+            record.policy.reset()
+            record.restart_pending = True
+            record.pending_reason = reason
+            self._flip(record, _S.RESTARTING, reason, now)
+        elif record.state in _HELD or record.state is _S.STOPPED:
+            record.policy.reset()
+            if record.state in _HELD:
+                self._flip(record, _S.STOPPED, reason, now)
+        elif record.state is _S.STOPPING and not record.stopping and record.liveness:
+            # Asked back before its stop signal went out: it simply keeps running.
+            ready = record.liveness.ready_at is not None
+            self._flip(record, _S.RUNNING if ready else _S.STARTING, reason, now)
 
     def receive_stop(self, names: Iterable[str], now: float, reason: str) -> None:
         """Want ``names`` (and what requires them) stopped; dependents stop first."""
@@ -196,7 +207,7 @@ class Watchdog:
         record.policy.reset()
         record.start_not_before = now
         for member in self.graph.requirements(name):
-            self._records[member].wanted = True
+            self._want(self._records[member], reason, now)
         if record.state in _HELD:
             self._flip(record, _S.STOPPED, reason, now)
         self._plan_recovery(record, self.graph.recovery_set(name, "service"), reason, now)
@@ -331,16 +342,20 @@ class Watchdog:
         record.last_exit = how
         expected = record.restart_pending or not record.wanted or record.state in _HELD
         if expected:
-            record.restart_pending = False
+            # A pending restart stays pending until the start rule spawns it again, so that
+            # the rule still waits for the dependents to be down first.
             if not record.wanted:
                 self._flip(record, _S.STOPPED, f"{record.pending_reason}; {how}", now)
         elif record.state in (_S.STARTING, _S.RUNNING, _S.UNRESPONSIVE):
             policy = record.config.autorestart
             if policy == "never" or (policy == "on-failure" and not crashed):
-                record.liveness = None
                 self._flip(record, _S.EXITED, how, now)
             else:
                 self._receive_failure(record, how, now)
+        record.liveness = None  # that run is over, however it ended
+        if record.wanted and record.state is _S.STOPPING:
+            # Asked back while its stop was under way: it is down now and comes back.
+            self._flip(record, _S.RESTARTING, f"{how}; start requested", now)
         self._reconcile(now)
 
     def _receive_failure(self, record: ServiceRecord, reason: str, now: float) -> None:
@@ -425,17 +440,24 @@ class Watchdog:
             or (record.liveness is not None and not record.restart_pending)
         ):
             return False
-        if record.restart_pending and any(
-            self._records[d].alive for d in self.graph.required_by(record.name)
+        if any(
+            dependent.alive and (record.restart_pending or _going_down(dependent))
+            for dependent in map(self._records.__getitem__, self.graph.required_by(record.name))
         ):
-            return False  # a recovery starts a service again only once its dependents are down
+            return False  # start again only once dependents that go down are down
         if now < record.start_not_before:
             if record.state is not _S.BACKOFF:
                 wait = record.start_not_before - now
                 self._flip(record, _S.BACKOFF, f"next start in {wait:.1f} s ({record.reason})", now)
                 return True
             return False
-        waiting_for = [r for r in self.graph.requires(record.name) if not self._records[r].ready]
+        waiting_for = [
+            name
+            if self._records[name].state not in _HELD
+            else f"{name} ({self._records[name].state})"
+            for name in self.graph.requires(record.name)
+            if not self._records[name].ready
+        ]
         if waiting_for:
             # A finished backoff must leave BACKOFF, whose deadline would otherwise stay due.
             state = _S.RESTARTING if record.state is _S.BACKOFF else record.state
@@ -488,6 +510,13 @@ class Watchdog:
             if stall is not None and (deadline is None or stall < deadline):
                 return stall
         return deadline
+
+
+def _going_down(record: ServiceRecord) -> bool:
+    """Its process is being stopped, or is about to be."""
+    return (
+        record.stopping or record.restart_pending or not record.wanted or record.state is _S.FAILED
+    )
 
 
 def _create_record(config: ServiceConfig, random: Callable[[], float]) -> ServiceRecord:
