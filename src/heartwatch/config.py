@@ -9,6 +9,7 @@ file takes one round, not one per mistake. Relative paths in the file are relati
 from __future__ import annotations
 
 import re
+import shlex
 import signal
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -195,8 +196,29 @@ class ServiceConfig(_Section):
     @field_validator("command")
     @classmethod
     def _check_command(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if value is not None and not (value.strip() if isinstance(value, str) else value):
+        if value is None:
+            return value
+        if isinstance(value, str):
+            try:
+                argv = shlex.split(value)
+            except ValueError as error:
+                raise ValueError(f"cannot split the command like a shell would: {error}") from None
+        else:
+            argv = value
+        if not argv:
             raise ValueError("a command cannot be empty; leave it out for a watch-only service")
+        if any("\0" in arg for arg in argv):
+            raise ValueError("a command cannot contain a NUL character")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if "\0" in text:
+                raise ValueError(f"the value of {name} cannot contain a NUL character")
         return value
 
     @field_validator("data_timeout")

@@ -81,10 +81,18 @@ class Outbox:
             message["service"] = self.service
         if data is not None:
             message["data"] = data
+        try:
+            line = _encode(message)
+        except (TypeError, ValueError, OverflowError):
+            try:  # what orjson refuses (non-str keys, huge ints), the standard library may take
+                line = _dumps_stdlib(message) + b"\n"
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                self._count_dropped(1)  # never raise into the application
+                return
         if len(self._events) >= self.max_events:
             self._events.popleft()
             self._count_dropped(1)
-        self._events.append(_encode(message))
+        self._events.append(line)
 
     def take_lines(self) -> bytes:
         """Everything due now, events first (older facts), then one heartbeat."""

@@ -28,6 +28,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -58,10 +59,12 @@ class Heartbeat:
         reconnect_max: float = 2.0,
         connect_timeout: float = 5.0,
         min_interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service, self.address, self.problem = resolve_target(service, address)
         self.udp = udp
         self.min_interval = min_interval
+        self._clock = clock
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self.connect_timeout = connect_timeout
@@ -83,7 +86,7 @@ class Heartbeat:
         """I am alive (call it from inside the work loop, never from a side thread)."""
         with self._lock:
             self._outbox.beat()
-            if self._unsent or time.monotonic() - self._sent_at >= self.min_interval:
+            if self._unsent or self._clock() - self._sent_at >= self.min_interval:
                 self._pump()
 
     def event(self, kind: str, data: Any = None) -> None:
@@ -115,7 +118,7 @@ class Heartbeat:
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Try, for up to ``timeout`` seconds, to hand everything to the kernel. True if done."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # a real wait, whatever clock paces the beats
         while True:
             with self._lock:
                 self._pump()
@@ -153,11 +156,11 @@ class Heartbeat:
                 self._send_datagrams()
             else:
                 self._send_stream()
-        except OSError:
+        except Exception:  # OSError mostly; whatever it is, never into the application
             self._disconnect(requeue=True)
 
     def _connect(self) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         if self.address is None or now < self._retry_at:
             return False
         kind = socket.SOCK_DGRAM if self.udp else socket.SOCK_STREAM
@@ -181,9 +184,10 @@ class Heartbeat:
     def _connect_done(self) -> bool:
         assert self._sock is not None
         assert self._connecting_since is not None
-        _, writable, _ = select.select([], [self._sock], [], 0)
-        if not writable:
-            if time.monotonic() - self._connecting_since > self.connect_timeout:
+        poller = select.poll()  # not select.select: it fails for descriptors above 1023
+        poller.register(self._sock, select.POLLOUT)
+        if not poller.poll(0):
+            if self._clock() - self._connecting_since > self.connect_timeout:
                 self._disconnect(requeue=True)
             return False
         if self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
@@ -200,7 +204,7 @@ class Heartbeat:
     def _send_stream(self) -> None:
         sock = self._sock
         assert sock is not None
-        now = time.monotonic()
+        now = self._clock()
         if now - self._peeked_at >= self.min_interval:
             # The daemon never writes: readable means it closed (restarted). Checked at most
             # once per min_interval, as a system call costs more than all the rest of a call.
@@ -214,7 +218,7 @@ class Heartbeat:
             if not self._outbox.has_lines:
                 return
             self._unsent, self._unsent_starts_line = self._outbox.take_lines(), True
-        self._sent_at = time.monotonic()
+        self._sent_at = self._clock()
         with contextlib.suppress(BlockingIOError):
             sent = sock.send(self._unsent)
             if sent:
@@ -224,7 +228,7 @@ class Heartbeat:
     def _send_datagrams(self) -> None:
         sock = self._sock
         assert sock is not None
-        self._sent_at = time.monotonic()
+        self._sent_at = self._clock()
         for line in self._outbox.take_lines().splitlines():
             with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
                 sock.send(line)  # a lost datagram is a lost heartbeat: the next one follows
@@ -237,7 +241,7 @@ class Heartbeat:
             self._outbox.put_back(self._unsent, self._unsent_starts_line)
         self._unsent = b""
         if requeue:
-            self._schedule_retry(time.monotonic())
+            self._schedule_retry(self._clock())
 
     def _schedule_retry(self, now: float) -> None:
         self._retry_at = now + self._retry_delay

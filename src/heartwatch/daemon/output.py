@@ -19,14 +19,19 @@ class RotatingOutput:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = os.fstat(self._fd).st_size
+        self.write_errors = 0
 
     def write(self, data: bytes) -> None:
-        if self._fd < 0:
-            return  # closed at shutdown; a lingering grandchild's last words are dropped
-        if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
-            self._rotate()
-        os.write(self._fd, data)
-        self._size += len(data)
+        """Append ``data``; never raises: a full disk loses output, never the supervisor."""
+        try:
+            if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            if self._fd < 0:
+                return  # closed at shutdown, or rotation failed: the output is dropped
+            os.write(self._fd, data)
+            self._size += len(data)
+        except OSError:
+            self.write_errors += 1
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -34,7 +39,9 @@ class RotatingOutput:
             self._fd = -1
 
     def _rotate(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1  # never keep a closed number another file could be given
         if self.backups:
             for index in range(self.backups - 1, 0, -1):
                 older = self.path.with_name(f"{self.path.name}.{index}")

@@ -11,7 +11,8 @@ left the group; then after ``stop_timeout`` SIGKILL to all of them.
 Each run carries a unique ``HEARTWATCH_RUN_ID`` in its environment, inherited by everything it
 starts. When a run crashes, its descendants are already orphaned (a ``setsid`` child is no longer
 in the group, nor below any process we know); the run id finds them, and they are killed before
-the exit is reported, so the restart never runs next to a leftover of the old run.
+the exit is reported. Likewise a stopped run is reported down only once its whole group and its
+escaped processes are gone. So a restart never runs next to a leftover of the old run.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class ProcessRunner:
         self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
         self.children: dict[str, Child] = {}
+        self._sweeps: set[asyncio.Task[None]] = set()
 
     def spawn(
         self,
@@ -138,6 +140,7 @@ class ProcessRunner:
         await child.exited.wait()
         _signal_group(child.pid, signal.SIGKILL)  # whatever is still in the group
         _signal_each(await self._escaped(child), signal.SIGKILL)  # and started since the listing
+        self._report_exit(child)
 
     async def stop(self, child: Child, stop_signal: int, timeout: float) -> None:
         """Stop ``child`` and everything it started; return once all of it has exited."""
@@ -197,19 +200,31 @@ class ProcessRunner:
         self._loop.call_soon_threadsafe(self._finish, child, returncode)
 
     def _finish(self, child: Child, returncode: int) -> None:
+        """The main process exited. The exit is reported only once the whole run is gone."""
         child.returncode = returncode
         child.exited.set()
-        if not child.stopping:
-            # Leftovers of a crashed leader would be a second worker after the restart. Its
-            # group dies now; what escaped the group is swept right after the exit is reported
-            # (in a worker thread, so the restart does not wait for a scan of every process;
-            # the new run has another run id, so the sweep cannot touch it).
-            _signal_group(child.pid, signal.SIGKILL)
-            self._loop.run_in_executor(None, _kill_run, child.run_id)
         child.output.write(f"[heartwatch] pid {child.pid} {describe_exit(returncode)}\n".encode())
+        if child.stopping:
+            return  # finish_stop reports it, once the group and the escaped are gone too
+        # A crash: leftovers of the run, in its group or escaped from it, would be a second
+        # worker after the restart. The group dies at once; the escaped are found by run id in
+        # a worker thread (a scan of every process), and only then is the exit reported.
+        _signal_group(child.pid, signal.SIGKILL)
+        task = self._loop.create_task(self._sweep_then_report(child))
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweeps.discard)
+
+    async def _sweep_then_report(self, child: Child) -> None:
+        try:
+            await self._loop.run_in_executor(None, _kill_run, child.run_id)
+        finally:
+            self._report_exit(child)
+
+    def _report_exit(self, child: Child) -> None:
         if self.children.get(child.service) is child:
             del self.children[child.service]
-        self._on_exit(child.service, returncode)
+        assert child.returncode is not None
+        self._on_exit(child.service, child.returncode)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -267,13 +282,37 @@ def _kill_run(run_id: str) -> None:
 
 
 def _group_exists(pgid: int) -> bool:
+    """Does the process group still have a member that is not a zombie?
+
+    Zombies (already dead, waiting for their new parent, often init, to reap them) still count
+    for ``killpg``; they cannot do anything and must not hold up a restart.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return _group_has_live_member(pgid)
+
+
+def _group_has_live_member(pgid: int) -> bool:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                fields = file.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command: state, ppid, pgrp, ...
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def _group_of(pid: int) -> int | None:

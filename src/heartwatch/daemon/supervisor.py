@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -197,12 +198,17 @@ class Supervisor:
 
     def _pump(self) -> None:
         watchdog = self.watchdog
-        while watchdog.has_output:
-            for event in watchdog.events_to_take():
-                self._record(event)
-            for action in watchdog.actions_to_take():
-                self._execute(action)
-        self._arm_timer()
+        try:
+            while watchdog.has_output:
+                for event in watchdog.events_to_take():
+                    self._record(event)
+                for action in watchdog.actions_to_take():
+                    try:
+                        self._execute(action)
+                    except Exception:  # one action's failure must not stop the others
+                        logger.opt(exception=True).error("cannot carry out {}", action)
+        finally:
+            self._arm_timer()  # whatever happened, deadlines keep being watched
         if not self._runner.children and not self._tasks:
             self._idle.set()
         else:
@@ -241,7 +247,7 @@ class Supervisor:
                 env=self._child_env(service),
                 output=self._output(service.name),
             )
-        except OSError as error:
+        except (OSError, ValueError, subprocess.SubprocessError) as error:
             logger.error("{}: cannot start: {}", service.name, error)
             self.watchdog.receive_spawn_failed(service.name, str(error), now)
             return
