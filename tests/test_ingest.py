@@ -171,3 +171,22 @@ def test_daemon_api_reports_messages_and_controls_watch_only_services(tmp_path: 
         assert not info_path.exists()
 
     asyncio.run(main())
+
+
+def test_connection_cap_stays_below_the_open_files_limit() -> None:
+    """With a hard limit of 300 descriptors, the cap leaves room for everything else."""
+    import resource
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from heartwatch.daemon.run import _connection_cap\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))\n"
+        "print(_connection_cap(1024))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert int(result.stdout.strip()) == 300 - 256
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)  # this process's limits untouched

@@ -10,6 +10,7 @@ per service at most, whatever the message rate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -30,6 +31,11 @@ from heartwatch.events import Action, Event, RecoveryPlanned, RunOnDown, Spawn, 
 from heartwatch.notify import Notice
 from heartwatch.watchdog import Watchdog
 from heartwatch.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
+
+
+class DaemonStopping(RuntimeError):
+    """A start or restart asked for while the daemon shuts down."""
+
 
 # Distinct data kinds remembered per service; further kinds are refused ("too_many_kinds").
 MAX_DATA_KINDS = 64
@@ -55,6 +61,8 @@ class Supervisor:
         self.recent_events: deque[Event] = deque(maxlen=1000)
         self.last_data: dict[str, dict[str, LastData]] = {name: {} for name in self.services}
         self.notify_address: str | None = None  # NOTIFY_SOCKET given to children
+        self.closing = False  # shutting down: starts and restarts are refused
+        self._on_down_processes: set[asyncio.subprocess.Process] = set()
         self.stats = IngestStats()  # what arrived and what was refused, by transport
         self.status_text: dict[str, str] = {}  # the newest STATUS / "status" of each service
         self.client_dropped: Counter[str] = Counter()  # events clients reported dropping
@@ -155,6 +163,7 @@ class Supervisor:
         return None if run_id is None else self._runner.service_of_run(run_id)
 
     def start(self, names: list[str] | None = None, reason: str = "start requested") -> None:
+        self._refuse_if_closing()
         self.watchdog.receive_start(names or list(self.services), self._loop.time(), reason)
         self._pump()
 
@@ -163,11 +172,17 @@ class Supervisor:
         self._pump()
 
     def restart(self, name: str, reason: str = "restart requested") -> None:
+        self._refuse_if_closing()
         self.watchdog.receive_restart(name, self._loop.time(), reason)
         self._pump()
 
+    def _refuse_if_closing(self) -> None:
+        if self.closing:
+            raise DaemonStopping("the daemon is stopping: nothing is started any more")
+
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop every service in reverse dependency order and wait until all are down."""
+        self.closing = True
         for task in self._queue_tasks:
             task.cancel()
         await asyncio.gather(*self._queue_tasks, return_exceptions=True)
@@ -183,9 +198,12 @@ class Supervisor:
             output.close()
 
     def kill_all(self) -> None:
-        """SIGKILL every child and its descendants now (a second Ctrl-C)."""
+        """SIGKILL every child, its descendants and any on_down command now (a second Ctrl-C)."""
         for child in list(self._runner.children.values()):
             self._runner.kill_now(child)
+        for process in list(self._on_down_processes):
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
 
     def now(self) -> float:
         """The monotonic clock the watchdog runs on."""
@@ -282,6 +300,7 @@ class Supervisor:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
+        self._on_down_processes.add(process)
         try:
             captured, _ = await asyncio.wait_for(process.communicate(), service.on_down_timeout)
             output.write(captured)
@@ -290,6 +309,8 @@ class Supervisor:
             process.kill()
             await process.wait()
             outcome = f"killed after {service.on_down_timeout:g} s"
+        finally:
+            self._on_down_processes.discard(process)
         log = logger.info if outcome == "exit code 0" else logger.error
         log("{}: on_down finished: {}", service.name, outcome)
         self.watchdog.receive_on_down_done(service.name, outcome, self._loop.time())

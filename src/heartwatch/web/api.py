@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 import heartwatch
 from heartwatch.daemon.logfollow import LogHub
-from heartwatch.daemon.supervisor import Supervisor
+from heartwatch.daemon.supervisor import DaemonStopping, Supervisor
 from heartwatch.web.logs import create_log_router
 from heartwatch.web.ping import create_ping_router
 
@@ -154,17 +154,20 @@ def create_app(supervisor: Supervisor, hub: LogHub | None = None) -> FastAPI:
     @app.post(
         "/api/v1/services/{name}/{verb}",
         response_model=ServiceStatus,
-        responses={404: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
     )
     async def control(name: str, verb: Literal["restart", "stop", "start"]) -> ServiceStatus:
         """Restart (with its dependents), stop (dependents first) or start (requirements first)."""
         known(name)
-        if verb == "restart":
-            supervisor.restart(name)
-        elif verb == "stop":
-            supervisor.stop([name])
-        else:
-            supervisor.start([name])
+        try:
+            if verb == "restart":
+                supervisor.restart(name)
+            elif verb == "stop":
+                supervisor.stop([name])
+            else:
+                supervisor.start([name])
+        except DaemonStopping as error:
+            raise HTTPException(409, {"code": "stopping", "message": str(error)}) from None
         return status_of(name)
 
     @app.exception_handler(HTTPException)

@@ -52,8 +52,12 @@ def create_ping_router(supervisor: Supervisor) -> APIRouter:
     async def ping(request: Request, service: str, what: str | None = None) -> PlainTextResponse:
         body = None
         if request.method == "POST":
-            raw = await request.body()
-            body = raw[:MAX_BODY].decode("utf-8", "replace") if raw else None
+            raw = bytearray()
+            async for chunk in request.stream():  # never more than MAX_BODY in memory
+                raw += chunk[: MAX_BODY - len(raw)]
+                if len(raw) >= MAX_BODY:
+                    break
+            body = raw.decode("utf-8", "replace") if raw else None
         message = parse_ping(what, body)
         stats = supervisor.stats
         if isinstance(message, str):
