@@ -268,6 +268,43 @@ def _heartbeat_address(addr: str | None, config: Path) -> tuple[str, int]:
 
 
 @app.command()
+def tail(
+    target: Annotated[str, typer.Argument(help="A service, or a log file under [logs] roots.")],
+    lines: Annotated[int, typer.Option("-n", "--lines", help="Initial lines.")] = 10,
+    follow: Annotated[bool, typer.Option(help="Keep following (like tail -F).")] = True,
+    grep: Annotated[str | None, typer.Option(help="Only lines matching this regex.")] = None,
+    config: ConfigOption = Path("heartwatch.toml"),
+    url: UrlOption = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="HEARTWATCH_TOKEN", help="The daemon's token, if set.")
+    ] = None,
+) -> None:
+    """Show a service's output or a log file, then follow it; colours kept in a terminal."""
+    from heartwatch.client.tail import TailRefused, follow_log, tail_url
+
+    base = _daemon_url(config, url)
+    is_service = "/" not in target and not target.endswith(".log")
+    if config.exists() and url is None:
+        is_service = target in {s.name for s in _load(config).service}
+
+    def url_for(count: int) -> str:
+        return tail_url(
+            base, target, is_service=is_service, lines=count, follow=follow, grep=grep, token=token
+        )
+
+    try:
+        asyncio.run(follow_log(url_for, lines, reconnect=follow))
+    except TailRefused as refused:
+        err.print(f"[red]{target}: {refused.reason}[/red]")
+        raise typer.Exit(1) from None
+    except OSError as error:
+        err.print(f"[red]no heartwatch daemon answers at {base}: {error}[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(heartwatch.__version__)
