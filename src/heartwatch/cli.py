@@ -288,8 +288,10 @@ def tail(
         is_service = target in {s.name for s in _load(config).service}
 
     def url_for(count: int) -> str:
+        # Asked again at each reconnect: a restarted daemon may listen somewhere else.
+        where = base if url is not None else _daemon_url(config, None)
         return tail_url(
-            base, target, is_service=is_service, lines=count, follow=follow, grep=grep, token=token
+            where, target, is_service=is_service, lines=count, follow=follow, grep=grep, token=token
         )
 
     try:
