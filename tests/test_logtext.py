@@ -214,3 +214,29 @@ def test_line_assembler_replaces_invalid_bytes() -> None:
     """Bytes that are not UTF-8 become the replacement character, never an error."""
     assembler = LineAssembler()
     assert assembler.receive(b"bad \xff\xfe here\r\n", now=0.0) == ["bad \ufffd\ufffd here"]
+
+
+def test_line_assembler_flush_keeps_a_split_character_for_the_rest() -> None:
+    """A partial line flushed mid-character shows what is whole; the rest starts with it."""
+    assembler = LineAssembler(flush_after=0.5)
+    data = "wörld\n".encode()
+    cut = data.index("ö".encode()) + 1
+    assert assembler.receive(data[:cut], now=0.0) == []
+    assert assembler.flush() == ["w"]
+    assert assembler.receive(data[cut:], now=1.0) == ["örld"]
+
+
+def test_line_assembler_finish_ends_the_file() -> None:
+    """At the end of a rotated file, the partial line is shown and nothing carries over."""
+    assembler = LineAssembler()
+    assert assembler.receive(b"last \xc3", now=0.0) == []
+    assert assembler.finish() == ["last \ufffd"]
+    assert assembler.receive(b"new\n", now=0.0) == ["new"]
+
+
+def test_line_assembler_flush_inside_a_cut_line_shows_nothing_more() -> None:
+    """Flushing while the rest of an over-long line is being dropped does not revive it."""
+    assembler = LineAssembler(max_line=4, flush_after=0.5)
+    assert assembler.receive(b"abcdefgh", now=0.0) == ["abcd" + CUT_MARKER.format(limit=4)]
+    assert assembler.flush() == []
+    assert assembler.receive(b"ij\nnext\n", now=1.0) == ["next"]

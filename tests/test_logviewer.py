@@ -1,67 +1,192 @@
-"""A live-log viewer's queue: batching, bounds, skip markers, filters and formats."""
+"""Live-log viewers over the shared ring: batching, bounds, skip markers, filters, formats."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
+import pytest
+
 from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, Viewer
+from heartwatch.linering import LineRing, Marker
+
+
+class Source:
+    """What a viewer needs of a follower: the ring, a pause flag, and progress reports."""
+
+    def __init__(self, capacity: int = 1000, max_bytes: int = 1 << 30) -> None:
+        self.ring = LineRing(capacity, max_bytes)
+        self.paused = False
+        self.progress = 0
+        self.viewers: list[Viewer] = []
+
+    def receive_progress(self) -> None:
+        self.progress += 1
+
+    def publish(self, entries: list[str] | list[Marker]) -> None:
+        self.ring.append(entries)
+        self.ring.trim(max(viewer.cursor for viewer in self.viewers))
+
+    def viewer(self, grep: str | None = None, html: bool = False) -> Viewer:
+        viewer = Viewer(grep=re.compile(grep) if grep else None, html=html)
+        viewer.attach(self, [])
+        self.viewers.append(viewer)
+        return viewer
 
 
 def frames_of(viewer: Viewer) -> list[str]:
-    async def take() -> list[str]:
-        frames = []
-        while viewer.has_pending:
-            frames.append(await asyncio.wait_for(viewer.next_frame(), 1))
-        return frames
+    frames = []
+    while (frame := viewer.take_frame()) is not None:
+        frames.append(frame)
+    return frames
 
-    return asyncio.run(take())
+
+# -- the ring --------------------------------------------------------------------------------
+
+
+def test_ring_keeps_what_the_fastest_viewer_has_not_taken() -> None:
+    """History is cut to capacity, but never past the fastest viewer's cursor."""
+    ring = LineRing(capacity=3, max_bytes=1 << 20)
+    ring.append([str(i) for i in range(10)])
+    ring.trim(fastest=2)
+    assert (ring.start, ring.end) == (2, 10)
+    ring.trim(fastest=9)
+    assert (ring.start, ring.end) == (7, 10)
+    assert [ring[i] for i in range(7, 10)] == ["7", "8", "9"]
+    with pytest.raises(IndexError):
+        ring[6]
+
+
+def test_ring_is_full_when_the_fastest_is_a_history_behind() -> None:
+    """Reading waits when the fastest viewer lags by capacity lines or max_bytes bytes."""
+    ring = LineRing(capacity=4, max_bytes=10)
+    ring.append(["ab", "cd", "ef"])
+    assert not ring.is_full(0)
+    ring.append(["gh"])
+    assert ring.is_full(0) and not ring.is_full(1)
+    ring.append(["0123456789"])
+    assert ring.bytes_from(4) == 10 and ring.is_full(4)
+    assert not ring.is_full(5)
+
+
+def test_ring_trims_history_to_max_bytes() -> None:
+    """Slow viewers' history is bounded in bytes too, multi-byte characters counted as sent."""
+    ring = LineRing(capacity=1000, max_bytes=9)
+    ring.append(["aaa", "日日", "bbb"])  # 3 + 6 + 3 bytes
+    ring.trim(fastest=3)
+    assert ring.start == 1 and ring.bytes_from(0) == 9
+
+
+def test_ring_compacts_without_renumbering() -> None:
+    """Long runs stay O(1) per line: the dropped head is compacted, numbers keep counting."""
+    ring = LineRing(capacity=10, max_bytes=1 << 20)
+    for block in range(100):
+        ring.append([f"{block}-{i}" for i in range(100)])
+        ring.trim(fastest=ring.end)
+    assert (ring.start, ring.end, len(ring)) == (9990, 10000, 10)
+    assert ring[9999] == "99-99"
+    assert ring.bytes_from(9990) == sum(len(f"99-{i}") for i in range(90, 100))
+
+
+# -- viewers ---------------------------------------------------------------------------------
 
 
 def test_viewer_batches_what_piled_up_into_one_frame() -> None:
     """Lines received while no frame was taken go out together, in order."""
-    viewer = Viewer(grep=None, html=False, max_lines=1000)
-    viewer.receive_lines(["a", "b"])
-    viewer.receive_lines(["c"])
+    source = Source()
+    viewer = source.viewer()
+    source.publish(["a", "b"])
+    source.publish(["c"])
     assert frames_of(viewer) == ["a\nb\nc"]
+    assert not viewer.has_pending
 
 
-def test_viewer_over_its_bound_skips_oldest_and_says_how_many() -> None:
-    """A viewer that fell behind loses its oldest lines and is told so first."""
-    viewer = Viewer(grep=None, html=False, max_lines=100)
-    viewer.receive_lines([f"line {i}" for i in range(250)])
-    frames = frames_of(viewer)
-    lines = "\n".join(frames).split("\n")
+def test_viewer_initial_lines_come_first() -> None:
+    """The preface (the file's last lines) goes out before anything followed after it."""
+    source = Source()
+    viewer = source.viewer()
+    viewer.receive_preface(["old 1", "old 2"])
+    source.publish(["new"])
+    assert "\n".join(frames_of(viewer)).split("\n") == ["old 1", "old 2", "new"]
+
+
+def test_slow_viewer_skips_oldest_and_says_how_many() -> None:
+    """A viewer the history moved past is told how many lines it lost, then goes on."""
+    source = Source(capacity=100)
+    fast, slow = source.viewer(), source.viewer()
+    for block in range(5):
+        source.publish([f"line {block * 50 + i}" for i in range(50)])
+        assert frames_of(fast)  # the fast viewer keeps up; the slow one takes nothing yet
+    lines = "\n".join(frames_of(slow)).split("\n")
     assert lines[0] == "[heartwatch] skipped 150 lines (this viewer could not keep up)"
-    assert lines[1] == "line 150"
-    assert lines[-1] == "line 249"
+    assert lines[1] == "line 150" and lines[-1] == "line 249"
+    assert slow.skipped_total == 150 and fast.skipped_total == 0
 
 
-def test_viewer_frames_stay_under_the_limit() -> None:
-    """A burst is split into frames that a default client (1 MiB) accepts."""
-    viewer = Viewer(grep=None, html=False, max_lines=100_000)
-    viewer.receive_lines(["x" * 1000] * 5000)  # ~5 MB
+def test_fast_viewer_loses_nothing_beyond_capacity() -> None:
+    """Far more lines than the history holds reach a viewer that was the fastest."""
+    source = Source(capacity=10)
+    viewer = source.viewer()
+    source.publish([str(i) for i in range(1000)])  # a single read may exceed the history
+    assert "\n".join(frames_of(viewer)).split("\n") == [str(i) for i in range(1000)]
+
+
+def test_taking_lines_reports_progress_only_while_reading_waits() -> None:
+    """A paused follower hears of progress (to read on); a running one is not bothered."""
+    source = Source()
+    viewer = source.viewer()
+    source.publish(["a"])
+    frames_of(viewer)
+    assert source.progress == 0
+    source.paused = True
+    source.publish(["b"])
+    frames_of(viewer)
+    assert source.progress == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "html"),
+    [("x" * 1000, False), ("日" * 1000, False), ("<" * 1000, True)],
+    ids=["ascii", "wide-characters", "html-escaped"],
+)
+def test_viewer_frames_stay_under_the_limit_as_sent(line: str, html: bool) -> None:
+    """A burst is split into frames whose UTF-8 size, after rendering, stays under the cap."""
+    source = Source(capacity=100_000)
+    viewer = source.viewer(html=html)
+    source.publish([line] * 5000)
     frames = frames_of(viewer)
     assert len(frames) > 1
-    assert all(len(frame.encode()) <= MAX_FRAME_BYTES + 1001 for frame in frames)
+    assert all(len(frame.encode()) <= MAX_FRAME_BYTES for frame in frames)
     assert sum(frame.count("\n") + 1 for frame in frames) == 5000
 
 
 def test_viewer_grep_filters_on_text_without_colours() -> None:
     """The filter sees the text as a person reads it, colour codes stripped."""
-    viewer = Viewer(grep=re.compile(r"^ERROR"), html=False, max_lines=100)
-    viewer.receive_lines(["\x1b[31mERROR\x1b[0m disk", "INFO ok", "ERROR two"])
+    source = Source()
+    viewer = source.viewer(grep=r"^ERROR")
+    source.publish(["\x1b[31mERROR\x1b[0m disk", "INFO ok", "ERROR two"])
     assert frames_of(viewer) == ["\x1b[31mERROR\x1b[0m disk\nERROR two"]
+    source.publish(["INFO only"])
+    assert frames_of(viewer) == []
+    assert not viewer.has_pending
 
 
 def test_viewer_html_escapes_lines_and_markers() -> None:
     """In html format a log line is text; heartwatch's markers are spans of their own."""
-    viewer = Viewer(grep=None, html=True, max_lines=100)
-    viewer.receive_lines(["<img src=x onerror=alert(1)>"])
-    viewer.receive_marker("file truncated (lines after byte 10 may be lost)")
+    source = Source()
+    viewer = source.viewer(html=True)
+    source.publish(["<img src=x onerror=alert(1)>"])
+    source.publish([Marker("file truncated (lines after byte 10 may be lost)")])
     frame = frames_of(viewer)[0]
     assert frame.split("\n") == [
         "&lt;img src=x onerror=alert(1)&gt;",
         '<span class="hw-marker">[heartwatch] file truncated (lines after byte 10 may be lost)'
         "</span>",
     ]
+
+
+def test_a_line_cannot_pass_for_a_marker() -> None:
+    """A log line that looks like heartwatch's notice stays a plain line, even in html."""
+    source = Source()
+    viewer = source.viewer(html=True)
+    source.publish(["\0skipped 5 lines", "[heartwatch] the file was rotated"])
+    assert "hw-marker" not in frames_of(viewer)[0]

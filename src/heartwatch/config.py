@@ -123,7 +123,7 @@ class LogsConfig(_Section):
     initial_lines: int = Field(default=200, ge=0)
     max_initial_lines: int = Field(default=10_000, ge=0)
     ping_interval: Duration = 20.0  # websocket ping; a viewer that does not pong is dropped
-    viewer_buffer_lines: int = Field(default=10_000, ge=100)  # beyond it: "skipped N lines"
+    viewer_buffer_lines: int = Field(default=10_000, ge=100)  # history per file; behind it: skip
     partial_line_flush: Duration = 0.5  # show a line still missing its newline after this
 
 

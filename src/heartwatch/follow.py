@@ -101,12 +101,13 @@ class Follow:
 
 
 CUT_MARKER = " [… line cut at {limit} bytes]"
+MAX_LINE = 64 * 1024
 
 
 class LineAssembler:
     """Bytes in, complete lines out; a partial line waits ``flush_after`` seconds at most."""
 
-    def __init__(self, max_line: int = 64 * 1024, flush_after: float = 0.5) -> None:
+    def __init__(self, max_line: int = MAX_LINE, flush_after: float = 0.5) -> None:
         self.max_line = max_line
         self.flush_after = flush_after
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -124,10 +125,10 @@ class LineAssembler:
             if self._cutting:
                 self._cutting = False
                 continue
-            lines.append(self._clip(piece.removesuffix("\r")))
+            lines.append(clip_line(piece.removesuffix("\r"), self.max_line))
         if len(self._partial) > self.max_line:
             if not self._cutting:
-                lines.append(self._clip(self._partial))
+                lines.append(clip_line(self._partial, self.max_line))
             self._cutting = True
             self._partial = ""
         if self._partial and self._partial_since is None:
@@ -141,20 +142,34 @@ class LineAssembler:
         return None if self._partial_since is None else self._partial_since + self.flush_after
 
     def flush(self) -> list[str]:
-        """The partial line, shown now (writer paused mid-line, or the file was rotated)."""
-        tail = self._partial + self._decoder.decode(b"", final=True)
+        """The partial line, shown now: its writer paused mid-line.
+
+        Bytes of a character not yet complete stay in the decoder, so the rest of the line,
+        when it comes, starts with that character whole, never with a replacement.
+        """
+        tail = self._partial
         self._partial, self._partial_since = "", None
         if not tail or self._cutting:
-            self._cutting = False
             return []
-        return [self._clip(tail.removesuffix("\r"))]
+        return [clip_line(tail.removesuffix("\r"), self.max_line)]
+
+    def finish(self) -> list[str]:
+        """The partial line, shown now: no more bytes will come (the file was rotated away)."""
+        tail = self._partial + self._decoder.decode(b"", final=True)
+        cutting = self._cutting
+        self.reset()
+        if not tail or cutting:
+            return []
+        return [clip_line(tail.removesuffix("\r"), self.max_line)]
 
     def reset(self) -> None:
         """Start over (truncation, a new file): forget any partial line and decoder state."""
         self._decoder.reset()
         self._partial, self._partial_since, self._cutting = "", None, False
 
-    def _clip(self, line: str) -> str:
-        if len(line) <= self.max_line:
-            return line
-        return line[: self.max_line] + CUT_MARKER.format(limit=self.max_line)
+
+def clip_line(line: str, max_line: int) -> str:
+    """``line``, cut at ``max_line`` characters with a marker saying so."""
+    if len(line) <= max_line:
+        return line
+    return line[:max_line] + CUT_MARKER.format(limit=max_line)

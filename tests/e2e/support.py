@@ -290,12 +290,18 @@ class Pipeline:
         services: Sequence[Mapping[str, Any]],
         server: Mapping[str, Any] | None = None,
         daemon: Mapping[str, Any] | None = None,
+        logs: Mapping[str, Any] | None = None,
     ) -> Path:
-        """Write the config: listeners on port 0, state and logs in the folder, marked workers."""
-        sections = {
+        """Write the config: listeners on port 0, state and logs in the folder, marked workers.
+
+        ``logs``, if given, is written as the ``[logs]`` section (live logs: roots, buffers...).
+        """
+        sections: dict[str, Mapping[str, Any]] = {
             "server": {"tcp": "127.0.0.1:0", "http": "127.0.0.1:0", **(server or {})},
             "daemon": {"state_dir": "state", "log_dir": "logs", **(daemon or {})},
         }
+        if logs is not None:
+            sections["logs"] = logs
         lines = []
         for title, table in sections.items():
             lines.append(f"[{title}]")

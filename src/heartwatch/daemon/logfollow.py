@@ -3,15 +3,18 @@
 ``FileFollower`` keeps the file open and runs the pure ``Follow`` and ``LineAssembler``
 (``follow.py``). It wakes on inotify events for the file's *directory* (so a rotated-away file
 is still read to its end and a re-created one is seen at once), or polls when inotify is not
-there. Each wake-up reads at most ``READ_BUDGET`` bytes before yielding to the loop, so a huge
-write cannot monopolise the daemon.
+there. The lines it reads go into one ``LineRing`` (``linering.py``) shared by every viewer.
 
-``Viewer`` is one websocket's view: its filter, its format, and a queue bounded in lines. A
-viewer that cannot keep up loses its oldest lines and is told how many ("skipped N lines"); the
-follower and the other viewers never wait for it. Frames are batched: whatever piled up while
-the previous frame was being sent goes out in the next one, up to ``MAX_FRAME_BYTES`` (well
-under the 1 MiB a default websocket client accepts), so a quiet file sends each line at once
-and a burst coalesces.
+``Viewer`` is one websocket's cursor into that ring, with its filter and format. Reading is
+paced by the fastest viewer: while even it is a full history behind, the follower stops
+reading (the file is the buffer) and goes on as soon as it takes a frame. So a viewer that
+keeps up gets every line, a slower one is told "skipped N lines" when the history moves past
+it, neither ever waits for the other, and memory stays bounded whatever the viewers do.
+
+Frames are batched: a viewer takes everything that piled up since its previous frame, up to
+``MAX_FRAME_BYTES`` as sent (well under the 1 MiB a default websocket client accepts), so a
+quiet file sends each line at once and a burst coalesces. Each wake-up reads at most
+``READ_BUDGET`` bytes before yielding to the loop, so a huge write cannot monopolise the daemon.
 """
 
 from __future__ import annotations
@@ -21,92 +24,159 @@ import contextlib
 import html
 import os
 import re
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from loguru import logger
 
 from heartwatch.ansi import AnsiToHtml, strip_ansi
-from heartwatch.follow import FileStat, Follow, LineAssembler, Read, Reopen, Truncated, Wait
+from heartwatch.follow import (
+    MAX_LINE,
+    FileStat,
+    Follow,
+    LineAssembler,
+    Read,
+    Reopen,
+    Truncated,
+    Wait,
+    clip_line,
+)
+from heartwatch.linering import Entry, LineRing, Marker
 from heartwatch.logpaths import LogPathError, open_log
 from heartwatch.tailread import read_last_lines
 
+READ_CHUNK = 64 * 1024  # one read; the ring's fullness is checked between reads
 READ_BUDGET = 1024 * 1024  # bytes per wake-up before letting the loop run other work
 MAX_FRAME_BYTES = 512 * 1024  # a frame stays far below a default client's 1 MiB limit
+HISTORY_BYTES = 16 * 1024 * 1024  # per followed file, beside [logs] viewer_buffer_lines
 POLL_INTERVAL = 0.25  # only without inotify
 
 
-class Viewer:
-    """One websocket's share of a followed file."""
+class Followed(Protocol):
+    """What a viewer needs of its follower."""
 
-    def __init__(self, *, grep: re.Pattern[str] | None, html: bool, max_lines: int) -> None:
+    ring: LineRing
+    paused: bool
+
+    def receive_progress(self) -> None: ...
+
+
+class Viewer:
+    """One websocket's view of a followed file: a cursor, a filter and a format."""
+
+    def __init__(self, *, grep: re.Pattern[str] | None, html: bool) -> None:
         self.grep = grep
-        self.max_lines = max_lines
-        self.skipped = 0
-        self._queue: deque[str] = deque()
+        self.skipped_total = 0
         self._converter = AnsiToHtml() if html else None
+        self._preface: list[Entry] = []  # the initial lines, sent before the ring's
+        self._carry: str | None = None  # rendered, but did not fit in the previous frame
+        self._ring: LineRing | None = None
+        self._follower: Followed | None = None
+        self.cursor = 0
         self._ready = asyncio.Event()
+
+    def attach(self, follower: Followed, initial: list[str]) -> None:
+        """Start at the follower's end, after ``initial`` lines of what came before it."""
+        self._follower, self._ring = follower, follower.ring
+        self.cursor = follower.ring.end
+        self.receive_preface(initial)
+
+    def receive_preface(self, lines: list[str]) -> None:
+        self._preface.extend(lines)
+        self.wake()
+
+    def wake(self) -> None:
+        self._ready.set()
 
     @property
     def has_pending(self) -> bool:
-        return bool(self._queue) or self.skipped > 0
-
-    def receive_lines(self, lines: list[str]) -> None:
-        grep, queue = self.grep, self._queue
-        for line in lines:
-            if grep is not None and not grep.search(strip_ansi(line)):
-                continue
-            if len(queue) >= self.max_lines:
-                queue.popleft()
-                self.skipped += 1
-            queue.append(line)
-        if queue:
-            self._ready.set()
-
-    def receive_marker(self, text: str) -> None:
-        """Something the viewer must know about the file itself (truncated, rotated...)."""
-        self._queue.append("\0" + text)  # NUL never survives line decoding: marks our markers
-        self._ready.set()
-
-    def render(self, lines: list[str]) -> str:
-        """Lines as one frame's text, in the viewer's format."""
-        out = []
-        for line in lines:
-            if line.startswith("\0"):
-                marker = f"[heartwatch] {line[1:]}"
-                if self._converter:
-                    marker = f'<span class="hw-marker">{html.escape(marker)}</span>'
-                out.append(marker)
-            else:
-                out.append(self._converter.convert(line) if self._converter else line)
-        return "\n".join(out)
+        """Lines not yet taken: the initial ones, or the ring's beyond the cursor."""
+        ring = self._ring
+        return bool(self._preface or self._carry) or (ring is not None and self.cursor < ring.end)
 
     async def next_frame(self) -> str:
         """Wait for lines, then take what piled up, up to the frame size."""
-        await self._ready.wait()
-        taken: list[str] = []
-        if self.skipped:
-            taken.append(f"\0skipped {self.skipped} lines (this viewer could not keep up)")
-            self.skipped = 0
+        while True:
+            await self._ready.wait()
+            frame = self.take_frame()
+            if not self.has_pending:
+                self._ready.clear()
+            if frame is not None:
+                return frame
+
+    def take_frame(self) -> str | None:
+        """The next frame's text, or ``None`` if nothing (that passes the filter) is waiting."""
+        parts: list[str] = []
         size = 0
-        queue = self._queue
-        while queue and size < MAX_FRAME_BYTES:
-            line = queue.popleft()
-            size += len(line) + 1
-            taken.append(line)
-        if not queue:
-            self._ready.clear()
-        return self.render(taken)
+        if self._carry is not None:
+            parts.append(self._carry)
+            size = _nbytes(self._carry) + 1
+            self._carry = None
+        if self._preface:
+            taken = 0
+            for entry in self._preface:
+                size = self._add(parts, entry, size)
+                taken += 1
+                if self._carry is not None:
+                    break
+            del self._preface[:taken]
+        elif self._ring is not None:
+            size = self._take_from_ring(parts, size, self._ring)
+        return "\n".join(parts) if parts else None
+
+    def _take_from_ring(self, parts: list[str], size: int, ring: LineRing) -> int:
+        was = self.cursor
+        if self.cursor < ring.start:
+            lost = ring.start - self.cursor
+            self.skipped_total += lost
+            self.cursor = ring.start
+            size = self._add(
+                parts, Marker(f"skipped {lost} lines (this viewer could not keep up)"), size
+            )
+        end = ring.end
+        while self.cursor < end and self._carry is None:
+            size = self._add(parts, ring[self.cursor], size)
+            self.cursor += 1
+        if self.cursor != was and self._follower is not None and self._follower.paused:
+            self._follower.receive_progress()
+        return size
+
+    def _add(self, parts: list[str], entry: Entry, size: int) -> int:
+        """Render ``entry`` into ``parts``, or into the carry if the frame is full."""
+        rendered = self.render(entry)
+        if rendered is None:
+            return size
+        cost = _nbytes(rendered) + 1
+        if parts and size + cost > MAX_FRAME_BYTES:
+            self._carry = rendered
+            return size
+        parts.append(rendered)
+        return size + cost
+
+    def render(self, entry: Entry) -> str | None:
+        """An entry as the viewer sees it, or ``None`` if its filter drops it."""
+        if isinstance(entry, Marker):
+            marker = f"[heartwatch] {entry.text}"
+            if self._converter is None:
+                return marker
+            return f'<span class="hw-marker">{html.escape(marker)}</span>'
+        if self.grep is not None and not self.grep.search(strip_ansi(entry)):
+            return None
+        return entry if self._converter is None else self._converter.convert(entry)
+
+
+def _nbytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 class FileFollower:
     """Follows one file for every viewer of it."""
 
-    def __init__(self, path: Path, flush_after: float, on_idle: Callable[[FileFollower], None]):
+    def __init__(self, path: Path, ring: LineRing, flush_after: float) -> None:
         self.path = path
+        self.ring = ring
         self.viewers: set[Viewer] = set()
-        self._on_idle = on_idle
         self._loop = asyncio.get_running_loop()
         self._fd = -1
         self._follow = Follow(None, 0)
@@ -114,6 +184,7 @@ class FileFollower:
         self._watch: asyncio.Task[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pump_scheduled = False
+        self.paused = False  # the fastest viewer is a whole history behind
 
     def start(self) -> None:
         """Open the file (if it exists) positioned after its last complete line, and watch."""
@@ -134,15 +205,20 @@ class FileFollower:
         """The last ``count`` complete lines up to where following continues.
 
         Reading stops at the last newline before the follower's offset, so a partial line the
-        follower still holds is not in them: it will come, once, when it is complete.
+        follower still holds is not in them: it will come, once, when it is complete. Lines
+        are cut at 64 KiB as live ones are.
         """
-        if self._fd < 0 or count <= 0:
+        if self._fd < 0:
             return []
-        fd = self._fd
-        tail = read_last_lines(
-            lambda offset, size: os.pread(fd, size, offset), self._follow.offset, count
-        )
-        return [line.decode("utf-8", "replace").removesuffix("\r") for line in tail.lines]
+        return _last_lines(self._fd, self._follow.offset, count)
+
+    def receive_progress(self) -> None:
+        """A viewer took lines: trim the history, and read on if reading waited for it."""
+        fastest = self._fastest()
+        self.ring.trim(fastest)
+        if self.paused and not self.ring.is_full(fastest):
+            self.paused = False
+            self._schedule_pump()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -173,17 +249,23 @@ class FileFollower:
             at_path = None
         return open_file, at_path
 
+    def _fastest(self) -> int:
+        return max((viewer.cursor for viewer in self.viewers), default=self.ring.end)
+
     def pump(self) -> None:
         """Act on whatever changed, within the read budget; reschedule if more is left."""
         self._pump_scheduled = False
         budget = READ_BUDGET
         now = self._loop.time()
         while budget > 0:
+            if self.ring.is_full(self._fastest()):
+                self.paused = True  # the viewers' progress resumes it
+                break
             step = self._follow.next_step(*self._stats())
             if isinstance(step, Wait):
                 break
             if isinstance(step, Read):
-                size = min(step.end - step.start, budget)
+                size = min(step.end - step.start, budget, READ_CHUNK)
                 data = os.pread(self._fd, size, step.start)
                 if not data:
                     break
@@ -192,14 +274,15 @@ class FileFollower:
                 self._publish(self._assembler.receive(data, now))
             elif isinstance(step, Truncated):
                 self._assembler.reset()
-                self._mark(f"file truncated (lines after byte {step.lost_after} may be lost)")
+                self._publish(
+                    [Marker(f"file truncated (lines after byte {step.lost_after} may be lost)")]
+                )
             elif isinstance(step, Reopen):
-                self._publish(self._assembler.flush())
-                self._assembler.reset()
+                self._publish(self._assembler.finish())
                 if self._fd >= 0:
                     os.close(self._fd)
                     self._fd = -1
-                    self._mark(step.reason)
+                    self._publish([Marker(step.reason)])
                 self._follow.receive_closed()
                 try:
                     self._open(at_end=False)
@@ -226,14 +309,12 @@ class FileFollower:
         self._flush_timer = None
         self._publish(self._assembler.flush())
 
-    def _publish(self, lines: list[str]) -> None:
-        if lines:
+    def _publish(self, entries: Sequence[Entry]) -> None:
+        if entries:
+            self.ring.append(entries)
+            self.ring.trim(self._fastest())
             for viewer in self.viewers:
-                viewer.receive_lines(lines)
-
-    def _mark(self, text: str) -> None:
-        for viewer in self.viewers:
-            viewer.receive_marker(text)
+                viewer.wake()
 
     # -- waking up -------------------------------------------------------------------------
 
@@ -266,23 +347,34 @@ class FileFollower:
 class LogHub:
     """The followers, one per real path, shared by their viewers."""
 
-    def __init__(self, flush_after: float) -> None:
+    def __init__(
+        self, flush_after: float, history_lines: int, history_bytes: int = HISTORY_BYTES
+    ) -> None:
         self.flush_after = flush_after
+        self.history_lines = history_lines
+        self.history_bytes = history_bytes
         self._followers: dict[Path, FileFollower] = {}
 
-    def subscribe(self, path: Path, viewer: Viewer) -> FileFollower:
+    def subscribe(self, path: Path, viewer: Viewer, initial_lines: int) -> FileFollower:
+        """Follow ``path`` for ``viewer``, which gets the last ``initial_lines`` lines first."""
         follower = self._followers.get(path)
         if follower is None:
-            follower = FileFollower(path, self.flush_after, self._forget)
+            ring = LineRing(self.history_lines, self.history_bytes)
+            follower = FileFollower(path, ring, self.flush_after)
             self._followers[path] = follower
             follower.start()
+        viewer.attach(follower, follower.initial_lines(initial_lines))
         follower.viewers.add(viewer)
         return follower
 
     def unsubscribe(self, follower: FileFollower, viewer: Viewer) -> None:
         follower.viewers.discard(viewer)
         if not follower.viewers:
-            self._forget(follower)
+            if self._followers.get(follower.path) is follower:
+                del self._followers[follower.path]
+            follower.close()
+        else:
+            follower.receive_progress()  # the one that left may have held reading back
 
     def close(self) -> None:
         for follower in list(self._followers.values()):
@@ -293,7 +385,25 @@ class LogHub:
     def followed(self) -> int:
         return len(self._followers)
 
-    def _forget(self, follower: FileFollower) -> None:
-        if self._followers.get(follower.path) is follower:
-            del self._followers[follower.path]
-        follower.close()
+
+def read_initial_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` complete lines of ``path``, without following it (none if missing)."""
+    try:
+        opened = open_log(path)
+    except LogPathError:
+        return []
+    try:
+        return _last_lines(opened.fd, os.fstat(opened.fd).st_size, count)
+    finally:
+        os.close(opened.fd)
+
+
+def _last_lines(fd: int, end: int, count: int) -> list[str]:
+    """The last ``count`` complete lines before offset ``end`` of ``fd``, decoded and cut."""
+    if count <= 0:
+        return []
+    tail = read_last_lines(lambda offset, size: os.pread(fd, size, offset), end, count)
+    return [
+        clip_line(line.decode("utf-8", "replace").removesuffix("\r"), MAX_LINE)
+        for line in tail.lines
+    ]

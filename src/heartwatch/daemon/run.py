@@ -100,7 +100,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         )
         notify.start()
         supervisor.notify_address = notify.address
-        hub = LogHub(config.logs.partial_line_flush)
+        hub = LogHub(config.logs.partial_line_flush, config.logs.viewer_buffer_lines)
         http, http_address = await _start_http(config, supervisor, hub)
         state.write_daemon_info(
             tcp=_format_address(supervisor.tcp_address),

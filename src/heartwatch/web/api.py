@@ -177,7 +177,7 @@ def create_app(supervisor: Supervisor, hub: LogHub | None = None) -> FastAPI:
         return JSONResponse(body, status_code=error.status_code)
 
     app.include_router(create_ping_router(supervisor))
-    app.include_router(
-        create_log_router(supervisor, hub or LogHub(supervisor.config.logs.partial_line_flush))
-    )
+    logs = supervisor.config.logs
+    hub = hub or LogHub(logs.partial_line_flush, logs.viewer_buffer_lines)
+    app.include_router(create_log_router(supervisor, hub))
     return app

@@ -28,7 +28,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
-from heartwatch.daemon.logfollow import LogHub, Viewer
+from heartwatch.daemon.logfollow import LogHub, Viewer, read_initial_lines
 from heartwatch.logpaths import BAD_PATH, NO_SUCH_LOG, LogPathError, resolve_log_path
 
 if TYPE_CHECKING:
@@ -66,13 +66,21 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
 
     @router.websocket("/ws/logs/{service}")
     async def service_log(websocket: WebSocket, service: str) -> None:
-        if service not in supervisor.services:
-            await _refuse(websocket, NO_SUCH_LOG, f"no service {service!r}")
+        # Token and origin first: a stranger must not learn which services or files exist.
+        refusal = _check_access(websocket, config.server.token)
+        if refusal is None and service not in supervisor.services:
+            refusal = NO_SUCH_LOG, f"no service {service!r}"
+        if refusal is not None:
+            await _refuse(websocket, *refusal)
             return
         await _serve(websocket, log_dir / f"{service}.log")
 
     @router.websocket("/ws/logs")
     async def file_log(websocket: WebSocket) -> None:
+        refusal = _check_access(websocket, config.server.token)
+        if refusal is not None:
+            await _refuse(websocket, *refusal)
+            return
         try:
             path = resolve_log_path(websocket.query_params.get("path", ""), roots)
         except LogPathError as error:
@@ -81,10 +89,6 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
         await _serve(websocket, path)
 
     async def _serve(websocket: WebSocket, path: Path) -> None:
-        refusal = _check_access(websocket, config.server.token)
-        if refusal is not None:
-            await _refuse(websocket, *refusal)
-            return
         params = websocket.query_params
         try:
             lines = min(
@@ -98,19 +102,16 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             await _refuse(websocket, BAD_PATH, f"grep is limited to {MAX_GREP} characters")
             return
         follow = params.get("follow", "true").lower() not in ("0", "false", "no")
-        viewer = Viewer(
-            grep=grep,
-            html=params.get("format") == "html",
-            max_lines=config.logs.viewer_buffer_lines,
-        )
+        viewer = Viewer(grep=grep, html=params.get("format") == "html")
         await websocket.accept()
-        follower = hub.subscribe(path, viewer)
+        if not follow:
+            viewer.receive_preface(read_initial_lines(path, max(0, lines)))
+            while (frame := viewer.take_frame()) is not None:
+                await websocket.send_text(frame)
+            await websocket.close(1000, "end of the initial lines")
+            return
+        follower = hub.subscribe(path, viewer, max(0, lines))
         try:
-            viewer.receive_lines(follower.initial_lines(max(0, lines)))
-            if not follow:
-                await _send_pending(websocket, viewer)
-                await websocket.close(1000, "end of the initial lines")
-                return
             await _stream(websocket, viewer)
         finally:
             hub.unsubscribe(follower, viewer)
@@ -141,11 +142,6 @@ async def _stream(websocket: WebSocket, viewer: Viewer) -> None:
         for task in (sender, listener):
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
-
-
-async def _send_pending(websocket: WebSocket, viewer: Viewer) -> None:
-    while viewer.has_pending:
-        await websocket.send_text(await viewer.next_frame())
 
 
 def _check_access(websocket: WebSocket, token: str | None) -> tuple[int, str] | None:

@@ -1,0 +1,110 @@
+"""The lines of one followed file, numbered, shared by all its viewers. Pure.
+
+Every entry gets a sequence number; a viewer is a cursor (the number of the next entry it
+wants). The ring keeps:
+
+- everything the *fastest* viewer has not taken yet: so a viewer that keeps up never loses a
+  line, however small the history is;
+- beyond that, at most ``capacity`` entries and ``max_bytes`` bytes of history for slower
+  viewers. A viewer whose cursor falls below ``start`` has lost ``start - cursor`` entries and
+  is told so.
+
+The reader of the file asks ``is_full(fastest)`` before reading on: when even the fastest
+viewer is ``capacity`` entries (or ``max_bytes``) behind, it stops reading until that viewer
+catches up. The file on disk is then the buffer, as it is for ``tail -f`` over a slow link, so
+memory stays bounded (history plus one read) and only viewers slower than the fastest ever skip.
+
+Entries are lines (``str``) or ``Marker``s, heartwatch's own notices (a truncation, a rotation),
+which are a type of their own so that no line of the file can pass for one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A notice about the file itself, shown as ``[heartwatch] <text>``."""
+
+    text: str
+
+
+Entry = str | Marker
+
+
+def entry_size(entry: Entry) -> int:
+    """Bytes an entry costs as UTF-8 (ASCII, the usual case, without encoding it)."""
+    text = entry.text if isinstance(entry, Marker) else entry
+    return len(text) if text.isascii() else len(text.encode())
+
+
+class LineRing:
+    """Sequence-numbered entries, trimmed to what some viewer may still want."""
+
+    def __init__(self, capacity: int, max_bytes: int) -> None:
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._entries: list[Entry] = []
+        self._sizes: list[int] = []  # _sizes[i]: bytes appended before _entries[i]
+        self._head = 0  # index in _entries of the oldest kept entry
+        self._base = 0  # sequence number of _entries[0]
+        self._total = 0  # bytes appended since the beginning
+
+    @property
+    def start(self) -> int:
+        """Sequence number of the oldest entry kept."""
+        return self._base + self._head
+
+    @property
+    def end(self) -> int:
+        """Sequence number the next entry will get."""
+        return self._base + len(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries) - self._head
+
+    def __getitem__(self, seq: int) -> Entry:
+        """The entry numbered ``seq`` (``start <= seq < end``)."""
+        if not self.start <= seq < self.end:
+            raise IndexError(f"entry {seq} is not kept (kept: {self.start}..{self.end - 1})")
+        return self._entries[seq - self._base]
+
+    def append(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self._sizes.append(self._total)
+            self._entries.append(entry)
+            self._total += entry_size(entry)
+
+    def bytes_from(self, seq: int) -> int:
+        """Bytes of the kept entries numbered ``seq`` and later."""
+        seq = max(seq, self.start)
+        if seq >= self.end:
+            return 0
+        return self._total - self._sizes[seq - self._base]
+
+    def is_full(self, fastest: int) -> bool:
+        """Whether the viewer at ``fastest`` is as far behind as history may be."""
+        return self.end - fastest >= self.capacity or self.bytes_from(fastest) >= self.max_bytes
+
+    def trim(self, fastest: int) -> None:
+        """Drop history beyond the bounds, but nothing the viewer at ``fastest`` has not taken."""
+        keep = max(self.end - self.capacity, self._first_within_bytes())
+        keep = min(keep, fastest, self.end)
+        if keep <= self.start:
+            return
+        self._head = keep - self._base
+        # Compact once the dropped head outweighs what is kept: amortised O(1) per entry.
+        if self._head >= 1024 and self._head * 2 >= len(self._entries):
+            del self._entries[: self._head]
+            del self._sizes[: self._head]
+            self._base += self._head
+            self._head = 0
+
+    def _first_within_bytes(self) -> int:
+        """The first sequence number from which the kept entries fit in ``max_bytes``."""
+        floor = self._total - self.max_bytes
+        index = bisect.bisect_left(self._sizes, floor, lo=self._head)
+        return self._base + index
