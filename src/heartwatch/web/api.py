@@ -15,6 +15,7 @@ from pydantic import BaseModel
 import heartwatch
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.supervisor import DaemonStopping, Supervisor
+from heartwatch.web.dashboard import create_dashboard_router, static_files
 from heartwatch.web.logs import create_log_router
 from heartwatch.web.ping import create_ping_router
 
@@ -180,4 +181,6 @@ def create_app(supervisor: Supervisor, hub: LogHub | None = None) -> FastAPI:
     logs = supervisor.config.logs
     hub = hub or LogHub(logs.partial_line_flush, logs.viewer_buffer_lines)
     app.include_router(create_log_router(supervisor, hub))
+    app.include_router(create_dashboard_router())
+    app.mount("/static", static_files(), name="static")
     return app
