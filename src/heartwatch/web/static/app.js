@@ -1,0 +1,330 @@
+// heartwatch's dashboard: wires the services table, the timeline and the log panel to the
+// daemon (docs/api.md). Live state comes from one websocket, /ws/events (a snapshot, then
+// events and pulses), reconnected with backoff when it drops; nothing polls. The per-minute
+// series behind the sparklines are fetched once a minute.
+
+import { api, auth, Backoff, setUnauthorizedHandler, storeToken, wsUrl } from "./api.js";
+import { byId, sleep } from "./dom.js";
+import { LogPanel } from "./logpanel.js";
+import { monotonic, ServiceTable, summarize } from "./services.js";
+import { Timeline } from "./timeline.js";
+
+const TICK_MS = 1000; // ages and uptimes are recomputed locally at this pace
+const SERIES_INTERVAL_MS = 60_000;
+
+const VERB_TEXT = {
+  restart: (name) => `${name} and the services that require it will be stopped and started again.`,
+  stop: (name) => `${name} will be stopped, after the services that require it.`,
+  start: (name) => `${name} will be started, after the services it requires.`,
+};
+
+const table = new ServiceTable(byId("services").tBodies[0], byId("services-empty"), {
+  onSelect: (name) => logs.select(`service:${name}`),
+  onControl: control,
+});
+
+const timeline = new Timeline(
+  {
+    list: byId("timeline"),
+    empty: byId("timeline-empty"),
+    filter: byId("timeline-filter"),
+    older: byId("timeline-older"),
+  },
+  fetchEvents,
+);
+
+const logs = new LogPanel(
+  {
+    view: byId("log-view"),
+    source: byId("log-source"),
+    grep: byId("log-grep"),
+    follow: byId("log-follow"),
+    clear: byId("log-clear"),
+    newLines: byId("log-new"),
+    status: byId("log-status"),
+  },
+  {
+    onUnauthorized: () => reauthenticate(),
+    onTarget: (target) => table.select(target.startsWith("service:") ? target.slice(8) : null),
+  },
+);
+
+// -- credentials --------------------------------------------------------------------------
+
+let authPending = null;
+
+/** Find out what the stored token allows, asking for one if needed; one run at a time. */
+function reauthenticate() {
+  authPending ??= authenticate().finally(() => {
+    authPending = null;
+  });
+  return authPending;
+}
+
+async function authenticate() {
+  const backoff = new Backoff(1000, 10000);
+  for (;;) {
+    let answer;
+    try {
+      answer = await api("/api/v1/auth");
+    } catch (error) {
+      if (error.status === 404) {
+        answer = { token_required: false, scope: "control" }; // a daemon without /api/v1/auth
+      } else if (error.status === 401) {
+        answer = { token_required: true, scope: "none" };
+      } else {
+        setLink("down", `daemon unreachable: ${error.message}`);
+        await sleep(backoff.next());
+        continue;
+      }
+    }
+    if (answer.scope !== "none") {
+      applyAuth(answer);
+      return;
+    }
+    const refused = Boolean(auth.token);
+    auth.token = await askToken(
+      refused
+        ? "That token was refused. Enter a valid token for this daemon."
+        : "This daemon needs a token. It is kept in this browser's local storage.",
+    );
+  }
+}
+
+function applyAuth(answer) {
+  auth.required = Boolean(answer.token_required);
+  auth.scope = answer.scope;
+  storeToken(auth.required ? auth.token : "");
+  document.body.classList.toggle("read-only", auth.scope !== "control");
+  byId("forget-token").hidden = !auth.token;
+}
+
+function askToken(message) {
+  const dialog = byId("token-dialog");
+  const form = byId("token-form");
+  const input = byId("token-input");
+  byId("token-text").textContent = message;
+  input.value = "";
+  return new Promise((resolve) => {
+    form.onsubmit = (event) => {
+      event.preventDefault(); // no navigation: the CSP allows no form submission anyway
+      const token = input.value.trim();
+      if (!token) return;
+      dialog.close();
+      resolve(token);
+    };
+    dialog.oncancel = (event) => event.preventDefault(); // nothing works without it
+    if (!dialog.open) dialog.showModal();
+    input.focus();
+  });
+}
+
+byId("forget-token").addEventListener("click", () => {
+  storeToken("");
+  location.reload();
+});
+
+// -- the event stream ----------------------------------------------------------------------
+
+const eventsBackoff = new Backoff(500, 10000);
+let eventsSocket = null;
+let live = false;
+let rendered = false;
+
+function connectEvents() {
+  const socket = new WebSocket(wsUrl("/ws/events"));
+  eventsSocket = socket;
+  let opened = false;
+  socket.addEventListener("open", () => {
+    opened = true;
+  });
+  socket.addEventListener("message", (message) => receive(JSON.parse(message.data)));
+  socket.addEventListener("close", (event) => {
+    if (socket !== eventsSocket) return;
+    eventsSocket = null;
+    setLive(false);
+    if (event.code === 4401) {
+      setLink("down", "a token is needed");
+      reauthenticate().then(connectEvents);
+      return;
+    }
+    const delay = eventsBackoff.next();
+    const why = event.code >= 4400 && event.reason ? `refused: ${event.reason}` : "disconnected";
+    setLink("down", `${why} · reconnecting in ${Math.ceil(delay / 1000)} s`);
+    // The stream never opened: the daemon is down, or has no /ws/events; show what the plain
+    // API says meanwhile (once per attempt, so at most once per backoff delay).
+    if (!opened) loadServices();
+    setTimeout(connectEvents, delay);
+  });
+}
+
+function receive(message) {
+  const at = monotonic();
+  if (message.type === "snapshot") {
+    eventsBackoff.reset();
+    showServices(message.services, at);
+    timeline.receive(message.events || []);
+    setLive(true);
+    refreshSeries();
+  } else if (message.type === "event") {
+    if (message.service) {
+      const known = table.get(message.service.name) != null;
+      table.status(message.service, at);
+      if (!known) servicesChanged();
+    }
+    if (message.event) timeline.live(message.event);
+    updateSummary();
+  } else if (message.type === "pulse") {
+    table.pulse(message.services || [], at);
+  }
+}
+
+function showServices(statuses, at) {
+  table.snapshot(statuses, at);
+  servicesChanged();
+  updateSummary();
+  if (!rendered) {
+    rendered = true;
+    performance.mark("hw:services-rendered"); // read by bench/dashboard.py
+  }
+}
+
+async function loadServices() {
+  try {
+    showServices(await api("/api/v1/services"), monotonic());
+  } catch {
+    // the link indicator already says the daemon is unreachable
+  }
+}
+
+function servicesChanged() {
+  timeline.setServices(table.names());
+  refreshLogSources();
+}
+
+function setLive(isLive) {
+  live = isLive;
+  document.body.classList.toggle("stale", !isLive);
+  if (isLive) setLink("live", "live");
+}
+
+function setLink(state, text) {
+  const link = byId("link");
+  link.dataset.link = state;
+  link.textContent = text;
+}
+
+function updateSummary() {
+  const { text, trouble } = summarize(table);
+  byId("summary").textContent = text;
+  document.title = trouble ? `(${trouble}) heartwatch` : "heartwatch";
+}
+
+// -- series, logs, history -----------------------------------------------------------------
+
+let seriesMissing = false;
+
+async function refreshSeries() {
+  if (seriesMissing) return;
+  try {
+    table.series(await api("/api/v1/series"), Date.now() / 1000);
+  } catch (error) {
+    if (error.status === 404) seriesMissing = true; // a daemon without history
+  }
+}
+
+function scheduleSeries() {
+  // Just after each minute turns, when the previous minute's count is complete.
+  const delay = SERIES_INTERVAL_MS - (Date.now() % SERIES_INTERVAL_MS) + 2000;
+  setTimeout(() => {
+    if (live) refreshSeries();
+    scheduleSeries();
+  }, delay);
+}
+
+async function refreshLogSources() {
+  let list;
+  try {
+    list = await api("/api/v1/logs");
+  } catch {
+    list = table.names().map((name) => ({ kind: "service", name }));
+  }
+  logs.setSources(list);
+  if (!logs.target && list.length) logs.select(`${list[0].kind}:${list[0].name}`);
+}
+
+async function fetchEvents(service, limit) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (service) query.set("service", service);
+  try {
+    return (await api(`/api/v1/events?${query}`)).events;
+  } catch (error) {
+    if (error.status === 404 && error.code !== "unknown_service") return null;
+    showNotice(`could not load older events: ${error.describe()}`);
+    return [];
+  }
+}
+
+// -- control -------------------------------------------------------------------------------
+
+async function control(name, verb, button) {
+  if (!(await confirmAction(name, verb))) return;
+  button.disabled = true;
+  try {
+    const path = `/api/v1/services/${encodeURIComponent(name)}/${verb}`;
+    const status = await api(path, { method: "POST" });
+    // The event stream says what happens next; its messages may overtake this answer, so the
+    // answer is shown only when the stream is down.
+    if (!live) {
+      table.status(status, monotonic());
+      updateSummary();
+    }
+  } catch (error) {
+    showNotice(`${verb} ${name}: ${error.describe()}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function confirmAction(name, verb) {
+  const dialog = byId("confirm");
+  const ok = byId("confirm-ok");
+  byId("confirm-title").textContent = `${verb[0].toUpperCase()}${verb.slice(1)} ${name}?`;
+  byId("confirm-text").textContent = VERB_TEXT[verb](name);
+  ok.textContent = verb[0].toUpperCase() + verb.slice(1);
+  ok.dataset.verb = verb;
+  return new Promise((resolve) => {
+    const finish = (answer) => {
+      ok.onclick = byId("confirm-cancel").onclick = dialog.onclose = null;
+      if (dialog.open) dialog.close();
+      resolve(answer);
+    };
+    ok.onclick = () => finish(true);
+    byId("confirm-cancel").onclick = () => finish(false);
+    dialog.onclose = () => finish(false); // Escape
+    dialog.showModal();
+    byId("confirm-cancel").focus();
+  });
+}
+
+function showNotice(text) {
+  byId("notice-text").textContent = text;
+  byId("notice").hidden = false;
+}
+
+byId("notice-close").addEventListener("click", () => {
+  byId("notice").hidden = true;
+});
+
+// -- start ---------------------------------------------------------------------------------
+
+async function boot() {
+  timeline.render();
+  setUnauthorizedHandler(() => reauthenticate());
+  await reauthenticate();
+  connectEvents();
+  setInterval(() => table.tick(monotonic()), TICK_MS);
+  scheduleSeries();
+}
+
+boot();

@@ -1,0 +1,86 @@
+// Small DOM and formatting helpers. Text always goes in as text (text nodes, textContent),
+// never as markup: nothing the daemon or a log sends can become an element by accident.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An element with attributes (`class`, `data-*`, `on<event>` handlers) and children. */
+export function h(tag, attrs = {}, ...children) {
+  const element = document.createElement(tag);
+  setAttributes(element, attrs);
+  element.append(...children.flat().filter((child) => child != null && child !== false));
+  return element;
+}
+
+/** An SVG element with attributes. */
+export function svg(tag, attrs = {}, ...children) {
+  const element = document.createElementNS(SVG_NS, tag);
+  setAttributes(element, attrs);
+  element.append(...children);
+  return element;
+}
+
+function setAttributes(element, attrs) {
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else element.setAttribute(name, value === true ? "" : String(value));
+  }
+}
+
+/** Set text only when it changed: a ticking page then touches the DOM once a second at most. */
+export function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+export function byId(id) {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`the page has no #${id}`);
+  return element;
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A duration in seconds as people read it: "0.4 s", "42 s", "3 min 5 s", "2 h 4 min", "3 d 1 h". */
+export function formatDuration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.floor(s)} s`;
+  const minutes = Math.floor(s / 60);
+  if (minutes < 60) return `${minutes} min ${Math.floor(s % 60)} s`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ${minutes % 60} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
+/** An age that ticks once a second: whole seconds ("<1 s" below one). */
+export function formatAge(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "–";
+  if (seconds < 1) return "<1 s";
+  if (seconds < 60) return `${Math.floor(seconds)} s`;
+  return formatDuration(seconds);
+}
+
+const TIME = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+});
+const DATE_TIME = new Intl.DateTimeFormat(undefined, {
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+});
+
+/** A Unix time (seconds) as a clock time, with the date when it is not today. */
+export function formatTime(unixSeconds) {
+  const date = new Date(unixSeconds * 1000);
+  const today = new Date().toDateString() === date.toDateString();
+  return (today ? TIME : DATE_TIME).format(date);
+}
+
+export function formatCount(n) {
+  return n == null ? "–" : Number(n).toLocaleString();
+}

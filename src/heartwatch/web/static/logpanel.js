@@ -1,0 +1,342 @@
+// The live log panel: one websocket (/ws/logs/{service} or /ws/logs?path=…) at a time.
+//
+// Safety. Lines come as `format=html`: the daemon escapes each line and turns only colour codes
+// into <span class="ansi-…"> and its own notices into <span class="hw-marker">. The page still
+// does not trust that markup. It is parsed in an inert document (DOMParser: no script runs, no
+// image loads) and rebuilt here from text nodes and <span>s that keep only known class names
+// and #rrggbb colours; anything else is kept as its text alone. (256-colour and true-colour
+// codes arrive as style attributes, which the page's CSP refuses in markup; set through the
+// CSSOM they are allowed.) And the CSP allows no inline script, so even markup that got
+// through could not run. Three layers: the daemon escapes, the page rebuilds, the CSP forbids.
+//
+// Filtering is the daemon's `grep` (a reconnect when the filter changes): the initial lines are
+// filtered too, so matches from before the page opened show up, and a busy log sends only
+// what matches.
+//
+// Size. At most MAX_LINES lines are kept in the DOM (the oldest go first), and as many while
+// paused, so a tab left open for days stays small.
+
+import { Backoff, wsUrl } from "./api.js";
+import { formatCount, h } from "./dom.js";
+
+export const MAX_LINES = 2000;
+const INITIAL_LINES = 500;
+const GREP_DELAY_MS = 400;
+const BOTTOM_SLACK_PX = 8;
+const TAIL_KEPT = 3; // lines remembered to find where to resume after a reconnect
+
+const CLASS_ALLOWED =
+  /^(?:ansi-(?:fg|bg)-(?:1[0-5]|[0-9])|ansi-(?:bold|dim|italic|underline|strike|inverse)|hw-marker)$/;
+const COLOUR_ALLOWED = /^\s*(color|background-color)\s*:\s*(#[0-9a-fA-F]{6})\s*$/;
+
+const parser = new DOMParser();
+
+/** A frame's lines (raw HTML strings from the daemon) as <div class="line"> elements. */
+export function renderLines(rawLines) {
+  const joined = rawLines.join("\n");
+  if (!/[<&]/.test(joined)) return rawLines.map((text) => lineElement([text]));
+  // Style attributes are renamed before parsing: the inert document still applies the page's
+  // CSP, which would refuse (and report) each one. `<span` cannot come from a line's text,
+  // which the daemon escapes.
+  const markup = joined.replace(/<span((?: class="[^"<>]*")?) style="/g, '<span$1 data-colour="');
+  const body = parser.parseFromString(`<!doctype html><body>${markup}`, "text/html").body;
+  const lines = [];
+  let parts = [];
+  for (const node of body.childNodes) {
+    if (node.nodeType === Node.TEXT_NODE) {
+      const pieces = node.data.split("\n");
+      pieces.forEach((piece, i) => {
+        if (i > 0) {
+          lines.push(lineElement(parts));
+          parts = [];
+        }
+        if (piece) parts.push(piece);
+      });
+    } else {
+      parts.push(rebuild(node));
+    }
+  }
+  lines.push(lineElement(parts));
+  return lines;
+}
+
+function lineElement(parts) {
+  const line = h("div", { class: "line" }, ...parts);
+  if (line.querySelector(".hw-marker")) line.classList.add("marker");
+  return line;
+}
+
+/** A node of the inert document as a safe node of this one. */
+function rebuild(node) {
+  if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.data);
+  if (node.nodeType !== Node.ELEMENT_NODE || node.localName !== "span") {
+    return document.createTextNode(node.textContent || "");
+  }
+  const span = document.createElement("span");
+  for (const name of node.classList) if (CLASS_ALLOWED.test(name)) span.classList.add(name);
+  for (const declaration of (node.getAttribute("data-colour") || "").split(";")) {
+    const match = COLOUR_ALLOWED.exec(declaration);
+    if (match) span.style.setProperty(match[1], match[2]);
+  }
+  for (const child of node.childNodes) span.append(rebuild(child));
+  return span;
+}
+
+export class LogPanel {
+  constructor(elements, { onUnauthorized, onTarget }) {
+    Object.assign(this, elements); // view, source, grep, follow, clear, newLines, status
+    this.onUnauthorized = onUnauthorized;
+    this.onTarget = onTarget;
+    this.target = ""; // "service:<name>" or "file:<path>"
+    this.socket = null;
+    this.generation = 0; // bumped per connection: late callbacks of an old socket are ignored
+    this.backoff = new Backoff(300, 5000);
+    this.retryTimer = 0;
+    this.following = true;
+    this.pending = []; // line elements held while paused
+    this.pendingCount = 0; // lines received while paused (more than kept, if many)
+    this.unseen = 0; // lines added below while the reader is scrolled up
+    this.stuck = true; // the view is at its bottom: new lines scroll it
+    this.tail = []; // the last raw lines received
+    this.resync = false; // the next frame follows a reconnect: skip what was shown already
+    this.grepValue = "";
+    this.grepTimer = 0;
+
+    this.source.addEventListener("change", () => this.select(this.source.value));
+    this.grep.addEventListener("input", () => {
+      clearTimeout(this.grepTimer);
+      this.grepTimer = setTimeout(() => this.setGrep(this.grep.value.trim()), GREP_DELAY_MS);
+    });
+    this.follow.addEventListener("click", () => this.setFollowing(!this.following));
+    this.clear.addEventListener("click", () => this.clearView());
+    this.newLines.addEventListener("click", () => {
+      if (!this.following) this.setFollowing(true);
+      else this.scrollToBottom();
+    });
+    this.view.addEventListener("scroll", () => {
+      const view = this.view;
+      this.stuck = view.scrollHeight - view.scrollTop - view.clientHeight <= BOTTOM_SLACK_PX;
+      if (this.stuck) this.unseen = 0;
+      this.updateBadge();
+    });
+  }
+
+  /** Fill the log chooser: services' logs, then files (GET /api/v1/logs). */
+  setSources(logs) {
+    const services = logs.filter((l) => l.kind === "service");
+    const files = logs.filter((l) => l.kind === "file");
+    const groups = [];
+    if (services.length) {
+      groups.push(
+        h(
+          "optgroup",
+          { label: "services" },
+          services.map((l) => h("option", { value: `service:${l.name}` }, l.name)),
+        ),
+      );
+    }
+    if (files.length) {
+      groups.push(
+        h(
+          "optgroup",
+          { label: "files" },
+          files.map((l) => h("option", { value: `file:${l.name}` }, l.name)),
+        ),
+      );
+    }
+    const values = logs.map((l) => `${l.kind}:${l.name}`);
+    const before = [...this.source.options].map((o) => o.value);
+    if (before.length !== values.length || before.some((v, i) => v !== values[i])) {
+      this.source.replaceChildren(...groups);
+    }
+    if (this.target && !values.includes(this.target)) {
+      this.source.append(h("option", { value: this.target }, this.target.replace(/^\w+:/, "")));
+    }
+    this.source.value = this.target;
+  }
+
+  select(target) {
+    if (target === this.target) return;
+    this.target = target;
+    this.source.value = target;
+    this.onTarget?.(target);
+    this.clearView();
+    this.tail = [];
+    this.connect(false);
+  }
+
+  setGrep(value) {
+    if (value === this.grepValue) return;
+    this.grepValue = value;
+    this.clearView();
+    this.tail = [];
+    this.connect(false);
+  }
+
+  /** (Re)open the websocket; `resync`: after a drop, skip the initial lines already shown. */
+  connect(resync) {
+    this.disconnect();
+    if (!this.target) return;
+    const generation = ++this.generation;
+    const [kind, ...rest] = this.target.split(":");
+    const name = rest.join(":");
+    const params = { lines: INITIAL_LINES, format: "html", grep: this.grepValue };
+    const url =
+      kind === "service"
+        ? wsUrl(`/ws/logs/${encodeURIComponent(name)}`, params)
+        : wsUrl("/ws/logs", { path: name, ...params });
+    this.resync = resync && this.tail.length > 0;
+    const socket = new WebSocket(url);
+    this.socket = socket;
+    this.setStatus("connecting…");
+    socket.addEventListener("open", () => {
+      if (generation !== this.generation) return;
+      this.backoff.reset();
+      this.describe();
+    });
+    socket.addEventListener("message", (message) => {
+      if (generation === this.generation && typeof message.data === "string") {
+        this.receiveFrame(message.data);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (generation !== this.generation) return;
+      this.socket = null;
+      this.closed(event);
+    });
+  }
+
+  disconnect() {
+    clearTimeout(this.retryTimer);
+    this.generation++;
+    if (this.socket) {
+      this.socket.close(1000);
+      this.socket = null;
+    }
+  }
+
+  closed(event) {
+    if (event.code === 4401) {
+      this.setStatus("a token is needed");
+      this.onUnauthorized().then(() => this.connect(true));
+      return;
+    }
+    if (event.code >= 4400 && event.code < 4500) {
+      const what = event.code === 4400 && this.grepValue ? "bad filter" : "refused";
+      this.setStatus(`${what}: ${event.reason || `code ${event.code}`}`, true);
+      return; // a refusal stands until the choice changes
+    }
+    const delay = this.backoff.next();
+    this.setStatus(`disconnected; reconnecting in ${Math.ceil(delay / 1000)} s`, true);
+    this.retryTimer = setTimeout(() => this.connect(true), delay);
+  }
+
+  receiveFrame(frame) {
+    let raw = frame.split("\n");
+    if (this.resync) {
+      this.resync = false;
+      raw = this.afterOverlap(raw);
+    }
+    if (!raw.length) return;
+    this.tail = [...this.tail, ...raw.slice(-TAIL_KEPT)].slice(-TAIL_KEPT);
+    this.add(renderLines(raw.slice(-MAX_LINES)), raw.length);
+  }
+
+  /** The lines of the first frame after a reconnect that were not shown before it. */
+  afterOverlap(raw) {
+    const tail = this.tail;
+    for (let end = raw.length - 1; end >= 0; end--) {
+      const n = Math.min(tail.length, end + 1);
+      let same = true;
+      for (let k = 1; k <= n && same; k++) same = raw[end - k + 1] === tail[tail.length - k];
+      if (same) return raw.slice(end + 1);
+    }
+    // Not found: more was written meanwhile than the initial lines hold, or the file changed.
+    return ['<span class="hw-marker">[dashboard] reconnected: lines may be missing</span>', ...raw];
+  }
+
+  add(lines, received) {
+    if (!this.following) {
+      this.pending.push(...lines);
+      if (this.pending.length > MAX_LINES) this.pending.splice(0, this.pending.length - MAX_LINES);
+      this.pendingCount += received;
+      this.updateBadge();
+      return;
+    }
+    const stuck = this.stuck;
+    this.view.append(...lines);
+    this.trimView();
+    if (stuck) this.scrollToBottom();
+    else this.unseen += received;
+    this.updateBadge();
+    this.describe();
+  }
+
+  trimView() {
+    const excess = this.view.childElementCount - MAX_LINES;
+    if (excess <= 0) return;
+    const range = document.createRange();
+    range.setStartBefore(this.view.firstElementChild);
+    range.setEndAfter(this.view.children[excess - 1]);
+    range.deleteContents();
+  }
+
+  setFollowing(following) {
+    this.following = following;
+    this.follow.textContent = following ? "Pause" : "Follow";
+    this.follow.setAttribute("aria-pressed", String(following));
+    if (following && this.pending.length) {
+      const lines = this.pending;
+      this.pending = [];
+      this.pendingCount = 0;
+      this.stuck = true;
+      this.add(lines, lines.length);
+    }
+    this.pendingCount = 0;
+    this.updateBadge();
+    this.describe();
+  }
+
+  scrollToBottom() {
+    this.view.scrollTop = this.view.scrollHeight;
+    this.stuck = true;
+    this.unseen = 0;
+    this.updateBadge();
+  }
+
+  clearView() {
+    this.view.replaceChildren();
+    this.pending = [];
+    this.pendingCount = 0;
+    this.unseen = 0;
+    this.stuck = true;
+    this.updateBadge();
+    this.describe();
+  }
+
+  updateBadge() {
+    const badge = this.newLines;
+    if (!this.following && this.pendingCount > 0) {
+      badge.textContent = `${formatCount(this.pendingCount)} new lines · follow`;
+      badge.hidden = false;
+    } else if (this.following && !this.stuck && this.unseen > 0) {
+      badge.textContent = `↓ ${formatCount(this.unseen)} new lines`;
+      badge.hidden = false;
+    } else {
+      badge.hidden = true;
+    }
+  }
+
+  describe() {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
+    const name = this.target.replace(/^\w+:/, "");
+    const grep = this.grepValue ? ` matching /${this.grepValue}/` : "";
+    const shown = `${formatCount(this.view.childElementCount)} lines shown`;
+    this.setStatus(`${this.following ? "following" : "paused"} ${name}${grep} · ${shown}`);
+  }
+
+  setStatus(text, problem = false) {
+    this.status.textContent = text;
+    this.status.classList.toggle("problem", problem);
+  }
+}

@@ -1,0 +1,162 @@
+// The incident timeline: events from the snapshot, live `event` messages, and older ones from
+// /api/v1/events, newest first, filterable by service. Daemon events (service null) are kept
+// under every filter: a daemon restart explains what follows it.
+
+import { formatTime, h } from "./dom.js";
+
+const MAX_KEPT = 2000; // events held in memory; the oldest go first
+const PAGE = 100; // how many more "older events" asks for
+
+export class Timeline {
+  constructor({ list, empty, filter, older }, fetchEvents) {
+    this.list = list;
+    this.empty = empty;
+    this.filter = filter;
+    this.older = older;
+    this.fetchEvents = fetchEvents; // (service, limit) => Promise<Event[]|null>; null: no history
+    this.events = new Map(); // id -> event
+    this.nodes = new Map(); // id -> <li>
+    this.shown = PAGE; // how many of the filtered events are rendered
+    this.exhausted = new Set(); // filters ("" for all) with nothing older to fetch
+    this.historyMissing = false;
+    filter.addEventListener("change", () => this.filterChanged());
+    older.addEventListener("click", () => this.loadOlder());
+  }
+
+  get service() {
+    return this.filter.value;
+  }
+
+  /** Events from a snapshot or a history answer: merged by id. */
+  receive(events) {
+    for (const event of events) this.events.set(event.id, event);
+    this.trim();
+    this.render();
+  }
+
+  /** One live event. */
+  live(event) {
+    this.receive([event]);
+  }
+
+  /** Keep the filter's choices in step with the services. */
+  setServices(names) {
+    const current = this.service;
+    const wanted = ["", ...names];
+    const have = [...this.filter.options].map((o) => o.value);
+    if (wanted.length === have.length && wanted.every((name, i) => name === have[i])) return;
+    this.filter.replaceChildren(
+      h("option", { value: "" }, "all services"),
+      ...names.map((name) => h("option", { value: name }, name)),
+    );
+    this.filter.value = wanted.includes(current) ? current : "";
+  }
+
+  sorted() {
+    const service = this.service;
+    return [...this.events.values()]
+      .filter((e) => !service || e.service === service || e.service == null)
+      .sort((a, b) => b.at - a.at || compareIds(b.id, a.id));
+  }
+
+  render() {
+    const events = this.sorted();
+    const shown = events.slice(0, this.shown);
+    const nodes = shown.map((event) => this.node(event));
+    const current = [...this.list.children];
+    if (current.length !== nodes.length || current.some((el, i) => el !== nodes[i])) {
+      this.list.replaceChildren(...nodes);
+    }
+    this.empty.hidden = nodes.length > 0;
+    this.older.hidden = this.historyMissing || this.exhausted.has(this.service);
+  }
+
+  node(event) {
+    let node = this.nodes.get(event.id);
+    if (!node) {
+      node = eventItem(event);
+      this.nodes.set(event.id, node);
+    }
+    return node;
+  }
+
+  trim() {
+    if (this.events.size <= MAX_KEPT) return;
+    const sorted = [...this.events.values()].sort((a, b) => b.at - a.at || compareIds(b.id, a.id));
+    for (const event of sorted.slice(MAX_KEPT)) {
+      this.events.delete(event.id);
+      this.nodes.delete(event.id);
+    }
+  }
+
+  async filterChanged() {
+    this.shown = PAGE;
+    this.render();
+    // A service with few events in the live window may have more in the history.
+    if (this.service && this.sorted().length < PAGE) await this.loadOlder();
+  }
+
+  async loadOlder() {
+    const service = this.service;
+    const have = this.sorted().filter((e) => e.service != null).length;
+    const limit = Math.min(1000, have + PAGE);
+    this.older.disabled = true;
+    try {
+      const events = await this.fetchEvents(service, limit);
+      if (events == null) {
+        this.historyMissing = true;
+      } else {
+        const before = this.events.size;
+        this.receive(events);
+        if (events.length < limit || this.events.size === before || limit >= 1000) {
+          this.exhausted.add(service);
+        }
+        this.shown = Math.max(this.shown, limit);
+      }
+    } finally {
+      this.older.disabled = false;
+      this.render();
+    }
+  }
+}
+
+function compareIds(a, b) {
+  return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b));
+}
+
+function eventItem(event) {
+  const iso = new Date(event.at * 1000).toISOString();
+  return h(
+    "li",
+    { class: `ev kind-${event.kind}`, "data-state": event.state || "", "data-id": event.id },
+    h("time", { datetime: iso, title: iso }, formatTime(event.at)),
+    h("span", { class: "ev-service" }, event.service ?? "daemon"),
+    h("span", { class: "ev-what" }, describe(event)),
+    event.reason ? h("span", { class: "ev-why" }, event.reason) : null,
+  );
+}
+
+/** One line saying what happened. */
+export function describe(event) {
+  const detail = event.detail || {};
+  switch (event.kind) {
+    case "transition":
+      return `${event.previous ?? "?"} → ${event.state}`;
+    case "recovery":
+      return `recovering ${(detail.members || []).join(", ") || "the group"}`;
+    case "exit": {
+      const code = detail.returncode;
+      const how =
+        code == null ? "exited" : code < 0 ? `killed by signal ${-code}` : `exited with code ${code}`;
+      return detail.pid ? `pid ${detail.pid} ${how}` : how;
+    }
+    case "restart":
+      return "restarted";
+    case "alert":
+      return `alert ${detail.alert ?? ""}: ${detail.outcome ?? ""}`.trim();
+    case "daemon":
+      return event.state ? `daemon ${event.state}` : "daemon";
+    default:
+      return event.state ? `${event.kind}: ${event.state}` : String(event.kind);
+  }
+}
