@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 
 import pytest
 
-from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, Viewer
+from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, LogHub, Viewer
 from heartwatch.linering import LineRing, Marker
 
 
@@ -190,3 +192,26 @@ def test_a_line_cannot_pass_for_a_marker() -> None:
     viewer = source.viewer(html=True)
     source.publish(["\0skipped 5 lines", "[heartwatch] the file was rotated"])
     assert "hw-marker" not in frames_of(viewer)[0]
+
+
+def test_reading_paused_for_viewers_never_flushes_a_half_read_line(tmp_path: Path) -> None:
+    """While reading waits for a slow viewer, a line cut by a read is not shown in two."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+    lines = [f"{i:05d} {'x' * 60}" for i in range(5000)]  # ~330 KB: many 64 KiB reads
+
+    async def main() -> list[str]:
+        hub = LogHub(flush_after=0.01, history_lines=100)
+        viewer = Viewer(grep=None, html=False)
+        follower = hub.subscribe(path, viewer, 0)
+        path.write_bytes("".join(f"{line}\n" for line in lines).encode())
+        await asyncio.sleep(0.3)  # reading pauses at once; the flush delay passes many times
+        assert follower.paused
+        received: list[str] = []
+        while len(received) < len(lines):
+            frame = await asyncio.wait_for(viewer.next_frame(), 5)
+            received += frame.split("\n")
+        hub.close()
+        return received
+
+    assert asyncio.run(main()) == lines

@@ -113,7 +113,9 @@ def test_missed_heartbeat_restarts_group_in_order() -> None:
     wd.tick(121.0)
     events = wd.events_to_take()
     assert (
-        Transition("collector", S.RUNNING, S.UNRESPONSIVE, "no heartbeat for 60.0 s", 121.0)
+        Transition(
+            "collector", S.RUNNING, S.UNRESPONSIVE, "no heartbeat for 60.0 s", 121.0, failure=True
+        )
         in events
     )
     assert (
@@ -526,3 +528,45 @@ def test_watchdog_properties_hold_for_any_input_sequence(
         "emulator": S.RUNNING,
         "collector": S.RUNNING,
     }, {r.name: (r.state, r.reason) for r in wd.records()}
+
+
+def failures(events: list[Any]) -> list[tuple[str, S]]:
+    return [(e.service, e.new) for e in events if isinstance(e, Transition) and e.failure]
+
+
+def test_only_the_failing_service_transitions_are_marked_failures() -> None:
+    """A hang marks the hung service's transitions as failures; its group's restart does not."""
+    wd = running(pipeline(restart="group"))
+    wd.events_to_take()
+    wd.tick(121.0)
+    assert failures(wd.events_to_take()) == [
+        ("collector", S.UNRESPONSIVE),
+        ("collector", S.RESTARTING),
+    ]
+
+
+def test_crash_is_a_failure_and_a_requested_restart_is_not() -> None:
+    """An exit code marks a failure; a person's restart, stop and start never do."""
+    wd = running(pipeline())
+    wd.events_to_take()
+    wd.receive_restart("collector", 70.0, "restart requested")
+    wd.receive_stop(["emulator"], 71.0, "stop requested")
+    wd.receive_start(["emulator"], 72.0, "start requested")
+    assert failures(wd.events_to_take()) == []
+    wd = running(pipeline())
+    wd.events_to_take()
+    wd.receive_exit("collector", 1, 70.0)
+    assert failures(wd.events_to_take()) == [("collector", S.RESTARTING)]
+
+
+def test_giving_up_is_a_failure() -> None:
+    """The crash-loop limit ends in a failed transition marked as a failure."""
+    wd = make({"name": "w", "command": "w", "max_restarts": 1, "backoff_initial": 0})
+    wd.receive_start(["w"], 0.0, "daemon started")
+    spawn_all(wd, 0.0)
+    for now in (1.0, 2.0):
+        wd.receive_exit("w", 1, now)
+        spawn_all(wd, now)
+    wd.receive_exit("w", 1, 3.0)
+    assert failures(wd.events_to_take())[-1] == ("w", S.FAILED)
+    assert wd.record("w").state is S.FAILED

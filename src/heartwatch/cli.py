@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 import heartwatch
+from heartwatch.client.address import token_for
 from heartwatch.client.oneshot import send_once
 from heartwatch.config import Config, ConfigError, load_config, parse_address
 from heartwatch.daemon.statedir import DaemonAlreadyRunning, StateDir
@@ -199,7 +200,7 @@ def beat(
             err.print(f"--data is not JSON: {error}")
             raise typer.Exit(2) from None
     try:
-        send_once(_heartbeat_address(addr, config), message)
+        _send(_heartbeat_address(addr, config), message)
     except OSError as error:
         err.print(f"[red]cannot reach the heartwatch daemon: {error}[/red]")
         raise typer.Exit(1) from None
@@ -242,9 +243,15 @@ def _report(address: tuple[str, int] | None, message: dict[str, Any]) -> None:
     if address is None:
         return
     try:
-        send_once(address, message)
+        _send(address, message)
     except OSError as error:
         err.print(f"heartwatch: could not report {message['type']!r}: {error}")
+
+
+def _send(address: tuple[str, int], message: dict[str, Any]) -> None:
+    """One message, with the token when the daemon is on another machine."""
+    token = token_for(address, None)
+    send_once(address, message if token is None else {**message, "token": token})
 
 
 def _heartwatch_address_or_none(addr: str | None, config: Path) -> tuple[str, int] | None:
@@ -276,13 +283,17 @@ def tail(
     config: ConfigOption = Path("heartwatch.toml"),
     url: UrlOption = None,
     token: Annotated[
-        str | None, typer.Option(envvar="HEARTWATCH_TOKEN", help="The daemon's token, if set.")
+        str | None,
+        typer.Option(
+            envvar="HEARTWATCH_TOKEN", help="The daemon's token (default: the config file's)."
+        ),
     ] = None,
 ) -> None:
     """Show a service's output or a log file, then follow it; colours kept in a terminal."""
     from heartwatch.client.tail import TailRefused, follow_log, tail_url
 
     base = _daemon_url(config, url)
+    token = token or _token(config)
     is_service = "/" not in target and not target.endswith(".log")
     if config.exists() and url is None:
         is_service = target in {s.name for s in _load(config).service}
@@ -306,6 +317,23 @@ def tail(
         raise typer.Exit(130) from None
 
 
+@app.command(name="notify-test")
+def notify_test(config: ConfigOption = Path("heartwatch.toml")) -> None:
+    """Send a test message through every [notify] URL; say which ones delivered it."""
+    from heartwatch.daemon.alerts import send_test
+
+    loaded = _load(config)
+    if not loaded.notify.urls:
+        err.print(f"{config}: [notify] urls is empty: there is nothing to test")
+        raise typer.Exit(2)
+    results = asyncio.run(send_test(loaded.notify.urls, loaded.notify.timeout))
+    for index, scheme, delivered in results:
+        verdict = "[green]delivered[/green]" if delivered else "[red]not delivered[/red]"
+        out.print(f"notify.urls[{index}] ({scheme}://…): {verdict}")
+    if not all(delivered for _, _, delivered in results):
+        raise typer.Exit(1)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -326,9 +354,20 @@ def _daemon_url(config: Path, url: str | None) -> str:
     return f"http://{host}:{port}"
 
 
+def _token(config: Path) -> str | None:
+    """The token to show the daemon: ``HEARTWATCH_TOKEN``, else the config file's."""
+    token = os.environ.get("HEARTWATCH_TOKEN")
+    if token:
+        return token
+    return _load(config).server.token if config.exists() else None
+
+
 def _request(method: str, path: str, config: Path, url: str | None) -> Any:
     base = _daemon_url(config, url)
     request = urllib.request.Request(base + path, method=method)
+    token = _token(config)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)

@@ -8,6 +8,9 @@ file takes one round, not one per mistake. Relative paths in the file are relati
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import os
 import re
 import shlex
 import signal
@@ -113,7 +116,34 @@ class ServerConfig(_Section):
     default_service: str | None = None
     max_connections: int = Field(default=1024, ge=1)
     max_line_bytes: Size = Field(default=64 * 1024, ge=256)
-    token: str | None = None  # when set, live-log websockets need it (header or ?token=)
+    token: str | None = None  # everything, control included (or HEARTWATCH_TOKEN)
+    read_token: str | None = None  # reading only: status, events, logs, metrics
+    ingest_token: str | None = None  # heartbeats from other machines (the token works too)
+
+    @field_validator("token", "read_token", "ingest_token")
+    @classmethod
+    def _check_token(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) < 8 or not value.isprintable() or " " in value):
+            raise ValueError("a token is at least 8 printable characters without spaces")
+        return value
+
+
+class HistoryConfig(_Section):
+    """``[history]``: what happened, kept in SQLite."""
+
+    path: Path | None = None  # default: <state_dir>/history.sqlite3
+    retention: Duration = 30 * 86400.0
+
+
+class NotifyConfig(_Section):
+    """``[notify]``: alerts through apprise URLs."""
+
+    urls: list[str] = []  # dingtalk://, wecom://, feishu://, tgram://, mailto://, json://, ...
+    rate_limit: int = Field(default=10, ge=1)  # alerts per service per rate_window; gave-up always
+    rate_window: Duration = 3600.0
+    retries: int = Field(default=3, ge=0)  # a failed send is tried again this many times
+    retry_delay: Duration = 5.0  # before the first retry; doubled each time
+    timeout: Duration = 30.0  # one send, all URLs together
 
 
 class LogsConfig(_Section):
@@ -257,6 +287,8 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     daemon: DaemonConfig = DaemonConfig()
     logs: LogsConfig = LogsConfig()
+    history: HistoryConfig = HistoryConfig()
+    notify: NotifyConfig = NotifyConfig()
     service: list[ServiceConfig] = []
     # Filled by load_config: the folder relative paths are resolved against.
     base_dir: Path = Path(".")
@@ -270,9 +302,23 @@ class Config(_Section):
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.base_dir / path
 
+    @property
+    def history_path(self) -> Path:
+        if self.history.path is not None:
+            return self.resolve(self.history.path)
+        return self.resolve(self.daemon.state_dir) / "history.sqlite3"
 
-def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Config:
-    """Validate a decoded TOML document; raise ``ConfigError`` listing every problem."""
+
+def parse_config(
+    data: Mapping[str, Any],
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a decoded TOML document; raise ``ConfigError`` listing every problem.
+
+    ``environ`` (default: ``os.environ``) may supply the token as ``HEARTWATCH_TOKEN``.
+    """
+    environ = os.environ if environ is None else environ
     problems: list[Problem] = []
     if "base_dir" in data:
         problems.append(Problem("base_dir", "Extra inputs are not permitted"))
@@ -284,9 +330,72 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Confi
     # Checks across keys read the raw document, so they are reported in the same round as
     # field errors, even when some service entries are broken.
     problems.extend(_cross_check(data))
+    if config is not None:
+        config = _with_environment_token(config, environ)
+        problems.extend(_exposure_problems(config.server))
+        problems.extend(_notification_url_problems(config.notify.urls))
     if problems or config is None:
         raise ConfigError(problems)
     return config
+
+
+def _with_environment_token(config: Config, environ: Mapping[str, str]) -> Config:
+    """``HEARTWATCH_TOKEN`` stands in for ``[server] token`` (secrets stay out of files)."""
+    token = environ.get("HEARTWATCH_TOKEN")
+    if not token or config.server.token:
+        return config
+    server = config.server.model_copy(update={"token": token})
+    return config.model_copy(update={"server": server})
+
+
+@functools.lru_cache(maxsize=1024)
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, or ``localhost``) is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _notification_url_problems(urls: Sequence[str]) -> list[Problem]:
+    if not urls:
+        return []
+    import apprise  # only when alerts are configured: it takes a quarter of a second
+
+    problems = []
+    for index, url in enumerate(urls):
+        if not apprise.Apprise().add(url):
+            # The scheme only: a notification URL usually carries a secret.
+            scheme = url.partition("://")[0] if "://" in url else "?"
+            problems.append(
+                Problem(
+                    f"notify.urls[{index}]",
+                    f"({scheme}://…) is not a notification URL apprise accepts; "
+                    "see https://github.com/caronc/apprise/wiki",
+                )
+            )
+    return problems
+
+
+def _exposure_problems(server: ServerConfig) -> list[Problem]:
+    """Listening beyond this machine needs a token: strangers must not steer the pipeline."""
+    if server.token:
+        return []
+    exposed = [
+        (key, address)
+        for key, address in (("http", server.http), ("tcp", server.tcp))
+        if address is not None and not is_loopback(address[0])
+    ]
+    return [
+        Problem(
+            "server.token",
+            f"required when server.{key} listens on {host} (not loopback); "
+            "set it here or in HEARTWATCH_TOKEN",
+        )
+        for key, (host, _port) in exposed
+    ]
 
 
 def load_config(path: Path | str) -> Config:

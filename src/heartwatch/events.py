@@ -52,13 +52,20 @@ Action = Spawn | Stop | RunOnDown
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A service changed state, at monotonic time ``at``, for ``reason``."""
+    """A service changed state, at monotonic time ``at``, for ``reason``.
+
+    ``failure`` marks the transitions by which the service itself failed (it hung, crashed,
+    could not start, or was given up on), as opposed to what people or its requirements asked
+    of it: alerts are raised on these, never on a stop, a restart asked for, or the daemon's
+    own start and stop.
+    """
 
     service: str
     old: ServiceState
     new: ServiceState
     reason: str
     at: float
+    failure: bool = False
 
 
 @dataclass(frozen=True, slots=True)

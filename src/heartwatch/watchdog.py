@@ -330,7 +330,7 @@ class Watchdog:
             self._flip(record, _S.RUNNING, "messages resumed", now)
 
     def _receive_late(self, record: ServiceRecord, reason: str, now: float) -> None:
-        self._flip(record, _S.UNRESPONSIVE, reason, now)
+        self._flip(record, _S.UNRESPONSIVE, reason, now, failure=True)
         if record.config.autorestart == "never":
             return  # stays unresponsive, watched, until messages resume
         self._receive_failure(record, reason, now)
@@ -349,7 +349,7 @@ class Watchdog:
         elif record.state in (_S.STARTING, _S.RUNNING, _S.UNRESPONSIVE):
             policy = record.config.autorestart
             if policy == "never" or (policy == "on-failure" and not crashed):
-                self._flip(record, _S.EXITED, how, now)
+                self._flip(record, _S.EXITED, how, now, failure=crashed)
             else:
                 self._receive_failure(record, how, now)
         record.liveness = None  # that run is over, however it ended
@@ -371,6 +371,7 @@ class Watchdog:
                 _S.FAILED,
                 f"gave up after {decision.restarts_in_window} restarts in {window:g} s: {reason}",
                 now,
+                failure=True,
             )
             # Its dependents cannot work without it: stop them, and let them wait for it.
             dependents = self.graph.dependents(record.name)
@@ -379,11 +380,18 @@ class Watchdog:
             return
         record.start_not_before = now + decision.delay
         members = self.graph.recovery_set(record.name, record.config.restart)
-        self._plan_recovery(record, members, reason, now)
+        self._plan_recovery(record, members, reason, now, failure=True)
 
     def _plan_recovery(
-        self, trigger: ServiceRecord, members: set[str], reason: str, now: float
+        self,
+        trigger: ServiceRecord,
+        members: set[str],
+        reason: str,
+        now: float,
+        *,
+        failure: bool = False,
     ) -> None:
+        """Mark ``members`` for a restart; ``failure``: because ``trigger`` itself failed."""
         chosen = []
         for name in self.graph.sort(members):
             record = self._records[name]
@@ -396,7 +404,13 @@ class Watchdog:
             )
             chosen.append(name)
             if record.alive or record.on_down_running or record.state is not _S.STOPPED:
-                self._flip(record, _S.RESTARTING, record.pending_reason, now)
+                self._flip(
+                    record,
+                    _S.RESTARTING,
+                    record.pending_reason,
+                    now,
+                    failure=failure and record is trigger,
+                )
         if len(chosen) > 1 or trigger.config.restart == "group":
             self._events.append(RecoveryPlanned(trigger.name, tuple(chosen), reason, now))
 
@@ -488,14 +502,22 @@ class Watchdog:
         record.liveness.ready_at = now
         self._flip(record, _S.RUNNING, reason, now)
 
-    def _flip(self, record: ServiceRecord, new: ServiceState, reason: str, now: float) -> None:
+    def _flip(
+        self,
+        record: ServiceRecord,
+        new: ServiceState,
+        reason: str,
+        now: float,
+        *,
+        failure: bool = False,
+    ) -> None:
         if record.state is new and record.reason == reason:
             return
         old = record.state
         record.state, record.reason = new, reason
         if old is not new:
             record.state_since = now
-        self._events.append(Transition(record.name, old, new, reason, now))
+        self._events.append(Transition(record.name, old, new, reason, now, failure))
 
     def _deadline_of(self, record: ServiceRecord) -> float | None:
         if record.state is _S.BACKOFF:

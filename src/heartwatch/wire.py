@@ -102,6 +102,16 @@ def _with_control_fields(message: Message, obj: dict[str, Any]) -> Message:
     )
 
 
+def read_token(raw: bytes) -> str | None:
+    """The ``token`` of a message, if it has one; for senders on other machines only."""
+    try:
+        obj = _loads(raw)
+    except ValueError:
+        return None
+    token = obj.get("token") if type(obj) is dict else None
+    return token if type(token) is str else None
+
+
 class LineDecoder:
     """Split a byte stream into lines of at most ``max_line`` bytes.
 

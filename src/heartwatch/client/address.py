@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 
@@ -30,3 +31,24 @@ def resolve_target(
         return service, None, f"cannot resolve {address[0]!r}: {error}"
     ip, port = infos[0][4][:2]
     return service, (str(ip), int(port)), None
+
+
+def token_for(address: tuple[str, int] | None, token: str | None) -> str | None:
+    """The token to send: the one given, else ``HEARTWATCH_INGEST_TOKEN`` or
+    ``HEARTWATCH_TOKEN``, and only to a daemon on another machine (loopback needs none, and a
+    secret sent where it is not needed is a secret exposed for nothing)."""
+    if address is None or is_loopback(address[0]):
+        return None
+    return (
+        token
+        or os.environ.get("HEARTWATCH_INGEST_TOKEN")
+        or os.environ.get("HEARTWATCH_TOKEN")
+        or None
+    )
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

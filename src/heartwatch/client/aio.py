@@ -14,7 +14,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from heartwatch.client.address import resolve_target
+from heartwatch.client.address import resolve_target, token_for
 from heartwatch.client.outbox import Outbox
 
 # Above this many bytes waiting in the transport, stop pulling from the outbox: beats then
@@ -32,6 +32,7 @@ class AsyncHeartbeat:
         reconnect_initial: float = 0.05,
         reconnect_max: float = 2.0,
         min_interval: float = 0.1,
+        token: str | None = None,
     ) -> None:
         self.service, self.address, self.problem = resolve_target(service, address)
         self.min_interval = min_interval
@@ -39,7 +40,7 @@ class AsyncHeartbeat:
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self.connects = 0
-        self._outbox = Outbox(self.service, max_events)
+        self._outbox = Outbox(self.service, max_events, token_for(self.address, token))
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Event | None = None

@@ -15,20 +15,26 @@ import time
 from collections import deque
 from typing import Any
 
-_BEAT_CACHE: dict[str | None, bytes] = {}
+_BEAT_CACHE: dict[tuple[str | None, str | None], bytes] = {}
 # Every heartbeat line starts so: json.dumps keeps "type" first, as it is written first.
 _HEARTBEAT_PREFIX = b'{"type":"heartbeat"'
 
 
-def _beat_line(service: str | None) -> bytes:
+def _beat_line(service: str | None, token: str | None) -> bytes:
     # A plain heartbeat is the same bytes every time: encode it once.
-    line = _BEAT_CACHE.get(service)
+    line = _BEAT_CACHE.get((service, token))
     if line is None:
-        message = (
-            {"type": "heartbeat"} if service is None else {"type": "heartbeat", "service": service}
-        )
-        line = _BEAT_CACHE[service] = _encode(message)
+        line = _BEAT_CACHE[service, token] = _encode(_message("heartbeat", service, token))
     return line
+
+
+def _message(kind: str, service: str | None, token: str | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": kind}
+    if service is not None:
+        message["service"] = service
+    if token is not None:
+        message["token"] = token
+    return message
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -50,8 +56,13 @@ except ImportError:  # pragma: no cover - platforms without an orjson wheel
 
 
 class Outbox:
-    def __init__(self, service: str | None, max_events: int = 1000) -> None:
+    """``token``: sent in every message (needed only by a daemon on another machine)."""
+
+    def __init__(
+        self, service: str | None, max_events: int = 1000, token: str | None = None
+    ) -> None:
         self.service = service
+        self.token = token
         self.max_events = max_events
         self.dropped = 0  # events lost to the bound, not yet reported
         self.dropped_total = 0
@@ -76,9 +87,8 @@ class Outbox:
 
     def event(self, kind: str, data: Any = None, sent_at: float | None = None) -> None:
         """Queue a data event; ``sent_at`` (epoch seconds) defaults to now."""
-        message: dict[str, Any] = {"type": kind, "time": _format_time(sent_at)}
-        if self.service is not None:
-            message["service"] = self.service
+        message = _message(kind, self.service, self.token)
+        message["time"] = _format_time(sent_at)
         if data is not None:
             message["data"] = data
         try:
@@ -129,10 +139,8 @@ class Outbox:
     def _take_beat(self) -> bytes:
         self._beat = False
         if not (self._ready or self._status is not None or self.dropped):
-            return _beat_line(self.service)
-        message: dict[str, Any] = {"type": "heartbeat"}
-        if self.service is not None:
-            message["service"] = self.service
+            return _beat_line(self.service, self.token)
+        message = _message("heartbeat", self.service, self.token)
         if self._ready:
             message["ready"] = True
         if self._status is not None:

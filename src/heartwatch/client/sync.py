@@ -32,7 +32,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from heartwatch.client.address import resolve_target
+from heartwatch.client.address import resolve_target, token_for
 from heartwatch.client.outbox import Outbox
 
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EAGAIN}
@@ -59,6 +59,7 @@ class Heartbeat:
         reconnect_max: float = 2.0,
         connect_timeout: float = 5.0,
         min_interval: float = 0.1,
+        token: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service, self.address, self.problem = resolve_target(service, address)
@@ -69,7 +70,7 @@ class Heartbeat:
         self.reconnect_max = reconnect_max
         self.connect_timeout = connect_timeout
         self.connects = 0  # connections established, for the curious and for tests
-        self._outbox = Outbox(self.service, max_events)
+        self._outbox = Outbox(self.service, max_events, token_for(self.address, token))
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._connecting_since: float | None = None

@@ -7,6 +7,11 @@ The original client's framing (one object per connection, no newline, ended by c
 the unterminated tail at EOF. UDP carries one object per datagram (newline-separated objects in
 one datagram are accepted too).
 
+Senders on other machines must show a token (``"token"`` in a message, see ``web/access.py``):
+a TCP connection from elsewhere is trusted from its first message carrying a valid token on,
+and until then its messages are refused (``unauthorized``); a UDP datagram from elsewhere must
+carry the token in every message. Loopback senders need none, and cost nothing more.
+
 Bad input never stops the daemon: every fault is counted by transport and code, logged at most
 once per interval per code, and the connection stays usable after a bad line. The number of
 open connections is capped; a new one beyond the cap evicts the one idle longest, so a crowd of
@@ -24,11 +29,13 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from heartwatch.throttle import LogThrottle
-from heartwatch.wire import LineDecoder, Message, WireError, parse_message
+from heartwatch.wire import LineDecoder, Message, WireError, parse_message, read_token
 
 # Takes a message and its transport; returns None when accepted, else why it was refused
 # (an error code such as "unknown_service").
 MessageSink = Callable[[Message, str], str | None]
+# Whether a sender at this address, showing this token (or None), may send heartbeats.
+IngestCheck = Callable[[str | None, str | None], bool]
 
 
 @dataclass
@@ -46,9 +53,16 @@ class Ingest:
     """Shared state of the TCP and UDP listeners: the sink, the counters, the connection cap."""
 
     def __init__(
-        self, sink: MessageSink, *, max_line: int, max_connections: int, stats: IngestStats
+        self,
+        sink: MessageSink,
+        *,
+        max_line: int,
+        max_connections: int,
+        stats: IngestStats,
+        may_ingest: IngestCheck | None = None,
     ) -> None:
         self.sink = sink
+        self.may_ingest = may_ingest
         self.max_line = max_line
         self.max_connections = max_connections
         self.stats = stats
@@ -103,6 +117,19 @@ class Ingest:
                 self.receive_error(transport, refused, f"{refused}: {detail}")
         self.stats.messages[transport] += count
 
+    def admit(self, lines: list[bytes], transport: str, peer: str | None) -> list[bytes]:
+        """The lines from an untrusted peer from the first one carrying a valid token on."""
+        assert self.may_ingest is not None
+        for index, line in enumerate(lines):
+            if self.may_ingest(peer, read_token(line)):
+                return lines[index:]
+            self.receive_error(transport, "unauthorized", f"no valid token from {peer}")
+        return []
+
+    def is_trusted(self, peer: str | None) -> bool:
+        """Whether a sender needs no token: there is no rule, or it is on this machine."""
+        return self.may_ingest is None or self.may_ingest(peer, None)
+
     def receive_error(self, transport: str, code: str, detail: str) -> None:
         self.stats.errors[transport, code] += 1
         suppressed = self._throttle.admit(f"{transport}:{code}", self._loop.time())
@@ -139,6 +166,8 @@ class _TcpConnection(asyncio.BufferedProtocol):
         self.decoder = LineDecoder(ingest.max_line)
         self.transport: asyncio.Transport | None = None
         self.last_active_at = 0.0
+        self.peer: str | None = None
+        self.trusted = True
         self._buffer = memoryview(bytearray(READ_SIZE))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,6 +177,9 @@ class _TcpConnection(asyncio.BufferedProtocol):
         if sock is not None:  # notice peers that vanished without a FIN
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self.last_active_at = self.ingest._loop.time()
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if peername else None
+        self.trusted = self.ingest.is_trusted(self.peer)
         self.ingest.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -164,13 +196,21 @@ class _TcpConnection(asyncio.BufferedProtocol):
             limit = self.decoder.max_line
             self.ingest.receive_error("tcp", "too_long", f"a line longer than {limit} bytes")
         if lines:
-            self.ingest.receive_lines(lines, "tcp")
+            self._receive(lines)
 
     def eof_received(self) -> bool:
         tail = self.decoder.receive_eof()
         if tail is not None:  # the original framing: one object, no newline, ended by close
-            self.ingest.receive_lines([tail], "tcp")
+            self._receive([tail])
         return False
+
+    def _receive(self, lines: list[bytes]) -> None:
+        if not self.trusted:
+            lines = self.ingest.admit(lines, "tcp", self.peer)
+            if not lines:
+                return
+            self.trusted = True
+        self.ingest.receive_lines(lines, "tcp")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ingest.remove(self)
@@ -186,6 +226,9 @@ class _UdpReceiver(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         lines = [line for line in data.split(b"\n") if line.strip()]
+        peer = str(addr[0])
+        if lines and not self.ingest.is_trusted(peer):
+            lines = [line for line in lines if self.ingest.admit([line], "udp", peer)]
         if lines:
             self.ingest.receive_lines(lines, "udp")
 

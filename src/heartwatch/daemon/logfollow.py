@@ -306,8 +306,18 @@ class FileFollower:
             self._flush_timer = self._loop.call_at(deadline, self._flush_partial)
 
     def _flush_partial(self) -> None:
+        """Show a line still missing its newline: its writer paused mid-line.
+
+        Not when the rest may simply be unread yet (reading waits for the viewers, or its
+        budget ran out): the pump that reads on arms this timer again.
+        """
         self._flush_timer = None
+        if self.paused or self._pump_scheduled or self._unread():
+            return
         self._publish(self._assembler.flush())
+
+    def _unread(self) -> bool:
+        return self._fd >= 0 and os.fstat(self._fd).st_size > self._follow.offset
 
     def _publish(self, entries: Sequence[Entry]) -> None:
         if entries:

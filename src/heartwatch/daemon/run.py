@@ -1,9 +1,11 @@
 """``heartwatch run``: assemble the daemon, serve until asked to stop, leave no child behind.
 
 Order of start-up: take the state directory's lock; end children a crashed predecessor left;
-listen for heartbeats (TCP and UDP) and HTTP; say where (``daemon.json``); start the services.
-Order of shut-down: stop the services in reverse dependency order; close the listeners; release
-the lock. A second SIGINT or SIGTERM during shut-down kills what is left at once.
+open the history (the journal goes on from its last entry) and the alerts; listen for
+heartbeats (TCP and UDP) and HTTP; say where (``daemon.json``); start the services.
+Order of shut-down: stop the services in reverse dependency order; close the listeners; let
+queued alerts go out (a few seconds at most); store the minute so far; release the lock.
+A second SIGINT or SIGTERM during shut-down kills what is left at once.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import os
 import resource
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from email.utils import formatdate
 
@@ -23,12 +27,17 @@ from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartwatch.config import Config
+from heartwatch.daemon.alerts import Alerter
 from heartwatch.daemon.ingest import Ingest
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.notify_socket import NotifySocket
+from heartwatch.daemon.recorder import Recorder
 from heartwatch.daemon.statedir import StateDir
 from heartwatch.daemon.supervisor import Supervisor
 from heartwatch.daemon.systemd import SystemdNotifier
+from heartwatch.journal import Journal
+from heartwatch.store.sqlite import SQLiteHistory
+from heartwatch.web.access import AccessPolicy
 from heartwatch.web.api import create_app
 
 
@@ -84,12 +93,22 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         ended = await loop.run_in_executor(None, state.end_stale_children)
         if ended:
             logger.warning("ended stale children of a previous daemon: {}", ended)
-        supervisor = Supervisor(config, state, tcp_address=config.server.tcp)
+        store = await loop.run_in_executor(None, SQLiteHistory, config.history_path)
+        journal = Journal(first_id=store.last_entry_id() + 1, on_error=_log_listener_error)
+        supervisor = Supervisor(config, state, tcp_address=config.server.tcp, journal=journal)
+        recorder = Recorder(store, supervisor.totals, retention=config.history.retention)
+        journal.subscribe(recorder.receive)
+        recorder.start()
+        alerter = Alerter(config.notify, journal, supervisor.wall_time)
+        journal.subscribe(alerter.receive)
+        alerter.start()
+        policy = AccessPolicy(config.server)
         ingest = Ingest(
             supervisor.receive_message,
             max_line=config.server.max_line_bytes,
             max_connections=_connection_cap(config.server.max_connections),
             stats=supervisor.stats,
+            may_ingest=lambda peer, token: policy.may_ingest(token, peer),
         )
         supervisor.tcp_address = await ingest.start(*config.server.tcp)
         notify = NotifySocket(
@@ -101,7 +120,9 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         notify.start()
         supervisor.notify_address = notify.address
         hub = LogHub(config.logs.partial_line_flush, config.logs.viewer_buffer_lines)
-        http, http_address = await _start_http(config, supervisor, hub)
+        http, http_address = await _start_http(
+            config, create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter)
+        )
         state.write_daemon_info(
             tcp=_format_address(supervisor.tcp_address),
             http=_format_address(http_address) if http_address else None,
@@ -112,6 +133,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             f", http on {_format_address(http_address)}" if http_address else "",
         )
         _install_signal_handlers(loop, stop, supervisor)
+        journal.append("daemon", None, f"heartwatch started (pid {os.getpid()})", time.time())
         supervisor.start(reason="daemon started")
         supervisor.watch_queues()
         _return_memory_to_os()
@@ -120,6 +142,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         systemd.stopping()
         logger.info("stopping all services")
+        journal.append("daemon", None, "heartwatch stopping", time.time())
         timeout = sum(s.stop_timeout for s in config.service) + 5.0
         await supervisor.shutdown(timeout)
         # Anything still carrying this state directory's mark outlived its service: end it.
@@ -133,6 +156,8 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             server.request_exit()
             await task
         hub.close()
+        await alerter.close()
+        await recorder.close()
         logger.info("heartwatch stopped")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -144,7 +169,7 @@ _HttpServing = tuple[_EmbeddedServer, "asyncio.Task[None]"]
 
 
 async def _start_http(
-    config: Config, supervisor: Supervisor, hub: LogHub
+    config: Config, app: ASGIApp
 ) -> tuple[_HttpServing | None, tuple[str, int] | None]:
     if config.server.http is None:
         return None, None
@@ -156,7 +181,7 @@ async def _start_http(
     sock.setblocking(False)
     server = _EmbeddedServer(
         uvicorn.Config(
-            _with_date_header(create_app(supervisor, hub)),
+            _with_date_header(app),
             date_header=False,
             ws="websockets-sansio",
             ws_ping_interval=config.logs.ping_interval,
@@ -228,3 +253,7 @@ def _return_memory_to_os() -> None:
 def _format_address(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _log_listener_error(error: Exception) -> None:
+    logger.opt(exception=error).error("a journal listener failed")

@@ -14,7 +14,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,18 @@ from heartwatch.daemon.processes import Child, ProcessRunner, run_id_of
 from heartwatch.daemon.queue_watch import QueueWatcher
 from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
 from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
-from heartwatch.events import Action, Event, RecoveryPlanned, RunOnDown, Spawn, Stop, Transition
+from heartwatch.events import (
+    Action,
+    Event,
+    RecoveryPlanned,
+    RunOnDown,
+    ServiceState,
+    Spawn,
+    Stop,
+    Transition,
+    describe_exit,
+)
+from heartwatch.journal import Journal
 from heartwatch.notify import Notice
 from heartwatch.watchdog import Watchdog
 from heartwatch.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
@@ -51,14 +62,22 @@ class LastData:
 
 
 class Supervisor:
-    def __init__(self, config: Config, state: StateDir, *, tcp_address: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        state: StateDir,
+        *,
+        tcp_address: tuple[str, int],
+        journal: Journal | None = None,
+    ) -> None:
         self.config = config
         self.state = state
         self.tcp_address = tcp_address
         self.services = config.services_by_name()
         self.watchdog = Watchdog(config.service)
         self.default_service = config.server.default_service
-        self.recent_events: deque[Event] = deque(maxlen=1000)
+        self.journal = journal or Journal(on_error=_log_listener_error)
+        self._restart_reasons: dict[str, str] = {}  # why the next spawn is a restart
         self.last_data: dict[str, dict[str, LastData]] = {name: {} for name in self.services}
         self.notify_address: str | None = None  # NOTIFY_SOCKET given to children
         self.closing = False  # shutting down: starts and restarts are refused
@@ -209,6 +228,10 @@ class Supervisor:
         """The monotonic clock the watchdog runs on."""
         return self._loop.time()
 
+    def totals(self) -> dict[str, tuple[int, dict[str, int]]]:
+        """Per service: messages so far, and data events so far per kind (for history)."""
+        return {r.name: (r.messages, r.data_counts) for r in self.watchdog.records()}
+
     def child(self, name: str) -> Child | None:
         return self._runner.children.get(name)
 
@@ -271,6 +294,16 @@ class Supervisor:
             return
         self.state.record_child(service.name, child.pid, child.create_time)
         logger.info("{}: started pid {}", service.name, child.pid)
+        record = self.watchdog.record(service.name)
+        why = self._restart_reasons.pop(service.name, "started again")
+        if record.restarts:
+            self.journal.append(
+                "restart",
+                service.name,
+                why,
+                self.wall_time(now),
+                detail={"pid": child.pid, "restarts": record.restarts},
+            )
         self.watchdog.receive_spawned(service.name, child.pid, now)
 
     def _stop(self, action: Stop) -> None:
@@ -317,12 +350,44 @@ class Supervisor:
         self._pump()
 
     def _receive_exit(self, service: str, returncode: int) -> None:
-        self.state.forget_child(service, self.watchdog.record(service).pid or -1)
+        pid = self.watchdog.record(service).pid
+        self.journal.append(
+            "exit",
+            service,
+            describe_exit(returncode),
+            self.wall_time(),
+            detail={"pid": pid, "returncode": returncode},
+        )
+        self.state.forget_child(service, pid or -1)
         self.watchdog.receive_exit(service, returncode, self._loop.time())
         self._pump()
 
+    def wall_time(self, at: float | None = None) -> float:
+        """Unix time of the monotonic ``at`` (default: now), for people and history."""
+        return self.wall_offset + (self._loop.time() if at is None else at)
+
     def _record(self, event: Event) -> None:
-        self.recent_events.append(event)
+        at = self.wall_time(event.at)
+        if isinstance(event, Transition):
+            if event.new is ServiceState.RESTARTING and not event.reason.startswith("waiting"):
+                self._restart_reasons[event.service] = event.reason
+            self.journal.append(
+                "transition",
+                event.service,
+                event.reason,
+                at,
+                state=event.new.value,
+                previous=event.old.value,
+                detail={"failure": True} if event.failure else None,
+            )
+        else:
+            self.journal.append(
+                "recovery",
+                event.trigger,
+                event.reason,
+                at,
+                detail={"members": list(event.members)},
+            )
         if isinstance(event, Transition):
             level = "WARNING" if event.new in ("unresponsive", "failed", "backoff") else "INFO"
             if event.old is event.new:
@@ -384,3 +449,7 @@ class Supervisor:
         while self._runner.children or self._tasks:
             self._idle.clear()
             await self._idle.wait()
+
+
+def _log_listener_error(error: Exception) -> None:
+    logger.opt(exception=error).error("a journal listener failed")

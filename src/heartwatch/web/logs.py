@@ -15,27 +15,21 @@ viewers that stop answering; all per-viewer state is freed on disconnect.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hmac
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel
-from starlette.websockets import WebSocketDisconnect
 
 from heartwatch.daemon.logfollow import LogHub, Viewer, read_initial_lines
 from heartwatch.logpaths import BAD_PATH, NO_SUCH_LOG, LogPathError, resolve_log_path
+from heartwatch.web.streaming import send_until_disconnect
 
 if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor
 
-UNAUTHORISED = 4401
-FORBIDDEN = 4403
 MAX_GREP = 200
 MAX_LISTED = 1000
 
@@ -66,21 +60,14 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
 
     @router.websocket("/ws/logs/{service}")
     async def service_log(websocket: WebSocket, service: str) -> None:
-        # Token and origin first: a stranger must not learn which services or files exist.
-        refusal = _check_access(websocket, config.server.token)
-        if refusal is None and service not in supervisor.services:
-            refusal = NO_SUCH_LOG, f"no service {service!r}"
-        if refusal is not None:
-            await _refuse(websocket, *refusal)
+        # Token and origin were checked before (web/access.py): strangers learn nothing here.
+        if service not in supervisor.services:
+            await _refuse(websocket, NO_SUCH_LOG, f"no service {service!r}")
             return
         await _serve(websocket, log_dir / f"{service}.log")
 
     @router.websocket("/ws/logs")
     async def file_log(websocket: WebSocket) -> None:
-        refusal = _check_access(websocket, config.server.token)
-        if refusal is not None:
-            await _refuse(websocket, *refusal)
-            return
         try:
             path = resolve_log_path(websocket.query_params.get("path", ""), roots)
         except LogPathError as error:
@@ -120,40 +107,13 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
 
 
 async def _stream(websocket: WebSocket, viewer: Viewer) -> None:
-    """Send frames until the viewer goes away (noticed by a concurrent receive)."""
+    """Send frames until the viewer goes away."""
 
     async def send_frames() -> None:
         while True:
             await websocket.send_text(await viewer.next_frame())
 
-    async def wait_disconnect() -> None:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-
-    sender = asyncio.ensure_future(send_frames())
-    listener = asyncio.ensure_future(wait_disconnect())
-    try:
-        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sender, listener):
-            task.cancel()
-        for task in (sender, listener):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
-
-
-def _check_access(websocket: WebSocket, token: str | None) -> tuple[int, str] | None:
-    origin = websocket.headers.get("origin")
-    if origin and urlsplit(origin).netloc != websocket.headers.get("host"):
-        return FORBIDDEN, "cross-origin websocket refused"
-    if token:
-        given = websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        given = given or websocket.query_params.get("token", "")
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return UNAUTHORISED, "a valid token is required"
-    return None
+    await send_until_disconnect(websocket, send_frames())
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

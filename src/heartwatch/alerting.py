@@ -1,0 +1,146 @@
+"""When to tell people: down, recovered, gave up. Pure, driven by transitions and ``now``.
+
+Rules / theory of operation
+---------------------------
+
+Alerts follow a service's *incident*, not each transition (as healthchecks' flips drive its
+alerts):
+
+1. A transition marked ``failure`` (it hung, crashed, could not start, was given up on) while
+   no incident is open opens one: **down**, with the transition's reason.
+2. While an incident is open, further failures say nothing (one restart after another is the
+   same incident), except the first ``failed``: **gave up**, since a person must act now.
+3. The first ``running`` after that closes the incident: **recovered**, with the downtime.
+   Stops, starts and restarts asked for by people, and the daemon's own start and stop, are
+   not failures and neither open nor close anything, so a daemon restart raises no alert.
+4. Rate limit: at most ``rate_limit`` down/recovered alerts per service per ``rate_window``.
+   Beyond it an alert is *suppressed* (still reported, so it is journaled and counted), and
+   the recovery of a suppressed down is suppressed too: nobody is told of the end of an
+   incident they were not told of. The next alert sent says how many were suppressed.
+   **Gave up** is never suppressed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+AlertKind = Literal["down", "recovered", "gave_up"]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    service: str
+    kind: AlertKind
+    reason: str
+    at: float
+    downtime: float | None = None  # recovered: seconds from down to running again
+    suppressed_before: int = 0  # alerts of this service suppressed since the last one sent
+    send: bool = True  # False: suppressed by the rate limit
+
+    @property
+    def title(self) -> str:
+        return {
+            "down": f"{self.service} is down",
+            "recovered": f"{self.service} recovered",
+            "gave_up": f"{self.service} failed: heartwatch gave up restarting it",
+        }[self.kind]
+
+    @property
+    def body(self) -> str:
+        text = f"{self.service}: {self.reason}"
+        if self.downtime is not None:
+            text = f"{self.service} is running again after {format_downtime(self.downtime)} down"
+        if self.suppressed_before:
+            text += f" ({self.suppressed_before} earlier alerts were suppressed by the rate limit)"
+        return text
+
+
+@dataclass(slots=True)
+class _Incident:
+    since: float
+    announced: bool  # the down alert was sent, not suppressed
+    gave_up: bool = False
+
+
+@dataclass(slots=True)
+class _ServiceAlerts:
+    incident: _Incident | None = None
+    sent_at: deque[float] = field(default_factory=deque)
+    suppressed: int = 0
+
+
+class AlertRules:
+    """Per-service incidents and rate limits; ``receive_transition`` returns what to say."""
+
+    def __init__(self, *, rate_limit: int, rate_window: float) -> None:
+        self.rate_limit = rate_limit
+        self.rate_window = rate_window
+        self._services: dict[str, _ServiceAlerts] = {}
+
+    def receive_transition(
+        self, service: str, state: str, reason: str, failure: bool, now: float
+    ) -> list[Alert]:
+        """The alerts (sent or suppressed) that a transition to ``state`` calls for."""
+        alerts = self._services.setdefault(service, _ServiceAlerts())
+        incident = alerts.incident
+        if failure and incident is None:
+            send = self._allow(alerts, now)
+            alerts.incident = _Incident(since=now, announced=send)
+            return [self._alert(alerts, Alert(service, "down", reason, now, send=send))]
+        if incident is None:
+            return []
+        if failure and state == "failed" and not incident.gave_up:
+            incident.gave_up = True
+            alerts.sent_at.append(now)
+            return [self._alert(alerts, Alert(service, "gave_up", reason, now))]
+        if state == "running":
+            alerts.incident = None
+            send = incident.announced and self._allow(alerts, now)
+            downtime = now - incident.since
+            return [
+                self._alert(alerts, Alert(service, "recovered", reason, now, downtime, send=send))
+            ]
+        return []
+
+    def is_down(self, service: str) -> bool:
+        alerts = self._services.get(service)
+        return alerts is not None and alerts.incident is not None
+
+    def _allow(self, alerts: _ServiceAlerts, now: float) -> bool:
+        sent = alerts.sent_at
+        while sent and sent[0] <= now - self.rate_window:
+            sent.popleft()
+        if len(sent) >= self.rate_limit:
+            return False
+        sent.append(now)
+        return True
+
+    def _alert(self, alerts: _ServiceAlerts, alert: Alert) -> Alert:
+        """Count a suppressed alert, or attach the count of those before a sent one."""
+        if not alert.send:
+            alerts.suppressed += 1
+            return alert
+        suppressed, alerts.suppressed = alerts.suppressed, 0
+        if not suppressed:
+            return alert
+        return Alert(
+            alert.service,
+            alert.kind,
+            alert.reason,
+            alert.at,
+            alert.downtime,
+            suppressed_before=suppressed,
+        )
+
+
+def format_downtime(seconds: float) -> str:
+    """``"4.2 s"``, ``"3m05s"``, ``"2h07m"``: as precise as a person needs."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

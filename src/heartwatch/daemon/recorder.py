@@ -1,0 +1,179 @@
+"""History, the driver: the journal and per-minute counts into the store, off the event loop.
+
+The store is synchronous (``store/``); here it gets one worker thread of its own, so a slow
+disk never delays a deadline. Journal entries are batched per loop turn; reads are queued on
+the same thread *after* the writes already asked for, so an answer always includes every
+entry made before the question.
+
+Counts cost nothing on the hot path: the watchdog already counts messages and data events per
+service. Once a minute (a timer at the wall-clock minute's end) the recorder takes the
+difference from the previous reading and stores it as that minute's counts. The minute still
+running is answered from memory. Every few hours the same timer prunes what is older than the
+retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from loguru import logger
+
+from heartwatch.journal import JournalEntry
+from heartwatch.store import HistoryStore, MinuteCount
+
+T = TypeVar("T")
+
+PRUNE_EVERY_MINUTES = 360
+HEARTBEAT = "heartbeat"
+
+# service -> (messages, {data kind: count}): the watchdog's running totals.
+Totals = Mapping[str, tuple[int, Mapping[str, int]]]
+
+
+def count_differences(previous: Totals, current: Totals, minute: int) -> list[MinuteCount]:
+    """What came between two readings of the totals, as counts of ``minute``.
+
+    Heartbeats are the messages that were not data events (any message counts as alive).
+    """
+    counts = []
+    for service, (messages, kinds) in current.items():
+        old_messages, old_kinds = previous.get(service, (0, {}))
+        data_total = 0
+        for kind, total in kinds.items():
+            grown = total - old_kinds.get(kind, 0)
+            if grown > 0:
+                counts.append(MinuteCount(minute, service, kind, grown))
+                data_total += grown
+        beats = messages - old_messages - data_total
+        if beats > 0:
+            counts.append(MinuteCount(minute, service, HEARTBEAT, beats))
+    return counts
+
+
+class Recorder:
+    def __init__(
+        self,
+        store: HistoryStore,
+        read_totals: Callable[[], Totals],
+        *,
+        retention: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._read_totals = read_totals
+        self._retention = retention
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+        self._pending: list[JournalEntry] = []
+        self._flush_scheduled = False
+        self._totals = _copy(read_totals())
+        self._timer: asyncio.TimerHandle | None = None
+        self._minutes = 0
+        self._closed = False
+
+    def start(self) -> None:
+        """Prune once now, then sample at every minute's end."""
+        self._submit(self._prune)
+        self._arm()
+
+    def receive(self, entry: JournalEntry) -> None:
+        """A journal listener: store ``entry`` soon (batched per loop turn)."""
+        if self._closed:
+            return
+        self._pending.append(entry)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    async def entries(
+        self, *, service: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[JournalEntry]:
+        return await self._read(
+            lambda: self._store.entries(service=service, since=since, limit=limit)
+        )
+
+    async def counts(self, *, service: str | None = None, since: float) -> list[MinuteCount]:
+        """Stored minutes since ``since``, then the current minute's counts so far."""
+        stored = await self._read(lambda: self._store.counts(service=service, since=since))
+        current = self.current_counts()
+        if service is not None:
+            current = [c for c in current if c.service == service]
+        return stored + current
+
+    def current_counts(self) -> list[MinuteCount]:
+        """The minute still running, counted so far (not stored yet)."""
+        minute = int(self._clock()) // 60 * 60
+        return count_differences(self._totals, self._read_totals(), minute)
+
+    async def close(self) -> None:
+        """Store the minute so far and everything pending, then let the store go."""
+        if self._closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._sample(int(self._clock()) // 60 * 60)
+        self._flush()
+        self._closed = True
+        await asyncio.wrap_future(self._thread.submit(self._store.close))
+        self._thread.shutdown(wait=True)
+
+    # -- the minute timer ------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        now = self._clock()
+        boundary = (int(now) // 60 + 1) * 60
+        self._timer = self._loop.call_at(
+            self._loop.time() + boundary - now, self._on_minute, boundary - 60
+        )
+
+    def _on_minute(self, minute: int) -> None:
+        self._sample(minute)
+        self._minutes += 1
+        if self._minutes % PRUNE_EVERY_MINUTES == 0:
+            self._submit(self._prune)
+        self._arm()
+
+    def _sample(self, minute: int) -> None:
+        totals = _copy(self._read_totals())
+        counts = count_differences(self._totals, totals, minute)
+        self._totals = totals
+        if counts:
+            self._submit(lambda: self._store.add_counts(counts))
+
+    def _prune(self) -> None:
+        gone = self._store.prune(self._clock() - self._retention)
+        if gone:
+            logger.info("history: pruned {} rows older than the retention", gone)
+
+    # -- the worker thread -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._submit(lambda: self._store.add_entries(batch))
+
+    def _submit(self, job: Callable[[], object]) -> None:
+        if self._closed:
+            return
+        future = self._thread.submit(job)
+        future.add_done_callback(_log_failure)
+
+    async def _read(self, job: Callable[[], T]) -> T:
+        self._flush()  # what was journaled before the question is in the answer
+        return await asyncio.wrap_future(self._thread.submit(job))
+
+
+def _copy(totals: Totals) -> dict[str, tuple[int, dict[str, int]]]:
+    return {service: (messages, dict(kinds)) for service, (messages, kinds) in totals.items()}
+
+
+def _log_failure(future: Future[object]) -> None:
+    error = future.exception()
+    if error is not None:
+        logger.opt(exception=error).error("history: a write failed")

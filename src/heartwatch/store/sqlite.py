@@ -1,0 +1,139 @@
+"""History in SQLite: embedded, no server, one file, WAL so that readers never block writes.
+
+``synchronous=NORMAL`` with WAL: a commit does not wait for the disk, and a power cut loses at
+most the last moments, never the file's consistency. Entries keep their journal ids, so the
+journal of a restarted daemon goes on from the highest id stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from heartwatch.journal import EntryKind, JournalEntry
+from heartwatch.store import MinuteCount
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    service TEXT,
+    reason TEXT NOT NULL,
+    state TEXT,
+    previous TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_by_time ON entries (at);
+CREATE INDEX IF NOT EXISTS entries_by_service ON entries (service, at);
+CREATE TABLE IF NOT EXISTS counts (
+    minute INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (service, minute, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counts_by_minute ON counts (minute);
+"""
+
+
+class SQLiteHistory:
+    """A ``HistoryStore`` in one SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One thread uses it at a time, but not always the one that opened it.
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def last_entry_id(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
+        return int(row[0])
+
+    def add_entries(self, entries: Sequence[JournalEntry]) -> None:
+        rows = [
+            (
+                e.id,
+                e.at,
+                e.kind,
+                e.service,
+                e.reason,
+                e.state,
+                e.previous,
+                None if e.detail is None else json.dumps(dict(e.detail), default=str),
+            )
+            for e in entries
+        ]
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+
+    def add_counts(self, counts: Sequence[MinuteCount]) -> None:
+        rows = [(c.minute, c.service, c.kind, c.count) for c in counts]
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO counts VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (service, minute, kind) DO UPDATE SET count = count + excluded.count",
+                rows,
+            )
+
+    def entries(
+        self, *, service: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[JournalEntry]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if service is not None:
+            clauses.append("service = ?")
+            params.append(service)
+        if since is not None:
+            clauses.append("at > ?")
+            params.append(since)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = f"SELECT * FROM entries {where} ORDER BY id DESC LIMIT ?"
+        return [_entry(row) for row in self._db.execute(query, [*params, limit])]
+
+    def counts(self, *, service: str | None = None, since: float) -> list[MinuteCount]:
+        query = "SELECT minute, service, kind, count FROM counts WHERE minute >= ?"
+        params: list[Any] = [since]
+        if service is not None:
+            query += " AND service = ?"
+            params.append(service)
+        query += " ORDER BY minute, service, kind"
+        return [MinuteCount(*row) for row in self._db.execute(query, params)]
+
+    def prune(self, before: float) -> int:
+        with self._transaction():
+            gone = self._db.execute("DELETE FROM entries WHERE at < ?", (before,)).rowcount
+            gone += self._db.execute("DELETE FROM counts WHERE minute < ?", (before,)).rowcount
+        return gone
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _transaction(self) -> sqlite3.Connection:
+        # The connection is in autocommit mode; "with" on it wraps BEGIN ... COMMIT/ROLLBACK.
+        self._db.execute("BEGIN")
+        return self._db
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    id_, at, kind, service, reason, state, previous, detail = row
+    kind_: EntryKind = kind
+    return JournalEntry(
+        id_,
+        at,
+        kind_,
+        service,
+        reason,
+        state,
+        previous,
+        None if detail is None else json.loads(detail),
+    )

@@ -1,0 +1,106 @@
+"""``/metrics`` in Prometheus's text format, read from the supervisor when scraped.
+
+Nothing is counted for Prometheus on the hot path: the watchdog and the ingest already keep
+every total, so a custom collector turns them into metric families at scrape time. The
+prometheus-client library is imported at the first scrape, so a daemon nobody scrapes never
+pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Response
+
+from heartwatch.events import ServiceState
+
+if TYPE_CHECKING:
+    from heartwatch.daemon.alerts import Alerter
+    from heartwatch.daemon.supervisor import Supervisor
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
+    """The metric families, as prometheus-client's collectors yield them."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    state = GaugeMetricFamily(
+        "heartwatch_service_state",
+        "1 for the service's current state, 0 for the others",
+        labels=["service", "state"],
+    )
+    up = GaugeMetricFamily("heartwatch_service_up", "1 when running", labels=["service"])
+    restarts = CounterMetricFamily(
+        "heartwatch_service_restarts", "restarts since the daemon started", labels=["service"]
+    )
+    age = GaugeMetricFamily(
+        "heartwatch_service_last_heartbeat_age_seconds",
+        "seconds since any message from the service",
+        labels=["service"],
+    )
+    data = CounterMetricFamily(
+        "heartwatch_data_events", "data events received", labels=["service", "kind"]
+    )
+    now = supervisor.now()
+    for record in supervisor.watchdog.records():
+        name = record.name
+        for member in ServiceState:
+            state.add_metric([name, member.value], 1.0 if record.state is member else 0.0)
+        up.add_metric([name], 1.0 if record.state is ServiceState.RUNNING else 0.0)
+        restarts.add_metric([name], record.restarts)
+        if record.last_seen_at is not None:
+            age.add_metric([name], now - record.last_seen_at)
+        for kind, count in sorted(record.data_counts.items()):
+            data.add_metric([name, kind], count)
+    yield from (state, up, restarts, age, data)
+
+    stats = supervisor.stats
+    messages = CounterMetricFamily(
+        "heartwatch_ingest_messages", "messages accepted", labels=["transport"]
+    )
+    for transport, count in sorted(stats.messages.items()):
+        messages.add_metric([transport], count)
+    errors = CounterMetricFamily(
+        "heartwatch_ingest_errors", "messages refused, by reason", labels=["transport", "code"]
+    )
+    for (transport, code), count in sorted(stats.errors.items()):
+        errors.add_metric([transport, code], count)
+    connections = GaugeMetricFamily(
+        "heartwatch_ingest_connections_open", "open heartbeat connections"
+    )
+    connections.add_metric([], stats.connections_open)
+    yield from (messages, errors, connections)
+
+    alerts = CounterMetricFamily(
+        "heartwatch_alerts", "alerts sent, failed or suppressed", labels=["alert", "outcome"]
+    )
+    if alerter is not None:
+        for (kind, outcome), count in sorted(alerter.counts.items()):
+            alerts.add_metric([kind, outcome], count)
+    yield alerts
+
+
+def create_metrics_router(supervisor: Supervisor, alerter: Alerter | None) -> APIRouter:
+    router = APIRouter()
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        tags=["metrics"],
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+    )
+    async def metrics() -> Response:
+        """Every service's state, restarts, heartbeat age and data counts; ingest; alerts."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        class _Collector:
+            def collect(self) -> Iterator[Any]:
+                return collect(supervisor, alerter)
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector())
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+
+    return router

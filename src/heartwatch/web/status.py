@@ -1,0 +1,144 @@
+"""What the API says about services and ingest: the response models and how they are read.
+
+Read straight from the supervisor in the event loop's thread: no locks, no copies. Ages are
+seconds, measured when the answer is made.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from heartwatch.daemon.supervisor import Supervisor
+
+
+class DataStatus(BaseModel):
+    count: int
+    last_age: float | None  # seconds since the newest event of this kind
+    timeout: float | None  # the configured data_timeout of this kind, if any
+    last_sent_time: str | None  # the sender's own clock, as it sent it
+    last_data: Any = None  # the newest event's payload
+
+
+class IngestErrorCount(BaseModel):
+    transport: str
+    code: str
+    count: int
+
+
+class IngestStatus(BaseModel):
+    messages: dict[str, int]  # accepted, by transport (tcp, udp, http, notify)
+    errors: list[IngestErrorCount]  # refused, by transport and reason
+    connections_open: int
+    connections_total: int
+    connections_evicted: int
+
+
+class QueueStatus(BaseModel):
+    name: str
+    depth: int | None  # messages ready at the last reading
+    stalled_after: float
+    broker_problem: str | None  # why the last reading failed, if it did
+
+
+class ServiceStatus(BaseModel):
+    name: str
+    state: str
+    reason: str
+    since_age: float  # seconds in this state
+    uptime: float | None  # seconds since this run started (spawned, or watched afresh)
+    pid: int | None
+    restarts: int
+    watch_only: bool
+    requires: list[str]
+    last_heartbeat_age: float | None  # seconds since any message from the service
+    heartbeat_timeout: float | None
+    messages: int
+    data: dict[str, DataStatus]
+    last_exit: str | None
+    status: str | None  # the service's own words (STATUS=, "status")
+    client_dropped: int  # data events its client reported dropping
+    queue: QueueStatus | None
+
+
+class ServicePulse(BaseModel):
+    """The fast-moving part of a status: what a page needs to keep ages and counts right."""
+
+    name: str
+    last_heartbeat_age: float | None
+    messages: int
+    data: dict[str, int]
+
+
+def _age(now: float, at: float | None) -> float | None:
+    return None if at is None else round(now - at, 3)
+
+
+def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
+    record = supervisor.watchdog.record(name)
+    config = record.config
+    now = supervisor.now()
+    last = supervisor.last_data[name]
+    kinds = sorted(set(record.data_counts) | set(config.data_timeout))
+    liveness = record.liveness
+    return ServiceStatus(
+        name=name,
+        state=record.state.value,
+        reason=record.reason,
+        since_age=round(now - record.state_since, 3),
+        uptime=None if liveness is None else _age(now, liveness.started_at),
+        pid=record.pid,
+        restarts=record.restarts,
+        watch_only=config.watch_only,
+        requires=list(config.requires),
+        last_heartbeat_age=_age(now, record.last_seen_at),
+        heartbeat_timeout=config.heartbeat_timeout,
+        messages=record.messages,
+        data={
+            kind: DataStatus(
+                count=record.data_counts.get(kind, 0),
+                last_age=_age(now, last[kind].at) if kind in last else None,
+                timeout=config.data_timeout.get(kind),
+                last_sent_time=last[kind].sent_time if kind in last else None,
+                last_data=last[kind].data if kind in last else None,
+            )
+            for kind in kinds
+        },
+        last_exit=record.last_exit,
+        status=supervisor.status_text.get(name),
+        client_dropped=supervisor.client_dropped[name],
+        queue=None
+        if record.queue is None or config.queue is None
+        else QueueStatus(
+            name=config.queue.name,
+            depth=record.queue.depth,
+            stalled_after=record.queue.stalled_after,
+            broker_problem=record.queue.broker_problem,
+        ),
+    )
+
+
+def read_pulse(supervisor: Supervisor, name: str) -> ServicePulse:
+    record = supervisor.watchdog.record(name)
+    return ServicePulse(
+        name=name,
+        last_heartbeat_age=_age(supervisor.now(), record.last_seen_at),
+        messages=record.messages,
+        data=dict(record.data_counts),
+    )
+
+
+def read_ingest(supervisor: Supervisor) -> IngestStatus:
+    stats = supervisor.stats
+    return IngestStatus(
+        messages=dict(stats.messages),
+        errors=[
+            IngestErrorCount(transport=t, code=c, count=n)
+            for (t, c), n in sorted(stats.errors.items())
+        ],
+        connections_open=stats.connections_open,
+        connections_total=stats.connections_total,
+        connections_evicted=stats.connections_evicted,
+    )
