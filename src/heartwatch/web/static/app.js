@@ -163,20 +163,35 @@ function receive(message) {
   if (message.type === "snapshot") {
     eventsBackoff.reset();
     showServices(message.services, at);
-    timeline.receive(message.events || []);
+    const events = message.events || [];
+    for (const event of [...events].reverse()) table.event(event, false);
+    timeline.receive(events);
     setLive(true);
     refreshSeries();
   } else if (message.type === "event") {
-    if (message.service) {
-      const known = table.get(message.service.name) != null;
-      table.status(message.service, at);
+    const { event, service } = message;
+    if (service) {
+      const known = table.get(service.name) != null;
+      table.status(replayed(event, service), at);
       if (!known) servicesChanged();
     }
-    if (message.event) timeline.live(message.event);
+    if (event) {
+      table.event(event, true);
+      timeline.live(event);
+    }
     updateSummary();
   } else if (message.type === "pulse") {
     table.pulse(message.services || [], at);
   }
+}
+
+/** The status to show for an event's message. A message carries the service's status as it was
+ * sent, which may already be past the transition it reports (unresponsive, then at once
+ * restarting): the row takes the transition's state, so it walks through every state in order
+ * and ends, with the last transition, on the current one. */
+function replayed(event, status) {
+  if (event?.kind !== "transition" || event.service !== status.name || !event.state) return status;
+  return { ...status, state: event.state };
 }
 
 function showServices(statuses, at) {

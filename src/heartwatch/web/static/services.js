@@ -4,12 +4,15 @@
 // when that arrived (the browser's monotonic clock) and adds the time since. `pulse` messages
 // reset the heartbeat age; nothing is fetched to keep them right.
 
-import { formatAge, formatCount, formatDuration, h, setText, svg } from "./dom.js";
+import { formatAge, formatCount, formatDuration, formatTime, h, setText, svg } from "./dom.js";
 
+const TROUBLE = new Set(["unresponsive", "backoff", "failed", "exited"]);
 const INACTIVE = new Set(["stopped", "exited", "failed", "stopping"]);
 const VERBS = ["restart", "stop", "start"];
 const SPARK_WIDTH = 60; // one unit per minute of the last hour
 const SPARK_HEIGHT = 16;
+const RATE_WINDOW = 60; // seconds: the rate shown is per minute, over the last minute
+const RATE_MIN_SPAN = 5; // seconds of samples needed before a rate is shown
 
 /** Seconds on the browser's monotonic clock. */
 export const monotonic = () => performance.now() / 1000;
@@ -38,6 +41,8 @@ class Row {
     this.restarts = h("td", { class: "num", "data-label": "Restarts" });
     this.reason = h("div", { class: "reason" });
     this.exit = h("div", { class: "sub" });
+    this.trouble = h("div", { class: "trouble", hidden: true });
+    this.troubleAt = 0;
     this.buttons = {};
     for (const verb of VERBS) {
       const button = h("button", { type: "button", class: `act act-${verb}`, "data-verb": verb });
@@ -55,7 +60,13 @@ class Row {
       h("td", { class: "num", "data-label": "Heartbeat" }, this.beat, this.beatTimeout),
       h("td", { class: "data-cell", "data-label": "Data" }, this.data),
       this.restarts,
-      h("td", { class: "reason-cell", "data-label": "Reason" }, this.reason, this.exit),
+      h(
+        "td",
+        { class: "reason-cell", "data-label": "Reason" },
+        this.reason,
+        this.exit,
+        this.trouble,
+      ),
       h("td", { class: "controls" }, Object.values(this.buttons)),
     );
   }
@@ -81,7 +92,7 @@ class Row {
     this.buttons.stop.hidden = inactive;
     this.buttons.start.hidden = !inactive;
     for (const [kind, data] of Object.entries(status.data || {})) {
-      this.kind(kind).count = data.count;
+      this.noteCount(kind, data.count, at);
     }
     this.renderKinds();
     this.tick(at);
@@ -95,10 +106,33 @@ class Row {
     }
     if (this.status && typeof entry.messages === "number") this.status.messages = entry.messages;
     for (const [kind, count] of Object.entries(entry.data || {})) {
-      this.kind(kind).count = count;
+      this.noteCount(kind, count, at);
     }
     this.renderKinds();
     this.tick(at);
+  }
+
+  /** A kind's count as of `at`; its samples over the last minute or so give the live rate. */
+  noteCount(kind, count, at) {
+    const entry = this.kind(kind);
+    const samples = entry.samples;
+    if (samples.length && count < samples.at(-1).count) samples.length = 0; // a daemon restart
+    if (!samples.length || samples.at(-1).count !== count) samples.push({ at, count });
+    // Keep one sample older than the window (the base), and those inside it.
+    while (samples.length > 2 && samples[1].at <= at - RATE_WINDOW) samples.shift();
+    entry.count = count;
+  }
+
+  /** Events of `kind` per minute over the last minute, or null while too few were seen. */
+  rate(entry, now) {
+    const samples = entry.samples;
+    if (!samples.length) return null;
+    let base = samples[0];
+    for (const sample of samples) if (sample.at <= now - RATE_WINDOW) base = sample;
+    // The count stood at base.count until the next sample: over a full window, the window.
+    const span = Math.min(RATE_WINDOW, now - base.at);
+    if (span < RATE_MIN_SPAN) return null;
+    return ((entry.count - base.count) / span) * 60;
   }
 
   tick(now) {
@@ -112,6 +146,10 @@ class Row {
     setText(this.since, `for ${formatDuration(status.since_age + elapsed)}`);
     const uptime = uptimeOf(status);
     setText(this.uptime, uptime == null ? "–" : formatDuration(uptime + elapsed));
+    for (const entry of this.kinds.values()) {
+      const rate = this.rate(entry, now);
+      setText(entry.rateText, rate == null ? "" : `${formatRate(rate)}/min`);
+    }
   }
 
   kind(kind) {
@@ -123,6 +161,7 @@ class Row {
         rateText: h("span", { class: "rate" }),
         spark: h("span", { class: "spark" }),
         count: 0,
+        samples: [], // {at, count}: counts seen, for the live rate
       };
       entry.item = h(
         "li",
@@ -142,26 +181,43 @@ class Row {
     if (this.data.childElementCount !== kinds.length) {
       this.data.replaceChildren(...kinds.map((kind) => this.kinds.get(kind).item));
     }
-    for (const [kind, entry] of this.kinds) {
-      setText(entry.countText, formatCount(entry.count));
-      const values = this.series.get(kind);
-      setText(entry.rateText, values ? `${formatCount(values.at(-2) ?? 0)}/min` : "");
-    }
+    for (const entry of this.kinds.values()) setText(entry.countText, formatCount(entry.count));
   }
 
   /** Per-minute counts for the last hour, oldest first, per kind (heartbeats excluded). */
   setSeries(perKind) {
     this.series = perKind;
-    for (const [kind, values] of perKind) {
+    for (const kind of new Set([...this.kinds.keys(), ...perKind.keys()])) {
+      const values = perKind.get(kind) ?? new Array(SPARK_WIDTH).fill(0);
       this.kind(kind).spark.replaceChildren(sparkline(values, kind));
     }
     this.renderKinds();
+  }
+
+  /** The newest transition into a troubled state, kept in view after the service recovers. */
+  setTrouble(event, live) {
+    if (event.at < this.troubleAt) return;
+    this.troubleAt = event.at;
+    const why = event.reason ? `: ${event.reason}` : "";
+    setText(this.trouble, `last trouble: ${event.state} at ${formatTime(event.at)}${why}`);
+    this.trouble.hidden = false;
+    if (live) {
+      // A hung service may be unresponsive for a millisecond before its restart: flash the row
+      // so that the eye catches it.
+      this.element.classList.remove("flash");
+      void this.element.offsetWidth; // restart the animation
+      this.element.classList.add("flash");
+    }
   }
 
   setSelected(selected) {
     this.element.classList.toggle("selected", selected);
     this.nameButton.setAttribute("aria-pressed", String(selected));
   }
+}
+
+function formatRate(perMinute) {
+  return perMinute >= 10 ? formatCount(Math.round(perMinute)) : perMinute.toFixed(1);
 }
 
 function uptimeOf(status) {
@@ -263,6 +319,13 @@ export class ServiceTable {
     for (const one of allSeries) {
       const row = this.rows.get(one.service);
       if (row) row.setSeries(perMinute(one, nowSeconds));
+    }
+  }
+
+  /** Note a timeline event: transitions into trouble stay shown on their row. */
+  event(event, live) {
+    if (event.kind === "transition" && TROUBLE.has(event.state)) {
+      this.rows.get(event.service)?.setTrouble(event, live);
     }
   }
 

@@ -147,13 +147,19 @@ export function describe(event) {
     case "exit": {
       const code = detail.returncode;
       const how =
-        code == null ? "exited" : code < 0 ? `killed by signal ${-code}` : `exited with code ${code}`;
+        event.reason || code == null
+          ? "exited"
+          : code < 0
+            ? `killed by signal ${-code}`
+            : `exited with code ${code}`;
       return detail.pid ? `pid ${detail.pid} ${how}` : how;
     }
     case "restart":
-      return "restarted";
-    case "alert":
-      return `alert ${detail.alert ?? ""}: ${detail.outcome ?? ""}`.trim();
+      return detail.pid ? `restarted as pid ${detail.pid}` : "restarted";
+    case "alert": {
+      const outcome = detail.outcome ? ` (${detail.outcome})` : "";
+      return `alert ${detail.alert ?? ""}${outcome}`;
+    }
     case "daemon":
       return event.state ? `daemon ${event.state}` : "daemon";
     default:

@@ -1,0 +1,234 @@
+"""The dashboard in a real Chromium against a real daemon: services, control, live logs, a hang
+seen live, the token prompt, and a screenshot.
+
+One daemon serves the module (``site``); every test opens the page in a fresh browser context
+and leaves the services running. Waits are bounded and scaled by HEARTWATCH_TEST_TIME_SCALE.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser.support import ARTIFACTS, SERVICES, Site, Watched, running_site
+from e2e.support import scaled, wait_until
+
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+
+pytestmark = pytest.mark.browser
+
+XSS_LINE = "<img src=x onerror=alert(1)>"
+
+
+def ms(seconds: float) -> float:
+    return scaled(seconds) * 1000
+
+
+# The page's CSP forbids eval, which Playwright's wait_for_function polls with: waits use
+# locators (Playwright's own isolated world) instead.
+
+
+def open_dashboard(watched: Watched, site: Site) -> Any:
+    page = watched.page
+    page.goto(site.url)
+    wait_rendered(page)
+    return page
+
+
+def wait_rendered(page: Any, count: int = 3) -> None:
+    page.locator("#services tbody tr[data-state]").nth(count - 1).wait_for(timeout=ms(10))
+
+
+def row(page: Any, name: str) -> Any:
+    return page.locator(f'#services tr[data-service="{name}"]')
+
+
+def append(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def show_file_log(page: Any, site: Site) -> None:
+    """Choose the ``[logs]`` file in the log panel and wait until it follows it."""
+    page.select_option("#log-source", f"file:{site.log_file}")
+    wait_line(page, "first line", timeout=10.0)
+    expect(page.locator("#log-status")).to_contain_text("following", timeout=ms(5))
+
+
+def wait_line(page: Any, text: str, timeout: float) -> None:
+    page.locator("#log-view .line", has_text=text).first.wait_for(timeout=ms(timeout))
+
+
+def pid_cell(page: Any, name: str) -> Any:
+    return row(page, name).locator("td").nth(1)
+
+
+def test_page_lists_the_services(new_page: Any, site: Site) -> None:
+    """Every service shows with its state and the pid the API reports."""
+    watched = new_page()
+    page = open_dashboard(watched, site)
+    names = page.locator("#services tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.service)"
+    )
+    assert names == list(SERVICES)
+    for name in names:
+        status = site.daemon.service(name)
+        expect(row(page, name)).to_have_attribute("data-state", "running", timeout=ms(5))
+        expect(pid_cell(page, name)).to_have_text(str(status["pid"]), timeout=ms(5))
+    assert "row" in row(page, "alpha").locator(".kinds").inner_text()
+    assert watched.problems() == []
+
+
+def test_restart_button_restarts_the_process(new_page: Any, site: Site) -> None:
+    """Restart, confirmed in the page's dialog, gives the service a new pid (API and page)."""
+    watched = new_page()
+    page = open_dashboard(watched, site)
+    old_pid = site.daemon.wait_running("beta")["pid"]
+    row(page, "beta").locator("button.act-restart").click()
+    dialog = page.locator("#confirm")
+    dialog.wait_for(state="visible")
+    assert "beta" in dialog.inner_text()
+    dialog.locator("#confirm-ok").click()
+    status = site.daemon.wait_service(
+        "beta", lambda s: s["state"] == "running" and s["pid"] not in (None, old_pid), "new pid"
+    )
+    expect(pid_cell(page, "beta")).to_have_text(str(status["pid"]), timeout=ms(5))
+    assert watched.problems() == []
+
+
+def test_appended_line_shows_within_a_second(new_page: Any, site: Site) -> None:
+    """A line appended to a followed file is in the panel within 1 s."""
+    watched = new_page()
+    page = open_dashboard(watched, site)
+    show_file_log(page, site)
+    line = f"appended at {time.time()}"
+    started = time.monotonic()
+    append(site.log_file, line + "\n")
+    wait_line(page, line, timeout=1.0)
+    print(f"shown after {(time.monotonic() - started) * 1000:.0f} ms")
+    assert watched.problems() == []
+
+
+def test_log_markup_stays_text(new_page: Any, site: Site) -> None:
+    """A line holding markup shows as text; no element is made and no script runs."""
+    watched = new_page()
+    page = open_dashboard(watched, site)
+    show_file_log(page, site)
+    append(site.log_file, f"{XSS_LINE}\n\x1b[31mred\x1b[0m \x1b[38;5;208morange\x1b[0m done\n")
+    wait_line(page, "orange done", timeout=5.0)
+    view = page.locator("#log-view")
+    assert XSS_LINE in view.inner_text()
+    assert view.locator("img").count() == 0
+    assert page.locator("img").count() == 1  # the logo in the header, and nothing else
+    assert view.locator("span.ansi-fg-1", has_text="red").count() == 1
+    orange = view.locator("span", has_text="orange").evaluate("e => getComputedStyle(e).color")
+    assert orange == "rgb(255, 135, 0)"
+    page.wait_for_timeout(300)  # an onerror would have fired by now
+    assert watched.problems() == []
+
+
+def test_paused_lines_are_counted_and_shown_on_resume(new_page: Any, site: Site) -> None:
+    """While paused, new lines are held and counted; following again shows them all."""
+    watched = new_page()
+    page = open_dashboard(watched, site)
+    show_file_log(page, site)
+    page.click("#log-follow")
+    append(site.log_file, "held one\nheld two\nheld three\n")
+    badge = page.locator("#log-new")
+    badge.wait_for(state="visible", timeout=ms(5))
+    assert badge.inner_text().startswith("3 new lines")
+    assert "held one" not in page.locator("#log-view").inner_text()
+    badge.click()
+    wait_line(page, "held three", timeout=2.0)
+    text = page.locator("#log-view").inner_text()
+    assert text.index("held one") < text.index("held two") < text.index("held three")
+    assert badge.is_hidden()
+    assert watched.problems() == []
+
+
+def test_hang_shows_unresponsive_then_running(new_page: Any, site: Site) -> None:
+    """A stopped (SIGSTOP) worker turns unresponsive, then running again, with no reload."""
+    watched = new_page()
+    page = open_dashboard(watched, site)
+    # The daemon restarts a hung worker in the same instant it finds it unresponsive, so the row
+    # may hold that state for less than a frame: record every state the row takes.
+    page.evaluate(
+        """() => {
+            window.seenStates = [];
+            const row = document.querySelector('tr[data-service="sleepy"]');
+            new MutationObserver(() => window.seenStates.push(row.dataset.state))
+                .observe(row, {attributes: true, attributeFilter: ["data-state"]});
+        }"""
+    )
+    old_pid = site.daemon.wait_running("sleepy")["pid"]
+    os.kill(old_pid, signal.SIGSTOP)
+
+    def seen_back_running() -> list[str] | None:
+        states: list[str] = page.evaluate("window.seenStates")
+        if "unresponsive" in states and states[-1] == "running":
+            return states
+        return None
+
+    states = wait_until(seen_back_running, "the row to go unresponsive, then running")
+    assert states[0] == "unresponsive"
+    status = site.daemon.wait_running("sleepy")
+    assert status["pid"] != old_pid
+    expect(pid_cell(page, "sleepy")).to_have_text(str(status["pid"]), timeout=ms(5))
+    expect(page.locator("#timeline")).to_contain_text("running → unresponsive")
+    assert page.evaluate("window.seenStates") is not None  # the same document: no reload
+    assert watched.problems() == []
+
+
+def test_screenshot_written(new_page: Any, site: Site) -> None:
+    """Screenshots of the page, wide and phone-sized, are kept; a phone never scrolls sideways."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width, name in ((1400, "dashboard.png"), (360, "dashboard-phone.png")):
+        watched = new_page(width=width, height=900)
+        page = open_dashboard(watched, site)
+        show_file_log(page, site)
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        path = ARTIFACTS / name
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000
+        assert watched.problems() == []
+
+
+def test_token_asked_once_and_read_token_hides_controls(new_page: Any, tmp_path: Path) -> None:
+    """With a token the page asks once and remembers; a read-only token shows no controls."""
+    control_token, read_token = "control-token-1234", "read-only-token-5678"
+    server = {"token": control_token, "read_token": read_token}
+    with running_site(tmp_path, server) as site:
+        watched = new_page()
+        page = watched.page
+        page.goto(site.url)
+        form = page.locator("#token-dialog")
+        form.wait_for(state="visible")
+        page.fill("#token-input", "wrong-token-000")
+        page.click("#token-ok")
+        expect(page.locator("#token-text")).to_contain_text("refused", timeout=ms(5))
+        page.fill("#token-input", control_token)
+        page.click("#token-ok")
+        wait_rendered(page)
+        assert row(page, "alpha").locator("button.act-restart").is_visible()
+        page.reload()
+        wait_rendered(page)
+        assert form.is_hidden()  # asked once: the stored token is used
+        assert not [e for e in watched.problems() if "401" not in e]
+
+        reader = new_page().page
+        reader.goto(site.url)
+        reader.locator("#token-dialog").wait_for(state="visible")
+        reader.fill("#token-input", read_token)
+        reader.click("#token-ok")
+        wait_rendered(reader)
+        assert reader.evaluate("document.body.classList.contains('read-only')")
+        assert row(reader, "alpha").locator("button.act-restart").is_hidden()
