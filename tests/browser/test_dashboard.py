@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,7 @@ def test_token_asked_once_and_read_token_hides_controls(new_page: Any, tmp_path:
         page.fill("#token-input", control_token)
         page.click("#token-ok")
         wait_rendered(page)
-        assert row(page, "alpha").locator("button.act-restart").is_visible()
+        expect(row(page, "alpha").locator("button.act-restart")).to_be_visible()
         page.reload()
         wait_rendered(page)
         assert form.is_hidden()  # asked once: the stored token is used
@@ -230,5 +231,38 @@ def test_token_asked_once_and_read_token_hides_controls(new_page: Any, tmp_path:
         reader.fill("#token-input", read_token)
         reader.click("#token-ok")
         wait_rendered(reader)
+        reader.locator("#forget-token").wait_for()  # the token's scope is known
         assert reader.evaluate("document.body.classList.contains('read-only')")
         assert row(reader, "alpha").locator("button.act-restart").is_hidden()
+
+
+def test_page_reconnects_after_a_daemon_restart(new_page: Any, tmp_path: Path) -> None:
+    """When the daemon restarts, the page reconnects by itself: new pids, the log goes on, and
+    lines it already showed are not shown twice."""
+    with socket.socket() as probe:  # a port for both daemons: the page keeps its address
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running_site(tmp_path, {"http": f"127.0.0.1:{port}"}) as site:
+        watched = new_page()
+        page = open_dashboard(watched, site)
+        show_file_log(page, site)
+        append(site.log_file, "before the restart\n")
+        wait_line(page, "before the restart", timeout=5.0)
+        old_pid = site.daemon.service("alpha")["pid"]
+
+        site.daemon.terminate()
+        page.locator('#link[data-link="down"]').wait_for(timeout=ms(10))
+        site.daemon = site.pipeline.start_daemon()
+        new_pid = site.daemon.wait_running("alpha")["pid"]
+        assert new_pid != old_pid
+        page.locator('#link[data-link="live"]').wait_for(timeout=ms(15))
+        expect(pid_cell(page, "alpha")).to_have_text(str(new_pid), timeout=ms(5))
+
+        expect(page.locator("#log-status")).to_contain_text("following", timeout=ms(15))
+        append(site.log_file, "after the restart\n")
+        wait_line(page, "after the restart", timeout=5.0)
+        lines = page.locator("#log-view .line").all_inner_texts()
+        assert lines.count("first line") == 1
+        assert lines.count("before the restart") == 1
+        # Only the browser's own reports of the refused connections while the daemon was down.
+        assert [p for p in watched.problems() if "ERR_CONNECTION_REFUSED" not in p] == []

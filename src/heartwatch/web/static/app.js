@@ -336,8 +336,11 @@ byId("notice-close").addEventListener("click", () => {
 async function boot() {
   timeline.render();
   setUnauthorizedHandler(() => reauthenticate());
-  await reauthenticate();
+  // The stream opens at once with the stored token (or none): a first load does not wait for
+  // /api/v1/auth. If a token is needed, it closes with 4401 and waits for the prompt. Controls
+  // stay hidden (body.read-only in the HTML) until the answer says they are allowed.
   connectEvents();
+  await reauthenticate();
   setInterval(() => table.tick(monotonic()), TICK_MS);
   scheduleSeries();
 }
