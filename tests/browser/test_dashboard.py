@@ -234,6 +234,11 @@ def test_token_asked_once_and_read_token_hides_controls(new_page: Any, tmp_path:
         reader.locator("#forget-token").wait_for()  # the token's scope is known
         assert reader.evaluate("document.body.classList.contains('read-only')")
         assert row(reader, "alpha").locator("button.act-restart").is_hidden()
+        # Were the buttons shown anyway, the daemon's refusal would be shown as it says it.
+        reader.evaluate("document.body.classList.remove('read-only')")
+        row(reader, "alpha").locator("button.act-restart").click()
+        reader.click("#confirm-ok")
+        expect(reader.locator("#notice")).to_contain_text("forbidden", timeout=ms(5))
 
 
 def test_page_reconnects_after_a_daemon_restart(new_page: Any, tmp_path: Path) -> None:

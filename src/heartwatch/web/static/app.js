@@ -11,6 +11,7 @@ import { Timeline } from "./timeline.js";
 
 const TICK_MS = 1000; // ages and uptimes are recomputed locally at this pace
 const SERIES_INTERVAL_MS = 60_000;
+const SNAPSHOT_EVENTS = 100; // a snapshot's events: the newest 100 (docs/api.md)
 
 const VERB_TEXT = {
   restart: (name) => `${name} and the services that require it will be stopped and started again.`,
@@ -165,7 +166,7 @@ function receive(message) {
     showServices(message.services, at);
     const events = message.events || [];
     for (const event of [...events].reverse()) table.event(event, false);
-    timeline.receive(events);
+    timeline.receive(events, { complete: events.length < SNAPSHOT_EVENTS });
     setLive(true);
     refreshSeries();
   } else if (message.type === "event") {

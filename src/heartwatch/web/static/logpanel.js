@@ -331,7 +331,8 @@ export class LogPanel {
     if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
     const name = this.target.replace(/^\w+:/, "");
     const grep = this.grepValue ? ` matching /${this.grepValue}/` : "";
-    const shown = `${formatCount(this.view.childElementCount)} lines shown`;
+    const count = this.view.childElementCount;
+    const shown = `${formatCount(count)} line${count === 1 ? "" : "s"} shown`;
     this.setStatus(`${this.following ? "following" : "paused"} ${name}${grep} · ${shown}`);
   }
 

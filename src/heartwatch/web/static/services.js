@@ -38,6 +38,8 @@ class Row {
     this.beat = h("span", { class: "age" });
     this.beatTimeout = h("div", { class: "sub" });
     this.data = h("ul", { class: "kinds" });
+    this.queue = h("div", { class: "sub", hidden: true });
+    this.dropped = h("div", { class: "trouble", hidden: true });
     this.restarts = h("td", { class: "num", "data-label": "Restarts" });
     this.reason = h("div", { class: "reason" });
     this.exit = h("div", { class: "sub" });
@@ -58,7 +60,7 @@ class Row {
       this.pid,
       this.uptime,
       h("td", { class: "num", "data-label": "Heartbeat" }, this.beat, this.beatTimeout),
-      h("td", { class: "data-cell", "data-label": "Data" }, this.data),
+      h("td", { class: "data-cell", "data-label": "Data" }, this.data, this.queue, this.dropped),
       this.restarts,
       h(
         "td",
@@ -93,7 +95,17 @@ class Row {
     this.buttons.start.hidden = !inactive;
     for (const [kind, data] of Object.entries(status.data || {})) {
       this.noteCount(kind, data.count, at);
+      Object.assign(this.kind(kind), { lastAge: data.last_age, lastAt: at, timeout: data.timeout });
     }
+    const queue = status.queue;
+    this.queue.hidden = !queue;
+    if (queue) {
+      const depth = queue.depth == null ? "depth unknown" : `${formatCount(queue.depth)} ready`;
+      const problem = queue.broker_problem ? ` · ${queue.broker_problem}` : "";
+      setText(this.queue, `queue ${queue.name}: ${depth}${problem}`);
+    }
+    this.dropped.hidden = !status.client_dropped;
+    setText(this.dropped, `${formatCount(status.client_dropped)} events dropped by the client`);
     this.renderKinds();
     this.tick(at);
   }
@@ -115,6 +127,7 @@ class Row {
   /** A kind's count as of `at`; its samples over the last minute or so give the live rate. */
   noteCount(kind, count, at) {
     const entry = this.kind(kind);
+    if (count !== entry.count) Object.assign(entry, { lastAge: 0, lastAt: at }); // one just came
     const samples = entry.samples;
     if (samples.length && count < samples.at(-1).count) samples.length = 0; // a daemon restart
     if (!samples.length || samples.at(-1).count !== count) samples.push({ at, count });
@@ -149,6 +162,10 @@ class Row {
     for (const entry of this.kinds.values()) {
       const rate = this.rate(entry, now);
       setText(entry.rateText, rate == null ? "" : `${formatRate(rate)}/min`);
+      const age = entry.lastAge == null ? null : entry.lastAge + (now - entry.lastAt);
+      const late = age != null && entry.timeout != null && age > entry.timeout;
+      entry.item.classList.toggle("late", late);
+      entry.item.title = age == null ? "none yet" : `the last one ${formatAge(age)} ago`;
     }
   }
 
@@ -160,8 +177,11 @@ class Row {
         countText: h("span", { class: "count" }),
         rateText: h("span", { class: "rate" }),
         spark: h("span", { class: "spark" }),
-        count: 0,
+        count: null,
         samples: [], // {at, count}: counts seen, for the live rate
+        lastAge: null, // seconds since the newest one, as of lastAt
+        lastAt: 0,
+        timeout: null, // the kind's data_timeout
       };
       entry.item = h(
         "li",

@@ -19,6 +19,7 @@ export class Timeline {
     this.shown = PAGE; // how many of the filtered events are rendered
     this.exhausted = new Set(); // filters ("" for all) with nothing older to fetch
     this.historyMissing = false;
+    this.historyComplete = false;
     filter.addEventListener("change", () => this.filterChanged());
     older.addEventListener("click", () => this.loadOlder());
   }
@@ -27,8 +28,10 @@ export class Timeline {
     return this.filter.value;
   }
 
-  /** Events from a snapshot or a history answer: merged by id. */
-  receive(events) {
+  /** Events from a snapshot or a history answer: merged by id. `complete`: there are no
+   * older ones (a snapshot holding fewer than it could). */
+  receive(events, { complete = false } = {}) {
+    if (complete) this.historyComplete = true;
     for (const event of events) this.events.set(event.id, event);
     this.trim();
     this.render();
@@ -68,7 +71,8 @@ export class Timeline {
       this.list.replaceChildren(...nodes);
     }
     this.empty.hidden = nodes.length > 0;
-    this.older.hidden = this.historyMissing || this.exhausted.has(this.service);
+    this.older.hidden =
+      this.historyMissing || this.historyComplete || this.exhausted.has(this.service);
   }
 
   node(event) {
@@ -130,9 +134,9 @@ function eventItem(event) {
     "li",
     { class: `ev kind-${event.kind}`, "data-state": event.state || "", "data-id": event.id },
     h("time", { datetime: iso, title: iso }, formatTime(event.at)),
-    h("span", { class: "ev-service" }, event.service ?? "daemon"),
+    h("span", { class: "ev-service" }, event.service ?? "heartwatch"),
     h("span", { class: "ev-what" }, describe(event)),
-    event.reason ? h("span", { class: "ev-why" }, event.reason) : null,
+    event.reason && event.kind !== "daemon" ? h("span", { class: "ev-why" }, event.reason) : null,
   );
 }
 
@@ -161,7 +165,7 @@ export function describe(event) {
       return `alert ${detail.alert ?? ""}${outcome}`;
     }
     case "daemon":
-      return event.state ? `daemon ${event.state}` : "daemon";
+      return event.reason || "the daemon";
     default:
       return event.state ? `${event.kind}: ${event.state}` : String(event.kind);
   }
