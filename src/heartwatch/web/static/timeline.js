@@ -5,6 +5,7 @@
 import { formatTime, h } from "./dom.js";
 
 const MAX_KEPT = 2000; // events held in memory; the oldest go first
+const TRIM_SLACK = 200; // trimmed in batches, not at every event
 const PAGE = 100; // how many more "older events" asks for
 
 export class Timeline {
@@ -20,6 +21,7 @@ export class Timeline {
     this.exhausted = new Set(); // filters ("" for all) with nothing older to fetch
     this.historyMissing = false;
     this.historyComplete = false;
+    this.renderPending = false;
     filter.addEventListener("change", () => this.filterChanged());
     older.addEventListener("click", () => this.loadOlder());
   }
@@ -34,7 +36,17 @@ export class Timeline {
     if (complete) this.historyComplete = true;
     for (const event of events) this.events.set(event.id, event);
     this.trim();
-    this.render();
+    this.scheduleRender();
+  }
+
+  /** One render per frame however many events come (a restart storm sends hundreds). */
+  scheduleRender() {
+    if (this.renderPending) return;
+    this.renderPending = true;
+    requestAnimationFrame(() => {
+      this.renderPending = false;
+      this.render();
+    });
   }
 
   /** One live event. */
@@ -85,7 +97,7 @@ export class Timeline {
   }
 
   trim() {
-    if (this.events.size <= MAX_KEPT) return;
+    if (this.events.size <= MAX_KEPT + TRIM_SLACK) return;
     const sorted = [...this.events.values()].sort((a, b) => b.at - a.at || compareIds(b.id, a.id));
     for (const event of sorted.slice(MAX_KEPT)) {
       this.events.delete(event.id);
