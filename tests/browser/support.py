@@ -97,6 +97,11 @@ def services() -> list[dict[str, Any]]:
     ]
 
 
+def open_url(url: str) -> Any:
+    """A plain GET, never through a proxy (everything here is on 127.0.0.1)."""
+    return _HTTP.open(url, timeout=scaled(10.0))
+
+
 def get_json(daemon: Daemon, path: str, token: str | None = None) -> Any:
     """GET an API path, with a bearer token if given (``Daemon.request`` sends none)."""
     request = urllib.request.Request(daemon.http_url + path)

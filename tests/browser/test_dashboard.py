@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from browser.support import ARTIFACTS, SERVICES, Site, Watched, running_site
+from browser.support import ARTIFACTS, SERVICES, Site, Watched, open_url, running_site
 from e2e.support import scaled, wait_until
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
@@ -271,3 +271,17 @@ def test_page_reconnects_after_a_daemon_restart(new_page: Any, tmp_path: Path) -
         assert lines.count("before the restart") == 1
         # Only the browser's own reports of the refused connections while the daemon was down.
         assert [p for p in watched.problems() if "ERR_CONNECTION_REFUSED" not in p] == []
+
+
+def test_page_and_assets_carry_their_headers(site: Site) -> None:
+    """The page carries its CSP; assets are revalidated at each load (no stale scripts after an
+    upgrade) and never sniffed."""
+    with open_url(site.url) as response:
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe" not in csp
+    for asset in ("app.js", "app.css", "logpanel.js"):
+        url = f"{site.daemon.http_url}/static/{asset}"
+        with open_url(url) as response:
+            assert response.headers["Cache-Control"] == "no-cache"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["ETag"]

@@ -7,11 +7,14 @@ for it once). ``docs/api.md`` describes what the page reads.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
+from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -39,6 +42,26 @@ def create_dashboard_router() -> APIRouter:
     return router
 
 
+class _RevalidatedFiles(StaticFiles):
+    """Assets the browser revalidates at every load (a 304 when unchanged).
+
+    Without ``Cache-Control`` a browser may reuse a script for days on heuristics; after an
+    upgrade in place the page would then run the previous version's modules against the new
+    API."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
 def static_files() -> StaticFiles:
     """The page's scripts and styles, mounted at ``/static``."""
-    return StaticFiles(directory=STATIC)
+    return _RevalidatedFiles(directory=STATIC)
