@@ -10,11 +10,13 @@ from heartwatch import tailread
 from heartwatch.ansi import AnsiToHtml, strip_ansi
 from heartwatch.follow import (
     CUT_MARKER,
+    Advance,
     FileStat,
     Follow,
     LineAssembler,
     Read,
     Reopen,
+    Track,
     Truncated,
     Wait,
 )
@@ -155,14 +157,46 @@ def test_follow_reads_growth_then_waits() -> None:
     assert follow.next_step(stat(1, 25), stat(1, 25)) == Wait()
 
 
-def test_follow_rename_rotation_finishes_old_file_first() -> None:
-    """After a rename the old file is read to its end, then the new one from its start."""
+def test_follow_rename_rotation_keeps_the_new_file_and_finishes_the_old_first() -> None:
+    """After a rename the new file is kept at once; the old is read to its end, then the new."""
     follow = Follow(stat(1, 10), offset=10)
+    assert follow.next_step(stat(1, 30), stat(2, 0)) == Track()
+    follow.receive_tracked(stat(2, 0))
     assert follow.next_step(stat(1, 30), stat(2, 0)) == Read(10, 30)
     follow.receive_read(20)
-    assert follow.next_step(stat(1, 30), stat(2, 5)) == Reopen("the file was rotated")
-    follow.receive_opened(stat(2, 5))
+    assert follow.next_step(stat(1, 30), stat(2, 5)) == Advance("the file was rotated")
+    follow.receive_advanced()
     assert follow.next_step(stat(2, 5), stat(2, 5)) == Read(0, 5)
+
+
+def test_follow_keeps_every_generation_while_behind() -> None:
+    """Two rotations before the old file is read: both new files are kept, read in order."""
+    follow = Follow(stat(1, 10), offset=0)
+    follow.receive_tracked(stat(2, 0))
+    assert follow.next_step(stat(1, 10), stat(3, 0)) == Track()
+    follow.receive_tracked(stat(3, 0))
+    follow.receive_tracked(stat(3, 0))  # the same file again: kept once
+    assert follow.tracked == [stat(2, 0), stat(3, 0)]
+    assert follow.next_step(stat(1, 10), stat(3, 0)) == Read(0, 10)
+    follow.receive_read(10)
+    assert follow.next_step(stat(1, 10), stat(3, 4)) == Advance("the file was rotated")
+    follow.receive_advanced()
+    assert follow.next_step(stat(2, 7), stat(3, 4)) == Read(0, 7)
+    follow.receive_read(7)
+    assert follow.next_step(stat(2, 7), stat(3, 4)) == Advance("the file was rotated")
+    follow.receive_advanced()
+    assert follow.next_step(stat(3, 4), stat(3, 4)) == Read(0, 4)
+
+
+def test_follow_beyond_max_tracked_falls_back_to_reopening() -> None:
+    """More generations than can be kept: the oldest kept are read, then the newest name."""
+    follow = Follow(stat(1, 0), offset=0, max_tracked=1)
+    follow.receive_tracked(stat(2, 0))
+    assert follow.next_step(stat(1, 0), stat(3, 0)) == Advance("the file was rotated")
+    follow.receive_advanced()
+    assert follow.next_step(stat(2, 0), stat(3, 0)) == Track()
+    follow.receive_tracked(stat(2, 0))  # the name went back to the open file: ignored
+    assert follow.tracked == []
 
 
 def test_follow_copytruncate_is_announced() -> None:

@@ -26,7 +26,7 @@ class Source:
 
     def publish(self, entries: list[str] | list[Marker]) -> None:
         self.ring.append(entries)
-        self.ring.trim(max(viewer.cursor for viewer in self.viewers))
+        self.ring.trim(max(viewer.sent for viewer in self.viewers))
 
     def viewer(self, grep: str | None = None, html: bool = False) -> Viewer:
         viewer = Viewer(grep=re.compile(grep) if grep else None, html=html)
@@ -36,22 +36,24 @@ class Source:
 
 
 def frames_of(viewer: Viewer) -> list[str]:
+    """Take and "send" frames until nothing is left."""
     frames = []
     while (frame := viewer.take_frame()) is not None:
         frames.append(frame)
+        viewer.receive_sent()
     return frames
 
 
 # -- the ring --------------------------------------------------------------------------------
 
 
-def test_ring_keeps_what_the_fastest_viewer_has_not_taken() -> None:
-    """History is cut to capacity, but never past the fastest viewer's cursor."""
+def test_ring_keeps_what_is_protected() -> None:
+    """History is cut to capacity, but never past the protected entry."""
     ring = LineRing(capacity=3, max_bytes=1 << 20)
     ring.append([str(i) for i in range(10)])
-    ring.trim(fastest=2)
+    ring.trim(protected=2)
     assert (ring.start, ring.end) == (2, 10)
-    ring.trim(fastest=9)
+    ring.trim(protected=9)
     assert (ring.start, ring.end) == (7, 10)
     assert [ring[i] for i in range(7, 10)] == ["7", "8", "9"]
     with pytest.raises(IndexError):
@@ -74,7 +76,7 @@ def test_ring_trims_history_to_max_bytes() -> None:
     """Slow viewers' history is bounded in bytes too, multi-byte characters counted as sent."""
     ring = LineRing(capacity=1000, max_bytes=9)
     ring.append(["aaa", "日日", "bbb"])  # 3 + 6 + 3 bytes
-    ring.trim(fastest=3)
+    ring.trim(protected=3)
     assert ring.start == 1 and ring.bytes_from(0) == 9
 
 
@@ -83,7 +85,7 @@ def test_ring_compacts_without_renumbering() -> None:
     ring = LineRing(capacity=10, max_bytes=1 << 20)
     for block in range(100):
         ring.append([f"{block}-{i}" for i in range(100)])
-        ring.trim(fastest=ring.end)
+        ring.trim(protected=ring.end)
     assert (ring.start, ring.end, len(ring)) == (9990, 10000, 10)
     assert ring[9999] == "99-99"
     assert ring.bytes_from(9990) == sum(len(f"99-{i}") for i in range(90, 100))
@@ -132,16 +134,16 @@ def test_fast_viewer_loses_nothing_beyond_capacity() -> None:
     assert "\n".join(frames_of(viewer)).split("\n") == [str(i) for i in range(1000)]
 
 
-def test_taking_lines_reports_progress_only_while_reading_waits() -> None:
-    """A paused follower hears of progress (to read on); a running one is not bothered."""
+def test_progress_counts_what_was_sent_not_what_was_taken() -> None:
+    """A frame taken but stuck in a socket is not progress; once it is sent, it is."""
     source = Source()
     viewer = source.viewer()
-    source.publish(["a"])
-    frames_of(viewer)
-    assert source.progress == 0
-    source.paused = True
-    source.publish(["b"])
-    frames_of(viewer)
+    source.publish(["a", "b"])
+    assert viewer.take_frame() == "a\nb"
+    assert (viewer.cursor, viewer.sent, source.progress) == (2, 0, 0)
+    viewer.receive_sent()
+    assert (viewer.sent, source.progress) == (2, 1)
+    viewer.receive_sent()  # nothing new went out
     assert source.progress == 1
 
 
@@ -210,8 +212,63 @@ def test_reading_paused_for_viewers_never_flushes_a_half_read_line(tmp_path: Pat
         received: list[str] = []
         while len(received) < len(lines):
             frame = await asyncio.wait_for(viewer.next_frame(), 5)
+            viewer.receive_sent()
             received += frame.split("\n")
         hub.close()
         return received
 
     assert asyncio.run(main()) == lines
+
+
+def test_a_stalled_viewer_ahead_in_taking_does_not_make_a_reading_one_skip(tmp_path: Path) -> None:
+    """The stalled viewer took a frame first (stuck in its socket); the reading one loses none."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+    lines = [f"{i:05d} {'y' * 100}" for i in range(20_000)]  # ~2 MB, 200 times the history
+
+    async def main() -> list[str]:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        stalled, reading = Viewer(grep=None, html=False), Viewer(grep=None, html=False)
+        hub.subscribe(path, stalled, 0)
+        hub.subscribe(path, reading, 0)
+        path.write_bytes("".join(f"{line}\n" for line in lines).encode())
+        await stalled.next_frame()  # taken, never sent
+        received: list[str] = []
+        while len(received) < len(lines):
+            frame = await asyncio.wait_for(reading.next_frame(), 5)
+            reading.receive_sent()
+            received += frame.split("\n")
+        hub.close()
+        assert reading.skipped_total == 0
+        return received
+
+    assert asyncio.run(main()) == lines
+
+
+def test_rotations_while_reading_waits_lose_no_generation(tmp_path: Path) -> None:
+    """Renamed away twice while the viewer holds reading back: every file is read, in order."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+    generations = [[f"{g}-{i:04d} {'z' * 80}" for i in range(2000)] for g in range(3)]
+
+    async def main() -> list[str]:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        viewer = Viewer(grep=None, html=False)
+        follower = hub.subscribe(path, viewer, 0)
+        for number, lines in enumerate(generations):
+            if number:
+                path.rename(tmp_path / f"app.log.{number}")
+            path.write_bytes("".join(f"{line}\n" for line in lines).encode())
+            await asyncio.sleep(0.1)  # the follower notices (and keeps) the new file
+            assert follower.paused
+        received: list[str] = []
+        while len(received) < 6002:
+            frame = await asyncio.wait_for(viewer.next_frame(), 5)
+            viewer.receive_sent()
+            received += frame.split("\n")
+        hub.close()
+        return received
+
+    rotated = "[heartwatch] the file was rotated"
+    expected = [*generations[0], rotated, *generations[1], rotated, *generations[2]]
+    assert asyncio.run(main()) == expected

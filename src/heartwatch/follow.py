@@ -6,10 +6,14 @@ or a poll), gives ``Follow.next_step`` two stats: of the open file (``fstat``) a
 
 - the open file grew: read from the offset to its size;
 - the open file shrank below the offset (``copytruncate``): say so, start over at 0;
-- the path now names another file (rename rotation: loguru, logrotate ``create``): finish
-  reading the old file to its end first, then open the new one from its start;
+- the path now names another file (rename rotation: loguru, logrotate ``create``): open
+  that file at once and keep it (``Track``), finish reading the old one to its end, then go
+  on with the kept one from its start (``Advance``). Opening at once matters: a writer may
+  rotate again before the old file is read to its end (reading waits for slow viewers), and a
+  file kept open can still be read after it was renamed away. Up to ``max_tracked`` files are
+  kept; beyond that, generations in between are lost, as with ``tail -F``;
 - the path is gone (deleted, or between rename and create): keep reading the old file, and
-  wait for a file to reappear;
+  track a file that reappears;
 - nothing open yet (the file did not exist): open it when it appears, from its start.
 
 A truncation followed by fast writes past the old offset between two stats cannot be told
@@ -59,33 +63,70 @@ class Reopen:
 
 
 @dataclass(frozen=True, slots=True)
+class Track:
+    """Open the path now and keep that file: it comes after the open one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """The open file is read to its end: close it, go on with the first kept file."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
     """Nothing to do until the next change."""
 
 
-Step = Read | Truncated | Reopen | Wait
+Step = Read | Truncated | Reopen | Track | Advance | Wait
 
 
 class Follow:
-    """The read position in the currently open file, and the rules above."""
+    """The read position in the currently open file, the files kept to read next, the rules."""
 
-    def __init__(self, opened: FileStat | None, offset: int) -> None:
+    def __init__(self, opened: FileStat | None, offset: int, max_tracked: int = 8) -> None:
         self.opened = opened
         self.offset = offset
+        self.max_tracked = max_tracked
+        self.tracked: list[FileStat] = []  # opened, not read yet, oldest first
 
     def next_step(self, open_file: FileStat | None, at_path: FileStat | None) -> Step:
         """What to do now; call again after acting on it, until it says ``Wait``."""
         if self.opened is None or open_file is None:
+            if self.tracked:
+                return Advance("the file was rotated")
             return Reopen("the file appeared") if at_path is not None else Wait()
+        if (
+            at_path is not None
+            and len(self.tracked) < self.max_tracked
+            and not at_path.same_file(open_file)
+            and not any(at_path.same_file(kept) for kept in self.tracked)
+        ):
+            return Track()
         if open_file.size < self.offset:
             lost = self.offset
             self.offset = 0
             return Truncated(lost)
         if open_file.size > self.offset:
             return Read(self.offset, open_file.size)
+        if self.tracked:
+            return Advance("the file was rotated")
         if at_path is not None and not at_path.same_file(open_file):
-            return Reopen("the file was rotated")
+            return Reopen("the file was rotated")  # more generations than could be kept
         return Wait()
+
+    def receive_tracked(self, stat: FileStat) -> None:
+        """The path was opened and kept; ``stat`` is what was actually opened."""
+        if self.opened is not None and stat.same_file(self.opened):
+            return  # the name went back to the open file in between: nothing new
+        if not any(stat.same_file(kept) for kept in self.tracked):
+            self.tracked.append(stat)
+
+    def receive_advanced(self) -> None:
+        """The open file was closed; the first kept one is open now, read from its start."""
+        self.opened = self.tracked.pop(0)
+        self.offset = 0
 
     def receive_read(self, nbytes: int) -> None:
         """``nbytes`` were read at the offset."""

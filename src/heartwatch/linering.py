@@ -3,15 +3,15 @@
 Every entry gets a sequence number; a viewer is a cursor (the number of the next entry it
 wants). The ring keeps:
 
-- everything the *fastest* viewer has not taken yet: so a viewer that keeps up never loses a
-  line, however small the history is;
+- everything a viewer that keeps up has not taken yet (the driver says from where:
+  ``trim(protected)``), so such a viewer never loses a line, however small the history is;
 - beyond that, at most ``capacity`` entries and ``max_bytes`` bytes of history for slower
   viewers. A viewer whose cursor falls below ``start`` has lost ``start - cursor`` entries and
   is told so.
 
-The reader of the file asks ``is_full(fastest)`` before reading on: when even the fastest
-viewer is ``capacity`` entries (or ``max_bytes``) behind, it stops reading until that viewer
-catches up. The file on disk is then the buffer, as it is for ``tail -f`` over a slow link, so
+The reader of the file lets entries in with ``fill(held, fastest)`` only while the fastest
+viewer is less than ``capacity`` entries (and ``max_bytes``) behind, and stops reading until
+that viewer catches up. The file on disk is then the buffer, as it is for ``tail -f`` over a slow link, so
 memory stays bounded (history plus one read) and only viewers slower than the fastest ever skip.
 
 Entries are lines (``str``) or ``Marker``s, heartwatch's own notices (a truncation, a rotation),
@@ -21,6 +21,7 @@ which are a type of their own so that no line of the file can pass for one.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -78,6 +79,24 @@ class LineRing:
             self._entries.append(entry)
             self._total += entry_size(entry)
 
+    def fill(self, held: deque[Entry], fastest: int) -> int:
+        """Move entries from the front of ``held`` while the viewer at ``fastest`` has room
+        (``capacity`` entries, ``max_bytes`` bytes beyond it); return how many moved."""
+        room = self.capacity - (self.end - fastest)
+        byte_room = self.max_bytes - self.bytes_from(fastest)
+        moved = 0
+        entries, sizes, total = self._entries, self._sizes, self._total
+        while held and moved < room and byte_room > 0:
+            entry = held.popleft()
+            size = entry_size(entry)
+            sizes.append(total)
+            entries.append(entry)
+            total += size
+            byte_room -= size
+            moved += 1
+        self._total = total
+        return moved
+
     def bytes_from(self, seq: int) -> int:
         """Bytes of the kept entries numbered ``seq`` and later."""
         seq = max(seq, self.start)
@@ -89,10 +108,10 @@ class LineRing:
         """Whether the viewer at ``fastest`` is as far behind as history may be."""
         return self.end - fastest >= self.capacity or self.bytes_from(fastest) >= self.max_bytes
 
-    def trim(self, fastest: int) -> None:
-        """Drop history beyond the bounds, but nothing the viewer at ``fastest`` has not taken."""
+    def trim(self, protected: int) -> None:
+        """Drop history beyond the bounds, but nothing numbered ``protected`` or later."""
         keep = max(self.end - self.capacity, self._first_within_bytes())
-        keep = min(keep, fastest, self.end)
+        keep = min(keep, protected, self.end)
         if keep <= self.start:
             return
         self._head = keep - self._base

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -194,10 +195,27 @@ class Daemon:
 
     # -- the API ---------------------------------------------------------------------------
 
-    def request(self, method: str, path: str) -> Any:
+    def request(self, method: str, path: str, token: str | None = None) -> Any:
+        """JSON from the API; with ``token``, else the config's ``[server] token`` if any."""
         request = urllib.request.Request(self.http_url + path, method=method)
+        token = token or self.pipeline.api_token
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
         with _HTTP.open(request, timeout=scaled(10.0)) as response:
             return json.load(response)
+
+    def raw(
+        self, method: str, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Any request; its status, headers and body, whatever the status."""
+        request = urllib.request.Request(self.http_url + path, method=method)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with _HTTP.open(request, timeout=scaled(10.0)) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
 
     def services(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.request("GET", "/api/v1/services")
@@ -282,6 +300,7 @@ class Pipeline:
         self.state_dir = folder / "state"
         self.log_dir = folder / "logs"
         self.token = uuid.uuid4().hex
+        self.api_token: str | None = None  # [server] token of the config written last
         self.daemons: list[Daemon] = []
         shutil.copy(WORKER_SOURCE, folder / "worker.py")
 
@@ -291,10 +310,12 @@ class Pipeline:
         server: Mapping[str, Any] | None = None,
         daemon: Mapping[str, Any] | None = None,
         logs: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Path:
         """Write the config: listeners on port 0, state and logs in the folder, marked workers.
 
-        ``logs``, if given, is written as the ``[logs]`` section (live logs: roots, buffers...).
+        ``logs``, if given, is written as the ``[logs]`` section (live logs: roots, buffers...);
+        ``extra`` holds further sections by name (``{"notify": {...}, "history": {...}}``).
         """
         sections: dict[str, Mapping[str, Any]] = {
             "server": {"tcp": "127.0.0.1:0", "http": "127.0.0.1:0", **(server or {})},
@@ -302,6 +323,8 @@ class Pipeline:
         }
         if logs is not None:
             sections["logs"] = logs
+        sections.update(extra or {})
+        self.api_token = (server or {}).get("token")
         lines = []
         for title, table in sections.items():
             lines.append(f"[{title}]")

@@ -544,7 +544,7 @@ def test_path_refusals_close_with_code_and_reason(pipeline: Pipeline) -> None:
 def test_token_and_origin_are_checked(pipeline: Pipeline) -> None:
     """With a token, only upgrades carrying it stream; a foreign Origin is refused anyway."""
     root = pipeline.folder / "applogs"
-    daemon = start(pipeline, root, server={"token": "s3cret"})
+    daemon = start(pipeline, root, server={"token": "s3cret-token"})
     path = root / "app.log"
     path.write_text("one\ntwo\n")
     origin = "http://" + urlsplit(daemon.http_url).netloc
@@ -562,11 +562,11 @@ def test_token_and_origin_are_checked(pipeline: Pipeline) -> None:
         assert (await refusal(ws_url(daemon, "/ws/logs", path=str(path), token="")))[0] == 4401
         wrong_bearer = {"Authorization": "Bearer nope"}
         assert (await refusal(file_url(daemon, path), additional_headers=wrong_bearer))[0] == 4401
-        await streams(file_url(daemon, path, token="s3cret"))
-        await streams(file_url(daemon, path), additional_headers={"Authorization": "Bearer s3cret"})
-        await streams(file_url(daemon, path, token="s3cret"), origin=origin)
+        await streams(file_url(daemon, path, token="s3cret-token"))
+        await streams(file_url(daemon, path), additional_headers={"Authorization": "Bearer s3cret-token"})
+        await streams(file_url(daemon, path, token="s3cret-token"), origin=origin)
         code, reason = await refusal(
-            file_url(daemon, path, token="s3cret"), origin="http://evil.example"
+            file_url(daemon, path, token="s3cret-token"), origin="http://evil.example"
         )
         assert code == 4403, reason
         assert "origin" in reason
@@ -577,7 +577,7 @@ def test_token_and_origin_are_checked(pipeline: Pipeline) -> None:
 def test_token_and_origin_are_checked_before_the_path(pipeline: Pipeline) -> None:
     """Without the token, or from another origin, every target gets the same refusal."""
     root = pipeline.folder / "applogs"
-    daemon = start(pipeline, root, server={"token": "s3cret"})
+    daemon = start(pipeline, root, server={"token": "s3cret-token"})
     (root / "app.log").write_text("one\n")
     targets = [
         file_url(daemon, "app.log"),
@@ -591,7 +591,7 @@ def test_token_and_origin_are_checked_before_the_path(pipeline: Pipeline) -> Non
         for url in targets:
             assert await refusal(url) == (4401, "a valid token is required"), url
         for url in targets:
-            code, reason = await refusal(f"{url}&token=s3cret", origin="http://evil.example")
+            code, reason = await refusal(f"{url}&token=s3cret-token", origin="http://evil.example")
             assert (code, reason) == (4403, "cross-origin websocket refused"), url
 
     asyncio.run(main())

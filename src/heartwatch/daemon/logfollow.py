@@ -6,10 +6,12 @@ is still read to its end and a re-created one is seen at once), or polls when in
 there. The lines it reads go into one ``LineRing`` (``linering.py``) shared by every viewer.
 
 ``Viewer`` is one websocket's cursor into that ring, with its filter and format. Reading is
-paced by the fastest viewer: while even it is a full history behind, the follower stops
-reading (the file is the buffer) and goes on as soon as it takes a frame. So a viewer that
-keeps up gets every line, a slower one is told "skipped N lines" when the history moves past
-it, neither ever waits for the other, and memory stays bounded whatever the viewers do.
+paced by the fastest viewer, measured by what it has *sent* (a frame taken but stuck in a
+stalled socket does not count): lines are let into the ring only up to a history beyond it;
+what was read beyond that waits in the follower, and reading stops (the file is the buffer)
+until that viewer's next frame has gone out. So a viewer that keeps up gets every line, a
+slower one is told "skipped N lines" when the history moves past it, neither ever waits for
+the other, and memory stays bounded (a history, plus one read) whatever the viewers do.
 
 Frames are batched: a viewer takes everything that piled up since its previous frame, up to
 ``MAX_FRAME_BYTES`` as sent (well under the 1 MiB a default websocket client accepts), so a
@@ -24,6 +26,7 @@ import contextlib
 import html
 import os
 import re
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -33,11 +36,13 @@ from loguru import logger
 from heartwatch.ansi import AnsiToHtml, strip_ansi
 from heartwatch.follow import (
     MAX_LINE,
+    Advance,
     FileStat,
     Follow,
     LineAssembler,
     Read,
     Reopen,
+    Track,
     Truncated,
     Wait,
     clip_line,
@@ -73,13 +78,16 @@ class Viewer:
         self._carry: str | None = None  # rendered, but did not fit in the previous frame
         self._ring: LineRing | None = None
         self._follower: Followed | None = None
-        self.cursor = 0
+        self.cursor = 0  # the next ring entry to take
+        self.sent = 0  # the entries before it are out: the last frame taken was sent
+        self._taken = 0  # the cursor after the last frame taken
+        self.in_flight = False  # a frame was taken and is being sent
         self._ready = asyncio.Event()
 
     def attach(self, follower: Followed, initial: list[str]) -> None:
         """Start at the follower's end, after ``initial`` lines of what came before it."""
         self._follower, self._ring = follower, follower.ring
-        self.cursor = follower.ring.end
+        self.cursor = self.sent = self._taken = follower.ring.end
         self.receive_preface(initial)
 
     def receive_preface(self, lines: list[str]) -> None:
@@ -103,7 +111,9 @@ class Viewer:
             if not self.has_pending:
                 self._ready.clear()
             if frame is not None:
+                self.in_flight = True
                 return frame
+            self.receive_sent()  # all filtered out: nothing to send is as good as sent
 
     def take_frame(self) -> str | None:
         """The next frame's text, or ``None`` if nothing (that passes the filter) is waiting."""
@@ -126,7 +136,6 @@ class Viewer:
         return "\n".join(parts) if parts else None
 
     def _take_from_ring(self, parts: list[str], size: int, ring: LineRing) -> int:
-        was = self.cursor
         if self.cursor < ring.start:
             lost = ring.start - self.cursor
             self.skipped_total += lost
@@ -138,9 +147,16 @@ class Viewer:
         while self.cursor < end and self._carry is None:
             size = self._add(parts, ring[self.cursor], size)
             self.cursor += 1
-        if self.cursor != was and self._follower is not None and self._follower.paused:
-            self._follower.receive_progress()
+        self._taken = self.cursor
         return size
+
+    def receive_sent(self) -> None:
+        """The frame last taken is out: reading may go on for this viewer."""
+        self.in_flight = False
+        if self.sent != self._taken:
+            self.sent = self._taken
+            if self._follower is not None:
+                self._follower.receive_progress()
 
     def _add(self, parts: list[str], entry: Entry, size: int) -> int:
         """Render ``entry`` into ``parts``, or into the carry if the frame is full."""
@@ -179,12 +195,14 @@ class FileFollower:
         self.viewers: set[Viewer] = set()
         self._loop = asyncio.get_running_loop()
         self._fd = -1
+        self._tracked_fds: list[int] = []  # files that took the name after the open one
         self._follow = Follow(None, 0)
         self._assembler = LineAssembler(flush_after=flush_after)
         self._watch: asyncio.Task[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pump_scheduled = False
         self.paused = False  # the fastest viewer is a whole history behind
+        self._held: deque[Entry] = deque()  # read, waiting for room in the ring
 
     def start(self) -> None:
         """Open the file (if it exists) positioned after its last complete line, and watch."""
@@ -200,6 +218,9 @@ class FileFollower:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        for fd in self._tracked_fds:
+            os.close(fd)
+        self._tracked_fds.clear()
 
     def initial_lines(self, count: int) -> list[str]:
         """The last ``count`` complete lines up to where following continues.
@@ -213,10 +234,9 @@ class FileFollower:
         return _last_lines(self._fd, self._follow.offset, count)
 
     def receive_progress(self) -> None:
-        """A viewer took lines: trim the history, and read on if reading waited for it."""
-        fastest = self._fastest()
-        self.ring.trim(fastest)
-        if self.paused and not self.ring.is_full(fastest):
+        """A viewer sent lines: let held lines in, and read on if reading waited for it."""
+        self._release()
+        if self.paused and not self._held:
             self.paused = False
             self._schedule_pump()
 
@@ -250,7 +270,14 @@ class FileFollower:
         return open_file, at_path
 
     def _fastest(self) -> int:
-        return max((viewer.cursor for viewer in self.viewers), default=self.ring.end)
+        """Where the viewer furthest ahead in what it has sent stands."""
+        return max((viewer.sent for viewer in self.viewers), default=self.ring.end)
+
+    def _protected(self, fastest: int) -> int:
+        """History from here on is kept: what the fastest sent, and what viewers waiting for
+        lines (not stuck in a send) have yet to take: they keep up, and run next."""
+        waiting = (viewer.cursor for viewer in self.viewers if not viewer.in_flight)
+        return min(fastest, *waiting) if self.viewers else fastest
 
     def pump(self) -> None:
         """Act on whatever changed, within the read budget; reschedule if more is left."""
@@ -258,10 +285,14 @@ class FileFollower:
         budget = READ_BUDGET
         now = self._loop.time()
         while budget > 0:
-            if self.ring.is_full(self._fastest()):
-                self.paused = True  # the viewers' progress resumes it
-                break
             step = self._follow.next_step(*self._stats())
+            if isinstance(step, Track):
+                if not self._track():
+                    break  # not servable (or gone already): the next change tells
+                continue  # kept even while reading waits: it may be renamed away soon
+            if self._held:
+                self.paused = True  # the fastest viewer's next frame resumes it
+                break
             if isinstance(step, Wait):
                 break
             if isinstance(step, Read):
@@ -277,6 +308,13 @@ class FileFollower:
                 self._publish(
                     [Marker(f"file truncated (lines after byte {step.lost_after} may be lost)")]
                 )
+            elif isinstance(step, Advance):
+                self._publish(self._assembler.finish())
+                if self._fd >= 0:
+                    os.close(self._fd)
+                self._fd = self._tracked_fds.pop(0)
+                self._follow.receive_advanced()
+                self._publish([Marker(step.reason)])
             elif isinstance(step, Reopen):
                 self._publish(self._assembler.finish())
                 if self._fd >= 0:
@@ -291,6 +329,21 @@ class FileFollower:
         else:
             self._schedule_pump()  # budget spent: let the loop breathe, then go on
         self._arm_flush()
+
+    def _track(self) -> bool:
+        """Open the file now at the path and keep it for later; False if that failed."""
+        try:
+            opened = open_log(self.path)
+        except LogPathError:
+            return False
+        info = os.fstat(opened.fd)
+        kept = len(self._follow.tracked)
+        self._follow.receive_tracked(FileStat(info.st_dev, info.st_ino, info.st_size))
+        if len(self._follow.tracked) > kept:
+            self._tracked_fds.append(opened.fd)
+        else:
+            os.close(opened.fd)
+        return True
 
     def _schedule_pump(self) -> None:
         if not self._pump_scheduled:
@@ -321,8 +374,15 @@ class FileFollower:
 
     def _publish(self, entries: Sequence[Entry]) -> None:
         if entries:
-            self.ring.append(entries)
-            self.ring.trim(self._fastest())
+            self._held.extend(entries)
+            self._release()
+
+    def _release(self) -> None:
+        """Move held lines into the ring while the fastest viewer has room; trim; wake."""
+        fastest = self._fastest()
+        released = self.ring.fill(self._held, fastest)
+        self.ring.trim(self._protected(fastest))
+        if released:
             for viewer in self.viewers:
                 viewer.wake()
 

@@ -90,15 +90,18 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             return
         follow = params.get("follow", "true").lower() not in ("0", "false", "no")
         viewer = Viewer(grep=grep, html=params.get("format") == "html")
-        await websocket.accept()
         if not follow:
             viewer.receive_preface(read_initial_lines(path, max(0, lines)))
+            await websocket.accept()
             while (frame := viewer.take_frame()) is not None:
                 await websocket.send_text(frame)
             await websocket.close(1000, "end of the initial lines")
             return
+        # Positioned before the handshake completes: a line written as soon as the client
+        # is connected comes after the initial lines, never inside them or lost.
         follower = hub.subscribe(path, viewer, max(0, lines))
         try:
+            await websocket.accept()
             await _stream(websocket, viewer)
         finally:
             hub.unsubscribe(follower, viewer)
@@ -112,6 +115,7 @@ async def _stream(websocket: WebSocket, viewer: Viewer) -> None:
     async def send_frames() -> None:
         while True:
             await websocket.send_text(await viewer.next_frame())
+            viewer.receive_sent()  # only now does it count as keeping up
 
     await send_until_disconnect(websocket, send_frames())
 
