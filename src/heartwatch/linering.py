@@ -11,8 +11,9 @@ wants). The ring keeps:
 
 The reader of the file lets entries in with ``fill(held, fastest)`` only while the fastest
 viewer is less than ``capacity`` entries (and ``max_bytes``) behind, and stops reading until
-that viewer catches up. The file on disk is then the buffer, as it is for ``tail -f`` over a slow link, so
-memory stays bounded (history plus one read) and only viewers slower than the fastest ever skip.
+that viewer catches up. The file on disk is then the buffer, as it is for ``tail -f`` over a
+slow link, so memory stays bounded (history plus one read) and only viewers slower than the
+fastest ever skip.
 
 Entries are lines (``str``) or ``Marker``s, heartwatch's own notices (a truncation, a rotation),
 which are a type of their own so that no line of the file can pass for one.

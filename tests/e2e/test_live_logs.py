@@ -563,7 +563,9 @@ def test_token_and_origin_are_checked(pipeline: Pipeline) -> None:
         wrong_bearer = {"Authorization": "Bearer nope"}
         assert (await refusal(file_url(daemon, path), additional_headers=wrong_bearer))[0] == 4401
         await streams(file_url(daemon, path, token="s3cret-token"))
-        await streams(file_url(daemon, path), additional_headers={"Authorization": "Bearer s3cret-token"})
+        await streams(
+            file_url(daemon, path), additional_headers={"Authorization": "Bearer s3cret-token"}
+        )
         await streams(file_url(daemon, path, token="s3cret-token"), origin=origin)
         code, reason = await refusal(
             file_url(daemon, path, token="s3cret-token"), origin="http://evil.example"
