@@ -13,9 +13,9 @@ Answers are plain text: ``OK``, or 404 for an unknown service, 400 for a bad exi
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import PlainTextResponse
 
 from heartwatch.wire import FAIL, HEARTBEAT, START, Message
@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 MAX_BODY = 10_000
 _KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _METHODS = ["GET", "POST", "HEAD"]
+# What may follow the service, as documented: start, fail, an exit code 0-255, or a data kind
+# (one that does not start with a digit; the server takes those too, but the document keeps
+# the description simple enough for generators).
+WHAT_PATTERN = (
+    r"^(?:start|fail|25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]|[A-Za-z_.:-][A-Za-z0-9_.:-]{0,63})$"
+)
 
 
 def parse_ping(what: str | None, body: str | None) -> Message | str:
@@ -46,10 +52,25 @@ def parse_ping(what: str | None, body: str | None) -> Message | str:
     return Message(what, data=body)
 
 
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    "required": ["code", "message"],
+}
+
+
 def create_ping_router(supervisor: Supervisor) -> APIRouter:
     router = APIRouter(tags=["ping"])
 
-    async def ping(request: Request, service: str, what: str | None = None) -> PlainTextResponse:
+    async def ping(request: Request, service: str) -> PlainTextResponse:
+        return await receive(request, service, None)
+
+    async def ping_what(
+        request: Request, service: str, what: Annotated[str, Path(pattern=WHAT_PATTERN)]
+    ) -> PlainTextResponse:
+        return await receive(request, service, what)
+
+    async def receive(request: Request, service: str, what: str | None) -> PlainTextResponse:
         body = None
         if request.method == "POST":
             raw = bytearray()
@@ -71,12 +92,30 @@ def create_ping_router(supervisor: Supervisor) -> APIRouter:
         stats.messages["http"] += 1
         return PlainTextResponse("OK")
 
-    router.add_api_route("/ping/{service}", ping, methods=_METHODS, summary="Ping: alive")
+    text: dict[int | str, dict[str, Any]] = {
+        200: {"description": "OK", "content": {"text/plain": {}}},
+        400: {"description": "a bad exit code or data kind", "content": {"text/plain": {}}},
+        404: {"description": "no such service", "content": {"text/plain": {}}},
+        422: {
+            "description": "the path is not a ping (a JSON error, as elsewhere)",
+            "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        },
+    }
     router.add_api_route(
-        "/ping/{service}/{what}",
+        "/ping/{service}",
         ping,
         methods=_METHODS,
+        summary="Ping: alive",
+        response_class=PlainTextResponse,
+        responses=text,
+    )
+    router.add_api_route(
+        "/ping/{service}/{what}",
+        ping_what,
+        methods=_METHODS,
         summary="Ping: start, fail, exit code, or a data event",
+        response_class=PlainTextResponse,
+        responses=text,
     )
     return router
 
