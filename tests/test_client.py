@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from heartwatch import AsyncHeartbeat, Heartbeat
+from heartwatch.client.address import token_for
 from heartwatch.client.outbox import Outbox
 from heartwatch.integrations.pika import beating, poll
 
@@ -410,3 +411,26 @@ def test_pika_beating_wrapper_beats_before_handling() -> None:
     handler(None, None, None, b"x")
     handler(None, None, None, b"y")
     assert seen == [1, 2]
+
+
+def test_outbox_sends_a_token_in_every_message_when_given() -> None:
+    """For a daemon on another machine every line carries the token; otherwise none does."""
+    box = Outbox("svc", token="ingest-secret")
+    box.event("poiid", {"id": 1})
+    box.beat()
+    lines = [json.loads(line) for line in box.take_lines().splitlines()]
+    assert [line["token"] for line in lines] == ["ingest-secret", "ingest-secret"]
+    plain = Outbox("svc")
+    plain.beat()
+    assert "token" not in json.loads(plain.take_lines())
+
+
+def test_token_goes_only_to_other_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback daemons get no token; others get the given one, else the environment's."""
+    monkeypatch.setenv("HEARTWATCH_TOKEN", "from-env-token")
+    assert token_for(("127.0.0.1", 5005), "given") is None
+    assert token_for(("::1", 5005), None) is None
+    assert token_for(("10.1.2.3", 5005), "given") == "given"
+    assert token_for(("10.1.2.3", 5005), None) == "from-env-token"
+    monkeypatch.setenv("HEARTWATCH_INGEST_TOKEN", "ingest-only")
+    assert token_for(("10.1.2.3", 5005), None) == "ingest-only"

@@ -83,9 +83,9 @@ def test_parse_config_sketch_from_design() -> None:
     assert config.graph().start_order() == ["emulator", "c"]
 
 
-def problems_of(data: dict[str, Any]) -> list[str]:
+def problems_of(data: dict[str, Any], environ: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        parse_config(data)
+        parse_config(data, environ=environ or {})
     return [str(p) for p in caught.value.problems]
 
 
@@ -208,3 +208,44 @@ def test_field_and_cross_key_problems_come_in_one_round() -> None:
         "service[1].on_down",
         "service[2]",
     ]
+
+
+@pytest.mark.parametrize("key", ["http", "tcp"])
+def test_listening_beyond_loopback_needs_a_token(key: str) -> None:
+    """A non-loopback address without a token is refused, naming server.token and why."""
+    assert problems_of({"server": {key: "0.0.0.0:1"}}) == [
+        f"server.token: required when server.{key} listens on 0.0.0.0 (not loopback); "
+        "set it here or in HEARTWATCH_TOKEN"
+    ]
+    with_token = parse_config({"server": {key: "0.0.0.0:1", "token": "long-enough"}}, environ={})
+    assert with_token.server.token == "long-enough"
+    from_env = parse_config({"server": {key: "[::]:1"}}, environ={"HEARTWATCH_TOKEN": "t" * 12})
+    assert from_env.server.token == "t" * 12
+    assert parse_config({"server": {key: "[::1]:1"}}, environ={}).server.token is None
+
+
+def test_tokens_must_be_long_and_plain() -> None:
+    """Short tokens, or ones with spaces, are refused at their key."""
+    assert problems_of({"server": {"read_token": "short"}}) == [
+        "server.read_token: a token is at least 8 printable characters without spaces"
+    ]
+    assert problems_of({"server": {"token": "has a space"}})[0].startswith("server.token:")
+
+
+def test_notify_urls_are_checked_without_showing_them() -> None:
+    """A URL apprise does not take is named by its index and scheme, never in full."""
+    problems = problems_of(
+        {"notify": {"urls": ["json://127.0.0.1:9/x", "nope://user:secret@host", "plain"]}}
+    )
+    assert problems[0].startswith("notify.urls[1]: (nope://…) is not a notification URL")
+    assert problems[1].startswith("notify.urls[2]: (?://…)")
+    assert not any("secret" in problem for problem in problems)
+
+
+def test_history_defaults_to_the_state_dir(tmp_path: Path) -> None:
+    """History lives beside the daemon's state unless [history] path says otherwise."""
+    config = parse_config({"daemon": {"state_dir": "st"}}, base_dir=tmp_path, environ={})
+    assert config.history_path == tmp_path / "st" / "history.sqlite3"
+    assert config.history.retention == 30 * 86400
+    moved = parse_config({"history": {"path": "h.db", "retention": "7d"}}, base_dir=tmp_path)
+    assert moved.history_path == tmp_path / "h.db" and moved.history.retention == 7 * 86400

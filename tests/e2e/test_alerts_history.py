@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -214,3 +216,20 @@ def test_events_websocket_streams_snapshot_then_changes(pipeline: Pipeline) -> N
     states = [e["state"] for e in events if e["kind"] == "transition"]
     assert states[0] == "restarting" and states[-1] == "running"
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+
+
+def test_notify_test_reports_each_url(pipeline: Pipeline, receiver: Receiver) -> None:
+    """``heartwatch notify-test``: a message through each URL; an unreachable one exits 1."""
+    pipeline.write_config(
+        [], extra={"notify": {"urls": [receiver.url, "json://127.0.0.1:9/none"], "timeout": 5}}
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "heartwatch", "notify-test", "-c", str(pipeline.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert result.returncode == 1, result.stderr
+    assert "notify.urls[0] (json://…): delivered" in result.stdout
+    assert "notify.urls[1] (json://…): not delivered" in result.stdout
+    assert receiver.titles() == ["heartwatch: test"]
