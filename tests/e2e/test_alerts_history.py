@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from e2e.support import Pipeline, duration, scaled, wait_until, worker_command
+from e2e.support import Pipeline, duration, scaled, send_tcp, wait_until, worker_command
 
 pytestmark = pytest.mark.e2e
 
@@ -233,3 +233,36 @@ def test_notify_test_reports_each_url(pipeline: Pipeline, receiver: Receiver) ->
     assert "notify.urls[0] (json://…): delivered" in result.stdout
     assert "notify.urls[1] (json://…): not delivered" in result.stdout
     assert receiver.titles() == ["heartwatch: test"]
+
+
+def test_metrics_in_prometheus_format(pipeline: Pipeline) -> None:
+    """``/metrics``: state, up, restarts, heartbeat age, data by kind, ingest and errors."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    watched = {"name": "watched", "heartbeat_timeout": "1h"}
+    pipeline.write_config([watched])
+    daemon = pipeline.start_daemon()
+    for line in (
+        b'{"type":"heartbeat","service":"watched"}\n',
+        b'{"type":"poiid","service":"watched","dat":{"id":1}}\n',
+        b'{"type":"poiid","service":"watched"}\n',
+        b"not json\n",
+    ):
+        send_tcp(daemon.tcp_address, line)
+    wait_until(lambda: daemon.service("watched")["messages"] == 3, "three messages")
+    status, headers, body = daemon.raw("GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+    service = (("service", "watched"),)
+    assert samples["heartwatch_service_state", (*service, ("state", "running"))] == 1
+    assert samples["heartwatch_service_state", (*service, ("state", "failed"))] == 0
+    assert samples["heartwatch_service_up", service] == 1
+    assert samples["heartwatch_service_restarts_total", service] == 0
+    assert 0 <= samples["heartwatch_service_last_heartbeat_age_seconds", service] < 60
+    assert samples["heartwatch_data_events_total", (("kind", "poiid"), *service)] == 2
+    assert samples["heartwatch_ingest_messages_total", (("transport", "tcp"),)] == 3
+    assert samples["heartwatch_ingest_errors_total", (("code", "json"), ("transport", "tcp"))] == 1
