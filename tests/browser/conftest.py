@@ -1,4 +1,4 @@
-"""Fixtures for the browser tests: one Chromium per session, fresh pages, a module's daemon.
+"""Fixtures for the browser tests: one Chromium per module, fresh pages, a module's daemon.
 
 Chromium is the system's (``/usr/bin/chromium`` or ``chromium`` on PATH), driven through
 Playwright's sync API; Playwright's own browser download is not used. Without Chromium or
@@ -17,9 +17,13 @@ from browser.support import CHROMIUM_ARGS, Site, Watched, find_chromium, running
 from e2e.support import scaled
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session (each test gets a fresh context)."""
+    """One headless Chromium per module (each test gets a fresh context).
+
+    Not per session: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and every later test that calls ``asyncio.run`` would fail.
+    """
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no Chromium: neither /usr/bin/chromium nor `chromium` on PATH")
