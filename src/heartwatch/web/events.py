@@ -115,7 +115,6 @@ class EventFeed:
     async def snapshot(self) -> str:
         supervisor = self.supervisor
         entries = await self.recorder.entries(limit=SNAPSHOT_EVENTS)
-        self._last_messages = {r.name: r.messages for r in supervisor.watchdog.records()}
         return json.dumps(
             {
                 "type": "snapshot",
