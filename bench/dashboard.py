@@ -28,7 +28,8 @@ the page.
   for 15 s nobody views it (the daemon's CPU then is the baseline for what viewing costs), then
   a fresh page follows it. Every 10 s: the daemon's RSS, the page's JS heap (CDP
   ``Runtime.getHeapUsage``), its DOM nodes (CDP ``Performance.getMetrics``) and the lines kept in
-  the log panel. Reported: start, end, max, and the least-squares slope, over the whole window
+  the log panel; over the window, the share of time the page's main thread was busy (CDP
+  ``TaskDuration``). Reported: start, end, max, and the least-squares slope, over the whole window
   and after the first minute (the daemon's per-file history, ``viewer_buffer_lines`` = 10,000
   lines, fills in 50 s at this rate). Baseline: the daemon's RSS before the page was opened.
 """
@@ -379,23 +380,15 @@ def measure_memory(
         cdp.send("Performance.enable")
         started = time.monotonic()
         cpu_start = cpu_seconds(daemon.pid)
-        next_sample = started
+        busy_start = page_metrics(cdp)["TaskDuration"]
+        next_sample, printed_minute, late = started, -1, 0
         while True:
             now = time.monotonic()
             if now >= next_sample:
-                heap = cdp.send("Runtime.getHeapUsage")
-                metrics = {
-                    m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]
-                }
-                sample = {
-                    "t": now - started,
-                    "rss": rss_mb(daemon.pid),
-                    "heap": heap["usedSize"] / 2**20,
-                    "nodes": metrics.get("Nodes", float("nan")),
-                    "lines": page.evaluate("document.querySelectorAll('#log-view .line').length"),
-                }
+                sample = take_sample(cdp, page, daemon, now - started)
                 samples.append(sample)
-                if len(samples) == 1 or int(sample["t"]) % 60 < SAMPLE_EVERY:
+                if int(sample["t"] // 60) != printed_minute:
+                    printed_minute = int(sample["t"] // 60)
                     report(
                         f"   t={sample['t']:6.0f} s  daemon RSS {sample['rss']:6.1f} MB  "
                         f"page heap {sample['heap']:5.1f} MB  DOM nodes {sample['nodes']:6.0f}  "
@@ -404,7 +397,15 @@ def measure_memory(
                 if now - started >= window:
                     break
                 next_sample += SAMPLE_EVERY
+                if time.monotonic() > next_sample:  # the page did not answer in time
+                    late += 1
+                    while next_sample < time.monotonic():
+                        next_sample += SAMPLE_EVERY
             time.sleep(max(0.0, min(next_sample - time.monotonic(), 1.0)))
+        extra["page_busy"] = (
+            (page_metrics(cdp)["TaskDuration"] - busy_start) / (now - started) * 100
+        )
+        extra["late_samples"] = late
         extra["cpu_percent"] = (cpu_seconds(daemon.pid) - cpu_start) / (now - started) * 100
         extra["status"] = page.inner_text("#log-status")
     finally:
@@ -412,6 +413,20 @@ def measure_memory(
         writer.wait(10)
         context.close()
     return before, samples, extra
+
+
+def page_metrics(cdp: Any) -> dict[str, float]:
+    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+
+
+def take_sample(cdp: Any, page: Any, daemon: Daemon, t: float) -> dict[str, float]:
+    return {
+        "t": t,
+        "rss": rss_mb(daemon.pid),
+        "heap": cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20,
+        "nodes": page_metrics(cdp).get("Nodes", float("nan")),
+        "lines": page.evaluate("document.querySelectorAll('#log-view .line').length"),
+    }
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -552,6 +567,11 @@ def main() -> None:
         memory_rows(samples, "rss", "MB")
         + memory_rows(samples, "heap", "MB")
         + memory_rows(samples, "nodes", "count"),
+    )
+    print(
+        f"page main thread busy {extra['page_busy']:.1f} % of the time (CDP TaskDuration); "
+        f"samples late because the page did not answer within {SAMPLE_EVERY:g} s: "
+        f"{extra['late_samples']}"
     )
     print(
         f"daemon CPU with the page following the busy log: {extra['cpu_percent']:.1f} % "

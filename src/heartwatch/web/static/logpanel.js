@@ -2,9 +2,9 @@
 //
 // Safety. Lines come as `format=html`: the daemon escapes each line and turns only colour codes
 // into <span class="ansi-…"> and its own notices into <span class="hw-marker">. The page still
-// does not trust that markup. It is parsed in an inert document (DOMParser: no script runs, no
-// image loads) and rebuilt here from text nodes and <span>s that keep only known class names
-// and #rrggbb colours; anything else is kept as its text alone. (256-colour and true-colour
+// does not trust that markup. It is parsed in an inert document (a <template>'s content: no
+// script runs, no image loads, no handler fires) and rebuilt here from text nodes and <span>s
+// that keep only known class names and #rrggbb colours; anything else is kept as its text. (256-colour and true-colour
 // codes arrive as style attributes, which the page's CSP refuses in markup; set through the
 // CSSOM they are allowed.) And the CSP allows no inline script, so even markup that got
 // through could not run. Three layers: the daemon escapes, the page rebuilds, the CSP forbids.
@@ -13,8 +13,9 @@
 // filtered too, so matches from before the page opened show up, and a busy log sends only
 // what matches.
 //
-// Size. At most MAX_LINES lines are kept in the DOM (the oldest go first), and as many while
-// paused, so a tab left open for days stays small.
+// Size and cost. At most MAX_LINES lines are kept in the DOM (the oldest go, in batches), and
+// as many while paused, so a tab left open for days stays small. Lines are shown in batches,
+// a few times a second, when the browser paints: a busy log costs one layout per batch.
 
 import { Backoff, wsUrl } from "./api.js";
 import { formatCount, h } from "./dom.js";
@@ -23,13 +24,21 @@ export const MAX_LINES = 2000;
 const INITIAL_LINES = 500;
 const GREP_DELAY_MS = 400;
 const BOTTOM_SLACK_PX = 8;
+const FLUSH_DELAY_MS = 250;
+const TRIM_BATCH = 250;
 const TAIL_KEPT = 3; // lines remembered to find where to resume after a reconnect
 
 const CLASS_ALLOWED =
   /^(?:ansi-(?:fg|bg)-(?:1[0-5]|[0-9])|ansi-(?:bold|dim|italic|underline|strike|inverse)|hw-marker)$/;
 const COLOUR_ALLOWED = /^\s*(color|background-color)\s*:\s*(#[0-9a-fA-F]{6})\s*$/;
 
-const parser = new DOMParser();
+// One template, reused: its content belongs to an inert document of its own.
+const inert = document.createElement("template");
+
+/** The last MAX_LINES of `lines`: more could never be shown. */
+function keepLast(lines) {
+  return lines.length > MAX_LINES ? lines.slice(-MAX_LINES) : lines;
+}
 
 /** A frame's lines (raw HTML strings from the daemon) as <div class="line"> elements. */
 export function renderLines(rawLines) {
@@ -39,7 +48,8 @@ export function renderLines(rawLines) {
   // CSP, which would refuse (and report) each one. `<span` cannot come from a line's text,
   // which the daemon escapes.
   const markup = joined.replace(/<span((?: class="[^"<>]*")?) style="/g, '<span$1 data-colour="');
-  const body = parser.parseFromString(`<!doctype html><body>${markup}`, "text/html").body;
+  inert.innerHTML = markup;
+  const body = inert.content;
   const lines = [];
   let parts = [];
   for (const node of body.childNodes) {
@@ -93,7 +103,10 @@ export class LogPanel {
     this.backoff = new Backoff(300, 5000);
     this.retryTimer = 0;
     this.following = true;
-    this.pending = []; // line elements held while paused
+    this.incoming = []; // lines received, waiting for the next batch to be shown
+    this.incomingCount = 0; // how many (more than kept, if many)
+    this.flushTimer = 0;
+    this.pending = []; // lines held while paused
     this.pendingCount = 0; // lines received while paused (more than kept, if many)
     this.unseen = 0; // lines added below while the reader is scrolled up
     this.stuck = true; // the view is at its bottom: new lines scroll it
@@ -239,7 +252,32 @@ export class LogPanel {
     }
     if (!raw.length) return;
     this.tail = [...this.tail, ...raw.slice(-TAIL_KEPT)].slice(-TAIL_KEPT);
-    this.add(renderLines(raw.slice(-MAX_LINES)), raw.length);
+    this.incoming = keepLast(this.incoming.concat(raw));
+    this.incomingCount += raw.length;
+    this.scheduleFlush();
+  }
+
+  /** Lines are shown in batches, at most every FLUSH_DELAY_MS and only when the browser paints:
+   * a log writing hundreds of lines a second costs one layout per batch, not one per line, and
+   * a hidden tab does no work at all (what waits is capped at MAX_LINES). */
+  scheduleFlush() {
+    if (this.flushTimer) return;
+    this.flushTimer = setTimeout(() => {
+      requestAnimationFrame(() => {
+        this.flushTimer = 0;
+        this.flush();
+      });
+    }, FLUSH_DELAY_MS);
+  }
+
+  flush() {
+    const raw = this.incoming;
+    const received = this.incomingCount;
+    this.incoming = [];
+    this.incomingCount = 0;
+    if (!raw.length) return;
+    if (this.following) this.show(raw, received);
+    else this.hold(raw, received);
   }
 
   /** The lines of the first frame after a reconnect that were not shown before it. */
@@ -255,16 +293,16 @@ export class LogPanel {
     return ['<span class="hw-marker">[dashboard] reconnected: lines may be missing</span>', ...raw];
   }
 
-  add(lines, received) {
-    if (!this.following) {
-      this.pending.push(...lines);
-      if (this.pending.length > MAX_LINES) this.pending.splice(0, this.pending.length - MAX_LINES);
-      this.pendingCount += received;
-      this.updateBadge();
-      return;
-    }
+  /** Paused: keep the newest lines (as the daemon sent them) and count them all. */
+  hold(raw, received) {
+    this.pending = keepLast(this.pending.concat(raw));
+    this.pendingCount += received;
+    this.updateBadge();
+  }
+
+  show(raw, received) {
     const stuck = this.stuck;
-    this.view.append(...lines);
+    this.view.append(...renderLines(raw));
     this.trimView();
     if (stuck) this.scrollToBottom();
     else this.unseen += received;
@@ -272,9 +310,12 @@ export class LogPanel {
     this.describe();
   }
 
+  /** Over MAX_LINES, drop the oldest down to MAX_LINES - TRIM_BATCH: removing lines at the top
+   * moves every line below, so it is done now and then in a batch, not at every append. */
   trimView() {
-    const excess = this.view.childElementCount - MAX_LINES;
-    if (excess <= 0) return;
+    const count = this.view.childElementCount;
+    if (count <= MAX_LINES) return;
+    const excess = count - (MAX_LINES - TRIM_BATCH);
     const range = document.createRange();
     range.setStartBefore(this.view.firstElementChild);
     range.setEndAfter(this.view.children[excess - 1]);
@@ -286,11 +327,10 @@ export class LogPanel {
     this.follow.textContent = following ? "Pause" : "Follow";
     this.follow.setAttribute("aria-pressed", String(following));
     if (following && this.pending.length) {
-      const lines = this.pending;
+      const raw = this.pending;
       this.pending = [];
-      this.pendingCount = 0;
       this.stuck = true;
-      this.add(lines, lines.length);
+      this.show(raw, raw.length);
     }
     this.pendingCount = 0;
     this.updateBadge();
@@ -306,6 +346,8 @@ export class LogPanel {
 
   clearView() {
     this.view.replaceChildren();
+    this.incoming = [];
+    this.incomingCount = 0;
     this.pending = [];
     this.pendingCount = 0;
     this.unseen = 0;
