@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 
@@ -272,3 +273,115 @@ def test_rotations_while_reading_waits_lose_no_generation(tmp_path: Path) -> Non
     rotated = "[heartwatch] the file was rotated"
     expected = [*generations[0], rotated, *generations[1], rotated, *generations[2]]
     assert asyncio.run(main()) == expected
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    with path.open("a") as file:
+        file.write("".join(f"{line}\n" for line in lines))
+
+
+async def _take(viewer: Viewer, count: int) -> list[str]:
+    """Frames until ``count`` lines came, each sent at once."""
+    received: list[str] = []
+    while len(received) < count:
+        frame = await asyncio.wait_for(viewer.next_frame(), 5)
+        viewer.receive_sent()
+        received += frame.split("\n")
+    return received
+
+
+def test_a_lone_viewer_stuck_in_a_send_does_not_break_reading(tmp_path: Path) -> None:
+    """Every viewer mid-send (a slow link): lines keep arriving, nothing raises."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+
+    async def main() -> list[str]:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        viewer = Viewer(grep=None, html=False)
+        follower = hub.subscribe(path, viewer, 0)
+        _write(path, ["one"])
+        first = await asyncio.wait_for(viewer.next_frame(), 5)  # taken, its send hangs
+        _write(path, ["two"])
+        await asyncio.sleep(0.2)
+        assert follower._watch is not None and not follower._watch.done()
+        viewer.receive_sent()
+        rest = await _take(viewer, 1)
+        hub.close()
+        return [first, *rest]
+
+    assert asyncio.run(main()) == ["one", "two"]
+
+
+def test_last_viewer_leaving_stops_the_follower_for_good(tmp_path: Path) -> None:
+    """A pump already scheduled when the follower closes opens and reads nothing."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"x" * 100 + b"\n")
+
+    async def main() -> None:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        viewer = Viewer(grep=None, html=False)
+        follower = hub.subscribe(path, viewer, 0)
+        await asyncio.sleep(0.05)
+        follower._schedule_pump()  # as an inotify event or a spent budget would
+        hub.unsubscribe(follower, viewer)
+        fds = len(os.listdir("/proc/self/fd"))
+        await asyncio.sleep(0.1)
+        assert follower.closed and follower._fd == -1
+        assert len(os.listdir("/proc/self/fd")) <= fds
+        assert hub.followed == 0
+
+    asyncio.run(main())
+
+
+def test_a_viewer_joining_while_reading_waits_is_served_without_repeats(tmp_path: Path) -> None:
+    """Reading paused for a stalled viewer: a new one gets its initial lines, then the rest,
+    each line once and in order, without waiting for the stalled one."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+    lines = [f"{i:05d} {'w' * 60}" for i in range(3000)]
+
+    async def main() -> tuple[list[str], list[str]]:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        stalled = Viewer(grep=None, html=False)
+        follower = hub.subscribe(path, stalled, 0)
+        _write(path, lines)
+        await asyncio.sleep(0.2)
+        assert follower.paused and follower._held
+        joining = Viewer(grep=None, html=False)
+        hub.subscribe(path, joining, 20)
+        preface = (await asyncio.wait_for(joining.next_frame(), 5)).split("\n")
+        joining.receive_sent()
+        rest = await _take(joining, len(lines) - int(preface[-1][:5]) - 1)
+        hub.close()
+        return preface, rest
+
+    preface, rest = asyncio.run(main())
+    assert len(preface) == 20
+    assert preface + rest == lines[lines.index(preface[0]) :]
+
+
+def test_a_new_file_that_cannot_be_opened_does_not_stop_the_old_one(tmp_path: Path) -> None:
+    """A symlink takes the name after a rotation: the old file is still read to its end."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+    (tmp_path / "elsewhere").write_text("secret\n")
+
+    async def main() -> list[str]:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        viewer = Viewer(grep=None, html=False)
+        hub.subscribe(path, viewer, 0)
+        _write(path, ["first"])
+        got = await _take(viewer, 1)
+        with path.open("a") as old:  # the writer still holds the old file
+            path.rename(tmp_path / "app.log.1")
+            path.symlink_to(tmp_path / "elsewhere")
+            old.write("last lines before rotation\n")
+        got += await _take(viewer, 2)
+        hub.close()
+        return got
+
+    got = asyncio.run(main())
+    assert got[0] == "first"
+    assert "last lines before rotation" in got
+    assert "secret" not in got
+    assert any(line.startswith("[heartwatch] the new file cannot be followed") for line in got)

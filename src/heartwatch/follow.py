@@ -90,6 +90,7 @@ class Follow:
         self.offset = offset
         self.max_tracked = max_tracked
         self.tracked: list[FileStat] = []  # opened, not read yet, oldest first
+        self.untrackable: FileStat | None = None  # holds the name, but could not be opened
 
     def next_step(self, open_file: FileStat | None, at_path: FileStat | None) -> Step:
         """What to do now; call again after acting on it, until it says ``Wait``."""
@@ -102,6 +103,7 @@ class Follow:
             and len(self.tracked) < self.max_tracked
             and not at_path.same_file(open_file)
             and not any(at_path.same_file(kept) for kept in self.tracked)
+            and not (self.untrackable is not None and at_path.same_file(self.untrackable))
         ):
             return Track()
         if open_file.size < self.offset:
@@ -112,7 +114,11 @@ class Follow:
             return Read(self.offset, open_file.size)
         if self.tracked:
             return Advance("the file was rotated")
-        if at_path is not None and not at_path.same_file(open_file):
+        if (
+            at_path is not None
+            and not at_path.same_file(open_file)
+            and not (self.untrackable is not None and at_path.same_file(self.untrackable))
+        ):
             return Reopen("the file was rotated")  # more generations than could be kept
         return Wait()
 
@@ -122,6 +128,11 @@ class Follow:
             return  # the name went back to the open file in between: nothing new
         if not any(stat.same_file(kept) for kept in self.tracked):
             self.tracked.append(stat)
+
+    def receive_track_failed(self, stat: FileStat) -> None:
+        """The file now at the path could not be opened: do not try it again while it is there
+        (the open file is still read to its end)."""
+        self.untrackable = stat
 
     def receive_advanced(self) -> None:
         """The open file was closed; the first kept one is open now, read from its start."""

@@ -29,9 +29,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Marker:
-    """A notice about the file itself, shown as ``[heartwatch] <text>``."""
+    """A notice about the file itself, shown as ``[heartwatch] <text>``.
+
+    ``new_file``: the lines after it come from another file (a rotation, a file reappeared).
+    """
 
     text: str
+    new_file: bool = False
 
 
 Entry = str | Marker

@@ -29,7 +29,7 @@ import re
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from loguru import logger
 
@@ -48,7 +48,7 @@ from heartwatch.follow import (
     clip_line,
 )
 from heartwatch.linering import Entry, LineRing, Marker
-from heartwatch.logpaths import LogPathError, open_log
+from heartwatch.logpaths import OUTSIDE_ROOTS, LogPathError, OpenedLog, open_log
 from heartwatch.tailread import read_last_lines
 
 READ_CHUNK = 64 * 1024  # one read; the ring's fullness is checked between reads
@@ -56,6 +56,8 @@ READ_BUDGET = 1024 * 1024  # bytes per wake-up before letting the loop run other
 MAX_FRAME_BYTES = 512 * 1024  # a frame stays far below a default client's 1 MiB limit
 HISTORY_BYTES = 16 * 1024 * 1024  # per followed file, beside [logs] viewer_buffer_lines
 POLL_INTERVAL = 0.25  # only without inotify
+INITIAL_BYTES = 8 * 1024 * 1024  # read backwards at most, for one viewer's initial lines
+TRUNCATED_TEXT = "file truncated (lines after byte {} may be lost)"
 
 
 class Followed(Protocol):
@@ -202,6 +204,7 @@ class FileFollower:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pump_scheduled = False
         self.paused = False  # the fastest viewer is a whole history behind
+        self.closed = False
         self._held: deque[Entry] = deque()  # read, waiting for room in the ring
 
     def start(self) -> None:
@@ -211,6 +214,8 @@ class FileFollower:
         self._watch = asyncio.ensure_future(self._watch_changes())
 
     def close(self) -> None:
+        """Stop for good: a pump or timer already scheduled finds it closed and does nothing."""
+        self.closed = True
         if self._watch is not None:
             self._watch.cancel()
         if self._flush_timer is not None:
@@ -229,12 +234,25 @@ class FileFollower:
         follower still holds is not in them: it will come, once, when it is complete. Lines
         are cut at 64 KiB as live ones are.
         """
-        if self._fd < 0:
+        if self._fd < 0 or count <= 0:
             return []
-        return _last_lines(self._fd, self._follow.offset, count)
+        # Lines read but still held (waiting for room in the ring) reach a new viewer through
+        # the ring: leave them out here, or it would get them twice.
+        held = 0
+        for entry in reversed(self._held):
+            if isinstance(entry, Marker):
+                if entry.new_file:
+                    return []  # held lines of an older file: no initial lines fit before them
+                break
+            held += 1
+        lines = _last_lines(self._fd, self._follow.offset, count + held)
+        return lines[: len(lines) - held] if held else lines
 
     def receive_progress(self) -> None:
-        """A viewer sent lines: let held lines in, and read on if reading waited for it."""
+        """A viewer sent lines (or joined, or left): let held lines in, and read on if reading
+        waited for it."""
+        if self.closed:
+            return
         self._release()
         if self.paused and not self._held:
             self.paused = False
@@ -243,7 +261,7 @@ class FileFollower:
     # -- reading ---------------------------------------------------------------------------
 
     def _open(self, at_end: bool) -> None:
-        opened = open_log(self.path)
+        opened = self._open_log()
         self._fd = opened.fd
         info = os.fstat(opened.fd)
         stat = FileStat(info.st_dev, info.st_ino, info.st_size)
@@ -251,7 +269,10 @@ class FileFollower:
         if at_end and info.st_size:
             fd = opened.fd
             start = read_last_lines(
-                lambda offset, size: os.pread(fd, size, offset), info.st_size, 1
+                lambda offset, size: os.pread(fd, size, offset),
+                info.st_size,
+                1,
+                max_bytes=READ_BUDGET,
             ).end
             if info.st_size - start > READ_BUDGET:
                 start = info.st_size  # a huge unterminated tail: do not replay it
@@ -276,20 +297,21 @@ class FileFollower:
     def _protected(self, fastest: int) -> int:
         """History from here on is kept: what the fastest sent, and what viewers waiting for
         lines (not stuck in a send) have yet to take: they keep up, and run next."""
-        waiting = (viewer.cursor for viewer in self.viewers if not viewer.in_flight)
-        return min(fastest, *waiting) if self.viewers else fastest
+        waiting = [viewer.cursor for viewer in self.viewers if not viewer.in_flight]
+        return min(fastest, *waiting) if waiting else fastest
 
     def pump(self) -> None:
         """Act on whatever changed, within the read budget; reschedule if more is left."""
         self._pump_scheduled = False
+        if self.closed:
+            return
         budget = READ_BUDGET
         now = self._loop.time()
         while budget > 0:
             step = self._follow.next_step(*self._stats())
             if isinstance(step, Track):
-                if not self._track():
-                    break  # not servable (or gone already): the next change tells
-                continue  # kept even while reading waits: it may be renamed away soon
+                self._track()  # kept even while reading waits: it may be renamed away soon
+                continue
             if self._held:
                 self.paused = True  # the fastest viewer's next frame resumes it
                 break
@@ -305,22 +327,20 @@ class FileFollower:
                 self._publish(self._assembler.receive(data, now))
             elif isinstance(step, Truncated):
                 self._assembler.reset()
-                self._publish(
-                    [Marker(f"file truncated (lines after byte {step.lost_after} may be lost)")]
-                )
+                self._publish([Marker(TRUNCATED_TEXT.format(step.lost_after))])
             elif isinstance(step, Advance):
                 self._publish(self._assembler.finish())
                 if self._fd >= 0:
                     os.close(self._fd)
                 self._fd = self._tracked_fds.pop(0)
                 self._follow.receive_advanced()
-                self._publish([Marker(step.reason)])
+                self._publish([Marker(step.reason, new_file=True)])
             elif isinstance(step, Reopen):
                 self._publish(self._assembler.finish())
                 if self._fd >= 0:
                     os.close(self._fd)
                     self._fd = -1
-                    self._publish([Marker(step.reason)])
+                    self._publish([Marker(step.reason, new_file=True)])
                 self._follow.receive_closed()
                 try:
                     self._open(at_end=False)
@@ -330,12 +350,22 @@ class FileFollower:
             self._schedule_pump()  # budget spent: let the loop breathe, then go on
         self._arm_flush()
 
-    def _track(self) -> bool:
-        """Open the file now at the path and keep it for later; False if that failed."""
+    def _track(self) -> None:
+        """Open the file now at the path and keep it for later.
+
+        One that cannot be served (no permission, a symlink or FIFO took the name, a folder on
+        the way was swapped) is said once and not tried again while it holds the name; the old
+        file is still read to its end.
+        """
         try:
-            opened = open_log(self.path)
-        except LogPathError:
-            return False
+            opened = self._open_log()
+        except (LogPathError, OSError) as error:
+            _, at_path = self._stats()
+            if at_path is not None:
+                self._follow.receive_track_failed(at_path)
+                reason = getattr(error, "reason", None) or getattr(error, "strerror", str(error))
+                self._publish([Marker(f"the new file cannot be followed: {reason}")])
+            return
         info = os.fstat(opened.fd)
         kept = len(self._follow.tracked)
         self._follow.receive_tracked(FileStat(info.st_dev, info.st_ino, info.st_size))
@@ -343,10 +373,16 @@ class FileFollower:
             self._tracked_fds.append(opened.fd)
         else:
             os.close(opened.fd)
-        return True
+
+    def _open_log(self) -> OpenedLog:
+        """``open_log``, refusing a path that no longer is its own real path: a folder on the
+        way was swapped for a symlink since it was checked against the roots."""
+        if os.path.realpath(self.path) != str(self.path):
+            raise LogPathError(OUTSIDE_ROOTS, "the path now leads elsewhere (a symlink)")
+        return open_log(self.path)
 
     def _schedule_pump(self) -> None:
-        if not self._pump_scheduled:
+        if not self._pump_scheduled and not self.closed:
             self._pump_scheduled = True
             self._loop.call_soon(self.pump)
 
@@ -365,7 +401,7 @@ class FileFollower:
         budget ran out): the pump that reads on arms this timer again.
         """
         self._flush_timer = None
-        if self.paused or self._pump_scheduled or self._unread():
+        if self.closed or self.paused or self._pump_scheduled or self._unread():
             return
         self._publish(self._assembler.flush())
 
@@ -389,6 +425,7 @@ class FileFollower:
     # -- waking up -------------------------------------------------------------------------
 
     async def _watch_changes(self) -> None:
+        inotify: Any = None
         try:
             from asyncinotify import Inotify, Mask
 
@@ -404,10 +441,13 @@ class FileFollower:
             )
             inotify.add_watch(self.path.parent, mask)
         except (ImportError, OSError) as error:
+            if inotify is not None:
+                inotify.close()  # the watch could not be added: do not keep its descriptors
             logger.info("live logs: polling {} ({})", self.path, error)
-            while True:
+            while not self.closed:
                 self.pump()
                 await asyncio.sleep(POLL_INTERVAL)
+            return
         with inotify:
             self.pump()
             async for _event in inotify:
@@ -432,17 +472,24 @@ class LogHub:
             ring = LineRing(self.history_lines, self.history_bytes)
             follower = FileFollower(path, ring, self.flush_after)
             self._followers[path] = follower
-            follower.start()
-        viewer.attach(follower, follower.initial_lines(initial_lines))
+        try:
+            if follower._watch is None:
+                follower.start()
+            viewer.attach(follower, follower.initial_lines(initial_lines))
+        except BaseException:
+            if not follower.viewers:
+                self._forget(follower)
+            raise
         follower.viewers.add(viewer)
+        # It sent nothing yet, so it is as far ahead as can be: reading that waited for a
+        # stalled viewer goes on for it at once.
+        follower.receive_progress()
         return follower
 
     def unsubscribe(self, follower: FileFollower, viewer: Viewer) -> None:
         follower.viewers.discard(viewer)
         if not follower.viewers:
-            if self._followers.get(follower.path) is follower:
-                del self._followers[follower.path]
-            follower.close()
+            self._forget(follower)
         else:
             follower.receive_progress()  # the one that left may have held reading back
 
@@ -454,6 +501,11 @@ class LogHub:
     @property
     def followed(self) -> int:
         return len(self._followers)
+
+    def _forget(self, follower: FileFollower) -> None:
+        if self._followers.get(follower.path) is follower:
+            del self._followers[follower.path]
+        follower.close()
 
 
 def read_initial_lines(path: Path, count: int) -> list[str]:
@@ -472,7 +524,9 @@ def _last_lines(fd: int, end: int, count: int) -> list[str]:
     """The last ``count`` complete lines before offset ``end`` of ``fd``, decoded and cut."""
     if count <= 0:
         return []
-    tail = read_last_lines(lambda offset, size: os.pread(fd, size, offset), end, count)
+    tail = read_last_lines(
+        lambda offset, size: os.pread(fd, size, offset), end, count, max_bytes=INITIAL_BYTES
+    )
     return [
         clip_line(line.decode("utf-8", "replace").removesuffix("\r"), MAX_LINE)
         for line in tail.lines

@@ -64,7 +64,8 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
         if service not in supervisor.services:
             await _refuse(websocket, NO_SUCH_LOG, f"no service {service!r}")
             return
-        await _serve(websocket, log_dir / f"{service}.log")
+        # Its real path: the follower refuses one that stops being its own real path.
+        await _serve(websocket, Path(os.path.realpath(log_dir / f"{service}.log")))
 
     @router.websocket("/ws/logs")
     async def file_log(websocket: WebSocket) -> None:
