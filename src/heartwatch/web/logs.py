@@ -44,7 +44,8 @@ class LogFile(BaseModel):
 def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
     config = supervisor.config
     roots = [config.resolve(root) for root in config.logs.roots]
-    log_dir = config.resolve(config.daemon.log_dir)
+    # Real paths: a follower refuses a path that stops being its own real path.
+    log_dir = Path(os.path.realpath(config.resolve(config.daemon.log_dir)))
     router = APIRouter()
 
     @router.get("/api/v1/logs", response_model=list[LogFile], tags=["logs"])
@@ -64,8 +65,7 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
         if service not in supervisor.services:
             await _refuse(websocket, NO_SUCH_LOG, f"no service {service!r}")
             return
-        # Its real path: the follower refuses one that stops being its own real path.
-        await _serve(websocket, Path(os.path.realpath(log_dir / f"{service}.log")))
+        await _serve(websocket, log_dir / f"{service}.log")
 
     @router.websocket("/ws/logs")
     async def file_log(websocket: WebSocket) -> None:
