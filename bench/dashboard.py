@@ -30,8 +30,9 @@ the page.
   ``Runtime.getHeapUsage``), its DOM nodes (CDP ``Performance.getMetrics``) and the lines kept in
   the log panel; over the window, the share of time the page's main thread was busy (CDP
   ``TaskDuration``). Reported: start, end, max, and the least-squares slope, over the whole window
-  and after the first minute (the daemon's per-file history, ``viewer_buffer_lines`` = 10,000
-  lines, fills in 50 s at this rate). Baseline: the daemon's RSS before the page was opened.
+  and over its second half (buffers and caches fill first: the daemon's per-file history,
+  ``viewer_buffer_lines`` = 10,000 lines, alone takes 50 s at this rate); the goal is judged on
+  the second half. Baseline: the daemon's RSS before the page was opened.
 """
 
 from __future__ import annotations
@@ -74,7 +75,6 @@ GOAL_LOAD_MS = 1000.0
 GOAL_CHANGE_MS = 50.0
 LINES_PER_SECOND = 200
 SAMPLE_EVERY = 10.0
-WARM_UP = 60.0
 CPU_BASELINE_SECONDS = 15.0
 STATIC = ROOT / "src" / "heartwatch" / "web" / "static"
 CHROMIUM_ARGS = [
@@ -432,10 +432,14 @@ def take_sample(cdp: Any, page: Any, daemon: Daemon, t: float) -> dict[str, floa
 # -- report ----------------------------------------------------------------------------------
 
 
+def second_half(samples: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The samples of the window's second half: what is left once buffers and caches filled."""
+    return [s for s in samples if s["t"] >= samples[-1]["t"] / 2] if samples else []
+
+
 def memory_rows(samples: list[dict[str, float]], key: str, unit: str) -> list[list[object]]:
-    after = [s for s in samples if s["t"] >= WARM_UP]
     rows: list[list[object]] = []
-    for label, part in (("whole window", samples), (f"after {WARM_UP:g} s", after)):
+    for label, part in (("whole window", samples), ("second half", second_half(samples))):
         if len(part) < 2:
             continue
         points = [(s["t"], s[key]) for s in part]
@@ -593,11 +597,11 @@ def main() -> None:
         f"goal p50 and p99 <= {GOAL_CHANGE_MS:g} ms: "
         f"{verdict(len(changes['first']) >= 20 and p99 <= GOAL_CHANGE_MS)}"
     )
-    after = [s for s in samples if s["t"] >= WARM_UP]
+    after = second_half(samples)
     growth = after[-1]["rss"] - after[0]["rss"] if len(after) >= 2 else float("nan")
     flat = growth <= max(1.0, 0.01 * after[0]["rss"]) if len(after) >= 2 else False
     print(
-        f"daemon RSS after the first {WARM_UP:g} s: {growth:+.2f} MB over "
+        f"daemon RSS over the second half of the window: {growth:+.2f} MB in "
         f"{after[-1]['t'] - after[0]['t'] if after else 0:.0f} s "
         f"(slope {slope_per_hour([(s['t'], s['rss']) for s in after]):+.2f} MB/h); "
         f"goal flat (growth <= 1 MB or 1 %): {verdict(flat)}"
