@@ -108,3 +108,39 @@ def test_grant_says_what_a_token_allows() -> None:
     assert TOKENS.grant(READ) == "read"
     assert TOKENS.grant(CONTROL) == "control"
     assert OPEN.grant(None) == "control"
+
+
+@pytest.mark.parametrize(
+    ("policy", "need", "token", "host", "fetch_site", "refusal"),
+    [
+        (OPEN, "ingest", None, HOST, "cross-site", CROSS_ORIGIN),  # <img src=.../ping/x/fail>
+        (OPEN, "ingest", None, HOST, "same-site", CROSS_ORIGIN),
+        (OPEN, "ingest", None, HOST, "none", None),  # typed in the address bar
+        (OPEN, "ingest", None, HOST, None, None),  # curl
+        (TOKENS, "ingest", None, HOST, "cross-site", CROSS_ORIGIN),
+        (TOKENS, "ingest", None, "rebound.example:8765", None, UNAUTHORISED),  # DNS rebinding
+        (TOKENS, "ingest", INGEST, "rebound.example:8765", None, None),
+        (TOKENS, "control", CONTROL, HOST, "cross-site", CROSS_ORIGIN),
+        (TOKENS, "read", CONTROL, HOST, "cross-site", None),  # no cookies: nothing to ride on
+        (TOKENS, "read", CONTROL, HOST, "same-origin", None),
+    ],
+)
+def test_browsers_on_other_sites_cannot_ping_or_control(
+    policy: AccessPolicy,
+    need: str,
+    token: str | None,
+    host: str,
+    fetch_site: str | None,
+    refusal: Refusal | None,
+) -> None:
+    """A page elsewhere cannot fail or fake a service through a ping from the user's browser."""
+    got = policy.check(
+        need,  # type: ignore[arg-type]
+        presented=token,
+        host=host,
+        origin=None,
+        peer="127.0.0.1",
+        websocket=False,
+        fetch_site=fetch_site,
+    )
+    assert got == refusal

@@ -64,7 +64,7 @@ def test_rate_limit_suppresses_and_counts_but_never_gave_up() -> None:
     assert gave_up[1].suppressed_before == 5
     assert "5 earlier alerts were suppressed" in gave_up[1].body
     later = rules.receive_transition("f", "running", "start requested", False, 200.0)
-    assert kinds(later) == [("recovered", False)]  # its down was never sent
+    assert kinds(later) == [("recovered", True)]  # people were told it gave up: tell the end
 
 
 def test_services_are_independent() -> None:
@@ -83,3 +83,57 @@ def test_downtime_reads_as_people_say_it() -> None:
     assert format_downtime(4.24) == "4.2 s"
     assert format_downtime(185) == "3m05s"
     assert format_downtime(7620) == "2h07m"
+
+
+def test_recovery_is_confirmed_after_running_for_a_while() -> None:
+    """Running again is recovered only once it lasts; the downtime ends when it came back."""
+    rules = AlertRules(rate_limit=10, rate_window=3600, recovered_after=10)
+    rules.receive_transition("c", "unresponsive", "no heartbeat", True, 100.0)
+    assert rules.receive_transition("c", "running", "first heartbeat", False, 104.0) == []
+    assert rules.next_deadline() == 114.0
+    assert rules.tick(113.9) == []
+    (recovered,) = rules.tick(114.0)
+    assert (recovered.kind, recovered.downtime, recovered.reason) == (
+        "recovered",
+        4.0,
+        "first heartbeat",
+    )
+    assert rules.next_deadline() is None and not rules.is_down("c")
+
+
+def test_crash_loop_of_a_service_ready_at_spawn_ends_in_gave_up() -> None:
+    """Running at each spawn, crashing a second later: one down, one gave up, no flapping."""
+    rules = AlertRules(rate_limit=10, rate_window=3600, recovered_after=10)
+    alerts = []
+    now = 0.0
+    for _ in range(5):
+        alerts += rules.receive_transition("w", "starting", "spawned", False, now)
+        alerts += rules.receive_transition("w", "running", "ready at start", False, now)
+        alerts += rules.tick(now + 1)
+        alerts += rules.receive_transition("w", "restarting", "exit code 1", True, now + 1)
+        now += 2
+    alerts += rules.receive_transition("w", "running", "ready at start", False, now)
+    alerts += rules.receive_transition("w", "failed", "gave up after 5 restarts", True, now + 1)
+    alerts += rules.tick(now + 100)
+    assert kinds(alerts) == [("down", True), ("gave_up", True)]
+
+
+def test_gave_up_is_sent_even_without_an_open_incident() -> None:
+    """A failure that goes straight to failed (no restarts allowed) still says gave up."""
+    rules = AlertRules(rate_limit=1, rate_window=3600)
+    rules.receive_transition("x", "unresponsive", "late", True, 0.0)  # uses the only slot
+    rules.receive_transition("x", "running", "resumed", False, 1.0)
+    alerts = rules.receive_transition("x", "failed", "gave up after 0 restarts", True, 2.0)
+    assert kinds(alerts) == [("gave_up", True)]
+    assert rules.is_down("x")
+
+
+def test_a_stop_while_recovering_cancels_the_confirmation() -> None:
+    """Stopped by a person before it proved itself: no recovered alert."""
+    rules = AlertRules(rate_limit=10, rate_window=3600, recovered_after=10)
+    rules.receive_transition("c", "unresponsive", "late", True, 0.0)
+    rules.receive_transition("c", "running", "first heartbeat", False, 1.0)
+    rules.receive_transition("c", "stopping", "stop requested", False, 2.0)
+    assert rules.next_deadline() is None
+    assert rules.tick(100.0) == []
+    assert rules.is_down("c")

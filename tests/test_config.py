@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from heartwatch.config import ConfigError, load_config, parse_config
+from heartwatch.config import ConfigError, is_loopback, load_config, parse_config
 from heartwatch.graph import DependencyCycleError, DependencyGraph
 from heartwatch.units import format_duration, parse_duration, parse_size
 
@@ -249,3 +249,40 @@ def test_history_defaults_to_the_state_dir(tmp_path: Path) -> None:
     assert config.history.retention == 30 * 86400
     moved = parse_config({"history": {"path": "h.db", "retention": "7d"}}, base_dir=tmp_path)
     assert moved.history_path == tmp_path / "h.db" and moved.history.retention == 7 * 86400
+
+
+def test_token_combinations() -> None:
+    """A read-only token needs the control one; an ingest token alone may open TCP only."""
+    assert problems_of({"server": {"read_token": "read-only-1"}}) == [
+        "server.read_token: needs server.token too (else everyone may control)"
+    ]
+    tcp_only = parse_config(
+        {"server": {"tcp": "0.0.0.0:5005", "ingest_token": "ingest-1234"}}, environ={}
+    )
+    assert tcp_only.server.token is None
+    assert problems_of({"server": {"http": "0.0.0.0:1", "ingest_token": "ingest-1234"}}) == [
+        "server.token: required when server.http listens on 0.0.0.0 (not loopback); "
+        "set it here or in HEARTWATCH_TOKEN"
+    ]
+    assert problems_of({}, environ={"HEARTWATCH_TOKEN": " short "}) == [
+        "HEARTWATCH_TOKEN: a token is at least 8 printable characters without spaces"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.9.9.9", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("x.y", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    """Loopback as sockets report it, IPv4-mapped addresses included."""
+    assert is_loopback(host) is loopback

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
+import time
 from pathlib import Path
 
 import pytest
 
 from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, LogHub, Viewer
+from heartwatch.linefilter import FilterTooSlow, LineFilter
 from heartwatch.linering import LineRing, Marker
 
 
@@ -30,7 +31,7 @@ class Source:
         self.ring.trim(max(viewer.sent for viewer in self.viewers))
 
     def viewer(self, grep: str | None = None, html: bool = False) -> Viewer:
-        viewer = Viewer(grep=re.compile(grep) if grep else None, html=html)
+        viewer = Viewer(grep=LineFilter(grep) if grep else None, html=html)
         viewer.attach(self, [])
         self.viewers.append(viewer)
         return viewer
@@ -385,3 +386,23 @@ def test_a_new_file_that_cannot_be_opened_does_not_stop_the_old_one(tmp_path: Pa
     assert "last lines before rotation" in got
     assert "secret" not in got
     assert any(line.startswith("[heartwatch] the new file cannot be followed") for line in got)
+
+
+def test_a_catastrophic_grep_is_stopped_not_waited_for() -> None:
+    """``(a|aa)+$`` on a long line: the match gives up within its limit and says so."""
+    source = Source()
+    viewer = source.viewer(grep=r"(a|aa)+$")
+    source.publish(["a" * 40 + "b"])
+    started = time.monotonic()
+    with pytest.raises(FilterTooSlow, match="took over 20 ms"):
+        viewer.take_frame()
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"), [("(", "bad regular expression"), ("x" * 201, "limited to 200")]
+)
+def test_a_bad_grep_is_refused_with_the_reason(pattern: str, problem: str) -> None:
+    """An invalid or over-long pattern is a clear error, before anything is followed."""
+    with pytest.raises(ValueError, match=problem):
+        LineFilter(pattern)

@@ -1,4 +1,5 @@
-"""When to tell people: down, recovered, gave up. Pure, driven by transitions and ``now``.
+"""When to tell people: down, recovered, gave up. Pure: transitions in, ``tick(now)`` for the
+confirmations that fall due, ``next_deadline()`` for when that is.
 
 Rules / theory of operation
 ---------------------------
@@ -9,11 +10,17 @@ alerts):
 1. A transition marked ``failure`` (it hung, crashed, could not start, was given up on) while
    no incident is open opens one: **down**, with the transition's reason.
 2. While an incident is open, further failures say nothing (one restart after another is the
-   same incident), except the first ``failed``: **gave up**, since a person must act now.
-3. The first ``running`` after that closes the incident: **recovered**, with the downtime.
-   Stops, starts and restarts asked for by people, and the daemon's own start and stop, are
-   not failures and neither open nor close anything, so a daemon restart raises no alert.
-4. Rate limit: at most ``rate_limit`` down/recovered alerts per service per ``rate_window``.
+   same incident).
+3. The first ``failed`` of an incident (opening it if none is open) is **gave up**, since a
+   person must act now.
+4. ``running`` again closes the incident once it has stayed so for ``recovered_after``
+   seconds: **recovered**, with the downtime (until it was running again). Waiting matters: a
+   service that counts as ready at its spawn and crashes a second later has not recovered,
+   and a crash loop must end in *gave up*, not in a flapping *down, recovered, down*. Any
+   other transition meanwhile cancels the wait. Stops, starts and restarts asked for by
+   people, and the daemon's own start and stop, are not failures and neither open nor close
+   anything, so a daemon restart raises no alert.
+5. Rate limit: at most ``rate_limit`` down/recovered alerts per service per ``rate_window``.
    Beyond it an alert is *suppressed* (still reported, so it is journaled and counted), and
    the recovery of a suppressed down is suppressed too: nobody is told of the end of an
    incident they were not told of. The next alert sent says how many were suppressed.
@@ -60,8 +67,10 @@ class Alert:
 @dataclass(slots=True)
 class _Incident:
     since: float
-    announced: bool  # the down alert was sent, not suppressed
+    announced: bool  # the down (or gave up) alert was sent, not suppressed
     gave_up: bool = False
+    running_since: float | None = None  # running again, not confirmed yet
+    running_reason: str = ""
 
 
 @dataclass(slots=True)
@@ -74,9 +83,12 @@ class _ServiceAlerts:
 class AlertRules:
     """Per-service incidents and rate limits; ``receive_transition`` returns what to say."""
 
-    def __init__(self, *, rate_limit: int, rate_window: float) -> None:
+    def __init__(
+        self, *, rate_limit: int, rate_window: float, recovered_after: float = 0.0
+    ) -> None:
         self.rate_limit = rate_limit
         self.rate_window = rate_window
+        self.recovered_after = recovered_after
         self._services: dict[str, _ServiceAlerts] = {}
 
     def receive_transition(
@@ -85,24 +97,54 @@ class AlertRules:
         """The alerts (sent or suppressed) that a transition to ``state`` calls for."""
         alerts = self._services.setdefault(service, _ServiceAlerts())
         incident = alerts.incident
+        if failure and state == "failed":
+            if incident is None:
+                incident = alerts.incident = _Incident(since=now, announced=True)
+            incident.running_since = None
+            if incident.gave_up:
+                return []
+            incident.gave_up = incident.announced = True
+            alerts.sent_at.append(now)
+            return [self._alert(alerts, Alert(service, "gave_up", reason, now))]
         if failure and incident is None:
             send = self._allow(alerts, now)
             alerts.incident = _Incident(since=now, announced=send)
             return [self._alert(alerts, Alert(service, "down", reason, now, send=send))]
         if incident is None:
             return []
-        if failure and state == "failed" and not incident.gave_up:
-            incident.gave_up = True
-            alerts.sent_at.append(now)
-            return [self._alert(alerts, Alert(service, "gave_up", reason, now))]
-        if state == "running":
+        if state != "running":
+            incident.running_since = None  # failed again, or asked to stop: not recovered
+            return []
+        if incident.running_since is None:
+            incident.running_since, incident.running_reason = now, reason
+        return self.tick(now)
+
+    def tick(self, now: float) -> list[Alert]:
+        """The recoveries confirmed by ``now``."""
+        due = []
+        for service, alerts in self._services.items():
+            incident = alerts.incident
+            if incident is None or incident.running_since is None:
+                continue
+            if now < incident.running_since + self.recovered_after:
+                continue
             alerts.incident = None
             send = incident.announced and self._allow(alerts, now)
-            downtime = now - incident.since
-            return [
-                self._alert(alerts, Alert(service, "recovered", reason, now, downtime, send=send))
-            ]
-        return []
+            back = incident.running_since
+            alert = Alert(
+                service, "recovered", incident.running_reason, now, back - incident.since, send=send
+            )
+            due.append(self._alert(alerts, alert))
+        return due
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` may confirm a recovery, if one is pending."""
+        pending = [
+            alerts.incident.running_since + self.recovered_after
+            for alerts in self._services.values()
+            if alerts.incident is not None and alerts.incident.running_since is not None
+        ]
+        return min(pending, default=None)
 
     def is_down(self, service: str) -> bool:
         alerts = self._services.get(service)

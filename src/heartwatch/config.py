@@ -141,6 +141,7 @@ class NotifyConfig(_Section):
     urls: list[str] = []  # dingtalk://, wecom://, feishu://, tgram://, mailto://, json://, ...
     rate_limit: int = Field(default=10, ge=1)  # alerts per service per rate_window; gave-up always
     rate_window: Duration = 3600.0
+    recovered_after: Duration = 10.0  # running this long again: recovered (not at once)
     retries: int = Field(default=3, ge=0)  # a failed send is tried again this many times
     retry_delay: Duration = 5.0  # before the first retry; doubled each time
     timeout: Duration = 30.0  # one send, all URLs together
@@ -331,7 +332,8 @@ def parse_config(
     # field errors, even when some service entries are broken.
     problems.extend(_cross_check(data))
     if config is not None:
-        config = _with_environment_token(config, environ)
+        config, token_problems = _with_environment_token(config, environ)
+        problems.extend(token_problems)
         problems.extend(_exposure_problems(config.server))
         problems.extend(_notification_url_problems(config.notify.urls))
     if problems or config is None:
@@ -339,13 +341,20 @@ def parse_config(
     return config
 
 
-def _with_environment_token(config: Config, environ: Mapping[str, str]) -> Config:
-    """``HEARTWATCH_TOKEN`` stands in for ``[server] token`` (secrets stay out of files)."""
+def _with_environment_token(
+    config: Config, environ: Mapping[str, str]
+) -> tuple[Config, list[Problem]]:
+    """``HEARTWATCH_TOKEN`` stands in for ``[server] token`` (secrets stay out of files);
+    it is held to the same rules, and a bad one is reported under its own name."""
     token = environ.get("HEARTWATCH_TOKEN")
     if not token or config.server.token:
-        return config
+        return config, []
+    try:
+        ServerConfig._check_token(token)
+    except ValueError as error:
+        return config, [Problem("HEARTWATCH_TOKEN", str(error))]
     server = config.server.model_copy(update={"token": token})
-    return config.model_copy(update={"server": server})
+    return config.model_copy(update={"server": server}), []
 
 
 @functools.lru_cache(maxsize=1024)
@@ -354,9 +363,12 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1, from a socket bound to ::
+    return address.is_loopback
 
 
 def _notification_url_problems(urls: Sequence[str]) -> list[Problem]:
@@ -380,22 +392,29 @@ def _notification_url_problems(urls: Sequence[str]) -> list[Problem]:
 
 
 def _exposure_problems(server: ServerConfig) -> list[Problem]:
-    """Listening beyond this machine needs a token: strangers must not steer the pipeline."""
-    if server.token:
-        return []
-    exposed = [
-        (key, address)
-        for key, address in (("http", server.http), ("tcp", server.tcp))
-        if address is not None and not is_loopback(address[0])
-    ]
-    return [
-        Problem(
-            "server.token",
-            f"required when server.{key} listens on {host} (not loopback); "
-            "set it here or in HEARTWATCH_TOKEN",
+    """Listening beyond this machine needs a token: strangers must not steer the pipeline,
+    nor fake its heartbeats. A read-only token alone would leave control open to all."""
+    problems = []
+    if server.read_token and not server.token:
+        problems.append(
+            Problem("server.read_token", "needs server.token too (else everyone may control)")
         )
-        for key, (host, _port) in exposed
-    ]
+    exposed_http = server.http is not None and not is_loopback(server.http[0])
+    if exposed_http and not server.token:
+        problems.append(_exposure("http", server.http, "server.token"))
+    exposed_tcp = not is_loopback(server.tcp[0])
+    if exposed_tcp and not (server.token or server.ingest_token):
+        problems.append(_exposure("tcp", server.tcp, "server.token (or server.ingest_token)"))
+    return problems
+
+
+def _exposure(key: str, address: tuple[str, int] | None, needed: str) -> Problem:
+    host = address[0] if address else "?"
+    return Problem(
+        needed.split(" ")[0],
+        f"required when server.{key} listens on {host} (not loopback); "
+        "set it here or in HEARTWATCH_TOKEN",
+    )
 
 
 def load_config(path: Path | str) -> Config:

@@ -344,8 +344,9 @@ class Pipeline:
         self.config_path.write_text("\n".join(lines))
         return self.config_path
 
-    def start_daemon(self) -> Daemon:
-        """Run ``heartwatch run -c <config>`` and wait until it listens."""
+    def start_daemon(self, env: Mapping[str, str] | None = None) -> Daemon:
+        """Run ``heartwatch run -c <config>`` and wait until it listens; ``env`` is added to
+        its environment."""
         stderr = (self.folder / f"daemon-{len(self.daemons)}.stderr").open("wb")
         popen = subprocess.Popen(
             [sys.executable, "-m", "heartwatch", "run", "-c", str(self.config_path)],
@@ -353,6 +354,7 @@ class Pipeline:
             stdout=stderr,
             stderr=stderr,
             cwd=self.folder,
+            env={**os.environ, **(env or {})},
         )
         daemon = Daemon(self, popen, stderr)
         self.daemons.append(daemon)

@@ -234,3 +234,21 @@ def test_secrets_never_appear_in_logs_or_answers(pipeline: Pipeline) -> None:
     text = answers + daemon.log_text() + daemon.stderr_text()
     for secret in (CONTROL, READ, "hook-secret-99"):
         assert not re.search(re.escape(secret), text), f"{secret} leaked"
+
+
+def test_services_do_not_inherit_the_daemons_token(pipeline: Pipeline) -> None:
+    """``HEARTWATCH_TOKEN`` in the daemon's environment stays out of its services'."""
+    show = "import os; print('token:', os.environ.get('HEARTWATCH_TOKEN'), flush=True)"
+    given = {"name": "given", "command": [sys.executable, "-c", show], "autorestart": "never"}
+    given["env"] = {"HEARTWATCH_TOKEN": "its-own-token"}
+    plain = {"name": "plain", "command": [sys.executable, "-c", show], "autorestart": "never"}
+    pipeline.write_config([plain, given])
+    pipeline.start_daemon(env={"HEARTWATCH_TOKEN": CONTROL})
+
+    def said(name: str) -> list[str] | None:
+        path = pipeline.log_dir / f"{name}.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if line.startswith("token:")] or None
+
+    assert wait_until(lambda: said("plain"), "plain's output") == ["token: None"]
+    assert wait_until(lambda: said("given"), "given's output") == ["token: its-own-token"]

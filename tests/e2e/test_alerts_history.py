@@ -65,7 +65,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def notify(receiver: Receiver) -> dict[str, dict[str, Any]]:
-    return {"notify": {"urls": [receiver.url], "retry_delay": "0.2s"}}
+    return {"notify": {"urls": [receiver.url], "retry_delay": "0.2s", "recovered_after": "0.5s"}}
 
 
 def test_webhook_gets_down_recovered_and_gave_up_once_each(

@@ -52,19 +52,25 @@ class Alerter:
         host: str | None = None,
     ) -> None:
         self.config = config
-        self.rules = AlertRules(rate_limit=config.rate_limit, rate_window=config.rate_window)
+        self.rules = AlertRules(
+            rate_limit=config.rate_limit,
+            rate_window=config.rate_window,
+            recovered_after=config.recovered_after,
+        )
         self.counts: Counter[tuple[str, str]] = Counter()  # (alert kind, outcome) -> count
         self._journal = journal
         self._wall_clock = wall_clock
         self._host = host or socket.gethostname()
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Alert] = asyncio.Queue()
-        self._notifier: apprise.Apprise | None = None
+        self._notifiers: list[apprise.Apprise] = []  # one per URL: retried one by one
         self._sender: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the next recovery to confirm
+        self._clock_offset = wall_clock() - self._loop.time()  # wall time of loop time 0
 
     def start(self) -> None:
         if self.config.urls:
-            self._notifier = create_apprise(self.config.urls)
+            self._notifiers = [create_apprise([url]) for url in self.config.urls]
             self._sender = asyncio.ensure_future(self._send_forever())
 
     def receive(self, entry: JournalEntry) -> None:
@@ -72,14 +78,32 @@ class Alerter:
         if entry.kind != "transition" or entry.service is None or entry.state is None:
             return
         failure = bool(entry.detail and entry.detail.get("failure"))
-        for alert in self.rules.receive_transition(
+        alerts = self.rules.receive_transition(
             entry.service, entry.state, entry.reason, failure, entry.at
-        ):
+        )
+        for alert in alerts:
             # Journal it in a later loop turn: every listener sees this transition first.
             self._loop.call_soon(self._dispatch, alert)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.rules.next_deadline()
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline - self._clock_offset, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        for alert in self.rules.tick(self._wall_clock()):
+            self._dispatch(alert)
+        self._arm()
 
     async def close(self, timeout: float = 5.0) -> None:
         """Give queued alerts ``timeout`` seconds to go out, then stop sending."""
+        if self._timer is not None:
+            self._timer.cancel()
         if self._sender is None:
             return
         with contextlib.suppress(TimeoutError):
@@ -91,7 +115,7 @@ class Alerter:
     def _dispatch(self, alert: Alert) -> None:
         if not alert.send:
             self._record(alert, "suppressed", "rate limit")
-        elif self._notifier is None:
+        elif not self._notifiers:
             self._record(alert, "unsent", "no notification URLs configured")
         else:
             self._queue.put_nowait(alert)
@@ -105,35 +129,42 @@ class Alerter:
                 self._queue.task_done()
 
     async def _send(self, alert: Alert) -> None:
-        assert self._notifier is not None
+        """Through every URL; a retry goes only to the URLs that failed (the others have it)."""
+        pending = list(range(len(self._notifiers)))
         delay = self.config.retry_delay
-        body = f"{alert.body}\n(host {self._host})"
         for attempt in range(self.config.retries + 1):
             if attempt:
                 await asyncio.sleep(delay)
                 delay *= 2
-            try:
-                result = await asyncio.to_thread(
-                    self._notifier.notify,
-                    body=body,
-                    title=f"heartwatch: {alert.title}",
-                    notify_type=_NOTIFY_TYPES[alert.kind],
-                    timeout=self.config.timeout,
-                )
-                sent = bool(result)
-            except Exception as error:  # a plugin's bug must not end the sender
-                logger.warning("alert {}: sending raised {}", alert.title, type(error).__name__)
-                sent = False
-            if sent:
+            results = await asyncio.gather(*(self._send_one(i, alert) for i in pending))
+            pending = [index for index, sent in zip(pending, results, strict=True) if not sent]
+            if not pending:
                 self._record(alert, "sent", f"attempt {attempt + 1}")
                 return
             logger.warning(
-                "alert {!r} not delivered to every URL (attempt {} of {})",
+                "alert {!r} not delivered through notify.urls{} (attempt {} of {})",
                 alert.title,
+                pending,
                 attempt + 1,
                 self.config.retries + 1,
             )
-        self._record(alert, "failed", f"{self.config.retries + 1} attempts")
+        how = f"not delivered through notify.urls{pending} after {self.config.retries + 1} attempts"
+        self._record(alert, "failed", how)
+
+    async def _send_one(self, index: int, alert: Alert) -> bool:
+        try:
+            result = await asyncio.to_thread(
+                self._notifiers[index].notify,
+                body=f"{alert.body}\n(host {self._host})",
+                title=f"heartwatch: {alert.title}",
+                notify_type=_NOTIFY_TYPES[alert.kind],
+                timeout=self.config.timeout,
+            )
+        except Exception as error:  # a plugin's bug must not end the sender
+            name = type(error).__name__  # not its text: it may quote the URL, and its secret
+            logger.warning("alert {}: notify.urls[{}] raised {}", alert.title, index, name)
+            return False
+        return bool(result)
 
     def _record(self, alert: Alert, outcome: str, how: str) -> None:
         self.counts[alert.kind, outcome] += 1

@@ -208,6 +208,7 @@ class _TcpConnection(asyncio.BufferedProtocol):
         if not self.trusted:
             lines = self.ingest.admit(lines, "tcp", self.peer)
             if not lines:
+                self.close()  # no token: a stranger must not hold a connection slot
                 return
             self.trusted = True
         self.ingest.receive_lines(lines, "tcp")

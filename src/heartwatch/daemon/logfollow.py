@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import html
 import os
-import re
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from heartwatch.ansi import AnsiToHtml, strip_ansi
+from heartwatch.ansi import AnsiToHtml
 from heartwatch.follow import (
     MAX_LINE,
     Advance,
@@ -47,6 +46,7 @@ from heartwatch.follow import (
     Wait,
     clip_line,
 )
+from heartwatch.linefilter import LineFilter
 from heartwatch.linering import Entry, LineRing, Marker
 from heartwatch.logpaths import OUTSIDE_ROOTS, LogPathError, OpenedLog, open_log
 from heartwatch.tailread import read_last_lines
@@ -72,7 +72,7 @@ class Followed(Protocol):
 class Viewer:
     """One websocket's view of a followed file: a cursor, a filter and a format."""
 
-    def __init__(self, *, grep: re.Pattern[str] | None, html: bool) -> None:
+    def __init__(self, *, grep: LineFilter | None, html: bool) -> None:
         self.grep = grep
         self.skipped_total = 0
         self._converter = AnsiToHtml() if html else None
@@ -179,7 +179,7 @@ class Viewer:
             if self._converter is None:
                 return marker
             return f'<span class="hw-marker">{html.escape(marker)}</span>'
-        if self.grep is not None and not self.grep.search(strip_ansi(entry)):
+        if self.grep is not None and not self.grep.matches(entry):
             return None
         return entry if self._converter is None else self._converter.convert(entry)
 

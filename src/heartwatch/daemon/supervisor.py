@@ -48,6 +48,9 @@ class DaemonStopping(RuntimeError):
     """A start or restart asked for while the daemon shuts down."""
 
 
+# The daemon's own secrets: a service gets them only if its own ``env`` gives them.
+SECRET_VARIABLES = frozenset({"HEARTWATCH_TOKEN", "HEARTWATCH_INGEST_TOKEN"})
+
 # Distinct data kinds remembered per service; further kinds are refused ("too_many_kinds").
 MAX_DATA_KINDS = 64
 
@@ -408,7 +411,11 @@ class Supervisor:
 
     def _child_env(self, service: ServiceConfig) -> dict[str, str]:
         host, port = self.tcp_address
-        inherited = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in SYSTEMD_VARIABLES and k not in SECRET_VARIABLES
+        }
         env = {
             **inherited,
             **service.env,

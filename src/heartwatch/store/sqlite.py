@@ -73,7 +73,10 @@ class SQLiteHistory:
         ]
         with self._transaction():
             self._db.executemany(
-                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+                # A plain INSERT: two daemons sharing one history file must fail loudly
+                # rather than overwrite each other's entries.
+                "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
     def add_counts(self, counts: Sequence[MinuteCount]) -> None:

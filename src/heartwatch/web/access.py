@@ -14,9 +14,12 @@ Rules / theory of operation
    ``Authorization: Bearer …`` or, for clients that cannot set headers (a browser's
    websocket), the ``token`` query parameter. There are no cookies, so a cross-site form has
    nothing to ride on.
-4. Pings from loopback need nothing; from elsewhere, the token or ``ingest_token``.
-5. Whatever the token, a request that changes something, and every websocket upgrade, is
-   refused when it carries an ``Origin`` of another site.
+4. Pings from loopback, to a loopback ``Host``, need nothing; otherwise the token or
+   ``ingest_token``.
+5. Whatever the token, a request that changes something (control, pings: a ping can fail a
+   service), and every websocket upgrade, is refused when a browser says it comes from
+   another site: an ``Origin`` of another host, or ``Sec-Fetch-Site: cross-site`` (an
+   ``<img>`` pointed at a ping carries no Origin, but every current browser sends this).
 6. Token and origin are checked before anything else, so a stranger learns nothing about which
    services or files exist: every refusal looks the same.
 
@@ -44,6 +47,7 @@ UNAUTHORISED_CLOSE = 4401
 FORBIDDEN_CLOSE = 4403
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PUBLIC_PATHS = frozenset({"/", "/favicon.ico"})
+_FOREIGN_SITES = frozenset({"cross-site", "same-site"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +94,12 @@ class AccessPolicy:
         return "none"
 
     def may_ingest(self, presented: str | None, peer: str | None) -> bool:
-        """Heartbeats from loopback need nothing; from elsewhere, a token."""
+        """Heartbeats (TCP, UDP) from loopback need nothing; from elsewhere, a token."""
         if peer is not None and is_loopback(peer):
             return True
+        return self._valid_ingest_token(presented)
+
+    def _valid_ingest_token(self, presented: str | None) -> bool:
         if presented is None:
             return False
         return any(
@@ -109,16 +116,22 @@ class AccessPolicy:
         origin: str | None,
         peer: str | None,
         websocket: bool,
+        fetch_site: str | None = None,
     ) -> Refusal | None:
         """Why this request is refused, or ``None``. The order of the checks is deliberate."""
         if not self.token_required and not _loopback_host(host):
             return BAD_HOST
-        if origin and (websocket or need == "control") and urlsplit(origin).netloc != host:
-            return CROSS_ORIGIN_WEBSOCKET if websocket else CROSS_ORIGIN
+        if websocket or need in ("control", "ingest"):
+            foreign = bool(origin) and urlsplit(origin or "").netloc != host
+            if foreign or fetch_site in _FOREIGN_SITES:
+                return CROSS_ORIGIN_WEBSOCKET if websocket else CROSS_ORIGIN
         if need == "public":
             return None
         if need == "ingest":
-            return None if self.may_ingest(presented, peer) else UNAUTHORISED
+            if self._valid_ingest_token(presented):
+                return None
+            local = peer is not None and is_loopback(peer) and _loopback_host(host)
+            return None if local else UNAUTHORISED
         grant = self.grant(presented)
         if grant == "none":
             return UNAUTHORISED
@@ -167,6 +180,7 @@ class AccessMiddleware:
             origin=headers.get("origin"),
             peer=client[0] if client else None,
             websocket=websocket,
+            fetch_site=headers.get("sec-fetch-site"),
         )
         if refusal is None:
             await self.app(scope, receive, send)

@@ -15,22 +15,24 @@ viewers that stop answering; all per-viewer state is freed on disconnect.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, WebSocket
+from loguru import logger
 from pydantic import BaseModel
+from starlette.websockets import WebSocketDisconnect
 
 from heartwatch.daemon.logfollow import LogHub, Viewer, read_initial_lines
+from heartwatch.linefilter import FilterTooSlow, LineFilter
 from heartwatch.logpaths import BAD_PATH, NO_SUCH_LOG, LogPathError, resolve_log_path
 from heartwatch.web.streaming import send_until_disconnect
 
 if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor
 
-MAX_GREP = 200
 MAX_LISTED = 1000
 
 
@@ -82,30 +84,32 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             lines = min(
                 int(params.get("lines", config.logs.initial_lines)), config.logs.max_initial_lines
             )
-            grep = re.compile(params["grep"]) if params.get("grep") else None
-        except (ValueError, re.error) as error:
+            grep = LineFilter(params["grep"]) if params.get("grep") else None
+        except ValueError as error:
             await _refuse(websocket, BAD_PATH, f"bad query: {error}")
-            return
-        if grep is not None and len(grep.pattern) > MAX_GREP:
-            await _refuse(websocket, BAD_PATH, f"grep is limited to {MAX_GREP} characters")
             return
         follow = params.get("follow", "true").lower() not in ("0", "false", "no")
         viewer = Viewer(grep=grep, html=params.get("format") == "html")
-        if not follow:
-            viewer.receive_preface(read_initial_lines(path, max(0, lines)))
-            await websocket.accept()
-            while (frame := viewer.take_frame()) is not None:
-                await websocket.send_text(frame)
-            await websocket.close(1000, "end of the initial lines")
-            return
-        # Positioned before the handshake completes: a line written as soon as the client
-        # is connected comes after the initial lines, never inside them or lost.
-        follower = hub.subscribe(path, viewer, max(0, lines))
         try:
-            await websocket.accept()
-            await _stream(websocket, viewer)
-        finally:
-            hub.unsubscribe(follower, viewer)
+            if not follow:
+                viewer.receive_preface(read_initial_lines(path, max(0, lines)))
+                await websocket.accept()
+                while (frame := viewer.take_frame()) is not None:
+                    await websocket.send_text(frame)
+                await websocket.close(1000, "end of the initial lines")
+                return
+            # Positioned before the handshake completes: a line written as soon as the client
+            # is connected comes after the initial lines, never inside them or lost.
+            follower = hub.subscribe(path, viewer, max(0, lines))
+            try:
+                await websocket.accept()
+                await _stream(websocket, viewer)
+            finally:
+                hub.unsubscribe(follower, viewer)
+        except FilterTooSlow as slow:
+            logger.warning("live logs: closed a viewer of {}: {}", path, slow)
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(BAD_PATH, str(slow)[:120])
 
     return router
 
