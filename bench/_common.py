@@ -208,6 +208,7 @@ def render_config(
     *,
     log_level: str = "WARNING",
     server: Mapping[str, TomlValue] | None = None,
+    sections: Mapping[str, Mapping[str, TomlValue]] | None = None,
 ) -> str:
     lines = [
         "[server]",
@@ -220,6 +221,8 @@ def render_config(
         'log_dir = "logs"',
         f'log_level = "{log_level}"',
     ]
+    for name, table in (sections or {}).items():  # further tables, e.g. "logs": {"roots": [...]}
+        lines += ["", f"[{name}]", *(f"{k} = {toml_value(v)}" for k, v in table.items())]
     for service in services:
         lines += ["", "[[service]]", *(f"{k} = {toml_value(v)}" for k, v in service.items())]
     return "\n".join(lines) + "\n"
@@ -257,13 +260,16 @@ class Daemon:
         *,
         log_level: str = "WARNING",
         server: Mapping[str, TomlValue] | None = None,
+        sections: Mapping[str, Mapping[str, TomlValue]] | None = None,
         command: Sequence[str] = (PYTHON, "-m", "heartwatch"),
     ) -> None:
         self.folder = folder
         self.command = list(command)  # then "run -c <config>"; another entry point for A/B runs
         folder.mkdir(parents=True, exist_ok=True)
         self.config_path = folder / "heartwatch.toml"
-        self.config_path.write_text(render_config(services, log_level=log_level, server=server))
+        self.config_path.write_text(
+            render_config(services, log_level=log_level, server=server, sections=sections)
+        )
         self.stderr_path = folder / "daemon.stderr"
         self.log_path = folder / "logs" / "heartwatch.log"
         self.process: subprocess.Popen[bytes] | None = None
