@@ -33,7 +33,7 @@ from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.notify_socket import NotifySocket
 from heartwatch.daemon.recorder import Recorder
 from heartwatch.daemon.statedir import StateDir
-from heartwatch.daemon.supervisor import Supervisor
+from heartwatch.daemon.supervisor import Supervisor, log_listener_error
 from heartwatch.daemon.systemd import SystemdNotifier
 from heartwatch.journal import Journal
 from heartwatch.store.sqlite import SQLiteHistory
@@ -94,7 +94,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         if ended:
             logger.warning("ended stale children of a previous daemon: {}", ended)
         store = await loop.run_in_executor(None, SQLiteHistory, config.history_path)
-        journal = Journal(first_id=store.last_entry_id() + 1, on_error=_log_listener_error)
+        journal = Journal(first_id=store.last_entry_id() + 1, on_error=log_listener_error)
         supervisor = Supervisor(config, state, tcp_address=config.server.tcp, journal=journal)
         recorder = Recorder(store, supervisor.totals, retention=config.history.retention)
         journal.subscribe(recorder.receive)
@@ -253,7 +253,3 @@ def _return_memory_to_os() -> None:
 def _format_address(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _log_listener_error(error: Exception) -> None:
-    logger.opt(exception=error).error("a journal listener failed")

@@ -79,7 +79,7 @@ class Supervisor:
         self.services = config.services_by_name()
         self.watchdog = Watchdog(config.service)
         self.default_service = config.server.default_service
-        self.journal = journal or Journal(on_error=_log_listener_error)
+        self.journal = journal or Journal(on_error=log_listener_error)
         self._restart_reasons: dict[str, str] = {}  # why the next spawn is a restart
         self.last_data: dict[str, dict[str, LastData]] = {name: {} for name in self.services}
         self.notify_address: str | None = None  # NOTIFY_SOCKET given to children
@@ -458,5 +458,5 @@ class Supervisor:
             await self._idle.wait()
 
 
-def _log_listener_error(error: Exception) -> None:
+def log_listener_error(error: Exception) -> None:
     logger.opt(exception=error).error("a journal listener failed")
