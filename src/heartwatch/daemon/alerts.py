@@ -1,17 +1,17 @@
 """Alerts, the driver: the rules' decisions (``alerting.py``) sent through apprise.
 
 A journal listener. Transitions go through ``AlertRules``; each alert it returns is journaled
-(kind ``alert``: sent, failed or suppressed) and, unless suppressed, queued for one sender
-task. apprise is synchronous and talks to the network, so every send runs in a worker thread:
-the event loop never waits for DingTalk. A failed send is tried again after ``retry_delay``,
-doubling, ``retries`` times, then logged as failed. Notification URLs carry secrets: they are
-never logged; apprise's own log is kept to errors, which name the service, not the URL.
+(kind ``alert``: sent, failed or suppressed) and, unless suppressed, sent: one chain of sends
+per service, so a service's alerts go out in order and a retry never holds back another
+service's. apprise is synchronous and talks to the network, so every send runs in a worker
+thread: the event loop never waits for DingTalk. A failed send is tried again, only through the
+URLs that failed, after ``retry_delay``, doubling, ``retries`` times, then logged as failed.
+Notification URLs carry secrets: they are never logged; apprise's own log is kept to errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections import Counter
@@ -62,16 +62,16 @@ class Alerter:
         self._wall_clock = wall_clock
         self._host = host or socket.gethostname()
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[Alert] = asyncio.Queue()
+        # One chain of sends per service: its alerts go out in order, and a service whose
+        # alert is being retried never holds back another's.
+        self._chains: dict[str, asyncio.Task[None]] = {}
         self._notifiers: list[apprise.Apprise] = []  # one per URL: retried one by one
-        self._sender: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # the next recovery to confirm
         self._clock_offset = wall_clock() - self._loop.time()  # wall time of loop time 0
 
     def start(self) -> None:
         if self.config.urls:
             self._notifiers = [create_apprise([url]) for url in self.config.urls]
-            self._sender = asyncio.ensure_future(self._send_forever())
 
     def receive(self, entry: JournalEntry) -> None:
         """A journal listener: transitions may call for alerts."""
@@ -104,13 +104,13 @@ class Alerter:
         """Give queued alerts ``timeout`` seconds to go out, then stop sending."""
         if self._timer is not None:
             self._timer.cancel()
-        if self._sender is None:
+        chains = list(self._chains.values())
+        if not chains:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
-        self._sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sender
+        _done, late = await asyncio.wait(chains, timeout=timeout)
+        for chain in late:
+            chain.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     def _dispatch(self, alert: Alert) -> None:
         if not alert.send:
@@ -118,15 +118,21 @@ class Alerter:
         elif not self._notifiers:
             self._record(alert, "unsent", "no notification URLs configured")
         else:
-            self._queue.put_nowait(alert)
+            previous = self._chains.get(alert.service)
+            chain = asyncio.ensure_future(self._send_after(previous, alert))
+            self._chains[alert.service] = chain
+            chain.add_done_callback(lambda done: self._forget(alert.service, done))
 
-    async def _send_forever(self) -> None:
-        while True:
-            alert = await self._queue.get()
-            try:
-                await self._send(alert)
-            finally:
-                self._queue.task_done()
+    async def _send_after(self, previous: asyncio.Task[None] | None, alert: Alert) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        await self._send(alert)
+
+    def _forget(self, service: str, chain: asyncio.Task[None]) -> None:
+        if self._chains.get(service) is chain:
+            del self._chains[service]
+        if not chain.cancelled() and chain.exception() is not None:
+            logger.opt(exception=chain.exception()).error("alert: sending failed")
 
     async def _send(self, alert: Alert) -> None:
         """Through every URL; a retry goes only to the URLs that failed (the others have it)."""
