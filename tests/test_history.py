@@ -126,3 +126,14 @@ def test_store_batches_of_any_size(tmp_path: Path, count: int) -> None:
     store.add_entries([entry(i, float(i)) for i in range(1, count + 1)])
     assert store.last_entry_id() == count
     assert len(store.entries(limit=1000)) == count
+
+
+def test_store_pages_back_by_id(tmp_path: Path) -> None:
+    """``before_id`` gives the next older page, newest first."""
+    store = SQLiteHistory(tmp_path / "h.sqlite3")
+    store.add_entries([entry(i, float(i)) for i in range(1, 11)])
+    first = store.entries(limit=4)
+    second = store.entries(before_id=first[-1].id, limit=4)
+    assert [e.id for e in first] == [10, 9, 8, 7]
+    assert [e.id for e in second] == [6, 5, 4, 3]
+    assert [e.id for e in store.entries(before_id=3, limit=4)] == [2, 1]

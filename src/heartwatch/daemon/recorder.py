@@ -91,10 +91,17 @@ class Recorder:
             self._loop.call_soon(self._flush)
 
     async def entries(
-        self, *, service: str | None = None, since: float | None = None, limit: int = 100
+        self,
+        *,
+        service: str | None = None,
+        since: float | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
     ) -> list[JournalEntry]:
         return await self._read(
-            lambda: self._store.entries(service=service, since=since, limit=limit)
+            lambda: self._store.entries(
+                service=service, since=since, before_id=before_id, limit=limit
+            )
         )
 
     async def counts(self, *, service: str | None = None, since: float) -> list[MinuteCount]:

@@ -38,9 +38,15 @@ class HistoryStore(Protocol):
         ...
 
     def entries(
-        self, *, service: str | None = None, since: float | None = None, limit: int = 100
+        self,
+        *,
+        service: str | None = None,
+        since: float | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
     ) -> list[JournalEntry]:
-        """Newest first; ``since``: only entries after this Unix time."""
+        """Newest first; ``since``: only entries after this Unix time; ``before_id``: only
+        entries older than that one (the next page)."""
         ...
 
     def counts(self, *, service: str | None = None, since: float) -> list[MinuteCount]:

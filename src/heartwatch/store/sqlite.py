@@ -89,7 +89,12 @@ class SQLiteHistory:
             )
 
     def entries(
-        self, *, service: str | None = None, since: float | None = None, limit: int = 100
+        self,
+        *,
+        service: str | None = None,
+        since: float | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
     ) -> list[JournalEntry]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -99,6 +104,9 @@ class SQLiteHistory:
         if since is not None:
             clauses.append("at > ?")
             params.append(since)
+        if before_id is not None:
+            clauses.append("id < ?")
+            params.append(before_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         query = f"SELECT * FROM entries {where} ORDER BY id DESC LIMIT ?"
         return [_entry(row) for row in self._db.execute(query, [*params, limit])]

@@ -172,10 +172,15 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
     async def list_events(
         service: str | None = None,
         since: Annotated[float | None, Query(description="Unix time: only events after it")] = None,
+        before_id: Annotated[
+            int | None, Query(description="only events older than this id (the next page)")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> EventList:
         """What happened (transitions, restarts, exits, recoveries, alerts), newest first."""
-        entries = await recorder.entries(service=service, since=since, limit=limit)
+        entries = await recorder.entries(
+            service=service, since=since, before_id=before_id, limit=limit
+        )
         return EventList(events=[_event(entry) for entry in entries])
 
     @router.get(
