@@ -45,10 +45,20 @@ async def handler(websocket: ServerConnection) -> None:
         await websocket.send(b"\n".join(lines[-wanted:]).decode("utf-8", "replace"))
     if not follow:
         await websocket.close(1000, "end of the initial lines")
-    elif INOTIFY:
-        await follow_inotify(websocket, Path(path), data.rfind(b"\n") + 1)
+        return
+    if INOTIFY:
+        following = asyncio.ensure_future(
+            follow_inotify(websocket, Path(path), data.rfind(b"\n") + 1)
+        )
     else:
-        await follow_polling(websocket, path, len(lines))
+        following = asyncio.ensure_future(follow_polling(websocket, path, len(lines)))
+    closed = asyncio.ensure_future(websocket.wait_closed())
+    try:  # stop following as soon as the viewer goes, not at the next send
+        await asyncio.wait({following, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        following.cancel()
+        closed.cancel()
+        await asyncio.gather(following, closed, return_exceptions=True)
 
 
 async def follow_polling(websocket: ServerConnection, path: str, sent: int) -> None:
