@@ -23,6 +23,10 @@ class Source:
         self.progress = 0
         self.viewers: list[Viewer] = []
 
+    @property
+    def waiting(self) -> bool:
+        return self.paused
+
     def receive_progress(self) -> None:
         self.progress += 1
 
@@ -137,8 +141,10 @@ def test_fast_viewer_loses_nothing_beyond_capacity() -> None:
 
 
 def test_progress_counts_what_was_sent_not_what_was_taken() -> None:
-    """A frame taken but stuck in a socket is not progress; once it is sent, it is."""
+    """A frame taken but stuck in a socket is not progress; once it is sent, it is (heard
+    only by a follower whose reading waits)."""
     source = Source()
+    source.paused = True
     viewer = source.viewer()
     source.publish(["a", "b"])
     assert viewer.take_frame() == "a\nb"
@@ -406,3 +412,12 @@ def test_a_bad_grep_is_refused_with_the_reason(pattern: str, problem: str) -> No
     """An invalid or over-long pattern is a clear error, before anything is followed."""
     with pytest.raises(ValueError, match=problem):
         LineFilter(pattern)
+
+
+def test_sending_does_not_bother_a_follower_that_does_not_wait() -> None:
+    """With reading not waiting, a frame sent costs the follower nothing (no scan of viewers)."""
+    source = Source()
+    viewer = source.viewer()
+    source.publish(["a"])
+    frames_of(viewer)
+    assert source.progress == 0

@@ -64,7 +64,9 @@ class Followed(Protocol):
     """What a viewer needs of its follower."""
 
     ring: LineRing
-    paused: bool
+
+    @property
+    def waiting(self) -> bool: ...
 
     def receive_progress(self) -> None: ...
 
@@ -157,7 +159,8 @@ class Viewer:
         self.in_flight = False
         if self.sent != self._taken:
             self.sent = self._taken
-            if self._follower is not None:
+            # Only reading that waits needs to hear of it: each call looks at every viewer.
+            if self._follower is not None and self._follower.waiting:
                 self._follower.receive_progress()
 
     def _add(self, parts: list[str], entry: Entry, size: int) -> int:
@@ -205,6 +208,7 @@ class FileFollower:
         self._pump_scheduled = False
         self.paused = False  # the fastest viewer is a whole history behind
         self.closed = False
+        self._inotify = False  # woken by inotify (else polled): a change always wakes it
         self._held: deque[Entry] = deque()  # read, waiting for room in the ring
 
     def start(self) -> None:
@@ -247,6 +251,11 @@ class FileFollower:
             held += 1
         lines = _last_lines(self._fd, self._follow.offset, count + held)
         return lines[: len(lines) - held] if held else lines
+
+    @property
+    def waiting(self) -> bool:
+        """Lines read wait for room in the ring (and reading may wait for them)."""
+        return self.paused or bool(self._held)
 
     def receive_progress(self) -> None:
         """A viewer sent lines (or joined, or left): let held lines in, and read on if reading
@@ -325,6 +334,10 @@ class FileFollower:
                 self._follow.receive_read(len(data))
                 budget -= len(data)
                 self._publish(self._assembler.receive(data, now))
+                if self._inotify and len(data) == step.end - step.start and not self._tracked_fds:
+                    # Read to the size just seen: any later change brings another event, so
+                    # the two system calls of another look would find nothing new now.
+                    break
             elif isinstance(step, Truncated):
                 self._assembler.reset()
                 self._publish([Marker(TRUNCATED_TEXT.format(step.lost_after))])
@@ -440,6 +453,7 @@ class FileFollower:
                 | Mask.ATTRIB
             )
             inotify.add_watch(self.path.parent, mask)
+            self._inotify = True
         except (ImportError, OSError) as error:
             if inotify is not None:
                 inotify.close()  # the watch could not be added: do not keep its descriptors
