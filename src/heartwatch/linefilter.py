@@ -9,9 +9,12 @@ the viewer closed with the reason, instead of the daemon stalling for it.
 
 from __future__ import annotations
 
-import regex
+from typing import TYPE_CHECKING
 
 from heartwatch.ansi import strip_ansi
+
+if TYPE_CHECKING:
+    import regex
 
 MAX_PATTERN = 200
 MATCH_TIMEOUT = 0.02  # seconds per line
@@ -26,8 +29,10 @@ class LineFilter:
         """Raise ``ValueError`` saying what is wrong with ``pattern``."""
         if len(pattern) > MAX_PATTERN:
             raise ValueError(f"grep is limited to {MAX_PATTERN} characters")
+        import regex  # on first use: a daemon nobody greps does not carry it (3 MB)
+
         try:
-            self._compiled = regex.compile(pattern, regex.VERSION0)
+            self._compiled: regex.Pattern[str] = regex.compile(pattern, regex.VERSION0)
         except regex.error as error:
             raise ValueError(f"bad regular expression: {error}") from None
         self.pattern = pattern
