@@ -191,6 +191,17 @@ def end_process_tree(process: psutil.Process, timeout: float = 5.0) -> None:
 # -- the daemon ----------------------------------------------------------------------------
 
 
+def close_stdin_and_wait(process: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    """End a helper process that runs until its stdin closes; kill it if it takes too long."""
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def toml_value(value: TomlValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -48,6 +48,7 @@ from _common import (
     Daemon,
     Workdir,
     banner,
+    close_stdin_and_wait,
     cpu_seconds,
     median,
     parse_args,
@@ -91,13 +92,7 @@ class MinimalServer:
         return int(self.process.stdout.readline())
 
     def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        close_stdin_and_wait(self.process)
 
 
 class DaemonTarget:

@@ -66,6 +66,7 @@ from _common import (
     Daemon,
     Workdir,
     banner,
+    close_stdin_and_wait,
     cpu_seconds,
     median,
     parse_args,
@@ -164,13 +165,7 @@ class BaselineServer(Server):
         return f"ws://127.0.0.1:{self.port}/?path={quote(str(path))}&{query}"
 
     def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        close_stdin_and_wait(self.process)
 
 
 @dataclass

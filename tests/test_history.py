@@ -20,22 +20,25 @@ def entry(id_: int, at: float, service: str | None = "c", kind: str = "transitio
 def test_journal_numbers_entries_and_tells_every_listener() -> None:
     """Ids go on from first_id; a listener that raises does not stop the next one."""
     errors: list[Exception] = []
-    journal = Journal(first_id=41, keep=3, on_error=errors.append)
+    journal = Journal(first_id=41, on_error=errors.append)
     heard: list[int] = []
+    services: list[str | None] = []
 
     def broken(_: JournalEntry) -> None:
         raise RuntimeError("bug")
 
     journal.subscribe(broken)
-    stop = journal.subscribe(lambda e: heard.append(e.id))
+    stop = journal.subscribe(lambda e: (heard.append(e.id), services.append(e.service)))
     for at in range(5):
         journal.append("transition", "a" if at % 2 else "b", "why", float(at))
     stop()
     journal.append("daemon", None, "stopping", 9.0)
     assert heard == [41, 42, 43, 44, 45]
     assert len(errors) == 6
-    assert [e.id for e in journal.recent()] == [46, 45, 44]
-    assert [e.id for e in journal.recent("a")] == [44]
+    last = journal.append("daemon", None, "stopped", 10.0)
+    assert (last.id, last.service) == (47, None)  # numbering goes on with nobody listening
+    assert services == ["b", "a", "b", "a", "b"]
+    assert [i for i, s in zip(heard, services, strict=True) if s == "a"] == [42, 44]
 
 
 def test_store_keeps_entries_and_adds_counts(tmp_path: Path) -> None:

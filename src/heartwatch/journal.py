@@ -2,16 +2,14 @@
 
 The watchdog's events (``events.py``) carry monotonic times and live in the core; the journal
 is their public form, plus what only the daemon knows (a process's exit code, an alert sent,
-the daemon itself starting). Every entry gets the next id, is kept among the recent ones, and
-is handed to each listener in the order they subscribed: the history store, the alerts, the
-event websockets, the metrics. Listeners are plain callables run in the caller's thread; one
-that raises is logged by the caller's policy, never allowed to stop the others (see
-``Journal.append``).
+the daemon itself starting). Every entry gets the next id and is handed to each listener in
+the order they subscribed: the history store, the alerts, the event websockets. Listeners are
+plain callables run in the caller's thread; one that raises is reported to ``on_error``, never
+allowed to stop the others. The journal keeps nothing: the history store does.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,13 +45,10 @@ Listener = Callable[[JournalEntry], None]
 
 
 class Journal:
-    """Hands out ids, keeps the recent entries, tells the listeners."""
+    """Hands out ids, tells the listeners (the history keeps the entries, not the journal)."""
 
-    def __init__(
-        self, *, first_id: int = 1, keep: int = 1000, on_error: Callable[[Exception], None]
-    ) -> None:
+    def __init__(self, *, first_id: int = 1, on_error: Callable[[Exception], None]) -> None:
         self._next_id = first_id
-        self._recent: deque[JournalEntry] = deque(maxlen=keep)
         self._listeners: list[Listener] = []
         self._on_error = on_error
 
@@ -75,20 +70,9 @@ class Journal:
     ) -> JournalEntry:
         entry = JournalEntry(self._next_id, at, kind, service, reason, state, previous, detail)
         self._next_id += 1
-        self._recent.append(entry)
         for listener in list(self._listeners):
             try:
                 listener(entry)
             except Exception as error:  # one listener's bug must not silence the others
                 self._on_error(error)
         return entry
-
-    def recent(self, service: str | None = None, limit: int = 100) -> list[JournalEntry]:
-        """The newest entries first; only those of ``service`` if given."""
-        found: list[JournalEntry] = []
-        for entry in reversed(self._recent):
-            if service is None or entry.service == service:
-                found.append(entry)
-                if len(found) >= limit:
-                    break
-        return found

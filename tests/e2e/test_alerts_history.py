@@ -110,6 +110,8 @@ def test_webhook_gets_down_recovered_and_gave_up_once_each(
     assert gave_up["type"] == "failure" and "gave up after 2 restarts" in gave_up["message"]
 
     events = daemon.request("GET", "/api/v1/events?limit=1000")["events"]
+    restarts = [e["reason"] for e in events if e["kind"] == "restart" and e["service"] == "crash"]
+    assert restarts and set(restarts) == {"exit code 1"}, restarts  # the cause, not "waiting"
     alerts = [e for e in events if e["kind"] == "alert"]
     assert sorted((e["service"], e["detail"]["alert"]) for e in alerts) == [
         ("crash", "down"),

@@ -51,6 +51,9 @@ class DaemonStopping(RuntimeError):
 # The daemon's own secrets: a service gets them only if its own ``env`` gives them.
 SECRET_VARIABLES = frozenset({"HEARTWATCH_TOKEN", "HEARTWATCH_INGEST_TOKEN"})
 
+# States in which a restart under way was given up: its reason must not label a later start.
+_NOT_COMING_BACK = frozenset({ServiceState.STOPPED, ServiceState.EXITED, ServiceState.FAILED})
+
 # Distinct data kinds remembered per service; further kinds are refused ("too_many_kinds").
 MAX_DATA_KINDS = 64
 
@@ -372,8 +375,12 @@ class Supervisor:
     def _record(self, event: Event) -> None:
         at = self.wall_time(event.at)
         if isinstance(event, Transition):
-            if event.new is ServiceState.RESTARTING and not event.reason.startswith("waiting"):
-                self._restart_reasons[event.service] = event.reason
+            if event.new is ServiceState.RESTARTING:
+                # The first reason of a restart is its cause; later ones ("waiting for ...")
+                # only say what it waits on. The spawn takes it.
+                self._restart_reasons.setdefault(event.service, event.reason)
+            elif event.new in _NOT_COMING_BACK:
+                self._restart_reasons.pop(event.service, None)
             self.journal.append(
                 "transition",
                 event.service,
