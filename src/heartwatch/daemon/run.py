@@ -17,17 +17,13 @@ import gc
 import os
 import resource
 import signal
-import socket
 import time
-from collections.abc import Iterator
-from email.utils import formatdate
 
-import uvicorn
 from loguru import logger
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartwatch.config import Config
 from heartwatch.daemon.alerts import Alerter
+from heartwatch.daemon.http_server import start_http
 from heartwatch.daemon.ingest import Ingest
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.notify_socket import NotifySocket
@@ -39,48 +35,6 @@ from heartwatch.journal import Journal
 from heartwatch.store.sqlite import SQLiteHistory
 from heartwatch.web.access import AccessPolicy
 from heartwatch.web.api import create_app
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn on the daemon's loop; signals belong to the daemon, not to uvicorn.
-
-    uvicorn's own main loop wakes ten times a second to refresh its cached Date header; an idle
-    daemon should not wake at all, so this one waits for ``request_exit`` instead, and the Date
-    header is written per response (``_with_date_header``).
-    """
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._exit_requested = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)
-        await self._exit_requested.wait()
-
-    def request_exit(self) -> None:
-        self.should_exit = True
-        self._exit_requested.set()
-
-
-def _with_date_header(app: ASGIApp) -> ASGIApp:
-    async def app_with_date(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-
-        async def send_with_date(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                date = formatdate(usegmt=True).encode()
-                message["headers"] = [*message.get("headers", []), (b"date", date)]
-            await send(message)
-
-        await app(scope, receive, send_with_date)
-
-    return app_with_date
 
 
 async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -120,7 +74,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         notify.start()
         supervisor.notify_address = notify.address
         hub = LogHub(config.logs.partial_line_flush, config.logs.viewer_buffer_lines)
-        http, http_address = await _start_http(
+        http, http_address = await start_http(
             config, create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter)
         )
         state.write_daemon_info(
@@ -163,47 +117,6 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         state.release()
-
-
-_HttpServing = tuple[_EmbeddedServer, "asyncio.Task[None]"]
-
-
-async def _start_http(
-    config: Config, app: ASGIApp
-) -> tuple[_HttpServing | None, tuple[str, int] | None]:
-    if config.server.http is None:
-        return None, None
-    host, port = config.server.http
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    server = _EmbeddedServer(
-        uvicorn.Config(
-            _with_date_header(app),
-            date_header=False,
-            ws="websockets-sansio",
-            ws_ping_interval=config.logs.ping_interval,
-            # No permessage-deflate: compressing each frame again for each viewer cost 20 % of a
-            # burst and 60 % of a frame's CPU with 200 viewers (bench/logs.py); logs are read on
-            # the machine or its network, where the CPU is what is short.
-            ws_per_message_deflate=False,
-            ws_ping_timeout=config.logs.ping_interval,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    # uvicorn offers a flag, not an event, for "started"; this loop lasts a few milliseconds.
-    while not server.started and not task.done():  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
-    if task.done():
-        task.result()  # raise what stopped it
-    bound = sock.getsockname()
-    return (server, task), (str(bound[0]), int(bound[1]))
 
 
 def _install_signal_handlers(
