@@ -181,9 +181,9 @@ def test_connection_cap_stays_below_the_open_files_limit() -> None:
 
     code = (
         "import resource\n"
-        "from heartwatch.daemon.run import _connection_cap\n"
+        "from heartwatch.daemon.ingest import connection_cap\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))\n"
-        "print(_connection_cap(1024))\n"
+        "print(connection_cap(1024))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

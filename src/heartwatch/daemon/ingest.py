@@ -21,6 +21,8 @@ idle or half-open sockets cannot lock real clients out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -235,3 +237,28 @@ class _UdpReceiver(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.ingest.receive_error("udp", "socket", str(exc))
+
+
+# Descriptors kept free for what is not a heartbeat connection: service pipes and pidfds,
+# output files, log followers, HTTP and websocket clients, the notify socket.
+_FD_RESERVE = 256
+
+
+def connection_cap(wanted: int) -> int:
+    """Raise the open-files soft limit to the hard one, and keep the connection cap below it.
+
+    With the cap under the limit, a crowd of idle peers is evicted by the cap before the
+    kernel refuses new descriptors, which would also stop services from being spawned.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    cap = max(16, min(wanted, soft - _FD_RESERVE))
+    if cap < wanted:
+        logger.warning(
+            "max_connections {} lowered to {}: the open-files limit is {}", wanted, cap, soft
+        )
+    return cap

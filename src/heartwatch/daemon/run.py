@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import gc
 import os
-import resource
 import signal
 import time
 
@@ -24,7 +23,7 @@ from loguru import logger
 from heartwatch.config import Config
 from heartwatch.daemon.alerts import Alerter
 from heartwatch.daemon.http_server import start_http
-from heartwatch.daemon.ingest import Ingest
+from heartwatch.daemon.ingest import Ingest, connection_cap
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.notify_socket import NotifySocket
 from heartwatch.daemon.recorder import Recorder
@@ -60,7 +59,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         ingest = Ingest(
             supervisor.receive_message,
             max_line=config.server.max_line_bytes,
-            max_connections=_connection_cap(config.server.max_connections),
+            max_connections=connection_cap(config.server.max_connections),
             stats=supervisor.stats,
             may_ingest=lambda peer, token: policy.may_ingest(token, peer),
         )
@@ -132,31 +131,6 @@ def _install_signal_handlers(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-
-
-# Descriptors kept free for what is not a heartbeat connection: service pipes and pidfds,
-# output files, log followers, HTTP and websocket clients, the notify socket.
-_FD_RESERVE = 256
-
-
-def _connection_cap(wanted: int) -> int:
-    """Raise the open-files soft limit to the hard one, and keep the connection cap below it.
-
-    With the cap under the limit, a crowd of idle peers is evicted by the cap before the
-    kernel refuses new descriptors, which would also stop services from being spawned.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
-    if soft < target:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    cap = max(16, min(wanted, soft - _FD_RESERVE))
-    if cap < wanted:
-        logger.warning(
-            "max_connections {} lowered to {}: the open-files limit is {}", wanted, cap, soft
-        )
-    return cap
 
 
 def _return_memory_to_os() -> None:
