@@ -22,6 +22,7 @@ from loguru import logger
 
 from heartwatch.alerting import Alert, AlertRules
 from heartwatch.config import NotifyConfig
+from heartwatch.daemon.tasks import TaskSet
 from heartwatch.journal import Journal, JournalEntry
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Alerter:
         # One chain of sends per service: its alerts go out in order, and a service whose
         # alert is being retried never holds back another's.
         self._chains: dict[str, asyncio.Task[None]] = {}
+        self._sending = TaskSet("alerts")
         self._notifiers: list[apprise.Apprise] = []  # one per URL: retried one by one
         self._timer: asyncio.TimerHandle | None = None  # the next recovery to confirm
         self._clock_offset = wall_clock() - self._loop.time()  # wall time of loop time 0
@@ -104,22 +106,18 @@ class Alerter:
         """Give queued alerts ``timeout`` seconds to go out, then stop sending."""
         if self._timer is not None:
             self._timer.cancel()
-        chains = list(self._chains.values())
-        if not chains:
-            return
-        _done, late = await asyncio.wait(chains, timeout=timeout)
-        for chain in late:
-            chain.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await self._sending.close(grace=timeout)
 
     def _dispatch(self, alert: Alert) -> None:
         if not alert.send:
             self._record(alert, "suppressed", "rate limit")
         elif not self._notifiers:
             self._record(alert, "unsent", "no notification URLs configured")
+        elif self._sending.closed:
+            self._record(alert, "unsent", "the daemon stopped before it could be sent")
         else:
             previous = self._chains.get(alert.service)
-            chain = asyncio.ensure_future(self._send_after(previous, alert))
+            chain = self._sending.start(self._send_after(previous, alert))
             self._chains[alert.service] = chain
             chain.add_done_callback(lambda done: self._forget(alert.service, done))
 
@@ -131,8 +129,6 @@ class Alerter:
     def _forget(self, service: str, chain: asyncio.Task[None]) -> None:
         if self._chains.get(service) is chain:
             del self._chains[service]
-        if not chain.cancelled() and chain.exception() is not None:
-            logger.opt(exception=chain.exception()).error("alert: sending failed")
 
     async def _send(self, alert: Alert) -> None:
         """Through every URL; a retry goes only to the URLs that failed (the others have it)."""

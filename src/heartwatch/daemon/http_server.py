@@ -66,10 +66,14 @@ async def start_http(
         return None, None
     host, port = config.server.http
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()  # the port is taken or not ours: leave nothing open
+        raise
     server = _EmbeddedServer(
         uvicorn.Config(
             _with_date_header(app),

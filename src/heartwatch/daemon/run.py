@@ -17,12 +17,14 @@ import gc
 import os
 import signal
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from loguru import logger
 
 from heartwatch.config import Config
 from heartwatch.daemon.alerts import Alerter
-from heartwatch.daemon.http_server import start_http
+from heartwatch.daemon.http_server import HttpServing, start_http
 from heartwatch.daemon.ingest import Ingest, connection_cap
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.notify_socket import NotifySocket
@@ -35,14 +37,23 @@ from heartwatch.store.sqlite import SQLiteHistory
 from heartwatch.web.access import AccessPolicy
 from heartwatch.web.api import create_app
 
+T = TypeVar("T")
+
 
 async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; raises ``DaemonAlreadyRunning``."""
+    """Run until ``stop`` is set or a stopping signal arrives.
+
+    Raises ``DaemonAlreadyRunning``, or ``ListenerError`` naming the listener that could not
+    be opened; either way everything opened before it is closed again.
+    """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    state = StateDir(config.resolve(config.daemon.state_dir))
-    state.acquire()
-    try:
+    # Every resource is pushed here as it is opened, so it is released (in reverse order)
+    # however start-up or serving ends: a port in use, a failure, a cancellation.
+    async with contextlib.AsyncExitStack() as resources:
+        state = StateDir(config.resolve(config.daemon.state_dir))
+        state.acquire()
+        resources.callback(state.release)
         ended = await loop.run_in_executor(None, state.end_stale_children)
         if ended:
             logger.warning("ended stale children of a previous daemon: {}", ended)
@@ -50,9 +61,11 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         journal = Journal(first_id=store.last_entry_id() + 1, on_error=log_listener_error)
         supervisor = Supervisor(config, state, tcp_address=config.server.tcp, journal=journal)
         recorder = Recorder(store, supervisor.totals, retention=config.history.retention)
+        resources.push_async_callback(recorder.close)  # stores the minute so far, last
         journal.subscribe(recorder.receive)
         recorder.start()
         alerter = Alerter(config.notify, journal, supervisor.wall_time)
+        resources.push_async_callback(alerter.close)  # queued alerts get a few seconds
         journal.subscribe(alerter.receive)
         alerter.start()
         policy = AccessPolicy(config.server)
@@ -63,19 +76,29 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             stats=supervisor.stats,
             may_ingest=lambda peer, token: policy.may_ingest(token, peer),
         )
-        supervisor.tcp_address = await ingest.start(*config.server.tcp)
+        resources.push_async_callback(ingest.close)
+        supervisor.tcp_address = await _listening(
+            "heartbeats", config.server.tcp, ingest.start(*config.server.tcp)
+        )
         notify = NotifySocket(
             f"heartwatch-{state.state_id}",
             supervisor.receive_notice,
             supervisor.identify,
             supervisor.stats,
         )
+        resources.callback(notify.close)
         notify.start()
         supervisor.notify_address = notify.address
         hub = LogHub(config.logs.partial_line_flush, config.logs.viewer_buffer_lines)
-        http, http_address = await start_http(
-            config, create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter)
-        )
+        resources.callback(hub.close)
+        app = create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter)
+        http_address: tuple[str, int] | None = None
+        if config.server.http is not None:
+            http, http_address = await _listening(
+                "http", config.server.http, start_http(config, app)
+            )
+            if http is not None:
+                resources.push_async_callback(_stop_http, http)
         state.write_daemon_info(
             tcp=_format_address(supervisor.tcp_address),
             http=_format_address(http_address) if http_address else None,
@@ -85,8 +108,11 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             _format_address(supervisor.tcp_address),
             f", http on {_format_address(http_address)}" if http_address else "",
         )
+        resources.callback(_remove_signal_handlers, loop)
         _install_signal_handlers(loop, stop, supervisor)
         journal.append("daemon", None, f"heartwatch started (pid {os.getpid()})", time.time())
+        # From here on services run: whatever ends the daemon stops them first.
+        resources.push_async_callback(_stop_services, config, supervisor, state, journal)
         supervisor.start(reason="daemon started")
         supervisor.watch_queues()
         _return_memory_to_os()
@@ -94,34 +120,63 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         systemd.ready(f"watching {len(config.service)} services")
         await stop.wait()
         systemd.stopping()
-        logger.info("stopping all services")
-        journal.append("daemon", None, "heartwatch stopping", time.time())
-        timeout = sum(s.stop_timeout for s in config.service) + 5.0
-        await supervisor.shutdown(timeout)
-        # Anything still carrying this state directory's mark outlived its service: end it.
-        leftovers = await loop.run_in_executor(None, state.end_stale_children)
-        if leftovers:
-            logger.warning("ended processes that outlived their services: {}", leftovers)
-        await ingest.close()
-        notify.close()
-        if http is not None:
-            server, task = http
-            server.request_exit()
-            await task
-        hub.close()
-        await alerter.close()
-        await recorder.close()
-        logger.info("heartwatch stopped")
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        state.release()
+    logger.info("heartwatch stopped")
+
+
+class ListenerError(OSError):
+    """A listener could not be opened: says which one, where, and why."""
+
+    def __init__(self, what: str, address: tuple[str, int], error: OSError) -> None:
+        # asyncio words it "error while attempting to bind on address (...): ..."; the errno
+        # alone says it plainly.
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        reason = reason[:1].lower() + reason[1:]
+        super().__init__(error.errno, f"{what} {_format_address(address)}: {reason}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+async def _listening(what: str, address: tuple[str, int], opening: Awaitable[T]) -> T:
+    try:
+        return await opening
+    except OSError as error:
+        raise ListenerError(what, address, error) from None
+
+
+async def _stop_http(http: HttpServing) -> None:
+    server, task = http
+    server.request_exit()
+    await task
+
+
+async def _stop_services(
+    config: Config, supervisor: Supervisor, state: StateDir, journal: Journal
+) -> None:
+    """Stop every service in reverse dependency order; end whatever outlived its service."""
+    logger.info("stopping all services")
+    journal.append("daemon", None, "heartwatch stopping", time.time())
+    timeout = sum(s.stop_timeout for s in config.service) + 5.0
+    await supervisor.shutdown(timeout)
+    # Anything still carrying this state directory's mark outlived its service: end it.
+    leftovers = await asyncio.get_running_loop().run_in_executor(None, state.end_stale_children)
+    if leftovers:
+        logger.warning("ended processes that outlived their services: {}", leftovers)
+
+
+# What each signal a terminal, a shell or an init system may send does to the daemon. Any
+# signal whose default action ends a process is handled here: none may end the daemon without
+# it stopping its children first (children of a dead daemon would run on under PID 1).
+_STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+# SIGHUP will mean "reload the configuration"; until then it is said and ignored, as are the
+# user signals. (SIGPIPE is ignored by Python itself: a closed pipe is an EPIPE error.)
+_IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def _install_signal_handlers(
     loop: asyncio.AbstractEventLoop, stop: asyncio.Event, supervisor: Supervisor
 ) -> None:
-    def on_signal(sig: signal.Signals) -> None:
+    def on_stopping_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
             logger.info("received {}: stopping (send it again to kill at once)", sig.name)
             stop.set()
@@ -129,8 +184,18 @@ def _install_signal_handlers(
             logger.warning("received {} again: killing all services now", sig.name)
             supervisor.kill_all()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+    def on_ignored_signal(sig: signal.Signals) -> None:
+        logger.warning("received {}: ignored (it does not stop heartwatch)", sig.name)
+
+    for sig in _STOPPING_SIGNALS:
+        loop.add_signal_handler(sig, on_stopping_signal, sig)
+    for sig in _IGNORED_SIGNALS:
+        loop.add_signal_handler(sig, on_ignored_signal, sig)
+
+
+def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    for sig in (*_STOPPING_SIGNALS, *_IGNORED_SIGNALS):
+        loop.remove_signal_handler(sig)
 
 
 def _return_memory_to_os() -> None:

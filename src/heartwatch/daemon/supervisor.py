@@ -15,6 +15,7 @@ import os
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from heartwatch.daemon.processes import Child, ProcessRunner, run_id_of
 from heartwatch.daemon.queue_watch import QueueWatcher
 from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
 from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
+from heartwatch.daemon.tasks import TaskSet
 from heartwatch.events import (
     Action,
     Event,
@@ -98,8 +100,9 @@ class Supervisor:
         self._outputs: dict[str, RotatingOutput] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # stops and on_down runs under way
-        self._queue_tasks: list[asyncio.Future[None]] = []
+        # Stops and on_down runs under way: shut-down waits for them (``_all_down``).
+        self._tasks = TaskSet("supervisor", on_idle=self._check_idle)
+        self._queue_tasks = TaskSet("queue watch")  # run until shut-down cancels them
         self._idle = asyncio.Event()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -172,7 +175,7 @@ class Supervisor:
                 watcher = QueueWatcher(
                     service.name, service.queue, self._receive_depth, self._receive_queue_problem
                 )
-                self._queue_tasks.append(asyncio.ensure_future(watcher.run()))
+                self._queue_tasks.start(watcher.run(), name=f"queue watch {service.name}")
 
     def _receive_depth(self, name: str, depth: int) -> None:
         self.watchdog.receive_queue_depth(name, depth, self._loop.time())
@@ -208,9 +211,7 @@ class Supervisor:
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop every service in reverse dependency order and wait until all are down."""
         self.closing = True
-        for task in self._queue_tasks:
-            task.cancel()
-        await asyncio.gather(*self._queue_tasks, return_exceptions=True)
+        await self._queue_tasks.close()
         self.stop(reason="daemon stopping")
         try:
             await asyncio.wait_for(self._all_down(), timeout)
@@ -219,6 +220,7 @@ class Supervisor:
             await self._all_down()
         if self._timer is not None:
             self._timer.cancel()
+        await self._tasks.close()  # nothing is left by now; cancelled if it were
         for output in self._outputs.values():
             output.close()
 
@@ -446,16 +448,11 @@ class Supervisor:
             self._outputs[name] = output
         return output
 
-    def _start_task(self, coroutine: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+    def _start_task(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._tasks.start(coroutine)
         self._idle.clear()
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.opt(exception=task.exception()).error("a supervisor task failed")
+    def _check_idle(self) -> None:
         if not self._runner.children and not self._tasks:
             self._idle.set()
 

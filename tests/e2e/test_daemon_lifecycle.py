@@ -1,0 +1,145 @@
+"""The daemon's own life: signals it may be sent, and a start-up that fails half-way."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2e.support import Pipeline, alive, capture, hold_still, scaled, wait_until, worker_command
+
+pytestmark = pytest.mark.e2e
+
+
+def test_hup_usr1_usr2_pipe_are_said_and_ignored_quit_stops_cleanly(pipeline: Pipeline) -> None:
+    """SIGHUP (a closed terminal, an init system's reload), SIGUSR1/2 and SIGPIPE leave the
+    daemon and its children running; SIGQUIT stops the children first, then the daemon."""
+    pipeline.write_config(
+        [
+            {"name": "base", "command": worker_command()},
+            {"name": "top", "command": worker_command(), "requires": ["base"]},
+        ]
+    )
+    daemon = pipeline.start_daemon()
+    workers = [capture(daemon.wait_running(name)["pid"]) for name in ("base", "top")]
+
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
+        daemon.popen.send_signal(sig)
+    for name in ("SIGHUP", "SIGUSR1", "SIGUSR2"):
+        wait_until(lambda name=name: f"received {name}: ignored" in daemon.log_text(), name)
+    hold_still(
+        lambda: daemon.popen.poll() is None and all(alive(w) for w in workers),
+        "the daemon and both services to keep running",
+        period=1.0,
+    )
+    assert [s["state"] for s in daemon.services()] == ["running", "running"]
+
+    daemon.popen.send_signal(signal.SIGQUIT)
+    assert daemon.popen.wait(scaled(15)) == 0
+    assert not any(alive(w) for w in workers)
+    assert pipeline.marked_processes() == []
+    assert "received SIGQUIT: stopping" in daemon.log_text()
+
+
+# Run in a process of its own: its open descriptors and threads are counted before and after a
+# start-up that fails at the HTTP listener, after the heartbeat listeners, the notify socket,
+# the history and the alerter were opened.
+_FAILED_START = """
+import asyncio, os, sys, threading
+from pathlib import Path
+from heartwatch.config import load_config
+from heartwatch.daemon.run import run_daemon
+
+def descriptors():
+    return sorted(os.listdir("/proc/self/fd"))
+
+def threads():  # the loop's default executor (asyncio_N) is asyncio.run's to end
+    names = (t.name for t in threading.enumerate() if not t.name.startswith("asyncio_"))
+    return ",".join(sorted(names))
+
+config = load_config(Path(sys.argv[1]))
+async def main():
+    before = descriptors(), threads()
+    for attempt in range(2):  # twice: the lock was released, nothing accumulates
+        try:
+            await run_daemon(config)
+        except OSError as error:  # ListenerError is one
+            print("error:", error)
+    await asyncio.sleep(0.1)
+    after = descriptors(), threads()
+    print("fds", len(before[0]), len(after[0]))
+    print("threads", before[1], after[1])
+asyncio.run(main())
+"""
+
+
+def test_a_start_that_fails_names_the_listener_and_leaks_nothing(tmp_path: Path) -> None:
+    """HTTP port taken: the error names the listener and its address, every resource opened
+    before it is closed, and the state lock is released (a second try fails the same way)."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    (tmp_path / "heartwatch.toml").write_text(
+        f"""
+[server]
+tcp = "127.0.0.1:0"
+http = "127.0.0.1:{port}"
+[daemon]
+state_dir = "state"
+log_dir = "logs"
+[[service]]
+name = "worker"
+command = "sleep 60"
+"""
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _FAILED_START, str(tmp_path / "heartwatch.toml")],
+            capture_output=True,
+            text=True,
+            timeout=scaled(60),
+            check=False,
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    expected = f"error: http 127.0.0.1:{port}: address already in use"
+    assert lines[:2] == [expected, expected], result.stdout + result.stderr
+    fds_before, fds_after = lines[2].split()[1:]
+    assert fds_before == fds_after, result.stdout
+    threads_before, threads_after = lines[3].split()[1:]
+    assert threads_before == threads_after, result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_heartwatch_run_says_which_listener_failed(pipeline: Pipeline) -> None:
+    """As a person sees it: ``heartwatch run`` exits 1 with one line naming the listener."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    pipeline.write_config(
+        [{"name": "worker", "command": worker_command()}], server={"tcp": f"127.0.0.1:{port}"}
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "heartwatch", "run", "-c", str(pipeline.config_path)],
+            cwd=pipeline.folder,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=scaled(60),
+            check=False,
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 1, result
+    assert f"heartbeats 127.0.0.1:{port}: address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert pipeline.marked_processes() == []  # no service was started
