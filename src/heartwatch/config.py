@@ -15,7 +15,7 @@ import re
 import shlex
 import signal
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from heartwatch.graph import DependencyCycleError, DependencyGraph
+from heartwatch.redact import redact
 from heartwatch.units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -184,6 +185,11 @@ class QueueConfig(_Section):
         if self.check_interval is not None:
             return max(0.05, self.check_interval)
         return min(30.0, max(1.0, self.stalled_after / 4))
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr, str and rich show the URL without its password (tracebacks, debug prints).
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "url" else value
 
 
 class ServiceConfig(_Section):
