@@ -61,10 +61,29 @@ def test_other_escapes_and_controls_are_dropped() -> None:
     assert strip_ansi("\x1b[1;31merr\x1b[0m\tok\x07") == "err\tok"
 
 
-@given(st.text(alphabet=st.sampled_from(list("<>&\"'ab\x1b[];0123456789m\x07\\")), max_size=80))
-def test_converted_html_never_contains_raw_markup(line: str) -> None:
+def test_inline_spans_need_no_stylesheet() -> None:
+    """For a page without our stylesheet (the original viewer): CSS only, built from tables."""
+    convert = AnsiToHtml(inline=True).convert
+    assert convert("\x1b[1;31merr <b>\x1b[0m ok") == (
+        '<span style="color:#cd0000;font-weight:bold">err &lt;b&gt;</span> ok'
+    )
+    assert convert("\x1b[38;5;208;4;9mo\x1b[0m") == (
+        '<span style="color:#ff8700;text-decoration:underline line-through">o</span>'
+    )
+    assert (
+        convert("\x1b[7mswapped")
+        == '<span style="color:#ffffff;background-color:#000000">swapped</span>'
+    )
+    assert "class=" not in convert("\x1b[32;44;2;3mx")
+
+
+@pytest.mark.parametrize("inline", [False, True])
+@given(
+    line=st.text(alphabet=st.sampled_from(list("<>&\"'ab\x1b[];0123456789m\x07\\")), max_size=80)
+)
+def test_converted_html_never_contains_raw_markup(inline: bool, line: str) -> None:
     """Whatever the bytes, no '<' reaches the output except our own spans."""
-    html = AnsiToHtml().convert(line)
+    html = AnsiToHtml(inline=inline).convert(line)
     stripped = html.replace("</span>", "")
     while "<span" in stripped:
         start = stripped.index("<span")

@@ -53,10 +53,16 @@ def strip_ansi(text: str) -> str:
 
 
 class AnsiToHtml:
-    """Converts lines one at a time, carrying the colour state from line to line."""
+    """Converts lines one at a time, carrying the colour state from line to line.
 
-    def __init__(self) -> None:
+    Spans carry classes (``ansi-fg-1``, ``ansi-bold``: the dashboard's stylesheet colours them)
+    or, with ``inline``, only ``style`` attributes, for a page that has no stylesheet of ours
+    (the original viewer, which shows ansi2html's output as it comes).
+    """
+
+    def __init__(self, *, inline: bool = False) -> None:
         self.style = _PLAIN
+        self._span = _inline_span if inline else _span
 
     def convert(self, line: str) -> str:
         parts: list[str] = []
@@ -83,7 +89,7 @@ class AnsiToHtml:
         if not text:
             return span_open
         if not span_open and not self.style.plain:
-            parts.append(_span(self.style))
+            parts.append(self._span(self.style))
             span_open = True
         parts.append(html.escape(text, quote=False))
         return span_open
@@ -169,9 +175,41 @@ def _span(style: Style) -> str:
     return f"<span{attributes}>"
 
 
+# xterm's first 16 colours, as ansi2html and most terminals show them.
+_BASIC = (
+    "#000000", "#cd0000", "#00cd00", "#cdcd00", "#0000ee", "#cd00cd", "#00cdcd", "#e5e5e5",
+    "#7f7f7f", "#ff0000", "#00ff00", "#ffff00", "#5c5cff", "#ff00ff", "#00ffff", "#ffffff",
+)  # fmt: skip
+_INLINE_FLAGS = (
+    ("bold", "font-weight:bold"),
+    ("dim", "opacity:0.6"),
+    ("italic", "font-style:italic"),
+)
+
+
+def _inline_span(style: Style) -> str:
+    """The style as CSS alone: every value built from integers and this table."""
+    fg, bg = (style.bg, style.fg) if style.inverse else (style.fg, style.bg)
+    if style.inverse:  # inverse of the default colours: a page's usual black on white
+        fg = 15 if fg is None else fg
+        bg = 0 if bg is None else bg
+    css = [f"color:{_rgb(fg)}"] if fg is not None else []
+    if bg is not None:
+        css.append(f"background-color:{_rgb(bg)}")
+    css.extend(rule for flag, rule in _INLINE_FLAGS if getattr(style, flag))
+    decoration = [
+        name for name, on in (("underline", style.underline), ("line-through", style.strike)) if on
+    ]
+    if decoration:
+        css.append("text-decoration:" + " ".join(decoration))
+    return f'<span style="{";".join(css)}">'
+
+
 def _rgb(colour: int | tuple[int, int, int]) -> str:
     if isinstance(colour, tuple):
         return "#{:02x}{:02x}{:02x}".format(*colour)
+    if colour < 16:
+        return _BASIC[colour]
     if colour < 232:  # the 6x6x6 cube
         index = colour - 16
         levels = [0, 95, 135, 175, 215, 255]
