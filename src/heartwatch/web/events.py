@@ -38,6 +38,20 @@ SUBSCRIBER_QUEUE = 1000
 SNAPSHOT_EVENTS = 100
 SERIES_STEP = 60
 DEFAULT_SERIES_SPAN = 3600.0
+# Bounds of every number a query may carry: what SQLite can hold (a 64-bit integer), and Unix
+# times of this world (year 5138 at most); beyond them, a 422 that says so, never a 500.
+MAX_ENTRY_ID = 2**63 - 1
+MAX_UNIX_TIME = 1e11
+
+SeriesSince = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=MAX_UNIX_TIME,
+        allow_inf_nan=False,
+        description="Unix time; default: an hour ago",
+    ),
+]
 
 
 class Event(BaseModel):
@@ -171,9 +185,20 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
     @router.get("/api/v1/events", response_model=EventList, tags=["history"])
     async def list_events(
         service: str | None = None,
-        since: Annotated[float | None, Query(description="Unix time: only events after it")] = None,
+        since: Annotated[
+            float | None,
+            Query(
+                ge=0,
+                le=MAX_UNIX_TIME,
+                allow_inf_nan=False,
+                description="Unix time: only events after it",
+            ),
+        ] = None,
         before_id: Annotated[
-            int | None, Query(description="only events older than this id (the next page)")
+            int | None,
+            Query(
+                ge=1, le=MAX_ENTRY_ID, description="only events older than this id (the next page)"
+            ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> EventList:
@@ -191,7 +216,7 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
     )
     async def service_series(
         name: str,
-        since: Annotated[float | None, Query(description="Unix time; default: an hour ago")] = None,
+        since: SeriesSince = None,
     ) -> Series:
         """Per-minute counts of heartbeats and of data events per kind, oldest first."""
         if name not in supervisor.services:
@@ -200,7 +225,7 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
 
     @router.get("/api/v1/series", response_model=list[Series], tags=["history"])
     async def all_series(
-        since: Annotated[float | None, Query(description="Unix time; default: an hour ago")] = None,
+        since: SeriesSince = None,
     ) -> list[Series]:
         """Per-minute counts of every service, in start order."""
         names = [record.name for record in supervisor.watchdog.records()]
