@@ -168,8 +168,22 @@ class DaemonConfig(_Section):
     output_backups: int = Field(default=5, ge=0)
     log_file: str = "heartwatch.log"
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
-    log_rotation: str = "1 week"
+    # loguru rotation: one condition, or a list of them (a new file when any is met).
+    log_rotation: str | list[str] = ["1 week", "50 MB"]
     log_retention: str = "2 months"
+
+    @field_validator("log_rotation", mode="before")
+    @classmethod
+    def _check_rotation(cls, value: object) -> object:
+        # The conditions themselves are parsed by loguru when the log is opened (logs.py).
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+            return value
+        raise ValueError(
+            'expected a rotation such as "1 week" or "50 MB", or a list of them '
+            '(["1 week", "50 MB"]: a new file when any is met)'
+        )
 
 
 class QueueConfig(_Section):

@@ -23,8 +23,8 @@ _PARAMETER = re.compile(r"(?P<head>[?&;#](?P<name>[^=&;#?\s]+)=)(?P<value>[^&;#\
 # A parameter is secret if one of the words of its name is one of these, or its name contains
 # one of the longer ones (``X-Amz-Credential``, ``client_secret``, ``sessionid``).
 _SECRET_WORDS = frozenset(
-    "pass password passwd pwd secret token key apikey sig signature credential credentials "
-    "auth authorization sas session private".split()
+    {"pass", "password", "passwd", "pwd", "secret", "token", "key", "apikey", "sig", "signature"}
+    | {"credential", "credentials", "auth", "authorization", "sas", "session", "private"}
 )
 _SECRET_PARTS = ("password", "passwd", "secret", "token", "apikey", "credential", "session")
 _WORD_SEPARATOR = re.compile(r"[-_.]")
