@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from heartwatch.config import ConfigError, is_loopback, load_config, parse_config
+from heartwatch.config import (
+    ConfigError,
+    config_warnings,
+    is_loopback,
+    load_config,
+    parse_config,
+)
 from heartwatch.graph import DependencyCycleError, DependencyGraph
 from heartwatch.units import format_duration, parse_duration, parse_size
 
@@ -104,29 +110,32 @@ def test_config_errors_name_the_key_path_and_all_are_reported() -> None:
     assert paths == [
         "server.tcp",
         "server.bogus",
-        "service[0].heartbeat_timeout",
-        "service[1].data_timeout.poiid",
-        "service[1].stop_signal",
-        "service[1].extra",
+        "service[0] (a).heartbeat_timeout",
+        "service[1] (b).data_timeout.poiid",
+        "service[1] (b).stop_signal",
+        "service[1] (b).extra",
     ]
 
 
 @pytest.mark.parametrize(
     ("services", "expected"),
     [
-        ([{"name": "a"}, {"name": "a"}], "service[1].name: 'a' is already service[0]"),
-        ([{"name": "a", "requires": ["zz"]}], "service[0].requires[0]: no service 'zz'"),
-        ([{"name": "a", "requires": ["a"]}], "service[0].requires[0]: a service cannot require"),
+        ([{"name": "a"}, {"name": "a"}], "service[1] (a).name: 'a' is already service[0]"),
+        ([{"name": "a", "requires": ["zz"]}], "service[0] (a).requires[0]: no service 'zz'"),
+        (
+            [{"name": "a", "requires": ["a"]}],
+            "service[0] (a).requires[0]: a service cannot require",
+        ),
         (
             [{"name": "a", "requires": ["b"]}, {"name": "b", "requires": ["a"]}],
-            "service[0].requires: cycle: a -> b -> a",
+            "service[0] (a).requires: cycle: a -> b -> a",
         ),
-        ([{"name": "a", "command": "x", "on_down": "y"}], "service[0].on_down: on_down is for"),
+        ([{"name": "a", "command": "x", "on_down": "y"}], "service[0] (a).on_down: on_down is for"),
         ([{"name": "bad name"}], "service[0].name: a service name is"),
-        ([{"name": "a", "command": ""}], "service[0].command: a command cannot be empty"),
-        ([{"name": "a", "data_timeout": {"heartbeat": 5}}], "service[0].data_timeout:"),
-        ([{"name": "a", "restart": "all"}], "service[0].restart:"),
-        ([{"name": "a", "backoff_initial": 10, "backoff_max": 1}], "service[0].backoff_max:"),
+        ([{"name": "a", "command": ""}], "service[0] (a).command: a command cannot be empty"),
+        ([{"name": "a", "data_timeout": {"heartbeat": 5}}], "service[0] (a).data_timeout:"),
+        ([{"name": "a", "restart": "all"}], "service[0] (a).restart:"),
+        ([{"name": "a", "backoff_initial": 10, "backoff_max": 1}], "service[0] (a).backoff_max:"),
     ],
 )
 def test_config_cross_checks(services: list[dict[str, Any]], expected: str) -> None:
@@ -202,10 +211,10 @@ def test_field_and_cross_key_problems_come_in_one_round() -> None:
     paths = sorted(p.split(":")[0] for p in problems)
     assert paths == [
         "server.default_service",
-        "service[0].heartbeat_timeout",
-        "service[0].requires[0]",
-        "service[1].name",
-        "service[1].on_down",
+        "service[0] (a).heartbeat_timeout",
+        "service[0] (a).requires[0]",
+        "service[1] (a).name",
+        "service[1] (a).on_down",
         "service[2]",
     ]
 
@@ -286,3 +295,148 @@ def test_token_combinations() -> None:
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     """Loopback as sockets report it, IPv4-mapped addresses included."""
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"daemon": {"stat_dir": "st"}},
+            ["daemon.stat_dir: unknown key `stat_dir`; did you mean `state_dir`?"],
+        ),
+        ({"servr": {"tcp": 1}}, ["servr: unknown key `servr`; did you mean `server`?"]),
+        ({"bogus": 1}, ["bogus: unknown key `bogus`"]),  # no far-fetched suggestion
+        ({"base_dir": "/"}, ["base_dir: unknown key `base_dir`"]),
+        (
+            {"service": [{"name": "collector", "hearbeat_timeout": 5}]},
+            [
+                "service[0] (collector).hearbeat_timeout: unknown key `hearbeat_timeout`; "
+                "did you mean `heartbeat_timeout`?"
+            ],
+        ),
+        (
+            {"service": [{"name": "c", "queue": {"name": "q", "staled_after": 5}}]},
+            [
+                "service[0] (c).queue.staled_after: unknown key `staled_after`; "
+                "did you mean `stalled_after`?"
+            ],
+        ),
+        (
+            {"service": [{"name": "a"}, {"name": "b"}, {"name": "collector", "startup_grace": 0j}]},
+            ["service[2] (collector).startup_grace: "],
+        ),
+        ({"service": [{"command": "x"}]}, ["service[0].name: required, and missing"]),
+        ({"service": ["not a table"]}, ["service[0]: expected a table"]),
+        # A broken name names nothing: the index alone, and the name's own problem.
+        (
+            {"service": [{"name": "bad name", "restart": "x"}]},
+            ["service[0].name: a service name is", "service[0].restart: "],
+        ),
+        (
+            {"service": [{"name": "a", "requires": ["ghost"]}, {"name": "a"}]},
+            ["service[1] (a).name: 'a' is", "service[0] (a).requires[0]: no service 'ghost'"],
+        ),
+    ],
+)
+def test_broken_configs_say_what_and_where(data: dict[str, Any], expected: list[str]) -> None:
+    """Unknown keys suggest the close one; services are named by index and name."""
+    problems = problems_of(data)
+    assert len(problems) == len(expected), problems
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start), problems
+
+
+def test_twenty_problems_come_in_one_round_with_the_token_one() -> None:
+    """A bind beyond loopback without a token is reported with every other problem, not once
+    they are all fixed (it used to need a valid file to be checked at all)."""
+    problems = problems_of(
+        {
+            "server": {"http": "0.0.0.0:8765", "tcp": "x:99999", "max_connections": 0, "tken": "t"},
+            "daemon": {"stat_dir": "st", "output_backups": -1},
+            "logs": {"initial_lines": -1, "ping_interval": "often"},
+            "history": {"retention": "forever"},
+            "notify": {"rate_limit": 0, "urls": ["nope://secret@x"]},
+            "service": [
+                {"name": "bad name"},
+                {"name": "a", "heartbeat_timeout": "soon", "requires": ["ghost"]},
+                {"name": "a", "restart": "sometimes", "stop_signal": "FOO"},
+                {"name": "b", "command": "", "backoff_factor": 0.5},
+                {"command": "x"},
+            ],
+        }
+    )
+    assert len(problems) == 20, problems
+    assert (
+        "server.token: required when server.http listens on 0.0.0.0 (not loopback); "
+        "set it here or in HEARTWATCH_TOKEN"
+    ) in problems
+    assert any(p.startswith("notify.urls[0]: (nope://…)") for p in problems)
+    assert "server.tken: unknown key `tken`; did you mean `token`?" in problems
+
+
+def test_a_broken_token_is_not_also_reported_missing() -> None:
+    """A token that is there but too short is one problem, not also "required"."""
+    assert problems_of({"server": {"http": "0.0.0.0:1", "token": "short"}, "bogus": 1}) == [
+        "server.token: a token is at least 8 printable characters without spaces",
+        "bogus: unknown key `bogus`",
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n  # and another\n"])
+def test_an_empty_file_is_an_error(tmp_path: Path, text: str) -> None:
+    """A file with nothing in it would run a daemon that supervises nothing: refused."""
+    path = tmp_path / "heartwatch.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        "the file is empty: there is nothing to run (heartwatch init writes a starter file)"
+    ]
+
+
+def test_warnings_name_commands_that_cannot_start(tmp_path: Path) -> None:
+    """Executables not on PATH (or not executable) and missing folders are warned about, each
+    at its key; what would start gets no warning."""
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/sh\n")
+    plain.chmod(0o644)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "run.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "work" / "run.sh").chmod(0o755)
+    config = parse_config(
+        {
+            "service": [
+                {"name": "a", "command": "nonexist-hw-7f3 --x"},
+                {"name": "b", "command": ["./run.sh"], "cwd": "missing"},
+                {"name": "c", "command": "sh -c 'exit 0'"},
+                {"name": "d", "command": [str(plain)]},
+                {"name": "e", "command": "tool --go", "env": {"PATH": str(tmp_path / "bin")}},
+                {"name": "f", "command": "/nonexistent/bin/x"},
+                {"name": "g", "command": "./run.sh", "cwd": "work"},
+                {"name": "h", "command": "./run.sh"},
+                {"name": "w", "heartbeat_timeout": 5},
+            ]
+        },
+        base_dir=tmp_path,
+        environ={},
+    )
+    warnings = [str(w) for w in config_warnings(config, environ={"PATH": "/usr/bin:/bin"})]
+    assert warnings == [
+        "service[0] (a).command: executable `nonexist-hw-7f3` not found on PATH",
+        f"service[1] (b).cwd: folder {tmp_path / 'missing'} does not exist",
+        f"service[3] (d).command: {plain} is not an executable file",
+        "service[5] (f).command: /nonexistent/bin/x does not exist",
+        f"service[7] (h).command: {tmp_path / 'run.sh'} does not exist",
+    ]
+
+
+def test_a_file_without_services_is_warned_about() -> None:
+    """Sections but no [[service]]: valid, but nothing to supervise."""
+    config = parse_config({"server": {"tcp": 5005}}, environ={})
+    assert [str(w) for w in config_warnings(config)] == [
+        "service: no [[service]] in the file: there is nothing to supervise"
+    ]

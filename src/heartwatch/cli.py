@@ -10,26 +10,38 @@ import urllib.error
 import urllib.request
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 import heartwatch
 from heartwatch.client.address import token_for
 from heartwatch.client.oneshot import send_once
-from heartwatch.config import Config, ConfigError, load_config, parse_address
+from heartwatch.config import Config, ConfigError, config_warnings, load_config, parse_address
 from heartwatch.daemon.statedir import DaemonAlreadyRunning, StateDir
 from heartwatch.events import describe_exit
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 app = typer.Typer(
     help="Keep data pipelines alive: supervise, hear heartbeats and data flow, recover.",
     no_args_is_help=True,
     add_completion=False,
+    # Help texts name TOML sections ("[notify]", "[logs]"): plain text, never rich markup.
+    rich_markup_mode=None,
+    # A traceback must not print local variables: they hold tokens and notification URLs.
+    pretty_exceptions_show_locals=False,
 )
 
 
 class _LazyConsole:
-    """A rich console made on first use: the daemon (``heartwatch run``) never loads rich."""
+    """A rich console made on first use: the daemon (``heartwatch run``) never loads rich.
+
+    Markup, emoji codes and highlighting are off: what is printed comes from services, config
+    files, the daemon and the user, and ``[red]`` or ``:smile:`` in it is text. Colour is
+    given with ``style=`` or as ``rich.text.Text`` spans, never inside a string.
+    """
 
     def __init__(self, stderr: bool) -> None:
         self._stderr = stderr
@@ -39,7 +51,12 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr)
+            console = Console(
+                stderr=self._stderr, markup=False, emoji=False, highlight=False, soft_wrap=True
+            )
+            if not console.is_terminal:
+                console.width = 10_000  # into a pipe: a table row stays one line, for grep
+            self._console = console
         return getattr(self._console, name)
 
 
@@ -64,9 +81,9 @@ def _load(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as error:
-        err.print(f"[red]{error.source or path}: {len(error.problems)} problem(s)[/red]")
+        err.print(f"{error.source or path}: {len(error.problems)} problem(s)", style="red")
         for problem in error.problems:
-            err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"  {problem}")
         raise typer.Exit(2) from None
 
 
@@ -79,25 +96,50 @@ def run(config: ConfigOption = Path("heartwatch.toml")) -> None:
     loaded = _load(config)
     try:
         configure_logging(loaded)
+        _log_warnings(config, loaded)
         asyncio.run(run_daemon(loaded))
     except ConfigError as error:
         for problem in error.problems:
-            err.print(f"{config}: {problem}", markup=False, soft_wrap=True)
+            err.print(f"{config}: {problem}")
         raise typer.Exit(2) from None
     except DaemonAlreadyRunning as error:
-        err.print(f"[red]{error}[/red]")
+        err.print(str(error), style="red")
         raise typer.Exit(1) from None
     except OSError as error:
-        err.print(f"[red]cannot start: {error}[/red]")
+        err.print(f"cannot start: {error}", style="red")
         raise typer.Exit(1) from None
+
+
+def _log_warnings(path: Path, config: Config) -> None:
+    """What ``check`` would warn about, in the daemon's log before anything starts."""
+    from loguru import logger
+
+    for warning in config_warnings(config):
+        logger.warning("{}: {}", path, warning)
 
 
 @app.command()
-def check(config: ConfigOption = Path("heartwatch.toml")) -> None:
-    """Validate a configuration file; print every problem and exit 2 if there are any."""
+def check(
+    config: ConfigOption = Path("heartwatch.toml"),
+    strict: Annotated[
+        bool, typer.Option(help="Exit 2 on warnings too (a command not found, a missing cwd).")
+    ] = False,
+) -> None:
+    """Validate a configuration file; print every problem and exit 2 if there are any.
+
+    Warnings (an executable not on PATH, a cwd that does not exist) are printed too, but
+    exit 0: the daemon may run with another PATH. --strict makes them fail the check.
+    """
     loaded = _load(config)
     names = ", ".join(loaded.graph().start_order())
     out.print(f"{config}: ok, {len(loaded.service)} service(s), start order: {names}")
+    warnings = config_warnings(loaded)
+    if warnings:
+        err.print(f"{config}: {len(warnings)} warning(s)", style="yellow")
+        for warning in warnings:
+            err.print(f"  {warning}")
+        if strict:
+            raise typer.Exit(2)
 
 
 @app.command()
@@ -125,6 +167,7 @@ def status(
         out.print_json(json.dumps(services))
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for column in ("SERVICE", "STATE", "PID", "RESTARTS", "LAST BEAT", "DATA", "REASON"):
@@ -134,21 +177,25 @@ def status(
             f"{kind} {d['count']}" + (f" ({_age(d['last_age'])} ago)" if d["last_age"] else "")
             for kind, d in service["data"].items()
         )
+        # Cells as Text: a str cell would be parsed as markup whatever the console says.
         table.add_row(
-            service["name"],
-            _coloured_state(service["state"]),
-            str(service["pid"] or "-"),
-            str(service["restarts"]),
-            _age(service["last_heartbeat_age"]),
-            data or "-",
-            service["reason"],
+            Text(str(service["name"])),
+            _coloured_state(str(service["state"])),
+            Text(str(service["pid"] or "-")),
+            Text(str(service["restarts"])),
+            Text(_age(service["last_heartbeat_age"])),
+            Text(data or "-"),
+            Text(str(service["reason"])),
         )
     out.print(table)
 
 
 def _control(verb: str, name: str, config: Path, url: str | None) -> None:
+    from rich.text import Text
+
     service = _request("POST", f"/api/v1/services/{name}/{verb}", config, url)
-    out.print(f"{name}: {_coloured_state(service['state'])} ({service['reason']})")
+    state = _coloured_state(str(service["state"]))
+    out.print(Text.assemble(f"{name}: ", state, f" ({service['reason']})"))
 
 
 @app.command()
@@ -202,7 +249,7 @@ def beat(
     try:
         _send(_heartbeat_address(addr, config), message)
     except OSError as error:
-        err.print(f"[red]cannot reach the heartwatch daemon: {error}[/red]")
+        err.print(f"cannot reach the heartwatch daemon: {error}", style="red")
         raise typer.Exit(1) from None
 
 
@@ -327,9 +374,11 @@ def notify_test(config: ConfigOption = Path("heartwatch.toml")) -> None:
         err.print(f"{config}: [notify] urls is empty: there is nothing to test")
         raise typer.Exit(2)
     results = asyncio.run(send_test(loaded.notify.urls, loaded.notify.timeout))
+    from rich.text import Text
+
     for index, scheme, delivered in results:
-        verdict = "[green]delivered[/green]" if delivered else "[red]not delivered[/red]"
-        out.print(f"notify.urls[{index}] ({scheme}://…): {verdict}")
+        verdict = ("delivered", "green") if delivered else ("not delivered", "red")
+        out.print(Text.assemble(f"notify.urls[{index}] ({scheme}://…): ", verdict))
     if not all(delivered for _, _, delivered in results):
         raise typer.Exit(1)
 
@@ -374,12 +423,12 @@ def _request(method: str, path: str, config: Path, url: str | None) -> Any:
     except urllib.error.HTTPError as error:
         try:
             message = json.load(error).get("message", error.reason)
-        except ValueError:
+        except (ValueError, AttributeError):
             message = error.reason
-        err.print(f"[red]{message}[/red]")
+        err.print(str(message), style="red")
         raise typer.Exit(1) from None
     except OSError as error:
-        err.print(f"[red]no heartwatch daemon answers at {base}: {error}[/red]")
+        err.print(f"no heartwatch daemon answers at {base}: {error}", style="red")
         raise typer.Exit(1) from None
 
 
@@ -404,6 +453,7 @@ _STATE_COLOURS = {
 }
 
 
-def _coloured_state(state: str) -> str:
-    colour = _STATE_COLOURS.get(state, "white")
-    return f"[{colour}]{state}[/{colour}]"
+def _coloured_state(state: str) -> Text:
+    from rich.text import Text
+
+    return Text(state, style=_STATE_COLOURS.get(state, "white"))

@@ -2,23 +2,27 @@
 
 ``load_config`` reads ``heartwatch.toml``; ``parse_config`` validates an already-decoded mapping.
 Every problem is reported as a ``Problem`` whose ``path`` is the key path a person would type
-(``service[1].heartbeat_timeout``), and all problems found are reported together, so fixing a
-file takes one round, not one per mistake. Relative paths in the file are relative to the file.
+(``service[1] (collector).heartbeat_timeout``), and all problems found are reported together,
+cross-key checks included, so fixing a file takes one round, not one per mistake. Relative
+paths in the file are relative to the file. ``config_warnings`` says what would keep a valid
+file from running as meant (an executable not found, a missing ``cwd``).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import ipaddress
 import os
 import re
 import shlex
+import shutil
 import signal
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -117,6 +121,10 @@ class ServerConfig(_Section):
     default_service: str | None = None
     max_connections: int = Field(default=1024, ge=1)
     max_line_bytes: Size = Field(default=64 * 1024, ge=256)
+    # An HTTP request must arrive within this of connecting (or of its first byte on a kept-
+    # alive connection); at most http_max_pending connections may be still sending one.
+    http_header_timeout: Duration = Field(default=10.0, gt=0, le=3600)
+    http_max_pending: int = Field(default=256, ge=1)
     token: str | None = None  # everything, control included (or HEARTWATCH_TOKEN)
     read_token: str | None = None  # reading only: status, events, logs, metrics
     ingest_token: str | None = None  # heartbeats from other machines (the token works too)
@@ -342,7 +350,7 @@ def parse_config(
     environ = os.environ if environ is None else environ
     problems: list[Problem] = []
     if "base_dir" in data:
-        problems.append(Problem("base_dir", "Extra inputs are not permitted"))
+        problems.append(Problem("base_dir", _unknown_key("base_dir", Config)))
     config: Config | None = None
     try:
         config = Config.model_validate({**data, "base_dir": base_dir or Path(".")})
@@ -351,30 +359,58 @@ def parse_config(
     # Checks across keys read the raw document, so they are reported in the same round as
     # field errors, even when some service entries are broken.
     problems.extend(_cross_check(data))
+    # So are the checks on the server and notify sections: on the keys that are valid, even
+    # when other keys (or other sections) are not.
+    raw_server = data.get("server")
+    raw_server = raw_server if isinstance(raw_server, Mapping) else {}
     if config is not None:
-        config, token_problems = _with_environment_token(config, environ)
-        problems.extend(token_problems)
-        problems.extend(_exposure_problems(config.server))
-        problems.extend(_notification_url_problems(config.notify.urls))
+        server, broken = config.server, frozenset[str]()
+    else:
+        server, broken = _valid_part(ServerConfig, raw_server)
+    server, token_problems = _with_environment_token(server, environ)
+    problems.extend(token_problems)
+    problems.extend(_exposure_problems(server, broken))
+    raw_notify = data.get("notify")
+    raw_urls = raw_notify.get("urls") if isinstance(raw_notify, Mapping) else None
+    problems.extend(_notification_url_problems(raw_urls if isinstance(raw_urls, list) else []))
     if problems or config is None:
-        raise ConfigError(problems)
+        raise ConfigError(_name_services(problems, data))
+    if server is not config.server:
+        config = config.model_copy(update={"server": server})
     return config
 
 
 def _with_environment_token(
-    config: Config, environ: Mapping[str, str]
-) -> tuple[Config, list[Problem]]:
+    server: ServerConfig, environ: Mapping[str, str]
+) -> tuple[ServerConfig, list[Problem]]:
     """``HEARTWATCH_TOKEN`` stands in for ``[server] token`` (secrets stay out of files);
     it is held to the same rules, and a bad one is reported under its own name."""
     token = environ.get("HEARTWATCH_TOKEN")
-    if not token or config.server.token:
-        return config, []
+    if not token or server.token:
+        return server, []
     try:
         ServerConfig._check_token(token)
     except ValueError as error:
-        return config, [Problem("HEARTWATCH_TOKEN", str(error))]
-    server = config.server.model_copy(update={"token": token})
-    return config.model_copy(update={"server": server}), []
+        return server, [Problem("HEARTWATCH_TOKEN", str(error))]
+    return server.model_copy(update={"token": token}), []
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _valid_part(model: type[_M], raw: Mapping[str, Any]) -> tuple[_M, frozenset[str]]:
+    """The section made of its keys that are valid on their own (the rest at their defaults),
+    and the keys that were given but are not valid (their problems are reported already)."""
+    good: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in model.model_fields:
+            continue
+        try:
+            model.model_validate({key: value})
+        except ValidationError:
+            continue
+        good[key] = value
+    return model.model_validate(good), frozenset(raw.keys() - good.keys())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -391,14 +427,15 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
-def _notification_url_problems(urls: Sequence[str]) -> list[Problem]:
-    if not urls:
+def _notification_url_problems(urls: Sequence[object]) -> list[Problem]:
+    """Each URL apprise would not take (a URL that is not a string is the schema's problem)."""
+    if not any(isinstance(url, str) for url in urls):
         return []
     import apprise  # only when alerts are configured: it takes a quarter of a second
 
     problems = []
     for index, url in enumerate(urls):
-        if not apprise.Apprise().add(url):
+        if isinstance(url, str) and not apprise.Apprise().add(url):
             # The scheme only: a notification URL usually carries a secret.
             scheme = url.partition("://")[0] if "://" in url else "?"
             problems.append(
@@ -411,19 +448,24 @@ def _notification_url_problems(urls: Sequence[str]) -> list[Problem]:
     return problems
 
 
-def _exposure_problems(server: ServerConfig) -> list[Problem]:
+def _exposure_problems(server: ServerConfig, broken: frozenset[str] = frozenset()) -> list[Problem]:
     """Listening beyond this machine needs a token: strangers must not steer the pipeline,
-    nor fake its heartbeats. A read-only token alone would leave control open to all."""
+    nor fake its heartbeats. A read-only token alone would leave control open to all.
+
+    ``broken``: keys given but not valid (already reported): a token that is there but too
+    short is not also "required"."""
+    token = bool(server.token) or "token" in broken
+    ingest_token = bool(server.ingest_token) or "ingest_token" in broken
     problems = []
-    if server.read_token and not server.token:
+    if server.read_token and not token:
         problems.append(
             Problem("server.read_token", "needs server.token too (else everyone may control)")
         )
     exposed_http = server.http is not None and not is_loopback(server.http[0])
-    if exposed_http and not server.token:
+    if exposed_http and not token:
         problems.append(_exposure("http", server.http, "server.token"))
     exposed_tcp = not is_loopback(server.tcp[0])
-    if exposed_tcp and not (server.token or server.ingest_token):
+    if exposed_tcp and not (token or ingest_token):
         problems.append(_exposure("tcp", server.tcp, "server.token (or server.ingest_token)"))
     return problems
 
@@ -446,6 +488,12 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError([Problem("", f"cannot read: {error.strerror}")], str(path)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError([Problem("", f"not valid TOML: {error}")], str(path)) from None
+    if not data:
+        # Defaults alone would run a daemon that supervises nothing: a wrong path, surely.
+        message = (
+            "the file is empty: there is nothing to run (heartwatch init writes a starter file)"
+        )
+        raise ConfigError([Problem("", message)], str(path))
     try:
         return parse_config(data, base_dir=path.resolve().parent)
     except ConfigError as error:
@@ -454,6 +502,7 @@ def load_config(path: Path | str) -> Config:
 
 def _problem_from(error: Mapping[str, Any]) -> Problem:
     path = ""
+    loc: list[str | int] = []
     for part in error["loc"]:
         if isinstance(part, int):
             path += f"[{part}]"
@@ -461,10 +510,69 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
             continue  # pydantic's names for union branches tell a user nothing
         else:
             path += f".{part}" if path else str(part)
+        loc.append(part)
+    kind = error.get("type")
     message = str(error["msg"])
-    if message.startswith("Value error, "):
+    if kind == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        message = _unknown_key(loc[-1], _model_at(loc[:-1]))
+    elif kind == "missing":
+        message = "required, and missing"
+    elif kind in ("model_type", "dict_type"):
+        message = "expected a table"
+    elif message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return Problem(path, message)
+
+
+def _unknown_key(key: str, model: type[BaseModel] | None) -> str:
+    """``unknown key `stat_dir`; did you mean `state_dir`?`` (the close known key, if any)."""
+    known = [name for name in (model.model_fields if model else ()) if name != "base_dir"]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)  # not bogus -> logs
+    return f"unknown key `{key}`" + (f"; did you mean `{close[0]}`?" if close else "")
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The section model a key path leads to (``("service", 2, "queue")``: ``QueueConfig``)."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an index into a list of tables: the same model
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return model
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):  # list[ServiceConfig], QueueConfig | None
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
+
+
+_SERVICE_PATH = re.compile(r"service\[(\d+)\]")
+
+
+def _name_services(problems: Sequence[Problem], data: Mapping[str, Any]) -> list[Problem]:
+    """``service[2].x`` becomes ``service[2] (collector).x``: people know services by name.
+    A name that is itself invalid is left out (its own problem says why)."""
+    raw = data.get("service")
+    services = raw if isinstance(raw, list) else []
+    named = []
+    for problem in problems:
+        match = _SERVICE_PATH.match(problem.path)
+        if match is not None:
+            index = int(match.group(1))
+            entry = services[index] if index < len(services) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and _NAME.fullmatch(name):
+                path = f"{match.group(0)} ({name}){problem.path[match.end() :]}"
+                problem = Problem(path, problem.message)
+        named.append(problem)
+    return named
 
 
 def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
@@ -521,3 +629,49 @@ def _duration_or_none(value: object) -> float | None:
         return parse_duration(value)
     except ValueError:
         return None
+
+
+def config_warnings(config: Config, environ: Mapping[str, str] | None = None) -> list[Problem]:
+    """What would keep a valid configuration from running as meant: a command whose
+    executable is not found (on the ``PATH`` the service will get: its ``env``'s, else this
+    environment's) or not executable, a ``cwd`` that does not exist, no service at all.
+
+    Warnings, not errors: the daemon may run with another ``PATH``, and a folder or program
+    may be installed after the check. A service that cannot start is a failed start at run
+    time (backoff, then ``failed``), said as plainly as here.
+    """
+    environ = os.environ if environ is None else environ
+    if not config.service:
+        return [Problem("service", "no [[service]] in the file: there is nothing to supervise")]
+    warnings = []
+    for index, service in enumerate(config.service):
+        where = f"service[{index}] ({service.name})"
+        cwd = config.resolve(service.cwd) if service.cwd is not None else config.base_dir
+        if not cwd.is_dir():
+            what = "does not exist" if not cwd.exists() else "is not a folder"
+            warnings.append(Problem(f"{where}.cwd", f"folder {cwd} {what}"))
+            continue  # a relative executable is looked for in it: nothing more to say
+        if service.command is None:
+            continue
+        argv = shlex.split(service.command) if isinstance(service.command, str) else service.command
+        problem = _executable_problem(argv[0], cwd, service.env.get("PATH", environ.get("PATH")))
+        if problem is not None:
+            warnings.append(Problem(f"{where}.command", problem))
+    return warnings
+
+
+def _executable_problem(program: str, cwd: Path, search_path: str | None) -> str | None:
+    """Why ``program`` would not be executed as the supervisor runs it, or ``None``.
+
+    As ``execvp`` does: a name with a slash is a path (relative ones from the service's
+    ``cwd``), any other name is looked for on ``PATH``."""
+    if "/" not in program:
+        if shutil.which(program, path=search_path or os.defpath) is None:
+            return f"executable `{program}` not found on PATH"
+        return None
+    path = cwd / program
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        return f"{path} is not an executable file"
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,8 @@ def test_cli_check_reports_every_problem_with_its_key_path(tmp_path: Path) -> No
     assert result.returncode == 2, result
     assert problem_paths(result.stderr) == {
         "server.tcp",
-        "service[1].heartbeat_timeout",
-        "service[1].restart",
+        "service[1] (collector).heartbeat_timeout",
+        "service[1] (collector).restart",
     }, result.stderr
     assert "3 problem(s)" in result.stderr
 
@@ -72,10 +73,39 @@ def test_cli_check_reports_schema_and_reference_problems_together(tmp_path: Path
     assert result.returncode == 2, result
     assert problem_paths(result.stderr) == {
         "server.tcp",
-        "service[1].heartbeat_timeout",
-        "service[1].restart",
-        "service[1].requires[0]",
+        "service[1] (collector).heartbeat_timeout",
+        "service[1] (collector).restart",
+        "service[1] (collector).requires[0]",
     }, result.stderr
+
+
+def test_cli_check_warns_about_commands_that_cannot_start(tmp_path: Path) -> None:
+    """A command not on PATH and a missing cwd are warnings (exit 0: the daemon may run with
+    another PATH); ``--strict`` makes them fail; the daemon's own check is unchanged."""
+    (tmp_path / "warn.toml").write_text(
+        '[[service]]\nname = "collector"\ncommand = "nonexist-hw-7f3 --x"\n'
+        '[[service]]\nname = "app"\ncommand = "sh -c true"\ncwd = "/nonexistent"\n'
+    )
+    result = heartwatch("check", "-c", "warn.toml", cwd=tmp_path)
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("warn.toml: ok, 2 service(s)"), result
+    assert "warn.toml: 2 warning(s)" in result.stderr, result.stderr
+    assert problem_paths(result.stderr) == {
+        "service[0] (collector).command",
+        "service[1] (app).cwd",
+    }, result.stderr
+    assert "executable `nonexist-hw-7f3` not found on PATH" in result.stderr
+    assert "folder /nonexistent does not exist" in result.stderr
+    strict = heartwatch("check", "--strict", "-c", "warn.toml", cwd=tmp_path)
+    assert strict.returncode == 2, strict
+
+
+def test_cli_check_refuses_an_empty_file(tmp_path: Path) -> None:
+    """A file holding only comments runs nothing: an error, not "ok, 0 service(s)"."""
+    (tmp_path / "empty.toml").write_text("# nothing here yet\n")
+    result = heartwatch("check", "-c", "empty.toml", cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert "the file is empty: there is nothing to run" in result.stderr, result.stderr
 
 
 def test_cli_init_writes_a_config_that_check_accepts(tmp_path: Path) -> None:
@@ -132,3 +162,21 @@ def test_cli_status_and_restart_talk_to_the_running_daemon(pipeline: Pipeline) -
     unknown = heartwatch("restart", "nope", "-c", config, cwd=pipeline.folder)
     assert unknown.returncode == 1, unknown
     assert "no service 'nope'" in unknown.stderr
+
+
+def test_cli_status_shows_a_fail_ping_reason_with_brackets(pipeline: Pipeline) -> None:
+    """``curl --data-binary '[/bold] broken' …/ping/backup/fail`` then ``status``: the reason is
+    printed as the job wrote it (it used to crash the table with a rich MarkupError)."""
+    config = pipeline.write_config(
+        [{"name": "backup", "heartbeat_timeout": duration(60), "autorestart": "never"}]
+    )
+    daemon = pipeline.start_daemon()
+    request = urllib.request.Request(
+        daemon.http_url + "/ping/backup/fail", data=b"[/bold] broken [red]x", method="POST"
+    )
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as answer:
+        assert answer.status == 200
+    daemon.wait_service("backup", lambda s: "broken" in s["reason"], "the failure reported")
+    table = heartwatch("status", "-c", config, cwd=pipeline.folder)
+    assert table.returncode == 0, table
+    assert "reported failure: [/bold] broken [red]x" in table.stdout, table.stdout
