@@ -116,6 +116,44 @@ def test_a_closed_port_is_logged_once_in_plain_words(daemon_log: Configure) -> N
     assert len(text.splitlines()) == 1  # and nothing from pika
 
 
+def test_a_bug_in_the_reading_is_logged_once_with_its_traceback(daemon_log: Configure) -> None:
+    """Not a broker's failure but heartwatch's own: a traceback (to find it), once, no values."""
+    log = daemon_log()
+    seen = Recorder()
+    watcher = QueueWatcher(
+        "collector", queue("amqp://guest:secretpw@127.0.0.1:1/", "items"), seen.depth, seen.problem
+    )
+    readings = iter(range(10))
+
+    def read_depth() -> int:
+        secret = "amqp://guest:secretpw@127.0.0.1:1/"
+        if next(readings) < 8:
+            raise RuntimeError(f"a bug while reading {secret}")
+        return 7
+
+    watcher._read_depth = read_depth  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(watcher.run())
+        try:
+            await wait_for(lambda: seen.count(("depth", 7)) >= 1, "a reading after the bug")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    text = log.read_text()
+    assert (
+        seen.count(("problem", "RuntimeError: a bug while reading amqp://guest:***@127.0.0.1:1/"))
+        == 8
+    )
+    assert text.count("Traceback (most recent call last)") == 1
+    assert len(problem_lines(log)) == 1
+    assert "in read_depth" in text
+    assert "secretpw" not in text
+    assert "collector: queue 'items' readable again (depth 7)" in text
+
+
 def test_each_change_of_state_is_logged_once(daemon_log: Configure, broker: str) -> None:
     """refused -> wrong password -> no such queue -> readable: four lines, whatever the polls."""
     log = daemon_log()
