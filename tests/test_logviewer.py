@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, LogHub, Viewer
+from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, LogHub, LogTarget, Viewer
 from heartwatch.linefilter import FilterTooSlow, LineFilter
 from heartwatch.linering import LineRing, Marker
 
@@ -39,6 +39,10 @@ class Source:
         viewer.attach(self, [])
         self.viewers.append(viewer)
         return viewer
+
+
+def _target(path: Path) -> LogTarget:
+    return LogTarget(path.parent, (path.name,))
 
 
 def frames_of(viewer: Viewer) -> list[str]:
@@ -213,7 +217,7 @@ def test_reading_paused_for_viewers_never_flushes_a_half_read_line(tmp_path: Pat
     async def main() -> list[str]:
         hub = LogHub(flush_after=0.01, history_lines=100)
         viewer = Viewer(grep=None, html=False)
-        follower = hub.subscribe(path, viewer, 0)
+        follower = await hub.subscribe(_target(path), viewer, 0)
         path.write_bytes("".join(f"{line}\n" for line in lines).encode())
         await asyncio.sleep(0.3)  # reading pauses at once; the flush delay passes many times
         assert follower.paused
@@ -237,8 +241,8 @@ def test_a_stalled_viewer_ahead_in_taking_does_not_make_a_reading_one_skip(tmp_p
     async def main() -> list[str]:
         hub = LogHub(flush_after=0.5, history_lines=100)
         stalled, reading = Viewer(grep=None, html=False), Viewer(grep=None, html=False)
-        hub.subscribe(path, stalled, 0)
-        hub.subscribe(path, reading, 0)
+        await hub.subscribe(_target(path), stalled, 0)
+        await hub.subscribe(_target(path), reading, 0)
         path.write_bytes("".join(f"{line}\n" for line in lines).encode())
         await stalled.next_frame()  # taken, never sent
         received: list[str] = []
@@ -262,7 +266,7 @@ def test_rotations_while_reading_waits_lose_no_generation(tmp_path: Path) -> Non
     async def main() -> list[str]:
         hub = LogHub(flush_after=0.5, history_lines=100)
         viewer = Viewer(grep=None, html=False)
-        follower = hub.subscribe(path, viewer, 0)
+        follower = await hub.subscribe(_target(path), viewer, 0)
         for number, lines in enumerate(generations):
             if number:
                 path.rename(tmp_path / f"app.log.{number}")
@@ -305,7 +309,7 @@ def test_a_lone_viewer_stuck_in_a_send_does_not_break_reading(tmp_path: Path) ->
     async def main() -> list[str]:
         hub = LogHub(flush_after=0.5, history_lines=100)
         viewer = Viewer(grep=None, html=False)
-        follower = hub.subscribe(path, viewer, 0)
+        follower = await hub.subscribe(_target(path), viewer, 0)
         _write(path, ["one"])
         first = await asyncio.wait_for(viewer.next_frame(), 5)  # taken, its send hangs
         _write(path, ["two"])
@@ -327,7 +331,7 @@ def test_last_viewer_leaving_stops_the_follower_for_good(tmp_path: Path) -> None
     async def main() -> None:
         hub = LogHub(flush_after=0.5, history_lines=100)
         viewer = Viewer(grep=None, html=False)
-        follower = hub.subscribe(path, viewer, 0)
+        follower = await hub.subscribe(_target(path), viewer, 0)
         await asyncio.sleep(0.05)
         follower._schedule_pump()  # as an inotify event or a spent budget would
         hub.unsubscribe(follower, viewer)
@@ -350,12 +354,12 @@ def test_a_viewer_joining_while_reading_waits_is_served_without_repeats(tmp_path
     async def main() -> tuple[list[str], list[str]]:
         hub = LogHub(flush_after=0.5, history_lines=100)
         stalled = Viewer(grep=None, html=False)
-        follower = hub.subscribe(path, stalled, 0)
+        follower = await hub.subscribe(_target(path), stalled, 0)
         _write(path, lines)
         await asyncio.sleep(0.2)
         assert follower.paused and follower._held
         joining = Viewer(grep=None, html=False)
-        hub.subscribe(path, joining, 20)
+        await hub.subscribe(_target(path), joining, 20)
         preface = (await asyncio.wait_for(joining.next_frame(), 5)).split("\n")
         joining.receive_sent()
         rest = await _take(joining, len(lines) - int(preface[-1][:5]) - 1)
@@ -376,7 +380,7 @@ def test_a_new_file_that_cannot_be_opened_does_not_stop_the_old_one(tmp_path: Pa
     async def main() -> list[str]:
         hub = LogHub(flush_after=0.5, history_lines=100)
         viewer = Viewer(grep=None, html=False)
-        hub.subscribe(path, viewer, 0)
+        await hub.subscribe(_target(path), viewer, 0)
         _write(path, ["first"])
         got = await _take(viewer, 1)
         with path.open("a") as old:  # the writer still holds the old file

@@ -681,8 +681,12 @@ def test_logs_list_shows_service_output_and_files_under_roots(pipeline: Pipeline
     listed = daemon.request("GET", "/api/v1/logs")
     assert listed[0]["kind"] == "service" and listed[0]["name"] == "hello"
     assert listed[0]["size"] == output.stat().st_size
-    files = {entry["name"]: entry for entry in listed[1:]}
+    # The daemon's own log, named so that no service can take the name.
+    assert listed[1]["kind"] == "daemon" and listed[1]["name"] == "@daemon"
+    assert isinstance(listed[1]["size"], int) and listed[1]["size"] > 0  # it grows meanwhile
+    files = {entry["name"]: entry for entry in listed[2:]}
     assert all(entry["kind"] == "file" for entry in files.values())
+    # No symlink below a root is listed (nor served): link.log is left out.
     assert set(files) == {str(root / "a.log"), str(root / "nested" / "b.log")}
     for name, entry in files.items():
         info = os.stat(name)

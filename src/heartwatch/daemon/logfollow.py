@@ -16,23 +16,29 @@ the other, and memory stays bounded (a history, plus one read) whatever the view
 Frames are batched: a viewer takes everything that piled up since its previous frame, up to
 ``MAX_FRAME_BYTES`` as sent (well under the 1 MiB a default websocket client accepts), so a
 quiet file sends each line at once and a burst coalesces. Each wake-up reads at most
-``READ_BUDGET`` bytes before yielding to the loop, so a huge write cannot monopolise the daemon.
+``READ_BUDGET`` bytes before yielding to the loop, so a huge write cannot monopolise the daemon;
+what reads more at once (finding where to start, a viewer's initial lines: up to 8 MiB) runs in
+a worker thread, and the ordering holds across it (see ``LogHub.subscribe``).
+
+A followed file is a ``LogTarget``: components below a root folder, opened (and re-opened after
+a rotation) only with ``daemon/beneath.py``, so no symlink swapped in on the way is followed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from loguru import logger
 
 from heartwatch.ansi import AnsiToHtml
+from heartwatch.daemon.beneath import open_log, stat_beneath
 from heartwatch.follow import (
     MAX_LINE,
     Advance,
@@ -48,8 +54,10 @@ from heartwatch.follow import (
 )
 from heartwatch.linefilter import LineFilter
 from heartwatch.linering import Entry, LineRing, Marker
-from heartwatch.logpaths import OUTSIDE_ROOTS, LogPathError, OpenedLog, open_log
+from heartwatch.logpaths import LogPathError
 from heartwatch.tailread import read_last_lines
+
+T = TypeVar("T")
 
 READ_CHUNK = 64 * 1024  # one read; the ring's fullness is checked between reads
 READ_BUDGET = 1024 * 1024  # bytes per wake-up before letting the loop run other work
@@ -58,6 +66,37 @@ HISTORY_BYTES = 16 * 1024 * 1024  # per followed file, beside [logs] viewer_buff
 POLL_INTERVAL = 0.25  # only without inotify
 INITIAL_BYTES = 8 * 1024 * 1024  # read backwards at most, for one viewer's initial lines
 TRUNCATED_TEXT = "file truncated (lines after byte {} may be lost)"
+GOING_AWAY = 1001  # the close code for a viewer whose daemon is stopping
+
+
+@dataclass(frozen=True, slots=True)
+class LogTarget:
+    """A file to follow: ``parts`` below the folder ``root`` (a real path, resolved once)."""
+
+    root: Path
+    parts: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        return self.root.joinpath(*self.parts)
+
+
+async def off_loop(work: Callable[[], T], discard: Callable[[T], None] | None = None) -> T:
+    """``work()`` in a worker thread. If the caller is cancelled meanwhile, what ``work``
+    returns later is given to ``discard`` (to close a descriptor it opened), not leaked."""
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if discard is not None:
+            keep = discard
+
+            def dispose(done: asyncio.Future[T]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    keep(done.result())
+
+            future.add_done_callback(dispose)
+        raise
 
 
 class Followed(Protocol):
@@ -86,16 +125,21 @@ class Viewer:
         self.sent = 0  # the entries before it are out: the last frame taken was sent
         self._taken = 0  # the cursor after the last frame taken
         self.in_flight = False  # a frame was taken and is being sent
+        self._awaiting_preface = False  # initial lines are being read: nothing goes before
         self._ready = asyncio.Event()
 
-    def attach(self, follower: Followed, initial: list[str]) -> None:
-        """Start at the follower's end, after ``initial`` lines of what came before it."""
+    def attach(self, follower: Followed, initial: list[str] | None) -> None:
+        """Start at the follower's end, after ``initial`` lines of what came before it;
+        ``None``: they are being read, and come (``receive_preface``) before anything else."""
         self._follower, self._ring = follower, follower.ring
         self.cursor = self.sent = self._taken = follower.ring.end
-        self.receive_preface(initial)
+        self._awaiting_preface = initial is None
+        if initial is not None:
+            self.receive_preface(initial)
 
     def receive_preface(self, lines: list[str]) -> None:
         self._preface.extend(lines)
+        self._awaiting_preface = False
         self.wake()
 
     def wake(self) -> None:
@@ -104,6 +148,8 @@ class Viewer:
     @property
     def has_pending(self) -> bool:
         """Lines not yet taken: the initial ones, or the ring's beyond the cursor."""
+        if self._awaiting_preface:
+            return False
         ring = self._ring
         return bool(self._preface or self._carry) or (ring is not None and self.cursor < ring.end)
 
@@ -121,6 +167,8 @@ class Viewer:
 
     def take_frame(self) -> str | None:
         """The next frame's text, or ``None`` if nothing (that passes the filter) is waiting."""
+        if self._awaiting_preface:
+            return None
         parts: list[str] = []
         size = 0
         if self._carry is not None:
@@ -194,15 +242,18 @@ def _nbytes(text: str) -> int:
 class FileFollower:
     """Follows one file for every viewer of it."""
 
-    def __init__(self, path: Path, ring: LineRing, flush_after: float) -> None:
-        self.path = path
+    def __init__(self, target: LogTarget, ring: LineRing, flush_after: float) -> None:
+        self.target = target
+        self.path = target.path  # for inotify and messages; never opened by this name
         self.ring = ring
         self.viewers: set[Viewer] = set()
+        self.joining = 0  # subscribers waiting for it to start
         self._loop = asyncio.get_running_loop()
         self._fd = -1
         self._tracked_fds: list[int] = []  # files that took the name after the open one
         self._follow = Follow(None, 0)
         self._assembler = LineAssembler(flush_after=flush_after)
+        self._starting: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pump_scheduled = False
@@ -211,15 +262,50 @@ class FileFollower:
         self._inotify = False  # woken by inotify (else polled): a change always wakes it
         self._held: deque[Entry] = deque()  # read, waiting for room in the ring
 
-    def start(self) -> None:
-        """Open the file (if it exists) positioned after its last complete line, and watch."""
-        with contextlib.suppress(LogPathError):
-            self._open(at_end=True)
+    async def start(self, opened: int | None = None) -> None:
+        """Open the file (if it exists) positioned after its last complete line, and watch.
+
+        ``opened``: a descriptor of it, just opened safely by the caller (taken over: so the
+        file checked is the file followed). Finding the position reads up to 1 MiB backwards:
+        in a thread. Every caller waits for the same start; later ones' ``opened`` is closed.
+        """
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start(opened))
+        elif opened is not None:
+            os.close(opened)
+        await asyncio.shield(self._starting)
+
+    async def _start(self, opened: int | None) -> None:
+        target = self.target
+
+        def open_positioned() -> tuple[int, FileStat, int] | None:
+            fd = opened
+            if fd is None:
+                try:
+                    fd = open_log(target.root, target.parts)
+                except LogPathError:
+                    return None  # not there (yet): following starts when it appears
+            try:
+                return (fd, *_position_at_end(fd))
+            except BaseException:
+                os.close(fd)
+                raise
+
+        got = await off_loop(open_positioned, lambda got: os.close(got[0]) if got else None)
+        if self.closed:
+            if got is not None:
+                os.close(got[0])
+            return
+        if got is not None:
+            self._fd = got[0]
+            self._follow.receive_opened(got[1], got[2])
         self._watch = asyncio.ensure_future(self._watch_changes())
 
     def close(self) -> None:
         """Stop for good: a pump or timer already scheduled finds it closed and does nothing."""
         self.closed = True
+        if self._starting is not None:
+            self._starting.cancel()
         if self._watch is not None:
             self._watch.cancel()
         if self._flush_timer is not None:
@@ -231,26 +317,36 @@ class FileFollower:
             os.close(fd)
         self._tracked_fds.clear()
 
-    def initial_lines(self, count: int) -> list[str]:
-        """The last ``count`` complete lines up to where following continues.
+    def initial_lines(self, count: int) -> Callable[[], list[str]] | None:
+        """How to read the last ``count`` complete lines up to where following continues, as
+        of now (``None``: there are none). The reading may run in any thread, later: it
+        reads a descriptor of its own up to the offset taken now.
 
         Reading stops at the last newline before the follower's offset, so a partial line the
         follower still holds is not in them: it will come, once, when it is complete. Lines
         are cut at 64 KiB as live ones are.
         """
         if self._fd < 0 or count <= 0:
-            return []
+            return None
         # Lines read but still held (waiting for room in the ring) reach a new viewer through
         # the ring: leave them out here, or it would get them twice.
         held = 0
         for entry in reversed(self._held):
             if isinstance(entry, Marker):
                 if entry.new_file:
-                    return []  # held lines of an older file: no initial lines fit before them
+                    return None  # held lines of an older file: no initial lines fit before
                 break
             held += 1
-        lines = _last_lines(self._fd, self._follow.offset, count + held)
-        return lines[: len(lines) - held] if held else lines
+        fd, end = os.dup(self._fd), self._follow.offset  # a rotation may close ours meanwhile
+
+        def read() -> list[str]:
+            try:
+                lines = _last_lines(fd, end, count + held)
+            finally:
+                os.close(fd)
+            return lines[: len(lines) - held] if held else lines
+
+        return read
 
     @property
     def waiting(self) -> bool:
@@ -269,34 +365,23 @@ class FileFollower:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _open(self, at_end: bool) -> None:
-        opened = self._open_log()
-        self._fd = opened.fd
-        info = os.fstat(opened.fd)
-        stat = FileStat(info.st_dev, info.st_ino, info.st_size)
-        start = 0
-        if at_end and info.st_size:
-            fd = opened.fd
-            start = read_last_lines(
-                lambda offset, size: os.pread(fd, size, offset),
-                info.st_size,
-                1,
-                max_bytes=READ_BUDGET,
-            ).end
-            if info.st_size - start > READ_BUDGET:
-                start = info.st_size  # a huge unterminated tail: do not replay it
-        self._follow.receive_opened(stat, start)
+    def _open_from_start(self) -> None:
+        """The file re-created at the name: from its first byte (no read needed)."""
+        self._fd = self._open_log()
+        info = os.fstat(self._fd)
+        self._follow.receive_opened(FileStat(info.st_dev, info.st_ino, info.st_size), 0)
 
     def _stats(self) -> tuple[FileStat | None, FileStat | None]:
         open_file = None
         if self._fd >= 0:
             info = os.fstat(self._fd)
             open_file = FileStat(info.st_dev, info.st_ino, info.st_size)
-        try:
-            info = os.stat(self.path)
-            at_path = FileStat(info.st_dev, info.st_ino, info.st_size)
-        except OSError:
-            at_path = None
+        # What holds the name, reached as a safe open would (a symlink is itself, not what
+        # it points to; a folder on the way swapped for one: nothing there).
+        info_at_path = stat_beneath(self.target.root, self.target.parts)
+        at_path = None
+        if info_at_path is not None:
+            at_path = FileStat(info_at_path.st_dev, info_at_path.st_ino, info_at_path.st_size)
         return open_file, at_path
 
     def _fastest(self) -> int:
@@ -356,7 +441,7 @@ class FileFollower:
                     self._publish([Marker(step.reason, new_file=True)])
                 self._follow.receive_closed()
                 try:
-                    self._open(at_end=False)
+                    self._open_from_start()
                 except LogPathError:
                     break  # gone again, or replaced by something not servable: wait
         else:
@@ -371,28 +456,25 @@ class FileFollower:
         file is still read to its end.
         """
         try:
-            opened = self._open_log()
-        except (LogPathError, OSError) as error:
+            fd = self._open_log()
+        except LogPathError as error:
             _, at_path = self._stats()
             if at_path is not None:
                 self._follow.receive_track_failed(at_path)
-                reason = getattr(error, "reason", None) or getattr(error, "strerror", str(error))
-                self._publish([Marker(f"the new file cannot be followed: {reason}")])
+                self._publish([Marker(f"the new file cannot be followed: {error.reason}")])
             return
-        info = os.fstat(opened.fd)
+        info = os.fstat(fd)
         kept = len(self._follow.tracked)
         self._follow.receive_tracked(FileStat(info.st_dev, info.st_ino, info.st_size))
         if len(self._follow.tracked) > kept:
-            self._tracked_fds.append(opened.fd)
+            self._tracked_fds.append(fd)
         else:
-            os.close(opened.fd)
+            os.close(fd)
 
-    def _open_log(self) -> OpenedLog:
-        """``open_log``, refusing a path that no longer is its own real path: a folder on the
-        way was swapped for a symlink since it was checked against the roots."""
-        if os.path.realpath(self.path) != str(self.path):
-            raise LogPathError(OUTSIDE_ROOTS, "the path now leads elsewhere (a symlink)")
-        return open_log(self.path)
+    def _open_log(self) -> int:
+        """The file at the name, opened below the root in one step (``beneath.open_log``):
+        a folder on the way swapped for a symlink since the viewer connected is refused."""
+        return open_log(self.target.root, self.target.parts)
 
     def _schedule_pump(self) -> None:
         if not self._pump_scheduled and not self.closed:
@@ -469,7 +551,7 @@ class FileFollower:
 
 
 class LogHub:
-    """The followers, one per real path, shared by their viewers."""
+    """The followers, one per file (root and components below it), shared by their viewers."""
 
     def __init__(
         self, flush_after: float, history_lines: int, history_bytes: int = HISTORY_BYTES
@@ -477,32 +559,51 @@ class LogHub:
         self.flush_after = flush_after
         self.history_lines = history_lines
         self.history_bytes = history_bytes
-        self._followers: dict[Path, FileFollower] = {}
+        self._followers: dict[LogTarget, FileFollower] = {}
 
-    def subscribe(self, path: Path, viewer: Viewer, initial_lines: int) -> FileFollower:
-        """Follow ``path`` for ``viewer``, which gets the last ``initial_lines`` lines first."""
-        follower = self._followers.get(path)
+    async def subscribe(
+        self, target: LogTarget, viewer: Viewer, initial_lines: int, opened: int | None = None
+    ) -> FileFollower:
+        """Follow ``target`` for ``viewer``, which gets the last ``initial_lines`` lines first.
+
+        ``opened``: a descriptor of the file the caller just opened safely (taken over, used
+        if this starts the follower). Ordering: the viewer is positioned at the follower's
+        offset before this returns (so before its handshake completes); the initial lines up
+        to that offset are read in a thread meanwhile and go out before any later line.
+        """
+        follower = self._followers.get(target)
         if follower is None:
             ring = LineRing(self.history_lines, self.history_bytes)
-            follower = FileFollower(path, ring, self.flush_after)
-            self._followers[path] = follower
+            follower = FileFollower(target, ring, self.flush_after)
+            self._followers[target] = follower
+        follower.joining += 1  # not forgotten while it starts for this one
         try:
-            if follower._watch is None:
-                follower.start()
-            viewer.attach(follower, follower.initial_lines(initial_lines))
+            await follower.start(opened)
         except BaseException:
-            if not follower.viewers:
+            follower.joining -= 1
+            if not follower.viewers and not follower.joining:
                 self._forget(follower)
             raise
+        follower.joining -= 1
+        if follower.closed:
+            raise LogPathError(GOING_AWAY, "the daemon is stopping")
+        read = follower.initial_lines(initial_lines)
+        viewer.attach(follower, None if read is not None else [])
         follower.viewers.add(viewer)
         # It sent nothing yet, so it is as far ahead as can be: reading that waited for a
         # stalled viewer goes on for it at once.
         follower.receive_progress()
+        if read is not None:
+            try:
+                viewer.receive_preface(await off_loop(read))
+            except BaseException:
+                self.unsubscribe(follower, viewer)
+                raise
         return follower
 
     def unsubscribe(self, follower: FileFollower, viewer: Viewer) -> None:
         follower.viewers.discard(viewer)
-        if not follower.viewers:
+        if not follower.viewers and not follower.joining:
             self._forget(follower)
         else:
             follower.receive_progress()  # the one that left may have held reading back
@@ -512,26 +613,51 @@ class LogHub:
             follower.close()
         self._followers.clear()
 
+    async def aclose(self) -> None:
+        """``close``, then wait until every follower's tasks have ended."""
+        followers = list(self._followers.values())
+        self.close()
+        tasks = [
+            task
+            for follower in followers
+            for task in (follower._starting, follower._watch)
+            if task is not None
+        ]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     @property
     def followed(self) -> int:
         return len(self._followers)
 
     def _forget(self, follower: FileFollower) -> None:
-        if self._followers.get(follower.path) is follower:
-            del self._followers[follower.path]
+        if self._followers.get(follower.target) is follower:
+            del self._followers[follower.target]
         follower.close()
 
 
-def read_initial_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` complete lines of ``path``, without following it (none if missing)."""
+def _position_at_end(fd: int) -> tuple[FileStat, int]:
+    """The file's identity and where following starts: after its last complete line."""
+    info = os.fstat(fd)
+    start = 0
+    if info.st_size:
+        start = read_last_lines(
+            lambda offset, size: os.pread(fd, size, offset),
+            info.st_size,
+            1,
+            max_bytes=READ_BUDGET,
+        ).end
+        if info.st_size - start > READ_BUDGET:
+            start = info.st_size  # a huge unterminated tail: do not replay it
+    return FileStat(info.st_dev, info.st_ino, info.st_size), start
+
+
+def read_initial_lines(fd: int, count: int) -> list[str]:
+    """The last ``count`` complete lines of the open file ``fd``, which it closes. Blocking
+    (up to ``INITIAL_BYTES`` read): for a worker thread."""
     try:
-        opened = open_log(path)
-    except LogPathError:
-        return []
-    try:
-        return _last_lines(opened.fd, os.fstat(opened.fd).st_size, count)
+        return _last_lines(fd, os.fstat(fd).st_size, count)
     finally:
-        os.close(opened.fd)
+        os.close(fd)
 
 
 def _last_lines(fd: int, end: int, count: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Live logs over websocket, and the list of logs that may be viewed.
 
-    GET /ws/logs/{service}      a service's captured stdout/stderr
+    GET /ws/logs/{service}      a service's captured stdout/stderr; ``@daemon``: the daemon's
     GET /ws/logs?path=...       a file under [logs] roots
     GET /api/v1/logs            what may be viewed, with size and modification time
 
@@ -10,13 +10,20 @@ spans), ``grep`` (a regular expression applied on the server), ``token``. A fram
 more lines joined by newlines; heartwatch's own notices are lines starting ``[heartwatch]``.
 A refusal is a close with a code and a reason: 4400 bad request, 4401 token, 4403 outside the
 roots or cross-origin, 4404 no such log. Protocol-level pings (``[logs] ping_interval``) drop
-viewers that stop answering; all per-viewer state is freed on disconnect.
+viewers that stop answering, and a frame that cannot be sent within that time drops its
+viewer too; all per-viewer state is freed on disconnect.
+
+Files are opened below their root in one step (``daemon/beneath.py``); listing the roots and
+reading initial lines run in worker threads, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,20 +32,31 @@ from loguru import logger
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
-from heartwatch.daemon.logfollow import LogHub, Viewer, read_initial_lines
+from heartwatch.daemon.beneath import open_planned
+from heartwatch.daemon.logfollow import LogHub, LogTarget, Viewer, off_loop, read_initial_lines
 from heartwatch.linefilter import FilterTooSlow, LineFilter
-from heartwatch.logpaths import BAD_PATH, NO_SUCH_LOG, LogPathError, resolve_log_path
+from heartwatch.logpaths import (
+    BAD_PATH,
+    NO_SUCH_LOG,
+    OUTSIDE_ROOTS,
+    Beneath,
+    LogPathError,
+    plan_log_path,
+)
 from heartwatch.web.streaming import send_until_disconnect
 
 if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor
 
 MAX_LISTED = 1000
+MAX_VISITED = 100_000  # entries looked at while listing, files or not: a bound on the walk
+# The daemon's own log, named like a service's: no service name can start with "@".
+DAEMON_LOG = "@daemon"
 
 
 class LogFile(BaseModel):
-    kind: Literal["service", "file"]
-    name: str  # the service, or the path to ask for (?path=)
+    kind: Literal["service", "daemon", "file"]
+    name: str  # the service (or @daemon) for /ws/logs/{name}, or the path to ask for (?path=)
     size: int | None
     mtime: float | None  # seconds since the epoch
 
@@ -46,39 +64,53 @@ class LogFile(BaseModel):
 def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
     config = supervisor.config
     roots = [config.resolve(root) for root in config.logs.roots]
-    # Real paths: a follower refuses a path that stops being its own real path.
+    # Each root is resolved once (it may be a symlink: it is the operator's); below it, no
+    # symlink is followed. An absolute ?path= may start with either spelling.
+    real_roots = [Path(os.path.realpath(root)) for root in roots]
+    spellings = [(str(root), str(real)) for root, real in zip(roots, real_roots, strict=True)]
     log_dir = Path(os.path.realpath(config.resolve(config.daemon.log_dir)))
+    daemon_log = config.resolve(config.daemon.log_dir) / config.daemon.log_file
+    daemon_target = LogTarget(Path(os.path.realpath(daemon_log.parent)), (daemon_log.name,))
     router = APIRouter()
 
     @router.get("/api/v1/logs", response_model=list[LogFile], tags=["logs"])
     async def list_logs() -> list[LogFile]:
-        """Service output logs, then files under the configured roots (up to 1000)."""
-        listed = [_entry("service", name, log_dir / f"{name}.log") for name in supervisor.services]
-        for root in roots:
-            for path in _files_under(root):
-                if len(listed) >= MAX_LISTED:
-                    return listed
-                listed.append(_entry("file", str(path), path))
-        return listed
+        """Service output logs, the daemon's own log (``@daemon``), then files under the
+        configured roots (up to 1000)."""
+        services = list(supervisor.services)
+        return await off_loop(lambda: _listing(services, log_dir, daemon_target, roots))
 
     @router.websocket("/ws/logs/{service}")
     async def service_log(websocket: WebSocket, service: str) -> None:
         # Token and origin were checked before (web/access.py): strangers learn nothing here.
-        if service not in supervisor.services:
-            await _refuse(websocket, NO_SUCH_LOG, f"no service {service!r}")
+        if service == DAEMON_LOG:
+            target = daemon_target
+        elif service in supervisor.services:
+            target = LogTarget(log_dir, (f"{service}.log",))
+        else:
+            known = ", ".join(sorted(supervisor.services)) or "none"
+            reason = f"no service {service!r} (services: {known}; {DAEMON_LOG}: the daemon's log)"
+            await _refuse(websocket, NO_SUCH_LOG, _clip_reason(reason))
             return
-        await _serve(websocket, log_dir / f"{service}.log")
+        # Not written yet is not an error for a service: following starts when it appears.
+        await _serve(websocket, [target.root], [Beneath(0, target.parts)], missing_ok=True)
 
     @router.websocket("/ws/logs")
     async def file_log(websocket: WebSocket) -> None:
         try:
-            path = resolve_log_path(websocket.query_params.get("path", ""), roots)
+            candidates = plan_log_path(websocket.query_params.get("path", ""), spellings)
         except LogPathError as error:
             await _refuse(websocket, error.code, error.reason)
             return
-        await _serve(websocket, path)
+        await _serve(websocket, real_roots, candidates, missing_ok=False)
 
-    async def _serve(websocket: WebSocket, path: Path) -> None:
+    async def _serve(
+        websocket: WebSocket,
+        in_roots: Sequence[Path],
+        candidates: Sequence[Beneath],
+        *,
+        missing_ok: bool,
+    ) -> None:
         params = websocket.query_params
         try:
             lines = min(
@@ -86,13 +118,29 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             )
             grep = LineFilter(params["grep"]) if params.get("grep") else None
         except ValueError as error:
-            await _refuse(websocket, BAD_PATH, f"bad query: {error}")
+            await _refuse(websocket, BAD_PATH, _clip_reason(f"bad query: {error}"))
             return
+        lines = max(0, lines)
         follow = params.get("follow", "true").lower() not in ("0", "false", "no")
         viewer = Viewer(grep=grep, html=params.get("format") == "html")
+
+        def close_opened(opened: tuple[Beneath, int]) -> None:
+            os.close(opened[1])
+
+        # Resolved and opened in one step, in a thread: what is checked is what is read.
+        try:
+            found, fd = await off_loop(lambda: open_planned(in_roots, candidates), close_opened)
+        except LogPathError as error:
+            if not (missing_ok and error.code == NO_SUCH_LOG):
+                await _refuse(websocket, error.code, error.reason)
+                return
+            found, fd = candidates[0], -1
+        target = LogTarget(in_roots[found.root], found.parts)
         try:
             if not follow:
-                viewer.receive_preface(read_initial_lines(path, max(0, lines)))
+                initial = await off_loop(lambda: read_initial_lines(fd, lines)) if fd >= 0 else []
+                fd = -1
+                viewer.receive_preface(initial)
                 await websocket.accept()
                 while (frame := viewer.take_frame()) is not None:
                     await websocket.send_text(frame)
@@ -100,52 +148,117 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
                 return
             # Positioned before the handshake completes: a line written as soon as the client
             # is connected comes after the initial lines, never inside them or lost.
-            follower = hub.subscribe(path, viewer, max(0, lines))
+            opened, fd = (fd if fd >= 0 else None), -1  # the hub takes it over
+            follower = await hub.subscribe(target, viewer, lines, opened)
             try:
                 await websocket.accept()
-                await _stream(websocket, viewer)
+                await _stream(websocket, viewer, target.path, config.logs.ping_interval)
             finally:
                 hub.unsubscribe(follower, viewer)
+        except LogPathError as error:
+            await _refuse(websocket, error.code, error.reason)
+        except OSError as error:  # the client went away, or the system refused a resource
+            await _refuse(websocket, OUTSIDE_ROOTS, _clip_reason(f"cannot open: {error}"))
         except FilterTooSlow as slow:
-            logger.warning("live logs: closed a viewer of {}: {}", path, slow)
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(BAD_PATH, str(slow)[:120])
+            logger.warning("live logs: closed a viewer of {}: {}", target.path, slow)
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await websocket.close(BAD_PATH, _clip_reason(str(slow)))
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     return router
 
 
-async def _stream(websocket: WebSocket, viewer: Viewer) -> None:
-    """Send frames until the viewer goes away."""
+async def _stream(websocket: WebSocket, viewer: Viewer, path: Path, deadline: float) -> None:
+    """Send frames until the viewer goes away, or one cannot be sent within ``deadline``
+    (its socket stays full: it stopped reading)."""
 
     async def send_frames() -> None:
         while True:
-            await websocket.send_text(await viewer.next_frame())
+            frame = await viewer.next_frame()
+            try:
+                async with _deadline(deadline):
+                    await websocket.send_text(frame)
+            except TimeoutError:
+                logger.info(
+                    "live logs: dropped a viewer of {}: a frame could not be sent in {:g} s",
+                    path,
+                    deadline,
+                )
+                return
             viewer.receive_sent()  # only now does it count as keeping up
 
     await send_until_disconnect(websocket, send_frames())
 
 
+def _deadline(seconds: float) -> asyncio.Timeout:
+    return asyncio.timeout(seconds if seconds > 0 else None)
+
+
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     """Accept, then close with the code and reason, so the client learns why."""
-    await websocket.accept()
-    await websocket.close(code, reason)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        await websocket.accept()
+        await websocket.close(code, reason)
 
 
-def _entry(kind: Literal["service", "file"], name: str, path: Path) -> LogFile:
+def _clip_reason(reason: str) -> str:
+    """A close reason fits in 123 bytes (RFC 6455); cut on a character, with a mark."""
+    data = reason.encode()
+    if len(data) <= 123:
+        return reason
+    return data[:120].decode("utf-8", "ignore") + "…"
+
+
+# -- the listing (blocking: runs in a worker thread) -------------------------------------------
+
+
+def _listing(
+    services: Sequence[str], log_dir: Path, daemon: LogTarget, roots: Sequence[Path]
+) -> list[LogFile]:
+    listed = [_entry("service", name, log_dir / f"{name}.log") for name in services]
+    listed.append(_entry("daemon", DAEMON_LOG, daemon.path))
+    for root in roots:
+        for path in _files_under(root, MAX_LISTED - len(listed)):
+            listed.append(_entry("file", str(path), path))
+        if len(listed) >= MAX_LISTED:
+            break
+    return listed[:MAX_LISTED]
+
+
+def _entry(kind: Literal["service", "daemon", "file"], name: str, path: Path) -> LogFile:
     try:
-        info = os.stat(path)
+        info = os.stat(path, follow_symlinks=False)
     except OSError:
+        return LogFile(kind=kind, name=name, size=None, mtime=None)
+    if not stat.S_ISREG(info.st_mode):
         return LogFile(kind=kind, name=name, size=None, mtime=None)
     return LogFile(kind=kind, name=name, size=info.st_size, mtime=info.st_mtime)
 
 
-def _files_under(root: Path) -> list[Path]:
-    found = []
-    for folder, _dirs, files in os.walk(root, followlinks=False):
-        for name in sorted(files):
-            path = Path(folder) / name
-            if path.is_file() and not path.is_symlink():
-                found.append(path)
-            if len(found) >= MAX_LISTED:
-                return found
+def _files_under(root: Path, limit: int) -> list[Path]:
+    """Regular files below ``root`` reached without a symlink (what ?path= would serve), in
+    a stable order, at most ``limit``; at most ``MAX_VISITED`` entries looked at."""
+    found: list[Path] = []
+    visited = 0
+    pending = [root]
+    while pending and len(found) < limit and visited < MAX_VISITED:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = sorted(entries, key=lambda entry: entry.name)
+        except OSError:
+            continue
+        visited += len(listed)
+        folders = []
+        for entry in listed:
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    found.append(Path(entry.path))
+                    if len(found) >= limit:
+                        break
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+        pending.extend(reversed(folders))  # depth first, in name order
     return found

@@ -29,5 +29,8 @@ async def send_until_disconnect(websocket: WebSocket, sending: Coroutine[Any, An
         for task in (sender, listener):
             task.cancel()
         for task in (sender, listener):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            # OSError: uvicorn's ClientDisconnected, from a send to a peer that is gone.
+            with contextlib.suppress(
+                asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError
+            ):
                 await task
