@@ -409,7 +409,18 @@ def test_every_transition_has_a_reason() -> None:
 _inputs = st.lists(
     st.tuples(
         st.sampled_from(
-            ["beat", "data", "crash", "exit", "tick", "restart", "stop", "start", "settle"]
+            [
+                "beat",
+                "data",
+                "crash",
+                "exit",
+                "tick",
+                "restart",
+                "stop",
+                "start",
+                "settle",
+                "unspawnable",
+            ]
         ),
         st.sampled_from(["emulator", "collector"]),
         st.floats(min_value=0.0, max_value=200.0),
@@ -425,23 +436,35 @@ class Driver:
         self.wd = wd
         self.alive: set[str] = set()
         self.stopping: set[str] = set()
+        self.unspawnable: set[str] = set()  # its next spawn fails (no such executable)
         self.events: list[object] = []
 
     def take(self, now: float) -> None:
+        """Carry out every action, and those that answering them asks for, as a driver does."""
         self.events += self.wd.events_to_take()
-        for action in self.wd.actions_to_take():
-            if isinstance(action, Spawn):
-                assert action.service not in self.alive, f"{action.service} spawned twice"
-                for dependent in self.wd.graph.dependents(action.service):
-                    assert dependent not in self.stopping, "started before its dependent stopped"
-                self.alive.add(action.service)
-                self.wd.receive_spawned(action.service, 1, now)
-            elif isinstance(action, Stop):
-                assert action.service in self.alive
-                for dependent in self.wd.graph.dependents(action.service):
-                    assert dependent not in self.alive, "stopped before its dependents"
-                self.stopping.add(action.service)
+        while actions := self.wd.actions_to_take():
+            for action in actions:
+                self.carry_out(action, now)
         self.events += self.wd.events_to_take()
+
+    def carry_out(self, action: object, now: float) -> None:
+        if isinstance(action, Spawn):
+            assert action.service not in self.alive, f"{action.service} spawned twice"
+            for dependent in self.wd.graph.dependents(action.service):
+                assert dependent not in self.stopping, "started before its dependent stopped"
+            for requirement in self.wd.graph.requires(action.service):
+                assert requirement in self.alive, "started before what it requires"
+            if action.service in self.unspawnable:
+                self.unspawnable.discard(action.service)
+                self.wd.receive_spawn_failed(action.service, "no such executable", now)
+                return
+            self.alive.add(action.service)
+            self.wd.receive_spawned(action.service, 1, now)
+        elif isinstance(action, Stop):
+            assert action.service in self.alive
+            for dependent in self.wd.graph.dependents(action.service):
+                assert dependent not in self.alive, "stopped before its dependents"
+            self.stopping.add(action.service)
 
     def exit(self, name: str, returncode: int, now: float) -> None:
         if name in self.alive:
@@ -456,15 +479,30 @@ class Driver:
             self.exit(name, -15, now)
 
 
+@pytest.mark.parametrize("emulator_ready", ["60s", "0s"])
 @settings(max_examples=300, deadline=None)
-@given(_inputs)
+@given(inputs=_inputs)
 def test_watchdog_properties_hold_for_any_input_sequence(
-    inputs: list[tuple[str, str, float]],
+    emulator_ready: str, inputs: list[tuple[str, str, float]]
 ) -> None:
-    """For any inputs: no double spawn, dependents stop first and start last, a deadline only
-    moves earlier with an event, one tick resolves what is due, and a final start always brings
-    everything back to running (nothing gets stuck)."""
+    """For any inputs (spawns that fail included): no double spawn, dependents stop first and
+    start last (never before what they require was spawned), a deadline only moves earlier
+    with an event, one tick resolves what is due, and a final start always brings everything
+    back to running (nothing gets stuck). The emulator is ready after 60 s, or at start."""
     wd = pipeline(restart="group")
+    if emulator_ready == "0s":
+        wd = make(
+            {"name": "emulator", "command": "emu"},
+            {
+                "name": "collector",
+                "command": "collect",
+                "requires": ["emulator"],
+                "startup_grace": "150s",
+                "heartbeat_timeout": "60s",
+                "data_timeout": {"poiid": "10m"},
+                "restart": "group",
+            },
+        )
     driver = Driver(wd)
     wd.receive_start(["emulator", "collector"], 0.0, "daemon started")
     driver.take(0.0)
@@ -492,6 +530,8 @@ def test_watchdog_properties_hold_for_any_input_sequence(
             wd.receive_start([name], now, "asked")
         elif verb == "settle":
             driver.settle(now)
+        elif verb == "unspawnable":
+            driver.unspawnable.add(name)
         if verb in ("beat", "data"):
             events = wd.events_to_take()
             after = wd.next_deadline()
@@ -570,3 +610,63 @@ def test_giving_up_is_a_failure() -> None:
     wd.receive_exit("w", 1, 3.0)
     assert failures(wd.events_to_take())[-1] == ("w", S.FAILED)
     assert wd.record("w").state is S.FAILED
+
+
+def transitions(events: list[Any]) -> list[tuple[str, S, S, str]]:
+    return [(e.service, e.old, e.new, e.reason) for e in events if isinstance(e, Transition)]
+
+
+def test_ready_at_start_only_once_the_spawn_succeeded() -> None:
+    """A service ready at once is running when its process exists, not when it was asked for."""
+    wd = make({"name": "c", "command": "c"})
+    wd.receive_start(["c"], 0.0, "start")
+    assert wd.actions_to_take() == [Spawn("c")]
+    assert transitions(wd.events_to_take()) == [("c", S.STOPPED, S.STARTING, "spawned")]
+    assert not wd.record("c").ready
+    wd.receive_spawned("c", 42, 0.1)
+    assert transitions(wd.events_to_take()) == [("c", S.STARTING, S.RUNNING, "ready at start")]
+    assert wd.record("c").ready
+
+
+def test_dependents_wait_for_the_spawn_of_a_requirement_ready_at_start() -> None:
+    """Nothing that requires a service is spawned before that service's own spawn succeeded."""
+    wd = make({"name": "a", "command": "a"}, {"name": "b", "command": "b", "requires": ["a"]})
+    wd.receive_start(["b"], 0.0, "start")
+    assert wd.actions_to_take() == [Spawn("a")]
+    wd.receive_spawn_failed("a", "no such executable 'a' (command \"a\")", 0.0)
+    assert Spawn("b") not in wd.actions_to_take()
+    assert wd.record("b").state is S.STOPPED
+
+
+def test_a_spawn_failure_is_a_failed_start_with_backoff_and_the_crash_loop_limit() -> None:
+    """Never running: one failed start after another, backing off, then failed; each said as
+    the driver said it."""
+    wd = make(
+        {
+            "name": "collector",
+            "command": "nonexist --x",
+            "max_restarts": 2,
+            "backoff_initial": 1,
+            "backoff_jitter": 0,
+        }
+    )
+    reason = "no such executable 'nonexist' (command \"nonexist --x\")"
+    wd.receive_start(["collector"], 0.0, "start")
+    wd.actions_to_take()
+    wd.receive_spawn_failed("collector", reason, 0.0)
+    assert wd.actions_to_take() == [Spawn("collector")]  # the first failure: again at once
+    wd.receive_spawn_failed("collector", reason, 0.0)
+    assert wd.actions_to_take() == []
+    assert wd.record("collector").state is S.BACKOFF
+    assert wd.next_deadline() == 1.0
+    wd.tick(1.0)
+    assert wd.actions_to_take() == [Spawn("collector")]
+    wd.receive_spawn_failed("collector", reason, 1.0)
+    record = wd.record("collector")
+    assert record.state is S.FAILED
+    assert record.reason == f"gave up after 2 restarts in 300 s: cannot start: {reason}"
+    assert record.last_exit == f"cannot start: {reason}"
+    events = wd.events_to_take()
+    assert all(e.new is not S.RUNNING for e in events if isinstance(e, Transition))
+    assert ("collector", S.STARTING, S.RESTARTING, f"cannot start: {reason}") in transitions(events)
+    assert failures(events)[-1] == ("collector", S.FAILED)

@@ -19,7 +19,7 @@ from heartwatch.client.address import token_for
 from heartwatch.client.oneshot import send_once
 from heartwatch.config import Config, ConfigError, config_warnings, load_config, parse_address
 from heartwatch.daemon.statedir import DaemonAlreadyRunning, StateDir
-from heartwatch.events import describe_exit
+from heartwatch.events import describe_exit, describe_os_error
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -106,7 +106,7 @@ def run(config: ConfigOption = Path("heartwatch.toml")) -> None:
         err.print(str(error), style="red")
         raise typer.Exit(1) from None
     except OSError as error:
-        err.print(f"cannot start: {error}", style="red")
+        err.print(f"cannot start: {describe_os_error(error)}", style="red")
         raise typer.Exit(1) from None
 
 
@@ -249,7 +249,7 @@ def beat(
     try:
         _send(_heartbeat_address(addr, config), message)
     except OSError as error:
-        err.print(f"cannot reach the heartwatch daemon: {error}", style="red")
+        err.print(f"cannot reach the heartwatch daemon: {describe_os_error(error)}", style="red")
         raise typer.Exit(1) from None
 
 
@@ -276,7 +276,7 @@ def exec_(
     try:
         returncode = subprocess.run(command).returncode
     except OSError as error:
-        err.print(f"cannot run {command[0]}: {error}")
+        err.print(f"cannot run {command[0]}: {describe_os_error(error)}")
         returncode = 127
     if returncode == 0:
         _report(address, {"type": "heartbeat", "service": service})
@@ -292,7 +292,7 @@ def _report(address: tuple[str, int] | None, message: dict[str, Any]) -> None:
     try:
         _send(address, message)
     except OSError as error:
-        err.print(f"heartwatch: could not report {message['type']!r}: {error}")
+        err.print(f"heartwatch: could not report {message['type']!r}: {describe_os_error(error)}")
 
 
 def _send(address: tuple[str, int], message: dict[str, Any]) -> None:
@@ -428,7 +428,9 @@ def _request(method: str, path: str, config: Path, url: str | None) -> Any:
         err.print(str(message), style="red")
         raise typer.Exit(1) from None
     except OSError as error:
-        err.print(f"no heartwatch daemon answers at {base}: {error}", style="red")
+        why = error.reason if isinstance(error, urllib.error.URLError) else error
+        text = describe_os_error(why) if isinstance(why, OSError) else str(why)
+        err.print(f"no heartwatch daemon answers at {base}: {text}", style="red")
         raise typer.Exit(1) from None
 
 

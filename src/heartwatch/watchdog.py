@@ -274,13 +274,27 @@ class Watchdog:
             queue.receive_broker_problem(problem)
 
     def receive_spawned(self, name: str, pid: int, now: float) -> None:
-        """The driver started the process asked for by ``Spawn``."""
+        """The driver started the process asked for by ``Spawn``.
+
+        Only now is a service that needs no word from itself ready ("ready at start"): a
+        command that cannot start was never running, and nothing that requires it may start
+        on the strength of it."""
         record = self._records[name]
         record.pid = pid
+        liveness = record.liveness
+        if (
+            record.state is _S.STARTING
+            and liveness is not None
+            and liveness.ready_at is None
+            and not record.rules.waits_for_word
+            and record.rules.ready_delay <= 0
+        ):
+            self._become_ready(record, now, "ready at start")
         self._reconcile(now)
 
     def receive_spawn_failed(self, name: str, error: str, now: float) -> None:
-        """The driver could not start the process (no such command, permission, ...)."""
+        """The driver could not start the process (no such executable, missing ``cwd``, ...):
+        a failed start, like a crash at once (backoff, the crash-loop limit)."""
         self._receive_down(self._records[name], f"cannot start: {error}", now, crashed=True)
 
     def receive_exit(self, name: str, returncode: int, now: float) -> None:
@@ -494,7 +508,10 @@ class Watchdog:
         if record.queue is not None:
             record.queue.reset(now)
         self._flip(record, _S.STARTING, reason, now)
-        if not record.rules.waits_for_word and record.rules.ready_delay <= 0:
+        # A process is ready at start once it exists (``receive_spawned``); a watch-only
+        # service, at once.
+        ready_now = not record.rules.waits_for_word and record.rules.ready_delay <= 0
+        if ready_now and record.config.watch_only:
             self._become_ready(record, now, "ready at start")
 
     def _become_ready(self, record: ServiceRecord, now: float, reason: str) -> None:

@@ -154,3 +154,41 @@ def test_crash_leaves_no_grandchild_of_the_old_run(pipeline: Pipeline) -> None:
     daemon.wait_running("worker")
     assert alive(new)
     wait_until(lambda: not alive(old), f"the crashed run's grandchild {old.pid} to be ended", 5)
+
+
+def test_a_command_that_cannot_start_is_a_failed_start_said_plainly(pipeline: Pipeline) -> None:
+    """A missing executable or cwd is never "running (ready at start)": each attempt is a
+    failed start, in one plain line, backed off and given up like a crash loop."""
+    pipeline.write_config(
+        [
+            {
+                "name": "collector",
+                "command": "nonexist-hw-7f3 --x",
+                "max_restarts": 1,
+                "backoff_initial": duration(0.1),
+            },
+            {
+                "name": "app",
+                "command": worker_command(),
+                "cwd": "/nonexistent",
+                "max_restarts": 1,
+                "backoff_initial": duration(0.1),
+            },
+        ]
+    )
+    daemon = pipeline.start_daemon()
+    for name in ("collector", "app"):
+        status = daemon.wait_service(name, lambda s: s["state"] == "failed", "failed")
+        assert status["pid"] is None and status["restarts"] == 1, status
+    reason = "no such executable 'nonexist-hw-7f3' (command \"nonexist-hw-7f3 --x\")"
+    assert daemon.service("collector")["reason"] == (
+        f"gave up after 1 restarts in 300 s: cannot start: {reason}"
+    )
+    assert daemon.service("app")["last_exit"] == "cannot start: cwd /nonexistent does not exist"
+    log = daemon.log_text()
+    assert f"collector: cannot start: {reason}" in log, log
+    assert "app: cannot start: cwd /nonexistent does not exist" in log, log
+    assert "-> running" not in log, log  # never "starting -> running (ready at start)"
+    assert "PosixPath" not in log and "Errno" not in log, log
+    output = (pipeline.log_dir / "collector.log").read_text()
+    assert f"[heartwatch] cannot start: {reason}" in output

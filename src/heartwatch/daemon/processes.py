@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -37,6 +39,10 @@ from heartwatch.events import describe_exit
 
 ExitCallback = Callable[[str, int], None]
 RUN_ID_VARIABLE = "HEARTWATCH_RUN_ID"
+
+
+class SpawnError(Exception):
+    """A command could not be started; the message says why, plainly (no Python reprs)."""
 
 
 @dataclass
@@ -74,7 +80,7 @@ class ProcessRunner:
         env: Mapping[str, str],
         output: RotatingOutput,
     ) -> Child:
-        """Start ``command`` in a new session; raise ``OSError`` if it cannot start."""
+        """Start ``command`` in a new session; raise ``SpawnError`` if it cannot start."""
         argv = shlex.split(command) if isinstance(command, str) else list(command)
         output.write(f"[heartwatch] starting {shlex.join(argv)}\n".encode())
         run_id = uuid.uuid4().hex
@@ -90,8 +96,9 @@ class ProcessRunner:
                 close_fds=True,
             )
         except OSError as error:
-            output.write(f"[heartwatch] cannot start: {error}\n".encode())
-            raise
+            message = describe_spawn_error(error, argv, cwd, env.get("PATH"))
+            output.write(f"[heartwatch] cannot start: {message}\n".encode())
+            raise SpawnError(message) from None
         try:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.Error:
@@ -225,6 +232,47 @@ class ProcessRunner:
             del self.children[child.service]
         assert child.returncode is not None
         self._on_exit(child.service, child.returncode)
+
+
+def describe_spawn_error(
+    error: OSError, argv: list[str], cwd: Path, search_path: str | None
+) -> str:
+    """Why ``argv`` did not start, as a person says it: ``no such executable 'nonexist'
+    (command "nonexist --x")``, ``cwd /nonexistent does not exist``.
+
+    ``Popen`` names the folder when changing into it failed, else the program; its own text
+    would show ``[Errno 2]`` and a ``PosixPath(...)`` repr."""
+    code, program = error.errno, argv[0]
+    if error.filename is not None and os.fsdecode(error.filename) == os.fspath(cwd):
+        if code == errno.ENOENT:
+            return f"cwd {cwd} does not exist"
+        if code == errno.ENOTDIR:
+            return f"cwd {cwd} is not a folder"
+        return f"cwd {cwd}: {_plain(error)}"
+    if code == errno.ENOENT:
+        found = (
+            (cwd / program).exists()
+            if "/" in program
+            else shutil.which(program, path=search_path or os.defpath) is not None
+        )
+        # A script whose #! interpreter is missing fails with ENOENT too.
+        why = (
+            f"{program!r} exists, but its #! interpreter does not"
+            if found
+            else f"no such executable {program!r}"
+        )
+    elif code == errno.EACCES:
+        why = f"{program!r} is not executable (permission denied)"
+    elif code == errno.ENOEXEC:
+        why = f"{program!r} is not a program this system can run"
+    else:
+        why = f"{program!r}: {_plain(error)}"
+    return f'{why} (command "{shlex.join(argv)}")'
+
+
+def _plain(error: OSError) -> str:
+    """An OS error's text without the errno and the repr of its file name."""
+    return error.strerror or type(error).__name__
 
 
 def _signal_group(pgid: int, sig: int) -> None:

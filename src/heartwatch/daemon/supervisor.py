@@ -24,7 +24,7 @@ from loguru import logger
 from heartwatch.config import Config, ServiceConfig
 from heartwatch.daemon.ingest import IngestStats
 from heartwatch.daemon.output import RotatingOutput
-from heartwatch.daemon.processes import Child, ProcessRunner, run_id_of
+from heartwatch.daemon.processes import Child, ProcessRunner, SpawnError, run_id_of
 from heartwatch.daemon.queue_watch import QueueWatcher
 from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
 from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
@@ -39,6 +39,7 @@ from heartwatch.events import (
     Stop,
     Transition,
     describe_exit,
+    describe_os_error,
 )
 from heartwatch.journal import Journal
 from heartwatch.notify import Notice
@@ -296,9 +297,11 @@ class Supervisor:
                 env=self._child_env(service),
                 output=self._output(service.name),
             )
-        except (OSError, ValueError, subprocess.SubprocessError) as error:
-            logger.error("{}: cannot start: {}", service.name, error)
-            self.watchdog.receive_spawn_failed(service.name, str(error), now)
+        except (SpawnError, OSError, ValueError, subprocess.SubprocessError) as error:
+            # One plain line; the watchdog counts it as a failed start (backoff, crash loop).
+            reason = describe_os_error(error) if isinstance(error, OSError) else str(error)
+            logger.error("{}: cannot start: {}", service.name, reason)
+            self.watchdog.receive_spawn_failed(service.name, reason, now)
             return
         self.state.record_child(service.name, child.pid, child.create_time)
         logger.info("{}: started pid {}", service.name, child.pid)
