@@ -24,6 +24,8 @@ from heartwatch.events import describe_exit, describe_os_error
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from heartwatch.client.tail import TailTarget
+
 app = typer.Typer(
     help="Keep data pipelines alive: supervise, hear heartbeats and data flow, recover.",
     no_args_is_help=True,
@@ -323,7 +325,13 @@ def _heartbeat_address(addr: str | None, config: Path) -> tuple[str, int]:
 
 @app.command()
 def tail(
-    target: Annotated[str, typer.Argument(help="A service, or a log file under [logs] roots.")],
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A service, or a log file under [logs] roots (or its output file)."),
+    ] = None,
+    daemon: Annotated[
+        bool, typer.Option("--daemon", help="The daemon's own log (also: @daemon).")
+    ] = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="Initial lines.")] = 10,
     follow: Annotated[bool, typer.Option(help="Keep following (like tail -F).")] = True,
     grep: Annotated[str | None, typer.Option(help="Only lines matching this regex.")] = None,
@@ -337,31 +345,58 @@ def tail(
     ] = None,
 ) -> None:
     """Show a service's output or a log file, then follow it; colours kept in a terminal."""
-    from heartwatch.client.tail import TailRefused, follow_log, tail_url
+    from heartwatch.client.tail import TailRefused, TailUsage, follow_log, tail_url
 
     base = _daemon_url(config, url)
     token = token or _token(config)
-    is_service = "/" not in target and not target.endswith(".log")
-    if config.exists() and url is None:
-        is_service = target in {s.name for s in _load(config).service}
+    try:
+        chosen = _tail_target(target, daemon, config, url)
+    except TailUsage as usage:
+        err.print(f"{target or 'tail'}: {usage}", style="red")
+        raise typer.Exit(1) from None
 
     def url_for(count: int) -> str:
         # Asked again at each reconnect: a restarted daemon may listen somewhere else.
         where = base if url is not None else _daemon_url(config, None)
         return tail_url(
-            where, target, is_service=is_service, lines=count, follow=follow, grep=grep, token=token
+            where,
+            chosen.name,
+            is_service=chosen.is_service,
+            lines=count,
+            follow=follow,
+            grep=grep,
+            token=token,
         )
 
     try:
         asyncio.run(follow_log(url_for, lines, reconnect=follow))
     except TailRefused as refused:
-        err.print(f"[red]{target}: {refused.reason}[/red]")
+        err.print(f"{target or chosen.name}: {refused.reason}", style="red")
         raise typer.Exit(1) from None
     except OSError as error:
-        err.print(f"[red]no heartwatch daemon answers at {base}: {error}[/red]")
+        err.print(f"no heartwatch daemon answers at {base}: {error}", style="red")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _tail_target(target: str | None, daemon: bool, config: Path, url: str | None) -> TailTarget:
+    """What ``tail`` asks for: a service, the daemon's log, or a file (``choose_target``)."""
+    from heartwatch.client.tail import choose_target
+
+    local = os.path.realpath(target) if target and os.path.isfile(target) else None
+    if not config.exists() or url is not None:  # another daemon's: it knows its services
+        return choose_target(target, daemon=daemon, services=None, local_path=local)
+    loaded = _load(config)
+    log_dir = loaded.resolve(loaded.daemon.log_dir)
+    return choose_target(
+        target,
+        daemon=daemon,
+        services=[service.name for service in loaded.service],
+        log_dir=os.path.realpath(log_dir),
+        daemon_log=os.path.realpath(log_dir / loaded.daemon.log_file),
+        local_path=local,
+    )
 
 
 @app.command(name="notify-test")

@@ -9,10 +9,12 @@ code from 4400 up) is final and its reason is printed.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import TextIO
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -20,6 +22,59 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from heartwatch.ansi import strip_ansi
 
 REFUSED_FROM = 4400
+DAEMON_LOG = "@daemon"  # the daemon's own log, named like a service (no service starts "@")
+
+
+class TailUsage(Exception):
+    """What was asked cannot be tailed; the message says what can."""
+
+
+@dataclass(frozen=True, slots=True)
+class TailTarget:
+    is_service: bool  # /ws/logs/{name} (a service, or @daemon), else /ws/logs?path=name
+    name: str
+
+
+def choose_target(
+    target: str | None,
+    *,
+    daemon: bool,
+    services: Collection[str] | None,
+    log_dir: str | None = None,
+    daemon_log: str | None = None,
+    local_path: str | None = None,
+) -> TailTarget:
+    """What ``heartwatch tail`` asks the daemon for. Pure.
+
+    ``services``: the configured services (``None``: unknown, the daemon will say); ``log_dir``
+    and ``daemon_log``: their real paths; ``local_path``: the real path of ``target`` if it
+    names a file from here. A file that is a service's output or the daemon's own log is
+    asked for as such (they are always viewable; other files only under ``[logs] roots``).
+    """
+    if daemon or target == DAEMON_LOG:
+        if target not in (None, DAEMON_LOG):
+            raise TailUsage("give a service, a file, or --daemon: not both")
+        return TailTarget(True, DAEMON_LOG)
+    if not target:
+        raise TailUsage("name a service, a log file under [logs] roots, or --daemon")
+    if services is not None and target in services:
+        return TailTarget(True, target)
+    if local_path is not None:
+        if local_path == daemon_log:
+            return TailTarget(True, DAEMON_LOG)
+        folder, name = os.path.split(local_path)
+        if folder == log_dir and name.endswith(".log") and name[:-4] in (services or ()):
+            return TailTarget(True, name[:-4])
+        return TailTarget(False, local_path)
+    if "/" not in target and not target.endswith(".log"):  # a name, not a path
+        if services is None:
+            return TailTarget(True, target)  # the daemon knows its services
+        known = ", ".join(sorted(services)) or "none"
+        raise TailUsage(
+            f"no service {target!r} (services: {known}); --daemon for the daemon's own log, "
+            "or a path to a file under [logs] roots"
+        )
+    return TailTarget(False, target)
 
 
 class TailRefused(Exception):
@@ -49,7 +104,7 @@ def tail_url(
         query["token"] = token
     root = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
     if is_service:
-        return f"{root}/ws/logs/{target}?{urlencode(query)}"
+        return f"{root}/ws/logs/{quote(target, safe='')}?{urlencode(query)}"
     return f"{root}/ws/logs?{urlencode({'path': target, **query})}"
 
 

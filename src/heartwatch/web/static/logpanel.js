@@ -136,7 +136,8 @@ export class LogPanel {
 
   /** Fill the log chooser: services' logs, then files (GET /api/v1/logs). */
   setSources(logs) {
-    const services = logs.filter((l) => l.kind === "service");
+    // The daemon's own log (kind "daemon", named "@daemon") is listed with the services.
+    const services = logs.filter((l) => l.kind === "service" || l.kind === "daemon");
     const files = logs.filter((l) => l.kind === "file");
     const groups = [];
     if (services.length) {
@@ -144,7 +145,13 @@ export class LogPanel {
         h(
           "optgroup",
           { label: "services" },
-          services.map((l) => h("option", { value: `service:${l.name}` }, l.name)),
+          services.map((l) =>
+            h(
+              "option",
+              { value: `${l.kind}:${l.name}` },
+              l.kind === "daemon" ? "heartwatch (daemon)" : l.name,
+            ),
+          ),
         ),
       );
     }
@@ -195,9 +202,9 @@ export class LogPanel {
     const name = rest.join(":");
     const params = { lines: INITIAL_LINES, format: "html", grep: this.grepValue };
     const url =
-      kind === "service"
-        ? wsUrl(`/ws/logs/${encodeURIComponent(name)}`, params)
-        : wsUrl("/ws/logs", { path: name, ...params });
+      kind === "file"
+        ? wsUrl("/ws/logs", { path: name, ...params })
+        : wsUrl(`/ws/logs/${encodeURIComponent(name)}`, params);
     this.resync = resync && this.tail.length > 0;
     const socket = new WebSocket(url);
     this.socket = socket;
