@@ -12,6 +12,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartwatch.config import Config
+from heartwatch.daemon.http_guard import guarded_protocols
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -74,11 +75,17 @@ async def start_http(
     except OSError:
         sock.close()  # the port is taken or not ours: leave nothing open
         raise
+    http_protocol, ws_protocol = guarded_protocols(
+        config.server.http_header_timeout, config.server.http_max_pending
+    )
     server = _EmbeddedServer(
         uvicorn.Config(
             _with_date_header(app),
             date_header=False,
-            ws="websockets-sansio",
+            # h11 (uvicorn's default without httptools), with a request deadline, a bound on
+            # the connections still sending one, and an answer for every request too big.
+            http=http_protocol,
+            ws=ws_protocol,
             ws_ping_interval=config.logs.ping_interval,
             # No permessage-deflate: compressing each frame again for each viewer cost 20 % of a
             # burst and 60 % of a frame's CPU with 200 viewers (bench/logs.py); logs are read on

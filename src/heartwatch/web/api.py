@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import heartwatch
 from heartwatch.daemon.logfollow import LogHub
@@ -125,6 +126,16 @@ def create_app(
             code = _STATUS_CODES.get(error.status_code, "error")
             body = {"code": code, "message": str(detail)}
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, error: ClientDisconnect) -> JSONResponse:
+        # The client left (or was closed for sending its body too slowly) while its body was
+        # read: nobody hears this answer, and it is not the server's error (no traceback).
+        body = {
+            "code": "client_disconnected",
+            "message": "the client left before its request ended",
+        }
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
