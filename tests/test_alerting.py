@@ -137,3 +137,24 @@ def test_a_stop_while_recovering_cancels_the_confirmation() -> None:
     assert rules.next_deadline() is None
     assert rules.tick(100.0) == []
     assert rules.is_down("c")
+
+
+def test_downtime_counts_from_the_last_sign_of_life() -> None:
+    """Declared down at 10 s for a heartbeat last heard at 6 s, running again at 10.1 s: down
+    4.1 s, not the 0.1 s since it was declared down."""
+    rules = AlertRules(rate_limit=10, rate_window=3600)
+    rules.receive_transition(
+        "collector", "unresponsive", "no heartbeat for 4.0 s", True, 10.0, down_since=6.0
+    )
+    rules.receive_transition("collector", "restarting", "no heartbeat", True, 10.0, down_since=None)
+    (recovered,) = rules.receive_transition("collector", "running", "first heartbeat", False, 10.1)
+    assert recovered.downtime is not None and round(recovered.downtime, 3) == 4.1
+    assert recovered.body == "collector is running again after 4.1 s down"
+
+
+def test_a_down_since_later_than_the_transition_is_not_believed() -> None:
+    """Downtime is never shorter than from the moment the service was declared down."""
+    rules = AlertRules(rate_limit=10, rate_window=3600)
+    rules.receive_transition("c", "restarting", "exit code 1", True, 10.0, down_since=12.0)
+    (recovered,) = rules.receive_transition("c", "running", "ready at start", False, 11.0)
+    assert recovered.downtime == 1.0

@@ -114,7 +114,13 @@ def test_missed_heartbeat_restarts_group_in_order() -> None:
     events = wd.events_to_take()
     assert (
         Transition(
-            "collector", S.RUNNING, S.UNRESPONSIVE, "no heartbeat for 60.0 s", 121.0, failure=True
+            "collector",
+            S.RUNNING,
+            S.UNRESPONSIVE,
+            "no heartbeat for 60.0 s",
+            121.0,
+            failure=True,
+            down_since=61.0,  # its last heartbeat
         )
         in events
     )
@@ -670,3 +676,48 @@ def test_a_spawn_failure_is_a_failed_start_with_backoff_and_the_crash_loop_limit
     assert all(e.new is not S.RUNNING for e in events if isinstance(e, Transition))
     assert ("collector", S.STARTING, S.RESTARTING, f"cannot start: {reason}") in transitions(events)
     assert failures(events)[-1] == ("collector", S.FAILED)
+
+
+def down_since(events: list[Any], service: str) -> list[float | None]:
+    return [
+        e.down_since
+        for e in events
+        if isinstance(e, Transition) and e.service == service and e.new is S.UNRESPONSIVE
+    ]
+
+
+def test_a_missed_deadline_says_since_when_the_service_was_silent() -> None:
+    """The transition to unresponsive carries the last sign of life the missed deadline
+    counts from: the last message, the last event of the late kind, or the spawn."""
+    wd = running(pipeline())  # collector spawned at 60, last message at 61
+    wd.events_to_take()
+    wd.tick(121.0)
+    assert down_since(wd.events_to_take(), "collector") == [61.0]
+
+    wd = running(pipeline())
+    for at in range(70, 800, 30):
+        wd.receive_message("collector", "poiid" if at == 100 else "heartbeat", float(at))
+    wd.events_to_take()
+    wd.tick(700.0)  # no poiid for 10m after the one at 100
+    events = wd.events_to_take()
+    assert down_since(events, "collector") == [100.0]
+
+    wd = started(pipeline(), 0.0)
+    wd.tick(60.0)
+    spawn_all(wd, 60.0)
+    wd.events_to_take()
+    wd.tick(210.0)  # never a heartbeat: silent since its spawn
+    assert down_since(wd.events_to_take(), "collector") == [60.0]
+
+
+def test_a_stalled_queue_is_down_since_its_last_progress() -> None:
+    """The queue rule: down since the depth last went down."""
+    wd = make({"name": "c", "command": "c", "queue": {"name": "q", "stalled_after": "2m"}})
+    wd.receive_start(["c"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_queue_depth("c", 10, 5.0)
+    wd.receive_queue_depth("c", 4, 30.0)
+    wd.receive_queue_depth("c", 4, 100.0)
+    wd.events_to_take()
+    wd.tick(150.0)
+    assert down_since(wd.events_to_take(), "c") == [30.0]

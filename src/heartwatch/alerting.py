@@ -14,7 +14,9 @@ alerts):
 3. The first ``failed`` of an incident (opening it if none is open) is **gave up**, since a
    person must act now.
 4. ``running`` again closes the incident once it has stayed so for ``recovered_after``
-   seconds: **recovered**, with the downtime (until it was running again). Waiting matters: a
+   seconds: **recovered**, with the downtime: from the last sign of life before it was
+   declared down (the transition's ``down_since``: a hang began at the last heartbeat, not
+   when the deadline noticed it) until it was running again. Waiting matters: a
    service that counts as ready at its spawn and crashes a second later has not recovered,
    and a crash loop must end in *gave up*, not in a flapping *down, recovered, down*. Any
    other transition meanwhile cancels the wait. Stops, starts and restarts asked for by
@@ -42,7 +44,7 @@ class Alert:
     kind: AlertKind
     reason: str
     at: float
-    downtime: float | None = None  # recovered: seconds from down to running again
+    downtime: float | None = None  # recovered: seconds from the last sign of life to running
     suppressed_before: int = 0  # alerts of this service suppressed since the last one sent
     send: bool = True  # False: suppressed by the rate limit
 
@@ -92,14 +94,22 @@ class AlertRules:
         self._services: dict[str, _ServiceAlerts] = {}
 
     def receive_transition(
-        self, service: str, state: str, reason: str, failure: bool, now: float
+        self,
+        service: str,
+        state: str,
+        reason: str,
+        failure: bool,
+        now: float,
+        down_since: float | None = None,
     ) -> list[Alert]:
-        """The alerts (sent or suppressed) that a transition to ``state`` calls for."""
+        """The alerts (sent or suppressed) that a transition to ``state`` calls for;
+        ``down_since``: the last sign of life before it, if earlier than ``now``."""
         alerts = self._services.setdefault(service, _ServiceAlerts())
         incident = alerts.incident
+        since = now if down_since is None else min(now, down_since)
         if failure and state == "failed":
             if incident is None:
-                incident = alerts.incident = _Incident(since=now, announced=True)
+                incident = alerts.incident = _Incident(since=since, announced=True)
             incident.running_since = None
             if incident.gave_up:
                 return []
@@ -108,7 +118,7 @@ class AlertRules:
             return [self._alert(alerts, Alert(service, "gave_up", reason, now))]
         if failure and incident is None:
             send = self._allow(alerts, now)
-            alerts.incident = _Incident(since=now, announced=send)
+            alerts.incident = _Incident(since=since, announced=send)
             return [self._alert(alerts, Alert(service, "down", reason, now, send=send))]
         if incident is None:
             return []

@@ -59,6 +59,10 @@ class Transition:
     could not start, or was given up on), as opposed to what people or its requirements asked
     of it: alerts are raised on these, never on a stop, a restart asked for, or the daemon's
     own start and stop.
+
+    ``down_since``, on the transition by which a missed deadline is found, is the last sign
+    of life that deadline counts from (the last message, the last event of the late kind, the
+    spawn, the queue's last progress): an outage began then, not when it was noticed.
     """
 
     service: str
@@ -67,6 +71,7 @@ class Transition:
     reason: str
     at: float
     failure: bool = False
+    down_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,23 +73,29 @@ class Liveness:
 
     def overdue(self, now: float) -> str | None:
         """The reason this service is late at ``now``, or ``None`` while it is on time."""
+        late = self.lateness(now)
+        return None if late is None else late[0]
+
+    def lateness(self, now: float) -> tuple[str, float] | None:
+        """Why this service is late at ``now``, and since when it has been silent (what the
+        missed deadline counts from); ``None`` while it is on time."""
         if self.ready_at is None:
             if self.rules.waits_for_word and now >= self.started_at + self.rules.startup_grace:
                 grace = format_duration(self.rules.startup_grace)
                 word = "ready notice" if self.rules.ready_on_notice else "heartbeat"
-                return f"no {word} within {grace} startup grace"
+                return f"no {word} within {grace} startup grace", self.started_at
             return None
         heartbeat = self._heartbeat_deadline()
         if heartbeat is not None and now >= heartbeat:
-            silent = now - self._heartbeat_base()
-            return f"no heartbeat for {format_duration(silent)}"
+            base = self._heartbeat_base()
+            return f"no heartbeat for {format_duration(now - base)}", base
         for kind, deadline in self._data_deadlines().items():
             if now >= deadline:
                 previous = self.last_data_at.get(kind)
                 if previous is None:
                     since = format_duration(now - self.ready_at)
-                    return f"no {kind} since it became ready {since} ago"
-                return f"no {kind} for {format_duration(now - previous)}"
+                    return f"no {kind} since it became ready {since} ago", self.ready_at
+                return f"no {kind} for {format_duration(now - previous)}", previous
         return None
 
     def set_heartbeat_timeout(self, timeout: float) -> None:

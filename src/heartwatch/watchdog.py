@@ -321,11 +321,13 @@ class Watchdog:
             if ready_deadline is not None and now >= ready_deadline and record.state is _S.STARTING:
                 self._become_ready(record, now, f"ready after {record.rules.ready_delay:g} s")
             if record.state in (_S.STARTING, _S.RUNNING):
-                late = liveness.overdue(now)
+                late = liveness.lateness(now)
                 if late is None and record.queue is not None and record.state is _S.RUNNING:
-                    late = record.queue.stalled(now)
+                    stalled = record.queue.stalled(now)
+                    if stalled is not None:
+                        late = stalled, record.queue.progress_at or now
                 if late is not None:
-                    self._receive_late(record, late, now)
+                    self._receive_late(record, late[0], now, silent_since=late[1])
         self._reconcile(now)
 
     # -- failure and recovery --------------------------------------------------------------
@@ -343,8 +345,10 @@ class Watchdog:
         ):
             self._flip(record, _S.RUNNING, "messages resumed", now)
 
-    def _receive_late(self, record: ServiceRecord, reason: str, now: float) -> None:
-        self._flip(record, _S.UNRESPONSIVE, reason, now, failure=True)
+    def _receive_late(
+        self, record: ServiceRecord, reason: str, now: float, silent_since: float | None = None
+    ) -> None:
+        self._flip(record, _S.UNRESPONSIVE, reason, now, failure=True, down_since=silent_since)
         if record.config.autorestart == "never":
             return  # stays unresponsive, watched, until messages resume
         self._receive_failure(record, reason, now)
@@ -527,6 +531,7 @@ class Watchdog:
         now: float,
         *,
         failure: bool = False,
+        down_since: float | None = None,
     ) -> None:
         if record.state is new and record.reason == reason:
             return
@@ -534,7 +539,7 @@ class Watchdog:
         record.state, record.reason = new, reason
         if old is not new:
             record.state_since = now
-        self._events.append(Transition(record.name, old, new, reason, now, failure))
+        self._events.append(Transition(record.name, old, new, reason, now, failure, down_since))
 
     def _deadline_of(self, record: ServiceRecord) -> float | None:
         if record.state is _S.BACKOFF:

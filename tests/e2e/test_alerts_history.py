@@ -120,6 +120,16 @@ def test_webhook_gets_down_recovered_and_gave_up_once_each(
         ("hang", "recovered"),
     ]
     assert {e["detail"]["outcome"] for e in alerts} == {"sent"}
+    # Down since its last heartbeat, a heartbeat_timeout before the hang was noticed; the
+    # restart itself takes a fraction of that (it used to be all the downtime said).
+    hang_recovered = next(e for e in alerts if e["detail"]["alert"] == "recovered")
+    assert hang_recovered["detail"]["downtime"] >= scaled(1.0), hang_recovered
+    noticed = next(
+        e
+        for e in events
+        if e["kind"] == "transition" and e["service"] == "hang" and e["state"] == "unresponsive"
+    )
+    assert noticed["at"] - noticed["detail"]["down_since"] >= scaled(1.0), noticed
     status, _, body = daemon.raw("GET", "/metrics")
     assert status == 200
     assert 'heartwatch_alerts_total{alert="down",outcome="sent"} 2.0' in body.decode()

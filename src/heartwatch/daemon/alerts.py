@@ -79,9 +79,15 @@ class Alerter:
         """A journal listener: transitions may call for alerts."""
         if entry.kind != "transition" or entry.service is None or entry.state is None:
             return
-        failure = bool(entry.detail and entry.detail.get("failure"))
+        detail = entry.detail or {}
+        down_since = detail.get("down_since")
         alerts = self.rules.receive_transition(
-            entry.service, entry.state, entry.reason, failure, entry.at
+            entry.service,
+            entry.state,
+            entry.reason,
+            bool(detail.get("failure")),
+            entry.at,
+            down_since=down_since if isinstance(down_since, float | int) else None,
         )
         for alert in alerts:
             # Journal it in a later loop turn: every listener sees this transition first.

@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -393,7 +393,7 @@ class Supervisor:
                 at,
                 state=event.new.value,
                 previous=event.old.value,
-                detail={"failure": True} if event.failure else None,
+                detail=_transition_detail(event, self.wall_time),
             )
         else:
             self.journal.append(
@@ -463,6 +463,17 @@ class Supervisor:
         while self._runner.children or self._tasks:
             self._idle.clear()
             await self._idle.wait()
+
+
+def _transition_detail(
+    event: Transition, wall_time: Callable[[float], float]
+) -> dict[str, Any] | None:
+    """``failure``, and ``down_since`` (Unix time of the last sign of life): alerts count
+    downtime from it."""
+    detail: dict[str, Any] = {"failure": True} if event.failure else {}
+    if event.down_since is not None:
+        detail["down_since"] = wall_time(event.down_since)
+    return detail or None
 
 
 def log_listener_error(error: Exception) -> None:
