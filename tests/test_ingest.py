@@ -25,6 +25,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 def run_with_ingest(
     body: Callable[[Ingest, tuple[str, int], list[Message]], Awaitable[None]],
     max_connections: int = 100,
+    evict_min_idle: float = 1.0,
 ) -> IngestStats:
     async def main() -> IngestStats:
         received: list[Message] = []
@@ -36,7 +37,13 @@ def run_with_ingest(
             return None
 
         stats = IngestStats()
-        ingest = Ingest(sink, max_line=1024, max_connections=max_connections, stats=stats)
+        ingest = Ingest(
+            sink,
+            max_line=1024,
+            max_connections=max_connections,
+            stats=stats,
+            evict_min_idle=evict_min_idle,
+        )
         address = await ingest.start("127.0.0.1", 0)
         try:
             await body(ingest, address, received)
@@ -100,7 +107,8 @@ def test_ingest_udp_datagrams_on_the_same_port() -> None:
 
 
 def test_ingest_connection_cap_evicts_the_idlest() -> None:
-    """Beyond max_connections the longest-idle connection is closed, and new clients get in."""
+    """Beyond max_connections the longest-idle connection is closed, and new clients get in
+    (here as soon as it is idle at all: evict_min_idle 0)."""
 
     async def body(ingest: Ingest, address: tuple[str, int], got: list[Message]) -> None:
         idle = [await asyncio.open_connection(*address) for _ in range(5)]
@@ -115,7 +123,7 @@ def test_ingest_connection_cap_evicts_the_idlest() -> None:
             w.close()
         await wait_for(lambda: ingest.stats.connections_open == 0)
 
-    run_with_ingest(body, max_connections=5)
+    run_with_ingest(body, max_connections=5, evict_min_idle=0.0)
 
 
 def test_daemon_api_reports_messages_and_controls_watch_only_services(tmp_path: Path) -> None:

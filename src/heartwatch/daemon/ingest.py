@@ -13,23 +13,36 @@ and until then its messages are refused (``unauthorized``); a UDP datagram from 
 carry the token in every message. Loopback senders need none, and cost nothing more.
 
 Bad input never stops the daemon: every fault is counted by transport and code, logged at most
-once per interval per code, and the connection stays usable after a bad line. The number of
-open connections is capped; a new one beyond the cap evicts the one idle longest, so a crowd of
-idle or half-open sockets cannot lock real clients out.
+once per interval per code, and the connection stays usable after a bad line.
+
+Under abuse. Connections are accepted here, not by asyncio's server, so that nothing is accepted
+that the cap would not keep: at most ``ACCEPTS_PER_TURN`` per loop turn; beyond
+``max_connections`` a newcomer evicts the connection quiet longest (an ordered table: O(1), and
+the evicted one leaves it at once, so the next eviction closes another), unless even that one
+spoke within ``evict_min_idle``: then the newcomer is accepted and closed at once, so a burst of
+new connections cannot push out the workers that are beating. Out of descriptors (the kernel
+refuses ``accept``), the listener pauses for ``ACCEPT_PAUSE`` with one rate-limited log line,
+never a traceback per connection. Connections sending flat out share the loop fairly
+(``heartwatch.fairshare``): only a few busy ones read per turn, so timers such as heartbeat
+deadlines wait milliseconds, not a hundred reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
+import os
 import resource
 import socket
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
 
+from heartwatch.fairshare import FairShare
 from heartwatch.throttle import LogThrottle
 from heartwatch.wire import LineDecoder, Message, WireError, parse_message, read_token
 
@@ -39,6 +52,32 @@ MessageSink = Callable[[Message, str], str | None]
 # Whether a sender at this address, showing this token (or None), may send heartbeats.
 IngestCheck = Callable[[str | None, str | None], bool]
 
+# Bytes read per call by a connection holding a fair-share slot. asyncio's default (256 KiB)
+# is some 6000 messages, tens of milliseconds of work in one callback. 4 KiB (about 100
+# messages) keeps a read near half a millisecond, and a recv per 100 messages costs little.
+READ_SIZE = 4 * 1024
+# Bytes read per call by any other connection: plenty for a worker's heartbeats, and small
+# enough that even every connection of the cap becoming ready in one turn stays a short turn.
+# A connection that fills it is busy, and competes for a slot.
+LIGHT_READ_SIZE = 1024
+# Busy connections reading at a time (``heartwatch.fairshare``): a loop turn handles at most
+# this many full reads (about 2 ms) before its timers run, however many connections flood.
+READ_SLOTS = 4
+# A slot holder that has not read for this long gives its slot to a waiting connection.
+SLOT_IDLE_AFTER = 0.05
+# Connections accepted per loop turn at most: a connection flood costs each turn a bounded
+# amount of work, and the descriptors of evicted connections (closed on the next turn) stay
+# far below the reserve kept free beside the cap.
+ACCEPTS_PER_TURN = 32
+ACCEPT_BACKLOG = 1024
+# Pause of the listener when the kernel refuses to accept (out of descriptors or memory).
+ACCEPT_PAUSE = 0.25
+# Beyond the cap, only a connection quiet at least this long is evicted for a newcomer: a
+# worker beating every second or faster is never pushed out by a burst of new connections.
+EVICT_MIN_IDLE = 1.0
+
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
 
 @dataclass
 class IngestStats:
@@ -46,9 +85,12 @@ class IngestStats:
 
     messages: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
-    connections_total: int = 0
+    connections_total: int = 0  # accepted, including those closed at once
     connections_open: int = 0
-    connections_evicted: int = 0
+    connections_evicted: int = 0  # closed for a newcomer beyond the cap
+    connections_refused: int = 0  # newcomers closed at once: the cap was full of busy ones
+    accept_pauses: int = 0  # the kernel refused to accept (descriptors), the listener paused
+    reads_deferred: int = 0  # busy connections paused to let another have its turn
 
 
 class Ingest:
@@ -62,46 +104,187 @@ class Ingest:
         max_connections: int,
         stats: IngestStats,
         may_ingest: IngestCheck | None = None,
+        evict_min_idle: float = EVICT_MIN_IDLE,
     ) -> None:
         self.sink = sink
         self.may_ingest = may_ingest
         self.max_line = max_line
         self.max_connections = max_connections
+        self.evict_min_idle = evict_min_idle
         self.stats = stats
+        self.share: FairShare[_TcpConnection] = FairShare(READ_SLOTS, SLOT_IDLE_AFTER)
         self._throttle = LogThrottle(interval=10.0)
-        self._connections: set[_TcpConnection] = set()
+        # Open connections, the one quiet longest first (moved to the end at every read).
+        self._connections: OrderedDict[_TcpConnection, None] = OrderedDict()
+        self._starting: set[asyncio.Task[object]] = set()
         self._loop = asyncio.get_running_loop()
-        self._tcp: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accept_timer: asyncio.TimerHandle | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
         self._udp: asyncio.DatagramTransport | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen for TCP and UDP on ``host:port`` (port 0: any free port, the same for both)."""
+        infos = await self._loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
         for _attempt in range(20):
-            server = await self._loop.create_server(
-                lambda: _TcpConnection(self), host, port, reuse_address=True, backlog=1024
-            )
-            bound = server.sockets[0].getsockname()
+            listener = _listen(family, address)
+            bound = listener.getsockname()
             try:
                 udp, _ = await self._loop.create_datagram_endpoint(
                     lambda: _UdpReceiver(self), local_addr=(host, bound[1])
                 )
             except OSError:
-                server.close()
+                listener.close()
                 if port:
                     raise
                 continue  # the TCP port's UDP twin is taken: try another free port
-            self._tcp, self._udp = server, udp
+            self._listener, self._udp = listener, udp
+            self._loop.add_reader(listener.fileno(), self._accept)
             return str(bound[0]), int(bound[1])
         raise OSError(f"no port free for both TCP and UDP on {host}")
 
     async def close(self) -> None:
         if self._udp is not None:
             self._udp.close()
-        if self._tcp is not None:
-            self._tcp.close()
-            for connection in list(self._connections):
-                connection.close()
-            await self._tcp.wait_closed()
+        for timer in (self._accept_timer, self._sweep_timer):
+            if timer is not None:
+                timer.cancel()
+        if self._listener is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        if self._starting:  # transports being made for accepted sockets: let them finish
+            await asyncio.wait(set(self._starting), timeout=5.0)
+        for connection in list(self._connections):
+            connection.close()
+        self._connections.clear()
+        await asyncio.sleep(0)  # aborted transports close their sockets on the next turn
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the peer gave up while waiting in the backlog
+            except OSError as error:
+                self._pause_accepting(error)
+                return
+            self._admit(sock, address)
+
+    def _pause_accepting(self, error: OSError) -> None:
+        """The kernel refuses to accept (typically out of descriptors): the listener stays
+        readable, so stop watching it for a moment instead of failing again at once."""
+        self.stats.accept_pauses += 1
+        if self._listener is not None:
+            self._loop.remove_reader(self._listener.fileno())
+        self._accept_timer = self._loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+        suppressed = self._throttle.admit("tcp:accept", self._loop.time())
+        if suppressed is not None:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            if error.errno in _OUT_OF_RESOURCES:
+                reason += f" (open connections {len(self._connections)})"
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            logger.warning(
+                "ingest tcp: cannot accept connections: {}; pausing accepts for {:g} s{}",
+                reason,
+                ACCEPT_PAUSE,
+                more,
+            )
+
+    def _resume_accepting(self) -> None:
+        self._accept_timer = None
+        if self._listener is not None:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
+
+    def _admit(self, sock: socket.socket, address: tuple[object, ...]) -> None:
+        now = self._loop.time()
+        self.stats.connections_total += 1
+        if len(self._connections) >= self.max_connections and not self._evict_idlest(now):
+            sock.close()  # accepted and closed at once: the backlog keeps draining
+            self.stats.connections_refused += 1
+            self._note(
+                "refused",
+                f"{len(self._connections)} connections (the cap), none quiet for "
+                f"{self.evict_min_idle:g} s: closed a new one",
+            )
+            return
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # notice vanished peers
+        except OSError:
+            sock.close()  # reset before we saw it
+            return
+        peer = str(address[0]) if address else None
+        connection = _TcpConnection(self, peer, now)
+        self._connections[connection] = None
+        self.stats.connections_open = len(self._connections)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(lambda: connection, sock))
+        self._starting.add(task)
+        task.add_done_callback(functools.partial(self._started, connection, sock))
+
+    def _started(
+        self, connection: _TcpConnection, sock: socket.socket, task: asyncio.Task[object]
+    ) -> None:
+        self._starting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            sock.close()
+            self.remove(connection)
+
+    def _evict_idlest(self, now: float) -> bool:
+        """Close the connection quiet longest, if quiet long enough; whether one was closed."""
+        idlest = next(iter(self._connections))
+        if now - idlest.last_active_at < self.evict_min_idle:
+            return False
+        self.remove(idlest)  # at once: the next eviction picks another
+        idlest.close()
+        self.stats.connections_evicted += 1
+        self._note("evicted", "too many connections: closed the one quiet longest")
+        return True
+
+    def _note(self, code: str, detail: str) -> None:
+        self.stats.errors["tcp", code] += 1
+        suppressed = self._throttle.admit(f"tcp:{code}", self._loop.time())
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            logger.warning("ingest tcp: {}{}", detail, more)
+
+    def remove(self, connection: _TcpConnection) -> None:
+        if connection in self._connections:
+            del self._connections[connection]
+            self.stats.connections_open = len(self._connections)
+        self.resume(self.share.forget(connection, self._loop.time()))
+
+    # -- fair share ----------------------------------------------------------------------------
+
+    def resume(self, connections: tuple[_TcpConnection, ...]) -> None:
+        for connection in connections:
+            if connection.transport is not None:
+                connection.transport.resume_reading()
+
+    def defer(self, connection: _TcpConnection) -> None:
+        assert connection.transport is not None
+        connection.transport.pause_reading()
+        self.stats.reads_deferred += 1
+        if self._sweep_timer is None:
+            self._sweep_timer = self._loop.call_later(SLOT_IDLE_AFTER, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_timer = None
+        self.resume(self.share.sweep(self._loop.time()))
+        if self.share.waiting:
+            self._sweep_timer = self._loop.call_later(SLOT_IDLE_AFTER, self._sweep)
+
+    # -- messages ----------------------------------------------------------------------------
 
     def receive_lines(self, lines: list[bytes], transport: str) -> None:
         sink, count = self.sink, 0
@@ -139,59 +322,62 @@ class Ingest:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             logger.warning("ingest {}: dropped a message, {}{}", transport, detail, more)
 
-    def add(self, connection: _TcpConnection) -> None:
-        if len(self._connections) >= self.max_connections:
-            idlest = min(self._connections, key=lambda c: c.last_active_at)
-            idlest.close()
-            self.stats.connections_evicted += 1
-            self.receive_error("tcp", "evicted", "too many connections: closed the idlest")
-        self._connections.add(connection)
-        self.stats.connections_total += 1
-        self.stats.connections_open = len(self._connections)
 
-    def remove(self, connection: _TcpConnection) -> None:
-        self._connections.discard(connection)
-        self.stats.connections_open = len(self._connections)
-
-
-# Bytes read per call. asyncio's default (256 KiB) is some 6000 messages, tens of milliseconds
-# of work in one callback; with many busy connections timers (deadlines!) would wait seconds.
-# 4 KiB (about 100 messages) keeps each callback near half a millisecond: even 100 saturating
-# connections delay a timer by tens of milliseconds, not seconds. A recv per 100 messages costs
-# little.
-READ_SIZE = 4 * 1024
+def _listen(family: int, address: tuple[object, ...]) -> socket.socket:
+    """A non-blocking listening socket bound to ``address`` (as asyncio's servers set it up)."""
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.bind(address)
+        listener.listen(ACCEPT_BACKLOG)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 class _TcpConnection(asyncio.BufferedProtocol):
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Ingest, peer: str | None, now: float) -> None:
         self.ingest = ingest
         self.decoder = LineDecoder(ingest.max_line)
         self.transport: asyncio.Transport | None = None
-        self.last_active_at = 0.0
-        self.peer: str | None = None
-        self.trusted = True
+        self.last_active_at = now
+        self.peer = peer
+        self.trusted = ingest.is_trusted(peer)
+        self.closing = False
         self._buffer = memoryview(bytearray(READ_SIZE))
+        self._light = self._buffer[:LIGHT_READ_SIZE]
+        self._offered = 0  # the size of the buffer handed out for the read under way
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:  # notice peers that vanished without a FIN
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        self.last_active_at = self.ingest._loop.time()
-        peername = transport.get_extra_info("peername")
-        self.peer = str(peername[0]) if peername else None
-        self.trusted = self.ingest.is_trusted(self.peer)
-        self.ingest.add(self)
+        if self.closing:  # evicted while its transport was being made
+            transport.abort()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
+        buffer = self._buffer if self.ingest.share.holds_slot(self) else self._light
+        self._offered = len(buffer)
+        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
+        ingest = self.ingest
+        now = ingest._loop.time()
+        self.last_active_at = now
+        if self.closing:
+            return
+        ingest._connections.move_to_end(self)
         self.data_received(self._buffer[:nbytes].tobytes())
+        turn = ingest.share.read(self, nbytes == self._offered, now)
+        if turn.pause and not self.closing:
+            ingest.defer(self)
+        if turn.resume:
+            ingest.resume(turn.resume)
 
     def data_received(self, data: bytes) -> None:
-        self.last_active_at = self.ingest._loop.time()
         oversized = self.decoder.oversized
         lines = self.decoder.receive_data(data)
         if self.decoder.oversized != oversized:
@@ -219,6 +405,7 @@ class _TcpConnection(asyncio.BufferedProtocol):
         self.ingest.remove(self)
 
     def close(self) -> None:
+        self.closing = True
         if self.transport is not None:
             self.transport.abort()
 
