@@ -327,6 +327,7 @@ def test_loopback_addresses(host: str, loopback: bool) -> None:
         ),
         ({"service": [{"command": "x"}]}, ["service[0].name: required, and missing"]),
         ({"service": ["not a table"]}, ["service[0]: expected a table"]),
+        ({"service": {"name": "a"}}, ["service: expected [[service]] tables (an array of"]),
         # A broken name names nothing: the index alone, and the name's own problem.
         (
             {"service": [{"name": "bad name", "restart": "x"}]},

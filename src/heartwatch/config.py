@@ -519,6 +519,8 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
         message = "required, and missing"
     elif kind in ("model_type", "dict_type"):
         message = "expected a table"
+    elif kind == "list_type" and loc == ["service"]:
+        message = "expected [[service]] tables (an array of tables), not one [service] table"
     elif message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return Problem(path, message)

@@ -190,5 +190,8 @@ def test_a_command_that_cannot_start_is_a_failed_start_said_plainly(pipeline: Pi
     assert "app: cannot start: cwd /nonexistent does not exist" in log, log
     assert "-> running" not in log, log  # never "starting -> running (ready at start)"
     assert "PosixPath" not in log and "Errno" not in log, log
+    # What ``check`` warns about is in the log before the first start.
+    assert "service[0] (collector).command: executable `nonexist-hw-7f3` not found" in log, log
+    assert "service[1] (app).cwd: folder /nonexistent does not exist" in log, log
     output = (pipeline.log_dir / "collector.log").read_text()
     assert f"[heartwatch] cannot start: {reason}" in output

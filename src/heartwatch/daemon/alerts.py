@@ -196,5 +196,6 @@ async def send_test(urls: list[str], timeout: float = 30.0) -> list[tuple[int, s
             notify_type="info",
             timeout=timeout,
         )
-        results.append((index, url.partition("://")[0], bool(delivered)))
+        scheme = url.partition("://")[0] if "://" in url else "?"  # never the URL: secrets
+        results.append((index, scheme, bool(delivered)))
     return results
