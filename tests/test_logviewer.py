@@ -425,3 +425,69 @@ def test_sending_does_not_bother_a_follower_that_does_not_wait() -> None:
     source.publish(["a"])
     frames_of(viewer)
     assert source.progress == 0
+
+
+def test_a_send_that_cannot_complete_drops_the_viewer_after_its_deadline() -> None:
+    """A viewer whose socket stays full (its send never returns) is let go at the deadline,
+    not waited for forever; what it held is then freed by the caller's unsubscribe."""
+    from heartwatch.web.logs import _stream
+
+    class StuckSocket:
+        sends = 0
+
+        async def send_text(self, text: str) -> None:
+            self.sends += 1
+            await asyncio.sleep(3600)  # a full socket: writable never comes back
+
+        async def receive(self) -> dict[str, str]:
+            await asyncio.sleep(3600)  # nor does the peer say anything
+            return {"type": "websocket.disconnect"}
+
+    async def main() -> tuple[float, int, bool]:
+        source = Source()
+        viewer = source.viewer()
+        source.publish(["one line"])
+        websocket = StuckSocket()
+        started = time.monotonic()
+        await asyncio.wait_for(_stream(websocket, viewer, Path("x.log"), 0.2), 10)  # type: ignore[arg-type]
+        return time.monotonic() - started, websocket.sends, viewer.in_flight
+
+    elapsed, sends, in_flight = asyncio.run(main())
+    assert sends == 1 and in_flight  # its frame never went out
+    assert 0.15 < elapsed < 5
+
+
+def test_a_folder_swapped_for_a_symlink_is_never_followed_into(tmp_path: Path) -> None:
+    """While followed, the file's folder becomes a symlink to another folder holding a file of
+    the same name: the follower reads on in the file it had and never opens the other."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "app.log").write_text("secret 0\n")
+    path = root / "sub" / "app.log"
+    path.write_text("")
+
+    async def main() -> list[str]:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        viewer = Viewer(grep=None, html=False)
+        follower = await hub.subscribe(LogTarget(root, ("sub", "app.log")), viewer, 0)
+        _write(path, ["inside 0"])
+        got = await _take(viewer, 1)
+        (root / "sub").rename(root / "parked")
+        (root / "sub").symlink_to(outside)
+        _write(root / "parked" / "app.log", ["inside 1"])  # the writer holds the old file
+        _write(outside / "app.log", ["secret 1"])
+        got += await _take(viewer, 1)
+        await asyncio.sleep(0.3)  # time to be tempted by the name's new target
+        _write(outside / "app.log", ["secret 2"])
+        await asyncio.sleep(0.3)
+        while (frame := viewer.take_frame()) is not None:
+            viewer.receive_sent()
+            got += frame.split("\n")
+        hub.unsubscribe(follower, viewer)
+        await hub.aclose()
+        return got
+
+    got = asyncio.run(main())
+    assert got[:2] == ["inside 0", "inside 1"]
+    assert not any("secret" in line for line in got), got

@@ -164,14 +164,19 @@ def _walk(root_fd: int, parts: Sequence[str], flags: int) -> int:
             os.close(fd)
 
 
+def open_folder_of(root: Path | str, parts: Sequence[str]) -> int:
+    """A lookup-only descriptor of the folder that holds ``parts`` below ``root``, reached
+    like ``open_beneath``; ``OSError`` if it cannot be."""
+    if len(parts) == 1:
+        return open_root(root)
+    return open_beneath(root, parts[:-1], _DIR_FLAGS)
+
+
 def stat_beneath(root: Path | str, parts: Sequence[str]) -> os.stat_result | None:
     """What holds the name ``parts`` below ``root`` (a symlink itself, not what it points to),
     or ``None`` if nothing does or the way there is not servable."""
     try:
-        if len(parts) == 1:
-            dir_fd = open_root(root)
-        else:
-            dir_fd = open_beneath(root, parts[:-1], _DIR_FLAGS | os.O_DIRECTORY)
+        dir_fd = open_folder_of(root, parts)
     except (OSError, LogPathError):
         return None
     try:

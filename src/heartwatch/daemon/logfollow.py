@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 from loguru import logger
 
 from heartwatch.ansi import AnsiToHtml
-from heartwatch.daemon.beneath import open_log, stat_beneath
+from heartwatch.daemon.beneath import open_folder_of, open_log, stat_beneath
 from heartwatch.follow import (
     MAX_LINE,
     Advance,
@@ -519,6 +519,21 @@ class FileFollower:
 
     # -- waking up -------------------------------------------------------------------------
 
+    def _watch_folder(self, inotify: Any, mask: Any) -> None:
+        """Watch the file's folder as reached safely: through its descriptor's
+        ``/proc/self/fd`` link (a folder on the way swapped for a symlink must not leave us
+        watching the one it points to), else by name. Wake-ups only: nothing is read by it."""
+        try:
+            fd = open_folder_of(self.target.root, self.target.parts)
+        except (OSError, LogPathError):
+            inotify.add_watch(self.path.parent, mask)
+            return
+        try:
+            by_fd = Path(f"/proc/self/fd/{fd}")
+            inotify.add_watch(by_fd if by_fd.is_dir() else self.path.parent, mask)
+        finally:
+            os.close(fd)
+
     async def _watch_changes(self) -> None:
         inotify: Any = None
         try:
@@ -534,7 +549,7 @@ class FileFollower:
                 | Mask.CLOSE_WRITE
                 | Mask.ATTRIB
             )
-            inotify.add_watch(self.path.parent, mask)
+            self._watch_folder(inotify, mask)
             self._inotify = True
         except (ImportError, OSError) as error:
             if inotify is not None:

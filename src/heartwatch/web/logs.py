@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 MAX_LISTED = 1000
 MAX_VISITED = 100_000  # entries looked at while listing, files or not: a bound on the walk
+SEND_DEADLINE_WITHOUT_PINGS = 60.0  # a frame's send deadline when ping_interval is 0 (off)
 # The daemon's own log, named like a service's: no service name can start with "@".
 DAEMON_LOG = "@daemon"
 
@@ -71,6 +72,8 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
     log_dir = Path(os.path.realpath(config.resolve(config.daemon.log_dir)))
     daemon_log = config.resolve(config.daemon.log_dir) / config.daemon.log_file
     daemon_target = LogTarget(Path(os.path.realpath(daemon_log.parent)), (daemon_log.name,))
+    # A frame not out within a ping interval: the viewer stopped reading, as a missing pong says.
+    send_deadline = config.logs.ping_interval or SEND_DEADLINE_WITHOUT_PINGS
     router = APIRouter()
 
     @router.get("/api/v1/logs", response_model=list[LogFile], tags=["logs"])
@@ -152,7 +155,7 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             follower = await hub.subscribe(target, viewer, lines, opened)
             try:
                 await websocket.accept()
-                await _stream(websocket, viewer, target.path, config.logs.ping_interval)
+                await _stream(websocket, viewer, target.path, send_deadline)
             finally:
                 hub.unsubscribe(follower, viewer)
         except LogPathError as error:
@@ -178,7 +181,7 @@ async def _stream(websocket: WebSocket, viewer: Viewer, path: Path, deadline: fl
         while True:
             frame = await viewer.next_frame()
             try:
-                async with _deadline(deadline):
+                async with asyncio.timeout(deadline):
                     await websocket.send_text(frame)
             except TimeoutError:
                 logger.info(
@@ -190,10 +193,6 @@ async def _stream(websocket: WebSocket, viewer: Viewer, path: Path, deadline: fl
             viewer.receive_sent()  # only now does it count as keeping up
 
     await send_until_disconnect(websocket, send_frames())
-
-
-def _deadline(seconds: float) -> asyncio.Timeout:
-    return asyncio.timeout(seconds if seconds > 0 else None)
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
