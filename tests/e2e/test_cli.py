@@ -79,6 +79,24 @@ def test_cli_check_reports_schema_and_reference_problems_together(tmp_path: Path
     }, result.stderr
 
 
+def test_cli_check_reports_a_missing_token_with_the_other_problems(tmp_path: Path) -> None:
+    """A bind beyond loopback without a token is one more problem of the same round, named by
+    its key, beside a typo and a broken service (it used to wait until they were fixed)."""
+    bad = BAD_CONFIG.replace("[server]\n", '[server]\nhttp = "0.0.0.0:8765"\nstat_dir = 1\n')
+    (tmp_path / "bad.toml").write_text(bad)
+    result = heartwatch("check", "-c", "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert problem_paths(result.stderr) == {
+        "server.tcp",
+        "server.stat_dir",
+        "server.token",
+        "service[1] (collector).heartbeat_timeout",
+        "service[1] (collector).restart",
+    }, result.stderr
+    assert "server.stat_dir: unknown key `stat_dir`" in result.stderr
+    assert "server.token: required when server.http listens on 0.0.0.0" in result.stderr
+
+
 def test_cli_check_warns_about_commands_that_cannot_start(tmp_path: Path) -> None:
     """A command not on PATH and a missing cwd are warnings (exit 0: the daemon may run with
     another PATH); ``--strict`` makes them fail; the daemon's own check is unchanged."""
