@@ -602,7 +602,12 @@ class LogHub:
         follower.joining -= 1
         if follower.closed:
             raise LogPathError(GOING_AWAY, "the daemon is stopping")
-        read = follower.initial_lines(initial_lines)
+        try:
+            read = follower.initial_lines(initial_lines)
+        except BaseException:
+            if not follower.viewers and not follower.joining:
+                self._forget(follower)
+            raise
         viewer.attach(follower, None if read is not None else [])
         follower.viewers.add(viewer)
         # It sent nothing yet, so it is as far ahead as can be: reading that waited for a

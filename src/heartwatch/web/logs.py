@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import stat
 from collections.abc import Sequence
@@ -246,7 +247,9 @@ def _files_under(root: Path, limit: int) -> list[Path]:
         folder = pending.pop()
         try:
             with os.scandir(folder) as entries:
-                listed = sorted(entries, key=lambda entry: entry.name)
+                # A folder of millions of entries: only the first ones, not all in memory.
+                first = itertools.islice(entries, MAX_VISITED - visited)
+                listed = sorted(first, key=lambda entry: entry.name)
         except OSError:
             continue
         visited += len(listed)
