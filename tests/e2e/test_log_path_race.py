@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 SECRET = "OUTSIDE-SECRET"
 SWAPS = 4000
-OPENS = 400
+OPENS = 1500  # as many as the review made
 VIEWERS = 4  # concurrent clients sharing the opens
 
 
