@@ -90,7 +90,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         notify.start()
         supervisor.notify_address = notify.address
         hub = LogHub(config.logs.partial_line_flush, config.logs.viewer_buffer_lines)
-        resources.callback(hub.close)
+        resources.push_async_callback(hub.aclose)
         app = create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter)
         http_address: tuple[str, int] | None = None
         if config.server.http is not None:
