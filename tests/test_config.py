@@ -136,6 +136,10 @@ def test_config_errors_name_the_key_path_and_all_are_reported() -> None:
         ([{"name": "a", "data_timeout": {"heartbeat": 5}}], "service[0] (a).data_timeout:"),
         ([{"name": "a", "restart": "all"}], "service[0] (a).restart:"),
         ([{"name": "a", "backoff_initial": 10, "backoff_max": 1}], "service[0] (a).backoff_max:"),
+        (
+            [{"name": "a"}, {"name": "heartwatch", "command": "x"}],
+            "service[1] (heartwatch).name: its output would go to heartwatch.log",
+        ),
     ],
 )
 def test_config_cross_checks(services: list[dict[str, Any]], expected: str) -> None:

@@ -623,6 +623,17 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
     default = server.get("default_service") if isinstance(server, dict) else None
     if isinstance(default, str) and default not in seen:
         problems.append(Problem("server.default_service", f"no service {default!r}"))
+    # A service's output goes to <log_dir>/<name>.log, beside the daemon's own log.
+    daemon = data.get("daemon", {})
+    log_file = daemon.get("log_file", "heartwatch.log") if isinstance(daemon, dict) else None
+    if isinstance(log_file, str) and log_file.endswith(".log") and log_file[:-4] in seen:
+        index = seen[log_file[:-4]]
+        problems.append(
+            Problem(
+                f"service[{index}].name",
+                f"its output would go to {log_file}, the daemon's own log (daemon.log_file)",
+            )
+        )
     return problems
 
 
