@@ -113,10 +113,10 @@ class Followed(Protocol):
 class Viewer:
     """One websocket's view of a followed file: a cursor, a filter and a format."""
 
-    def __init__(self, *, grep: LineFilter | None, html: bool) -> None:
+    def __init__(self, *, grep: LineFilter | None, html: bool, inline_styles: bool = False) -> None:
         self.grep = grep
         self.skipped_total = 0
-        self._converter = AnsiToHtml() if html else None
+        self._converter = AnsiToHtml(inline=inline_styles) if html else None
         self._preface: list[Entry] = []  # the initial lines, sent before the ring's
         self._carry: str | None = None  # rendered, but did not fit in the previous frame
         self._ring: LineRing | None = None

@@ -2,6 +2,7 @@
 
     GET /ws/logs/{service}      a service's captured stdout/stderr; ``@daemon``: the daemon's
     GET /ws/logs?path=...       a file under [logs] roots
+    GET /<absolute path>[?tail=1]  the original viewer's form (``web/original.py``)
     GET /api/v1/logs            what may be viewed, with size and modification time
 
 Query: ``lines`` (initial lines, capped by ``max_initial_lines``), ``follow`` (default on),
@@ -24,7 +25,7 @@ import contextlib
 import itertools
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -44,6 +45,7 @@ from heartwatch.logpaths import (
     LogPathError,
     plan_log_path,
 )
+from heartwatch.web.original import ORIGINAL_QUIET, OriginalStream, is_own_route
 from heartwatch.web.streaming import send_until_disconnect
 
 if TYPE_CHECKING:
@@ -54,6 +56,10 @@ MAX_VISITED = 100_000  # entries looked at while listing, files or not: a bound 
 SEND_DEADLINE_WITHOUT_PINGS = 60.0  # a frame's send deadline when ping_interval is 0 (off)
 # The daemon's own log, named like a service's: no service name can start with "@".
 DAEMON_LOG = "@daemon"
+
+# Sends a viewer's frames to its websocket until one of them goes away: the native protocol
+# (``_stream``), or the original viewer's (``web/original.py``).
+Stream = Callable[[WebSocket, Viewer, Path], Awaitable[None]]
 
 
 class LogFile(BaseModel):
@@ -97,7 +103,7 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             await _refuse(websocket, NO_SUCH_LOG, _clip_reason(reason))
             return
         # Not written yet is not an error for a service: following starts when it appears.
-        await _serve(websocket, [target.root], [Beneath(0, target.parts)], missing_ok=True)
+        await _serve_native(websocket, [target.root], [Beneath(0, target.parts)], missing_ok=True)
 
     @router.websocket("/ws/logs")
     async def file_log(websocket: WebSocket) -> None:
@@ -106,9 +112,38 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
         except LogPathError as error:
             await _refuse(websocket, error.code, error.reason)
             return
-        await _serve(websocket, real_roots, candidates, missing_ok=False)
+        await _serve_native(websocket, real_roots, candidates, missing_ok=False)
 
-    async def _serve(
+    # The original viewer's form, ws://host:port/<absolute path>?tail=1 (docs/logs.md). Last
+    # among the routes: a websocket on any path no other route took. Plain HTTP never gets
+    # here (a websocket route matches websocket upgrades only).
+    @router.websocket("/{path:path}")
+    async def original_viewer(websocket: WebSocket, path: str) -> None:
+        requested = "/" + path
+        if is_own_route(requested):
+            reason = f"{requested}: no such endpoint (a heartwatch route, not a log path)"
+            await _refuse(websocket, NO_SUCH_LOG, _clip_reason(reason))
+            return
+        try:
+            candidates = plan_log_path(requested, spellings)
+        except LogPathError as error:
+            await _refuse(websocket, error.code, error.reason)
+            return
+        params = websocket.query_params
+        stream = OriginalStream(config.logs.ping_interval or ORIGINAL_QUIET, send_deadline)
+        await _serve(
+            websocket,
+            real_roots,
+            candidates,
+            missing_ok=False,
+            viewer=Viewer(grep=None, html=True, inline_styles=True),
+            lines=config.logs.initial_lines,
+            follow=params.get("tail", "0").lower() in ("1", "true", "yes"),
+            stream=stream.run,
+            frame_end="\n",  # chunks of the file, as the original sends them
+        )
+
+    async def _serve_native(
         websocket: WebSocket,
         in_roots: Sequence[Path],
         candidates: Sequence[Beneath],
@@ -124,9 +159,30 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
         except ValueError as error:
             await _refuse(websocket, BAD_PATH, _clip_reason(f"bad query: {error}"))
             return
-        lines = max(0, lines)
         follow = params.get("follow", "true").lower() not in ("0", "false", "no")
-        viewer = Viewer(grep=grep, html=params.get("format") == "html")
+        await _serve(
+            websocket,
+            in_roots,
+            candidates,
+            missing_ok=missing_ok,
+            viewer=Viewer(grep=grep, html=params.get("format") == "html"),
+            lines=max(0, lines),
+            follow=follow,
+            stream=lambda ws, viewer, path: _stream(ws, viewer, path, send_deadline),
+        )
+
+    async def _serve(
+        websocket: WebSocket,
+        in_roots: Sequence[Path],
+        candidates: Sequence[Beneath],
+        *,
+        missing_ok: bool,
+        viewer: Viewer,
+        lines: int,
+        follow: bool,
+        stream: Stream,
+        frame_end: str = "",
+    ) -> None:
 
         def close_opened(opened: tuple[Beneath, int]) -> None:
             os.close(opened[1])
@@ -147,7 +203,7 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
                 viewer.receive_preface(initial)
                 await websocket.accept()
                 while (frame := viewer.take_frame()) is not None:
-                    await websocket.send_text(frame)
+                    await websocket.send_text(frame + frame_end)
                 await websocket.close(1000, "end of the initial lines")
                 return
             # Positioned before the handshake completes: a line written as soon as the client
@@ -156,7 +212,7 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             follower = await hub.subscribe(target, viewer, lines, opened)
             try:
                 await websocket.accept()
-                await _stream(websocket, viewer, target.path, send_deadline)
+                await stream(websocket, viewer, target.path)
             finally:
                 hub.unsubscribe(follower, viewer)
         except LogPathError as error:

@@ -21,14 +21,22 @@ async def send_until_disconnect(websocket: WebSocket, sending: Coroutine[Any, An
             if message["type"] == "websocket.disconnect":
                 return
 
-    sender = asyncio.ensure_future(sending)
-    listener = asyncio.ensure_future(wait_disconnect())
+    await until_first_ends(sending, wait_disconnect())
+
+
+async def until_first_ends(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines together until one of them ends; cancel and await the others.
+
+    The ways a websocket ends (the peer left, a send to it failed, it was closed) are ends,
+    not errors: they are not raised. (Not ``asyncio.TaskGroup``: it waits for every task.)
+    """
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
     try:
-        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (sender, listener):
+        for task in tasks:
             task.cancel()
-        for task in (sender, listener):
+        for task in tasks:
             # OSError: uvicorn's ClientDisconnected, from a send to a peer that is gone.
             with contextlib.suppress(
                 asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError
