@@ -1,5 +1,5 @@
-"""Load generator for ``bench/ingest.py``, run as its own process so that it never shares an
-interpreter (or a GIL) with the server it measures.
+"""Load generator for ``bench/ingest.py`` and ``bench/flood.py``, run as its own process so
+that it never shares an interpreter (or a GIL) with the server it measures.
 
 Protocol on stdio: it connects what it needs, prints ``ready``, waits for a ``go`` line on
 stdin, sends, and prints one JSON line of results.
@@ -15,6 +15,10 @@ stdin, sends, and prints one JSON line of results.
   flight, each: connect, send, ``SHUT_WR``, read until the server closes, close. Waiting for the
   server's close bounds the connections in flight (so the accept backlog never overflows into SYN
   retries) and marks the message handled.
+- ``flood``: ``--connections`` non-blocking sockets, each written whenever the kernel takes more
+  (one selector loop: every connection sends as fast as it can, none waits for another), until
+  a line or end-of-file on stdin, or ``--seconds``. Then each socket is reset (``SO_LINGER`` 0),
+  so that a message cut in the middle is discarded, not reported as broken.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import os
 import selectors
 import socket
+import struct
 import sys
 import time
 
@@ -125,17 +130,61 @@ def per_connection(
     }
 
 
+def flood(
+    address: tuple[str, int], connections: int, total: int, seconds: float, services: int
+) -> dict[str, float]:
+    """Every connection sends as fast as it can until told to stop (``total`` is not used)."""
+    line_length = len(message(0, services)) + 1  # services < 10: every message this long
+    chunk = memoryview(b"".join(message(i, services) + b"\n" for i in range(CHUNK_MESSAGES)))
+    selector = selectors.DefaultSelector()
+    offsets: dict[socket.socket, int] = {}
+    for _ in range(connections):
+        sock = socket.create_connection(address)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_WRITE)
+        offsets[sock] = 0
+    wait_for_go()
+    selector.register(sys.stdin, selectors.EVENT_READ)
+    t_go, cpu_go = time.time(), time.process_time()
+    deadline = time.monotonic() + seconds
+    sent = 0
+    running = True
+    while running and time.monotonic() < deadline:
+        for key, _ in selector.select(0.5):
+            sock = key.fileobj
+            if not isinstance(sock, socket.socket):
+                running = False  # stdin: a line or end-of-file
+                break
+            try:
+                n = sock.send(chunk[offsets[sock] :])
+            except BlockingIOError:
+                continue
+            offsets[sock] = (offsets[sock] + n) % len(chunk)
+            sent += n
+    t_end = time.time()
+    for sock in offsets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    return {
+        "sent": sent // line_length,
+        "t_go": t_go,
+        "t_sent": t_end,
+        "t_end": t_end,
+        "cpu": time.process_time() - cpu_go,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["persistent", "per-connection"])
+    parser.add_argument("mode", choices=["persistent", "per-connection", "flood"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--connections", type=int, default=1)
-    parser.add_argument("--messages", type=int, required=True)
+    parser.add_argument("--messages", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--services", type=int, default=10)
     args = parser.parse_args()
-    run = persistent if args.mode == "persistent" else per_connection
+    run = {"persistent": persistent, "per-connection": per_connection, "flood": flood}[args.mode]
     result = run(
         (args.host, args.port), args.connections, args.messages, args.seconds, args.services
     )

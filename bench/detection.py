@@ -29,6 +29,8 @@ Baselines, same run and same worker:
   run; the first tick after each deadline), which leaves out any stop cost, in its favour;
 - supervisord and other process monitors never notice a hang: the process is alive.
 
+The same trials while 100 connections flood the heartbeat port: ``bench/flood.py``.
+
 The daemon runs at the default log level (INFO) as users run it; its log gives a breakdown
 (millisecond timestamps): deadline -> "unresponsive" logged, and "stopping pid" logged -> signal
 received.

@@ -23,7 +23,7 @@ def test_a_lone_busy_reader_keeps_the_whole_loop() -> None:
 
 
 def test_busy_readers_beyond_the_slots_wait_and_take_turns_round_robin() -> None:
-    share: FairShare[str] = FairShare(slots=2)
+    share: FairShare[str] = FairShare(slots=2, quantum=1)
     assert share.read("a", True, 0.0) == Turn()
     assert share.read("b", True, 0.0) == Turn()
     assert share.read("c", True, 0.0) == Turn(pause=True)
@@ -38,7 +38,7 @@ def test_busy_readers_beyond_the_slots_wait_and_take_turns_round_robin() -> None
 
 
 def test_a_holder_that_drains_or_leaves_frees_its_slot() -> None:
-    share: FairShare[str] = FairShare(slots=1)
+    share: FairShare[str] = FairShare(slots=1, quantum=1)
     share.read("a", True, 0.0)
     share.read("b", True, 0.0)
     share.read("c", True, 0.0)
@@ -60,13 +60,27 @@ def test_sweep_frees_slots_of_holders_that_stopped_reading() -> None:
 
 
 def test_a_read_already_under_way_when_paused_keeps_its_place() -> None:
-    share: FairShare[str] = FairShare(slots=1)
+    share: FairShare[str] = FairShare(slots=1, quantum=1)
     share.read("a", True, 0.0)
     share.read("b", True, 0.0)
     assert share.read("b", True, 0.0) == Turn(pause=True)
     assert share.read("a", True, 0.01) == Turn(pause=True, resume=("b",))
 
 
-def test_at_least_one_slot() -> None:
+def test_a_holder_yields_after_its_quantum_of_busy_reads() -> None:
+    share: FairShare[str] = FairShare(slots=1, quantum=3)
+    share.read("a", True, 0.0)  # takes the free slot
+    assert share.read("b", True, 0.0) == Turn(pause=True)
+    assert share.read("a", True, 0.001) == Turn()
+    assert share.read("a", True, 0.002) == Turn()
+    assert share.read("a", True, 0.003) == Turn(pause=True, resume=("b",))
+    for step in range(2):
+        assert share.read("b", True, 0.004 + step) == Turn()
+    assert share.read("b", True, 0.01) == Turn(pause=True, resume=("a",))
+
+
+def test_at_least_one_slot_and_one_read() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         FairShare(slots=0)
+    with pytest.raises(ValueError, match="one read"):
+        FairShare(quantum=0)

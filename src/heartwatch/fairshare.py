@@ -36,16 +36,23 @@ class Turn(Generic[R]):
     resume: tuple[R, ...] = ()
 
 
+@dataclass(slots=True)
+class _Slot:
+    read_at: float  # the holder's last read (or when it was given the slot)
+    reads_left: int  # busy reads before it yields to a waiting reader
+
+
 @dataclass
 class FairShare(Generic[R]):
     slots: int = 4
+    quantum: int = 4  # busy reads a holder has before it yields its slot to a waiting reader
     idle_after: float = 0.05  # seconds without a read after which a slot holder lets go
-    _holders: dict[R, float] = field(default_factory=dict)  # reader -> its last read
+    _holders: dict[R, _Slot] = field(default_factory=dict)
     _waiting: OrderedDict[R, None] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
-        if self.slots < 1:
-            raise ValueError("at least one slot")
+        if self.slots < 1 or self.quantum < 1:
+            raise ValueError("at least one slot and one read per turn at it")
 
     @property
     def waiting(self) -> int:
@@ -61,9 +68,11 @@ class FairShare(Generic[R]):
             if holders.pop(reader, None) is None:
                 return _KEEP  # the common case: a light reader, nothing to decide
             return Turn(resume=self._fill(now))
-        if reader in holders:
-            if not self._waiting:
-                holders[reader] = now
+        slot = holders.get(reader)
+        if slot is not None:
+            slot.read_at = now
+            slot.reads_left -= 1
+            if slot.reads_left > 0 or not self._waiting:
                 return _KEEP
             del holders[reader]  # its turn is over: to the back of the queue
             self._waiting[reader] = None
@@ -71,7 +80,7 @@ class FairShare(Generic[R]):
         if reader in self._waiting:  # a read that was already under way when it was paused
             return Turn(pause=True)
         if len(holders) < self.slots:
-            holders[reader] = now
+            holders[reader] = _Slot(now, self.quantum)
             return _KEEP
         self._waiting[reader] = None
         return Turn(pause=True)
@@ -80,7 +89,7 @@ class FairShare(Generic[R]):
         """Free the slots of holders that have not read for ``idle_after``; whom to resume."""
         if not self._waiting:
             return ()
-        quiet = [r for r, at in self._holders.items() if now - at >= self.idle_after]
+        quiet = [r for r, s in self._holders.items() if now - s.read_at >= self.idle_after]
         for reader in quiet:
             del self._holders[reader]
         return self._fill(now)
@@ -96,7 +105,7 @@ class FairShare(Generic[R]):
         resumed = []
         while self._waiting and len(self._holders) < self.slots:
             reader, _ = self._waiting.popitem(last=False)
-            self._holders[reader] = now  # its read comes on a later turn: idle_after from now
+            self._holders[reader] = _Slot(now, self.quantum)  # it reads on a later turn
             resumed.append(reader)
         return tuple(resumed)
 

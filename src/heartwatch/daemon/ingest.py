@@ -63,6 +63,8 @@ LIGHT_READ_SIZE = 1024
 # Busy connections reading at a time (``heartwatch.fairshare``): a loop turn handles at most
 # this many full reads (about 2 ms) before its timers run, however many connections flood.
 READ_SLOTS = 4
+# Busy reads (one per turn) a slot holder has before it yields to a waiting connection.
+READ_QUANTUM = 4
 # A slot holder that has not read for this long gives its slot to a waiting connection.
 SLOT_IDLE_AFTER = 0.05
 # Connections accepted per loop turn at most: a connection flood costs each turn a bounded
@@ -112,7 +114,7 @@ class Ingest:
         self.max_connections = max_connections
         self.evict_min_idle = evict_min_idle
         self.stats = stats
-        self.share: FairShare[_TcpConnection] = FairShare(READ_SLOTS, SLOT_IDLE_AFTER)
+        self.share: FairShare[_TcpConnection] = FairShare(READ_SLOTS, READ_QUANTUM, SLOT_IDLE_AFTER)
         self._throttle = LogThrottle(interval=10.0)
         # Open connections, the one quiet longest first (moved to the end at every read).
         self._connections: OrderedDict[_TcpConnection, None] = OrderedDict()

@@ -1,0 +1,312 @@
+"""Detection during a flood: missed heartbeat deadlines while 100 connections flood the port.
+
+Goal (from the issue): detection stays p99 <= 20 ms while the daemon ingests at full speed.
+
+Method. The trials of ``bench/detection.py`` (a worker beats twice and hangs; heartwatch stops
+it at its 0.3 s deadline and starts the next; ``latency = SIGTERM received - last beat sent -
+0.3 s``), run in four phases of one daemon each:
+
+- *flood*: while the trials run, a load generator in its own process (``_loadgen.py flood``)
+  keeps 100 connections sending ``{"type": "heartbeat", "service": "svc-N"}`` lines as fast as
+  each can (non-blocking, each written whenever the kernel takes more);
+- *quiet*: the same trials without the flood;
+
+each for the ingest driver as it is now and as it was before the fair share (``--compare``, by
+default the commit ``a8bfb04``), in the order now-flood, before-flood, before-quiet, now-quiet:
+the same machine, the same run. Both run from snapshots of the last commit (``git archive``),
+with ``daemon/ingest.py`` and ``fairshare.py`` of the work tree or of that revision in them:
+the rest of the daemon is the same code, and others' unfinished edits stay out.
+
+Reported per phase: detection latency (to the worker's SIGTERM handler); where it goes, from
+the daemon's log (ms timestamps): deadline -> "unresponsive" logged (how late the deadline's
+timer ran: the goal's "deadline lateness") and "stopping pid" logged -> SIGTERM received; the
+signal delivery floor in the same conditions (the bench kills an idle worker and times its
+handler, the flood still running: what the machine's scheduling adds, which no daemon avoids);
+the daemon's ingest rate (its message count through the API, over the phase); and
+``GET /api/v1/services`` timed every 0.2 s (the loop's lag as an HTTP client sees it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import (
+    BENCH_DIR,
+    PYTHON,
+    ROOT,
+    SUMMARY_HEADERS,
+    Daemon,
+    TomlValue,
+    Workdir,
+    banner,
+    close_stdin_and_wait,
+    median,
+    parse_args,
+    percentile,
+    print_table,
+    summary_row,
+    verdict,
+)
+from detection import (
+    BEAT_INTERVAL,
+    BEATS,
+    TIMEOUT,
+    WORKER,
+    Trial,
+    log_breakdown,
+    measure_signal_floor,
+    read_trials,
+)
+
+BEFORE = "a8bfb04"  # the last commit before the fair share and the accept path of issue 9
+CONNECTIONS = 100
+SERVICES = 10
+GOAL_P99_MS = 20.0
+FLOOR_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class Phase:
+    label: str
+    trials: list[Trial]
+    detect_ms: list[float]  # deadline -> "unresponsive" logged
+    stop_ms: list[float]  # "stopping pid" logged -> SIGTERM received by the worker
+    floor_ms: list[float]  # kill -> handler of an idle worker, by the bench, in the same phase
+    api_ms: list[float]
+    counted_rate: float  # messages/s the daemon counted over the phase
+
+    @property
+    def latency_ms(self) -> list[float]:
+        return [t.latency_ms for t in self.trials]
+
+
+class Prober:
+    """``GET /api/v1/services`` every 0.2 s, timed, while a phase lasts."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.latencies_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            started = time.perf_counter()
+            self.daemon.get("/api/v1/services", timeout=60.0)
+            self.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+
+    def finish(self) -> list[float]:
+        self._stop.set()
+        self._thread.join(60.0)
+        return self.latencies_ms
+
+
+def services(worker: Path, out: Path) -> list[dict[str, TomlValue]]:
+    trial: dict[str, TomlValue] = {
+        "name": "worker",
+        "command": [PYTHON, str(worker), str(out), str(BEATS), str(BEAT_INTERVAL)],
+        "heartbeat_timeout": f"{TIMEOUT}s",
+        "startup_grace": "5s",
+        "stop_timeout": "2s",
+        "backoff_initial": "0.01s",
+        "backoff_max": "0.05s",
+        "healthy_after": "0.1s",
+        "max_restarts": 1000,
+    }
+    flooded: list[dict[str, TomlValue]] = [
+        {"name": f"svc-{i}", "heartbeat_timeout": "1h", "startup_grace": "1h"}
+        for i in range(SERVICES)
+    ]
+    return [trial, *flooded]
+
+
+def start_flood(daemon: Daemon) -> subprocess.Popen[str]:
+    generator = subprocess.Popen(
+        [
+            PYTHON,
+            str(BENCH_DIR / "_loadgen.py"),
+            "flood",
+            f"--port={daemon.tcp[1]}",
+            f"--connections={CONNECTIONS}",
+            "--seconds=600",
+            f"--services={SERVICES}",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert generator.stdin is not None
+    assert generator.stdout is not None
+    if generator.stdout.readline().strip() != "ready":
+        raise RuntimeError("load generator failed to connect")
+    generator.stdin.write("go\n")
+    generator.stdin.flush()
+    return generator
+
+
+def stop_flood(generator: subprocess.Popen[str]) -> None:
+    """End-of-file on its stdin stops the generator (what it sent into the kernel's buffers
+    is not a rate: the daemon's count is)."""
+    close_stdin_and_wait(generator, 30.0)
+    assert generator.stdout is not None
+    generator.stdout.close()
+
+
+def run_phase(
+    label: str,
+    folder: Path,
+    worker: Path,
+    trials: int,
+    command: Sequence[str],
+    flood: bool,
+) -> Phase:
+    out = folder / "trials.txt"
+    limit = trials * 1.5 + 20.0
+    with Daemon(folder, services(worker, out), log_level="INFO", command=command) as daemon:
+        generator = start_flood(daemon) if flood else None
+        try:
+            time.sleep(0.5)  # the flood reaches full speed before trials are counted
+            skip = len(read_trials(out))
+            counted_before, started = daemon.total_messages(), time.monotonic()
+            prober = Prober(daemon)
+            deadline = time.monotonic() + limit
+            while time.monotonic() < deadline and len(read_trials(out)) < skip + trials:
+                time.sleep(0.2)
+            api_ms = prober.finish()
+            counted = daemon.total_messages() - counted_before
+            seconds = time.monotonic() - started
+            floor = measure_signal_floor(folder, worker, FLOOR_SAMPLES)
+        finally:
+            if generator is not None:
+                stop_flood(generator)
+        lines = daemon.log_lines()
+    done = read_trials(out)[skip : skip + trials]
+    detect, stop = log_breakdown(done, lines)
+    return Phase(label, done, detect, stop, floor, api_ms, counted / seconds)
+
+
+INGEST_FILES = ("src/heartwatch/daemon/ingest.py", "src/heartwatch/fairshare.py")
+
+
+def git(*argv: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True).stdout
+
+
+def snapshot(into: Path, ingest_from: str | None) -> Path:
+    """``src`` of the last commit (others' unfinished edits in the work tree stay out), with
+    the ingest driver of the work tree, or of the revision ``ingest_from``."""
+    into.mkdir(parents=True)
+    archive = into / "src.tar"
+    archive.write_bytes(git("archive", "HEAD", "src"))
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    for name in INGEST_FILES:
+        target = into / name
+        if ingest_from is None:
+            shutil.copyfile(ROOT / name, target)
+        elif git("ls-tree", ingest_from, name):
+            target.write_bytes(git("show", f"{ingest_from}:{name}"))
+        else:
+            target.unlink(missing_ok=True)  # the file did not exist then
+    return into / "src"
+
+
+def command_for(src: Path) -> list[str]:
+    """``python -m heartwatch`` importing heartwatch from ``src``."""
+    code = f"import sys; sys.path.insert(0, {str(src)!r}); from heartwatch.cli import main; main()"
+    return [PYTHON, "-c", code]
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], _options)
+    trials = 20 if args.quick else 50
+    banner("detection during a flood of 100 connections", args.quick)
+    print(
+        f"   heartbeat_timeout {TIMEOUT} s; {trials} trials per phase; flood: {CONNECTIONS} "
+        f"connections, each sending as fast as it can, to {SERVICES} watch-only services"
+    )
+    phases: list[Phase] = []
+    head = git("rev-parse", "--short", "HEAD").decode().strip()
+    print(
+        f"   code: commit {head}, with the ingest driver of the work tree ('now') and of "
+        f"{args.compare} ('before')"
+    )
+    with Workdir("flood", args.keep) as work:
+        worker = work.write("worker.py", WORKER)
+        this = command_for(snapshot(work.path / "now", None))
+        plan: list[tuple[str, Sequence[str], bool]] = [("now, flood", this, True)]
+        if args.compare:
+            before = command_for(snapshot(work.path / "before", args.compare))
+            name = f"before ({args.compare})"
+            plan += [(f"{name}, flood", before, True), (f"{name}, quiet", before, False)]
+        plan.append(("now, quiet", this, False))
+        for index, (label, command, flood) in enumerate(plan):
+            folder = work.path / f"phase-{index}"
+            phases.append(run_phase(label, folder, worker, trials, command, flood))
+            print(f"   {label}: {len(phases[-1].trials)} trials", flush=True)
+    _report(phases, trials)
+
+
+def _report(phases: list[Phase], trials: int) -> None:
+    print("\ndetection latency: missed deadline -> stop signal received by the worker")
+    print_table(SUMMARY_HEADERS, [summary_row(p.label, p.latency_ms) for p in phases])
+    print('\nwhere it goes: deadline -> "unresponsive" logged (the timer\'s lateness, from the')
+    print('daemon\'s log, ms timestamps), "stopping pid" logged -> SIGTERM received, and the')
+    print("signal delivery floor (the bench kills an idle worker and times its handler), per phase")
+    rows = []
+    for p in phases:
+        rows.append(summary_row(f"{p.label}: deadline -> unresponsive", p.detect_ms))
+        rows.append(summary_row(f"{p.label}: stopping -> received", p.stop_ms))
+        rows.append(summary_row(f"{p.label}: signal delivery floor", p.floor_ms))
+    print_table(SUMMARY_HEADERS, rows)
+    print("\ningest and API during each phase")
+    rows = []
+    for p in phases:
+        rows.append(
+            [
+                p.label,
+                p.counted_rate,
+                median(p.api_ms),
+                percentile(p.api_ms, 99),
+                max(p.api_ms) if p.api_ms else float("nan"),
+            ]
+        )
+    print_table(["", "msgs/s counted", "API p50 ms", "API p99 ms", "API max ms"], rows)
+    flooded = phases[0]
+    p99 = percentile(flooded.latency_ms, 99)
+    late = percentile(flooded.detect_ms, 99)
+    enough = len(flooded.trials) >= trials
+    print(
+        f"\ngoal: deadline lateness p99 <= {GOAL_P99_MS:g} ms during the flood: {late:.2f} ms "
+        f"(detection to the worker's handler: {p99:.2f} ms) over {len(flooded.trials)} trials, "
+        f"ingesting {flooded.counted_rate:,.0f} msgs/s: {verdict(enough and late <= GOAL_P99_MS)}"
+    )
+    print(
+        f"      and detection to the worker's handler p99 <= {GOAL_P99_MS:g} ms: "
+        f"{verdict(enough and p99 <= GOAL_P99_MS)}"
+    )
+    for p in phases:
+        if len(p.trials) < trials:
+            print(f"   note: {p.label}: only {len(p.trials)} of {trials} trials in time")
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compare",
+        default=BEFORE,
+        metavar="REV",
+        help=f"also measure the ingest driver of this revision (default {BEFORE}; '' to skip)",
+    )
+
+
+if __name__ == "__main__":
+    main()
