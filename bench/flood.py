@@ -24,12 +24,20 @@ signal delivery floor in the same conditions (the bench kills an idle worker and
 handler, the flood still running: what the machine's scheduling adds, which no daemon avoids);
 the daemon's ingest rate (its message count through the API, over the phase); and
 ``GET /api/v1/services`` timed every 0.2 s (the loop's lag as an HTTP client sees it).
+
+Then a connection burst, for each ingest driver: a daemon watching ``steady`` (a worker beating
+every 0.2 s, ``heartbeat_timeout`` 3 s) gets ``--burst`` connections (10,000) opened at once
+and held 6 s, then closed; reported: the connections the daemon kept open (its API), its RSS
+before, while held and 3 s after, the API's lag throughout, ``steady``'s restarts, and the
+tracebacks and ingest lines in its log.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
@@ -52,6 +60,7 @@ from _common import (
     parse_args,
     percentile,
     print_table,
+    rss_mb,
     summary_row,
     verdict,
 )
@@ -220,6 +229,87 @@ def snapshot(into: Path, ingest_from: str | None) -> Path:
     return into / "src"
 
 
+STEADY = r"""
+import json, os, socket, time
+
+host, port = os.environ["HEARTWATCH_ADDR"].rsplit(":", 1)
+beat = json.dumps({"type": "heartbeat", "service": "steady"}).encode() + b"\n"
+sock = None
+while True:  # a healthy worker: a beat every 0.2 s, reconnecting if its connection is closed
+    try:
+        sock = sock or socket.create_connection((host, int(port)), timeout=2.0)
+        sock.sendall(beat)
+    except OSError:
+        sock = None
+    time.sleep(0.2)
+"""
+
+
+@dataclass(frozen=True)
+class Burst:
+    label: str
+    connected: int
+    open_during: int  # the daemon's open heartbeat connections, by its API, while held
+    rss_before: float
+    rss_held: float
+    rss_after: float
+    api_ms: list[float]
+    restarts: int  # of the healthy service
+    tracebacks: int  # in the daemon's log
+    ingest_lines: int  # log lines about the ingest
+
+
+def measure_burst(label: str, folder: Path, command: Sequence[str], connections: int) -> Burst:
+    """``connections`` opened at once at a daemon watching ``steady``, held 6 s, closed."""
+    worker = folder / "steady.py"
+    folder.mkdir(parents=True)
+    worker.write_text(STEADY)
+    service: dict[str, TomlValue] = {
+        "name": "steady",
+        "command": [PYTHON, str(worker)],
+        "heartbeat_timeout": "3s",
+        "startup_grace": "10s",
+    }
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, connections + 256)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    with Daemon(folder / "daemon", [service], log_level="INFO", command=command) as daemon:
+        time.sleep(1.0)  # steady is running
+        rss_before = rss_mb(daemon.pid)
+        prober = Prober(daemon)
+        socks = []
+        try:
+            for _ in range(min(connections, wanted - 64)):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(daemon.tcp)
+                socks.append(sock)
+            time.sleep(6.0)
+            open_during = int(daemon.get("/api/v1/ingest", timeout=60.0)["connections_open"])
+            rss_held = rss_mb(daemon.pid)
+        finally:
+            for sock in socks:
+                sock.close()
+        time.sleep(3.0)
+        api_ms = prober.finish()
+        rss_after = rss_mb(daemon.pid)
+        restarts = int(daemon.get("/api/v1/services/steady")["restarts"])
+        lines = daemon.log_lines()
+    return Burst(
+        label,
+        len(socks),
+        open_during,
+        rss_before,
+        rss_held,
+        rss_after,
+        api_ms,
+        restarts,
+        sum("Traceback" in line for line in lines),
+        sum("ingest tcp" in line or "accept" in line for line in lines),
+    )
+
+
 def command_for(src: Path) -> list[str]:
     """``python -m heartwatch`` importing heartwatch from ``src``."""
     code = f"import sys; sys.path.insert(0, {str(src)!r}); from heartwatch.cli import main; main()"
@@ -253,7 +343,14 @@ def main() -> None:
             folder = work.path / f"phase-{index}"
             phases.append(run_phase(label, folder, worker, trials, command, flood))
             print(f"   {label}: {len(phases[-1].trials)} trials", flush=True)
+        bursts = [measure_burst("now", work.path / "burst-now", this, args.burst)]
+        if args.compare:
+            before_burst = work.path / "burst-before"
+            bursts.append(
+                measure_burst(f"before ({args.compare})", before_burst, before, args.burst)
+            )
     _report(phases, trials)
+    _report_bursts(bursts)
 
 
 def _report(phases: list[Phase], trials: int) -> None:
@@ -299,7 +396,47 @@ def _report(phases: list[Phase], trials: int) -> None:
             print(f"   note: {p.label}: only {len(p.trials)} of {trials} trials in time")
 
 
+def _report_bursts(bursts: list[Burst]) -> None:
+    print(
+        "\na burst of connections opened at once and held 6 s, a healthy service beating every "
+        "0.2 s (heartbeat_timeout 3 s)"
+    )
+    rows = [
+        [
+            b.label,
+            b.connected,
+            b.open_during,
+            f"{b.rss_before:.1f} / {b.rss_held:.1f} / {b.rss_after:.1f}",
+            median(b.api_ms),
+            max(b.api_ms) if b.api_ms else float("nan"),
+            b.restarts,
+            b.tracebacks,
+            b.ingest_lines,
+        ]
+        for b in bursts
+    ]
+    headers = [
+        "",
+        "connections",
+        "open (API)",
+        "RSS MB before / held / after",
+        "API p50 ms",
+        "API max ms",
+        "restarts",
+        "tracebacks",
+        "ingest log lines",
+    ]
+    print_table(headers, rows)
+
+
 def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="connections opened at once in the burst phase (default 10,000)",
+    )
     parser.add_argument(
         "--compare",
         default=BEFORE,
