@@ -216,8 +216,8 @@ class Ingest:
             self.stats.connections_refused += 1
             self._note(
                 "refused",
-                f"{len(self._connections)} connections (the cap), none quiet for "
-                f"{self.evict_min_idle:g} s: closed a new one",
+                f"at the cap of {len(self._connections)} connections, none quiet for "
+                f"{self.evict_min_idle:g} s: closed a new connection at once",
             )
             return
         try:
