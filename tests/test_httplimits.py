@@ -17,6 +17,7 @@ from heartwatch.httplimits import (
     MAX_HEAD,
     MAX_HEADERS,
     MAX_LINE,
+    StormWatch,
     WaitingRoom,
     check_head,
     incomplete_head_refusal,
@@ -134,3 +135,22 @@ def test_a_websocket_handshake_the_library_refuses_is_answered(
     else:
         assert transport.written == b""
         assert not transport.closed
+
+
+def test_a_storm_is_settled_once_its_crowd_has_left() -> None:
+    watch = StormWatch(crowd=10, fraction=0.25, interval=30.0)
+    for _ in range(9):
+        watch.opened()
+    assert [watch.closed(1.0) for _ in range(9)] == [None] * 9  # never a crowd
+    for _ in range(20):
+        watch.opened()
+    delays = [watch.closed(2.0) for _ in range(15)]
+    assert delays == [None] * 14 + [0.0]  # 5 of 20 left open: settle at once
+    assert watch.closed(2.0) is None  # planned already
+    watch.settled(3.0)
+    assert watch.peak == 4
+    for _ in range(40):
+        watch.opened()
+    delays = [watch.closed(10.0) for _ in range(33)]  # 44 open, down to 11
+    assert delays[-1] == 23.0  # the next settle waits for the interval
+    assert delays[:-1] == [None] * 32

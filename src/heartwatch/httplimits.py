@@ -132,3 +132,41 @@ class WaitingRoom(Generic[T]):
 
     def __contains__(self, member: object) -> bool:
         return member in self._members
+
+
+class StormWatch:
+    """Says when a crowd of connections has left, so that the memory it used can be given back.
+
+    A crowd is at least ``crowd`` connections open at once; it has left when at most
+    ``fraction`` of that peak is still open. Giving memory back costs the loop a full garbage
+    collection (tens of milliseconds), so it happens at most once per ``interval``: a storm that
+    ends sooner is settled when the interval is over.
+    """
+
+    def __init__(self, crowd: int = 100, fraction: float = 0.25, interval: float = 30.0) -> None:
+        self.crowd = crowd
+        self.fraction = fraction
+        self.interval = interval
+        self.open = 0
+        self.peak = 0
+        self._settled_at: float | None = None
+        self._due = False  # a settle is scheduled
+
+    def opened(self) -> None:
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+
+    def closed(self, now: float) -> float | None:
+        """One connection fewer; the delay after which to settle, if now is the time to plan it."""
+        self.open = max(0, self.open - 1)
+        if self._due or self.peak < self.crowd or self.open > self.peak * self.fraction:
+            return None
+        self._due = True
+        if self._settled_at is None:
+            return 0.0
+        return max(0.0, self._settled_at + self.interval - now)
+
+    def settled(self, now: float) -> None:
+        self._due = False
+        self._settled_at = now
+        self.peak = self.open
