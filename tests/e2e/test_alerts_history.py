@@ -278,3 +278,6 @@ def test_metrics_in_prometheus_format(pipeline: Pipeline) -> None:
     assert samples["heartwatch_data_events_total", (("kind", "poiid"), *service)] == 2
     assert samples["heartwatch_ingest_messages_total", (("transport", "tcp"),)] == 3
     assert samples["heartwatch_ingest_errors_total", (("code", "json"), ("transport", "tcp"))] == 1
+    assert samples["heartwatch_ingest_connections_closed_total", (("why", "evicted"),)] == 0
+    assert samples["heartwatch_ingest_connections_closed_total", (("why", "refused"),)] == 0
+    assert samples["heartwatch_ingest_accept_pauses_total", ()] == 0

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import os
 import signal
 import time
@@ -27,6 +25,7 @@ from heartwatch.daemon.alerts import Alerter
 from heartwatch.daemon.http_server import HttpServing, start_http
 from heartwatch.daemon.ingest import Ingest, connection_cap
 from heartwatch.daemon.logfollow import LogHub
+from heartwatch.daemon.memory import return_memory_to_os
 from heartwatch.daemon.notify_socket import NotifySocket
 from heartwatch.daemon.recorder import Recorder
 from heartwatch.daemon.statedir import StateDir
@@ -115,7 +114,9 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         resources.push_async_callback(_stop_services, config, supervisor, state, journal)
         supervisor.start(reason="daemon started")
         supervisor.watch_queues()
-        _return_memory_to_os()
+        # Start-up (imports, building the API) leaves freed memory behind: give it back, so a
+        # daemon that runs for months does not hold its start-up peak.
+        return_memory_to_os()
         systemd = SystemdNotifier()
         systemd.ready(f"watching {len(config.service)} services")
         await stop.wait()
@@ -196,14 +197,6 @@ def _install_signal_handlers(
 def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
     for sig in (*_STOPPING_SIGNALS, *_IGNORED_SIGNALS):
         loop.remove_signal_handler(sig)
-
-
-def _return_memory_to_os() -> None:
-    """Start-up (imports, building the API) leaves freed memory that glibc keeps; give it back,
-    so a daemon that runs for months does not hold its start-up peak."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _format_address(address: tuple[str, int]) -> str:

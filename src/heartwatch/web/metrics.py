@@ -71,7 +71,19 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
         "heartwatch_ingest_connections_open", "open heartbeat connections"
     )
     connections.add_metric([], stats.connections_open)
-    yield from (messages, errors, connections)
+    closed = CounterMetricFamily(
+        "heartwatch_ingest_connections_closed",
+        "heartbeat connections closed by the cap: evicted (idle, for a newcomer) or refused "
+        "(a newcomer, the cap full of busy ones)",
+        labels=["why"],
+    )
+    closed.add_metric(["evicted"], stats.connections_evicted)
+    closed.add_metric(["refused"], stats.connections_refused)
+    pauses = CounterMetricFamily(
+        "heartwatch_ingest_accept_pauses", "times accepting paused: no descriptor was left"
+    )
+    pauses.add_metric([], stats.accept_pauses)
+    yield from (messages, errors, connections, closed, pauses)
 
     alerts = CounterMetricFamily(
         "heartwatch_alerts", "alerts sent, failed or suppressed", labels=["alert", "outcome"]

@@ -32,8 +32,11 @@ class IngestStatus(BaseModel):
     messages: dict[str, int]  # accepted, by transport (tcp, udp, http, notify)
     errors: list[IngestErrorCount]  # refused, by transport and reason
     connections_open: int
-    connections_total: int
-    connections_evicted: int
+    connections_total: int  # accepted, including those closed at once
+    connections_evicted: int  # closed for a newcomer beyond the cap
+    connections_refused: int  # newcomers closed at once: the cap was full of busy ones
+    accept_pauses: int  # times the kernel refused to accept (no descriptors): paused
+    reads_deferred: int  # busy connections paused so that others had their turn
 
 
 class QueueStatus(BaseModel):
@@ -141,4 +144,7 @@ def read_ingest(supervisor: Supervisor) -> IngestStatus:
         connections_open=stats.connections_open,
         connections_total=stats.connections_total,
         connections_evicted=stats.connections_evicted,
+        connections_refused=stats.connections_refused,
+        accept_pauses=stats.accept_pauses,
+        reads_deferred=stats.reads_deferred,
     )
