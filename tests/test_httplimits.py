@@ -132,9 +132,12 @@ def test_a_websocket_handshake_the_library_refuses_is_answered(
     if answered:
         assert transport.written.startswith(b"HTTP/1.1 414 ")
         assert transport.closed
+    elif transport.written:
+        # Not a failure: a newer uvicorn writes the answer itself (a fresh install takes the
+        # newest), and GuardedWebSocketProtocol's workaround can go.
+        pytest.skip("uvicorn now answers a refused handshake: the workaround can go")
     else:
-        assert transport.written == b""
-        assert not transport.closed
+        assert not transport.closed  # why the guard is needed: the client would hang
 
 
 def test_a_storm_is_settled_once_its_crowd_has_left() -> None:
