@@ -11,11 +11,11 @@ it at its 0.3 s deadline and starts the next; ``latency = SIGTERM received - las
   each can (non-blocking, each written whenever the kernel takes more);
 - *quiet*: the same trials without the flood;
 
-each for the ingest driver as it is now and as it was before the fair share (``--compare``, by
+each for the daemon as it is now and as it was before the fair share (``--compare``, by
 default the commit ``a8bfb04``), in the order now-flood, before-flood, before-quiet, now-quiet:
-the same machine, the same run. Both run from snapshots of the last commit (``git archive``),
-with ``daemon/ingest.py`` and ``fairshare.py`` of the work tree or of that revision in them:
-the rest of the daemon is the same code, and others' unfinished edits stay out.
+the same machine, the same run. Both run from snapshots (``git archive``): the last commit
+with the work tree's ingest driver and fair share in it, and the whole of that revision's
+``src`` (its modules have moved since). Others' unfinished edits stay out.
 
 Reported per phase: detection latency (to the worker's SIGTERM handler); where it goes, from
 the daemon's log (ms timestamps): deadline -> "unresponsive" logged (how late the deadline's
@@ -203,29 +203,25 @@ def run_phase(
     return Phase(label, done, detect, stop, floor, api_ms, counted / seconds)
 
 
-INGEST_FILES = ("src/heartwatch/daemon/ingest.py", "src/heartwatch/fairshare.py")
+INGEST_FILES = ("src/heartwatch/daemon/ingest.py", "src/heartwatch/core/fairshare.py")
 
 
 def git(*argv: str) -> bytes:
     return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True).stdout
 
 
-def snapshot(into: Path, ingest_from: str | None) -> Path:
-    """``src`` of the last commit (others' unfinished edits in the work tree stay out), with
-    the ingest driver of the work tree, or of the revision ``ingest_from``."""
+def snapshot(into: Path, revision: str | None) -> Path:
+    """``src`` of the last commit with the ingest driver of the work tree (others' unfinished
+    edits elsewhere stay out), or the whole ``src`` of ``revision``: the daemon as it was
+    (its modules have moved since, so its ingest alone would not import in today's tree)."""
     into.mkdir(parents=True)
     archive = into / "src.tar"
-    archive.write_bytes(git("archive", "HEAD", "src"))
+    archive.write_bytes(git("archive", revision or "HEAD", "src"))
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
-    for name in INGEST_FILES:
-        target = into / name
-        if ingest_from is None:
-            shutil.copyfile(ROOT / name, target)
-        elif git("ls-tree", ingest_from, name):
-            target.write_bytes(git("show", f"{ingest_from}:{name}"))
-        else:
-            target.unlink(missing_ok=True)  # the file did not exist then
+    if revision is None:
+        for name in INGEST_FILES:
+            shutil.copyfile(ROOT / name, into / name)
     return into / "src"
 
 
@@ -441,7 +437,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
         "--compare",
         default=BEFORE,
         metavar="REV",
-        help=f"also measure the ingest driver of this revision (default {BEFORE}; '' to skip)",
+        help=f"also measure the daemon of this revision (default {BEFORE}; '' to skip)",
     )
 
 

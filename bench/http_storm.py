@@ -40,7 +40,7 @@ BEFORE = "a8bfb04"  # the last commit before issue 9's HTTP guard
 HTTP_FILES = (
     "src/heartwatch/daemon/http_server.py",
     "src/heartwatch/daemon/http_guard.py",
-    "src/heartwatch/httplimits.py",
+    "src/heartwatch/core/httplimits.py",
     "src/heartwatch/daemon/memory.py",
 )
 BATCH = 200

@@ -277,8 +277,8 @@ def hot_path_breakdown() -> list[list[object]]:
     import orjson
 
     from heartwatch.config import parse_config
-    from heartwatch.watchdog import Watchdog
-    from heartwatch.wire import LineDecoder, parse_message
+    from heartwatch.core.watchdog import Watchdog
+    from heartwatch.core.wire import LineDecoder, parse_message
 
     lines = [
         json.dumps({"type": "heartbeat", "service": f"svc-{i % SERVICES}"}).encode()

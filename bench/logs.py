@@ -36,8 +36,9 @@ Baselines, same run, same writer and viewers:
 - *raw inotify* in the viewer process: asyncinotify on the folder and a read of the new bytes
   at each event, no server and no socket: the floor of any follower written in Python;
 - *the file read back* in Python line by line: the burst's ceiling;
-- for the last lines: ``tail -n 200`` as a subprocess, ``heartwatch.tailread`` called in this
-  process (the floor), and an empty request (``lines=0&follow=false``: the connection's cost).
+- for the last lines: ``tail -n 200`` as a subprocess, ``heartwatch.logview.tailread`` called
+  in this process (the floor), and an empty request (``lines=0&follow=false``: the
+  connection's cost).
 
 The machine has 2 cores: the daemon, the viewers and the writer share them, so the tables give
 each process's CPU over the span, and how long the daemon was runnable but waiting for a CPU
@@ -670,7 +671,7 @@ def time_tail(path: Path, count: int) -> tuple[float, int]:
 
 
 def time_tailread(path: Path, count: int) -> tuple[float, int]:
-    from heartwatch.tailread import read_last_lines
+    from heartwatch.logview.tailread import read_last_lines
 
     started = time.perf_counter()
     fd = os.open(path, os.O_RDONLY)
@@ -711,7 +712,7 @@ def scenario_tail(
     hw_big = "heartwatch, 1 GiB sparse"
     hw_empty = "heartwatch, lines=0 (connect + close only)"
     tail = "tail -n 200 (subprocess), 1 GiB sparse"
-    floor = "heartwatch.tailread in this process (floor), 1 GiB"
+    floor = "heartwatch.logview.tailread in this process (floor), 1 GiB"
     hw_medium = "heartwatch, 100 MB file"
     whole = "original design (reads it whole), 100 MB file"
 

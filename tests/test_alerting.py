@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from heartwatch.alerting import Alert, AlertRules, format_downtime
+from heartwatch.core.alerting import Alert, AlertRules, format_downtime
 
 
 def kinds(alerts: list[Alert]) -> list[tuple[str, bool]]:

@@ -12,7 +12,7 @@ import pytest
 
 from heartwatch.daemon import beneath
 from heartwatch.daemon.beneath import open_beneath, open_log, stat_beneath
-from heartwatch.logpaths import NO_SUCH_LOG, OUTSIDE_ROOTS, LogPathError
+from heartwatch.logview.logpaths import NO_SUCH_LOG, OUTSIDE_ROOTS, LogPathError
 
 MODES = [pytest.param(False, id="openat2-or-walk"), pytest.param(True, id="walk")]
 

@@ -15,8 +15,8 @@ from heartwatch.config import (
     load_config,
     parse_config,
 )
-from heartwatch.graph import DependencyCycleError, DependencyGraph
-from heartwatch.units import format_duration, parse_duration, parse_size
+from heartwatch.core.graph import DependencyCycleError, DependencyGraph
+from heartwatch.core.units import format_duration, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from heartwatch.fairshare import FairShare, Turn
+from heartwatch.core.fairshare import FairShare, Turn
 
 
 def test_light_readers_never_wait() -> None:

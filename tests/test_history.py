@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from heartwatch.core.journal import Journal, JournalEntry
 from heartwatch.daemon.recorder import Recorder, count_differences
-from heartwatch.journal import Journal, JournalEntry
 from heartwatch.store import MinuteCount
 from heartwatch.store.sqlite import SQLiteHistory
 

@@ -12,8 +12,7 @@ import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
-from heartwatch.daemon.http_guard import GuardedWebSocketProtocol
-from heartwatch.httplimits import (
+from heartwatch.core.httplimits import (
     MAX_HEAD,
     MAX_HEADERS,
     MAX_LINE,
@@ -24,6 +23,7 @@ from heartwatch.httplimits import (
     refusal_response,
     request_timeout,
 )
+from heartwatch.daemon.http_guard import GuardedWebSocketProtocol
 
 
 def test_a_head_within_the_limits_passes() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from heartwatch.assembly.daemon import run_daemon
 from heartwatch.config import parse_config
+from heartwatch.core.wire import Message
 from heartwatch.daemon.ingest import Ingest, IngestStats
-from heartwatch.daemon.run import run_daemon
-from heartwatch.wire import Message
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 
 import psutil
 
+from heartwatch.core.wire import Message
 from heartwatch.daemon.ingest import Ingest, IngestStats
-from heartwatch.wire import Message
 
 BEAT = b'{"type":"heartbeat","service":"a"}\n'
 

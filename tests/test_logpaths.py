@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from heartwatch.daemon.beneath import open_planned
-from heartwatch.logpaths import (
+from heartwatch.logview.logpaths import (
     BAD_PATH,
     MAX_PATH,
     NO_SUCH_LOG,

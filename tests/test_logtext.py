@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from heartwatch import tailread
-from heartwatch.ansi import AnsiToHtml, strip_ansi
-from heartwatch.follow import (
+from heartwatch.logview import tailread
+from heartwatch.logview.ansi import AnsiToHtml, strip_ansi
+from heartwatch.logview.follow import (
     CUT_MARKER,
     Advance,
     FileStat,
@@ -20,7 +20,7 @@ from heartwatch.follow import (
     Truncated,
     Wait,
 )
-from heartwatch.tailread import read_last_lines
+from heartwatch.logview.tailread import read_last_lines
 
 
 def test_markup_in_a_log_line_stays_text() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, LogHub, LogTarget, Viewer
-from heartwatch.linefilter import FilterTooSlow, LineFilter
-from heartwatch.linering import LineRing, Marker
+from heartwatch.logview.linefilter import FilterTooSlow, LineFilter
+from heartwatch.logview.linering import LineRing, Marker
 
 
 class Source:

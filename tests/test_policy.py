@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from heartwatch.liveness import Liveness, LivenessRules
-from heartwatch.policy import RestartPolicy
-from heartwatch.throttle import LogThrottle
+from heartwatch.core.liveness import Liveness, LivenessRules
+from heartwatch.core.policy import RestartPolicy
+from heartwatch.core.throttle import LogThrottle
 
 
 def policy(**overrides: float) -> RestartPolicy:

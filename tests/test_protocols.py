@@ -11,12 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from heartwatch.config import parse_config
-from heartwatch.events import ServiceState, Spawn, Stop
-from heartwatch.notify import Notice, NoticeError, parse_notice
-from heartwatch.stall import QueueStall
-from heartwatch.watchdog import Watchdog
+from heartwatch.core.events import ServiceState, Spawn, Stop
+from heartwatch.core.sdnotify import Notice, NoticeError, parse_notice
+from heartwatch.core.stall import QueueStall
+from heartwatch.core.watchdog import Watchdog
+from heartwatch.core.wire import FAIL, HEARTBEAT, START, Message
 from heartwatch.web.ping import parse_ping
-from heartwatch.wire import FAIL, HEARTBEAT, START, Message
 
 S = ServiceState
 

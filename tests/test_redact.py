@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from heartwatch.config import QueueConfig
-from heartwatch.redact import redact
+from heartwatch.core.redact import redact
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from heartwatch.textping import KeepaliveStep, TextKeepalive
+from heartwatch.core.textping import KeepaliveStep, TextKeepalive
 
 
 def test_ping_after_quiet_then_drop_without_an_answer() -> None:

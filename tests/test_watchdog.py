@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heartwatch.config import parse_config
-from heartwatch.events import (
+from heartwatch.core.events import (
     RecoveryPlanned,
     RunOnDown,
     ServiceState,
@@ -17,7 +17,7 @@ from heartwatch.events import (
     Stop,
     Transition,
 )
-from heartwatch.watchdog import Watchdog
+from heartwatch.core.watchdog import Watchdog
 
 S = ServiceState
 

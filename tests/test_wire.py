@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from heartwatch.wire import LineDecoder, Message, WireError, parse_message
+from heartwatch.core.wire import LineDecoder, Message, WireError, parse_message
 
 ORIGINAL = b'{"type": "heartbeat", "time": "2026-11-21 10:00:00"}'
 

@@ -18,8 +18,9 @@ import heartwatch
 from heartwatch.client.address import token_for
 from heartwatch.client.oneshot import send_once
 from heartwatch.config import Config, ConfigError, config_warnings, load_config, parse_address
+from heartwatch.core.events import describe_exit
+from heartwatch.daemon.oserrors import describe_os_error
 from heartwatch.daemon.statedir import DaemonAlreadyRunning, StateDir
-from heartwatch.events import describe_exit, describe_os_error
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -92,8 +93,8 @@ def _load(path: Path) -> Config:
 @app.command()
 def run(config: ConfigOption = Path("heartwatch.toml")) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C (children are stopped first)."""
-    from heartwatch.daemon.logs import configure_logging
-    from heartwatch.daemon.run import run_daemon
+    from heartwatch.assembly.daemon import run_daemon
+    from heartwatch.daemon.own_log import configure_logging
 
     loaded = _load(config)
     try:

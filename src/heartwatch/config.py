@@ -33,9 +33,9 @@ from pydantic import (
     field_validator,
 )
 
-from heartwatch.graph import DependencyCycleError, DependencyGraph
-from heartwatch.redact import redact
-from heartwatch.units import parse_duration, parse_size
+from heartwatch.core.graph import DependencyCycleError, DependencyGraph
+from heartwatch.core.redact import redact
+from heartwatch.core.units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]

@@ -12,7 +12,7 @@ import pytest
 from loguru import logger
 
 from heartwatch.config import parse_config
-from heartwatch.daemon.logs import configure_logging
+from heartwatch.daemon.own_log import configure_logging
 
 Configure = Callable[..., Path]
 

@@ -52,7 +52,7 @@ _FAILED_START = """
 import asyncio, os, sys, threading
 from pathlib import Path
 from heartwatch.config import load_config
-from heartwatch.daemon.run import run_daemon
+from heartwatch.assembly.daemon import run_daemon
 
 def descriptors():
     return sorted(os.listdir("/proc/self/fd"))

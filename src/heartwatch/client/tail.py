@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from heartwatch.ansi import strip_ansi
+from heartwatch.logview.ansi import strip_ansi
 
 REFUSED_FROM = 4400
 DAEMON_LOG = "@daemon"  # the daemon's own log, named like a service (no service starts "@")

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from heartwatch.alerting import Alert, AlertRules
 from heartwatch.config import NotifyConfig
+from heartwatch.core.alerting import Alert, AlertRules
+from heartwatch.core.journal import Journal, JournalEntry
 from heartwatch.daemon.tasks import TaskSet
-from heartwatch.journal import Journal, JournalEntry
 
 if TYPE_CHECKING:
     import apprise

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from heartwatch.logpaths import (
+from heartwatch.logview.logpaths import (
     OUTSIDE_ROOTS,
     Beneath,
     LogPathError,

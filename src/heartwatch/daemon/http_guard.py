@@ -33,9 +33,7 @@ import psutil
 from loguru import logger
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from heartwatch.daemon.memory import return_memory_to_os
-from heartwatch.daemon.ws_protocol import DroppingWebSocketProtocol
-from heartwatch.httplimits import (
+from heartwatch.core.httplimits import (
     MAX_HEAD,
     Refusal,
     StormWatch,
@@ -47,7 +45,9 @@ from heartwatch.httplimits import (
     request_timeout,
     too_many_waiting,
 )
-from heartwatch.throttle import LogThrottle
+from heartwatch.core.throttle import LogThrottle
+from heartwatch.daemon.memory import return_memory_to_os
+from heartwatch.daemon.ws_protocol import DroppingWebSocketProtocol
 
 REFUSAL_LOG_INTERVAL = 60.0
 SETTLE_DELAY = 1.0

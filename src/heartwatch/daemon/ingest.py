@@ -1,4 +1,4 @@
-"""Heartbeat ingest over TCP and UDP: thin asyncio protocols around ``heartwatch.wire``.
+"""Heartbeat ingest over TCP and UDP: thin asyncio protocols around ``heartwatch.core.wire``.
 
 The fast path is a persistent TCP connection carrying newline-delimited JSON: no per-message
 connect, no streams layer; each read of at most ``READ_SIZE`` bytes decodes every complete line
@@ -23,7 +23,7 @@ spoke within ``evict_min_idle``: then the newcomer is accepted and closed at onc
 new connections cannot push out the workers that are beating. Out of descriptors (the kernel
 refuses ``accept``), the listener pauses for ``ACCEPT_PAUSE`` with one rate-limited log line,
 never a traceback per connection. Connections sending flat out share the loop fairly
-(``heartwatch.fairshare``): only a few busy ones read per turn, so timers such as heartbeat
+(``heartwatch.core.fairshare``): only a few busy ones read per turn, so timers such as heartbeat
 deadlines wait milliseconds, not a hundred reads.
 """
 
@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from heartwatch.fairshare import FairShare
-from heartwatch.throttle import LogThrottle
-from heartwatch.wire import LineDecoder, Message, WireError, parse_message, read_token
+from heartwatch.core.fairshare import FairShare
+from heartwatch.core.throttle import LogThrottle
+from heartwatch.core.wire import LineDecoder, Message, WireError, parse_message, read_token
 
 # Takes a message and its transport; returns None when accepted, else why it was refused
 # (an error code such as "unknown_service").
@@ -60,7 +60,7 @@ READ_SIZE = 4 * 1024
 # enough that even every connection of the cap becoming ready in one turn stays a short turn.
 # A connection that fills it is busy, and competes for a slot.
 LIGHT_READ_SIZE = 1024
-# Busy connections reading at a time (``heartwatch.fairshare``): a loop turn handles at most
+# Busy connections reading at a time (``heartwatch.core.fairshare``): a loop turn handles at most
 # this many full reads (about 2 ms) before its timers run, however many connections flood.
 READ_SLOTS = 4
 # Busy reads (one per turn) a slot holder has before it yields to a waiting connection.

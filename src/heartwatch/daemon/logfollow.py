@@ -37,9 +37,9 @@ from typing import Any, Protocol, TypeVar
 
 from loguru import logger
 
-from heartwatch.ansi import AnsiToHtml
 from heartwatch.daemon.beneath import open_folder_of, open_log, stat_beneath
-from heartwatch.follow import (
+from heartwatch.logview.ansi import AnsiToHtml
+from heartwatch.logview.follow import (
     MAX_LINE,
     Advance,
     FileStat,
@@ -52,10 +52,10 @@ from heartwatch.follow import (
     Wait,
     clip_line,
 )
-from heartwatch.linefilter import LineFilter
-from heartwatch.linering import Entry, LineRing, Marker
-from heartwatch.logpaths import LogPathError
-from heartwatch.tailread import read_last_lines
+from heartwatch.logview.linefilter import LineFilter
+from heartwatch.logview.linering import Entry, LineRing, Marker
+from heartwatch.logview.logpaths import LogPathError
+from heartwatch.logview.tailread import read_last_lines
 
 T = TypeVar("T")
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
+from heartwatch.core.events import describe_exit
 from heartwatch.daemon.output import RotatingOutput
-from heartwatch.events import describe_exit
 
 ExitCallback = Callable[[str, int], None]
 RUN_ID_VARIABLE = "HEARTWATCH_RUN_ID"

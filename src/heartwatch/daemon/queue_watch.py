@@ -23,7 +23,7 @@ from typing import Any
 from loguru import logger
 
 from heartwatch.config import QueueConfig
-from heartwatch.redact import redact
+from heartwatch.core.redact import redact
 
 DepthSink = Callable[[str, int], None]
 ProblemSink = Callable[[str, str], None]

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from loguru import logger
 
-from heartwatch.journal import JournalEntry
+from heartwatch.core.journal import JournalEntry
 from heartwatch.store import HistoryStore, MinuteCount
 
 T = TypeVar("T")

@@ -22,14 +22,7 @@ from typing import Any
 from loguru import logger
 
 from heartwatch.config import Config, ServiceConfig
-from heartwatch.daemon.ingest import IngestStats
-from heartwatch.daemon.output import RotatingOutput
-from heartwatch.daemon.processes import Child, ProcessRunner, SpawnError, run_id_of
-from heartwatch.daemon.queue_watch import QueueWatcher
-from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
-from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
-from heartwatch.daemon.tasks import TaskSet
-from heartwatch.events import (
+from heartwatch.core.events import (
     Action,
     Event,
     RecoveryPlanned,
@@ -39,12 +32,19 @@ from heartwatch.events import (
     Stop,
     Transition,
     describe_exit,
-    describe_os_error,
 )
-from heartwatch.journal import Journal
-from heartwatch.notify import Notice
-from heartwatch.watchdog import Watchdog
-from heartwatch.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
+from heartwatch.core.journal import Journal
+from heartwatch.core.sdnotify import Notice
+from heartwatch.core.watchdog import Watchdog
+from heartwatch.core.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
+from heartwatch.daemon.ingest import IngestStats
+from heartwatch.daemon.oserrors import describe_os_error
+from heartwatch.daemon.output import RotatingOutput
+from heartwatch.daemon.processes import Child, ProcessRunner, SpawnError, run_id_of
+from heartwatch.daemon.queue_watch import QueueWatcher
+from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
+from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
+from heartwatch.daemon.tasks import TaskSet
 
 
 class DaemonStopping(RuntimeError):

@@ -3,7 +3,7 @@
 A store is synchronous and used from one thread at a time (the daemon gives it a thread of
 its own, so the event loop never waits on a disk). It keeps two things:
 
-- journal entries (``heartwatch.journal.JournalEntry``): transitions, restarts, exits,
+- journal entries (``heartwatch.core.journal.JournalEntry``): transitions, restarts, exits,
   recoveries, alerts, the daemon's own start and stop;
 - per-minute counts: for each service, minute and kind (``heartbeat`` or a data kind), how
   many messages came.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from heartwatch.journal import JournalEntry
+from heartwatch.core.journal import JournalEntry
 
 
 @dataclass(frozen=True, slots=True)

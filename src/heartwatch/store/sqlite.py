@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from heartwatch.journal import EntryKind, JournalEntry
+from heartwatch.core.journal import EntryKind, JournalEntry
 from heartwatch.store import MinuteCount
 
 _SCHEMA = """

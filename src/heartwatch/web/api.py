@@ -21,7 +21,7 @@ from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.supervisor import DaemonStopping, Supervisor
 from heartwatch.web.access import AccessMiddleware, AccessPolicy, presented_token
 from heartwatch.web.dashboard import create_dashboard_router, static_files
-from heartwatch.web.events import EventFeed, create_events_router
+from heartwatch.web.history import EventFeed, create_events_router
 from heartwatch.web.logs import create_log_router
 from heartwatch.web.metrics import create_metrics_router
 from heartwatch.web.ping import create_ping_router

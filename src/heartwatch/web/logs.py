@@ -36,8 +36,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from heartwatch.daemon.beneath import open_planned
 from heartwatch.daemon.logfollow import LogHub, LogTarget, Viewer, off_loop, read_initial_lines
-from heartwatch.linefilter import FilterTooSlow, LineFilter
-from heartwatch.logpaths import (
+from heartwatch.logview.linefilter import FilterTooSlow, LineFilter
+from heartwatch.logview.logpaths import (
     BAD_PATH,
     NO_SUCH_LOG,
     OUTSIDE_ROOTS,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Response
 
-from heartwatch.events import ServiceState
+from heartwatch.core.events import ServiceState
 
 if TYPE_CHECKING:
     from heartwatch.daemon.alerts import Alerter

@@ -17,8 +17,8 @@ from pathlib import Path
 from fastapi import WebSocket
 from loguru import logger
 
+from heartwatch.core.textping import KeepaliveStep, TextKeepalive
 from heartwatch.daemon.logfollow import Viewer
-from heartwatch.textping import KeepaliveStep, TextKeepalive
 from heartwatch.web.streaming import until_first_ends
 
 ORIGINAL_QUIET = 20.0  # a text ping after this much quiet, when [logs] ping_interval is off

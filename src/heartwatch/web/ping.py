@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import PlainTextResponse
 
-from heartwatch.wire import FAIL, HEARTBEAT, START, Message
+from heartwatch.core.wire import FAIL, HEARTBEAT, START, Message
 
 if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from loguru import logger
 
 from heartwatch.config import Config, ConfigError, Problem
-from heartwatch.redact import redact
+from heartwatch.core.redact import redact
 
 if TYPE_CHECKING:
     from loguru import Message, Record

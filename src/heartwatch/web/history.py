@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, WebSocket
 from pydantic import BaseModel
 
-from heartwatch.journal import JournalEntry
+from heartwatch.core.journal import JournalEntry
 from heartwatch.web.status import read_pulse, read_status
 from heartwatch.web.streaming import send_until_disconnect
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from heartwatch.units import format_duration
+from heartwatch.core.units import format_duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ and is reported separately.
 
 from __future__ import annotations
 
-from heartwatch.units import format_duration
+from heartwatch.core.units import format_duration
 
 
 class QueueStall:

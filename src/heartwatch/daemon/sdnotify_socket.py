@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from heartwatch.core.sdnotify import MAX_DATAGRAM, Notice, NoticeError, parse_notice
+from heartwatch.core.throttle import LogThrottle
 from heartwatch.daemon.ingest import IngestStats
-from heartwatch.notify import MAX_DATAGRAM, Notice, NoticeError, parse_notice
-from heartwatch.throttle import LogThrottle
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 _MAX_FDS = 16

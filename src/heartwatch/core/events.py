@@ -7,7 +7,6 @@ logged and shown.
 
 from __future__ import annotations
 
-import os
 import signal
 from dataclasses import dataclass
 from enum import StrEnum
@@ -96,15 +95,3 @@ def describe_exit(returncode: int) -> str:
     except ValueError:
         name = f"signal {-returncode}"
     return f"killed by {name}"
-
-
-def describe_os_error(error: OSError) -> str:
-    """An OS error as people say it: ``Permission denied: /var/log/x.log``.
-
-    ``str(error)`` would show ``[Errno 13]`` and, for a ``Path``, ``PosixPath('/var/log/x.log')``.
-    """
-    text = error.strerror or str(error) or type(error).__name__
-    for name in (error.filename, error.filename2):
-        if isinstance(name, str | bytes | os.PathLike):
-            text += f": {os.fsdecode(name)}"
-    return text

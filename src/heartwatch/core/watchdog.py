@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from heartwatch.config import ServiceConfig
-from heartwatch.events import (
+from heartwatch.core.events import (
     Action,
     Event,
     RecoveryPlanned,
@@ -55,10 +55,10 @@ from heartwatch.events import (
     Transition,
     describe_exit,
 )
-from heartwatch.graph import DependencyGraph
-from heartwatch.liveness import Liveness, LivenessRules
-from heartwatch.policy import RestartPolicy
-from heartwatch.stall import QueueStall
+from heartwatch.core.graph import DependencyGraph
+from heartwatch.core.liveness import Liveness, LivenessRules
+from heartwatch.core.policy import RestartPolicy
+from heartwatch.core.stall import QueueStall
 
 _S = ServiceState
 # States from which a start needs a person's (or the daemon's) explicit word.

@@ -21,17 +21,17 @@ from typing import TypeVar
 from loguru import logger
 
 from heartwatch.config import Config
+from heartwatch.core.journal import Journal
 from heartwatch.daemon.alerts import Alerter
 from heartwatch.daemon.http_server import HttpServing, start_http
 from heartwatch.daemon.ingest import Ingest, connection_cap
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.memory import return_memory_to_os
-from heartwatch.daemon.notify_socket import NotifySocket
 from heartwatch.daemon.recorder import Recorder
+from heartwatch.daemon.sdnotify_socket import NotifySocket
 from heartwatch.daemon.statedir import StateDir
 from heartwatch.daemon.supervisor import Supervisor, log_listener_error
 from heartwatch.daemon.systemd import SystemdNotifier
-from heartwatch.journal import Journal
 from heartwatch.store.sqlite import SQLiteHistory
 from heartwatch.web.access import AccessPolicy
 from heartwatch.web.api import create_app

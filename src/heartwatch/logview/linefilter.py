@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from heartwatch.ansi import strip_ansi
+from heartwatch.logview.ansi import strip_ansi
 
 if TYPE_CHECKING:
     import regex
