@@ -11,6 +11,9 @@ hand. Above them, the drivers (``daemon``, ``web``) never import the assembly.
 from __future__ import annotations
 
 import ast
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,8 +107,48 @@ def test_the_check_catches_an_impure_import(tmp_path: Path) -> None:
     assert imports_of(module) == {"time", "heartwatch.config"}
 
 
-def test_drivers_do_not_import_the_assembly() -> None:
-    for package in ("core", "logview", "daemon", "web", "client", "store"):
-        for path in sorted((SRC / package).glob("*.py")):
-            upward = [name for name in imports_of(path) if name.startswith("heartwatch.assembly")]
-            assert upward == [], f"{package}/{path.name} imports {upward}"
+# Who may not import whom: the layers point one way (core <- drivers <- assembly), and the
+# daemon's drivers do not reach into the HTTP side (web uses them, not the reverse).
+UPWARD = {
+    "core": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
+    "logview": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
+    "daemon": ("heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
+    "web": ("heartwatch.assembly", "heartwatch.cli"),
+    "store": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
+    "client": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(UPWARD))
+def test_layers_point_one_way(package: str) -> None:
+    for path in sorted((SRC / package).glob("*.py")):
+        upward = [
+            name
+            for name in imports_of(path)
+            if any(name == other or name.startswith(other + ".") for other in UPWARD[package])
+        ]
+        assert upward == [], f"{package}/{path.name} imports {upward}"
+
+
+def test_a_heartbeat_from_the_shell_loads_nothing_the_daemon_needs() -> None:
+    """``heartwatch beat`` runs in cron jobs and scripts: no psutil, loguru, rich or web stack
+    (the daemon's address comes from ``daemon_info``, not the state directory's driver)."""
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel's backlog takes the beat
+    port = listener.getsockname()[1]
+    code = (
+        "import sys\n"
+        f"sys.argv = ['heartwatch', 'beat', 'job', '--addr', '127.0.0.1:{port}']\n"
+        "import heartwatch.cli\n"
+        "try:\n"
+        "    heartwatch.cli.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('psutil', 'loguru', 'rich', 'fastapi', 'uvicorn', 'asyncinotify')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    with listener:
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+    assert result.stderr == ""
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr

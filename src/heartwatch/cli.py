@@ -19,8 +19,8 @@ from heartwatch.client.address import token_for
 from heartwatch.client.oneshot import send_once
 from heartwatch.config import Config, ConfigError, config_warnings, load_config, parse_address
 from heartwatch.core.events import describe_exit
+from heartwatch.daemon.daemon_info import read_daemon_info
 from heartwatch.daemon.oserrors import describe_os_error
-from heartwatch.daemon.statedir import DaemonAlreadyRunning, StateDir
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -95,6 +95,7 @@ def run(config: ConfigOption = Path("heartwatch.toml")) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C (children are stopped first)."""
     from heartwatch.assembly.daemon import run_daemon
     from heartwatch.daemon.own_log import configure_logging
+    from heartwatch.daemon.statedir import DaemonAlreadyRunning
 
     loaded = _load(config)
     try:
@@ -315,7 +316,7 @@ def _heartbeat_address(addr: str | None, config: Path) -> tuple[str, int]:
     text = addr or os.environ.get("HEARTWATCH_ADDR")
     if text is None and config.exists():
         loaded = _load(config)
-        info = StateDir(loaded.resolve(loaded.daemon.state_dir)).read_daemon_info() or {}
+        info = read_daemon_info(loaded.resolve(loaded.daemon.state_dir)) or {}
         text = info.get("tcp") or "{}:{}".format(*loaded.server.tcp)
     try:
         return parse_address(text or "127.0.0.1:5005")
@@ -429,7 +430,7 @@ def _daemon_url(config: Path, url: str | None) -> str:
     if url:
         return url.rstrip("/")
     loaded = _load(config)
-    info = StateDir(loaded.resolve(loaded.daemon.state_dir)).read_daemon_info() or {}
+    info = read_daemon_info(loaded.resolve(loaded.daemon.state_dir)) or {}
     if info.get("http"):
         return f"http://{info['http']}"
     if loaded.server.http is None:

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 from loguru import logger
 
+from heartwatch.daemon.daemon_info import read_daemon_info, remove_daemon_info, write_daemon_info
 from heartwatch.daemon.processes import find_processes_with_env
 
 STATE_ID_VARIABLE = "HEARTWATCH_STATE_ID"
@@ -56,21 +57,16 @@ class StateDir:
         self._lock_fd = fd
 
     def release(self) -> None:
-        with contextlib.suppress(OSError):
-            (self.path / "daemon.json").unlink()
+        remove_daemon_info(self.path)
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
     def write_daemon_info(self, **info: Any) -> None:
-        _write_json(self.path / "daemon.json", {"pid": os.getpid(), **info})
+        write_daemon_info(self.path, **info)
 
     def read_daemon_info(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self.path / "daemon.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return read_daemon_info(self.path)
 
     def record_child(self, service: str, pid: int, create_time: float) -> None:
         self._children[service] = {"pid": pid, "create_time": create_time}

@@ -1,0 +1,38 @@
+"""``daemon.json`` in the state directory: where the running daemon listens.
+
+Written by the daemon once it listens (ports asked as 0 are known only then), read by the CLI
+and by tests. A module of its own so that a short-lived command (``heartwatch beat``) finds
+the daemon without importing what the daemon itself needs (psutil, loguru).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DAEMON_INFO = "daemon.json"
+
+
+def write_daemon_info(state_dir: Path, **info: Any) -> None:
+    """Replace ``daemon.json`` at once (a reader never sees half of it), with this pid."""
+    path = state_dir / DAEMON_INFO
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps({"pid": os.getpid(), **info}, indent=1))
+    temporary.replace(path)
+
+
+def read_daemon_info(state_dir: Path) -> dict[str, Any] | None:
+    """What the daemon wrote, or ``None`` when there is none (or it is not readable)."""
+    try:
+        data = json.loads((state_dir / DAEMON_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remove_daemon_info(state_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (state_dir / DAEMON_INFO).unlink()
