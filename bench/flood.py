@@ -323,7 +323,7 @@ def main() -> None:
     phases: list[Phase] = []
     head = git("rev-parse", "--short", "HEAD").decode().strip()
     print(
-        f"   code: commit {head}, with the ingest driver of the work tree ('now') and of "
+        f"   code: commit {head} with the work tree's ingest driver ('now'); the daemon of "
         f"{args.compare} ('before')"
     )
     with Workdir("flood", args.keep) as work:
