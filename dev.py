@@ -95,15 +95,31 @@ def test(extra: list[str]) -> None:
     run(str(PYTHON), "-m", "pytest", *workers, *extra)
 
 
+def coverage(extra: list[str]) -> None:
+    """The suite under coverage, the daemon subprocesses included (``patch = subprocess``)."""
+    data = ROOT / ".coverage"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    code = subprocess.run(
+        [str(PYTHON), "-m", "coverage", "run", "-m", "pytest", "-n", "auto", *extra], cwd=ROOT
+    ).returncode
+    run(str(PYTHON), "-m", "coverage", "combine", "-q")
+    run(str(PYTHON), "-m", "coverage", "report")
+    if code:
+        sys.exit(code)
+
+
 def main() -> None:
     command, extra = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
-    if command not in ("demo", "test", "setup"):
-        sys.exit("usage: python3 dev.py demo | test [pytest args] | setup")
+    if command not in ("demo", "test", "coverage", "setup"):
+        sys.exit("usage: python3 dev.py demo | test [pytest args] | coverage [pytest args] | setup")
     ensure_venv()
     if command == "demo":
         demo()
     elif command == "test":
         test(extra)
+    elif command == "coverage":
+        coverage(extra)
 
 
 if __name__ == "__main__":
