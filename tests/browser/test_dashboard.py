@@ -13,6 +13,7 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +25,14 @@ expect = pytest.importorskip("playwright.sync_api", reason="playwright is not in
 pytestmark = pytest.mark.browser
 
 XSS_LINE = "<img src=x onerror=alert(1)>"
+
+
+# Waits for events, not for time. A round trip the page makes (its own fetch: allowed by the
+# CSP's connect-src 'self'), and two animation frames after the fonts are in: the page has been
+# laid out and painted with what it holds now.
+MARKER_FETCH = "() => fetch('/', {cache: 'no-store'}).then(answer => answer.status)"
+LAID_OUT = """() => document.fonts.ready.then(() => new Promise(
+    resolve => requestAnimationFrame(() => requestAnimationFrame(() => resolve(true)))))"""
 
 
 def ms(seconds: float) -> float:
@@ -123,6 +132,8 @@ def test_log_markup_stays_text(new_page: Any, site: Site) -> None:
     watched = new_page()
     page = open_dashboard(watched, site)
     show_file_log(page, site)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(urlsplit(request.url).path))
     append(site.log_file, f"{XSS_LINE}\n\x1b[31mred\x1b[0m \x1b[38;5;208morange\x1b[0m done\n")
     wait_line(page, "orange done", timeout=5.0)
     view = page.locator("#log-view")
@@ -132,7 +143,10 @@ def test_log_markup_stays_text(new_page: Any, site: Site) -> None:
     assert view.locator("span.ansi-fg-1", has_text="red").count() == 1
     orange = view.locator("span", has_text="orange").evaluate("e => getComputedStyle(e).color")
     assert orange == "rgb(255, 135, 0)"
-    page.wait_for_timeout(300)  # an onerror would have fired by now
+    # An <img src=x> made from the line, even detached, would have asked for /x as it was
+    # parsed: a request the page makes after the line is shown, answered, comes after it.
+    assert page.evaluate(MARKER_FETCH) == 200
+    assert "/x" not in requested, requested
     assert watched.problems() == []
 
 
@@ -195,7 +209,7 @@ def test_screenshot_written(new_page: Any, site: Site) -> None:
         watched = new_page(width=width, height=900)
         page = open_dashboard(watched, site)
         show_file_log(page, site)
-        page.wait_for_timeout(300)
+        page.evaluate(LAID_OUT)
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         path = ARTIFACTS / name
         page.screenshot(path=str(path), full_page=True)
