@@ -11,10 +11,10 @@ import pytest
 from heartwatch.config import (
     ConfigError,
     config_warnings,
-    is_loopback,
     load_config,
     parse_config,
 )
+from heartwatch.core.addresses import is_loopback
 from heartwatch.core.graph import DependencyCycleError, DependencyGraph
 from heartwatch.core.units import format_duration, parse_duration, parse_size
 
@@ -136,6 +136,9 @@ def test_config_errors_name_the_key_path_and_all_are_reported() -> None:
         ([{"name": "a", "data_timeout": {"heartbeat": 5}}], "service[0] (a).data_timeout:"),
         ([{"name": "a", "restart": "all"}], "service[0] (a).restart:"),
         ([{"name": "a", "backoff_initial": 10, "backoff_max": 1}], "service[0] (a).backoff_max:"),
+        # Against the default of the key not given (60 s), as the schema has it.
+        ([{"name": "a", "backoff_initial": 100}], "service[0] (a).backoff_max: must be >="),
+        ([{"name": "a", "data_timeout": {"start": 5}}], "service[0] (a).data_timeout: 'start' is"),
         (
             [{"name": "a"}, {"name": "heartwatch", "command": "x"}],
             "service[1] (heartwatch).name: its output would go to heartwatch.log",
@@ -145,6 +148,28 @@ def test_config_errors_name_the_key_path_and_all_are_reported() -> None:
 def test_config_cross_checks(services: list[dict[str, Any]], expected: str) -> None:
     """Names, requirements, cycles and key combinations are checked with a named path."""
     assert any(p.startswith(expected) for p in problems_of({"service": services}))
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"service": [{"name": "a", "command": 5}]}, "service[0] (a).command"),
+        ({"daemon": {"log_rotation": ["1 week", 5]}}, "daemon.log_rotation"),
+        (
+            {"service": [{"name": "a", "queue": {"name": "q", "url": 5}}]},
+            "service[0] (a).queue.url",
+        ),
+        ({"service": [{"name": "a", "env": {"X": 5}}]}, "service[0] (a).env.X"),
+        ({"server": {"http": [1]}}, "server.http"),
+    ],
+)
+def test_problem_paths_leave_out_the_names_of_union_branches(
+    data: dict[str, Any], path: str
+) -> None:
+    """A key path is what a person types: pydantic's names for the branches of a union
+    (``str``, ``list[str]``, ``function-before[...]``) are never part of it."""
+    problems = problems_of(data)
+    assert problems and {p.split(": ")[0] for p in problems} == {path}, problems
 
 
 def test_unknown_default_service_is_an_error() -> None:

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from heartwatch.config import parse_config
 from heartwatch.core.events import ServiceState, Spawn, Stop
+from heartwatch.core.ping import WHAT_PATTERN, parse_ping
 from heartwatch.core.sdnotify import Notice, NoticeError, parse_notice
 from heartwatch.core.stall import QueueStall
 from heartwatch.core.watchdog import Watchdog
 from heartwatch.core.wire import FAIL, HEARTBEAT, START, Message
-from heartwatch.web.ping import parse_ping
 
 S = ServiceState
 
@@ -52,6 +52,21 @@ def test_parse_notice_refuses_what_is_not_sd_notify(datagram: bytes) -> None:
         parse_notice(datagram)
 
 
+@pytest.mark.parametrize(
+    "datagram",
+    [
+        b"X_HEARTWATCH_EVENT=two words",
+        b"X_HEARTWATCH_EVENT=fail",
+        b"X_HEARTWATCH_EVENT=" + b"k" * 65,
+    ],
+)
+def test_parse_notice_refuses_an_event_that_is_not_a_data_kind(datagram: bytes) -> None:
+    """An event's name follows the rule of a message's type: a control word or a phrase is no
+    data kind (it would otherwise become a kind no message could send)."""
+    with pytest.raises(NoticeError, match="not a data kind"):
+        parse_notice(b"READY=1\n" + datagram)
+
+
 @given(st.binary(max_size=300))
 def test_parse_notice_only_raises_notice_error(datagram: bytes) -> None:
     """Any datagram decodes or raises NoticeError."""
@@ -63,6 +78,7 @@ def test_parse_notice_only_raises_notice_error(datagram: bytes) -> None:
     ("what", "body", "expected"),
     [
         (None, None, Message(HEARTBEAT)),
+        ("heartbeat", "ignored", Message(HEARTBEAT)),
         ("start", None, Message(START)),
         ("fail", "disk full\nmore", Message(FAIL, reason="disk full")),
         ("fail", None, Message(FAIL, reason="fail ping")),
@@ -71,12 +87,20 @@ def test_parse_notice_only_raises_notice_error(datagram: bytes) -> None:
         ("255", None, Message(FAIL, reason="exit code 255")),
         ("256", None, "exit code must be 0-255"),
         ("poiid", "payload", Message("poiid", data="payload")),
+        ("1st.pass", None, Message("1st.pass")),
         ("bad kind!", None, "not a data kind"),
+        ("k" * 65, None, "not a data kind"),
     ],
 )
 def test_parse_ping_paths(what: str | None, body: str | None, expected: object) -> None:
     """Healthchecks-style paths map to heartbeats, starts, failures and data events."""
     assert parse_ping(what, body) == expected
+
+
+@given(st.from_regex(WHAT_PATTERN, fullmatch=True))
+def test_every_documented_ping_path_is_taken(what: str) -> None:
+    """What the API document allows after the service, ``parse_ping`` accepts."""
+    assert isinstance(parse_ping(what, None), Message)
 
 
 def test_queue_stall_only_while_messages_wait_and_depth_does_not_fall() -> None:

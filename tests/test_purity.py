@@ -36,6 +36,7 @@ PURE_STDLIB = frozenset(
         "heapq",
         "html",
         "http",  # HTTPStatus, an enum (not http.client or http.server)
+        "ipaddress",  # parsing and classifying addresses, no lookups
         "itertools",
         "json",
         "math",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from heartwatch.core.wire import LineDecoder, Message, WireError, parse_message
+from heartwatch.core.wire import LineDecoder, Message, WireError, is_data_kind, parse_message
 
 ORIGINAL = b'{"type": "heartbeat", "time": "2026-11-21 10:00:00"}'
 
@@ -30,8 +30,29 @@ def test_parse_message_data_event_takes_dat_or_data() -> None:
     """Any other type word is a data event with payload ``data`` (or ``dat``, as originally)."""
     original = parse_message(b'{"type": "poiid", "dat": {"id": 7}}')
     assert original.kind == "poiid" and original.data == {"id": 7}
-    assert not original.is_heartbeat
+    assert is_data_kind(original.kind)
     assert parse_message('{"type": "poiid", "data": 1, "dat": 2}').data == 1
+
+
+@pytest.mark.parametrize(
+    ("word", "kind"),
+    [
+        ("poiid", True),
+        ("row.written:2-b_c", True),
+        ("k" * 64, True),
+        ("k" * 65, False),
+        ("", False),
+        ("two words", False),
+        ("heartbeat", False),
+        ("start", False),
+        ("fail", False),
+        (5, False),
+        (None, False),
+    ],
+)
+def test_is_data_kind_is_a_word_that_is_not_a_control_type(word: object, kind: bool) -> None:
+    """One rule for every place a data kind is named: messages, pings, notices, config."""
+    assert is_data_kind(word) is kind
 
 
 def test_parse_message_keeps_service() -> None:
@@ -44,6 +65,8 @@ def test_parse_message_keeps_service() -> None:
     [
         (b"{not json", "json"),
         (b"\xff\xfe\x00junk", "encoding"),
+        (b'{"type": "heartbeat", "status": "\xc3"}', "encoding"),
+        ('{"type": "\udc80"}', "encoding"),
         (b"[1, 2]", "shape"),
         (b'"heartbeat"', "shape"),
         (b"{}", "type"),

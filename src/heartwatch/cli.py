@@ -17,7 +17,8 @@ import typer
 import heartwatch
 from heartwatch.client.address import token_for
 from heartwatch.client.oneshot import send_once
-from heartwatch.config import Config, ConfigError, config_warnings, load_config, parse_address
+from heartwatch.config import Config, ConfigError, config_warnings, load_config
+from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, parse_address
 from heartwatch.core.events import describe_exit
 from heartwatch.daemon.daemon_info import read_daemon_info
 from heartwatch.daemon.oserrors import describe_os_error
@@ -317,9 +318,11 @@ def _heartbeat_address(addr: str | None, config: Path) -> tuple[str, int]:
     if text is None and config.exists():
         loaded = _load(config)
         info = read_daemon_info(loaded.resolve(loaded.daemon.state_dir)) or {}
-        text = info.get("tcp") or "{}:{}".format(*loaded.server.tcp)
+        text = info.get("tcp")
+        if not text:
+            return loaded.server.tcp
     try:
-        return parse_address(text or "127.0.0.1:5005")
+        return parse_address(text or DEFAULT_HEARTBEAT_ADDRESS)
     except ValueError as error:
         err.print(f"--addr: {error}")
         raise typer.Exit(2) from None

@@ -11,8 +11,6 @@ file from running as meant (an executable not found, a missing ``cwd``).
 from __future__ import annotations
 
 import difflib
-import functools
-import ipaddress
 import os
 import re
 import shlex
@@ -22,7 +20,8 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -33,15 +32,21 @@ from pydantic import (
     field_validator,
 )
 
+from heartwatch.core.addresses import (
+    DEFAULT_HEARTBEAT_ADDRESS,
+    DEFAULT_HTTP_ADDRESS,
+    is_loopback,
+    parse_address,
+)
 from heartwatch.core.graph import DependencyCycleError, DependencyGraph
 from heartwatch.core.redact import redact
 from heartwatch.core.units import parse_duration, parse_size
+from heartwatch.core.wire import HEARTBEAT, is_data_kind
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_DATA_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -63,22 +68,6 @@ class ConfigError(Exception):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(where + "; ".join(str(p) for p in self.problems))
-
-
-def parse_address(value: object) -> tuple[str, int]:
-    """``"host:port"`` (or ``"[::1]:port"``, or a bare port) to ``(host, port)``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        host, port_text = "127.0.0.1", str(value)
-    elif isinstance(value, str):
-        host, sep, port_text = value.rpartition(":")
-        if not sep:
-            host, port_text = "127.0.0.1", value
-        host = host.strip("[]") or "127.0.0.1"
-    else:
-        raise ValueError('expected an address such as "127.0.0.1:5005"')
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{value!r} is not host:port with a port from 0 to 65535")
-    return host, int(port_text)
 
 
 def parse_signal(value: object) -> signal.Signals:
@@ -116,8 +105,8 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     """``[server]``: where the daemon listens."""
 
-    tcp: Address = ("127.0.0.1", 5005)
-    http: Address | None = ("127.0.0.1", 8765)
+    tcp: Address = DEFAULT_HEARTBEAT_ADDRESS
+    http: Address | None = DEFAULT_HTTP_ADDRESS
     default_service: str | None = None
     max_connections: int = Field(default=1024, ge=1)
     max_line_bytes: Size = Field(default=64 * 1024, ge=256)
@@ -284,8 +273,9 @@ class ServiceConfig(_Section):
     @classmethod
     def _check_kinds(cls, value: dict[str, float]) -> dict[str, float]:
         for kind in value:
-            if kind == "heartbeat" or not _DATA_KIND.fullmatch(kind):
-                raise ValueError(f"{kind!r} is not a data kind (use heartbeat_timeout for beats)")
+            if not is_data_kind(kind):
+                hint = " (use heartbeat_timeout for beats)" if kind == HEARTBEAT else ""
+                raise ValueError(f"{kind!r} is not a data kind{hint}")
         return value
 
     @property
@@ -413,20 +403,6 @@ def _valid_part(model: type[_M], raw: Mapping[str, Any]) -> tuple[_M, frozenset[
     return model.model_validate(good), frozenset(raw.keys() - good.keys())
 
 
-@functools.lru_cache(maxsize=1024)
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address, or ``localhost``) is only reachable from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1, from a socket bound to ::
-    return address.is_loopback
-
-
 def _notification_url_problems(urls: Sequence[object]) -> list[Problem]:
     """Each URL apprise would not take (a URL that is not a string is the schema's problem)."""
     if not any(isinstance(url, str) for url in urls):
@@ -501,20 +477,21 @@ def load_config(path: Path | str) -> Config:
 
 
 def _problem_from(error: Mapping[str, Any]) -> Problem:
-    path = ""
-    loc: list[str | int] = []
-    for part in error["loc"]:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif str(part).startswith(("function-", "literal[", "tuple[", "float", "str", "list[")):
-            continue  # pydantic's names for union branches tell a user nothing
-        else:
-            path += f".{part}" if path else str(part)
-        loc.append(part)
     kind = error.get("type")
+    raw_loc = tuple(error["loc"])
+    unknown = raw_loc[-1] if kind == "extra_forbidden" and raw_loc else None
+    loc, annotation = _key_path(raw_loc[:-1] if unknown is not None else raw_loc)
+    if unknown is not None:
+        loc.append(unknown)
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     message = str(error["msg"])
-    if kind == "extra_forbidden" and loc and isinstance(loc[-1], str):
-        message = _unknown_key(loc[-1], _model_at(loc[:-1]))
+    if unknown is not None and isinstance(unknown, str):
+        models = [
+            m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)
+        ]
+        message = _unknown_key(unknown, models[0] if models else None)
     elif kind == "missing":
         message = "required, and missing"
     elif kind in ("model_type", "dict_type"):
@@ -533,26 +510,48 @@ def _unknown_key(key: str, model: type[BaseModel] | None) -> str:
     return f"unknown key `{key}`" + (f"; did you mean `{close[0]}`?" if close else "")
 
 
-def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
-    """The section model a key path leads to (``("service", 2, "queue")``: ``QueueConfig``)."""
-    model: type[BaseModel] | None = Config
+def _key_path(loc: Sequence[str | int]) -> tuple[list[str | int], object]:
+    """The parts of pydantic's error location a person would type, and the type they lead to.
+
+    The location is walked along the schema: a part is kept when it is a field of the model
+    reached so far, an index into a list, or a key of a table of values (``data_timeout``,
+    ``env``). The other parts are the names pydantic gives the branches of a union
+    (``command.list[str]``), which tell a user nothing; they are known by not being keys."""
+    kept: list[str | int] = []
+    annotation: object = Config
     for part in loc:
-        if isinstance(part, int):
-            continue  # an index into a list of tables: the same model
-        field = model.model_fields.get(part) if model is not None else None
-        if field is None:
-            return None
-        model = _model_in(field.annotation)
-    return model
+        inner = _step(annotation, part)
+        if inner is None:
+            continue
+        kept.append(part)
+        annotation = inner
+    return kept, annotation
 
 
-def _model_in(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):  # list[ServiceConfig], QueueConfig | None
-        if (found := _model_in(arg)) is not None:
-            return found
+def _step(annotation: object, part: str | int) -> object | None:
+    """What ``part`` of a value of type ``annotation`` is, or ``None`` if it is no key of it."""
+    for member in _members(annotation):
+        origin = get_origin(member)
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            field = member.model_fields.get(part) if isinstance(part, str) else None
+            if field is not None:
+                return field.annotation
+        elif origin is list and isinstance(part, int):
+            item: object = get_args(member)[0]
+            return item
+        elif origin is dict and isinstance(part, str):
+            value: object = get_args(member)[1]
+            return value
     return None
+
+
+def _members(annotation: object) -> list[object]:
+    """The types a value of ``annotation`` may have: unions opened, ``Annotated`` unwrapped."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (UnionType, Union):
+        return [member for arg in get_args(annotation) for member in _members(arg)]
+    return [annotation]
 
 
 _SERVICE_PATH = re.compile(r"service\[(\d+)\]")
@@ -596,8 +595,12 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
             problems.append(
                 Problem(f"{where}.on_down", "on_down is for watch-only services (no command)")
             )
-        initial = _duration_or_none(service.get("backoff_initial", 1.0))
-        maximum = _duration_or_none(service.get("backoff_max", 60.0))
+        initial = _duration_or_none(
+            service.get("backoff_initial", _default(ServiceConfig, "backoff_initial"))
+        )
+        maximum = _duration_or_none(
+            service.get("backoff_max", _default(ServiceConfig, "backoff_max"))
+        )
         if initial is not None and maximum is not None and maximum < initial:
             problems.append(Problem(f"{where}.backoff_max", "must be >= backoff_initial"))
     requires: dict[str, list[str]] = {}
@@ -625,7 +628,11 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
         problems.append(Problem("server.default_service", f"no service {default!r}"))
     # A service's output goes to <log_dir>/<name>.log, beside the daemon's own log.
     daemon = data.get("daemon", {})
-    log_file = daemon.get("log_file", "heartwatch.log") if isinstance(daemon, dict) else None
+    log_file = (
+        daemon.get("log_file", _default(DaemonConfig, "log_file"))
+        if isinstance(daemon, dict)
+        else None
+    )
     if isinstance(log_file, str) and log_file.endswith(".log") and log_file[:-4] in seen:
         index = seen[log_file[:-4]]
         problems.append(
@@ -635,6 +642,11 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
             )
         )
     return problems
+
+
+def _default(model: type[BaseModel], key: str) -> object:
+    """A key's default, as the schema says it (the raw document's checks need it too)."""
+    return model.model_fields[key].default
 
 
 def _duration_or_none(value: object) -> float | None:

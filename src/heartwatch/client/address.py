@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 
-DEFAULT_ADDRESS = "127.0.0.1:5005"
+from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, is_loopback, parse_address
 
 
 def resolve_target(
@@ -18,13 +17,11 @@ def resolve_target(
     """
     service = service or os.environ.get("HEARTWATCH_SERVICE") or None
     if address is None:
-        address = os.environ.get("HEARTWATCH_ADDR") or DEFAULT_ADDRESS
-    if isinstance(address, str):
-        host, _, port_text = address.rpartition(":")
-        host = host.strip("[]") or "127.0.0.1"
-        if not port_text.isdigit():
-            return service, None, f"bad heartwatch address {address!r} (want host:port)"
-        address = (host, int(port_text))
+        address = os.environ.get("HEARTWATCH_ADDR") or DEFAULT_HEARTBEAT_ADDRESS
+    try:
+        address = parse_address(address)
+    except ValueError as error:
+        return service, None, f"bad heartwatch address: {error}"
     try:
         infos = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
     except OSError as error:
@@ -45,10 +42,3 @@ def token_for(address: tuple[str, int] | None, token: str | None) -> str | None:
         or os.environ.get("HEARTWATCH_TOKEN")
         or None
     )
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"

@@ -4,12 +4,15 @@ A datagram is newline-separated ``KEY=VALUE`` assignments. Honoured: ``READY=1``
 ``WATCHDOG=1`` (alive), ``STATUS=…``, ``STOPPING=1``, ``WATCHDOG_USEC=…`` (a new heartbeat
 timeout), ``EXTEND_TIMEOUT_USEC=…`` (more startup time), ``WATCHDOG=trigger`` (the service
 asks to be treated as failed), and heartwatch's own ``X_HEARTWATCH_EVENT=<kind>`` (a data
-event). Unknown keys are ignored, as systemd does. Pure: no sockets here.
+event, named as a message's ``type`` is). Unknown keys are ignored, as systemd does. Pure: no
+sockets here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from heartwatch.core.wire import is_data_kind
 
 MAX_DATAGRAM = 4096
 
@@ -26,7 +29,6 @@ class Notice:
     extend_timeout: float | None = None  # seconds, from EXTEND_TIMEOUT_USEC
     trigger: bool = False
     events: tuple[str, ...] = ()
-    barrier: bool = False
 
     @property
     def empty(self) -> bool:
@@ -52,6 +54,8 @@ def parse_notice(datagram: bytes) -> Notice:
         if not sep:
             raise NoticeError(f"not KEY=VALUE: {line[:60]!r}")
         if key == "X_HEARTWATCH_EVENT" and value:
+            if not is_data_kind(value):  # the same words as a message's type, or refused
+                raise NoticeError(f"X_HEARTWATCH_EVENT: {value[:60]!r} is not a data kind")
             events.append(value)
         else:
             assignments[key] = value  # the last assignment of a key wins, as in systemd
@@ -65,7 +69,6 @@ def parse_notice(datagram: bytes) -> Notice:
         extend_timeout=_microseconds(get("EXTEND_TIMEOUT_USEC")),
         trigger=get("WATCHDOG") == "trigger",
         events=tuple(events),
-        barrier=get("BARRIER") == "1",
     )
 
 

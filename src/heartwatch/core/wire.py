@@ -30,7 +30,9 @@ except ImportError:  # pragma: no cover - platforms without an orjson wheel
     from json import loads as _loads  # type: ignore[assignment]
 
 MAX_LINE_BYTES = 64 * 1024
-_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# A data kind is a word of these (``poiid``, ``row.written``, ``batch:done``), at most 64 long.
+KIND_CHARACTERS = "A-Za-z0-9_.:-"
+_WORD = re.compile(f"[{KIND_CHARACTERS}]{{1,64}}")
 
 
 class WireError(ValueError):
@@ -48,6 +50,11 @@ CONTROL_KINDS = frozenset({HEARTBEAT, START, FAIL})
 _PLAIN_KEYS = frozenset({"type", "service", "time", "data", "dat"})
 
 
+def is_data_kind(word: object) -> bool:
+    """Whether ``word`` names a data kind: a word of ``KIND_CHARACTERS``, not a control type."""
+    return type(word) is str and word not in CONTROL_KINDS and _WORD.fullmatch(word) is not None
+
+
 class Message(NamedTuple):
     """One decoded message. A tuple: immutable, and cheap to build on the hot path."""
 
@@ -60,25 +67,20 @@ class Message(NamedTuple):
     dropped: int = 0
     reason: str | None = None
 
-    @property
-    def is_heartbeat(self) -> bool:
-        return self.kind == "heartbeat"
-
 
 def parse_message(raw: bytes | str) -> Message:
     """Decode one JSON message; raise ``WireError`` saying what is wrong with it."""
     try:
         obj = _loads(raw)
-    except UnicodeDecodeError:
-        raise WireError("encoding", "not UTF-8") from None
-    except ValueError as error:
-        if "UTF-8" in str(error) or "utf-8" in str(error):
+    except ValueError as error:  # UnicodeDecodeError included
+        # Asked of the input, not read from the parser's message (whose words may change).
+        if not _is_utf8(raw):
             raise WireError("encoding", "not UTF-8") from None
         raise WireError("json", f"not JSON ({error})") from None
     if type(obj) is not dict:
         raise WireError("shape", f"expected a JSON object, got {type(obj).__name__}")
     kind = obj.get("type")
-    if kind != "heartbeat" and (type(kind) is not str or not _KIND.fullmatch(kind)):
+    if kind != HEARTBEAT and (type(kind) is not str or not _WORD.fullmatch(kind)):
         raise WireError("type", f"'type' must be 'heartbeat' or a word, not {kind!r:.80}")
     service = obj.get("service")
     # Only the type and length are checked here: routing refuses names it does not know.
@@ -90,6 +92,14 @@ def parse_message(raw: bytes | str) -> Message:
     if kind in CONTROL_KINDS and not _PLAIN_KEYS.issuperset(obj):
         return _with_control_fields(message, obj)
     return message
+
+
+def _is_utf8(raw: bytes | str) -> bool:
+    try:
+        raw.decode() if isinstance(raw, bytes) else raw.encode()
+    except UnicodeError:
+        return False
+    return True
 
 
 def _with_control_fields(message: Message, obj: dict[str, Any]) -> Message:

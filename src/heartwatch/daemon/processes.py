@@ -149,11 +149,6 @@ class ProcessRunner:
         _signal_each(await self._escaped(child), signal.SIGKILL)  # and started since the listing
         self._report_exit(child)
 
-    async def stop(self, child: Child, stop_signal: int, timeout: float) -> None:
-        """Stop ``child`` and everything it started; return once all of it has exited."""
-        self.begin_stop(child, stop_signal)
-        await self.finish_stop(child, stop_signal, timeout)
-
     def service_of_run(self, run_id: str) -> str | None:
         """The service whose current run is ``run_id``."""
         for child in self.children.values():

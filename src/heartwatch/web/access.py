@@ -38,7 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from heartwatch.config import ServerConfig, is_loopback
+from heartwatch.config import ServerConfig
+from heartwatch.core.addresses import is_loopback
 
 Need = Literal["public", "ingest", "read", "control"]
 Grant = Literal["none", "read", "control"]

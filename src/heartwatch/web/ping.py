@@ -12,44 +12,18 @@ Answers are plain text: ``OK``, or 404 for an unknown service, 400 for a bad exi
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import PlainTextResponse
 
-from heartwatch.core.wire import FAIL, HEARTBEAT, START, Message
+from heartwatch.core.ping import WHAT_PATTERN, parse_ping
 
 if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor
 
 MAX_BODY = 10_000
-_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _METHODS = ["GET", "POST", "HEAD"]
-# What may follow the service, as documented: start, fail, an exit code 0-255, or a data kind
-# (one that does not start with a digit; the server takes those too, but the document keeps
-# the description simple enough for generators).
-WHAT_PATTERN = (
-    r"^(?:start|fail|25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]|[A-Za-z_.:-][A-Za-z0-9_.:-]{0,63})$"
-)
-
-
-def parse_ping(what: str | None, body: str | None) -> Message | str:
-    """The message a ping path stands for, or the text of a 400 answer."""
-    if what is None:
-        return Message(HEARTBEAT)
-    if what == "start":
-        return Message(START)
-    if what == "fail":
-        return Message(FAIL, reason=_first_line(body) or "fail ping")
-    if what.isdigit():
-        code = int(what)
-        if code > 255:
-            return "exit code must be 0-255"
-        return Message(HEARTBEAT) if code == 0 else Message(FAIL, reason=f"exit code {code}")
-    if not _KIND.fullmatch(what):
-        return "not a data kind"
-    return Message(what, data=body)
 
 
 def create_ping_router(supervisor: Supervisor) -> APIRouter:
@@ -110,7 +84,3 @@ def create_ping_router(supervisor: Supervisor) -> APIRouter:
         responses=text,
     )
     return router
-
-
-def _first_line(text: str | None) -> str | None:
-    return text.strip().splitlines()[0][:200] if text and text.strip() else None
