@@ -82,11 +82,23 @@ def demo() -> None:
     os.execv(str(BIN / "heartwatch"), ["heartwatch", "run", "-c", str(config)])
 
 
+def javascript_tests() -> None:
+    """The dashboard's ES modules under node's own test runner (no npm packages), when node is
+    here; tests/js/fakedom.js stands in for the browser's DOM. Module syntax detection lets node
+    load the static .js files as the browser does, without a package.json."""
+    node = shutil.which("node")
+    if node is None:
+        print("node not found: JavaScript tests skipped", flush=True)
+        return
+    run(node, "--test", "--test-reporter=spec", "--experimental-detect-module", "tests/js/")
+
+
 def test(extra: list[str]) -> None:
     ensure_browser()
     run(str(BIN / "ruff"), "check", "src", "tests", "bench", "examples", "dev.py")
     run(str(BIN / "ruff"), "format", "--check", "src", "tests", "bench", "examples", "dev.py")
     run(str(BIN / "mypy"))
+    javascript_tests()
     # Two workers on the 2-core machines this runs on: the suite's e2e tests wait on real
     # processes and time far more than they compute. "-n 0" (or any -n) overrides.
     workers = (
