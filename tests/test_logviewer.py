@@ -5,40 +5,51 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from heartwatch.daemon.logfollow import MAX_FRAME_BYTES, LogHub, LogTarget, Viewer
+from heartwatch.daemon.logfollow import LogHub, LogTarget, Viewer
 from heartwatch.logview.linefilter import FilterTooSlow, LineFilter
-from heartwatch.logview.linering import LineRing, Marker
+from heartwatch.logview.linering import Entry, LineRing, Marker
+from heartwatch.logview.pacing import ReadPacer
+from heartwatch.logview.viewer import MAX_FRAME_BYTES
 
 
 class Source:
-    """What a viewer needs of a follower: the ring, a pause flag, and progress reports."""
+    """A follower without a file: the real pacing over a ring, progress reports counted."""
 
     def __init__(self, capacity: int = 1000, max_bytes: int = 1 << 30) -> None:
         self.ring = LineRing(capacity, max_bytes)
-        self.paused = False
+        self.pacer: ReadPacer[Viewer] = ReadPacer(self.ring)
         self.progress = 0
-        self.viewers: list[Viewer] = []
 
     @property
     def waiting(self) -> bool:
-        return self.paused
+        return self.pacer.waiting
 
     def receive_progress(self) -> None:
         self.progress += 1
+        self.pacer.receive_progress()
 
-    def publish(self, entries: list[str] | list[Marker]) -> None:
-        self.ring.append(entries)
-        self.ring.trim(max(viewer.sent for viewer in self.viewers))
+    def publish(self, entries: Sequence[Entry]) -> None:
+        self.pacer.receive_entries(entries)
 
     def viewer(self, grep: str | None = None, html: bool = False) -> Viewer:
         viewer = Viewer(grep=LineFilter(grep) if grep else None, html=html)
-        viewer.attach(self, [])
-        self.viewers.append(viewer)
+        viewer.attach_to(self, [])
+        self.pacer.views.add(viewer)
         return viewer
+
+
+def fill_all(ring: LineRing, entries: Sequence[Entry]) -> None:
+    """Let every entry in, as reading does while its fastest viewer keeps up: each ``fill``
+    has room for a history beyond that viewer, who has taken everything so far."""
+    held = deque(entries)
+    while held:
+        assert ring.fill(held, fastest=ring.end) > 0
 
 
 def _target(path: Path) -> LogTarget:
@@ -60,7 +71,7 @@ def frames_of(viewer: Viewer) -> list[str]:
 def test_ring_keeps_what_is_protected() -> None:
     """History is cut to capacity, but never past the protected entry."""
     ring = LineRing(capacity=3, max_bytes=1 << 20)
-    ring.append([str(i) for i in range(10)])
+    fill_all(ring, [str(i) for i in range(10)])
     ring.trim(protected=2)
     assert (ring.start, ring.end) == (2, 10)
     ring.trim(protected=9)
@@ -70,22 +81,23 @@ def test_ring_keeps_what_is_protected() -> None:
         ring[6]
 
 
-def test_ring_is_full_when_the_fastest_is_a_history_behind() -> None:
-    """Reading waits when the fastest viewer lags by capacity lines or max_bytes bytes."""
+def test_ring_lets_nothing_in_when_the_fastest_is_a_history_behind() -> None:
+    """Entries wait when the fastest viewer lags by capacity lines or max_bytes bytes."""
     ring = LineRing(capacity=4, max_bytes=10)
-    ring.append(["ab", "cd", "ef"])
-    assert not ring.is_full(0)
-    ring.append(["gh"])
-    assert ring.is_full(0) and not ring.is_full(1)
-    ring.append(["0123456789"])
-    assert ring.bytes_from(4) == 10 and ring.is_full(4)
-    assert not ring.is_full(5)
+    held = deque(["ab", "cd", "ef", "gh", "ij"])
+    assert ring.fill(held, fastest=0) == 4  # capacity lines beyond the fastest
+    assert ring.fill(held, fastest=0) == 0 and list(held) == ["ij"]
+    assert ring.fill(held, fastest=1) == 1 and ring.end == 5
+    held.extend(["0123456789", "z"])
+    assert ring.fill(held, fastest=4) == 1  # "ij" and the 10 bytes after it: over max_bytes
+    assert ring.bytes_from(5) == 10 and ring.fill(held, fastest=5) == 0
+    assert ring.fill(held, fastest=6) == 1 and not held
 
 
 def test_ring_trims_history_to_max_bytes() -> None:
     """Slow viewers' history is bounded in bytes too, multi-byte characters counted as sent."""
     ring = LineRing(capacity=1000, max_bytes=9)
-    ring.append(["aaa", "日日", "bbb"])  # 3 + 6 + 3 bytes
+    fill_all(ring, ["aaa", "日日", "bbb"])  # 3 + 6 + 3 bytes
     ring.trim(protected=3)
     assert ring.start == 1 and ring.bytes_from(0) == 9
 
@@ -94,7 +106,7 @@ def test_ring_compacts_without_renumbering() -> None:
     """Long runs stay O(1) per line: the dropped head is compacted, numbers keep counting."""
     ring = LineRing(capacity=10, max_bytes=1 << 20)
     for block in range(100):
-        ring.append([f"{block}-{i}" for i in range(100)])
+        fill_all(ring, [f"{block}-{i}" for i in range(100)])
         ring.trim(protected=ring.end)
     assert (ring.start, ring.end, len(ring)) == (9990, 10000, 10)
     assert ring[9999] == "99-99"
@@ -127,9 +139,12 @@ def test_slow_viewer_skips_oldest_and_says_how_many() -> None:
     """A viewer the history moved past is told how many lines it lost, then goes on."""
     source = Source(capacity=100)
     fast, slow = source.viewer(), source.viewer()
+    slow.receive_preface(["before"])
+    assert slow.take_frame() == "before"  # its socket stalls on its initial lines
     for block in range(5):
         source.publish([f"line {block * 50 + i}" for i in range(50)])
         assert frames_of(fast)  # the fast viewer keeps up; the slow one takes nothing yet
+    slow.receive_sent()
     lines = "\n".join(frames_of(slow)).split("\n")
     assert lines[0] == "[heartwatch] skipped 150 lines (this viewer could not keep up)"
     assert lines[1] == "line 150" and lines[-1] == "line 249"
@@ -148,7 +163,7 @@ def test_progress_counts_what_was_sent_not_what_was_taken() -> None:
     """A frame taken but stuck in a socket is not progress; once it is sent, it is (heard
     only by a follower whose reading waits)."""
     source = Source()
-    source.paused = True
+    source.pacer.paused = True
     viewer = source.viewer()
     source.publish(["a", "b"])
     assert viewer.take_frame() == "a\nb"
@@ -339,7 +354,9 @@ def test_last_viewer_leaving_stops_the_follower_for_good(tmp_path: Path) -> None
         await asyncio.sleep(0.1)
         assert follower.closed and follower._fd == -1
         assert len(os.listdir("/proc/self/fd")) <= fds
-        assert hub.followed == 0
+        again = Viewer(grep=None, html=False)  # forgotten: the next viewer starts another
+        assert await hub.subscribe(_target(path), again, 0) is not follower
+        await hub.aclose()
 
     asyncio.run(main())
 
@@ -357,7 +374,7 @@ def test_a_viewer_joining_while_reading_waits_is_served_without_repeats(tmp_path
         follower = await hub.subscribe(_target(path), stalled, 0)
         _write(path, lines)
         await asyncio.sleep(0.2)
-        assert follower.paused and follower._held
+        assert follower.paused and follower.pacer.held
         joining = Viewer(grep=None, html=False)
         await hub.subscribe(_target(path), joining, 20)
         preface = (await asyncio.wait_for(joining.next_frame(), 5)).split("\n")

@@ -1,24 +1,18 @@
-"""Live logs, the driver: one follower per file, many viewers, batched frames, bounded memory.
+"""Live logs, the driver: one follower per file, many viewers, over the pure logview code.
 
 ``FileFollower`` keeps the file open and runs the pure ``Follow`` and ``LineAssembler``
 (``follow.py``). It wakes on inotify events for the file's *directory* (so a rotated-away file
 is still read to its end and a re-created one is seen at once), or polls when inotify is not
-there. The lines it reads go into one ``LineRing`` (``linering.py``) shared by every viewer.
+there. What it reads goes to its ``ReadPacer`` (``pacing.py``), which decides what enters the
+``LineRing`` shared by every viewer (``linering.py``) and when reading waits for the fastest
+viewer (the file is then the buffer); this driver only reads, wakes viewers and schedules.
 
-``Viewer`` is one websocket's cursor into that ring, with its filter and format. Reading is
-paced by the fastest viewer, measured by what it has *sent* (a frame taken but stuck in a
-stalled socket does not count): lines are let into the ring only up to a history beyond it;
-what was read beyond that waits in the follower, and reading stops (the file is the buffer)
-until that viewer's next frame has gone out. So a viewer that keeps up gets every line, a
-slower one is told "skipped N lines" when the history moves past it, neither ever waits for
-the other, and memory stays bounded (a history, plus one read) whatever the viewers do.
-
-Frames are batched: a viewer takes everything that piled up since its previous frame, up to
-``MAX_FRAME_BYTES`` as sent (well under the 1 MiB a default websocket client accepts), so a
-quiet file sends each line at once and a burst coalesces. Each wake-up reads at most
-``READ_BUDGET`` bytes before yielding to the loop, so a huge write cannot monopolise the daemon;
-what reads more at once (finding where to start, a viewer's initial lines: up to 8 MiB) runs in
-a worker thread, and the ordering holds across it (see ``LogHub.subscribe``).
+``Viewer`` is one websocket's ``LogView`` (``viewer.py``: the cursor, frames up to
+``MAX_FRAME_BYTES`` as sent, the skipped-lines marker), with the wake-up its sender waits on.
+Each wake-up reads at most ``READ_BUDGET`` bytes before yielding to the loop, so a huge write
+cannot monopolise the daemon; what reads more at once (finding where to start, a viewer's
+initial lines: up to 8 MiB) runs in a worker thread, and the ordering holds across it (see
+``LogHub.subscribe``).
 
 A followed file is a ``LogTarget``: components below a root folder, opened (and re-opened after
 a rotation) only with ``daemon/beneath.py``, so no symlink swapped in on the way is followed.
@@ -27,9 +21,7 @@ a rotation) only with ``daemon/beneath.py``, so no symlink swapped in on the way
 from __future__ import annotations
 
 import asyncio
-import html
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +30,6 @@ from typing import Any, Protocol, TypeVar
 from loguru import logger
 
 from heartwatch.daemon.beneath import open_folder_of, open_log, stat_beneath
-from heartwatch.logview.ansi import AnsiToHtml
 from heartwatch.logview.follow import (
     MAX_LINE,
     Advance,
@@ -55,13 +46,14 @@ from heartwatch.logview.follow import (
 from heartwatch.logview.linefilter import LineFilter
 from heartwatch.logview.linering import Entry, LineRing, Marker
 from heartwatch.logview.logpaths import LogPathError
+from heartwatch.logview.pacing import ReadPacer
 from heartwatch.logview.tailread import read_last_lines
+from heartwatch.logview.viewer import LogView
 
 T = TypeVar("T")
 
 READ_CHUNK = 64 * 1024  # one read; the ring's fullness is checked between reads
 READ_BUDGET = 1024 * 1024  # bytes per wake-up before letting the loop run other work
-MAX_FRAME_BYTES = 512 * 1024  # a frame stays far below a default client's 1 MiB limit
 HISTORY_BYTES = 16 * 1024 * 1024  # per followed file, beside [logs] viewer_buffer_lines
 POLL_INTERVAL = 0.25  # only without inotify
 INITIAL_BYTES = 8 * 1024 * 1024  # read backwards at most, for one viewer's initial lines
@@ -110,48 +102,25 @@ class Followed(Protocol):
     def receive_progress(self) -> None: ...
 
 
-class Viewer:
-    """One websocket's view of a followed file: a cursor, a filter and a format."""
+class Viewer(LogView):
+    """One websocket's view of a followed file (``LogView``), woken when lines come."""
 
     def __init__(self, *, grep: LineFilter | None, html: bool, inline_styles: bool = False) -> None:
-        self.grep = grep
-        self.skipped_total = 0
-        self._converter = AnsiToHtml(inline=inline_styles) if html else None
-        self._preface: list[Entry] = []  # the initial lines, sent before the ring's
-        self._carry: str | None = None  # rendered, but did not fit in the previous frame
-        self._ring: LineRing | None = None
+        super().__init__(grep=grep, html=html, inline_styles=inline_styles)
         self._follower: Followed | None = None
-        self.cursor = 0  # the next ring entry to take
-        self.sent = 0  # the entries before it are out: the last frame taken was sent
-        self._taken = 0  # the cursor after the last frame taken
-        self.in_flight = False  # a frame was taken and is being sent
-        self._awaiting_preface = False  # initial lines are being read: nothing goes before
         self._ready = asyncio.Event()
 
-    def attach(self, follower: Followed, initial: list[str] | None) -> None:
-        """Start at the follower's end, after ``initial`` lines of what came before it;
-        ``None``: they are being read, and come (``receive_preface``) before anything else."""
-        self._follower, self._ring = follower, follower.ring
-        self.cursor = self.sent = self._taken = follower.ring.end
-        self._awaiting_preface = initial is None
-        if initial is not None:
-            self.receive_preface(initial)
+    def attach_to(self, follower: Followed, initial: list[str] | None) -> None:
+        """``attach`` to the follower's ring, and tell it when frames go out."""
+        self._follower = follower
+        self.attach(follower.ring, initial)
 
     def receive_preface(self, lines: list[str]) -> None:
-        self._preface.extend(lines)
-        self._awaiting_preface = False
+        super().receive_preface(lines)
         self.wake()
 
     def wake(self) -> None:
         self._ready.set()
-
-    @property
-    def has_pending(self) -> bool:
-        """Lines not yet taken: the initial ones, or the ring's beyond the cursor."""
-        if self._awaiting_preface:
-            return False
-        ring = self._ring
-        return bool(self._preface or self._carry) or (ring is not None and self.cursor < ring.end)
 
     async def next_frame(self) -> str:
         """Wait for lines, then take what piled up, up to the frame size."""
@@ -161,82 +130,16 @@ class Viewer:
             if not self.has_pending:
                 self._ready.clear()
             if frame is not None:
-                self.in_flight = True
                 return frame
             self.receive_sent()  # all filtered out: nothing to send is as good as sent
 
-    def take_frame(self) -> str | None:
-        """The next frame's text, or ``None`` if nothing (that passes the filter) is waiting."""
-        if self._awaiting_preface:
-            return None
-        parts: list[str] = []
-        size = 0
-        if self._carry is not None:
-            parts.append(self._carry)
-            size = _nbytes(self._carry) + 1
-            self._carry = None
-        if self._preface:
-            taken = 0
-            for entry in self._preface:
-                size = self._add(parts, entry, size)
-                taken += 1
-                if self._carry is not None:
-                    break
-            del self._preface[:taken]
-        elif self._ring is not None:
-            size = self._take_from_ring(parts, size, self._ring)
-        return "\n".join(parts) if parts else None
-
-    def _take_from_ring(self, parts: list[str], size: int, ring: LineRing) -> int:
-        if self.cursor < ring.start:
-            lost = ring.start - self.cursor
-            self.skipped_total += lost
-            self.cursor = ring.start
-            size = self._add(
-                parts, Marker(f"skipped {lost} lines (this viewer could not keep up)"), size
-            )
-        end = ring.end
-        while self.cursor < end and self._carry is None:
-            size = self._add(parts, ring[self.cursor], size)
-            self.cursor += 1
-        self._taken = self.cursor
-        return size
-
-    def receive_sent(self) -> None:
+    def receive_sent(self) -> bool:
         """The frame last taken is out: reading may go on for this viewer."""
-        self.in_flight = False
-        if self.sent != self._taken:
-            self.sent = self._taken
-            # Only reading that waits needs to hear of it: each call looks at every viewer.
-            if self._follower is not None and self._follower.waiting:
-                self._follower.receive_progress()
-
-    def _add(self, parts: list[str], entry: Entry, size: int) -> int:
-        """Render ``entry`` into ``parts``, or into the carry if the frame is full."""
-        rendered = self.render(entry)
-        if rendered is None:
-            return size
-        cost = _nbytes(rendered) + 1
-        if parts and size + cost > MAX_FRAME_BYTES:
-            self._carry = rendered
-            return size
-        parts.append(rendered)
-        return size + cost
-
-    def render(self, entry: Entry) -> str | None:
-        """An entry as the viewer sees it, or ``None`` if its filter drops it."""
-        if isinstance(entry, Marker):
-            marker = f"[heartwatch] {entry.text}"
-            if self._converter is None:
-                return marker
-            return f'<span class="hw-marker">{html.escape(marker)}</span>'
-        if self.grep is not None and not self.grep.matches(entry):
-            return None
-        return entry if self._converter is None else self._converter.convert(entry)
-
-
-def _nbytes(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode())
+        moved = super().receive_sent()
+        # Only reading that waits needs to hear of it: each call looks at every viewer.
+        if moved and self._follower is not None and self._follower.waiting:
+            self._follower.receive_progress()
+        return moved
 
 
 class FileFollower:
@@ -246,7 +149,7 @@ class FileFollower:
         self.target = target
         self.path = target.path  # for inotify and messages; never opened by this name
         self.ring = ring
-        self.viewers: set[Viewer] = set()
+        self.pacer: ReadPacer[Viewer] = ReadPacer(ring)  # what enters the ring, and when
         self.joining = 0  # subscribers waiting for it to start
         self._loop = asyncio.get_running_loop()
         self._fd = -1
@@ -257,10 +160,17 @@ class FileFollower:
         self._watch: asyncio.Task[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pump_scheduled = False
-        self.paused = False  # the fastest viewer is a whole history behind
         self.closed = False
         self._inotify = False  # woken by inotify (else polled): a change always wakes it
-        self._held: deque[Entry] = deque()  # read, waiting for room in the ring
+
+    @property
+    def viewers(self) -> set[Viewer]:
+        return self.pacer.views
+
+    @property
+    def paused(self) -> bool:
+        """Reading waits: the fastest viewer is a whole history behind."""
+        return self.pacer.paused
 
     async def start(self, opened: int | None = None) -> None:
         """Open the file (if it exists) positioned after its last complete line, and watch.
@@ -330,13 +240,9 @@ class FileFollower:
             return None
         # Lines read but still held (waiting for room in the ring) reach a new viewer through
         # the ring: leave them out here, or it would get them twice.
-        held = 0
-        for entry in reversed(self._held):
-            if isinstance(entry, Marker):
-                if entry.new_file:
-                    return None  # held lines of an older file: no initial lines fit before
-                break
-            held += 1
+        held = self.pacer.held_of_open_file()
+        if held is None:
+            return None  # held lines of an older file: no initial lines fit before them
         fd, end = os.dup(self._fd), self._follow.offset  # a rotation may close ours meanwhile
 
         def read() -> list[str]:
@@ -351,16 +257,16 @@ class FileFollower:
     @property
     def waiting(self) -> bool:
         """Lines read wait for room in the ring (and reading may wait for them)."""
-        return self.paused or bool(self._held)
+        return self.pacer.waiting
 
     def receive_progress(self) -> None:
         """A viewer sent lines (or joined, or left): let held lines in, and read on if reading
         waited for it."""
         if self.closed:
             return
-        self._release()
-        if self.paused and not self._held:
-            self.paused = False
+        released, resumed = self.pacer.receive_progress()
+        self._wake_if(released)
+        if resumed:
             self._schedule_pump()
 
     # -- reading ---------------------------------------------------------------------------
@@ -384,16 +290,6 @@ class FileFollower:
             at_path = FileStat(info_at_path.st_dev, info_at_path.st_ino, info_at_path.st_size)
         return open_file, at_path
 
-    def _fastest(self) -> int:
-        """Where the viewer furthest ahead in what it has sent stands."""
-        return max((viewer.sent for viewer in self.viewers), default=self.ring.end)
-
-    def _protected(self, fastest: int) -> int:
-        """History from here on is kept: what the fastest sent, and what viewers waiting for
-        lines (not stuck in a send) have yet to take: they keep up, and run next."""
-        waiting = [viewer.cursor for viewer in self.viewers if not viewer.in_flight]
-        return min(fastest, *waiting) if waiting else fastest
-
     def pump(self) -> None:
         """Act on whatever changed, within the read budget; reschedule if more is left."""
         self._pump_scheduled = False
@@ -406,9 +302,8 @@ class FileFollower:
             if isinstance(step, Track):
                 self._track()  # kept even while reading waits: it may be renamed away soon
                 continue
-            if self._held:
-                self.paused = True  # the fastest viewer's next frame resumes it
-                break
+            if not self.pacer.may_read():
+                break  # the fastest viewer's next frame resumes it
             if isinstance(step, Wait):
                 break
             if isinstance(step, Read):
@@ -496,7 +391,7 @@ class FileFollower:
         budget ran out): the pump that reads on arms this timer again.
         """
         self._flush_timer = None
-        if self.closed or self.paused or self._pump_scheduled or self._unread():
+        if self.closed or self.pacer.paused or self._pump_scheduled or self._unread():
             return
         self._publish(self._assembler.flush())
 
@@ -504,15 +399,9 @@ class FileFollower:
         return self._fd >= 0 and os.fstat(self._fd).st_size > self._follow.offset
 
     def _publish(self, entries: Sequence[Entry]) -> None:
-        if entries:
-            self._held.extend(entries)
-            self._release()
+        self._wake_if(self.pacer.receive_entries(entries))
 
-    def _release(self) -> None:
-        """Move held lines into the ring while the fastest viewer has room; trim; wake."""
-        fastest = self._fastest()
-        released = self.ring.fill(self._held, fastest)
-        self.ring.trim(self._protected(fastest))
+    def _wake_if(self, released: int) -> None:
         if released:
             for viewer in self.viewers:
                 viewer.wake()
@@ -608,7 +497,7 @@ class LogHub:
             if not follower.viewers and not follower.joining:
                 self._forget(follower)
             raise
-        viewer.attach(follower, None if read is not None else [])
+        viewer.attach_to(follower, None if read is not None else [])
         follower.viewers.add(viewer)
         # It sent nothing yet, so it is as far ahead as can be: reading that waited for a
         # stalled viewer goes on for it at once.
@@ -644,10 +533,6 @@ class LogHub:
             if task is not None
         ]
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    @property
-    def followed(self) -> int:
-        return len(self._followers)
 
     def _forget(self, follower: FileFollower) -> None:
         if self._followers.get(follower.target) is follower:

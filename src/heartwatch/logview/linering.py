@@ -3,13 +3,13 @@
 Every entry gets a sequence number; a viewer is a cursor (the number of the next entry it
 wants). The ring keeps:
 
-- everything a viewer that keeps up has not taken yet (the driver says from where:
+- everything a viewer that keeps up has not taken yet (pacing says from where:
   ``trim(protected)``), so such a viewer never loses a line, however small the history is;
 - beyond that, at most ``capacity`` entries and ``max_bytes`` bytes of history for slower
   viewers. A viewer whose cursor falls below ``start`` has lost ``start - cursor`` entries and
   is told so.
 
-The reader of the file lets entries in with ``fill(held, fastest)`` only while the fastest
+Entries are let in with ``fill(held, fastest)`` (by ``pacing.py``) only while the fastest
 viewer is less than ``capacity`` entries (and ``max_bytes``) behind, and stops reading until
 that viewer catches up. The file on disk is then the buffer, as it is for ``tail -f`` over a
 slow link, so memory stays bounded (history plus one read) and only viewers slower than the
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -41,10 +40,14 @@ class Marker:
 Entry = str | Marker
 
 
-def entry_size(entry: Entry) -> int:
-    """Bytes an entry costs as UTF-8 (ASCII, the usual case, without encoding it)."""
-    text = entry.text if isinstance(entry, Marker) else entry
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` costs as UTF-8 (ASCII, the usual case, without encoding it)."""
     return len(text) if text.isascii() else len(text.encode())
+
+
+def entry_size(entry: Entry) -> int:
+    """Bytes an entry costs as UTF-8."""
+    return utf8_size(entry.text if isinstance(entry, Marker) else entry)
 
 
 class LineRing:
@@ -78,12 +81,6 @@ class LineRing:
             raise IndexError(f"entry {seq} is not kept (kept: {self.start}..{self.end - 1})")
         return self._entries[seq - self._base]
 
-    def append(self, entries: Iterable[Entry]) -> None:
-        for entry in entries:
-            self._sizes.append(self._total)
-            self._entries.append(entry)
-            self._total += entry_size(entry)
-
     def fill(self, held: deque[Entry], fastest: int) -> int:
         """Move entries from the front of ``held`` while the viewer at ``fastest`` has room
         (``capacity`` entries, ``max_bytes`` bytes beyond it); return how many moved."""
@@ -108,10 +105,6 @@ class LineRing:
         if seq >= self.end:
             return 0
         return self._total - self._sizes[seq - self._base]
-
-    def is_full(self, fastest: int) -> bool:
-        """Whether the viewer at ``fastest`` is as far behind as history may be."""
-        return self.end - fastest >= self.capacity or self.bytes_from(fastest) >= self.max_bytes
 
     def trim(self, protected: int) -> None:
         """Drop history beyond the bounds, but nothing numbered ``protected`` or later."""
