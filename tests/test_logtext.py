@@ -111,7 +111,7 @@ def reader(data: bytes) -> tuple[tailread.ReadAt, int]:
 def test_last_lines(data: bytes, count: int, lines: list[bytes], end: int) -> None:
     """The last complete lines, and where following starts (after the last newline)."""
     tail = read_last_lines(*reader(data), count)
-    assert (tail.lines, tail.end, tail.cut) == (lines, end, False)
+    assert (tail.lines, tail.end) == (lines, end)
 
 
 @given(
@@ -125,12 +125,7 @@ def test_last_lines_match_a_whole_read_for_any_block_size(
 ) -> None:
     """Reading backwards in blocks of any size gives what splitting the whole file gives."""
     data = b"".join(line + b"\n" for line in lines) + partial
-    original = tailread.BLOCK_SIZE
-    tailread.BLOCK_SIZE = block
-    try:
-        tail = read_last_lines(*reader(data), count)
-    finally:
-        tailread.BLOCK_SIZE = original
+    tail = read_last_lines(*reader(data), count, block_size=block)
     assert tail.lines == lines[-count:]
     assert tail.end == len(data) - len(partial)
 
@@ -155,13 +150,20 @@ def test_last_lines_reads_only_the_end_of_a_big_file() -> None:
     assert sum(reads) <= 2 * tailread.BLOCK_SIZE
 
 
-def test_last_lines_bounded_on_one_enormous_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file that is one endless line is not read whole; the line shown is marked cut."""
-    monkeypatch.setattr(tailread, "BLOCK_SIZE", 100)
-    tail = read_last_lines(*reader(b"x" * 1000 + b"\nend\n"), 5, max_bytes=200)
+def test_last_lines_bounded_on_one_enormous_line() -> None:
+    """A file that is one endless line is not read whole; the line shown is only its end."""
+    reads: list[int] = []
+    read_at, size = reader(b"x" * 1000 + b"\nend\n")
+
+    def counted(offset: int, length: int) -> bytes:
+        reads.append(length)
+        return read_at(offset, length)
+
+    tail = read_last_lines(counted, size, 5, max_bytes=200, block_size=100)
     assert tail.lines[-1] == b"end"
-    assert tail.cut
-    assert len(tail.lines[0]) < 1000
+    assert len(tail.lines) == 2 and 0 < len(tail.lines[0]) < 1000
+    assert tail.lines[0] == b"x" * len(tail.lines[0])  # the end of the long line, cut
+    assert sum(reads) <= 300
 
 
 def stat(ino: int, size: int) -> FileStat:

@@ -21,25 +21,30 @@ ReadAt = Callable[[int, int], bytes]
 class Tail:
     lines: list[bytes]  # without their newlines, oldest first
     end: int  # offset just after the last complete line: where following starts
-    cut: bool  # True if the first line shown is only the end of a longer line
 
 
 def read_last_lines(
-    read_at: ReadAt, size: int, count: int, *, max_bytes: int = 16 * 1024 * 1024
+    read_at: ReadAt,
+    size: int,
+    count: int,
+    *,
+    max_bytes: int = 16 * 1024 * 1024,
+    block_size: int = BLOCK_SIZE,
 ) -> Tail:
-    """The last ``count`` complete lines of a file of ``size`` bytes.
+    """The last ``count`` complete lines of a file of ``size`` bytes, read ``block_size``
+    bytes at a time.
 
     At most ``max_bytes`` are read backwards (a file of one enormous line must not be read
-    whole); if that bound is hit, the oldest line returned is cut and ``cut`` says so.
+    whole); if that bound is hit, the oldest line returned is only the end of its line.
     """
     if count <= 0 or size <= 0:
-        return Tail([], max(size, 0), False)
+        return Tail([], max(size, 0))
     position = size
     chunks: list[bytes] = []
     newlines = 0
     end: int | None = None
     while position > 0 and size - position < max_bytes:
-        start = max(0, position - BLOCK_SIZE)
+        start = max(0, position - block_size)
         block = read_at(start, position - start)
         if not block:
             break
@@ -59,10 +64,6 @@ def read_last_lines(
         if newlines > count:
             break
     if end is None:
-        return Tail([], 0, False)  # no complete line at all: all of it is the follower's
-    data = b"".join(reversed(chunks))
-    lines = data.split(b"\n")[:-1]
-    reached_start = position == 0
-    if len(lines) > count:
-        return Tail(lines[-count:], end, False)
-    return Tail(lines, end, not reached_start)
+        return Tail([], 0)  # no complete line at all: all of it is the follower's
+    lines = b"".join(reversed(chunks)).split(b"\n")[:-1]
+    return Tail(lines[-count:], end)
