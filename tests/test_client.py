@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from heartwatch import AsyncHeartbeat, Heartbeat
+from heartwatch.client import wallclock
 from heartwatch.client.address import token_for
 from heartwatch.client.outbox import Outbox
 from heartwatch.integrations.pika import beating, poll
@@ -22,13 +23,22 @@ from heartwatch.integrations.pika import beating, poll
 CALL_BOUND = 1.0
 
 
+def outbox(
+    service: str | None, max_events: int = 1000, token: str | None = None, now: float = 0.0
+) -> Outbox:
+    """An outbox on a clock that stands still (events are stamped from it)."""
+    return Outbox(
+        service, max_events, token, clock=lambda: now, local_second=lambda second: f"@{second}"
+    )
+
+
 def lines_of(data: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in data.splitlines() if line]
 
 
 def test_outbox_coalesces_beats_and_orders_events_first() -> None:
     """Many beats while blocked are one beat; events keep their order and come first."""
-    box = Outbox("svc")
+    box = outbox("svc")
     for _ in range(100):
         box.beat()
     box.event("poiid", {"id": 1})
@@ -41,7 +51,7 @@ def test_outbox_coalesces_beats_and_orders_events_first() -> None:
 
 def test_outbox_bound_drops_oldest_and_reports_the_count_once() -> None:
     """Past max_events the oldest go; the next heartbeat carries how many."""
-    box = Outbox("svc", max_events=3)
+    box = outbox("svc", max_events=3)
     for i in range(5):
         box.event("x", i)
     box.beat()
@@ -54,7 +64,7 @@ def test_outbox_bound_drops_oldest_and_reports_the_count_once() -> None:
 
 def test_outbox_put_back_keeps_whole_lines_and_counts_a_torn_event() -> None:
     """After a broken send, unstarted lines come back in order; a half-sent event is counted."""
-    box = Outbox("svc")
+    box = outbox("svc")
     box.event("a")
     box.event("b")
     box.event("c")
@@ -67,9 +77,41 @@ def test_outbox_put_back_keeps_whole_lines_and_counts_a_torn_event() -> None:
     assert resent[-1]["dropped"] == 1
 
 
+def test_outbox_stamps_events_from_the_clock_it_is_given() -> None:
+    """An event's time is the injected clock's (or the one given), as local time with
+    milliseconds; each second is formatted once, then reused."""
+    formatted: list[int] = []
+    moments = iter([1000.25, 1000.5, 1001.0])
+
+    def local_second(second: int) -> str:
+        formatted.append(second)
+        return f"second {second}"
+
+    box = Outbox("svc", clock=lambda: next(moments), local_second=local_second)
+    for _ in range(3):
+        box.event("x")
+    box.event("y", sent_at=5.125)
+    sent = lines_of(box.take_lines())
+    assert [m["time"] for m in sent] == [
+        "second 1000.250",
+        "second 1000.500",
+        "second 1001.000",
+        "second 5.125",
+    ]
+    assert formatted == [1000, 1001, 5]
+
+
+def test_the_wall_clock_writes_local_time_as_the_original_client() -> None:
+    """The drivers' clock: local ``YYYY-MM-DD HH:MM:SS`` for a whole second."""
+    second = int(time.time())
+    assert wallclock.local_second(second) == time.strftime(
+        "%Y-%m-%d %H:%M:%S", time.localtime(second)
+    )
+
+
 def test_outbox_status_and_ready_ride_on_the_heartbeat() -> None:
     """status() and ready() produce one heartbeat carrying both."""
-    box = Outbox(None)
+    box = outbox(None)
     box.status("warming up")
     box.ready()
     assert lines_of(box.take_lines()) == [
@@ -415,12 +457,12 @@ def test_pika_beating_wrapper_beats_before_handling() -> None:
 
 def test_outbox_sends_a_token_in_every_message_when_given() -> None:
     """For a daemon on another machine every line carries the token; otherwise none does."""
-    box = Outbox("svc", token="ingest-secret")
+    box = outbox("svc", token="ingest-secret")
     box.event("poiid", {"id": 1})
     box.beat()
     lines = [json.loads(line) for line in box.take_lines().splitlines()]
     assert [line["token"] for line in lines] == ["ingest-secret", "ingest-secret"]
-    plain = Outbox("svc")
+    plain = outbox("svc")
     plain.beat()
     assert "token" not in json.loads(plain.take_lines())
 

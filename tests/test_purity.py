@@ -108,6 +108,12 @@ def test_the_check_catches_an_impure_import(tmp_path: Path) -> None:
     assert imports_of(module) == {"time", "heartwatch.config"}
 
 
+def test_the_heartbeat_clients_outbox_is_sans_io() -> None:
+    """``client/outbox.py`` decides what a client sends; its drivers hand it the clock."""
+    impure = imports_of(SRC / "client" / "outbox.py") - PURE_STDLIB - {"orjson"}
+    assert impure == set(), f"client/outbox.py imports {sorted(impure)}"
+
+
 # Who may not import whom: the layers point one way (core <- drivers <- assembly), and the
 # daemon's drivers do not reach into the HTTP side (web uses them, not the reverse).
 UPWARD = {

@@ -6,26 +6,20 @@ way (newest wins). Data events are facts and are queued, up to a bound; beyond i
 dropped and counted, and the count rides on the next heartbeat (``"dropped": N``) so the daemon
 learns what was lost. ``take_lines()`` hands the driver everything due, in order, as one bytes
 object of newline-terminated JSON lines.
+
+No clock is read here: the driver (``sync.py``, ``aio.py``) hands in the wall clock and the
+local-time formatting (``wallclock.py``), so a test gives its own.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-_BEAT_CACHE: dict[tuple[str | None, str | None], bytes] = {}
 # Every heartbeat line starts so: json.dumps keeps "type" first, as it is written first.
 _HEARTBEAT_PREFIX = b'{"type":"heartbeat"'
-
-
-def _beat_line(service: str | None, token: str | None) -> bytes:
-    # A plain heartbeat is the same bytes every time: encode it once.
-    line = _BEAT_CACHE.get((service, token))
-    if line is None:
-        line = _BEAT_CACHE[service, token] = _encode(_message("heartbeat", service, token))
-    return line
 
 
 def _message(kind: str, service: str | None, token: str | None) -> dict[str, Any]:
@@ -56,14 +50,29 @@ except ImportError:  # pragma: no cover - platforms without an orjson wheel
 
 
 class Outbox:
-    """``token``: sent in every message (needed only by a daemon on another machine)."""
+    """``token``: sent in every message (needed only by a daemon on another machine).
+
+    ``clock``: the wall clock, epoch seconds (an event's default time); ``local_second``: a
+    whole second as local ``YYYY-MM-DD HH:MM:SS``, as the original client writes times.
+    """
 
     def __init__(
-        self, service: str | None, max_events: int = 1000, token: str | None = None
+        self,
+        service: str | None,
+        max_events: int = 1000,
+        token: str | None = None,
+        *,
+        clock: Callable[[], float],
+        local_second: Callable[[int], str],
     ) -> None:
         self.service = service
         self.token = token
         self.max_events = max_events
+        self._clock = clock
+        self._local_second = local_second
+        self._stamped: tuple[int, str] = (-1, "")  # the last second formatted: once a second
+        # A plain heartbeat is the same bytes every time: encoded once.
+        self._plain_beat = _encode(_message("heartbeat", service, token))
         self.dropped = 0  # events lost to the bound, not yet reported
         self.dropped_total = 0
         self._beat = False
@@ -88,7 +97,7 @@ class Outbox:
     def event(self, kind: str, data: Any = None, sent_at: float | None = None) -> None:
         """Queue a data event; ``sent_at`` (epoch seconds) defaults to now."""
         message = _message(kind, self.service, self.token)
-        message["time"] = _format_time(sent_at)
+        message["time"] = self._format_time(self._clock() if sent_at is None else sent_at)
         if data is not None:
             message["data"] = data
         try:
@@ -139,7 +148,7 @@ class Outbox:
     def _take_beat(self) -> bytes:
         self._beat = False
         if not (self._ready or self._status is not None or self.dropped):
-            return _beat_line(self.service, self.token)
+            return self._plain_beat
         message = _message("heartbeat", self.service, self.token)
         if self._ready:
             message["ready"] = True
@@ -150,15 +159,10 @@ class Outbox:
         self._ready, self._status, self.dropped = False, None, 0
         return _encode(message)
 
-
-_second_cache: tuple[int, str] = (-1, "")
-
-
-def _format_time(epoch: float | None) -> str:
-    """Local time as the original client writes it, with milliseconds (strftime once a second)."""
-    global _second_cache
-    moment = time.time() if epoch is None else epoch
-    second = int(moment)
-    if second != _second_cache[0]:
-        _second_cache = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
-    return f"{_second_cache[1]}.{int(moment % 1 * 1000):03d}"
+    def _format_time(self, epoch: float) -> str:
+        """Local time as the original client writes it, with milliseconds (the second
+        formatted once a second)."""
+        second = int(epoch)
+        if second != self._stamped[0]:
+            self._stamped = (second, self._local_second(second))
+        return f"{self._stamped[1]}.{int(epoch % 1 * 1000):03d}"
