@@ -148,12 +148,14 @@ async def synced(reader: Reader, path: Path, tag: str = "begin") -> None:
 
 
 async def refusal(url: str, timeout: float = 5.0, **kwargs: Any) -> tuple[int | None, str]:
-    """Connect and return the close code and reason; fail if lines come, or after a bound."""
-    started = time.monotonic()
+    """Connect and return the close code and reason; fail if lines come, or after a bound.
+
+    The bound is ``until_closed``'s (the close must come within ``timeout`` of the handshake);
+    the handshake has its own. No wall-clock check on top: the two add up on a busy machine.
+    """
     async with viewer(url, **kwargs) as reader:
         code, reason = await reader.until_closed(timeout)
     assert reader.lines == [], f"{url}: lines before the refusal: {reader.lines[:5]!r}"
-    assert time.monotonic() - started < scaled(timeout)
     return code, reason
 
 
@@ -477,22 +479,26 @@ def test_huge_line_in_initial_lines_is_cut_too(pipeline: Pipeline) -> None:
 
 
 def test_last_lines_of_a_1gb_file_come_fast(pipeline: Pipeline) -> None:
-    """``lines=200&follow=false`` on a 1 GiB file: its last 200 lines, quickly, then 1000."""
+    """``lines=200&follow=false`` on a 1 GiB file: its last 200 lines, read from the end (not
+    the whole gigabyte), then 1000."""
     root = pipeline.folder / "applogs"
     daemon = start(pipeline, root)
     path = root / "big.log"
     with path.open("wb") as f:
         f.truncate(1024 * MIB)  # sparse: a gigabyte of zeros that costs no disk
     append(path, "".join(f"{i}\n" for i in range(300)).encode())
+    process = psutil.Process(daemon.pid)
 
     async def main() -> None:
-        started = time.monotonic()
+        read_before = process.io_counters().read_chars
         async with viewer(file_url(daemon, path, lines=200, follow="false")) as reader:
             code, reason = await reader.until_closed(timeout=10)
-        elapsed = time.monotonic() - started
+        # What the daemon read (files and sockets alike) proves the speed without a clock: a
+        # scan for the last lines would read the gigabyte; from the end, a few blocks.
+        read = process.io_counters().read_chars - read_before
         assert (code, reason) == (1000, "end of the initial lines")
         assert reader.lines == [str(i) for i in range(100, 300)]
-        assert elapsed < scaled(2.0), f"{elapsed:.2f} s for the last 200 lines"
+        assert read < 16 * MIB, f"the daemon read {read / MIB:.1f} MiB for the last 200 lines"
 
     asyncio.run(main())
 
@@ -745,9 +751,15 @@ def test_abruptly_gone_viewers_free_their_state(pipeline: Pipeline) -> None:
         target = f"/ws/logs?{urlencode({'path': f'f{index}.log', 'lines': 2000})}"
         abrupt_viewer((host, port), target, reset=index % 2 == 0)
 
+    def following(indexes: range) -> list[str]:
+        """The files of those viewers the daemon still holds open."""
+        names = {f"f{index}.log" for index in indexes}
+        return [f.path for f in process.open_files() if Path(f.path).name in names]
+
     for index in range(warmup):
         cycle(index)
-    time.sleep(scaled(0.5))  # let the daemon notice the warm-up viewers are gone
+    # The daemon noticed the warm-up viewers are gone: it closed their files.
+    wait_until(lambda: not following(range(warmup)), "the warm-up viewers' files closed")
     fds, rss = process.num_fds(), process.memory_info().rss
     for index in range(warmup, warmup + cycles):
         cycle(index)
@@ -756,15 +768,27 @@ def test_abruptly_gone_viewers_free_their_state(pipeline: Pipeline) -> None:
         f"the daemon's descriptors back to {fds} (now {process.num_fds()})",
         timeout=10,
     )
-    grown = process.memory_info().rss - rss
-    assert grown < 32 * MIB, f"RSS grew by {grown / MIB:.1f} MiB over {cycles} viewers"
+    assert following(range(warmup, warmup + cycles)) == []
+
+    def grown() -> int:
+        return int(process.memory_info().rss - rss)
+
+    # Memory given back may lag the descriptors (a collection, the allocator): waited for.
+    wait_until(
+        lambda: grown() < 32 * MIB,
+        f"RSS back within 32 MiB of where it was (grew by {grown() / MIB:.1f} MiB over "
+        f"{cycles} viewers)",
+        timeout=10,
+    )
 
     async def main() -> None:
         started = time.monotonic()
         async with viewer(file_url(daemon, "f0.log", lines=3, follow="false")) as reader:
             assert (await reader.until_closed())[0] == 1000
         assert len(reader.lines) == 3 and reader.lines[-1].startswith("01999 ")
-        assert time.monotonic() - started < scaled(2.0)
+        # A sanity bound, generous on purpose (until_closed's own is 10 s): the daemon still
+        # answers a viewer promptly after the churn; 2 s flaked on a loaded 2-core machine.
+        assert time.monotonic() - started < scaled(10.0)
 
     asyncio.run(main())
     assert "Traceback" not in daemon.log_text() + daemon.stderr_text()
