@@ -46,10 +46,11 @@ def test_parse_duration_refuses_what_is_not_a_duration(text: object) -> None:
 
 
 def test_format_duration_reads_like_a_reason() -> None:
-    """Short spans keep a decimal; long ones read as h/m/s."""
+    """Tenths below 100 s; whole units above, two at most and no zero."""
+    assert format_duration(3.0) == "3.0 s"
     assert format_duration(61.23) == "61.2 s"
-    assert format_duration(600) == "10m"
-    assert format_duration(7505) == "2h5m5s"
+    assert format_duration(600) == "10 min"
+    assert format_duration(7505) == "2 h 5 min"
 
 
 def test_parse_size() -> None:

@@ -94,7 +94,7 @@ RULES = LivenessRules(
     ("now", "expected"),
     [
         (99.9, None),
-        (100.0, "no heartbeat within 1m40s startup grace"),
+        (100.0, "no heartbeat within 1 min 40 s startup grace"),
     ],
 )
 def test_liveness_grace_without_any_message(now: float, expected: str | None) -> None:
@@ -115,7 +115,7 @@ def test_liveness_heartbeat_and_data_deadlines() -> None:
     assert live.overdue(22.0) == "no heartbeat for 10.0 s"
     for t in range(20, 130, 5):
         live.receive_message("heartbeat", float(t))
-    assert live.overdue(125.0) == "no poiid for 1m53s"
+    assert live.overdue(125.0) == "no poiid for 1 min 53 s"
 
 
 def test_liveness_data_never_received_is_named() -> None:

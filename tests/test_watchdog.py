@@ -170,7 +170,7 @@ def test_data_deadline_fires_even_while_heartbeats_come() -> None:
         wd.receive_message("collector", "heartbeat", now)
         wd.tick(now)
     assert wd.record("collector").state is S.RESTARTING
-    assert wd.record("collector").reason == "no poiid for 10m"
+    assert wd.record("collector").reason == "no poiid for 10 min"
 
 
 def test_data_deadline_not_before_grace_end() -> None:

@@ -20,6 +20,7 @@ from heartwatch.client.oneshot import send_once
 from heartwatch.config import Config, ConfigError, config_warnings, load_config
 from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, parse_address
 from heartwatch.core.events import describe_exit
+from heartwatch.core.units import format_duration
 from heartwatch.daemon.daemon_info import read_daemon_info
 from heartwatch.daemon.oserrors import describe_os_error
 
@@ -475,11 +476,7 @@ def _request(method: str, path: str, config: Path, url: str | None) -> Any:
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return "-" if seconds is None else format_duration(seconds)
 
 
 _STATE_COLOURS = {

@@ -14,18 +14,21 @@ import {
   sleep,
 } from "../../src/heartwatch/web/static/dom.js";
 
-test("formatDuration: tenths below 10 s, then whole units, two at most", () => {
+test("formatDuration: tenths below 100 s, then whole units, two at most and no zero", () => {
+  // The daemon's style (core/units.py format_duration; tests/test_durations.py compares).
   assert.equal(formatDuration(0), "0.0 s");
   assert.equal(formatDuration(0.44), "0.4 s");
   assert.equal(formatDuration(9.94), "9.9 s");
-  assert.equal(formatDuration(10), "10 s");
-  assert.equal(formatDuration(42.9), "42 s");
-  assert.equal(formatDuration(60), "1 min 0 s");
+  assert.equal(formatDuration(10), "10.0 s");
+  assert.equal(formatDuration(42.9), "42.9 s");
+  assert.equal(formatDuration(99.94), "99.9 s");
+  assert.equal(formatDuration(100), "1 min 40 s");
   assert.equal(formatDuration(185), "3 min 5 s");
+  assert.equal(formatDuration(600), "10 min");
   assert.equal(formatDuration(3599), "59 min 59 s");
-  assert.equal(formatDuration(3600), "1 h 0 min");
+  assert.equal(formatDuration(3600), "1 h");
   assert.equal(formatDuration(2 * 3600 + 4 * 60 + 59), "2 h 4 min");
-  assert.equal(formatDuration(86400), "1 d 0 h");
+  assert.equal(formatDuration(86400), "1 d");
   assert.equal(formatDuration(3 * 86400 + 3600 + 5), "3 d 1 h");
 });
 
@@ -42,7 +45,9 @@ test("formatAge: whole seconds, '<1 s' below one, then as formatDuration", () =>
   assert.equal(formatAge(0.99), "<1 s");
   assert.equal(formatAge(1), "1 s");
   assert.equal(formatAge(59.9), "59 s");
-  assert.equal(formatAge(65), "1 min 5 s");
+  assert.equal(formatAge(65), "65 s");
+  assert.equal(formatAge(99.9), "99 s");
+  assert.equal(formatAge(125), "2 min 5 s");
 });
 
 test("formatTime: a clock time today, with the date on another day", () => {

@@ -35,6 +35,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from heartwatch.core.units import format_duration
+
 AlertKind = Literal["down", "recovered", "gave_up"]
 
 
@@ -60,7 +62,7 @@ class Alert:
     def body(self) -> str:
         text = f"{self.service}: {self.reason}"
         if self.downtime is not None:
-            text = f"{self.service} is running again after {format_downtime(self.downtime)} down"
+            text = f"{self.service} is running again after {format_duration(self.downtime)} down"
         if self.suppressed_before:
             text += f" ({self.suppressed_before} earlier alerts were suppressed by the rate limit)"
         return text
@@ -156,10 +158,6 @@ class AlertRules:
         ]
         return min(pending, default=None)
 
-    def is_down(self, service: str) -> bool:
-        alerts = self._services.get(service)
-        return alerts is not None and alerts.incident is not None
-
     def _allow(self, alerts: _ServiceAlerts, now: float) -> bool:
         sent = alerts.sent_at
         while sent and sent[0] <= now - self.rate_window:
@@ -185,14 +183,3 @@ class AlertRules:
             alert.downtime,
             suppressed_before=suppressed,
         )
-
-
-def format_downtime(seconds: float) -> str:
-    """``"4.2 s"``, ``"3m05s"``, ``"2h07m"``: as precise as a person needs."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"

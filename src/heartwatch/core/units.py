@@ -8,6 +8,7 @@ because that is what people mean when they size a log file.
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -45,18 +46,25 @@ def _parse_duration_text(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Render seconds the way people read them in a reason: ``61.2 s``, ``10m``, ``2h5m``."""
-    if seconds < 100:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-        f"{secs}s" if secs else "",
-    ]
-    return "".join(parts)
+    """Seconds as people read them, everywhere: reasons, alerts, ``heartwatch status``, and the
+    dashboard's ``formatDuration`` (a test holds it to the same output). Tenths below 100 s
+    (``4.2 s``, ``61.2 s``: a heartbeat timeout reads as configured), then whole units, two
+    at most and no zero (``3 min 5 s``, ``10 min``, ``2 h 4 min``, ``3 d 1 h``)."""
+    value = max(0.0, seconds)
+    if round(value, 1) < 100:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(math.floor(value), 60)
+    if minutes < 60:
+        return _two_units(minutes, "min", secs, "s")
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return _two_units(hours, "h", minutes, "min")
+    days, hours = divmod(hours, 24)
+    return _two_units(days, "d", hours, "h")
+
+
+def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big} {big_unit} {small} {small_unit}" if small else f"{big} {big_unit}"
 
 
 def parse_size(value: object) -> int:

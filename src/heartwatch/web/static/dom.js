@@ -40,24 +40,31 @@ export function byId(id) {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A duration in seconds as people read it: "0.4 s", "42 s", "3 min 5 s", "2 h 4 min", "3 d 1 h". */
+/** A duration in seconds as people read it, as the daemon writes it (core/units.py
+ * format_duration; tests/test_durations.py holds the two to the same output): tenths below
+ * 100 s ("4.2 s", "61.2 s"), then whole units, two at most and no zero ("3 min 5 s", "10 min",
+ * "2 h 4 min", "3 d 1 h"). */
 export function formatDuration(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "–";
   const s = Math.max(0, seconds);
-  if (s < 10) return `${s.toFixed(1)} s`;
-  if (s < 60) return `${Math.floor(s)} s`;
+  if (Math.round(s * 10) / 10 < 100) return `${s.toFixed(1)} s`;
   const minutes = Math.floor(s / 60);
-  if (minutes < 60) return `${minutes} min ${Math.floor(s % 60)} s`;
+  if (minutes < 60) return twoUnits(minutes, "min", Math.floor(s) % 60, "s");
   const hours = Math.floor(minutes / 60);
-  if (hours < 24) return `${hours} h ${minutes % 60} min`;
-  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  if (hours < 24) return twoUnits(hours, "h", minutes % 60, "min");
+  return twoUnits(Math.floor(hours / 24), "d", hours % 24, "h");
 }
 
-/** An age that ticks once a second: whole seconds ("<1 s" below one). */
+function twoUnits(big, bigUnit, small, smallUnit) {
+  return small ? `${big} ${bigUnit} ${small} ${smallUnit}` : `${big} ${bigUnit}`;
+}
+
+/** An age that ticks once a second: whole seconds ("<1 s" below one) while formatDuration
+ * would show tenths, then as formatDuration. */
 export function formatAge(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "–";
   if (seconds < 1) return "<1 s";
-  if (seconds < 60) return `${Math.floor(seconds)} s`;
+  if (seconds < 100) return `${Math.floor(seconds)} s`;
   return formatDuration(seconds);
 }
 
