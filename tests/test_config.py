@@ -471,3 +471,22 @@ def test_a_file_without_services_is_warned_about() -> None:
     assert [str(w) for w in config_warnings(config)] == [
         "service: no [[service]] in the file: there is nothing to supervise"
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("amqp://guest:Pa#ss-SEKRIT@127.0.0.1:1/", "user-info holds a raw '/', '?' or '#'"),
+        ("amqp://guest:Pa/ss@127.0.0.1/", "user-info holds a raw '/', '?' or '#'"),
+        ("amqp://g:p@h:notaport/", "the port of the queue URL is not a number"),
+        ("http://broker/", "starts with amqp:// or amqps://"),
+        ("amqp:///vhost", "names no host"),
+    ],
+)
+def test_queue_urls_are_checked_as_the_watch_will_read_them(url: str, expected: str) -> None:
+    """`check` finds what the queue watch would only find at run time, never quoting the URL
+    (its password)."""
+    found = problems_of({"service": [{"name": "a", "queue": {"name": "q", "url": url}}]})
+    assert [p for p in found if p.startswith("service[0] (a).queue.url:")] != []
+    assert any(expected in p for p in found), found
+    assert not any("SEKRIT" in p or "Pa/ss" in p for p in found)

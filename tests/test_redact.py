@@ -33,6 +33,11 @@ from heartwatch.core.redact import redact
         ("http://h/cb#access_token=t&state=x", "http://h/cb#access_token=***&state=x"),
         ("amqp://127.0.0.1:5672/%2F", "amqp://127.0.0.1:5672/%2F"),  # nothing to hide
         ("https://medium.com/@someone/post", "https://medium.com/@someone/post"),  # @ in a path
+        # A raw "#", "/" or "?" in a password (the review's case: logged in clear before).
+        ("amqp://guest:Pa#ss-SEKRIT@127.0.0.1:1/", "amqp://guest:***@127.0.0.1:1/"),
+        ("amqp://guest:Pa/ss-SEKRIT@127.0.0.1:1/v", "amqp://guest:***@127.0.0.1:1/v"),
+        ("amqp://guest:a?b@h/?password=x", "amqp://guest:***@h/?password=***"),
+        ("http://host:8080/a@b", "http://host:***@b"),  # masking too much, never too little
         ("no URL in this line", "no URL in this line"),
         ("user:pw@host without a scheme", "user:pw@host without a scheme"),
     ],
@@ -54,13 +59,13 @@ def test_redacts_every_url_inside_a_longer_text() -> None:
 
 
 _PASSWORD = st.text(
-    alphabet=string.ascii_letters + string.digits + "-._~!$&'()*+,;=:%@", min_size=1, max_size=30
+    alphabet=string.ascii_letters + string.digits + "-._~!$&'()*+,;=:%@/?#", min_size=1, max_size=30
 )
 
 
 @given(user=st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8), password=_PASSWORD)
 def test_no_password_survives(user: str, password: str) -> None:
-    """Whatever the password's characters (short of the ones that end an authority), it is gone."""
+    """Whatever the password's characters, even those that end an authority, it is gone."""
     marked = f"PW{password}PW"
     url = f"amqp://{user}:{marked}@broker.example:5672/vhost"
     redacted = redact(f"connecting to {url} now")

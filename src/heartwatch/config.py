@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -190,6 +191,27 @@ class QueueConfig(_Section):
     name: str
     stalled_after: Duration = 120.0
     check_interval: Duration | None = None  # default: stalled_after / 4, from 1 s to 30 s
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        # Checked as pika will read it, so that `check` says what the watch would only say
+        # at run time; the message never repeats the URL (it may hold a password).
+        parts = urlsplit(value)
+        if "@" not in parts.netloc and "@" in value.partition("://")[2]:
+            raise ValueError(
+                "the queue URL's user-info holds a raw '/', '?' or '#': percent-encode them "
+                "in the password (%2F, %3F, %23)"
+            )
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ValueError("a queue URL starts with amqp:// or amqps://")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError("the port of the queue URL is not a number from 0 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("the queue URL names no host")
+        return value
 
     @property
     def interval(self) -> float:

@@ -8,7 +8,9 @@ values of query or fragment parameters whose names say secret (``?password=***``
 
 URLs are found by their ``scheme://`` and parsed as RFC 3986 does (the authority ends at the
 first ``/``, ``?`` or ``#``; the user-info at its last ``@``), as pika and urllib parse them: a
-credential that would reach the broker is a credential this finds. A URL ends at whitespace.
+credential that would reach the broker is a credential this finds. A password a careless
+operator wrote with a raw ``/``, ``?`` or ``#`` in it (``guest:Pa#ss@host``) is masked too, up
+to the URL's last ``@``. A URL ends at whitespace.
 """
 
 from __future__ import annotations
@@ -47,12 +49,27 @@ def _redact_url(match: re.Match[str]) -> str:
             end = min(end, found)
     authority, tail = rest[:end], rest[end:]
     userinfo, at, host = authority.rpartition("@")
+    if (at or ":" in authority) and "@" in tail:
+        # A password holding a raw "/", "?" or "#" (``guest:Pa#ss@host``): the authority seems
+        # to end inside it. Mask up to the last "@" (at worst a port or a host, in a URL with
+        # "@" in its path too: masking too much beats printing a password).
+        user, colon, _ = authority.partition(":")
+        masked = f"{user}:{MASK}" if colon and "@" not in user else MASK
+        return f"{scheme}://{masked}@{_redact_url_tail(rest.rpartition('@')[2])}"
     if at:
         user, colon, _password = userinfo.partition(":")
         authority = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
-    if "=" in tail:
-        tail = _PARAMETER.sub(_redact_parameter, tail)
-    return f"{scheme}://{authority}{tail}"
+    return f"{scheme}://{authority}{_redact_tail(tail)}"
+
+
+def _redact_tail(tail: str) -> str:
+    """The path, query and fragment with secret parameters masked."""
+    return _PARAMETER.sub(_redact_parameter, tail) if "=" in tail else tail
+
+
+def _redact_url_tail(host_and_tail: str) -> str:
+    end = min((i for i in map(host_and_tail.find, "/?#") if i != -1), default=len(host_and_tail))
+    return host_and_tail[:end] + _redact_tail(host_and_tail[end:])
 
 
 def _redact_parameter(match: re.Match[str]) -> str:
