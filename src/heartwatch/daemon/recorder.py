@@ -23,12 +23,12 @@ from typing import TypeVar
 from loguru import logger
 
 from heartwatch.core.journal import JournalEntry
+from heartwatch.core.wire import HEARTBEAT
 from heartwatch.store import HistoryStore, MinuteCount
 
 T = TypeVar("T")
 
 PRUNE_EVERY_MINUTES = 360
-HEARTBEAT = "heartbeat"
 
 # service -> (messages, {data kind: count}): the watchdog's running totals.
 Totals = Mapping[str, tuple[int, Mapping[str, int]]]
