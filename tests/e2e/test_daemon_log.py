@@ -6,17 +6,19 @@ each test; the last test runs a real daemon whose queue's broker is down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import sys
+import threading
 import time
 
 import pytest
 from loguru import logger
 
 from e2e.daemon_logging import Configure, daemon_log
-from e2e.support import Pipeline, duration, scaled, wait_until
+from e2e.support import Pipeline, duration, wait_until
 from heartwatch.config import ConfigError, parse_config
 
 pytestmark = pytest.mark.e2e
@@ -176,22 +178,60 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class CountingBroker:
+    """A port that accepts and hangs up at once, counting the daemon's attempts: a pace.
+
+    A refused connection leaves no trace the test can count; a second watcher, with the same
+    interval, pointed here, does. When it has tried N times, the daemon's queue watchers have
+    had about N turns each.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.attempts = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed by close()
+            while True:
+                connection, _ = self.listener.accept()
+                connection.close()
+                self.attempts += 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
 def test_daemon_reports_a_down_broker_once_without_its_password(pipeline: Pipeline) -> None:
     url = f"amqp://guest:secretpw@127.0.0.1:{closed_port()}/%2F"
+    pace = CountingBroker()
+    beating = [
+        sys.executable,
+        "-c",
+        "from heartwatch import Heartbeat; import time\n"
+        "hb = Heartbeat()\n"
+        "while True: hb.beat(); time.sleep(0.1)",
+    ]
     pipeline.write_config(
         [
             {
                 "name": "consumer",
-                "command": [
-                    sys.executable,
-                    "-c",
-                    "from heartwatch import Heartbeat; import time\n"
-                    "hb = Heartbeat()\n"
-                    "while True: hb.beat(); time.sleep(0.1)",
-                ],
+                "command": beating,
                 "heartbeat_timeout": duration(5),
                 "queue": {"url": url, "name": "items", "check_interval": "0.1s"},
-            }
+            },
+            {
+                "name": "pacer",
+                "command": beating,
+                "heartbeat_timeout": duration(5),
+                "queue": {
+                    "url": f"amqp://127.0.0.1:{pace.port}/%2F",
+                    "name": "items",
+                    "check_interval": "0.1s",
+                },
+            },
         ]
     )
     daemon = pipeline.start_daemon()
@@ -203,9 +243,12 @@ def test_daemon_reports_a_down_broker_once_without_its_password(pipeline: Pipeli
         15,
     )
     assert status["queue"]["broker_problem"] == "broker unreachable (connection refused)"
-    time.sleep(scaled(2.0))  # about 20 more failed readings
+    # About 20 more failed readings, counted on the pacer's port (not slept for).
+    seen = pace.attempts
+    wait_until(lambda: pace.attempts >= seen + 20, "20 more queue readings", timeout=30)
+    pace.close()
     text = daemon.log_text()
-    problem_lines = [line for line in text.splitlines() if "cannot read queue" in line]
+    problem_lines = [line for line in text.splitlines() if "consumer: cannot read queue" in line]
     assert len(problem_lines) == 1, problem_lines
     assert "broker unreachable (connection refused)" in problem_lines[0]
     assert "amqp://guest:***@127.0.0.1:" in problem_lines[0]
