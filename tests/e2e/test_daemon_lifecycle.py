@@ -15,9 +15,10 @@ from e2e.support import Pipeline, alive, capture, hold_still, scaled, wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_hup_usr1_usr2_pipe_are_said_and_ignored_quit_stops_cleanly(pipeline: Pipeline) -> None:
-    """SIGHUP (a closed terminal, an init system's reload), SIGUSR1/2 and SIGPIPE leave the
-    daemon and its children running; SIGQUIT stops the children first, then the daemon."""
+def test_signals_that_do_not_stop_it_are_said_and_ignored_pwr_stops(pipeline: Pipeline) -> None:
+    """SIGHUP (a closed terminal, an init system's reload), the user, timer and real-time
+    signals, SIGPIPE and SIGXFSZ leave the daemon and its children running; SIGPWR stops the
+    children first, then the daemon."""
     pipeline.write_config(
         [
             {"name": "base", "command": worker_command()},
@@ -27,9 +28,10 @@ def test_hup_usr1_usr2_pipe_are_said_and_ignored_quit_stops_cleanly(pipeline: Pi
     daemon = pipeline.start_daemon()
     workers = [capture(daemon.wait_running(name)["pid"]) for name in ("base", "top")]
 
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
+    ignored = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGPROF)
+    for sig in (*ignored, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGRTMIN + 3):
         daemon.popen.send_signal(sig)
-    for name in ("SIGHUP", "SIGUSR1", "SIGUSR2"):
+    for name in (*(s.name for s in ignored), "SIGRTMIN+3"):
         wait_until(lambda name=name: f"received {name}: ignored" in daemon.log_text(), name)
     hold_still(
         lambda: daemon.popen.poll() is None and all(alive(w) for w in workers),
@@ -38,10 +40,39 @@ def test_hup_usr1_usr2_pipe_are_said_and_ignored_quit_stops_cleanly(pipeline: Pi
     )
     assert [s["state"] for s in daemon.services()] == ["running", "running"]
 
-    daemon.popen.send_signal(signal.SIGQUIT)
+    daemon.popen.send_signal(signal.SIGPWR)  # a UPS daemon's "power is failing"
     assert daemon.popen.wait(scaled(15)) == 0
     assert not any(alive(w) for w in workers)
     assert pipeline.marked_processes() == []
+    assert "received SIGPWR: stopping" in daemon.log_text()
+
+
+# Signals whose default action does not end a process, or that cannot be handled, or that are
+# the process's own faults (a handler would return to the faulting instruction).
+_NOT_ENDING = {"SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH", "SIGTSTP", "SIGTTIN", "SIGTTOU"}
+_UNHANDLED = {"SIGKILL", "SIGSTOP"}
+_FAULTS = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGIOT", "SIGSYS", "SIGTRAP"}
+_PYTHON_IGNORES = {"SIGPIPE", "SIGXFSZ"}
+
+
+def test_every_signal_that_would_end_the_daemon_is_handled() -> None:
+    """No signal whose default action ends a process is left to end the daemon silently."""
+    from heartwatch.assembly.daemon import _IGNORED_SIGNALS, _STOPPING_SIGNALS
+
+    handled = {*_STOPPING_SIGNALS, *_IGNORED_SIGNALS}
+    exempt = _NOT_ENDING | _UNHANDLED | _FAULTS | _PYTHON_IGNORES
+    left = [s.name for s in signal.Signals if s.name not in exempt and s not in handled]
+    assert left == []
+    assert set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)) <= handled
+
+
+def test_sigquit_stops_the_services_first(pipeline: Pipeline) -> None:
+    pipeline.write_config([{"name": "base", "command": worker_command()}])
+    daemon = pipeline.start_daemon()
+    worker = capture(daemon.wait_running("base")["pid"])
+    daemon.popen.send_signal(signal.SIGQUIT)
+    assert daemon.popen.wait(scaled(15)) == 0
+    assert not alive(worker)
     assert "received SIGQUIT: stopping" in daemon.log_text()
 
 

@@ -165,13 +165,36 @@ async def _stop_services(
         logger.warning("ended processes that outlived their services: {}", leftovers)
 
 
-# What each signal a terminal, a shell or an init system may send does to the daemon. Any
-# signal whose default action ends a process is handled here: none may end the daemon without
-# it stopping its children first (children of a dead daemon would run on under PID 1).
-_STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+def _signals(*names: str) -> tuple[signal.Signals, ...]:
+    """The named signals this platform has (SIGPWR and SIGSTKFLT are Linux's)."""
+    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
+
+
+# What each signal someone may send does to the daemon. Every signal whose default action ends
+# a process is handled here, so that none can end the daemon without it stopping its children
+# first (children of a dead daemon would run on under PID 1); left alone are SIGKILL, which
+# cannot be caught (the next daemon ends what it left), and the signals of the process's own
+# faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS, SIGTRAP), whose handler would return
+# to the faulting instruction. Stopping: a terminal's ^C and ^\, an init system's stop, a power
+# failure (SIGPWR, from UPS daemons), the CPU time limit (SIGXCPU, before the kernel's SIGKILL).
+_STOPPING_SIGNALS = _signals("SIGINT", "SIGTERM", "SIGQUIT", "SIGPWR", "SIGXCPU")
 # SIGHUP will mean "reload the configuration"; until then it is said and ignored, as are the
-# user signals. (SIGPIPE is ignored by Python itself: a closed pipe is an EPIPE error.)
-_IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# user signals and the timers' and I/O signals a stray `kill` may send. (SIGPIPE and SIGXFSZ
+# Python ignores itself: a closed pipe or a file too large is an error to the writer.)
+_IGNORED_SIGNALS: tuple[int, ...] = (
+    *_signals(
+        "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGSTKFLT"
+    ),
+    # The real-time signals end a process by default too (`kill -s RTMIN+3`).
+    *range(getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1) + 1),
+)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
 
 
 def _install_signal_handlers(
@@ -185,13 +208,13 @@ def _install_signal_handlers(
             logger.warning("received {} again: killing all services now", sig.name)
             supervisor.kill_all()
 
-    def on_ignored_signal(sig: signal.Signals) -> None:
-        logger.warning("received {}: ignored (it does not stop heartwatch)", sig.name)
+    def on_ignored_signal(sig: int) -> None:
+        logger.warning("received {}: ignored (it does not stop heartwatch)", _signal_name(sig))
 
-    for sig in _STOPPING_SIGNALS:
-        loop.add_signal_handler(sig, on_stopping_signal, sig)
-    for sig in _IGNORED_SIGNALS:
-        loop.add_signal_handler(sig, on_ignored_signal, sig)
+    for stopping in _STOPPING_SIGNALS:
+        loop.add_signal_handler(stopping, on_stopping_signal, stopping)
+    for ignored in _IGNORED_SIGNALS:
+        loop.add_signal_handler(ignored, on_ignored_signal, ignored)
 
 
 def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
