@@ -18,12 +18,14 @@ with nobody listening no timer runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, WebSocket
 from pydantic import BaseModel
+from starlette.websockets import WebSocketDisconnect
 
 from heartwatch.core.journal import JournalEntry
 from heartwatch.web.status import read_pulse, read_status
@@ -145,9 +147,12 @@ class EventFeed:
         self._subscribers.add(subscriber)  # before the snapshot: nothing falls between
         self._arm_pulse()
         try:
-            await websocket.accept()
-            await websocket.send_text(await self.snapshot())
-            await send_until_disconnect(websocket, self._send_forever(websocket, subscriber))
+            # A client gone before its snapshot (a reset right after the upgrade) just left:
+            # OSError is uvicorn's ClientDisconnected, RuntimeError a send after the close.
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await websocket.accept()
+                await websocket.send_text(await self.snapshot())
+                await send_until_disconnect(websocket, self._send_forever(websocket, subscriber))
         finally:
             self._subscribers.discard(subscriber)
 
