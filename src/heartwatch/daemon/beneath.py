@@ -195,8 +195,13 @@ def open_log(root: Path | str, parts: Sequence[str]) -> int:
     except OSError as error:
         raise refusal_for(error.errno or 0, error.strerror) from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise LogPathError(OUTSIDE_ROOTS, "not a regular file")
+        if info.st_nlink > 1:
+            # A second name for a file may be a way in from outside the roots (a hard link
+            # made by someone who may write below a root): no path check can tell which.
+            raise LogPathError(OUTSIDE_ROOTS, "a file with more than one name (a hard link)")
         os.set_blocking(fd, True)  # regular files never block; plain reads from here on
     except BaseException:
         os.close(fd)
