@@ -439,6 +439,11 @@ class Supervisor:
             env["NOTIFY_SOCKET"] = self.notify_address
         return env
 
+    def output_write_errors(self, name: str) -> int:
+        """Writes of ``name``'s output that were lost (a full disk): for status and metrics."""
+        output = self._outputs.get(name)
+        return 0 if output is None else output.write_errors
+
     def _output(self, name: str) -> RotatingOutput:
         output = self._outputs.get(name)
         if output is None:

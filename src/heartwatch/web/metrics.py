@@ -43,6 +43,11 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
     data = CounterMetricFamily(
         "heartwatch_data_events", "data events received", labels=["service", "kind"]
     )
+    lost_output = CounterMetricFamily(
+        "heartwatch_service_output_write_errors",
+        "writes of the service's stdout/stderr to its log that failed (output lost)",
+        labels=["service"],
+    )
     now = supervisor.now()
     for record in supervisor.watchdog.records():
         name = record.name
@@ -54,7 +59,8 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
             age.add_metric([name], now - record.last_seen_at)
         for kind, count in sorted(record.data_counts.items()):
             data.add_metric([name, kind], count)
-    yield from (state, up, restarts, age, data)
+        lost_output.add_metric([name], supervisor.output_write_errors(name))
+    yield from (state, up, restarts, age, data, lost_output)
 
     stats = supervisor.stats
     messages = CounterMetricFamily(

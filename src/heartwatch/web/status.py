@@ -63,6 +63,7 @@ class ServiceStatus(BaseModel):
     last_exit: str | None
     status: str | None  # the service's own words (STATUS=, "status")
     client_dropped: int  # data events its client reported dropping
+    output_write_errors: int  # writes of its stdout/stderr lost (a full disk): not in its log
     queue: QueueStatus | None
 
 
@@ -112,6 +113,7 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
         last_exit=record.last_exit,
         status=supervisor.status_text.get(name),
         client_dropped=supervisor.client_dropped[name],
+        output_write_errors=supervisor.output_write_errors(name),
         queue=None
         if record.queue is None or config.queue is None
         else QueueStatus(
