@@ -281,6 +281,25 @@ def test_notify_urls_are_checked_without_showing_them() -> None:
     assert not any("secret" in problem for problem in problems)
 
 
+def test_alerts_were_notify_and_the_old_name_still_works() -> None:
+    """``[notify]`` is read as ``[alerts]``, and problems in it are named as the file names
+    them; ``[alerts]`` and ``[notify]`` together are an error naming both."""
+    old = parse_config({"notify": {"rate_limit": 3}})
+    assert (old.alerts.rate_limit, old.alerts_section) == (3, "notify")
+    new = parse_config({"alerts": {"rate_limit": 4}})
+    assert (new.alerts.rate_limit, new.alerts_section) == (4, "alerts")
+    assert problems_of({"notify": {"rate_limit": 0, "rate_windw": 1}}) == [
+        "notify.rate_limit: Input should be greater than or equal to 1",
+        "notify.rate_windw: unknown key `rate_windw`; did you mean `rate_window`?",
+    ]
+    assert problems_of({"alerts": {"rate_limit": 0}}) == [
+        "alerts.rate_limit: Input should be greater than or equal to 1"
+    ]
+    assert problems_of({"notify": {}, "alerts": {}}) == [
+        "notify: [notify] is the old name of [alerts]; the file has both: keep [alerts]"
+    ]
+
+
 def test_history_defaults_to_the_state_dir(tmp_path: Path) -> None:
     """History lives beside the daemon's state unless [history] path says otherwise."""
     config = parse_config({"daemon": {"state_dir": "st"}}, base_dir=tmp_path, environ={})

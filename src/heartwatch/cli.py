@@ -17,7 +17,14 @@ import typer
 import heartwatch
 from heartwatch.client.address import token_for
 from heartwatch.client.oneshot import send_once
-from heartwatch.config import Config, ConfigError, config_warnings, load_config
+from heartwatch.config import (
+    ALERTS,
+    OLD_ALERTS,
+    Config,
+    ConfigError,
+    config_warnings,
+    load_config,
+)
 from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, parse_address
 from heartwatch.core.events import describe_exit
 from heartwatch.core.units import format_duration
@@ -33,7 +40,7 @@ app = typer.Typer(
     help="Keep data pipelines alive: supervise, hear heartbeats and data flow, recover.",
     no_args_is_help=True,
     add_completion=False,
-    # Help texts name TOML sections ("[notify]", "[logs]"): plain text, never rich markup.
+    # Help texts name TOML sections ("[alerts]", "[logs]"): plain text, never rich markup.
     rich_markup_mode=None,
     # A traceback must not print local variables: they hold tokens and notification URLs.
     pretty_exceptions_show_locals=False,
@@ -139,6 +146,9 @@ def check(
     loaded = _load(config)
     names = ", ".join(loaded.graph().start_order())
     out.print(f"{config}: ok, {len(loaded.service)} service(s), start order: {names}")
+    if loaded.alerts_section == OLD_ALERTS:
+        # A note, not a warning: --strict must not fail a file that works as it always did.
+        err.print(f"{config}: note: [{OLD_ALERTS}] is the old name of [{ALERTS}]; both work")
     warnings = config_warnings(loaded)
     if warnings:
         err.print(f"{config}: {len(warnings)} warning(s)", style="yellow")
@@ -405,23 +415,30 @@ def _tail_target(target: str | None, daemon: bool, config: Path, url: str | None
     )
 
 
-@app.command(name="notify-test")
-def notify_test(config: ConfigOption = Path("heartwatch.toml")) -> None:
-    """Send a test message through every [notify] URL; say which ones delivered it."""
+@app.command(name="alerts-test")
+def alerts_test(config: ConfigOption = Path("heartwatch.toml")) -> None:
+    """Send a test message through every [alerts] URL; say which ones delivered it.
+
+    Also as notify-test, its name from when [alerts] was [notify]."""
     from heartwatch.daemon.alerts import send_test
 
     loaded = _load(config)
-    if not loaded.notify.urls:
-        err.print(f"{config}: [notify] urls is empty: there is nothing to test")
+    section = loaded.alerts_section  # the keys named as the file names them
+    if not loaded.alerts.urls:
+        err.print(f"{config}: [{section}] urls is empty: there is nothing to test")
         raise typer.Exit(2)
-    results = asyncio.run(send_test(loaded.notify.urls, loaded.notify.timeout))
+    results = asyncio.run(send_test(loaded.alerts.urls, loaded.alerts.timeout))
     from rich.text import Text
 
     for index, scheme, delivered in results:
         verdict = ("delivered", "green") if delivered else ("not delivered", "red")
-        out.print(Text.assemble(f"notify.urls[{index}] ({scheme}://…): ", verdict))
+        out.print(Text.assemble(f"{section}.urls[{index}] ({scheme}://…): ", verdict))
     if not all(delivered for _, _, delivered in results):
         raise typer.Exit(1)
+
+
+# The name it had while [alerts] was [notify]: scripts and habits keep working.
+app.command(name="notify-test", help=alerts_test.__doc__, hidden=True)(alerts_test)
 
 
 @app.command()

@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
@@ -48,6 +49,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ALERTS, OLD_ALERTS = "alerts", "notify"  # [notify] until it was confused with sd_notify
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,8 @@ class HistoryConfig(_Section):
     retention: Duration = 30 * 86400.0
 
 
-class NotifyConfig(_Section):
-    """``[notify]``: alerts through apprise URLs."""
+class AlertsConfig(_Section):
+    """``[alerts]`` (``[notify]`` before: still read): alerts through apprise URLs."""
 
     urls: list[str] = []  # dingtalk://, wecom://, feishu://, tgram://, mailto://, json://, ...
     rate_limit: int = Field(default=10, ge=1)  # alerts per service per rate_window; gave-up always
@@ -329,10 +331,17 @@ class Config(_Section):
     daemon: DaemonConfig = DaemonConfig()
     logs: LogsConfig = LogsConfig()
     history: HistoryConfig = HistoryConfig()
-    notify: NotifyConfig = NotifyConfig()
+    alerts: AlertsConfig = AlertsConfig()
     service: list[ServiceConfig] = []
     # Filled by load_config: the folder relative paths are resolved against.
     base_dir: Path = Path(".")
+    # What the file calls [alerts]: "notify" in files written before the rename.
+    _alerts_section: str = PrivateAttr(default=ALERTS)
+
+    @property
+    def alerts_section(self) -> str:
+        """The name the file gave the alerts section, to speak of its keys as it does."""
+        return self._alerts_section
 
     def services_by_name(self) -> dict[str, ServiceConfig]:
         return {s.name: s for s in self.service}
@@ -363,6 +372,8 @@ def parse_config(
     problems: list[Problem] = []
     if "base_dir" in data:
         problems.append(Problem("base_dir", _unknown_key("base_dir", Config)))
+    data, alerts_section, rename_problems = _with_alerts_renamed(data)
+    problems.extend(rename_problems)
     config: Config | None = None
     try:
         config = Config.model_validate({**data, "base_dir": base_dir or Path(".")})
@@ -371,7 +382,7 @@ def parse_config(
     # Checks across keys read the raw document, so they are reported in the same round as
     # field errors, even when some service entries are broken.
     problems.extend(_cross_check(data))
-    # So are the checks on the server and notify sections: on the keys that are valid, even
+    # So are the checks on the server and alerts sections: on the keys that are valid, even
     # when other keys (or other sections) are not.
     raw_server = data.get("server")
     raw_server = raw_server if isinstance(raw_server, Mapping) else {}
@@ -382,14 +393,47 @@ def parse_config(
     server, token_problems = _with_environment_token(server, environ)
     problems.extend(token_problems)
     problems.extend(_exposure_problems(server, broken))
-    raw_notify = data.get("notify")
-    raw_urls = raw_notify.get("urls") if isinstance(raw_notify, Mapping) else None
+    raw_alerts = data.get(ALERTS)
+    raw_urls = raw_alerts.get("urls") if isinstance(raw_alerts, Mapping) else None
     problems.extend(_notification_url_problems(raw_urls if isinstance(raw_urls, list) else []))
     if problems or config is None:
+        problems = _under_section_name(problems, alerts_section)
         raise ConfigError(_name_services(problems, data))
     if server is not config.server:
         config = config.model_copy(update={"server": server})
+    config._alerts_section = alerts_section
     return config
+
+
+def _with_alerts_renamed(
+    data: Mapping[str, Any],
+) -> tuple[Mapping[str, Any], str, list[Problem]]:
+    """A file's ``[notify]`` read as ``[alerts]``, its name before; and the name it uses.
+
+    Both in one file is an error naming both: which one was meant cannot be guessed."""
+    if OLD_ALERTS not in data:
+        return data, ALERTS, []
+    if ALERTS in data:
+        both = Problem(
+            OLD_ALERTS,
+            f"[{OLD_ALERTS}] is the old name of [{ALERTS}]; the file has both: keep [{ALERTS}]",
+        )
+        return {k: v for k, v in data.items() if k != OLD_ALERTS}, ALERTS, [both]
+    renamed = {(ALERTS if key == OLD_ALERTS else key): value for key, value in data.items()}
+    return renamed, OLD_ALERTS, []
+
+
+def _under_section_name(problems: Sequence[Problem], alerts_section: str) -> list[Problem]:
+    """Problems in the alerts section, named as the file names it."""
+    if alerts_section == ALERTS:
+        return list(problems)
+    renamed = []
+    for problem in problems:
+        path = problem.path
+        if path == ALERTS or path.startswith((ALERTS + ".", ALERTS + "[")):
+            problem = Problem(alerts_section + path[len(ALERTS) :], problem.message)
+        renamed.append(problem)
+    return renamed
 
 
 def _with_environment_token(
@@ -438,7 +482,7 @@ def _notification_url_problems(urls: Sequence[object]) -> list[Problem]:
             scheme = url.partition("://")[0] if "://" in url else "?"
             problems.append(
                 Problem(
-                    f"notify.urls[{index}]",
+                    f"{ALERTS}.urls[{index}]",
                     f"({scheme}://…) is not a notification URL apprise accepts; "
                     "see https://github.com/caronc/apprise/wiki",
                 )

@@ -115,22 +115,31 @@ def test_control_answers_and_refusals_are_printed_as_they_are(
 
 
 def test_help_texts_keep_their_section_names(tmp_path: Path) -> None:
-    """``[notify]`` and ``[logs]`` are TOML sections, not markup: --help shows them."""
+    """``[alerts]`` and ``[logs]`` are TOML sections, not markup: --help shows them."""
     main = heartwatch("--help", cwd=tmp_path)
     assert main.returncode == 0, main
-    assert "every [notify] URL" in main.stdout, main.stdout
-    notify = heartwatch("notify-test", "--help", cwd=tmp_path)
-    assert "every [notify] URL" in notify.stdout, notify.stdout
+    assert "every [alerts] URL" in main.stdout, main.stdout
+    for name in ("alerts-test", "notify-test"):  # the old name still works
+        alerts = heartwatch(name, "--help", cwd=tmp_path)
+        assert "every [alerts] URL" in alerts.stdout, alerts.stdout
+        assert "[notify]" in alerts.stdout, alerts.stdout
     tail = heartwatch("tail", "--help", cwd=tmp_path)
     assert "[logs] roots" in tail.stdout, tail.stdout
 
 
 def test_notify_test_lines_keep_brackets(tmp_path: Path) -> None:
-    """The empty-[notify] refusal and the per-URL verdicts name the keys literally."""
+    """The empty-[alerts] refusal and the per-URL verdicts name the keys literally, as the
+    file names them (``[notify]``, the old name, in an older file)."""
     (tmp_path / "empty.toml").write_text('[[service]]\nname = "a"\n')
     empty = heartwatch("notify-test", "-c", "empty.toml", cwd=tmp_path)
     assert empty.returncode == 2, empty
-    assert "empty.toml: [notify] urls is empty" in empty.stderr, empty.stderr
+    assert "empty.toml: [alerts] urls is empty" in empty.stderr, empty.stderr
+    (tmp_path / "new.toml").write_text(
+        '[alerts]\nurls = ["json://127.0.0.1:9/x"]\ntimeout = "5s"\n[[service]]\nname = "a"\n'
+    )
+    new = heartwatch("alerts-test", "-c", "new.toml", cwd=tmp_path)
+    assert new.returncode == 1, new
+    assert "alerts.urls[0] (json://…): not delivered" in new.stdout, new.stdout
     # Port 9 on loopback refuses at once: not delivered, said plainly.
     (tmp_path / "one.toml").write_text(
         '[notify]\nurls = ["json://127.0.0.1:9/x"]\ntimeout = "5s"\n[[service]]\nname = "a"\n'
@@ -150,3 +159,18 @@ def test_check_names_a_file_with_brackets_literally(tmp_path: Path) -> None:
     ok = heartwatch("check", "-c", "ok[x].toml", cwd=tmp_path)
     assert ok.returncode == 0, ok
     assert ok.stdout.startswith("ok[x].toml: ok"), ok.stdout
+
+
+def test_check_notes_the_old_name_of_alerts_without_failing(tmp_path: Path) -> None:
+    """A file with ``[notify]`` still works: ``check`` says the new name, and even --strict
+    passes; a file with both sections is refused, naming both."""
+    (tmp_path / "old.toml").write_text(
+        '[notify]\nrate_limit = 3\n[[service]]\nname = "a"\nheartbeat_timeout = "5s"\n'
+    )
+    old = heartwatch("check", "--strict", "-c", "old.toml", cwd=tmp_path)
+    assert old.returncode == 0, old
+    assert "note: [notify] is the old name of [alerts]" in old.stderr, old.stderr
+    (tmp_path / "both.toml").write_text('[notify]\n[alerts]\n[[service]]\nname = "a"\n')
+    both = heartwatch("check", "-c", "both.toml", cwd=tmp_path)
+    assert both.returncode == 2, both
+    assert "[notify] is the old name of [alerts]; the file has both" in both.stderr, both.stderr

@@ -63,7 +63,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         resources.push_async_callback(recorder.close)  # stores the minute so far, last
         journal.subscribe(recorder.receive)
         recorder.start()
-        alerter = Alerter(config.notify, journal, supervisor.wall_time)
+        alerter = Alerter(config.alerts, journal, supervisor.wall_time)
         resources.push_async_callback(alerter.close)  # queued alerts get a few seconds
         journal.subscribe(alerter.receive)
         alerter.start()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from heartwatch.config import NotifyConfig
+from heartwatch.config import AlertsConfig
 from heartwatch.core.alerting import Alert, AlertRules
 from heartwatch.core.journal import Journal, JournalEntry
 from heartwatch.daemon.tasks import TaskSet
@@ -46,7 +46,7 @@ def create_apprise(urls: list[str]) -> apprise.Apprise:
 class Alerter:
     def __init__(
         self,
-        config: NotifyConfig,
+        config: AlertsConfig,
         journal: Journal,
         wall_clock: Callable[[], float],
         *,
