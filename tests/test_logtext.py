@@ -295,3 +295,18 @@ def test_line_assembler_flush_inside_a_cut_line_shows_nothing_more() -> None:
     assert assembler.receive(b"abcdefgh", now=0.0) == ["abcd" + CUT_MARKER.format(limit=4)]
     assert assembler.flush() == []
     assert assembler.receive(b"ij\nnext\n", now=1.0) == ["next"]
+
+
+def test_follow_while_reading_waits_keeps_new_files_and_says_truncations() -> None:
+    """Reading waits for viewers: growth, advancing and reopening wait too, but a new file at
+    the name is kept and a truncation is said at once (its old offset means nothing now)."""
+    follow = Follow(stat(1, 10), offset=10)
+    assert follow.next_step(stat(1, 30), stat(1, 30), reading=False) == Wait()
+    assert follow.next_step(stat(1, 30), stat(2, 0), reading=False) == Track()
+    follow.receive_tracked(stat(2, 0))
+    assert follow.next_step(stat(1, 4), stat(2, 0), reading=False) == Truncated(lost_after=10)
+    assert follow.next_step(stat(1, 4), stat(2, 0), reading=False) == Wait()
+    assert follow.next_step(stat(1, 4), stat(2, 0)) == Read(0, 4)
+    follow.receive_read(4)
+    assert follow.next_step(stat(1, 4), stat(2, 0), reading=False) == Wait()  # not Advance
+    assert follow.next_step(None, stat(3, 0), reading=False) == Wait()

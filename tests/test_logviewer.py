@@ -47,7 +47,7 @@ class Source:
 def fill_all(ring: LineRing, entries: Sequence[Entry]) -> None:
     """Let every entry in, as reading does while its fastest viewer keeps up: each ``fill``
     has room for a history beyond that viewer, who has taken everything so far."""
-    held = deque(entries)
+    held: deque[Entry] = deque(entries)
     while held:
         assert ring.fill(held, fastest=ring.end) > 0
 
@@ -84,7 +84,7 @@ def test_ring_keeps_what_is_protected() -> None:
 def test_ring_lets_nothing_in_when_the_fastest_is_a_history_behind() -> None:
     """Entries wait when the fastest viewer lags by capacity lines or max_bytes bytes."""
     ring = LineRing(capacity=4, max_bytes=10)
-    held = deque(["ab", "cd", "ef", "gh", "ij"])
+    held: deque[Entry] = deque(["ab", "cd", "ef", "gh", "ij"])
     assert ring.fill(held, fastest=0) == 4  # capacity lines beyond the fastest
     assert ring.fill(held, fastest=0) == 0 and list(held) == ["ij"]
     assert ring.fill(held, fastest=1) == 1 and ring.end == 5
@@ -508,3 +508,47 @@ def test_a_folder_swapped_for_a_symlink_is_never_followed_into(tmp_path: Path) -
     got = asyncio.run(main())
     assert got[:2] == ["inside 0", "inside 1"]
     assert not any("secret" in line for line in got), got
+
+
+def test_a_truncation_while_reading_waits_is_said_and_reading_starts_over(tmp_path: Path) -> None:
+    """A copytruncate while a stalled viewer holds reading back: once it catches up, it is
+    told the file was truncated, then gets the new lines whole (the old offset is not used)."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+    lines = [f"{i:05d} {'v' * 60}" for i in range(3000)]  # ~200 KB: several reads
+
+    async def main() -> list[str]:
+        hub = LogHub(flush_after=0.5, history_lines=100)
+        viewer = Viewer(grep=None, html=False)
+        follower = await hub.subscribe(_target(path), viewer, 0)
+        _write(path, lines)
+        first = await asyncio.wait_for(viewer.next_frame(), 5)  # taken; its send hangs
+        for _ in range(500):
+            if follower.paused:
+                break
+            await asyncio.sleep(0.01)
+        assert follower.paused
+        offset = follower._follow.offset
+        os.truncate(path, 0)
+        for _ in range(500):  # the follower is woken by the change
+            if follower._follow.offset == 0:
+                break
+            await asyncio.sleep(0.01)
+        # The file grows again past where reading stood before anyone caught up.
+        _write(path, [f"after {i} {'a' * 80}" for i in range(offset // 80 + 10)])
+        viewer.receive_sent()
+        received = first.split("\n")
+        while not received[-1].startswith(f"after {offset // 80 + 9} "):
+            frame = await asyncio.wait_for(viewer.next_frame(), 5)
+            viewer.receive_sent()
+            received += frame.split("\n")
+        hub.close()
+        return received
+
+    received = asyncio.run(main())
+    marker = next(i for i, line in enumerate(received) if "file truncated" in line)
+    assert received[marker].startswith("[heartwatch] file truncated (lines after byte ")
+    assert received[:marker] == lines[:marker]  # what was read before: whole, in order
+    after = received[marker + 1 :]
+    assert after[0].startswith("after 0 ")
+    assert all(line.startswith(f"after {i} ") for i, line in enumerate(after))

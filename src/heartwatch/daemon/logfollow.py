@@ -298,12 +298,12 @@ class FileFollower:
         budget = READ_BUDGET
         now = self._loop.time()
         while budget > 0:
-            step = self._follow.next_step(*self._stats())
+            # While reading waits (the fastest viewer's next frame resumes it), a new file is
+            # still kept and a truncation still said: neither can wait.
+            step = self._follow.next_step(*self._stats(), reading=self.pacer.may_read())
             if isinstance(step, Track):
-                self._track()  # kept even while reading waits: it may be renamed away soon
+                self._track()  # it may be renamed away soon
                 continue
-            if not self.pacer.may_read():
-                break  # the fastest viewer's next frame resumes it
             if isinstance(step, Wait):
                 break
             if isinstance(step, Read):

@@ -92,12 +92,41 @@ class Follow:
         self.tracked: list[FileStat] = []  # opened, not read yet, oldest first
         self.untrackable: FileStat | None = None  # holds the name, but could not be opened
 
-    def next_step(self, open_file: FileStat | None, at_path: FileStat | None) -> Step:
-        """What to do now; call again after acting on it, until it says ``Wait``."""
+    def next_step(
+        self, open_file: FileStat | None, at_path: FileStat | None, reading: bool = True
+    ) -> Step:
+        """What to do now; call again after acting on it, until it says ``Wait``.
+
+        ``reading`` false: reading waits (for viewers); only what cannot wait is asked for,
+        keeping a new file (``Track``: it may be renamed away soon) and saying that the open
+        one was truncated (``Truncated``: its old offset means nothing any more)."""
+        if not reading:
+            if self.opened is None or open_file is None:
+                return Wait()
+            step = self._track_or_truncate(open_file, at_path)
+            return Wait() if step is None else step
         if self.opened is None or open_file is None:
             if self.tracked:
                 return Advance("the file was rotated")
             return Reopen("the file appeared") if at_path is not None else Wait()
+        step = self._track_or_truncate(open_file, at_path)
+        if step is not None:
+            return step
+        if open_file.size > self.offset:
+            return Read(self.offset, open_file.size)
+        if self.tracked:
+            return Advance("the file was rotated")
+        if (
+            at_path is not None
+            and not at_path.same_file(open_file)
+            and not (self.untrackable is not None and at_path.same_file(self.untrackable))
+        ):
+            return Reopen("the file was rotated")  # more generations than could be kept
+        return Wait()
+
+    def _track_or_truncate(
+        self, open_file: FileStat, at_path: FileStat | None
+    ) -> Track | Truncated | None:
         if (
             at_path is not None
             and len(self.tracked) < self.max_tracked
@@ -110,17 +139,7 @@ class Follow:
             lost = self.offset
             self.offset = 0
             return Truncated(lost)
-        if open_file.size > self.offset:
-            return Read(self.offset, open_file.size)
-        if self.tracked:
-            return Advance("the file was rotated")
-        if (
-            at_path is not None
-            and not at_path.same_file(open_file)
-            and not (self.untrackable is not None and at_path.same_file(self.untrackable))
-        ):
-            return Reopen("the file was rotated")  # more generations than could be kept
-        return Wait()
+        return None
 
     def receive_tracked(self, stat: FileStat) -> None:
         """The path was opened and kept; ``stat`` is what was actually opened."""
