@@ -14,9 +14,8 @@ import time
 from types import TracebackType
 from typing import Any
 
-from heartwatch.client import wallclock
 from heartwatch.client.address import resolve_target, token_for
-from heartwatch.client.outbox import Outbox
+from heartwatch.client.wallclock import stamped_outbox
 
 # Above this many bytes waiting in the transport, stop pulling from the outbox: beats then
 # coalesce and events wait in their bounded queue instead of growing the transport's buffer.
@@ -41,13 +40,7 @@ class AsyncHeartbeat:
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         self.connects = 0
-        self._outbox = Outbox(
-            self.service,
-            max_events,
-            token_for(self.address, token),
-            clock=wallclock.now,
-            local_second=wallclock.local_second,
-        )
+        self._outbox = stamped_outbox(self.service, max_events, token_for(self.address, token))
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Event | None = None

@@ -32,9 +32,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from heartwatch.client import wallclock
 from heartwatch.client.address import resolve_target, token_for
-from heartwatch.client.outbox import Outbox
+from heartwatch.client.wallclock import stamped_outbox
 
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EAGAIN}
 
@@ -71,13 +70,7 @@ class Heartbeat:
         self.reconnect_max = reconnect_max
         self.connect_timeout = connect_timeout
         self.connects = 0  # connections established, for the curious and for tests
-        self._outbox = Outbox(
-            self.service,
-            max_events,
-            token_for(self.address, token),
-            clock=wallclock.now,
-            local_second=wallclock.local_second,
-        )
+        self._outbox = stamped_outbox(self.service, max_events, token_for(self.address, token))
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._connecting_since: float | None = None
