@@ -20,7 +20,7 @@ from heartwatch.logview.follow import (
     Truncated,
     Wait,
 )
-from heartwatch.logview.tailread import read_last_lines
+from heartwatch.logview.tailread import follow_from, read_last_lines
 
 
 def test_markup_in_a_log_line_stays_text() -> None:
@@ -166,6 +166,21 @@ def test_last_lines_bounded_on_one_enormous_line() -> None:
     assert sum(reads) <= 300
 
 
+@pytest.mark.parametrize(
+    ("data", "start"),
+    [
+        (b"", 0),
+        (b"a\nb\n", 4),
+        (b"a\nb\npart", 4),  # the partial line is the follower's: it comes once complete
+        (b"no newline", 0),
+        (b"a\n" + b"x" * 50, 52),  # an unterminated tail longer than max_partial: skipped
+        (b"y" * 50, 50),
+    ],
+)
+def test_following_starts_after_the_last_complete_line(data: bytes, start: int) -> None:
+    assert follow_from(*reader(data), max_partial=20) == start
+
+
 def stat(ino: int, size: int) -> FileStat:
     return FileStat(dev=1, ino=ino, size=size)
 
@@ -224,6 +239,7 @@ def test_follow_copytruncate_is_announced() -> None:
     """A file cut below the offset is a truncation: say so and start over at 0."""
     follow = Follow(stat(1, 100), offset=100)
     assert follow.next_step(stat(1, 20), stat(1, 20)) == Truncated(lost_after=100)
+    assert Truncated(100).reason == "file truncated (lines after byte 100 may be lost)"
     assert follow.next_step(stat(1, 20), stat(1, 20)) == Read(0, 20)
 
 

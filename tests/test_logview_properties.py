@@ -251,7 +251,7 @@ class Following:
                 self.delivered += self.assembler.receive(data, 0.0)
             elif isinstance(step, Truncated):
                 self.assembler.reset()
-                self.delivered.append(Marker(f"truncated after {step.lost_after}"))
+                self.delivered.append(Marker(step.reason))
             elif isinstance(step, Advance):
                 self.delivered += self.assembler.finish()
                 self.open = self.kept.pop(0)

@@ -47,7 +47,7 @@ from heartwatch.logview.linefilter import LineFilter
 from heartwatch.logview.linering import Entry, LineRing, Marker
 from heartwatch.logview.logpaths import LogPathError
 from heartwatch.logview.pacing import ReadPacer
-from heartwatch.logview.tailread import read_last_lines
+from heartwatch.logview.tailread import follow_from, read_last_lines
 from heartwatch.logview.viewer import LogView
 
 T = TypeVar("T")
@@ -57,7 +57,6 @@ READ_BUDGET = 1024 * 1024  # bytes per wake-up before letting the loop run other
 HISTORY_BYTES = 16 * 1024 * 1024  # per followed file, beside [logs] viewer_buffer_lines
 POLL_INTERVAL = 0.25  # only without inotify
 INITIAL_BYTES = 8 * 1024 * 1024  # read backwards at most, for one viewer's initial lines
-TRUNCATED_TEXT = "file truncated (lines after byte {} may be lost)"
 GOING_AWAY = 1001  # the close code for a viewer whose daemon is stopping
 
 
@@ -320,7 +319,7 @@ class FileFollower:
                     break
             elif isinstance(step, Truncated):
                 self._assembler.reset()
-                self._publish([Marker(TRUNCATED_TEXT.format(step.lost_after))])
+                self._publish([Marker(step.reason)])
             elif isinstance(step, Advance):
                 self._publish(self._assembler.finish())
                 if self._fd >= 0:
@@ -543,16 +542,9 @@ class LogHub:
 def _position_at_end(fd: int) -> tuple[FileStat, int]:
     """The file's identity and where following starts: after its last complete line."""
     info = os.fstat(fd)
-    start = 0
-    if info.st_size:
-        start = read_last_lines(
-            lambda offset, size: os.pread(fd, size, offset),
-            info.st_size,
-            1,
-            max_bytes=READ_BUDGET,
-        ).end
-        if info.st_size - start > READ_BUDGET:
-            start = info.st_size  # a huge unterminated tail: do not replay it
+    start = follow_from(
+        lambda offset, size: os.pread(fd, size, offset), info.st_size, max_partial=READ_BUDGET
+    )
     return FileStat(info.st_dev, info.st_ino, info.st_size), start
 
 

@@ -54,6 +54,10 @@ class Truncated:
 
     lost_after: int
 
+    @property
+    def reason(self) -> str:
+        return f"file truncated (lines after byte {self.lost_after} may be lost)"
+
 
 @dataclass(frozen=True, slots=True)
 class Reopen:

@@ -67,3 +67,14 @@ def read_last_lines(
         return Tail([], 0)  # no complete line at all: all of it is the follower's
     lines = b"".join(reversed(chunks)).split(b"\n")[:-1]
     return Tail(lines[-count:], end)
+
+
+def follow_from(read_at: ReadAt, size: int, *, max_partial: int) -> int:
+    """Where following a file of ``size`` bytes starts: after its last complete line (a line
+    still being written is the follower's, shown once it is complete), unless more than
+    ``max_partial`` bytes follow that line: so huge an unterminated tail is not replayed,
+    following starts at the end."""
+    if size <= 0:
+        return 0
+    end = read_last_lines(read_at, size, 1, max_bytes=max_partial).end
+    return size if size - end > max_partial else end
