@@ -230,12 +230,24 @@ class FakeStorage {
   }
 }
 
+// The data block the server writes into the page (web/dashboard.py server_constants; a Python
+// test checks the page carries those values): the values the modules read through shared.js.
+const serverConstants = new FakeElement("script");
+serverConstants.append(
+  new FakeText(
+    JSON.stringify({
+      snapshot_events: 100,
+      close: { unauthorised: 4401, bad_request: 4400, refusals_from: 4400, refusals_below: 4500 },
+    }),
+  ),
+);
+
 globalThis.Node = { TEXT_NODE: 3, ELEMENT_NODE: 1 };
 globalThis.document = {
   createElement: (tag) => new FakeElement(tag),
   createElementNS: (namespace, tag) => new FakeElement(tag, namespace),
   createTextNode: (data) => new FakeText(data),
-  getElementById: () => null,
+  getElementById: (id) => (id === "server-constants" ? serverConstants : null),
   createRange: () => new FakeRange(),
 };
 globalThis.requestAnimationFrame = (callback) => frames.queue.push(callback);

@@ -44,6 +44,9 @@ from heartwatch.core.addresses import is_loopback
 Need = Literal["public", "ingest", "read", "control"]
 Grant = Literal["none", "read", "control"]
 
+# Websocket close codes: 4400-4499 are refusals (the HTTP status + 4000), that a client does
+# not retry until something changes; 4401 asks for a token.
+REFUSAL_CLOSES = range(4400, 4500)
 UNAUTHORISED_CLOSE = 4401
 FORBIDDEN_CLOSE = 4403
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

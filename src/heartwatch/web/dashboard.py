@@ -7,16 +7,25 @@ for it once). ``docs/api.md`` describes what the page reads.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from heartwatch.logview.logpaths import BAD_PATH
+from heartwatch.web.access import REFUSAL_CLOSES, UNAUTHORISED_CLOSE
+from heartwatch.web.history import SNAPSHOT_EVENTS
+
 STATIC = Path(__file__).resolve().parent / "static"
+# Where the page carries what it shares with the server (static/shared.js reads it): a data
+# block, not a script, so the policy still runs no inline code.
+CONSTANTS_BLOCK = '<script type="application/json" id="server-constants">{}</script>'
 
 # The page must not be framed by another site (clickjacking the control buttons), and runs
 # only its own scripts: a log line that slipped through as markup still could not run code.
@@ -32,12 +41,37 @@ SECURITY_HEADERS = {
 }
 
 
+def server_constants() -> dict[str, Any]:
+    """What the page must know as the server does: one home for each, the server's."""
+    return {
+        "snapshot_events": SNAPSHOT_EVENTS,  # a snapshot holding fewer holds them all
+        "close": {
+            "unauthorised": UNAUTHORISED_CLOSE,
+            "bad_request": BAD_PATH,
+            "refusals_from": REFUSAL_CLOSES.start,
+            "refusals_below": REFUSAL_CLOSES.stop,
+        },
+    }
+
+
+def render_page() -> str:
+    """``index.html`` with the server's constants in its data block."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    # "<" escaped: nothing in the block can close it.
+    constants = json.dumps(server_constants()).replace("<", "\\u003c")
+    filled = CONSTANTS_BLOCK.replace("{}", constants)
+    if CONSTANTS_BLOCK not in page:
+        raise RuntimeError("static/index.html lost its server-constants block")
+    return page.replace(CONSTANTS_BLOCK, filled)
+
+
 def create_dashboard_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    html = render_page()  # once: the page does not change while the daemon runs
 
     @router.get("/")
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers=SECURITY_HEADERS)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html, headers=SECURITY_HEADERS)
 
     return router
 

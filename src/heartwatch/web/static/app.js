@@ -7,11 +7,11 @@ import { api, auth, Backoff, setUnauthorizedHandler, storeToken, wsUrl } from ".
 import { byId, sleep } from "./dom.js";
 import { LogPanel } from "./logpanel.js";
 import { monotonic, ServiceTable, summarize } from "./services.js";
+import { isRefusal, serverConstants } from "./shared.js";
 import { Timeline } from "./timeline.js";
 
 const TICK_MS = 1000; // ages and uptimes are recomputed locally at this pace
 const SERIES_INTERVAL_MS = 60_000;
-const SNAPSHOT_EVENTS = 100; // a snapshot's events: the newest 100 (docs/api.md)
 
 const VERB_TEXT = {
   restart: (name) => `${name} and the services that require it will be stopped and started again.`,
@@ -144,13 +144,13 @@ function connectEvents() {
     if (socket !== eventsSocket) return;
     eventsSocket = null;
     setLive(false);
-    if (event.code === 4401) {
+    if (event.code === serverConstants().close.unauthorised) {
       setLink("down", "a token is needed");
       reauthenticate().then(connectEvents);
       return;
     }
     const delay = eventsBackoff.next();
-    const why = event.code >= 4400 && event.reason ? `refused: ${event.reason}` : "disconnected";
+    const why = isRefusal(event.code) && event.reason ? `refused: ${event.reason}` : "disconnected";
     setLink("down", `${why} · reconnecting in ${Math.ceil(delay / 1000)} s`);
     // The stream never opened: the daemon is down, or has no /ws/events; show what the plain
     // API says meanwhile (once per attempt, so at most once per backoff delay).
@@ -166,7 +166,8 @@ function receive(message) {
     showServices(message.services, at);
     const events = message.events || [];
     for (const event of [...events].reverse()) table.event(event, false);
-    timeline.receive(events, { complete: events.length < SNAPSHOT_EVENTS });
+    // A snapshot holds the newest snapshot_events: fewer means there are no older ones.
+    timeline.receive(events, { complete: events.length < serverConstants().snapshot_events });
     setLive(true);
     refreshSeries();
   } else if (message.type === "event") {

@@ -18,6 +18,7 @@
 // a few times a second, when the browser paints: a busy log costs one layout per batch.
 
 import { Backoff, wsUrl } from "./api.js";
+import { isRefusal, serverConstants } from "./shared.js";
 import { formatCount, h } from "./dom.js";
 
 export const MAX_LINES = 2000;
@@ -236,13 +237,14 @@ export class LogPanel {
   }
 
   closed(event) {
-    if (event.code === 4401) {
+    const { unauthorised, bad_request: badRequest } = serverConstants().close;
+    if (event.code === unauthorised) {
       this.setStatus("a token is needed");
       this.onUnauthorized().then(() => this.connect(true));
       return;
     }
-    if (event.code >= 4400 && event.code < 4500) {
-      const what = event.code === 4400 && this.grepValue ? "bad filter" : "refused";
+    if (isRefusal(event.code)) {
+      const what = event.code === badRequest && this.grepValue ? "bad filter" : "refused";
       this.setStatus(`${what}: ${event.reason || `code ${event.code}`}`, true);
       return; // a refusal stands until the choice changes
     }
