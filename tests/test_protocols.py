@@ -133,7 +133,7 @@ def make(**service: Any) -> Watchdog:
     config = parse_config({"service": [{"name": "svc", "command": "x", **service}]})
     watchdog = Watchdog(config.service, random=lambda: 0.5)
     watchdog.receive_start(["svc"], 0.0, "start")
-    assert watchdog.actions_to_take() == [Spawn("svc")]
+    assert watchdog.actions_to_take() == [Spawn("svc", "started")]
     return watchdog
 
 

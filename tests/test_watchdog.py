@@ -10,16 +10,23 @@ from hypothesis import strategies as st
 
 from heartwatch.config import parse_config
 from heartwatch.core.events import (
+    PHASE_TRANSITIONS,
+    STATE_TRANSITIONS,
+    IllegalTransition,
+    Phase,
     RecoveryPlanned,
     RunOnDown,
     ServiceState,
     Spawn,
     Stop,
     Transition,
+    UnknownService,
+    describe_exit,
 )
-from heartwatch.core.watchdog import Watchdog
+from heartwatch.core.watchdog import MAX_DATA_KINDS, TOO_MANY_KINDS, Watchdog
 
 S = ServiceState
+P = Phase
 
 
 def make(*services: dict[str, Any]) -> Watchdog:
@@ -82,13 +89,13 @@ def test_start_waits_for_requirement_readiness() -> None:
         {"name": "collector", "command": "c", "requires": ["emulator"], "heartbeat_timeout": 60},
     )
     wd.receive_start(["collector"], 0.0, "start")
-    assert wd.actions_to_take() == [Spawn("emulator")]
+    assert wd.actions_to_take() == [Spawn("emulator", "started")]
     assert wd.record("collector").reason == "waiting for emulator"
     assert wd.next_deadline() == 60.0
     wd.tick(59.9)
     assert wd.actions_to_take() == []
     wd.tick(60.0)
-    assert wd.actions_to_take() == [Spawn("collector")]
+    assert wd.actions_to_take() == [Spawn("collector", "started")]
     assert states(wd) == {"emulator": S.RUNNING, "collector": S.STARTING}
 
 
@@ -132,10 +139,10 @@ def test_missed_heartbeat_restarts_group_in_order() -> None:
     wd.receive_exit("collector", -15, 121.1)
     assert wd.actions_to_take() == [Stop("emulator", "with collector: no heartbeat for 60.0 s")]
     wd.receive_exit("emulator", -15, 121.2)
-    assert wd.actions_to_take() == [Spawn("emulator")]
+    assert wd.actions_to_take() == [Spawn("emulator", "with collector: no heartbeat for 60.0 s")]
     wd.receive_spawned("emulator", 300, 121.2)
     wd.tick(181.2)
-    assert wd.actions_to_take() == [Spawn("collector")]
+    assert wd.actions_to_take() == [Spawn("collector", "no heartbeat for 60.0 s")]
     assert wd.record("collector").restarts == 1
     assert wd.record("emulator").restarts == 1
 
@@ -146,7 +153,7 @@ def test_service_restart_leaves_requirement_alone() -> None:
     wd.tick(121.0)
     assert wd.actions_to_take() == [Stop("collector", "no heartbeat for 60.0 s")]
     wd.receive_exit("collector", -15, 121.5)
-    assert wd.actions_to_take() == [Spawn("collector")]
+    assert wd.actions_to_take() == [Spawn("collector", "no heartbeat for 60.0 s")]
     assert wd.record("emulator").state is S.RUNNING
 
 
@@ -157,7 +164,7 @@ def test_requirement_crash_restarts_dependents_first_down_last_up() -> None:
     assert wd.actions_to_take() == [Stop("collector", "with emulator: exit code 1")]
     assert states(wd) == {"emulator": S.RESTARTING, "collector": S.RESTARTING}
     wd.receive_exit("collector", -15, 70.5)
-    assert wd.actions_to_take() == [Spawn("emulator")]
+    assert wd.actions_to_take() == [Spawn("emulator", "exit code 1")]
 
 
 def test_data_deadline_fires_even_while_heartbeats_come() -> None:
@@ -200,14 +207,14 @@ def test_crash_restarts_at_once_then_backs_off() -> None:
     wd.receive_start(["c"], 0.0, "start")
     spawn_all(wd, 0.0)
     wd.receive_exit("c", 1, 1.0)
-    assert wd.actions_to_take() == [Spawn("c")]
+    assert wd.actions_to_take() == [Spawn("c", "exit code 1")]
     wd.receive_spawned("c", 2, 1.0)
     wd.receive_exit("c", 1, 2.0)
     assert wd.actions_to_take() == []
     assert wd.record("c").state is S.BACKOFF
     assert wd.next_deadline() == 4.0
     wd.tick(4.0)
-    assert wd.actions_to_take() == [Spawn("c")]
+    assert wd.actions_to_take() == [Spawn("c", "exit code 1")]
     wd.receive_spawned("c", 3, 4.0)
     wd.receive_exit("c", 1, 5.0)
     assert wd.next_deadline() == 9.0
@@ -225,7 +232,7 @@ def test_healthy_run_resets_backoff() -> None:
     wd.tick(3.0)
     spawn_all(wd, 3.0)
     wd.receive_exit("c", 1, 40.0)
-    assert wd.actions_to_take() == [Spawn("c")]
+    assert wd.actions_to_take() == [Spawn("c", "exit code 1")]
 
 
 def test_crash_loop_ends_failed_and_stays_down() -> None:
@@ -248,7 +255,7 @@ def test_crash_loop_ends_failed_and_stays_down() -> None:
     wd.tick(now + 1000)
     assert wd.actions_to_take() == []
     wd.receive_start(["c"], now + 1000, "start requested")
-    assert wd.actions_to_take() == [Spawn("c")]
+    assert wd.actions_to_take() == [Spawn("c", "started again")]
 
 
 def test_failed_while_hung_stops_process_and_dependents() -> None:
@@ -271,6 +278,38 @@ def test_failed_while_hung_stops_process_and_dependents() -> None:
     assert wd.record("b").reason == "waiting for a (failed)"
 
 
+@pytest.mark.parametrize("verb", ["start", "stop"])
+def test_a_person_acting_on_a_failed_service_waiting_to_stop(verb: str) -> None:
+    """Given up on, its stop waiting for a dependent: a start still stops it first and then
+    starts it afresh; a stop keeps it stopping. Either way it goes down after its dependent."""
+    wd = make(
+        {"name": "a", "command": "a", "heartbeat_timeout": 1, "max_restarts": 0},
+        {"name": "b", "command": "b", "requires": ["a"]},
+    )
+    wd.receive_start(["b"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_message("a", "heartbeat", 0.5)
+    spawn_all(wd, 0.5)
+    wd.tick(1.5)
+    assert wd.actions_to_take() == [Stop("b", "with a: a failed")]
+    assert (wd.record("a").state, wd.record("a").phase) == (S.FAILED, P.STOP_DECIDED)
+    if verb == "start":
+        wd.receive_start(["a"], 1.6, "start requested")
+        assert wd.record("a").state is S.RESTARTING
+    else:
+        wd.receive_stop(["a"], 1.6, "stop requested")
+        assert wd.record("a").state is S.STOPPING
+    assert wd.actions_to_take() == []
+    wd.receive_exit("b", -15, 1.7)
+    reason = "start requested" if verb == "start" else "stop requested"
+    assert wd.actions_to_take() == [Stop("a", reason)]
+    wd.receive_exit("a", -15, 1.8)
+    if verb == "start":
+        assert wd.actions_to_take() == [Spawn("a", "start requested")]
+    else:
+        assert wd.record("a").state is S.STOPPED
+
+
 @pytest.mark.parametrize(
     ("autorestart", "returncode", "restarted"),
     [
@@ -288,7 +327,7 @@ def test_autorestart_policy(autorestart: str, returncode: int, restarted: bool) 
     wd.receive_start(["c"], 0.0, "start")
     spawn_all(wd, 0.0)
     wd.receive_exit("c", returncode, 1.0)
-    assert (wd.actions_to_take() == [Spawn("c")]) is restarted
+    assert (wd.actions_to_take() == [Spawn("c", describe_exit(returncode))]) is restarted
     if not restarted:
         assert wd.record("c").state is S.EXITED
 
@@ -306,6 +345,82 @@ def test_autorestart_never_hang_is_reported_not_killed() -> None:
     assert wd.record("c").state is S.RUNNING
 
 
+@pytest.mark.parametrize("ready", ["heartbeat", "notify"])
+def test_autorestart_never_late_starter_is_running_once_it_speaks(ready: str) -> None:
+    """Left unresponsive for missing its startup grace, a service that then beats (or says it is
+    ready) is running: its long-past grace no longer holds it unresponsive (it did, forever)."""
+    wd = make(
+        {
+            "name": "c",
+            "command": "c",
+            "ready": ready,
+            "startup_grace": 10,
+            "heartbeat_timeout": 5,
+            "autorestart": "never",
+        },
+        {"name": "d", "command": "d", "requires": ["c"]},
+    )
+    wd.receive_start(["d"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.tick(10.0)
+    assert wd.record("c").state is S.UNRESPONSIVE
+    assert wd.actions_to_take() == []
+    wd.receive_message("c", "heartbeat", 20.0)
+    if ready == "notify":
+        assert wd.record("c").state is S.UNRESPONSIVE  # a beat is not its word
+        wd.receive_ready("c", 21.0)
+    assert wd.record("c").state is S.RUNNING
+    assert wd.actions_to_take() == [Spawn("d", "started")]  # what waited for it starts
+    wd.tick(30.0)  # and its heartbeat deadline counts again
+    assert wd.record("c").reason.startswith("no heartbeat for")
+
+
+def test_autorestart_never_delay_ready_service_is_ready_when_messages_resume() -> None:
+    """A service ready after a delay that reported a failure while starting, left running: when
+    messages resume it is ready (so what requires it starts), not running-but-never-ready."""
+    wd = make(
+        {"name": "c", "command": "c", "ready": "10s", "autorestart": "never"},
+        {"name": "d", "command": "d", "requires": ["c"]},
+    )
+    wd.receive_start(["d"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_failure_report("c", "oops", 1.0)
+    assert wd.record("c").state is S.UNRESPONSIVE
+    wd.receive_message("c", "heartbeat", 5.0)  # before its delay: starting again
+    assert wd.record("c").state is S.STARTING
+    wd.tick(10.0)
+    assert wd.record("c").state is S.RUNNING
+    assert wd.actions_to_take() == [Spawn("d", "started")]
+    wd = make(
+        {"name": "c", "command": "c", "ready": "10s", "autorestart": "never"},
+        {"name": "d", "command": "d", "requires": ["c"]},
+    )
+    wd.receive_start(["d"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_failure_report("c", "oops", 1.0)
+    wd.receive_message("c", "heartbeat", 30.0)  # after its delay: ready at once
+    assert wd.record("c").ready
+    assert wd.actions_to_take() == [Spawn("d", "started")]
+
+
+def test_a_watch_only_service_between_two_processes_keeps_the_stop_order() -> None:
+    """a <- phone (watch-only) <- app: app relies on a through phone, so a crash of a stops app
+    before a starts again (a was restarted while app still ran)."""
+    wd = make(
+        {"name": "a", "command": "a", "heartbeat_timeout": 20},
+        {"name": "phone", "requires": ["a"]},
+        {"name": "app", "command": "app", "requires": ["phone"], "heartbeat_timeout": 20},
+    )
+    wd.receive_start(["app"], 0.0, "start")
+    spawn_all(wd, 0.0)
+    wd.receive_message("a", "heartbeat", 1.0)
+    assert spawn_all(wd, 1.0) == ["app"]
+    wd.receive_exit("a", 1, 2.0)
+    assert wd.actions_to_take() == [Stop("app", "with a: exit code 1")]
+    wd.receive_exit("app", -15, 2.5)
+    assert wd.actions_to_take() == [Spawn("a", "exit code 1")]
+
+
 def test_restart_under_way_is_not_started_twice() -> None:
     """A restart request while a recovery is stopping adds no second Stop and no second Spawn."""
     wd = running(pipeline(restart="group"))
@@ -317,10 +432,10 @@ def test_restart_under_way_is_not_started_twice() -> None:
     wd.receive_exit("collector", -15, 121.2)
     assert wd.actions_to_take() == [Stop("emulator", "with collector: no heartbeat for 60.0 s")]
     wd.receive_exit("emulator", -15, 121.3)
-    assert wd.actions_to_take() == [Spawn("emulator")]
+    assert wd.actions_to_take() == [Spawn("emulator", "with collector: no heartbeat for 60.0 s")]
     wd.receive_spawned("emulator", 5, 121.3)
     wd.tick(181.3)
-    assert wd.actions_to_take() == [Spawn("collector")]
+    assert wd.actions_to_take() == [Spawn("collector", "no heartbeat for 60.0 s")]
     wd.receive_spawned("collector", 6, 181.3)
     wd.tick(181.4)
     assert wd.actions_to_take() == []
@@ -340,7 +455,7 @@ def test_watch_only_service_runs_on_down_then_gets_grace() -> None:
     wd.receive_start(["app"], 0.0, "start")
     assert wd.actions_to_take() == []
     wd.receive_message("phone", "heartbeat", 5.0)
-    assert wd.actions_to_take() == [Spawn("app")]
+    assert wd.actions_to_take() == [Spawn("app", "started")]
     wd.receive_spawned("app", 7, 5.0)
     wd.tick(35.0)
     assert wd.actions_to_take() == [Stop("app", "with phone: no heartbeat for 30.0 s")]
@@ -350,7 +465,7 @@ def test_watch_only_service_runs_on_down_then_gets_grace() -> None:
     assert wd.record("phone").state is S.STARTING
     assert wd.next_deadline() == 160.0
     wd.receive_message("phone", "heartbeat", 90.0)
-    assert wd.actions_to_take() == [Spawn("app")]
+    assert wd.actions_to_take() == [Spawn("app", "with phone: no heartbeat for 30.0 s")]
 
 
 def test_stop_request_stops_dependents_first_and_holds() -> None:
@@ -389,7 +504,7 @@ def test_spawn_failure_counts_as_crash() -> None:
     wd.receive_start(["c"], 0.0, "start")
     wd.actions_to_take()
     wd.receive_spawn_failed("c", "No such file or directory: 'nope'", 0.0)
-    assert wd.actions_to_take() == [Spawn("c")]
+    assert wd.actions_to_take() == [Spawn("c", "cannot start: No such file or directory: 'nope'")]
     wd.receive_spawn_failed("c", "No such file or directory: 'nope'", 0.1)
     assert wd.record("c").state is S.FAILED
     assert "cannot start: No such file" in wd.record("c").reason
@@ -398,9 +513,86 @@ def test_spawn_failure_counts_as_crash() -> None:
 def test_unknown_service_message_is_refused() -> None:
     """A message for a name the pipeline does not know is reported as unknown."""
     wd = pipeline()
-    assert wd.receive_message("nobody", "heartbeat", 1.0) is False
-    assert wd.receive_message("collector", "poiid", 1.0) is True
+    with pytest.raises(UnknownService):
+        wd.receive_message("nobody", "heartbeat", 1.0)
+    assert wd.receive_message("collector", "poiid", 1.0) is None
     assert wd.record("collector").data_counts == {"poiid": 1}
+
+
+UNKNOWN_INPUTS: dict[str, Any] = {
+    "receive_message": lambda wd: wd.receive_message("nobody", "heartbeat", 1.0),
+    "receive_status": lambda wd: wd.receive_status("nobody", "busy", 1.0),
+    "receive_dropped": lambda wd: wd.receive_dropped("nobody", 3, 1.0),
+    "receive_ready": lambda wd: wd.receive_ready("nobody", 1.0),
+    "receive_failure_report": lambda wd: wd.receive_failure_report("nobody", "x", 1.0),
+    "receive_heartbeat_timeout": lambda wd: wd.receive_heartbeat_timeout("nobody", 5.0, 1.0),
+    "receive_extend_startup": lambda wd: wd.receive_extend_startup("nobody", 5.0, 1.0),
+    "receive_queue_depth": lambda wd: wd.receive_queue_depth("nobody", 3, 1.0),
+    "receive_queue_problem": lambda wd: wd.receive_queue_problem("nobody", "down", 1.0),
+    "receive_spawned": lambda wd: wd.receive_spawned("nobody", 7, 1.0),
+    "receive_spawn_failed": lambda wd: wd.receive_spawn_failed("nobody", "no such file", 1.0),
+    "receive_exit": lambda wd: wd.receive_exit("nobody", 0, 1.0),
+    "receive_on_down_done": lambda wd: wd.receive_on_down_done("nobody", "exit code 0", 1.0),
+    "receive_start": lambda wd: wd.receive_start(["collector", "nobody"], 1.0, "asked"),
+    "receive_stop": lambda wd: wd.receive_stop(["collector", "nobody"], 1.0, "asked"),
+    "receive_restart": lambda wd: wd.receive_restart("nobody", 1.0, "asked"),
+    "record": lambda wd: wd.record("nobody"),
+}
+
+
+def test_the_unknown_service_table_covers_every_input() -> None:
+    """The table above covers every ``receive_*`` the watchdog has."""
+    inputs = {name for name in dir(Watchdog) if name.startswith("receive_")}
+    assert inputs | {"record"} == set(UNKNOWN_INPUTS)
+
+
+@pytest.mark.parametrize("entry", sorted(UNKNOWN_INPUTS))
+def test_every_input_refuses_an_unknown_service_alike_and_changes_nothing(entry: str) -> None:
+    """Any input naming a service the pipeline lacks raises ``UnknownService`` (a KeyError,
+    naming it) before anything changed: a list with one unknown name is refused whole."""
+    wd = running(pipeline())
+    wd.actions_to_take()
+    wd.events_to_take()
+    before = {r.name: (r.state, r.reason, r.phase, r.goal, r.messages) for r in wd.records()}
+    with pytest.raises(UnknownService) as raised:
+        UNKNOWN_INPUTS[entry](wd)
+    assert isinstance(raised.value, KeyError)
+    assert str(raised.value) == "no service 'nobody'"
+    assert {r.name: (r.state, r.reason, r.phase, r.goal, r.messages) for r in wd.records()} == (
+        before
+    )
+    assert not wd.has_output
+
+
+def test_a_data_kind_beyond_the_limit_is_refused_and_not_counted() -> None:
+    """MAX_DATA_KINDS kinds per service are kept; a new one beyond is refused, known ones not."""
+    wd = running(pipeline())
+    for index in range(MAX_DATA_KINDS - 1):  # poiid is configured but not yet seen
+        assert wd.receive_message("collector", f"k{index}", 62.0) is None
+    assert wd.receive_message("collector", "poiid", 62.0, "t", {"a": 1}) is None
+    messages = wd.record("collector").messages
+    assert wd.receive_message("collector", "one-too-many", 63.0) == TOO_MANY_KINDS
+    record = wd.record("collector")
+    assert "one-too-many" not in record.data_counts
+    assert "one-too-many" not in record.last_data
+    assert record.messages == messages
+    assert wd.receive_message("collector", "k0", 64.0, "sent", [1, 2]) is None
+    assert record.data_counts["k0"] == 2
+    assert (record.last_data["k0"].at, record.last_data["k0"].sent_time) == (64.0, "sent")
+    assert record.last_data["k0"].data == [1, 2]
+    assert record.last_data["poiid"].data == {"a": 1}
+
+
+def test_the_service_own_words_are_kept_in_its_record() -> None:
+    """Status text (newest wins) and the client's dropped counts (summed) live in the record."""
+    wd = running(pipeline())
+    record = wd.record("collector")
+    assert (record.status_text, record.client_dropped) == (None, 0)
+    wd.receive_status("collector", "warming up", 70.0)
+    wd.receive_status("collector", "busy", 71.0)
+    wd.receive_dropped("collector", 3, 71.0)
+    wd.receive_dropped("collector", 4, 72.0)
+    assert (record.status_text, record.client_dropped) == ("busy", 7)
 
 
 def test_every_transition_has_a_reason() -> None:
@@ -547,7 +739,9 @@ def test_watchdog_properties_hold_for_any_input_sequence(
         driver.take(now)
         for record in wd.records():
             assert record.alive == (record.name in driver.alive)
-            assert record.state is not S.STOPPING or not record.wanted or record.stopping
+            assert (
+                record.state is not S.STOPPING or not record.wanted or record.phase is P.STOP_SENT
+            )
         due = wd.next_deadline()
         if due is not None and due <= now:
             wd.tick(now)
@@ -626,7 +820,7 @@ def test_ready_at_start_only_once_the_spawn_succeeded() -> None:
     """A service ready at once is running when its process exists, not when it was asked for."""
     wd = make({"name": "c", "command": "c"})
     wd.receive_start(["c"], 0.0, "start")
-    assert wd.actions_to_take() == [Spawn("c")]
+    assert wd.actions_to_take() == [Spawn("c", "started")]
     assert transitions(wd.events_to_take()) == [("c", S.STOPPED, S.STARTING, "spawned")]
     assert not wd.record("c").ready
     wd.receive_spawned("c", 42, 0.1)
@@ -638,9 +832,9 @@ def test_dependents_wait_for_the_spawn_of_a_requirement_ready_at_start() -> None
     """Nothing that requires a service is spawned before that service's own spawn succeeded."""
     wd = make({"name": "a", "command": "a"}, {"name": "b", "command": "b", "requires": ["a"]})
     wd.receive_start(["b"], 0.0, "start")
-    assert wd.actions_to_take() == [Spawn("a")]
+    assert wd.actions_to_take() == [Spawn("a", "started")]
     wd.receive_spawn_failed("a", "no such executable 'a' (command \"a\")", 0.0)
-    assert Spawn("b") not in wd.actions_to_take()
+    assert Spawn("b", "started") not in wd.actions_to_take()
     assert wd.record("b").state is S.STOPPED
 
 
@@ -660,13 +854,15 @@ def test_a_spawn_failure_is_a_failed_start_with_backoff_and_the_crash_loop_limit
     wd.receive_start(["collector"], 0.0, "start")
     wd.actions_to_take()
     wd.receive_spawn_failed("collector", reason, 0.0)
-    assert wd.actions_to_take() == [Spawn("collector")]  # the first failure: again at once
+    assert wd.actions_to_take() == [
+        Spawn("collector", f"cannot start: {reason}")
+    ]  # the first failure: again at once
     wd.receive_spawn_failed("collector", reason, 0.0)
     assert wd.actions_to_take() == []
     assert wd.record("collector").state is S.BACKOFF
     assert wd.next_deadline() == 1.0
     wd.tick(1.0)
-    assert wd.actions_to_take() == [Spawn("collector")]
+    assert wd.actions_to_take() == [Spawn("collector", f"cannot start: {reason}")]
     wd.receive_spawn_failed("collector", reason, 1.0)
     record = wd.record("collector")
     assert record.state is S.FAILED
@@ -721,3 +917,232 @@ def test_a_stalled_queue_is_down_since_its_last_progress() -> None:
     wd.events_to_take()
     wd.tick(150.0)
     assert down_since(wd.events_to_take(), "c") == [30.0]
+
+
+# -- the state tables, checked on random pipelines -------------------------------------------
+
+
+@st.composite
+def pipelines(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """1 to 4 services, each requiring some of those before it (any DAG): processes ready at a
+    message, a notice, at once or after a delay; watch-only ones with or without ``on_down``;
+    every ``restart`` and ``autorestart`` mode; crash-loop limits low enough to be reached."""
+    services: list[dict[str, Any]] = []
+    for index in range(draw(st.integers(1, 4))):
+        earlier = [s["name"] for s in services]
+        service: dict[str, Any] = {
+            "name": f"s{index}",
+            "requires": draw(st.lists(st.sampled_from(earlier), unique=True)) if earlier else [],
+            "restart": draw(st.sampled_from(["service", "group"])),
+            "autorestart": draw(st.sampled_from(["always", "on-failure", "never"])),
+            "max_restarts": draw(st.integers(0, 3)),
+            "backoff_initial": draw(st.sampled_from([0, 1, 5])),
+            "startup_grace": 30,
+        }
+        watch_only = draw(st.booleans())
+        if watch_only:
+            if draw(st.booleans()):
+                service["on_down"] = "fix it"
+        else:
+            service["command"] = f"run-{index}"
+        ready = draw(st.sampled_from(["heartbeat", "notify", "at once", "delay"]))
+        if ready in ("heartbeat", "notify"):
+            service["heartbeat_timeout"] = 20
+            if ready == "notify":
+                service["ready"] = "notify"
+        elif ready == "delay":
+            service["ready"] = "10s"
+        if draw(st.booleans()):
+            service["data_timeout"] = {"d": 50}
+        services.append(service)
+    return services
+
+
+_any_inputs = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "beat",
+                "data",
+                "ready",
+                "fail",
+                "crash",
+                "exit",
+                "tick",
+                "restart",
+                "stop",
+                "start",
+                "settle",
+                "unspawnable",
+            ]
+        ),
+        st.integers(0, 3),
+        st.floats(min_value=0.0, max_value=60.0),
+    ),
+    max_size=50,
+)
+
+
+class AnyDriver(Driver):
+    """A driver for any pipeline: also runs on_down commands, finished when things settle."""
+
+    def __init__(self, wd: Watchdog) -> None:
+        super().__init__(wd)
+        self.on_down: set[str] = set()
+
+    def take(self, now: float) -> None:
+        self.events += self.wd.events_to_take()
+        while actions := self.wd.actions_to_take():
+            for action in actions:  # checked as emitted, before any is carried out
+                if isinstance(action, Spawn):
+                    for requirement in self.wd.graph.requires(action.service):
+                        assert self.wd.record(requirement).ready, "started before it was ready"
+            for action in actions:
+                self.carry_out(action, now)
+        self.events += self.wd.events_to_take()
+
+    def carry_out(self, action: object, now: float) -> None:
+        if isinstance(action, RunOnDown):
+            assert action.service not in self.on_down, "on_down run twice at once"
+            self.on_down.add(action.service)
+        elif isinstance(action, Spawn):
+            assert action.service not in self.alive, f"{action.service} spawned twice"
+            assert action.reason
+            for dependent in self.wd.graph.dependents(action.service):
+                assert dependent not in self.stopping, "started before its dependent stopped"
+            for requirement in self.wd.graph.requires(action.service):
+                if not self.wd.record(requirement).config.watch_only:
+                    assert requirement in self.alive, "started before what it requires"
+            if action.service in self.unspawnable:
+                self.unspawnable.discard(action.service)
+                self.wd.receive_spawn_failed(action.service, "no such executable", now)
+                return
+            self.alive.add(action.service)
+            self.wd.receive_spawned(action.service, 1, now)
+        else:
+            super().carry_out(action, now)
+
+    def settle(self, now: float) -> None:
+        super().settle(now)
+        for name in sorted(self.on_down):
+            self.on_down.discard(name)
+            self.wd.receive_on_down_done(name, "exit code 0", now)
+            self.take(now)
+
+
+def check_tables(wd: Watchdog, events: list[object], phases: dict[str, Phase]) -> None:
+    """Every state change is in STATE_TRANSITIONS, every phase change in PHASE_TRANSITIONS."""
+    for event in events:
+        if isinstance(event, Transition) and event.old is not event.new:
+            assert event.new in STATE_TRANSITIONS[event.old], event
+    for record in wd.records():
+        old = phases.get(record.name, P.NONE)
+        # One input may pass through several phases (spawned, then its spawn failed): the
+        # phase reached must be reachable from the one before.
+        assert record.phase in _reachable(old), (record.name, old, record.phase)
+        phases[record.name] = record.phase
+
+
+def _reachable(start: Phase) -> set[Phase]:
+    seen, todo = {start}, [start]
+    while todo:
+        for following in PHASE_TRANSITIONS[todo.pop()]:
+            if following not in seen:
+                seen.add(following)
+                todo.append(following)
+    return seen
+
+
+@settings(max_examples=400, deadline=None)
+@given(services=pipelines(), inputs=_any_inputs)
+def test_watchdog_properties_hold_for_any_pipeline(
+    services: list[dict[str, Any]], inputs: list[tuple[str, int, float]]
+) -> None:
+    """Random graphs, restart modes, watch-only services and people's requests: every change
+    follows the tables, no process is spawned twice or before what it requires is ready, no
+    stop goes out before its dependents are down, the watchdog's idea of which processes exist
+    is the driver's, and a final start brings every service back to running."""
+    wd = make(*services)
+    names = [s["name"] for s in services]
+    driver = AnyDriver(wd)
+    phases: dict[str, Phase] = {}
+    wd.receive_start(names, 0.0, "daemon started")
+    driver.take(0.0)
+    now = 0.0
+    for verb, index, step in inputs:
+        now += step
+        name = names[index % len(names)]
+        if verb == "beat":
+            wd.receive_message(name, "heartbeat", now)
+        elif verb == "data":
+            wd.receive_message(name, "d", now)
+        elif verb == "ready":
+            wd.receive_ready(name, now)
+        elif verb == "fail":
+            wd.receive_failure_report(name, "it says so", now)
+        elif verb == "crash":
+            driver.exit(name, -9, now)
+        elif verb == "exit":
+            driver.exit(name, 0, now)
+        elif verb == "tick":
+            wd.tick(now)
+        elif verb == "restart":
+            wd.receive_restart(name, now, "asked")
+        elif verb == "stop":
+            wd.receive_stop([name], now, "asked")
+        elif verb == "start":
+            wd.receive_start([name], now, "asked")
+        elif verb == "settle":
+            driver.settle(now)
+        elif verb == "unspawnable":
+            driver.unspawnable.add(name)
+        driver.take(now)
+        check_tables(wd, driver.events, phases)
+        driver.events.clear()
+        for record in wd.records():
+            assert record.alive == (record.name in driver.alive)
+            assert (record.phase is P.ON_DOWN) == (record.name in driver.on_down)
+    # Liveness: a person starts everything; processes behave; all end up running.
+    driver.unspawnable.clear()
+    wd.receive_start(names, now, "start requested")
+    driver.take(now)
+    for _ in range(60):
+        driver.settle(now)
+        behave(wd, driver, now)
+        check_tables(wd, driver.events, phases)
+        driver.events.clear()
+        if all(r.state is S.RUNNING for r in wd.records()):
+            break
+        due = wd.next_deadline()
+        now = max(now, due) if due is not None else now + 1.0
+        behave(wd, driver, now)  # on time: before the deadline is applied
+        wd.tick(now)
+        driver.take(now)
+    assert all(r.state is S.RUNNING for r in wd.records()), (
+        {r.name: (r.state, r.reason, r.phase) for r in wd.records()},
+        services,
+        inputs,
+    )
+
+
+def behave(wd: Watchdog, driver: AnyDriver, now: float) -> None:
+    """Every watched service says what it should: a beat, a data event, that it is ready."""
+    for record in wd.records():
+        if record.liveness is not None and (record.alive or record.config.watch_only):
+            wd.receive_message(record.name, "heartbeat", now)
+            wd.receive_message(record.name, "d", now)
+            wd.receive_ready(record.name, now)
+    driver.take(now)
+
+
+def test_an_illegal_change_is_refused() -> None:
+    """The tables are enforced: a change they do not list raises instead of happening."""
+    wd = pipeline()
+    record = wd.record("emulator")
+    assert S.RUNNING not in STATE_TRANSITIONS[S.STOPPED]
+    with pytest.raises(IllegalTransition):
+        wd._flip(record, S.RUNNING, "out of nowhere", 1.0)
+    assert record.state is S.STOPPED
+    with pytest.raises(IllegalTransition):
+        wd._set_phase(record, P.STOP_SENT)
+    assert record.phase is P.NONE

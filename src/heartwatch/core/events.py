@@ -2,7 +2,9 @@
 
 States are enum members; actions are imperative (``Spawn``, ``Stop``, ``RunOnDown``) and are
 carried out by a driver; events are facts (``Transition``, ``RecoveryPlanned``) and are kept,
-logged and shown.
+logged and shown. Which state may follow which, and which process phase may follow which, are
+tables here (``STATE_TRANSITIONS``, ``PHASE_TRANSITIONS``): the watchdog refuses any other
+change (``IllegalTransition``), and the property tests check every change they provoke.
 """
 
 from __future__ import annotations
@@ -24,11 +26,74 @@ class ServiceState(StrEnum):
     FAILED = "failed"  # gave up: too many restarts inside the window
 
 
+class Phase(StrEnum):
+    """Where the service's process is, as the watchdog sees it (one value, not five flags).
+
+    A watch-only service has no process: its phase is ``NONE``, or ``ON_DOWN`` while its
+    ``on_down`` command runs."""
+
+    NONE = "none"  # no process: never spawned, or seen to exit (or its spawn failed)
+    SPAWNED = "spawned"  # Spawn asked for, and not yet asked to stop: its run is watched
+    STOP_DECIDED = "stop decided"  # given up on: must stop once its dependents are down
+    STOP_SENT = "stop sent"  # Stop went out; waiting for the exit
+    ON_DOWN = "on_down"  # a watch-only service's on_down command runs
+
+
+_S = ServiceState
+# Which state may follow which (``Watchdog._flip``); a change of reason alone is always legal.
+# Read as: from the key, to any of the values. Causes are many (a tick, an exit, a person), and
+# the reason says which, so the table is keyed by states alone.
+STATE_TRANSITIONS: dict[ServiceState, frozenset[ServiceState]] = {
+    _S.STOPPED: frozenset({_S.STARTING, _S.RESTARTING, _S.STOPPING}),
+    _S.STARTING: frozenset(
+        {_S.RUNNING, _S.UNRESPONSIVE, _S.RESTARTING, _S.STOPPING, _S.STOPPED, _S.EXITED}
+        | {_S.FAILED}
+    ),
+    _S.RUNNING: frozenset(
+        {_S.UNRESPONSIVE, _S.RESTARTING, _S.STOPPING, _S.STOPPED, _S.EXITED, _S.FAILED}
+    ),
+    _S.UNRESPONSIVE: frozenset(
+        {_S.RUNNING, _S.STARTING, _S.RESTARTING, _S.STOPPING, _S.STOPPED, _S.EXITED} | {_S.FAILED}
+    ),
+    _S.RESTARTING: frozenset({_S.STARTING, _S.BACKOFF, _S.STOPPING, _S.STOPPED}),
+    _S.STOPPING: frozenset({_S.STOPPED, _S.RESTARTING, _S.STARTING, _S.RUNNING}),
+    _S.BACKOFF: frozenset({_S.STARTING, _S.RESTARTING, _S.STOPPED}),
+    _S.EXITED: frozenset({_S.STOPPED}),
+    _S.FAILED: frozenset({_S.STOPPED, _S.RESTARTING, _S.STOPPING}),
+}
+
+_P = Phase
+# Which phase may follow which (``Watchdog._set_phase``).
+PHASE_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    _P.NONE: frozenset({_P.SPAWNED, _P.ON_DOWN}),
+    _P.SPAWNED: frozenset({_P.STOP_DECIDED, _P.STOP_SENT, _P.NONE}),
+    _P.STOP_DECIDED: frozenset({_P.STOP_SENT, _P.NONE}),
+    _P.STOP_SENT: frozenset({_P.NONE}),
+    _P.ON_DOWN: frozenset({_P.NONE}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """The watchdog tried a change its tables do not allow: a bug in the watchdog."""
+
+
+class UnknownService(KeyError):
+    """An input named a service the pipeline does not have; every ``receive_*`` raises it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"no service {self.name!r}"
+
+
 @dataclass(frozen=True, slots=True)
 class Spawn:
-    """Start the service's command."""
+    """Start the service's command; ``reason``: why this run (the cause of a restart)."""
 
     service: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,18 @@ must run next; nothing here reads a clock or sleeps.
 Rules / theory of operation
 ---------------------------
 
-Each service has a *wish* (``wanted``: should it run?) and a *process* (``alive``: has a process
-been spawned that has not been seen to exit?). A recovery marks a set of services
-``restart_pending``. After every input the watchdog *reconciles*, applying three rules until
-nothing changes:
+Each service has three values, each changed only through the watchdog's own steps:
+
+- its *state* (``ServiceState``), what people see; ``_flip`` changes it, and only along
+  ``events.STATE_TRANSITIONS``;
+- its *phase* (``Phase``), where its process is: none, spawned, stop decided (given up on,
+  waiting for its dependents to stop), stop sent, or (watch-only) on_down running;
+  ``_set_phase`` changes it, only along ``events.PHASE_TRANSITIONS``;
+- its *goal* (``Goal``), what should happen: stay down, be up, or be restarted (a recovery
+  is under way: ``restart_pending``).
+
+A service is *alive* while its phase says a process exists. After every input the watchdog
+*reconciles*, applying three rules until nothing changes:
 
 1. Stop: a service that is alive, not already stopping, and either unwanted, pending a restart
    or failed, is stopped once none of its dependents is alive. Dependents therefore stop first.
@@ -35,6 +43,10 @@ After any other input a driver re-arms its timer unconditionally.
 
 A service that names a queue (``queue = {…}``) is also failed when its queue holds messages and
 its depth has not gone down for ``stalled_after`` (``stall.py``), even while it beats.
+
+Every fact about a service lives in its ``ServiceRecord``, the service's own words included
+(its status text, the newest data event of each kind, what its client dropped). Every
+``receive_*`` raises ``UnknownService`` for a name the pipeline does not have.
 """
 
 from __future__ import annotations
@@ -42,17 +54,24 @@ from __future__ import annotations
 import random as _random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
 
 from heartwatch.config import ServiceConfig
 from heartwatch.core.events import (
+    PHASE_TRANSITIONS,
+    STATE_TRANSITIONS,
     Action,
     Event,
+    IllegalTransition,
+    Phase,
     RecoveryPlanned,
     RunOnDown,
     ServiceState,
     Spawn,
     Stop,
     Transition,
+    UnknownService,
     describe_exit,
 )
 from heartwatch.core.graph import DependencyGraph
@@ -61,8 +80,34 @@ from heartwatch.core.policy import RestartPolicy
 from heartwatch.core.stall import QueueStall
 
 _S = ServiceState
+_P = Phase
 # States from which a start needs a person's (or the daemon's) explicit word.
 _HELD = frozenset({_S.FAILED, _S.EXITED})
+# States in which a restart under way was given up: its cause must not label a later start.
+_NOT_COMING_BACK = frozenset({_S.STOPPED, _S.EXITED, _S.FAILED})
+_ALIVE = frozenset({_P.SPAWNED, _P.STOP_DECIDED, _P.STOP_SENT})
+
+# Distinct data kinds remembered per service; further kinds are refused, so that a client
+# inventing kinds cannot grow the daemon's memory.
+MAX_DATA_KINDS = 64
+TOO_MANY_KINDS = "too_many_kinds"  # the refusal code ``receive_message`` returns
+
+
+class Goal(Enum):
+    """What should become of a service: a person's wish, or a recovery under way."""
+
+    DOWN = "down"  # not wanted: stop it, keep it stopped
+    UP = "up"  # wanted running
+    RESTART = "restart"  # wanted running, after a stop and start (a recovery, or asked for)
+
+
+@dataclass(frozen=True, slots=True)
+class DataSeen:
+    """The newest data event of one kind from one service (what status shows of it)."""
+
+    at: float  # monotonic
+    sent_time: str | None  # the sender's own clock, as it sent it
+    data: Any
 
 
 @dataclass(slots=True)
@@ -75,12 +120,10 @@ class ServiceRecord:
     state: ServiceState = _S.STOPPED
     reason: str = "not started"
     state_since: float = 0.0
-    wanted: bool = False
-    alive: bool = False
-    stopping: bool = False
-    on_down_running: bool = False
-    restart_pending: bool = False
+    phase: Phase = _P.NONE
+    goal: Goal = Goal.DOWN
     pending_reason: str = ""
+    restart_cause: str | None = None  # why the restart under way began: the next Spawn's reason
     start_not_before: float = 0.0
     pid: int | None = None
     liveness: Liveness | None = None
@@ -90,11 +133,26 @@ class ServiceRecord:
     messages: int = 0
     data_counts: dict[str, int] = field(default_factory=dict)
     last_seen_at: float | None = None
-    last_data_at: dict[str, float] = field(default_factory=dict)
+    last_data: dict[str, DataSeen] = field(default_factory=dict)
+    status_text: str | None = None  # its own newest words (STATUS=, "status")
+    client_dropped: int = 0  # data events its client reported dropping
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def wanted(self) -> bool:
+        return self.goal is not Goal.DOWN
+
+    @property
+    def restart_pending(self) -> bool:
+        return self.goal is Goal.RESTART
+
+    @property
+    def alive(self) -> bool:
+        """A process has been spawned for it and not yet seen to exit."""
+        return self.phase in _ALIVE
 
     @property
     def restarts(self) -> int:
@@ -123,6 +181,10 @@ class Watchdog:
     ) -> None:
         self.graph = DependencyGraph({s.name: s.requires for s in services})
         self._order = self.graph.start_order()
+        # All that relies on each service, through watch-only services too (they have no
+        # process whose being alive would stand for theirs): the stop and start rules wait
+        # for these, not only for the direct dependents.
+        self._relying = {name: tuple(self.graph.dependents(name)) for name in self._order}
         self._records = {s.name: _create_record(s, random) for s in services}
         self._actions: list[Action] = []
         self._events: list[Event] = []
@@ -153,7 +215,11 @@ class Watchdog:
         return [self._records[name] for name in self._order]
 
     def record(self, name: str) -> ServiceRecord:
-        return self._records[name]
+        """The record of ``name``; ``UnknownService`` if the pipeline has no such service."""
+        record = self._records.get(name)
+        if record is None:
+            raise UnknownService(name)
+        return record
 
     def __contains__(self, name: object) -> bool:
         return name in self._records
@@ -162,38 +228,47 @@ class Watchdog:
 
     def receive_start(self, names: Iterable[str], now: float, reason: str) -> None:
         """Want ``names`` (and what they require) running; clears ``failed`` and ``exited``."""
-        for name in list(names):
+        names = self._known(names)
+        for name in names:
             for member in (name, *self.graph.requirements(name)):
                 self._want(self._records[member], reason, now)
         self._reconcile(now)
 
+    def _known(self, names: Iterable[str]) -> list[str]:
+        """``names``, each checked before any is acted on: all or nothing."""
+        names = list(names)
+        for name in names:
+            self.record(name)
+        return names
+
     def _want(self, record: ServiceRecord, reason: str, now: float) -> None:
         """A person (or the daemon) wants this service up, whatever it is doing now."""
-        record.wanted = True
+        if record.goal is Goal.DOWN:
+            record.goal = Goal.UP
         record.start_not_before = now  # a person does not wait out an old backoff
-        if record.alive and record.liveness is None and not record.stopping:
+        if record.phase is _P.STOP_DECIDED:
             # Its stop was decided (it failed) but has not gone out yet, waiting for
             # dependents: it must still go, then start afresh.
             record.policy.reset()
-            record.restart_pending = True
+            record.goal = Goal.RESTART
             record.pending_reason = reason
             self._flip(record, _S.RESTARTING, reason, now)
         elif record.state in _HELD or record.state is _S.STOPPED:
             record.policy.reset()
             if record.state in _HELD:
                 self._flip(record, _S.STOPPED, reason, now)
-        elif record.state is _S.STOPPING and not record.stopping and record.liveness:
+        elif record.state is _S.STOPPING and record.phase is _P.SPAWNED:
+            assert record.liveness is not None
             # Asked back before its stop signal went out: it simply keeps running.
             ready = record.liveness.ready_at is not None
             self._flip(record, _S.RUNNING if ready else _S.STARTING, reason, now)
 
     def receive_stop(self, names: Iterable[str], now: float, reason: str) -> None:
         """Want ``names`` (and what requires them) stopped; dependents stop first."""
-        for name in list(names):
+        for name in self._known(names):
             for member in (name, *self.graph.dependents(name)):
                 record = self._records[member]
-                record.wanted = False
-                record.restart_pending = False
+                record.goal = Goal.DOWN
                 record.pending_reason = reason
                 if record.alive:
                     self._flip(record, _S.STOPPING, reason, now)  # its stop may wait for others
@@ -203,7 +278,7 @@ class Watchdog:
 
     def receive_restart(self, name: str, now: float, reason: str) -> None:
         """Restart ``name`` and its dependents now, as a person asked: no backoff, no count."""
-        record = self._records[name]
+        record = self.record(name)
         record.policy.reset()
         record.start_not_before = now
         for member in self.graph.requirements(name):
@@ -215,61 +290,85 @@ class Watchdog:
 
     # -- inputs: what processes did ----------------------------------------------------------
 
-    def receive_message(self, name: str, kind: str, now: float) -> bool:
-        """A message of ``kind`` (``"heartbeat"`` or a data kind) from ``name``; False if unknown.
+    def receive_message(
+        self,
+        name: str,
+        kind: str,
+        now: float,
+        sent_time: str | None = None,
+        data: Any = None,
+    ) -> str | None:
+        """A message of ``kind`` (``"heartbeat"`` or a data kind) from ``name``, with a data
+        event's ``sent_time`` and payload; returns why it was refused (``TOO_MANY_KINDS``), or
+        ``None``.
 
         This is the hot path: for a running service it only records timestamps.
         """
         record = self._records.get(name)
         if record is None:
-            return False
+            raise UnknownService(name)
+        if kind != "heartbeat":
+            last_data = record.last_data
+            if kind not in last_data and len(last_data) >= MAX_DATA_KINDS:
+                return TOO_MANY_KINDS
+            last_data[kind] = DataSeen(now, sent_time, data)
+            record.data_counts[kind] = record.data_counts.get(kind, 0) + 1
         record.messages += 1
         record.last_seen_at = now
-        if kind != "heartbeat":
-            record.last_data_at[kind] = now
-            record.data_counts[kind] = record.data_counts.get(kind, 0) + 1
         liveness = record.liveness
         if liveness is not None:
             liveness.receive_message(kind, now)
             if record.state is not _S.RUNNING:
                 self._receive_message_slow(record, now)
-        return True
+        return None
+
+    def receive_status(self, name: str, text: str, now: float) -> None:
+        """The service's own words about itself (``STATUS=``, ``"status"``, a run started)."""
+        self.record(name).status_text = text
+
+    def receive_dropped(self, name: str, count: int, now: float) -> None:
+        """The service's client reports having dropped ``count`` data events."""
+        self.record(name).client_dropped += count
 
     def receive_ready(self, name: str, now: float) -> None:
         """The service said it is ready (for example ``READY=1``)."""
-        record = self._records[name]
+        record = self.record(name)
         if record.state is _S.STARTING and record.liveness is not None:
+            self._become_ready(record, now, "said it is ready")
+            self._reconcile(now)
+        elif self._late_starter(record):
+            # Left unresponsive (autorestart = "never") before it was ever ready: ready now.
             self._become_ready(record, now, "said it is ready")
             self._reconcile(now)
 
     def receive_failure_report(self, name: str, reason: str, now: float) -> None:
         """The service says it failed (``fail`` message, non-zero exit ping, watchdog trigger)."""
-        record = self._records[name]
+        record = self.record(name)
         if record.state in (_S.STARTING, _S.RUNNING) and not record.restart_pending:
             self._receive_late(record, f"reported failure: {reason}", now)
             self._reconcile(now)
 
     def receive_heartbeat_timeout(self, name: str, timeout: float, now: float) -> None:
         """The service set its own heartbeat timeout (``WATCHDOG_USEC``) for this run."""
-        record = self._records[name]
+        record = self.record(name)
         if record.liveness is not None:
             record.liveness.set_heartbeat_timeout(timeout)
 
     def receive_extend_startup(self, name: str, extra: float, now: float) -> None:
         """The service needs ``extra`` more seconds to become ready (``EXTEND_TIMEOUT_USEC``)."""
-        record = self._records[name]
+        record = self.record(name)
         if record.liveness is not None and record.state is _S.STARTING:
             record.liveness.extend_startup(extra, now)
 
     def receive_queue_depth(self, name: str, depth: int, now: float) -> None:
         """A reading of the service's queue: ``depth`` messages ready."""
-        queue = self._records[name].queue
+        queue = self.record(name).queue
         if queue is not None:
             queue.receive_depth(depth, now)
 
     def receive_queue_problem(self, name: str, problem: str, now: float) -> None:
         """The queue could not be read (broker down): no verdict on the consumer until it can."""
-        queue = self._records[name].queue
+        queue = self.record(name).queue
         if queue is not None:
             queue.receive_broker_problem(problem)
 
@@ -279,8 +378,9 @@ class Watchdog:
         Only now is a service that needs no word from itself ready ("ready at start"): a
         command that cannot start was never running, and nothing that requires it may start
         on the strength of it."""
-        record = self._records[name]
+        record = self.record(name)
         record.pid = pid
+        record.restart_cause = None  # that restart has happened
         liveness = record.liveness
         if (
             record.state is _S.STARTING
@@ -295,18 +395,19 @@ class Watchdog:
     def receive_spawn_failed(self, name: str, error: str, now: float) -> None:
         """The driver could not start the process (no such executable, missing ``cwd``, ...):
         a failed start, like a crash at once (backoff, the crash-loop limit)."""
-        self._receive_down(self._records[name], f"cannot start: {error}", now, crashed=True)
+        self._receive_down(self.record(name), f"cannot start: {error}", now, crashed=True)
 
     def receive_exit(self, name: str, returncode: int, now: float) -> None:
         """The service's process ended with ``returncode`` (negative: killed by that signal)."""
-        record = self._records[name]
+        record = self.record(name)
         self._receive_down(record, describe_exit(returncode), now, crashed=returncode != 0)
 
     def receive_on_down_done(self, name: str, outcome: str, now: float) -> None:
         """A watch-only service's ``on_down`` finished; watch it come back, with its grace."""
-        record = self._records[name]
-        record.on_down_running = False
-        record.restart_pending = False
+        record = self.record(name)
+        self._set_phase(record, _P.NONE)
+        if record.goal is Goal.RESTART:
+            record.goal = Goal.UP
         if record.wanted and record.state not in _HELD:
             self._begin_run(record, now, f"on_down done ({outcome})")
         self._reconcile(now)
@@ -335,15 +436,40 @@ class Watchdog:
     def _receive_message_slow(self, record: ServiceRecord, now: float) -> None:
         liveness = record.liveness
         assert liveness is not None
-        if record.state is _S.STARTING and liveness.rules.ready_on_message:
-            self._become_ready(record, now, "first heartbeat")
-            self._reconcile(now)
+        if record.state is _S.STARTING:
+            if liveness.rules.ready_on_message:
+                self._become_ready(record, now, "first heartbeat")
+                self._reconcile(now)
+        elif self._late_starter(record):
+            # Left unresponsive (autorestart = "never") before it was ever ready: its startup
+            # grace, long past, must not hold it there, nor may it run without being ready.
+            if liveness.rules.ready_on_message:
+                self._become_ready(record, now, "first heartbeat")
+                self._reconcile(now)
+            elif not liveness.rules.waits_for_word:  # ready a delay after its spawn
+                ready_at = liveness.ready_deadline()
+                if ready_at is not None and now < ready_at:
+                    self._flip(record, _S.STARTING, "messages resumed", now)
+                else:
+                    self._become_ready(record, now, "messages resumed")
+                    self._reconcile(now)
+            # ready = "notify": ready only at its word (``receive_ready``)
         elif (
             record.state is _S.UNRESPONSIVE
             and not record.restart_pending
             and liveness.overdue(now) is None
         ):
             self._flip(record, _S.RUNNING, "messages resumed", now)
+
+    @staticmethod
+    def _late_starter(record: ServiceRecord) -> bool:
+        """Unresponsive before it was ever ready, and left running (autorestart = "never")."""
+        return (
+            record.state is _S.UNRESPONSIVE
+            and not record.restart_pending
+            and record.liveness is not None
+            and record.liveness.ready_at is None
+        )
 
     def _receive_late(
         self, record: ServiceRecord, reason: str, now: float, silent_since: float | None = None
@@ -354,8 +480,7 @@ class Watchdog:
         self._receive_failure(record, reason, now)
 
     def _receive_down(self, record: ServiceRecord, how: str, now: float, crashed: bool) -> None:
-        record.alive = False
-        record.stopping = False
+        self._set_phase(record, _P.NONE)
         record.pid = None
         record.last_exit = how
         expected = record.restart_pending or not record.wanted or record.state in _HELD
@@ -383,6 +508,8 @@ class Watchdog:
         decision = record.policy.receive_failure(now, healthy_since)
         if decision.delay is None:
             record.liveness = None
+            if record.alive:
+                self._set_phase(record, _P.STOP_DECIDED)
             window = record.config.restart_window
             self._flip(
                 record,
@@ -415,13 +542,12 @@ class Watchdog:
             record = self._records[name]
             if record is not trigger and (not record.wanted or record.state in _HELD):
                 continue  # a stopped, exited or failed bystander stays as it is
-            record.wanted = True
-            record.restart_pending = True
+            record.goal = Goal.RESTART
             record.pending_reason = (
                 reason if record is trigger else f"with {trigger.name}: {reason}"
             )
             chosen.append(name)
-            if record.alive or record.on_down_running or record.state is not _S.STOPPED:
+            if record.phase is not _P.NONE or record.state is not _S.STOPPED:
                 self._flip(
                     record,
                     _S.RESTARTING,
@@ -445,17 +571,17 @@ class Watchdog:
 
     def _apply_stop_rule(self, record: ServiceRecord, now: float) -> bool:
         if record.config.watch_only:
-            if not record.wanted and record.liveness is not None and not record.on_down_running:
+            if not record.wanted and record.liveness is not None and record.phase is _P.NONE:
                 record.liveness = None
                 self._flip(record, _S.STOPPED, record.pending_reason, now)
                 return True
             return False
         must_stop = record.restart_pending or not record.wanted or record.state is _S.FAILED
-        if not record.alive or record.stopping or not must_stop:
+        if not must_stop or record.phase not in (_P.SPAWNED, _P.STOP_DECIDED):
             return False
-        if any(self._records[d].alive for d in self.graph.required_by(record.name)):
+        if any(self._records[d].alive for d in self._relying[record.name]):
             return False
-        record.stopping = True
+        self._set_phase(record, _P.STOP_SENT)
         record.liveness = None
         reason = record.reason if record.state is _S.FAILED else record.pending_reason
         if not record.wanted:
@@ -466,15 +592,14 @@ class Watchdog:
     def _apply_start_rule(self, record: ServiceRecord, now: float) -> bool:
         if (
             not record.wanted
-            or record.alive
-            or record.on_down_running
+            or record.phase is not _P.NONE
             or record.state in _HELD
             or (record.liveness is not None and not record.restart_pending)
         ):
             return False
         if any(
             dependent.alive and (record.restart_pending or _going_down(dependent))
-            for dependent in map(self._records.__getitem__, self.graph.required_by(record.name))
+            for dependent in map(self._records.__getitem__, self._relying[record.name])
         ):
             return False  # start again only once dependents that go down are down
         if now < record.start_not_before:
@@ -496,13 +621,14 @@ class Watchdog:
             self._flip(record, state, "waiting for " + ", ".join(waiting_for), now)
             return False
         if record.config.watch_only and record.restart_pending and record.config.on_down:
-            record.on_down_running = True
+            self._set_phase(record, _P.ON_DOWN)
             self._actions.append(RunOnDown(record.name, record.pending_reason))
             return True
-        record.restart_pending = False
+        record.goal = Goal.UP
         if not record.config.watch_only:
-            record.alive = True
-            self._actions.append(Spawn(record.name))
+            self._set_phase(record, _P.SPAWNED)
+            why = record.restart_cause or ("started again" if record.spawns else "started")
+            self._actions.append(Spawn(record.name, why))
         self._begin_run(record, now, "spawned" if not record.config.watch_only else "watching")
         return True
 
@@ -536,10 +662,25 @@ class Watchdog:
         if record.state is new and record.reason == reason:
             return
         old = record.state
-        record.state, record.reason = new, reason
         if old is not new:
+            if new not in STATE_TRANSITIONS[old]:
+                raise IllegalTransition(f"{record.name}: {old} -> {new} ({reason})")
             record.state_since = now
+        record.state, record.reason = new, reason
+        if new is _S.RESTARTING:
+            # The first reason of a restart is its cause; later ones ("waiting for ...") only
+            # say what it waits on. The next spawn carries the cause.
+            if record.restart_cause is None:
+                record.restart_cause = reason
+        elif new in _NOT_COMING_BACK:
+            record.restart_cause = None
         self._events.append(Transition(record.name, old, new, reason, now, failure, down_since))
+
+    def _set_phase(self, record: ServiceRecord, new: Phase) -> None:
+        old = record.phase
+        if new is not old and new not in PHASE_TRANSITIONS[old]:
+            raise IllegalTransition(f"{record.name}: phase {old} -> {new}")
+        record.phase = new
 
     def _deadline_of(self, record: ServiceRecord) -> float | None:
         if record.state is _S.BACKOFF:
@@ -558,9 +699,7 @@ class Watchdog:
 
 def _going_down(record: ServiceRecord) -> bool:
     """Its process is being stopped, or is about to be."""
-    return (
-        record.stopping or record.restart_pending or not record.wanted or record.state is _S.FAILED
-    )
+    return record.phase is _P.STOP_SENT or record.goal is not Goal.UP or record.state is _S.FAILED
 
 
 def _create_record(config: ServiceConfig, random: Callable[[], float]) -> ServiceRecord:

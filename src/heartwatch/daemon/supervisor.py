@@ -14,9 +14,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
@@ -27,10 +25,10 @@ from heartwatch.core.events import (
     Event,
     RecoveryPlanned,
     RunOnDown,
-    ServiceState,
     Spawn,
     Stop,
     Transition,
+    UnknownService,
     describe_exit,
 )
 from heartwatch.core.journal import Journal
@@ -54,21 +52,6 @@ class DaemonStopping(RuntimeError):
 # The daemon's own secrets: a service gets them only if its own ``env`` gives them.
 SECRET_VARIABLES = frozenset({"HEARTWATCH_TOKEN", "HEARTWATCH_INGEST_TOKEN"})
 
-# States in which a restart under way was given up: its reason must not label a later start.
-_NOT_COMING_BACK = frozenset({ServiceState.STOPPED, ServiceState.EXITED, ServiceState.FAILED})
-
-# Distinct data kinds remembered per service; further kinds are refused ("too_many_kinds").
-MAX_DATA_KINDS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class LastData:
-    """The newest data event of one kind from one service."""
-
-    at: float  # monotonic
-    sent_time: str | None
-    data: Any
-
 
 class Supervisor:
     def __init__(
@@ -86,14 +69,10 @@ class Supervisor:
         self.watchdog = Watchdog(config.service)
         self.default_service = config.server.default_service
         self.journal = journal or Journal(on_error=log_listener_error)
-        self._restart_reasons: dict[str, str] = {}  # why the next spawn is a restart
-        self.last_data: dict[str, dict[str, LastData]] = {name: {} for name in self.services}
         self.notify_address: str | None = None  # NOTIFY_SOCKET given to children
         self.closing = False  # shutting down: starts and restarts are refused
         self._on_down_processes: set[asyncio.subprocess.Process] = set()
         self.stats = IngestStats()  # what arrived and what was refused, by transport
-        self.status_text: dict[str, str] = {}  # the newest STATUS / "status" of each service
-        self.client_dropped: Counter[str] = Counter()  # events clients reported dropping
         self._loop = asyncio.get_running_loop()
         # loop.time() is monotonic; this offset turns it into wall-clock time for people.
         self.wall_offset = time.time() - self._loop.time()
@@ -111,40 +90,44 @@ class Supervisor:
     def receive_message(self, message: Message, transport: str) -> str | None:
         """Feed one decoded message; return why it was refused, or ``None``. The hot path."""
         name = message.service or self.default_service
-        kinds = self.last_data.get(name) if name is not None else None
-        if name is None or kinds is None:
+        if name is None:
             return "unknown_service"
         kind = message.kind
         now = self._loop.time()
-        if kind == HEARTBEAT:
-            self.watchdog.receive_message(name, HEARTBEAT, now)
-            if message.ready or message.status is not None or message.dropped:
+        try:
+            if kind == HEARTBEAT:
+                self.watchdog.receive_message(name, HEARTBEAT, now)
+                if message.ready or message.status is not None or message.dropped:
+                    self._receive_control(name, message, now)
+            elif kind in CONTROL_KINDS:
+                self.watchdog.receive_message(name, HEARTBEAT, now)  # saying anything is alive
                 self._receive_control(name, message, now)
-        elif kind in CONTROL_KINDS:
-            self.watchdog.receive_message(name, HEARTBEAT, now)  # saying anything is alive
-            self._receive_control(name, message, now)
-        else:
-            if kind not in kinds and len(kinds) >= MAX_DATA_KINDS:
-                return "too_many_kinds"  # a client inventing kinds must not grow memory
-            self.watchdog.receive_message(name, kind, now)
-            kinds[kind] = LastData(now, message.sent_time, message.data)
+            else:
+                refused = self.watchdog.receive_message(
+                    name, kind, now, message.sent_time, message.data
+                )
+                if refused is not None:
+                    return refused
+        except UnknownService:
+            return "unknown_service"
         if self.watchdog.has_output:
             self._pump()
         return None
 
     def _receive_control(self, name: str, message: Message, now: float) -> None:
         """The rarer parts of a message: status, readiness, dropped counts, start and fail."""
+        watchdog = self.watchdog
         if message.status is not None:
-            self.status_text[name] = message.status
+            watchdog.receive_status(name, message.status, now)
         if message.dropped:
-            self.client_dropped[name] += message.dropped
+            watchdog.receive_dropped(name, message.dropped, now)
             logger.warning("{}: its client dropped {} data events", name, message.dropped)
         if message.ready:
-            self.watchdog.receive_ready(name, now)
+            watchdog.receive_ready(name, now)
         if message.kind == START:
-            self.status_text[name] = "run started"
+            watchdog.receive_status(name, "run started", now)
         elif message.kind == FAIL:
-            self.watchdog.receive_failure_report(name, message.reason or "fail", now)
+            watchdog.receive_failure_report(name, message.reason or "fail", now)
         self._pump()
 
     def receive_notice(self, name: str, notice: Notice) -> None:
@@ -156,9 +139,9 @@ class Supervisor:
         for kind in notice.events:
             self.receive_message(Message(kind, service=name), "notify")
         if notice.status is not None:
-            self.status_text[name] = notice.status
+            watchdog.receive_status(name, notice.status, now)
         if notice.stopping:
-            self.status_text[name] = "stopping"
+            watchdog.receive_status(name, "stopping", now)
         if notice.watchdog_timeout is not None:
             watchdog.receive_heartbeat_timeout(name, notice.watchdog_timeout, now)
         if notice.extend_timeout is not None:
@@ -280,13 +263,13 @@ class Supervisor:
 
     def _execute(self, action: Action) -> None:
         if isinstance(action, Spawn):
-            self._spawn(self.services[action.service])
+            self._spawn(self.services[action.service], action.reason)
         elif isinstance(action, Stop):
             self._stop(action)
         elif isinstance(action, RunOnDown):
             self._start_task(self._run_on_down(action))
 
-    def _spawn(self, service: ServiceConfig) -> None:
+    def _spawn(self, service: ServiceConfig, why: str) -> None:
         assert service.command is not None
         now = self._loop.time()
         try:
@@ -306,7 +289,6 @@ class Supervisor:
         self.state.record_child(service.name, child.pid, child.create_time)
         logger.info("{}: started pid {}", service.name, child.pid)
         record = self.watchdog.record(service.name)
-        why = self._restart_reasons.pop(service.name, "started again")
         if record.restarts:
             self.journal.append(
                 "restart",
@@ -380,12 +362,6 @@ class Supervisor:
     def _record(self, event: Event) -> None:
         at = self.wall_time(event.at)
         if isinstance(event, Transition):
-            if event.new is ServiceState.RESTARTING:
-                # The first reason of a restart is its cause; later ones ("waiting for ...")
-                # only say what it waits on. The spawn takes it.
-                self._restart_reasons.setdefault(event.service, event.reason)
-            elif event.new in _NOT_COMING_BACK:
-                self._restart_reasons.pop(event.service, None)
             self.journal.append(
                 "transition",
                 event.service,

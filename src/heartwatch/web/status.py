@@ -84,7 +84,7 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
     record = supervisor.watchdog.record(name)
     config = record.config
     now = supervisor.now()
-    last = supervisor.last_data[name]
+    last = record.last_data
     kinds = sorted(set(record.data_counts) | set(config.data_timeout))
     liveness = record.liveness
     return ServiceStatus(
@@ -111,8 +111,8 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
             for kind in kinds
         },
         last_exit=record.last_exit,
-        status=supervisor.status_text.get(name),
-        client_dropped=supervisor.client_dropped[name],
+        status=record.status_text,
+        client_dropped=record.client_dropped,
         output_write_errors=supervisor.output_write_errors(name),
         queue=None
         if record.queue is None or config.queue is None
