@@ -33,6 +33,12 @@ def test_signals_that_do_not_stop_it_are_said_and_ignored_pwr_stops(pipeline: Pi
         daemon.popen.send_signal(sig)
     for name in (*(s.name for s in ignored), "SIGRTMIN+3"):
         wait_until(lambda name=name: f"received {name}: ignored" in daemon.log_text(), name)
+    # A marker: a second SIGHUP, sent after all of them, is handled too. Whatever the others
+    # would have done, they had their turn (SIGPIPE and SIGXFSZ leave no line of their own).
+    daemon.popen.send_signal(signal.SIGHUP)
+    wait_until(
+        lambda: daemon.log_text().count("received SIGHUP: ignored") == 2, "the second SIGHUP"
+    )
     hold_still(
         lambda: daemon.popen.poll() is None and all(alive(w) for w in workers),
         "the daemon and both services to keep running",
