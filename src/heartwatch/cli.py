@@ -75,6 +75,7 @@ class _LazyConsole:
 err = _LazyConsole(stderr=True)
 out = _LazyConsole(stderr=False)
 
+DEFAULT_CONFIG = Path("heartwatch.toml")  # what init writes and every command reads
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", help="The configuration file.", envvar="HEARTWATCH_CONFIG"),
@@ -100,7 +101,7 @@ def _load(path: Path) -> Config:
 
 
 @app.command()
-def run(config: ConfigOption = Path("heartwatch.toml")) -> None:
+def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C (children are stopped first)."""
     from heartwatch.assembly.daemon import run_daemon
     from heartwatch.daemon.own_log import configure_logging
@@ -133,7 +134,7 @@ def _log_warnings(path: Path, config: Config) -> None:
 
 @app.command()
 def check(
-    config: ConfigOption = Path("heartwatch.toml"),
+    config: ConfigOption = DEFAULT_CONFIG,
     strict: Annotated[
         bool, typer.Option(help="Exit 2 on warnings too (a command not found, a missing cwd).")
     ] = False,
@@ -160,7 +161,7 @@ def check(
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("heartwatch.toml"),
+    path: Annotated[Path, typer.Argument(help="Where to write it.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter configuration."""
@@ -173,7 +174,7 @@ def init(
 
 @app.command()
 def status(
-    config: ConfigOption = Path("heartwatch.toml"),
+    config: ConfigOption = DEFAULT_CONFIG,
     url: UrlOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -215,21 +216,19 @@ def _control(verb: str, name: str, config: Path, url: str | None) -> None:
 
 
 @app.command()
-def restart(
-    name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOption = None
-) -> None:
+def restart(name: str, config: ConfigOption = DEFAULT_CONFIG, url: UrlOption = None) -> None:
     """Restart a service and the services that require it."""
     _control("restart", name, config, url)
 
 
 @app.command()
-def stop(name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOption = None) -> None:
+def stop(name: str, config: ConfigOption = DEFAULT_CONFIG, url: UrlOption = None) -> None:
     """Stop a service (and, first, the services that require it)."""
     _control("stop", name, config, url)
 
 
 @app.command()
-def start(name: str, config: ConfigOption = Path("heartwatch.toml"), url: UrlOption = None) -> None:
+def start(name: str, config: ConfigOption = DEFAULT_CONFIG, url: UrlOption = None) -> None:
     """Start a service (and, first, what it requires); clears failed and exited."""
     _control("start", name, config, url)
 
@@ -252,7 +251,7 @@ def beat(
     ] = "heartbeat",
     data: Annotated[str | None, typer.Option(help="A JSON payload for a data event.")] = None,
     addr: AddrOption = None,
-    config: ConfigOption = Path("heartwatch.toml"),
+    config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Send one heartbeat or data event, for shell scripts."""
     message: dict[str, Any] = {"type": kind, "service": service}
@@ -277,7 +276,7 @@ def exec_(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="The service the command runs as.")],
     addr: AddrOption = None,
-    config: ConfigOption = Path("heartwatch.toml"),
+    config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Run a command as SERVICE: report its start, pass its output through, report its exit code.
 
@@ -351,7 +350,7 @@ def tail(
     lines: Annotated[int, typer.Option("-n", "--lines", help="Initial lines.")] = 10,
     follow: Annotated[bool, typer.Option(help="Keep following (like tail -F).")] = True,
     grep: Annotated[str | None, typer.Option(help="Only lines matching this regex.")] = None,
-    config: ConfigOption = Path("heartwatch.toml"),
+    config: ConfigOption = DEFAULT_CONFIG,
     url: UrlOption = None,
     token: Annotated[
         str | None,
@@ -416,7 +415,7 @@ def _tail_target(target: str | None, daemon: bool, config: Path, url: str | None
 
 
 @app.command(name="alerts-test")
-def alerts_test(config: ConfigOption = Path("heartwatch.toml")) -> None:
+def alerts_test(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Send a test message through every [alerts] URL; say which ones delivered it.
 
     Also as notify-test, its name from when [alerts] was [notify]."""

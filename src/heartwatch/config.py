@@ -41,7 +41,9 @@ from heartwatch.core.addresses import (
     parse_address,
 )
 from heartwatch.core.graph import DependencyCycleError, DependencyGraph
+from heartwatch.core.liveness import LivenessRules
 from heartwatch.core.redact import redact
+from heartwatch.core.spec import QueueSpec, RestartRules, ServiceSpec
 from heartwatch.core.units import parse_duration, parse_size
 from heartwatch.core.wire import HEARTBEAT, is_data_kind
 
@@ -71,6 +73,12 @@ class ConfigError(Exception):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(where + "; ".join(str(p) for p in self.problems))
+
+
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """A service's ``command`` as the program and its arguments: a string is split as a shell
+    would (no shell runs it), a list is taken as it is."""
+    return shlex.split(command) if isinstance(command, str) else list(command)
 
 
 def parse_signal(value: object) -> signal.Signals:
@@ -270,13 +278,10 @@ class ServiceConfig(_Section):
     def _check_command(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is None:
             return value
-        if isinstance(value, str):
-            try:
-                argv = shlex.split(value)
-            except ValueError as error:
-                raise ValueError(f"cannot split the command like a shell would: {error}") from None
-        else:
-            argv = value
+        try:
+            argv = command_argv(value)
+        except ValueError as error:
+            raise ValueError(f"cannot split the command like a shell would: {error}") from None
         if not argv:
             raise ValueError("a command cannot be empty; leave it out for a watch-only service")
         if any("\0" in arg for arg in argv):
@@ -322,6 +327,37 @@ class ServiceConfig(_Section):
     def ready_delay(self) -> float:
         """Seconds after spawn at which a service that never beats counts as ready."""
         return self.ready if isinstance(self.ready, float) else 0.0
+
+    def spec(self) -> ServiceSpec:
+        """What the watchdog is told about this service (the core never sees this schema)."""
+        return ServiceSpec(
+            name=self.name,
+            liveness=LivenessRules(
+                ready_on_message=self.ready_on_message,
+                ready_delay=self.ready_delay,
+                startup_grace=self.startup_grace,
+                heartbeat_timeout=self.heartbeat_timeout,
+                data_timeout=dict(self.data_timeout),
+                ready_on_notice=self.ready_on_notice,
+            ),
+            requires=tuple(self.requires),
+            watch_only=self.watch_only,
+            has_on_down=self.on_down is not None,
+            restart=self.restart,
+            autorestart=self.autorestart,
+            restart_rules=RestartRules(
+                initial=self.backoff_initial,
+                maximum=self.backoff_max,
+                factor=self.backoff_factor,
+                jitter=self.backoff_jitter,
+                healthy_after=self.healthy_after,
+                max_restarts=self.max_restarts,
+                window=self.restart_window,
+            ),
+            queue=None
+            if self.queue is None
+            else QueueSpec(name=self.queue.name, stalled_after=self.queue.stalled_after),
+        )
 
 
 class Config(_Section):
@@ -744,7 +780,7 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
             continue  # a relative executable is looked for in it: nothing more to say
         if service.command is None:
             continue
-        argv = shlex.split(service.command) if isinstance(service.command, str) else service.command
+        argv = command_argv(service.command)
         problem = _executable_problem(argv[0], cwd, service.env.get("PATH", environ.get("PATH")))
         if problem is not None:
             warnings.append(Problem(f"{where}.command", problem))

@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
+from heartwatch.config import command_argv
 from heartwatch.core.events import describe_exit
 from heartwatch.daemon.output import RotatingOutput
 
@@ -81,7 +82,7 @@ class ProcessRunner:
         output: RotatingOutput,
     ) -> Child:
         """Start ``command`` in a new session; raise ``SpawnError`` if it cannot start."""
-        argv = shlex.split(command) if isinstance(command, str) else list(command)
+        argv = command_argv(command)
         output.write(f"[heartwatch] starting {shlex.join(argv)}\n".encode())
         run_id = uuid.uuid4().hex
         try:
