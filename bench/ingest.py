@@ -289,7 +289,7 @@ def hot_path_breakdown() -> list[list[object]]:
     config = parse_config(
         {"service": [{"name": n, "heartbeat_timeout": "1h", "startup_grace": "1h"} for n in names]}
     )
-    watchdog = Watchdog(config.service)
+    watchdog = Watchdog([service.spec() for service in config.service])
     watchdog.receive_start(names, 0.0, "bench")
     for name in names:
         watchdog.receive_message(name, "heartbeat", 1.0)

@@ -131,7 +131,7 @@ def test_queue_stall_broker_problem_suspends_the_verdict() -> None:
 
 def make(**service: Any) -> Watchdog:
     config = parse_config({"service": [{"name": "svc", "command": "x", **service}]})
-    watchdog = Watchdog(config.service, random=lambda: 0.5)
+    watchdog = Watchdog([s.spec() for s in config.service], random=lambda: 0.5)
     watchdog.receive_start(["svc"], 0.0, "start")
     assert watchdog.actions_to_take() == [Spawn("svc", "started")]
     return watchdog

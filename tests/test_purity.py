@@ -70,7 +70,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 # Known impurities being removed; strict: the mark must go when the import does.
-KNOWN = {"core/watchdog.py": "imports the pydantic ServiceConfig (to become frozen core specs)"}
+KNOWN: dict[str, str] = {}
 
 
 def pure_modules() -> list[object]:

@@ -31,7 +31,7 @@ P = Phase
 
 def make(*services: dict[str, Any]) -> Watchdog:
     config = parse_config({"service": list(services)})
-    return Watchdog(config.service, random=lambda: 0.5)
+    return Watchdog([s.spec() for s in config.service], random=lambda: 0.5)
 
 
 def pipeline(**collector: Any) -> Watchdog:
@@ -1011,7 +1011,7 @@ class AnyDriver(Driver):
             for dependent in self.wd.graph.dependents(action.service):
                 assert dependent not in self.stopping, "started before its dependent stopped"
             for requirement in self.wd.graph.requires(action.service):
-                if not self.wd.record(requirement).config.watch_only:
+                if not self.wd.record(requirement).spec.watch_only:
                     assert requirement in self.alive, "started before what it requires"
             if action.service in self.unspawnable:
                 self.unspawnable.discard(action.service)
@@ -1128,7 +1128,7 @@ def test_watchdog_properties_hold_for_any_pipeline(
 def behave(wd: Watchdog, driver: AnyDriver, now: float) -> None:
     """Every watched service says what it should: a beat, a data event, that it is ready."""
     for record in wd.records():
-        if record.liveness is not None and (record.alive or record.config.watch_only):
+        if record.liveness is not None and (record.alive or record.spec.watch_only):
             wd.receive_message(record.name, "heartbeat", now)
             wd.receive_message(record.name, "d", now)
             wd.receive_ready(record.name, now)

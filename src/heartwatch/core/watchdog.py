@@ -57,7 +57,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from heartwatch.config import ServiceConfig
 from heartwatch.core.events import (
     PHASE_TRANSITIONS,
     STATE_TRANSITIONS,
@@ -77,6 +76,7 @@ from heartwatch.core.events import (
 from heartwatch.core.graph import DependencyGraph
 from heartwatch.core.liveness import Liveness, LivenessRules
 from heartwatch.core.policy import RestartPolicy
+from heartwatch.core.spec import ServiceSpec
 from heartwatch.core.stall import QueueStall
 
 _S = ServiceState
@@ -114,8 +114,7 @@ class DataSeen:
 class ServiceRecord:
     """Everything the watchdog knows about one service. Read it; do not mutate it."""
 
-    config: ServiceConfig
-    rules: LivenessRules
+    spec: ServiceSpec
     policy: RestartPolicy
     state: ServiceState = _S.STOPPED
     reason: str = "not started"
@@ -139,7 +138,12 @@ class ServiceRecord:
 
     @property
     def name(self) -> str:
-        return self.config.name
+        return self.spec.name
+
+    @property
+    def rules(self) -> LivenessRules:
+        """The configured liveness rules (a run's own changes are in ``liveness.rules``)."""
+        return self.spec.liveness
 
     @property
     def wanted(self) -> bool:
@@ -175,7 +179,7 @@ class Watchdog:
 
     def __init__(
         self,
-        services: Sequence[ServiceConfig],
+        services: Sequence[ServiceSpec],
         *,
         random: Callable[[], float] = _random.random,
     ) -> None:
@@ -475,7 +479,7 @@ class Watchdog:
         self, record: ServiceRecord, reason: str, now: float, silent_since: float | None = None
     ) -> None:
         self._flip(record, _S.UNRESPONSIVE, reason, now, failure=True, down_since=silent_since)
-        if record.config.autorestart == "never":
+        if record.spec.autorestart == "never":
             return  # stays unresponsive, watched, until messages resume
         self._receive_failure(record, reason, now)
 
@@ -490,7 +494,7 @@ class Watchdog:
             if not record.wanted:
                 self._flip(record, _S.STOPPED, f"{record.pending_reason}; {how}", now)
         elif record.state in (_S.STARTING, _S.RUNNING, _S.UNRESPONSIVE):
-            policy = record.config.autorestart
+            policy = record.spec.autorestart
             if policy == "never" or (policy == "on-failure" and not crashed):
                 self._flip(record, _S.EXITED, how, now, failure=crashed)
             else:
@@ -510,7 +514,7 @@ class Watchdog:
             record.liveness = None
             if record.alive:
                 self._set_phase(record, _P.STOP_DECIDED)
-            window = record.config.restart_window
+            window = record.spec.restart_rules.window
             self._flip(
                 record,
                 _S.FAILED,
@@ -524,7 +528,7 @@ class Watchdog:
                 self._plan_recovery(record, dependents, f"{record.name} failed", now)
             return
         record.start_not_before = now + decision.delay
-        members = self.graph.recovery_set(record.name, record.config.restart)
+        members = self.graph.recovery_set(record.name, record.spec.restart)
         self._plan_recovery(record, members, reason, now, failure=True)
 
     def _plan_recovery(
@@ -555,7 +559,7 @@ class Watchdog:
                     now,
                     failure=failure and record is trigger,
                 )
-        if len(chosen) > 1 or trigger.config.restart == "group":
+        if len(chosen) > 1 or trigger.spec.restart == "group":
             self._events.append(RecoveryPlanned(trigger.name, tuple(chosen), reason, now))
 
     # -- reconciliation --------------------------------------------------------------------
@@ -570,7 +574,7 @@ class Watchdog:
                 changed |= self._apply_start_rule(self._records[name], now)
 
     def _apply_stop_rule(self, record: ServiceRecord, now: float) -> bool:
-        if record.config.watch_only:
+        if record.spec.watch_only:
             if not record.wanted and record.liveness is not None and record.phase is _P.NONE:
                 record.liveness = None
                 self._flip(record, _S.STOPPED, record.pending_reason, now)
@@ -620,16 +624,16 @@ class Watchdog:
             state = _S.RESTARTING if record.state is _S.BACKOFF else record.state
             self._flip(record, state, "waiting for " + ", ".join(waiting_for), now)
             return False
-        if record.config.watch_only and record.restart_pending and record.config.on_down:
+        if record.spec.watch_only and record.restart_pending and record.spec.has_on_down:
             self._set_phase(record, _P.ON_DOWN)
             self._actions.append(RunOnDown(record.name, record.pending_reason))
             return True
         record.goal = Goal.UP
-        if not record.config.watch_only:
+        if not record.spec.watch_only:
             self._set_phase(record, _P.SPAWNED)
             why = record.restart_cause or ("started again" if record.spawns else "started")
             self._actions.append(Spawn(record.name, why))
-        self._begin_run(record, now, "spawned" if not record.config.watch_only else "watching")
+        self._begin_run(record, now, "spawned" if not record.spec.watch_only else "watching")
         return True
 
     def _begin_run(self, record: ServiceRecord, now: float, reason: str) -> None:
@@ -641,7 +645,7 @@ class Watchdog:
         # A process is ready at start once it exists (``receive_spawned``); a watch-only
         # service, at once.
         ready_now = not record.rules.waits_for_word and record.rules.ready_delay <= 0
-        if ready_now and record.config.watch_only:
+        if ready_now and record.spec.watch_only:
             self._become_ready(record, now, "ready at start")
 
     def _become_ready(self, record: ServiceRecord, now: float, reason: str) -> None:
@@ -702,24 +706,17 @@ def _going_down(record: ServiceRecord) -> bool:
     return record.phase is _P.STOP_SENT or record.goal is not Goal.UP or record.state is _S.FAILED
 
 
-def _create_record(config: ServiceConfig, random: Callable[[], float]) -> ServiceRecord:
-    rules = LivenessRules(
-        ready_on_message=config.ready_on_message,
-        ready_delay=config.ready_delay,
-        startup_grace=config.startup_grace,
-        heartbeat_timeout=config.heartbeat_timeout,
-        data_timeout=dict(config.data_timeout),
-        ready_on_notice=config.ready_on_notice,
-    )
+def _create_record(spec: ServiceSpec, random: Callable[[], float]) -> ServiceRecord:
+    restart = spec.restart_rules
     policy = RestartPolicy(
-        initial=config.backoff_initial,
-        maximum=config.backoff_max,
-        factor=config.backoff_factor,
-        jitter=config.backoff_jitter,
-        healthy_after=config.healthy_after,
-        max_restarts=config.max_restarts,
-        window=config.restart_window,
+        initial=restart.initial,
+        maximum=restart.maximum,
+        factor=restart.factor,
+        jitter=restart.jitter,
+        healthy_after=restart.healthy_after,
+        max_restarts=restart.max_restarts,
+        window=restart.window,
         random=random,
     )
-    queue = QueueStall(config.queue.stalled_after) if config.queue is not None else None
-    return ServiceRecord(config=config, rules=rules, policy=policy, queue=queue)
+    queue = QueueStall(spec.queue.stalled_after) if spec.queue is not None else None
+    return ServiceRecord(spec=spec, policy=policy, queue=queue)

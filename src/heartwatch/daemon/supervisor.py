@@ -66,7 +66,7 @@ class Supervisor:
         self.state = state
         self.tcp_address = tcp_address
         self.services = config.services_by_name()
-        self.watchdog = Watchdog(config.service)
+        self.watchdog = Watchdog([service.spec() for service in config.service])
         self.default_service = config.server.default_service
         self.journal = journal or Journal(on_error=log_listener_error)
         self.notify_address: str | None = None  # NOTIFY_SOCKET given to children

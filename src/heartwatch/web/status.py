@@ -82,10 +82,11 @@ def _age(now: float, at: float | None) -> float | None:
 
 def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
     record = supervisor.watchdog.record(name)
-    config = record.config
+    spec = record.spec
+    data_timeout = spec.liveness.data_timeout
     now = supervisor.now()
     last = record.last_data
-    kinds = sorted(set(record.data_counts) | set(config.data_timeout))
+    kinds = sorted(set(record.data_counts) | set(data_timeout))
     liveness = record.liveness
     return ServiceStatus(
         name=name,
@@ -95,16 +96,16 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
         uptime=None if liveness is None else _age(now, liveness.started_at),
         pid=record.pid,
         restarts=record.restarts,
-        watch_only=config.watch_only,
-        requires=list(config.requires),
+        watch_only=spec.watch_only,
+        requires=list(spec.requires),
         last_heartbeat_age=_age(now, record.last_seen_at),
-        heartbeat_timeout=config.heartbeat_timeout,
+        heartbeat_timeout=spec.liveness.heartbeat_timeout,
         messages=record.messages,
         data={
             kind: DataStatus(
                 count=record.data_counts.get(kind, 0),
                 last_age=_age(now, last[kind].at) if kind in last else None,
-                timeout=config.data_timeout.get(kind),
+                timeout=data_timeout.get(kind),
                 last_sent_time=last[kind].sent_time if kind in last else None,
                 last_data=last[kind].data if kind in last else None,
             )
@@ -115,9 +116,9 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
         client_dropped=record.client_dropped,
         output_write_errors=supervisor.output_write_errors(name),
         queue=None
-        if record.queue is None or config.queue is None
+        if record.queue is None or spec.queue is None
         else QueueStatus(
-            name=config.queue.name,
+            name=spec.queue.name,
             depth=record.queue.depth,
             stalled_after=record.queue.stalled_after,
             broker_problem=record.queue.broker_problem,
