@@ -28,7 +28,7 @@ from heartwatch.daemon.ingest import Ingest, connection_cap
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.memory import return_memory_to_os
 from heartwatch.daemon.recorder import Recorder
-from heartwatch.daemon.sdnotify_socket import NotifySocket
+from heartwatch.daemon.sdnotify_socket import SdNotifySocket
 from heartwatch.daemon.statedir import StateDir
 from heartwatch.daemon.supervisor import Supervisor, log_listener_error
 from heartwatch.daemon.systemd import SystemdNotifier
@@ -63,7 +63,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         resources.push_async_callback(recorder.close)  # stores the minute so far, last
         journal.subscribe(recorder.receive)
         recorder.start()
-        alerter = Alerter(config.alerts, journal, supervisor.wall_time)
+        alerter = Alerter(config.alerts, journal, supervisor.clock)
         resources.push_async_callback(alerter.close)  # queued alerts get a few seconds
         journal.subscribe(alerter.receive)
         alerter.start()
@@ -79,15 +79,15 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         supervisor.tcp_address = await _listening(
             "heartbeats", config.server.tcp, ingest.start(*config.server.tcp)
         )
-        notify = NotifySocket(
+        sdnotify = SdNotifySocket(
             f"heartwatch-{state.state_id}",
             supervisor.receive_notice,
             supervisor.identify,
             supervisor.stats,
         )
-        resources.callback(notify.close)
-        notify.start()
-        supervisor.notify_address = notify.address
+        resources.callback(sdnotify.close)
+        sdnotify.start()
+        supervisor.notify_address = sdnotify.address
         hub = LogHub(config.logs.partial_line_flush, config.logs.viewer_buffer_lines)
         resources.push_async_callback(hub.aclose)
         app = create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter)

@@ -34,7 +34,10 @@ NoticeSink = Callable[[str, Notice], None]
 Identify = Callable[[int], str | None]
 
 
-class NotifySocket:
+class SdNotifySocket:
+    """The socket children's sd_notify datagrams arrive on; each is handed to ``sink`` with
+    the service it came from."""
+
     def __init__(self, name: str, sink: NoticeSink, identify: Identify, stats: IngestStats) -> None:
         self.address = "@" + name
         self.stats = stats
