@@ -19,7 +19,15 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e.support import Daemon, Pipeline, duration, hold_still, scaled, worker_command
+from e2e.support import (
+    Daemon,
+    Pipeline,
+    duration,
+    hold_still,
+    scaled,
+    wait_until,
+    worker_command,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +128,13 @@ def test_connection_burst_past_the_open_files_limit_spares_a_healthy_service(
     crowd = connect_many(daemon.tcp_address, 1500, timeout=15.0)
     try:
         assert len(crowd) >= 500  # handshakes the kernel completed; the rest were turned away
+        before = daemon.service("steady")["messages"]
         hold_still(keeps_answering(daemon, pid), "steady running and the API answering", 4.0)
+        # The hold meant something: the daemon kept taking steady's beats (every 0.2 s) in.
+        wait_until(
+            lambda: daemon.service("steady")["messages"] >= before + 5,
+            "steady's beats counted during the burst",
+        )
         ingest = daemon.request("GET", "/api/v1/ingest")
         assert ingest["connections_open"] <= OPEN_FILES - 256
         # The cap said what it did: newcomers closed (refused or by eviction), or paused accepts.
