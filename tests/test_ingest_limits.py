@@ -191,6 +191,61 @@ def test_ingest_cap_turns_a_newcomer_away_when_every_connection_is_busy() -> Non
     run_with_ingest(body, max_connections=3, evict_min_idle=3600.0)
 
 
+def test_ingest_cap_ranks_by_accepted_messages_not_bytes() -> None:
+    """Connections trickling bytes that never make a message rank below a worker that beats
+    rarely: a newcomer at the cap evicts the oldest trickler, never the worker; and a worker's
+    beat on a fresh connection is taken while the tricklers keep trickling."""
+
+    async def body(ingest: Ingest, address: tuple[str, int], got: list[Message]) -> None:
+        worker = await asyncio.open_connection(*address)
+        worker[1].write(BEAT)
+        await wait_for(lambda: len(got) == 1)
+        tricklers = [await asyncio.open_connection(*address) for _ in range(2)]
+        await wait_for(lambda: ingest.stats.connections_open == 3)
+        for _ in range(15):  # 0.3 s: the worker quiet beyond evict_min_idle, the others not
+            for _, writer in tricklers:
+                writer.write(b"x")
+            await asyncio.sleep(0.02)
+        newcomer = await asyncio.open_connection(*address)
+        assert await closed_by_server(tricklers[0][0])
+        assert not await closed_by_server(worker[0])
+        assert not await closed_by_server(tricklers[1][0])
+        worker[1].write(BEAT)
+        await wait_for(lambda: len(got) == 2)
+        assert ingest.stats.connections_evicted == 1
+        assert ingest.stats.connections_refused == 0
+        for _, writer in [worker, *tricklers, newcomer]:
+            writer.close()
+
+    run_with_ingest(body, max_connections=3, evict_min_idle=0.2)
+
+
+def test_ingest_cap_ranks_a_tokenless_stranger_below_a_worker() -> None:
+    """A peer that must show a token and has not (here: any peer, the rule wants "t") ranks
+    below a worker that delivered, however many bytes it sends without a whole line."""
+
+    async def body(ingest: Ingest, address: tuple[str, int], got: list[Message]) -> None:
+        worker = await asyncio.open_connection(*address)
+        worker[1].write(b'{"type":"heartbeat","service":"a","token":"t"}\n')
+        await wait_for(lambda: len(got) == 1)
+        stranger = await asyncio.open_connection(*address)
+        for _ in range(15):
+            stranger[1].write(b"y" * 10)
+            await asyncio.sleep(0.02)
+        newcomer = await asyncio.open_connection(*address)
+        assert await closed_by_server(stranger[0])
+        assert not await closed_by_server(worker[0])
+        for _, writer in [worker, stranger, newcomer]:
+            writer.close()
+
+    run_with_ingest(
+        body,
+        max_connections=2,
+        evict_min_idle=0.2,
+        may_ingest=lambda peer, token: token == "t",
+    )
+
+
 # -- out of descriptors ----------------------------------------------------------------------
 
 SERVER = r"""

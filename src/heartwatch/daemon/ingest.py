@@ -17,14 +17,18 @@ once per interval per code, and the connection stays usable after a bad line.
 
 Under abuse. Connections are accepted here, not by asyncio's server, so that nothing is accepted
 that the cap would not keep: at most ``ACCEPTS_PER_TURN`` per loop turn; beyond
-``max_connections`` a newcomer evicts the connection quiet longest (an ordered table: O(1), and
-the evicted one leaves it at once, so the next eviction closes another), unless even that one
-spoke within ``evict_min_idle``: then the newcomer is accepted and closed at once, so a burst of
-new connections cannot push out the workers that are beating. Out of descriptors (the kernel
-refuses ``accept``), the listener pauses for ``ACCEPT_PAUSE`` with one rate-limited log line,
-never a traceback per connection. Connections sending flat out share the loop fairly
-(``heartwatch.core.fairshare``): only a few busy ones read per turn, so timers such as heartbeat
-deadlines wait milliseconds, not a hundred reads.
+``max_connections`` a newcomer evicts the lowest-ranked connection. Rank is earned by messages
+the sink accepted, not by bytes: a connection that never delivered one (half-open, trickling a
+never-ending line, sending junk, a stranger without a token) ranks below every connection that
+did, oldest first; among the others, the one whose last accepted message is oldest goes first,
+unless even that one delivered within ``evict_min_idle``: then the newcomer is accepted and
+closed at once, so a burst of new connections cannot push out the workers that are beating,
+and nobody's bytes can make a beating worker look idle. Two ordered tables (O(1) per accepted
+message and per eviction; the evicted one leaves at once, so the next eviction closes another).
+Out of descriptors (the kernel refuses ``accept``), the listener pauses for ``ACCEPT_PAUSE``
+with one rate-limited log line, never a traceback per connection. Connections sending flat out
+share the loop fairly (``heartwatch.core.fairshare``): only a few busy ones read per turn, so
+timers such as heartbeat deadlines wait milliseconds, not a hundred reads.
 """
 
 from __future__ import annotations
@@ -74,11 +78,13 @@ ACCEPTS_PER_TURN = 32
 ACCEPT_BACKLOG = 1024
 # Pause of the listener when the kernel refuses to accept (out of descriptors or memory).
 ACCEPT_PAUSE = 0.25
-# Beyond the cap, only a connection quiet at least this long is evicted for a newcomer: a
-# worker beating every second or faster is never pushed out by a burst of new connections.
+# Beyond the cap, a connection that has delivered accepted messages is evicted for a newcomer
+# only once its last one is at least this old (and only when no connection without any is left):
+# a worker beating every second or faster is never pushed out by a burst of new connections.
 EVICT_MIN_IDLE = 1.0
 
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_ABSENT = object()  # what a table's ``pop`` returns for a connection not in it
 
 
 @dataclass
@@ -116,8 +122,12 @@ class Ingest:
         self.stats = stats
         self.share: FairShare[_TcpConnection] = FairShare(READ_SLOTS, READ_QUANTUM, SLOT_IDLE_AFTER)
         self._throttle = LogThrottle(interval=10.0)
-        # Open connections, the one quiet longest first (moved to the end at every read).
-        self._connections: OrderedDict[_TcpConnection, None] = OrderedDict()
+        # Open connections that never delivered an accepted message, oldest first: evicted
+        # before any in ``_delivered``.
+        self._unproven: OrderedDict[_TcpConnection, None] = OrderedDict()
+        # Those that did, the one whose last accepted message is oldest first (moved to the
+        # end at each read that delivered one).
+        self._delivered: OrderedDict[_TcpConnection, None] = OrderedDict()
         self._starting: set[asyncio.Task[object]] = set()
         self._loop = asyncio.get_running_loop()
         self._listener: socket.socket | None = None
@@ -161,9 +171,10 @@ class Ingest:
             self._listener = None
         if self._starting:  # transports being made for accepted sockets: let them finish
             await asyncio.wait(set(self._starting), timeout=5.0)
-        for connection in list(self._connections):
+        for connection in [*self._unproven, *self._delivered]:
             connection.close()
-        self._connections.clear()
+        self._unproven.clear()
+        self._delivered.clear()
         await asyncio.sleep(0)  # aborted transports close their sockets on the next turn
 
     # -- accepting ---------------------------------------------------------------------------
@@ -194,7 +205,7 @@ class Ingest:
         if suppressed is not None:
             reason = os.strerror(error.errno) if error.errno else str(error)
             if error.errno in _OUT_OF_RESOURCES:
-                reason += f" (open connections {len(self._connections)})"
+                reason += f" (open connections {self.open_connections})"
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             logger.warning(
                 "ingest tcp: cannot accept connections: {}; pausing accepts for {:g} s{}",
@@ -211,13 +222,13 @@ class Ingest:
     def _admit(self, sock: socket.socket, address: tuple[object, ...]) -> None:
         now = self._loop.time()
         self.stats.connections_total += 1
-        if len(self._connections) >= self.max_connections and not self._evict_idlest(now):
+        if self.open_connections >= self.max_connections and not self._evict_lowest(now):
             sock.close()  # accepted and closed at once: the backlog keeps draining
             self.stats.connections_refused += 1
             self._note(
                 "refused",
-                f"at the cap of {len(self._connections)} connections, none quiet for "
-                f"{self.evict_min_idle:g} s: closed a new connection at once",
+                f"at the cap of {self.open_connections} connections, each delivered a "
+                f"message within {self.evict_min_idle:g} s: closed a new connection at once",
             )
             return
         try:
@@ -227,9 +238,9 @@ class Ingest:
             sock.close()  # reset before we saw it
             return
         peer = str(address[0]) if address else None
-        connection = _TcpConnection(self, peer, now)
-        self._connections[connection] = None
-        self.stats.connections_open = len(self._connections)
+        connection = _TcpConnection(self, peer)
+        self._unproven[connection] = None
+        self.stats.connections_open = self.open_connections
         task = self._loop.create_task(self._loop.connect_accepted_socket(lambda: connection, sock))
         self._starting.add(task)
         task.add_done_callback(functools.partial(self._started, connection, sock))
@@ -242,16 +253,35 @@ class Ingest:
             sock.close()
             self.remove(connection)
 
-    def _evict_idlest(self, now: float) -> bool:
-        """Close the connection quiet longest, if quiet long enough; whether one was closed."""
-        idlest = next(iter(self._connections))
-        if now - idlest.last_active_at < self.evict_min_idle:
-            return False
-        self.remove(idlest)  # at once: the next eviction picks another
-        idlest.close()
+    @property
+    def open_connections(self) -> int:
+        return len(self._unproven) + len(self._delivered)
+
+    def _evict_lowest(self, now: float) -> bool:
+        """Close the lowest-ranked connection, if one may go; whether one was closed."""
+        if self._unproven:
+            lowest = next(iter(self._unproven))
+            why = "closed the oldest that never delivered a message"
+        else:
+            lowest = next(iter(self._delivered))
+            assert lowest.delivered_at is not None
+            if now - lowest.delivered_at < self.evict_min_idle:
+                return False
+            why = "closed the one whose last message is oldest"
+        self.remove(lowest)  # at once: the next eviction picks another
+        lowest.close()
         self.stats.connections_evicted += 1
-        self._note("evicted", "too many connections: closed the one quiet longest")
+        self._note("evicted", f"too many connections: {why}")
         return True
+
+    def delivered(self, connection: _TcpConnection, now: float) -> None:
+        """``connection`` delivered an accepted message: it ranks above those quiet longer."""
+        if connection.delivered_at is not None:
+            with contextlib.suppress(KeyError):  # KeyError: it was removed (evicted, lost)
+                self._delivered.move_to_end(connection)
+        elif self._unproven.pop(connection, _ABSENT) is not _ABSENT:
+            self._delivered[connection] = None
+        connection.delivered_at = now
 
     def _note(self, code: str, detail: str) -> None:
         self.stats.errors["tcp", code] += 1
@@ -261,9 +291,9 @@ class Ingest:
             logger.warning("ingest tcp: {}{}", detail, more)
 
     def remove(self, connection: _TcpConnection) -> None:
-        if connection in self._connections:
-            del self._connections[connection]
-            self.stats.connections_open = len(self._connections)
+        table = self._unproven if connection.delivered_at is None else self._delivered
+        if table.pop(connection, _ABSENT) is not _ABSENT:
+            self.stats.connections_open = self.open_connections
         self.resume(self.share.forget(connection, self._loop.time()))
 
     # -- fair share ----------------------------------------------------------------------------
@@ -288,7 +318,8 @@ class Ingest:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def receive_lines(self, lines: list[bytes], transport: str) -> None:
+    def receive_lines(self, lines: list[bytes], transport: str) -> int:
+        """Hand ``lines`` to the sink; how many it accepted."""
         sink, count = self.sink, 0
         for line in lines:
             try:
@@ -303,6 +334,7 @@ class Ingest:
                 detail = f"service {message.service!r}, type {message.kind!r}"
                 self.receive_error(transport, refused, f"{refused}: {detail}")
         self.stats.messages[transport] += count
+        return count
 
     def admit(self, lines: list[bytes], transport: str, peer: str | None) -> list[bytes]:
         """The lines from an untrusted peer from the first one carrying a valid token on."""
@@ -342,11 +374,13 @@ def _listen(family: int, address: tuple[object, ...]) -> socket.socket:
 
 
 class _TcpConnection(asyncio.BufferedProtocol):
-    def __init__(self, ingest: Ingest, peer: str | None, now: float) -> None:
+    def __init__(self, ingest: Ingest, peer: str | None) -> None:
         self.ingest = ingest
         self.decoder = LineDecoder(ingest.max_line)
         self.transport: asyncio.Transport | None = None
-        self.last_active_at = now
+        # When it last delivered a message the sink accepted (None: never); its rank at the
+        # cap. Bytes alone do not count: a trickle of them must not outrank a beating worker.
+        self.delivered_at: float | None = None
         self.peer = peer
         self.trusted = ingest.is_trusted(peer)
         self.closing = False
@@ -366,14 +400,11 @@ class _TcpConnection(asyncio.BufferedProtocol):
         return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        ingest = self.ingest
-        now = ingest._loop.time()
-        self.last_active_at = now
         if self.closing:
             return
-        ingest._connections.move_to_end(self)
         self.data_received(self._buffer[:nbytes].tobytes())
-        turn = ingest.share.read(self, nbytes == self._offered, now)
+        ingest = self.ingest
+        turn = ingest.share.read(self, nbytes == self._offered, ingest._loop.time())
         if turn.pause and not self.closing:
             ingest.defer(self)
         if turn.resume:
@@ -401,7 +432,9 @@ class _TcpConnection(asyncio.BufferedProtocol):
                 self.close()  # no token: a stranger must not hold a connection slot
                 return
             self.trusted = True
-        self.ingest.receive_lines(lines, "tcp")
+        ingest = self.ingest
+        if ingest.receive_lines(lines, "tcp") and not self.closing:
+            ingest.delivered(self, ingest._loop.time())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ingest.remove(self)
