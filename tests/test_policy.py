@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heartwatch.core.liveness import Liveness, LivenessRules
 from heartwatch.core.policy import RestartPolicy
@@ -79,6 +81,81 @@ def test_long_streak_cannot_overflow() -> None:
     for t in range(3000):
         delay = p.receive_failure(float(t), None).delay
     assert delay == 8.0
+
+
+@settings(max_examples=300)
+@given(
+    initial=st.floats(0.0, 100.0),
+    maximum=st.floats(0.0, 1000.0),
+    factor=st.floats(1.0, 10.0),
+    jitter=st.floats(0.0, 1.0),
+    randoms=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40),
+    gaps=st.lists(st.floats(0.0, 50.0), min_size=1, max_size=40),
+)
+def test_backoff_stays_within_its_bounds(
+    initial: float,
+    maximum: float,
+    factor: float,
+    jitter: float,
+    randoms: list[float],
+    gaps: list[float],
+) -> None:
+    """Any streak: the first delay is 0; each later one is within ``jitter`` of
+    ``initial * factor ** (n - 1)`` and never above ``maximum`` nor below 0; a healthy run
+    starts a fresh streak (0 again)."""
+    draws = iter(randoms * 40)
+    p = RestartPolicy(
+        initial=initial,
+        maximum=maximum,
+        factor=factor,
+        jitter=jitter,
+        healthy_after=1000.0,
+        max_restarts=10_000,
+        window=1.0,
+        random=lambda: next(draws),
+    )
+    now = 0.0
+    for streak, gap in enumerate(gaps):
+        now += gap
+        delay = p.receive_failure(now, None).delay
+        assert delay is not None
+        if streak == 0:
+            assert delay == 0.0
+            continue
+        base = initial * factor ** min(streak - 1, 64)
+        assert 0.0 <= delay <= maximum
+        assert delay >= min(maximum, base * (1.0 - jitter)) * (1 - 1e-9)
+        assert delay <= base * (1.0 + jitter) * (1 + 1e-9)
+    assert p.receive_failure(now + 2000.0, now + 1.0).delay == 0.0  # healthy for 1000 s
+
+
+@settings(max_examples=300)
+@given(
+    max_restarts=st.integers(0, 6),
+    window=st.floats(1.0, 100.0),
+    gaps=st.lists(st.floats(0.0, 40.0), max_size=60),
+)
+def test_crash_loop_window_counts_exactly_the_restarts_inside_it(
+    max_restarts: int, window: float, gaps: list[float]
+) -> None:
+    """A failure is given up on exactly when ``max_restarts`` restarts were already granted
+    within ``window`` seconds before it; a given-up failure is not counted as a restart; so no
+    window ever holds more than ``max_restarts`` restarts."""
+    p = policy(max_restarts=max_restarts, window=window)
+    granted: list[float] = []
+    now = 0.0
+    for gap in gaps:
+        now += gap
+        inside = [t for t in granted if now - t <= window]
+        decision = p.receive_failure(now, None)
+        if len(inside) >= max_restarts:
+            assert decision.delay is None
+            assert decision.restarts_in_window == len(inside)
+        else:
+            assert decision.delay is not None
+            assert decision.restarts_in_window == len(inside) + 1
+            granted.append(now)
+        assert len([t for t in granted if now - t <= window]) <= max_restarts
 
 
 RULES = LivenessRules(

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -23,6 +22,7 @@ from loguru import logger
 from heartwatch.config import AlertsConfig
 from heartwatch.core.alerting import Alert, AlertRules
 from heartwatch.core.journal import Journal, JournalEntry
+from heartwatch.daemon.loopclock import LoopClock
 from heartwatch.daemon.tasks import TaskSet
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Alerter:
         self,
         config: AlertsConfig,
         journal: Journal,
-        wall_clock: Callable[[], float],
+        clock: LoopClock,
         *,
         host: str | None = None,
     ) -> None:
@@ -60,7 +60,7 @@ class Alerter:
         )
         self.counts: Counter[tuple[str, str]] = Counter()  # (alert kind, outcome) -> count
         self._journal = journal
-        self._wall_clock = wall_clock
+        self._clock = clock
         self._host = host or socket.gethostname()
         self._loop = asyncio.get_running_loop()
         # One chain of sends per service: its alerts go out in order, and a service whose
@@ -69,7 +69,6 @@ class Alerter:
         self._sending = TaskSet("alerts")
         self._notifiers: list[apprise.Apprise] = []  # one per URL: retried one by one
         self._timer: asyncio.TimerHandle | None = None  # the next recovery to confirm
-        self._clock_offset = wall_clock() - self._loop.time()  # wall time of loop time 0
 
     def start(self) -> None:
         if self.config.urls:
@@ -100,11 +99,11 @@ class Alerter:
             self._timer = None
         deadline = self.rules.next_deadline()
         if deadline is not None:
-            self._timer = self._loop.call_at(deadline - self._clock_offset, self._on_timer)
+            self._timer = self._loop.call_at(self._clock.loop_time(deadline), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        for alert in self.rules.tick(self._wall_clock()):
+        for alert in self.rules.tick(self._clock.wall_time()):
             self._dispatch(alert)
         self._arm()
 
@@ -181,7 +180,9 @@ class Alerter:
         detail: dict[str, object] = {"alert": alert.kind, "outcome": outcome, "title": alert.title}
         if alert.downtime is not None:
             detail["downtime"] = round(alert.downtime, 3)
-        self._journal.append("alert", alert.service, alert.body, self._wall_clock(), detail=detail)
+        self._journal.append(
+            "alert", alert.service, alert.body, self._clock.wall_time(), detail=detail
+        )
 
 
 async def send_test(urls: list[str], timeout: float = 30.0) -> list[tuple[int, str, bool]]:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -36,6 +35,7 @@ from heartwatch.core.sdnotify import Notice
 from heartwatch.core.watchdog import Watchdog
 from heartwatch.core.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
 from heartwatch.daemon.ingest import IngestStats
+from heartwatch.daemon.loopclock import LoopClock
 from heartwatch.daemon.oserrors import describe_os_error
 from heartwatch.daemon.output import RotatingOutput
 from heartwatch.daemon.processes import Child, ProcessRunner, SpawnError, run_id_of
@@ -57,13 +57,13 @@ class Supervisor:
     def __init__(
         self,
         config: Config,
-        state: StateDir,
+        state_dir: StateDir,
         *,
         tcp_address: tuple[str, int],
         journal: Journal | None = None,
     ) -> None:
         self.config = config
-        self.state = state
+        self.state_dir = state_dir
         self.tcp_address = tcp_address
         self.services = config.services_by_name()
         self.watchdog = Watchdog([service.spec() for service in config.service])
@@ -74,8 +74,7 @@ class Supervisor:
         self._on_down_processes: set[asyncio.subprocess.Process] = set()
         self.stats = IngestStats()  # what arrived and what was refused, by transport
         self._loop = asyncio.get_running_loop()
-        # loop.time() is monotonic; this offset turns it into wall-clock time for people.
-        self.wall_offset = time.time() - self._loop.time()
+        self.clock = LoopClock(self._loop)  # loop time for decisions, Unix time for people
         self._runner = ProcessRunner(self._receive_exit)
         self._outputs: dict[str, RotatingOutput] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -286,7 +285,7 @@ class Supervisor:
             logger.error("{}: cannot start: {}", service.name, reason)
             self.watchdog.receive_spawn_failed(service.name, reason, now)
             return
-        self.state.record_child(service.name, child.pid, child.create_time)
+        self.state_dir.record_child(service.name, child.pid, child.create_time)
         logger.info("{}: started pid {}", service.name, child.pid)
         record = self.watchdog.record(service.name)
         if record.restarts:
@@ -351,13 +350,13 @@ class Supervisor:
             self.wall_time(),
             detail={"pid": pid, "returncode": returncode},
         )
-        self.state.forget_child(service, pid or -1)
+        self.state_dir.forget_child(service, pid or -1)
         self.watchdog.receive_exit(service, returncode, self._loop.time())
         self._pump()
 
     def wall_time(self, at: float | None = None) -> float:
         """Unix time of the monotonic ``at`` (default: now), for people and history."""
-        return self.wall_offset + (self._loop.time() if at is None else at)
+        return self.clock.wall_time(at)
 
     def _record(self, event: Event) -> None:
         at = self.wall_time(event.at)
@@ -409,7 +408,7 @@ class Supervisor:
             **service.env,
             "HEARTWATCH_SERVICE": service.name,
             "HEARTWATCH_ADDR": f"{host}:{port}",
-            STATE_ID_VARIABLE: self.state.state_id,
+            STATE_ID_VARIABLE: self.state_dir.state_id,
         }
         if self.notify_address is not None:
             env["NOTIFY_SOCKET"] = self.notify_address
