@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heartwatch.core.liveness import Liveness, LivenessRules
-from heartwatch.core.policy import RestartPolicy
+from heartwatch.core.policy import RestartPolicy, RestartRules
 from heartwatch.core.throttle import LogThrottle
 
 
@@ -22,7 +22,7 @@ def policy(**overrides: float) -> RestartPolicy:
         "window": 300.0,
         **overrides,
     }
-    return RestartPolicy(
+    rules = RestartRules(
         initial=settings["initial"],
         maximum=settings["maximum"],
         factor=settings["factor"],
@@ -30,8 +30,8 @@ def policy(**overrides: float) -> RestartPolicy:
         healthy_after=settings["healthy_after"],
         max_restarts=int(settings["max_restarts"]),
         window=settings["window"],
-        random=lambda: 1.0,
     )
+    return RestartPolicy(rules, random=lambda: 1.0)
 
 
 def test_backoff_first_at_once_then_doubles_up_to_the_cap() -> None:
@@ -105,13 +105,7 @@ def test_backoff_stays_within_its_bounds(
     starts a fresh streak (0 again)."""
     draws = iter(randoms * 40)
     p = RestartPolicy(
-        initial=initial,
-        maximum=maximum,
-        factor=factor,
-        jitter=jitter,
-        healthy_after=1000.0,
-        max_restarts=10_000,
-        window=1.0,
+        RestartRules(initial, maximum, factor, jitter, 1000.0, max_restarts=10_000, window=1.0),
         random=lambda: next(draws),
     )
     now = 0.0

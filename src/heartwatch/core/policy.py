@@ -16,6 +16,19 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class RestartRules:
+    """A service's backoff and crash-loop limit, as configured."""
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    factor: float = 2.0
+    jitter: float = 0.1
+    healthy_after: float = 60.0
+    max_restarts: int = 5
+    window: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class RestartDecision:
     """``delay`` seconds to wait before the restart, or ``None``: give up."""
 
@@ -25,24 +38,9 @@ class RestartDecision:
 
 class RestartPolicy:
     def __init__(
-        self,
-        *,
-        initial: float,
-        maximum: float,
-        factor: float,
-        jitter: float,
-        healthy_after: float,
-        max_restarts: int,
-        window: float,
-        random: Callable[[], float] = _random.random,
+        self, rules: RestartRules, *, random: Callable[[], float] = _random.random
     ) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.factor = factor
-        self.jitter = jitter
-        self.healthy_after = healthy_after
-        self.max_restarts = max_restarts
-        self.window = window
+        self.rules = rules
         self._random = random
         self._restarts: deque[float] = deque()
         self._streak = 0
@@ -55,11 +53,12 @@ class RestartPolicy:
         3. With ``max_restarts`` already inside the window, give up.
         4. Otherwise count this restart and return its backoff delay.
         """
-        if healthy_since is not None and now - healthy_since >= self.healthy_after:
+        rules = self.rules
+        if healthy_since is not None and now - healthy_since >= rules.healthy_after:
             self._streak = 0
-        while self._restarts and now - self._restarts[0] > self.window:
+        while self._restarts and now - self._restarts[0] > rules.window:
             self._restarts.popleft()
-        if len(self._restarts) >= self.max_restarts:
+        if len(self._restarts) >= rules.max_restarts:
             return RestartDecision(None, len(self._restarts))
         self._restarts.append(now)
         delay = self._delay(self._streak)
@@ -75,6 +74,7 @@ class RestartPolicy:
         if streak == 0:
             return 0.0
         # The exponent is bounded so that a long streak cannot overflow a float.
-        base = self.initial * self.factor ** min(streak - 1, 64)
-        spread = 1.0 + self.jitter * (2.0 * self._random() - 1.0)
-        return min(self.maximum, base * spread)
+        rules = self.rules
+        base = rules.initial * rules.factor ** min(streak - 1, 64)
+        spread = 1.0 + rules.jitter * (2.0 * self._random() - 1.0)
+        return min(rules.maximum, base * spread)

@@ -7,26 +7,16 @@ library, and a test can build a service in one line. ``ServiceConfig.spec()`` bu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from heartwatch.core.liveness import LivenessRules
+from heartwatch.core.policy import RestartRules
+
+__all__ = ["AutorestartMode", "QueueSpec", "RestartMode", "RestartRules", "ServiceSpec"]
 
 RestartMode = Literal["service", "group"]  # who restarts with a failed service
 AutorestartMode = Literal["always", "on-failure", "never"]  # which ends are restarted
-
-
-@dataclass(frozen=True, slots=True)
-class RestartRules:
-    """The backoff and the crash-loop limit (``policy.RestartPolicy``)."""
-
-    initial: float = 1.0
-    maximum: float = 60.0
-    factor: float = 2.0
-    jitter: float = 0.1
-    healthy_after: float = 60.0
-    max_restarts: int = 5
-    window: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,5 +38,5 @@ class ServiceSpec:
     has_on_down: bool = False  # a watch-only service's recovery command exists
     restart: RestartMode = "service"
     autorestart: AutorestartMode = "always"
-    restart_rules: RestartRules = RestartRules()
+    restart_rules: RestartRules = field(default_factory=RestartRules)
     queue: QueueSpec | None = None

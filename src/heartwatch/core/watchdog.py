@@ -707,16 +707,6 @@ def _going_down(record: ServiceRecord) -> bool:
 
 
 def _create_record(spec: ServiceSpec, random: Callable[[], float]) -> ServiceRecord:
-    restart = spec.restart_rules
-    policy = RestartPolicy(
-        initial=restart.initial,
-        maximum=restart.maximum,
-        factor=restart.factor,
-        jitter=restart.jitter,
-        healthy_after=restart.healthy_after,
-        max_restarts=restart.max_restarts,
-        window=restart.window,
-        random=random,
-    )
+    policy = RestartPolicy(spec.restart_rules, random=random)
     queue = QueueStall(spec.queue.stalled_after) if spec.queue is not None else None
     return ServiceRecord(spec=spec, policy=policy, queue=queue)
