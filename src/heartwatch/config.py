@@ -125,6 +125,8 @@ class ServerConfig(_Section):
     # alive connection); at most http_max_pending connections may be still sending one.
     http_header_timeout: Duration = Field(default=10.0, gt=0, le=3600)
     http_max_pending: int = Field(default=256, ge=1)
+    # HTTP and websocket connections open at once (lowered to fit the open-files limit).
+    http_max_connections: int = Field(default=1024, ge=1)
     token: str | None = None  # everything, control included (or HEARTWATCH_TOKEN)
     read_token: str | None = None  # reading only: status, events, logs, metrics
     ingest_token: str | None = None  # heartbeats from other machines (the token works too)

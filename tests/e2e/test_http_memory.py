@@ -45,7 +45,8 @@ def test_memory_a_crowd_of_websocket_clients_used_is_given_back(pipeline: Pipeli
     cycles, memory glibc kept). Now it comes down by itself once they left."""
     pipeline.write_config(
         [{"name": "worker", "command": worker_command("--beat", "0.2")}],
-        server={"http_max_pending": 4 * CLIENTS},  # this is about memory, not slow clients
+        # This is about memory, not slow clients nor crowds beyond the cap.
+        server={"http_max_pending": 4 * CLIENTS, "http_max_connections": 4 * CLIENTS},
         daemon={"log_level": "WARNING"},
     )
     daemon = pipeline.start_daemon()

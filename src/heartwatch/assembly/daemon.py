@@ -68,10 +68,11 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         journal.subscribe(alerter.receive)
         alerter.start()
         policy = AccessPolicy(config.server)
+        heartbeat_cap = connection_cap(config.server.max_connections)
         ingest = Ingest(
             supervisor.receive_message,
             max_line=config.server.max_line_bytes,
-            max_connections=connection_cap(config.server.max_connections),
+            max_connections=heartbeat_cap,
             stats=supervisor.stats,
             may_ingest=lambda peer, token: policy.may_ingest(token, peer),
         )
@@ -94,7 +95,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         http_address: tuple[str, int] | None = None
         if config.server.http is not None:
             http, http_address = await _listening(
-                "http", config.server.http, start_http(config, app)
+                "http", config.server.http, start_http(config, app, heartbeat_cap)
             )
             if http is not None:
                 resources.push_async_callback(_stop_http, http)

@@ -49,6 +49,14 @@ def too_many_waiting(capacity: int) -> Refusal:
     )
 
 
+def too_many_connections(capacity: int) -> Refusal:
+    return Refusal(503, "busy", f"{capacity} connections are open already, the most allowed")
+
+
+def too_many_websockets(capacity: int) -> Refusal:
+    return Refusal(503, "busy", f"{capacity} websockets are open already, the most allowed")
+
+
 def head_too_large(size: int, *, ended: bool = True) -> Refusal:
     size_text = f"{size} bytes" if ended else f"{size} bytes and not ended"
     return Refusal(431, "headers_too_large", f"request head of {size_text}, at most {MAX_HEAD}")

@@ -6,6 +6,9 @@ line too long and never writes it (the client waits forever). Here:
 
 - every connection must deliver its request (head and body) within ``header_timeout`` of
   connecting, or of its first byte after a kept-alive response: else 408, closed;
+- at most ``max_open`` connections (HTTP and websocket) are open at once: a newcomer beyond
+  is answered 503 and closed at once, so idle websockets cannot take every descriptor; and
+  websockets may hold three quarters of them, so that a crowd of them leaves room for the API;
 - those still sending are in a ``WaitingRoom`` of bounded size: a newcomer beyond it pushes
   the oldest out (503, closed), so slow clients never lock a prompt one out;
 - a request line, header or head beyond ``httplimits``' limits is answered 414 or 431 before
@@ -43,7 +46,9 @@ from heartwatch.core.httplimits import (
     malformed,
     refusal_response,
     request_timeout,
+    too_many_connections,
     too_many_waiting,
+    too_many_websockets,
 )
 from heartwatch.core.throttle import LogThrottle
 from heartwatch.daemon.memory import return_memory_to_os
@@ -60,8 +65,13 @@ def _rss_mb() -> float:
 class HttpGuard:
     """What every connection of one server shares: the deadline, the waiting room, the log."""
 
-    def __init__(self, header_timeout: float, max_waiting: int) -> None:
+    def __init__(self, header_timeout: float, max_waiting: int, max_open: int) -> None:
         self.header_timeout = header_timeout
+        self.max_open = max_open  # HTTP and websocket connections open at once
+        # Websockets stay open as long as their clients like; plain requests come and go. So
+        # websockets may take three quarters of the cap: a crowd of them leaves room for the API.
+        self.max_websockets = max(1, max_open - max(4, max_open // 4))
+        self.websockets = 0
         self.waiting: WaitingRoom[GuardedH11Protocol] = WaitingRoom(max_waiting)
         self.storm = StormWatch()
         self._throttle = LogThrottle(REFUSAL_LOG_INTERVAL)
@@ -159,7 +169,12 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(cast(asyncio.Transport, transport))
-        self.guard.opened()
+        guard = self.guard
+        full = guard.storm.open >= guard.max_open
+        guard.opened()  # counted either way: its connection_lost counts it out
+        if full:  # beyond the cap: answered at once, before it costs a request's worth
+            self.refuse(too_many_connections(guard.max_open))
+            return
         self._await_request()
 
     def data_received(self, data: bytes) -> None:
@@ -176,6 +191,11 @@ class GuardedH11Protocol(H11Protocol):
         # Handed over whole: the handshake is answered at once, and the websocket protocol
         # reports the connection's end to the guard (this one never hears of it).
         self._stop_waiting()
+        guard = self.guard
+        if guard.websockets >= guard.max_websockets:
+            self.refuse(too_many_websockets(guard.max_websockets))
+            return
+        guard.websockets += 1  # counted out by the websocket protocol's connection_lost
         super().handle_websocket_upgrade(event)
 
     def on_response_complete(self) -> None:
@@ -243,6 +263,7 @@ class GuardedWebSocketProtocol(DroppingWebSocketProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self.guard is not None:
+            self.guard.websockets -= 1
             self.guard.closed()
 
     def data_received(self, data: bytes) -> None:
@@ -257,11 +278,11 @@ class GuardedWebSocketProtocol(DroppingWebSocketProtocol):
 
 
 def guarded_protocols(
-    header_timeout: float, max_waiting: int
+    header_timeout: float, max_waiting: int, max_open: int
 ) -> tuple[type[GuardedH11Protocol], type[GuardedWebSocketProtocol]]:
     """The protocol classes to give ``uvicorn.Config(http=..., ws=...)``, sharing one guard."""
 
-    shared = HttpGuard(header_timeout, max_waiting)
+    shared = HttpGuard(header_timeout, max_waiting, max_open)
 
     class Http(GuardedH11Protocol):
         guard = shared
