@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from heartwatch.config import parse_config
 from heartwatch.core.events import (
     PHASE_TRANSITIONS,
+    STATE_PHASES,
     STATE_TRANSITIONS,
     IllegalTransition,
     Phase,
@@ -295,10 +296,10 @@ def test_a_person_acting_on_a_failed_service_waiting_to_stop(verb: str) -> None:
     assert (wd.record("a").state, wd.record("a").phase) == (S.FAILED, P.STOP_DECIDED)
     if verb == "start":
         wd.receive_start(["a"], 1.6, "start requested")
-        assert wd.record("a").state is S.RESTARTING
+        assert (wd.record("a").state, wd.record("a").phase) == (S.RESTARTING, P.STOP_DECIDED)
     else:
         wd.receive_stop(["a"], 1.6, "stop requested")
-        assert wd.record("a").state is S.STOPPING
+        assert (wd.record("a").state, wd.record("a").phase) == (S.STOPPING, P.STOP_DECIDED)
     assert wd.actions_to_take() == []
     wd.receive_exit("b", -15, 1.7)
     reason = "start requested" if verb == "start" else "stop requested"
@@ -755,6 +756,7 @@ def test_watchdog_properties_hold_for_any_input_sequence(
             driver.events += events
         driver.take(now)
         for record in wd.records():
+            assert record.phase in STATE_PHASES[record.state], (record.state, record.phase)
             assert record.alive == (record.name in driver.alive)
             assert (
                 record.state is not S.STOPPING or not record.wanted or record.phase is P.STOP_SENT
@@ -1024,6 +1026,7 @@ def check_tables(wd: Watchdog, events: list[object], phases: dict[str, Phase]) -
         if isinstance(event, Transition) and event.old is not event.new:
             assert event.new in STATE_TRANSITIONS[event.old], event
     for record in wd.records():
+        assert record.phase in STATE_PHASES[record.state], (record.name, record.state, record.phase)
         old = phases.get(record.name, P.NONE)
         # One input may pass through several phases (spawned, then its spawn failed): the
         # phase reached must be reachable from the one before.

@@ -4,7 +4,8 @@ States are enum members; actions are imperative (``Spawn``, ``Stop``, ``RunOnDow
 carried out by a driver; events are facts (``Transition``, ``RecoveryPlanned``) and are kept,
 logged and shown. Which state may follow which, and which process phase may follow which, are
 tables here (``STATE_TRANSITIONS``, ``PHASE_TRANSITIONS``): the watchdog refuses any other
-change (``IllegalTransition``), and the property tests check every change they provoke.
+change (``IllegalTransition``), and the property tests check every change they provoke, and
+that each state goes only with the phases ``STATE_PHASES`` lists.
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ PHASE_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     _P.STOP_DECIDED: frozenset({_P.STOP_SENT, _P.NONE}),
     _P.STOP_SENT: frozenset({_P.NONE}),
     _P.ON_DOWN: frozenset({_P.NONE}),
+}
+
+
+# Which phases a state goes with once an input has been handled (inside one, a service passes
+# through others: spawned while still stopped, say). Watch-only services are NONE or ON_DOWN.
+STATE_PHASES: dict[ServiceState, frozenset[Phase]] = {
+    # a watch-only service's on_down may still run; a given-up process asked back may still exit
+    _S.STOPPED: frozenset({_P.NONE, _P.ON_DOWN, _P.STOP_SENT}),
+    _S.STARTING: frozenset({_P.NONE, _P.SPAWNED}),
+    _S.RUNNING: frozenset({_P.NONE, _P.SPAWNED}),
+    _S.UNRESPONSIVE: frozenset({_P.NONE, _P.SPAWNED}),
+    _S.RESTARTING: frozenset({_P.NONE, _P.ON_DOWN, _P.SPAWNED, _P.STOP_DECIDED, _P.STOP_SENT}),
+    _S.STOPPING: frozenset({_P.SPAWNED, _P.STOP_DECIDED, _P.STOP_SENT}),
+    _S.BACKOFF: frozenset({_P.NONE}),
+    _S.EXITED: frozenset({_P.NONE}),
+    _S.FAILED: frozenset({_P.NONE, _P.STOP_DECIDED, _P.STOP_SENT}),
 }
 
 
