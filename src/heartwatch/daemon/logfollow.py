@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 from loguru import logger
 
 from heartwatch.daemon.beneath import open_folder_of, open_log, stat_beneath
+from heartwatch.daemon.oserrors import describe_os_error
 from heartwatch.logview.follow import (
     MAX_LINE,
     Advance,
@@ -442,7 +443,8 @@ class FileFollower:
         except (ImportError, OSError) as error:
             if inotify is not None:
                 inotify.close()  # the watch could not be added: do not keep its descriptors
-            logger.info("live logs: polling {} ({})", self.path, error)
+            why = describe_os_error(error) if isinstance(error, OSError) else str(error)
+            logger.info("live logs: polling {} (no inotify watch: {})", self.path, why)
             while not self.closed:
                 self.pump()
                 await asyncio.sleep(POLL_INTERVAL)
