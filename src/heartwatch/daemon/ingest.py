@@ -277,8 +277,10 @@ class Ingest:
     def delivered(self, connection: _TcpConnection, now: float) -> None:
         """``connection`` delivered an accepted message: it ranks above those quiet longer."""
         if connection.delivered_at is not None:
-            with contextlib.suppress(KeyError):  # KeyError: it was removed (evicted, lost)
+            try:
                 self._delivered.move_to_end(connection)
+            except KeyError:
+                return  # it was removed (evicted, or lost) before its lines were handled
         elif self._unproven.pop(connection, _ABSENT) is not _ABSENT:
             self._delivered[connection] = None
         connection.delivered_at = now
