@@ -56,7 +56,7 @@ SeriesSince = Annotated[
 ]
 
 
-class Event(BaseModel):
+class HistoryEntry(BaseModel):
     id: int
     at: float  # Unix time
     kind: str  # transition, recovery, exit, restart, alert, daemon
@@ -67,8 +67,8 @@ class Event(BaseModel):
     detail: dict[str, Any] | None
 
 
-class EventList(BaseModel):
-    events: list[Event]
+class HistoryPage(BaseModel):
+    events: list[HistoryEntry]
 
 
 class SeriesPoint(BaseModel):
@@ -82,8 +82,8 @@ class Series(BaseModel):
     points: list[SeriesPoint]
 
 
-def _event(entry: JournalEntry) -> Event:
-    return Event.model_validate(entry.to_json())
+def _event(entry: JournalEntry) -> HistoryEntry:
+    return HistoryEntry.model_validate(entry.to_json())
 
 
 class _Subscriber:
@@ -187,7 +187,7 @@ class EventFeed:
 def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: EventFeed) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/api/v1/events", response_model=EventList, tags=["history"])
+    @router.get("/api/v1/events", response_model=HistoryPage, tags=["history"])
     async def list_events(
         service: str | None = None,
         since: Annotated[
@@ -206,12 +206,12 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> EventList:
+    ) -> HistoryPage:
         """What happened (transitions, restarts, exits, recoveries, alerts), newest first."""
         entries = await recorder.entries(
             service=service, since=since, before_id=before_id, limit=limit
         )
-        return EventList(events=[_event(entry) for entry in entries])
+        return HistoryPage(events=[_event(entry) for entry in entries])
 
     @router.get(
         "/api/v1/services/{name}/series",

@@ -14,7 +14,7 @@ export class Timeline {
     this.empty = empty;
     this.filter = filter;
     this.older = older;
-    this.fetchEvents = fetchEvents; // (service, limit) => Promise<Event[]|null>; null: no history
+    this.fetchEvents = fetchEvents; // (service, limit) => Promise<HistoryEntry[]|null>; null: no history
     this.events = new Map(); // id -> event
     this.nodes = new Map(); // id -> <li>
     this.shown = PAGE; // how many of the filtered events are rendered
