@@ -106,7 +106,13 @@ def test_webhook_gets_down_recovered_and_gave_up_once_each(
     gave_up = next(b for b in receiver.bodies if "gave up" in b["title"])
     assert gave_up["type"] == "failure" and "gave up after 2 restarts" in gave_up["message"]
 
-    events = daemon.request("GET", "/api/v1/events?limit=1000")["events"]
+    # An alert is journaled once its send is done, which the receiver may see first: wait for
+    # the four entries (stored from the journal in the recorder's thread).
+    def journaled() -> list[dict[str, Any]] | None:
+        found = daemon.request("GET", "/api/v1/events?limit=1000")["events"]
+        return found if sum(e["kind"] == "alert" for e in found) >= 4 else None
+
+    events = wait_until(journaled, "four alerts in the journal")
     restarts = [e["reason"] for e in events if e["kind"] == "restart" and e["service"] == "crash"]
     assert restarts and set(restarts) == {"exit code 1"}, restarts  # the cause, not "waiting"
     alerts = [e for e in events if e["kind"] == "alert"]
