@@ -401,6 +401,22 @@ class Pipeline:
         return "\n".join(parts)
 
 
+def heartwatch(
+    *args: str | Path, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``heartwatch`` command as a person runs it: its exit code and what it printed."""
+    return subprocess.run(
+        [sys.executable, "-m", "heartwatch", *map(str, args)],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        check=False,
+        env=None if env is None else dict(env),
+    )
+
+
 def send_tcp(address: tuple[str, int], payload: bytes) -> None:
     """One connection, one payload, then close: the original client's framing."""
     with socket.create_connection(address, timeout=scaled(5.0)) as sock:

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from e2e.support import Pipeline, duration, scaled, worker_command
+from e2e.support import Pipeline, duration, heartwatch, worker_command
 
 pytestmark = pytest.mark.e2e
-
-
-def heartwatch(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "heartwatch", *map(str, args)],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=scaled(30),
-        check=False,
-    )
 
 
 def problem_paths(stderr: str) -> set[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from e2e.support import scaled
+from e2e.support import heartwatch as run_heartwatch
 
 pytestmark = pytest.mark.e2e
 
@@ -28,16 +27,8 @@ MARKUP = "[/bold] broken [red]x[/red] [link=file:///etc/passwd]y :smile:"
 
 
 def heartwatch(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "heartwatch", *map(str, args)],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=scaled(30),
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
-    )
+    """Without the caller's environment: no colour, no token, no config path."""
+    return run_heartwatch(*args, cwd=cwd, env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
 
 
 def service(name: str, state: str, reason: str) -> dict[str, Any]:

@@ -3,13 +3,12 @@ name is none of them."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from e2e.support import Daemon, Pipeline, scaled, wait_until
+from e2e.support import Daemon, Pipeline, heartwatch, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,18 +20,6 @@ TALKER = [
     "    print(f'tick {i}', flush=True)\n"
     "    time.sleep(0.05)\n",
 ]
-
-
-def heartwatch(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "heartwatch", *map(str, args)],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=scaled(30),
-        check=False,
-    )
 
 
 @pytest.fixture
