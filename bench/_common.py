@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -366,3 +367,24 @@ class Daemon:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def git(*argv: str) -> bytes:
+    """A git command in the project's checkout; its standard output."""
+    return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True).stdout
+
+
+def snapshot_src(into: Path, revision: str | None, work_tree_files: Sequence[str]) -> Path:
+    """A ``src`` to run a daemon from, for comparing code in one run: the last commit with
+    ``work_tree_files`` as they are in the work tree (others' unfinished edits elsewhere stay
+    out), or the whole ``src`` of ``revision`` (its modules may have moved since, so swapping
+    single files into today's tree would not import)."""
+    into.mkdir(parents=True)
+    archive = into / "src.tar"
+    archive.write_bytes(git("archive", revision or "HEAD", "src"))
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    if revision is None:
+        for name in work_tree_files:
+            shutil.copyfile(ROOT / name, into / name)
+    return into / "src"

@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import argparse
 import resource
-import shutil
 import socket
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Sequence
@@ -49,18 +47,19 @@ from pathlib import Path
 from _common import (
     BENCH_DIR,
     PYTHON,
-    ROOT,
     SUMMARY_HEADERS,
     Daemon,
     TomlValue,
     Workdir,
     banner,
     close_stdin_and_wait,
+    git,
     median,
     parse_args,
     percentile,
     print_table,
     rss_mb,
+    snapshot_src,
     summary_row,
     verdict,
 )
@@ -206,23 +205,8 @@ def run_phase(
 INGEST_FILES = ("src/heartwatch/daemon/ingest.py", "src/heartwatch/core/fairshare.py")
 
 
-def git(*argv: str) -> bytes:
-    return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True).stdout
-
-
 def snapshot(into: Path, revision: str | None) -> Path:
-    """``src`` of the last commit with the ingest driver of the work tree (others' unfinished
-    edits elsewhere stay out), or the whole ``src`` of ``revision``: the daemon as it was
-    (its modules have moved since, so its ingest alone would not import in today's tree)."""
-    into.mkdir(parents=True)
-    archive = into / "src.tar"
-    archive.write_bytes(git("archive", revision or "HEAD", "src"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    if revision is None:
-        for name in INGEST_FILES:
-            shutil.copyfile(ROOT / name, into / name)
-    return into / "src"
+    return snapshot_src(into, revision, INGEST_FILES)
 
 
 STEADY = r"""

@@ -24,9 +24,6 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
-import subprocess
-import tarfile
 import threading
 import time
 from dataclasses import dataclass
@@ -34,7 +31,17 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from _common import PYTHON, ROOT, Daemon, Workdir, banner, parse_args, print_table, rss_mb
+from _common import (
+    PYTHON,
+    Daemon,
+    Workdir,
+    banner,
+    git,
+    parse_args,
+    print_table,
+    rss_mb,
+    snapshot_src,
+)
 
 BEFORE = "a8bfb04"  # the last commit before issue 9's HTTP guard
 HTTP_FILES = (
@@ -64,22 +71,8 @@ while True:  # a heartbeat every 0.2 s, and a line of output each time
 """
 
 
-def git(*argv: str) -> bytes:
-    return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True).stdout
-
-
 def snapshot(into: Path, revision: str | None) -> Path:
-    """``src`` of the last commit with the HTTP server of the work tree, or the whole ``src``
-    of ``revision`` (its modules have moved since: its server alone would not fit today's)."""
-    into.mkdir(parents=True)
-    archive = into / "src.tar"
-    archive.write_bytes(git("archive", revision or "HEAD", "src"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    if revision is None:
-        for name in HTTP_FILES:
-            shutil.copyfile(ROOT / name, into / name)
-    return into / "src"
+    return snapshot_src(into, revision, HTTP_FILES)
 
 
 def command_for(src: Path) -> list[str]:
