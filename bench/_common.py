@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -388,3 +389,27 @@ def snapshot_src(into: Path, revision: str | None, work_tree_files: Sequence[str
         for name in work_tree_files:
             shutil.copyfile(ROOT / name, into / name)
     return into / "src"
+
+
+class Prober:
+    """While a run lasts, time ``probe()`` (a ``GET /api/v1/services``) every 0.2 s: how long
+    the daemon's event loop keeps anything else (an HTTP request, a timer such as a heartbeat
+    deadline) waiting."""
+
+    def __init__(self, probe: Callable[[], object]) -> None:
+        self.probe = probe
+        self.latencies_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            started = time.perf_counter()
+            self.probe()
+            self.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+
+    def finish(self) -> list[float]:
+        self._stop.set()
+        self._thread.join(60.0)
+        return self.latencies_ms

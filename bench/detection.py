@@ -223,11 +223,10 @@ def read_trials(path: Path) -> list[Trial]:
     return trials
 
 
-def measure_heartwatch(
-    folder: Path, worker: Path, trials: int, limit: float
-) -> tuple[list[Trial], float, list[str]]:
-    out = folder / "heartwatch-trials.txt"
-    service: dict[str, TomlValue] = {
+def trial_service(worker: Path, out: Path) -> dict[str, TomlValue]:
+    """The worker of the detection trials as a service: it beats, then hangs, and is restarted
+    at once (no backoff to speak of) for the next trial."""
+    return {
         "name": "worker",
         "command": [PYTHON, str(worker), str(out), str(BEATS), str(BEAT_INTERVAL)],
         "heartbeat_timeout": f"{TIMEOUT}s",
@@ -238,6 +237,13 @@ def measure_heartwatch(
         "healthy_after": "0.1s",
         "max_restarts": 1000,
     }
+
+
+def measure_heartwatch(
+    folder: Path, worker: Path, trials: int, limit: float
+) -> tuple[list[Trial], float, list[str]]:
+    out = folder / "heartwatch-trials.txt"
+    service = trial_service(worker, out)
     with Daemon(folder / "daemon", [service], log_level="INFO") as daemon:
         started = time.time()
         deadline = time.monotonic() + limit

@@ -38,7 +38,6 @@ import argparse
 import resource
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from _common import (
     PYTHON,
     SUMMARY_HEADERS,
     Daemon,
+    Prober,
     TomlValue,
     Workdir,
     banner,
@@ -64,14 +64,13 @@ from _common import (
     verdict,
 )
 from detection import (
-    BEAT_INTERVAL,
-    BEATS,
     TIMEOUT,
     WORKER,
     Trial,
     log_breakdown,
     measure_signal_floor,
     read_trials,
+    trial_service,
 )
 
 BEFORE = "a8bfb04"  # the last commit before the fair share and the accept path of issue 9
@@ -96,40 +95,8 @@ class Phase:
         return [t.latency_ms for t in self.trials]
 
 
-class Prober:
-    """``GET /api/v1/services`` every 0.2 s, timed, while a phase lasts."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.latencies_ms: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            started = time.perf_counter()
-            self.daemon.get("/api/v1/services", timeout=60.0)
-            self.latencies_ms.append((time.perf_counter() - started) * 1000.0)
-
-    def finish(self) -> list[float]:
-        self._stop.set()
-        self._thread.join(60.0)
-        return self.latencies_ms
-
-
 def services(worker: Path, out: Path) -> list[dict[str, TomlValue]]:
-    trial: dict[str, TomlValue] = {
-        "name": "worker",
-        "command": [PYTHON, str(worker), str(out), str(BEATS), str(BEAT_INTERVAL)],
-        "heartbeat_timeout": f"{TIMEOUT}s",
-        "startup_grace": "5s",
-        "stop_timeout": "2s",
-        "backoff_initial": "0.01s",
-        "backoff_max": "0.05s",
-        "healthy_after": "0.1s",
-        "max_restarts": 1000,
-    }
+    trial = trial_service(worker, out)
     flooded: list[dict[str, TomlValue]] = [
         {"name": f"svc-{i}", "heartbeat_timeout": "1h", "startup_grace": "1h"}
         for i in range(SERVICES)
@@ -185,7 +152,7 @@ def run_phase(
             time.sleep(0.5)  # the flood reaches full speed before trials are counted
             skip = len(read_trials(out))
             counted_before, started = daemon.total_messages(), time.monotonic()
-            prober = Prober(daemon)
+            prober = Prober(lambda: daemon.get("/api/v1/services", timeout=60.0))
             deadline = time.monotonic() + limit
             while time.monotonic() < deadline and len(read_trials(out)) < skip + trials:
                 time.sleep(0.2)
@@ -257,7 +224,7 @@ def measure_burst(label: str, folder: Path, command: Sequence[str], connections:
     with Daemon(folder / "daemon", [service], log_level="INFO", command=command) as daemon:
         time.sleep(1.0)  # steady is running
         rss_before = rss_mb(daemon.pid)
-        prober = Prober(daemon)
+        prober = Prober(lambda: daemon.get("/api/v1/services", timeout=60.0))
         socks = []
         try:
             for _ in range(min(connections, wanted - 64)):

@@ -34,7 +34,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
 import time
 import timeit
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from _common import (
     BENCH_DIR,
     PYTHON,
     Daemon,
+    Prober,
     Workdir,
     banner,
     close_stdin_and_wait,
@@ -110,31 +110,6 @@ class DaemonTarget:
         self.daemon.get("/api/v1/services", timeout=60.0)
 
 
-class Prober:
-    """While a run lasts, time ``GET /api/v1/services`` every 0.2 s: how long the daemon's event
-    loop keeps anything else (an HTTP request, a timer such as a heartbeat deadline) waiting."""
-
-    def __init__(self, target: DaemonTarget) -> None:
-        self.target = target
-        self.latencies_ms: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        self._stop.wait(0.1)
-        while not self._stop.is_set():
-            started = time.perf_counter()
-            self.target.probe()
-            self.latencies_ms.append((time.perf_counter() - started) * 1000.0)
-            self._stop.wait(0.2)
-
-    def finish(self) -> list[float]:
-        self._stop.set()
-        self._thread.join(60.0)
-        return self.latencies_ms
-
-
 @dataclass(frozen=True)
 class Run:
     sent: int
@@ -192,7 +167,7 @@ def run_once(target: Target, mode: str, connections: int, messages: int, seconds
         cpu_before = cpu_seconds(target.pid)
         generator.stdin.write("go\n")
         generator.stdin.flush()
-        prober = Prober(target) if isinstance(target, DaemonTarget) else None
+        prober = Prober(target.probe) if isinstance(target, DaemonTarget) else None
         result = json.loads(generator.stdout.readline())
         cpu_after = cpu_seconds(target.pid)
         probe_ms = prober.finish() if prober is not None else []
