@@ -45,7 +45,7 @@ from heartwatch.logview.logpaths import (
     LogPathError,
     plan_log_path,
 )
-from heartwatch.web.original import ORIGINAL_QUIET, OriginalStream, is_own_route
+from heartwatch.web.original import CHUNK_END, ORIGINAL_QUIET, OriginalStream, is_own_route
 from heartwatch.web.streaming import send_until_disconnect
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def create_log_router(supervisor: Supervisor, hub: LogHub) -> APIRouter:
             lines=config.logs.initial_lines,
             follow=params.get("tail", "0").lower() in ("1", "true", "yes"),
             stream=stream.run,
-            frame_end="\n",  # chunks of the file, as the original sends them
+            frame_end=CHUNK_END,
         )
 
     async def _serve_native(

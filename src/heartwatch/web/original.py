@@ -17,13 +17,19 @@ from pathlib import Path
 from fastapi import WebSocket
 from loguru import logger
 
+from heartwatch.config import LogsConfig
 from heartwatch.core.textping import KeepaliveStep, TextKeepalive
 from heartwatch.daemon.logfollow import Viewer
 from heartwatch.web.streaming import until_first_ends
 
-ORIGINAL_QUIET = 20.0  # a text ping after this much quiet, when [logs] ping_interval is off
+# A text ping after this much quiet when [logs] ping_interval is 0 (native pings off): the
+# original protocol has no "off", so it keeps the configuration's default interval.
+ORIGINAL_QUIET: float = LogsConfig.model_fields["ping_interval"].default
 PONG_WITHIN = 5.0  # the original server's bound for the answer
 KEEPALIVE_CLOSE = 1011  # as python-websockets closes on a keepalive timeout
+# Each message is a chunk of the file, its newlines included (native frames join lines with
+# newlines and end without one).
+CHUNK_END = "\n"
 
 
 # The first path segments of heartwatch's own routes: a websocket there is never taken for a
@@ -72,7 +78,7 @@ class OriginalStream:
         async def frames() -> None:
             while True:
                 frame = await viewer.next_frame()
-                if not await send(frame + "\n"):  # chunks of the file, newlines included
+                if not await send(frame + CHUNK_END):
                     return
                 viewer.receive_sent()
 
