@@ -37,6 +37,7 @@ from loguru import logger
 from heartwatch.config import command_argv
 from heartwatch.core.events import describe_exit
 from heartwatch.daemon.output import RotatingOutput
+from heartwatch.daemon.tasks import TaskSet
 
 ExitCallback = Callable[[str, int], None]
 RUN_ID_VARIABLE = "HEARTWATCH_RUN_ID"
@@ -70,7 +71,7 @@ class ProcessRunner:
         self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
         self.children: dict[str, Child] = {}
-        self._sweeps: set[asyncio.Task[None]] = set()
+        self._sweeps = TaskSet("process sweeps")  # a crashed run's leftovers, being ended
 
     def spawn(
         self,
@@ -213,9 +214,7 @@ class ProcessRunner:
         # worker after the restart. The group dies at once; the escaped are found by run id in
         # a worker thread (a scan of every process), and only then is the exit reported.
         _signal_group(child.pid, signal.SIGKILL)
-        task = self._loop.create_task(self._sweep_then_report(child))
-        self._sweeps.add(task)
-        task.add_done_callback(self._sweeps.discard)
+        self._sweeps.start(self._sweep_then_report(child))
 
     async def _sweep_then_report(self, child: Child) -> None:
         try:
