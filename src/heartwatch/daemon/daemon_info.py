@@ -17,10 +17,14 @@ DAEMON_INFO = "daemon.json"
 
 
 def write_daemon_info(state_dir: Path, **info: Any) -> None:
-    """Replace ``daemon.json`` at once (a reader never sees half of it), with this pid."""
-    path = state_dir / DAEMON_INFO
+    """``daemon.json``, with this pid."""
+    replace_json(state_dir / DAEMON_INFO, {"pid": os.getpid(), **info})
+
+
+def replace_json(path: Path, data: Any) -> None:
+    """Write ``path`` at once: a reader (the CLI, the next daemon) never sees half of it."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({"pid": os.getpid(), **info}, indent=1))
+    temporary.write_text(json.dumps(data, indent=1))
     temporary.replace(path)
 
 

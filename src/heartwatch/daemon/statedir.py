@@ -25,7 +25,12 @@ from typing import Any
 import psutil
 from loguru import logger
 
-from heartwatch.daemon.daemon_info import read_daemon_info, remove_daemon_info, write_daemon_info
+from heartwatch.daemon.daemon_info import (
+    read_daemon_info,
+    remove_daemon_info,
+    replace_json,
+    write_daemon_info,
+)
 from heartwatch.daemon.processes import find_processes_with_env
 
 STATE_ID_VARIABLE = "HEARTWATCH_STATE_ID"
@@ -70,12 +75,12 @@ class StateDir:
 
     def record_child(self, service: str, pid: int, create_time: float) -> None:
         self._children[service] = {"pid": pid, "create_time": create_time}
-        _write_json(self.path / "children.json", self._children)
+        replace_json(self.path / "children.json", self._children)
 
     def forget_child(self, service: str, pid: int) -> None:
         if self._children.get(service, {}).get("pid") == pid:
             del self._children[service]
-            _write_json(self.path / "children.json", self._children)
+            replace_json(self.path / "children.json", self._children)
 
     def end_stale_children(self, timeout: float = 5.0) -> list[int]:
         """End what a previous daemon left running; return the pids that were ended."""
@@ -97,7 +102,7 @@ class StateDir:
             with contextlib.suppress(psutil.Error):
                 process.kill()
         psutil.wait_procs(survivors, timeout=timeout)
-        _write_json(self.path / "children.json", {})
+        replace_json(self.path / "children.json", {})
         return sorted(stale)
 
     def _recorded_processes(self) -> list[psutil.Process]:
@@ -118,9 +123,3 @@ class StateDir:
 
     def _marked_processes(self) -> list[psutil.Process]:
         return find_processes_with_env(STATE_ID_VARIABLE, self.state_id)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=1))
-    temporary.replace(path)
