@@ -537,6 +537,9 @@ UNKNOWN_INPUTS: dict[str, Any] = {
     "receive_start": lambda wd: wd.receive_start(["collector", "nobody"], 1.0, "asked"),
     "receive_stop": lambda wd: wd.receive_stop(["collector", "nobody"], 1.0, "asked"),
     "receive_restart": lambda wd: wd.receive_restart("nobody", 1.0, "asked"),
+    "receive_probe_result": lambda wd: wd.receive_probe_result(
+        "nobody", "liveness", 1, False, "exited 1", 1.0
+    ),
     "record": lambda wd: wd.record("nobody"),
 }
 
@@ -1023,7 +1026,8 @@ class AnyDriver(Driver):
 def check_tables(wd: Watchdog, events: list[object], phases: dict[str, Phase]) -> None:
     """Every state change is in STATE_TRANSITIONS, every phase change in PHASE_TRANSITIONS."""
     for event in events:
-        if isinstance(event, Transition) and event.old is not event.new:
+        if isinstance(event, Transition):
+            assert event.old is not event.new, event  # a new reason alone is a ReasonChanged
             assert event.new in STATE_TRANSITIONS[event.old], event
     for record in wd.records():
         assert record.phase in STATE_PHASES[record.state], (record.name, record.state, record.phase)

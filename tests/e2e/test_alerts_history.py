@@ -170,7 +170,11 @@ def test_history_survives_a_daemon_restart_without_alerts_or_restarts(
     daemon = pipeline.start_daemon()
     daemon.wait_running("beater")
     daemon.control("beater", "restart")
-    daemon.wait_service("beater", lambda s: s["restarts"] == 1 and s["state"] == "running", "up")
+    daemon.wait_service(
+        "beater",
+        lambda s: (s["restarts"], s["restarts_requested"], s["state"]) == (0, 1, "running"),
+        "up again, a restart asked for (not a recovery)",
+    )
     wait_until(lambda: daemon.service("beater")["messages"] > 5, "some heartbeats")
     before = daemon.request("GET", "/api/v1/events?limit=1000")["events"]
     assert any(e["kind"] == "restart" and e["reason"] == "restart requested" for e in before)

@@ -1,11 +1,12 @@
 """What the watchdog speaks: service states, the actions it asks for, the facts it records.
 
 States are enum members; actions are imperative (``Spawn``, ``Stop``, ``RunOnDown``) and are
-carried out by a driver; events are facts (``Transition``, ``RecoveryPlanned``) and are kept,
-logged and shown. Which state may follow which, and which process phase may follow which, are
-tables here (``STATE_TRANSITIONS``, ``PHASE_TRANSITIONS``): the watchdog refuses any other
-change (``IllegalTransition``), and the property tests check every change they provoke, and
-that each state goes only with the phases ``STATE_PHASES`` lists.
+carried out by a driver; events are facts (``Transition``, ``ReasonChanged``,
+``RecoveryPlanned``) and are kept, logged and shown. Which state may follow which, and which
+process phase may follow which, are tables here (``STATE_TRANSITIONS``,
+``PHASE_TRANSITIONS``): the watchdog refuses any other change (``IllegalTransition``), and the
+property tests check every change they provoke, and that each state goes only with the phases
+``STATE_PHASES`` lists.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from enum import StrEnum
+
+from heartwatch.core.probes import ProbeChanged, RunProbe
 
 
 class ServiceState(StrEnum):
@@ -41,7 +44,8 @@ class Phase(StrEnum):
 
 
 _S = ServiceState
-# Which state may follow which (``Watchdog._flip``); a change of reason alone is always legal.
+# Which state may follow which (``Watchdog._flip``); a change of reason alone is always legal
+# (it is a ``ReasonChanged``, not a ``Transition``).
 # Read as: from the key, to any of the values. Causes are many (a tick, an exit, a person), and
 # the reason says which, so the table is keyed by states alone.
 STATE_TRANSITIONS: dict[ServiceState, frozenset[ServiceState]] = {
@@ -129,7 +133,7 @@ class RunOnDown:
     reason: str
 
 
-Action = Spawn | Stop | RunOnDown
+Action = Spawn | Stop | RunOnDown | RunProbe  # RunProbe: an active check (``probes.py``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,17 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasonChanged:
+    """A service stayed in ``state`` with a new ``reason`` (``restarting``: "waiting for
+    emulator"): news about the same state, not a transition, so it opens and closes nothing."""
+
+    service: str
+    state: ServiceState
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RecoveryPlanned:
     """``trigger`` failed; ``members`` (in start order) will be stopped and started again."""
 
@@ -165,7 +180,7 @@ class RecoveryPlanned:
     at: float
 
 
-Event = Transition | RecoveryPlanned
+Event = Transition | ReasonChanged | RecoveryPlanned | ProbeChanged  # ProbeChanged: ``probes.py``
 
 
 def describe_exit(returncode: int) -> str:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-EntryKind = Literal["transition", "recovery", "exit", "restart", "alert", "daemon"]
+# "note": a new reason in the same state (``ReasonChanged``), which is not a transition.
+EntryKind = Literal["transition", "note", "recovery", "exit", "restart", "alert", "daemon"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,11 @@ A service is *alive* while its phase says a process exists. After every input th
    *fails*.
 
 A failure of service S consults S's ``RestartPolicy``: it gives a backoff delay or gives up
-(``failed``). Unless it gave up, ``graph.recovery_set(S, S.restart)`` are all marked
-``restart_pending``; rules 1 and 2 then stop them in reverse order and start them in order.
+(``failed``). Unless it gave up, ``graph.recovery_set(S, mode)`` are all marked
+``restart_pending``, where ``mode`` is S's ``restart`` for the failure's cause (``exit``: its
+process ended; ``hang``: it is there but failing); rules 1 and 2 then stop them in reverse
+order and start them in order. A process that ends within ``startsecs`` of its spawn was a
+failed start, whatever its exit code, and one that says nothing is ready only after it.
 A service already pending a restart is never recovered again: its failure is part of the plan.
 
 Invariant relied on by drivers: ``receive_message`` moves a deadline *earlier* only together
@@ -43,6 +46,11 @@ After any other input a driver re-arms its timer unconditionally.
 
 A service that names a queue (``queue = {…}``) is also failed when its queue holds messages and
 its depth has not gone down for ``stalled_after`` (``stall.py``), even while it beats.
+
+A change of state is a ``Transition``; a new reason in the same state ("waiting for emulator")
+is a ``ReasonChanged``, never a transition from a state to itself. Runs after the first are
+counted by cause: ``restarts`` are the daemon's recoveries, ``restarts_requested`` people's
+starts and restarts (``run_cause`` says which began the newest run).
 
 Every fact about a service lives in its ``ServiceRecord``, the service's own words included
 (its status text, the newest data event of each kind, what its client dropped). Every
@@ -55,7 +63,7 @@ import random as _random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from heartwatch.core.events import (
     PHASE_TRANSITIONS,
@@ -64,6 +72,7 @@ from heartwatch.core.events import (
     Event,
     IllegalTransition,
     Phase,
+    ReasonChanged,
     RecoveryPlanned,
     RunOnDown,
     ServiceState,
@@ -76,7 +85,8 @@ from heartwatch.core.events import (
 from heartwatch.core.graph import DependencyGraph
 from heartwatch.core.liveness import Liveness, LivenessRules
 from heartwatch.core.policy import RestartPolicy
-from heartwatch.core.spec import ServiceSpec
+from heartwatch.core.probes import ProbeChanged, ProbeRole, RunProbe, RunProbes
+from heartwatch.core.spec import FailureCause, ServiceSpec
 from heartwatch.core.stall import QueueStall
 
 _S = ServiceState
@@ -91,6 +101,10 @@ _ALIVE = frozenset({_P.SPAWNED, _P.STOP_DECIDED, _P.STOP_SENT})
 # inventing kinds cannot grow the daemon's memory.
 MAX_DATA_KINDS = 64
 TOO_MANY_KINDS = "too_many_kinds"  # the refusal code ``receive_message`` returns
+
+
+# Why a run began: the first of the daemon's life, a recovery, or a person's start or restart.
+RunCause = Literal["first", "recovery", "requested"]
 
 
 class Goal(Enum):
@@ -128,6 +142,12 @@ class ServiceRecord:
     liveness: Liveness | None = None
     queue: QueueStall | None = None
     spawns: int = 0
+    # The runs after the first, by cause: the daemon's recoveries (``restarts``) apart from
+    # people's starts and restarts, which are no sign of trouble.
+    run_cause: RunCause = "first"  # why the newest run began
+    recovering: bool = False  # the restart under way is the daemon's recovery, not a person's
+    recoveries: int = 0
+    restarts_requested: int = 0
     last_exit: str | None = None
     messages: int = 0
     data_counts: dict[str, int] = field(default_factory=dict)
@@ -135,6 +155,8 @@ class ServiceRecord:
     last_data: dict[str, DataSeen] = field(default_factory=dict)
     status_text: str | None = None  # its own newest words (STATUS=, "status")
     client_dropped: int = 0  # data events its client reported dropping
+    # Probe runs since the daemon started, by probe and outcome (True: passed): for metrics.
+    probe_runs: dict[tuple[ProbeRole, bool], int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -160,17 +182,21 @@ class ServiceRecord:
 
     @property
     def restarts(self) -> int:
-        """Runs after the first one (for a watch-only service: recoveries)."""
-        return max(0, self.spawns - 1)
+        """Runs the daemon began to recover (it, or one it is recovered with, failed; for a
+        watch-only service: watched afresh after its recovery); people's own starts and
+        restarts are ``restarts_requested``."""
+        return self.recoveries
 
     @property
     def ready(self) -> bool:
-        """Can dependents rely on this service now?"""
+        """Can dependents rely on this service now? (A readiness probe that fails makes it
+        not ready, without a restart.)"""
         return (
             self.liveness is not None
             and self.liveness.ready_at is not None
             and not self.restart_pending
             and self.state in (_S.RUNNING, _S.UNRESPONSIVE)
+            and (self.liveness.probes is None or self.liveness.probes.ready)
         )
 
 
@@ -183,15 +209,23 @@ class Watchdog:
         *,
         random: Callable[[], float] = _random.random,
     ) -> None:
+        self._random = random
+        # Services a reload removed whose process is not gone yet, each with those that
+        # relied on it then: they go down first (``reconfigure``).
+        self._leaving: dict[str, tuple[str, ...]] = {}
+        self._set_graph(services)
+        self._records = {s.name: _create_record(s, random) for s in services}
+        self._actions: list[Action] = []
+        self._events: list[Event] = []
+
+    def _set_graph(self, services: Sequence[ServiceSpec]) -> None:
         self.graph = DependencyGraph({s.name: s.requires for s in services})
-        self._order = self.graph.start_order()
+        # Leaving services come last: the stop rule, walking backwards, sees them first.
+        self._order = [*self.graph.start_order(), *self._leaving]
         # All that relies on each service, through watch-only services too (they have no
         # process whose being alive would stand for theirs): the stop and start rules wait
         # for these, not only for the direct dependents.
         self._relying = {name: tuple(self.graph.dependents(name)) for name in self._order}
-        self._records = {s.name: _create_record(s, random) for s in services}
-        self._actions: list[Action] = []
-        self._events: list[Event] = []
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -232,7 +266,7 @@ class Watchdog:
 
     def receive_start(self, names: Iterable[str], now: float, reason: str) -> None:
         """Want ``names`` (and what they require) running; clears ``failed`` and ``exited``."""
-        names = self._known(names)
+        names = self._configured(names)
         for name in names:
             for member in (name, *self.graph.requirements(name)):
                 self._want(self._records[member], reason, now)
@@ -245,16 +279,26 @@ class Watchdog:
             self.record(name)
         return names
 
+    def _configured(self, names: Iterable[str]) -> list[str]:
+        """``names`` as ``_known``; one a reload removed (still stopping) cannot be started."""
+        names = self._known(names)
+        for name in names:
+            if name in self._leaving:
+                raise UnknownService(name)
+        return names
+
     def _want(self, record: ServiceRecord, reason: str, now: float) -> None:
         """A person (or the daemon) wants this service up, whatever it is doing now."""
         if record.goal is Goal.DOWN:
             record.goal = Goal.UP
+            record.recovering = False
         record.start_not_before = now  # a person does not wait out an old backoff
         if record.phase is _P.STOP_DECIDED:
             # Its stop was decided (it failed) but has not gone out yet, waiting for
             # dependents: it must still go, then start afresh.
             record.policy.reset()
             record.goal = Goal.RESTART
+            record.recovering = False
             record.pending_reason = reason
             self._flip(record, _S.RESTARTING, reason, now)
         elif record.state in _HELD or record.state is _S.STOPPED:
@@ -273,6 +317,7 @@ class Watchdog:
             for member in (name, *self.graph.dependents(name)):
                 record = self._records[member]
                 record.goal = Goal.DOWN
+                record.recovering = False  # whatever was under way, its next run is asked for
                 record.pending_reason = reason
                 if record.alive:
                     self._flip(record, _S.STOPPING, reason, now)  # its stop may wait for others
@@ -289,7 +334,8 @@ class Watchdog:
             self._want(self._records[member], reason, now)
         if record.state in _HELD:
             self._flip(record, _S.STOPPED, reason, now)
-        self._plan_recovery(record, self.graph.recovery_set(name, "service"), reason, now)
+        members = self.graph.recovery_set(name, "service")
+        self._plan_recovery(record, members, reason, now, requested=True)
         self._reconcile(now)
 
     # -- inputs: what processes did ----------------------------------------------------------
@@ -352,6 +398,17 @@ class Watchdog:
             self._receive_late(record, f"reported failure: {reason}", now)
             self._reconcile(now)
 
+    def receive_limit_exceeded(
+        self, name: str, reason: str, now: float, since: float | None = None
+    ) -> None:
+        """The service's process tree is over ``max_memory`` or ``max_cpu`` (``core/limits.py``
+        says ``reason``; ``since``: when a CPU stretch began). A failure like a missed
+        deadline: the process is still there but not well (a "hang" for ``restart``'s cause)."""
+        record = self.record(name)
+        if record.state in (_S.STARTING, _S.RUNNING) and record.alive and not record.restart_pending:
+            self._receive_late(record, reason, now, silent_since=since)
+            self._reconcile(now)
+
     def receive_heartbeat_timeout(self, name: str, timeout: float, now: float) -> None:
         """The service set its own heartbeat timeout (``WATCHDOG_USEC``) for this run."""
         record = self.record(name)
@@ -391,7 +448,7 @@ class Watchdog:
             and liveness is not None
             and liveness.ready_at is None
             and not record.rules.waits_for_word
-            and record.rules.ready_delay <= 0
+            and record.rules.ready_after <= 0
         ):
             self._become_ready(record, now, "ready at start")
         self._reconcile(now)
@@ -399,12 +456,18 @@ class Watchdog:
     def receive_spawn_failed(self, name: str, error: str, now: float) -> None:
         """The driver could not start the process (no such executable, missing ``cwd``, ...):
         a failed start, like a crash at once (backoff, the crash-loop limit)."""
-        self._receive_down(self.record(name), f"cannot start: {error}", now, crashed=True)
-
-    def receive_exit(self, name: str, returncode: int, now: float) -> None:
-        """The service's process ended with ``returncode`` (negative: killed by that signal)."""
         record = self.record(name)
-        self._receive_down(record, describe_exit(returncode), now, crashed=returncode != 0)
+        self._receive_down(record, f"cannot start: {error}", now, crashed=True, started=False)
+
+    def receive_exit(
+        self, name: str, returncode: int, now: float, last_words: str | None = None
+    ) -> None:
+        """The service's process ended with ``returncode`` (negative: killed by that signal);
+        ``last_words``: the last line it wrote on stderr, which usually says why
+        (``exit code 1: ModuleNotFoundError: No module named 'heartwatch'``)."""
+        record = self.record(name)
+        how = describe_exit(returncode) + (f": {last_words}" if last_words else "")
+        self._receive_down(record, how, now, crashed=returncode != 0)
 
     def receive_on_down_done(self, name: str, outcome: str, now: float) -> None:
         """A watch-only service's ``on_down`` finished; watch it come back, with its grace."""
@@ -416,15 +479,88 @@ class Watchdog:
             self._begin_run(record, now, f"on_down done ({outcome})")
         self._reconcile(now)
 
+    def receive_probe_result(
+        self, name: str, role: ProbeRole, run: int, passed: bool, result: str, now: float
+    ) -> None:
+        """A run of ``name``'s ``role`` probe for its run number ``run`` ended: ``passed``, in
+        ``result``'s words ("exited 1: error: device offline", "timed out after 5 s").
+
+        A result for a run that is over is ignored. A change of verdict is a ``ProbeChanged``;
+        what it does: startup passed releases the run (its grace and deadlines count from
+        now), startup exhausted is a failed start, liveness failing a failure, readiness
+        decides ``ready`` (failing: not ready, no restart)."""
+        record = self.record(name)
+        liveness = record.liveness
+        probes = liveness.probes if liveness is not None else None
+        if liveness is None or probes is None or probes.run != run or not self._probing(record):
+            return
+        record.probe_runs[role, passed] = record.probe_runs.get((role, passed), 0) + 1
+        probe = probes.receive_result(role, passed, result, now)
+        if probe is None or probe.passing is None:
+            return  # no new verdict: the driver re-arms its timer for the next run
+        verdict = probe.describe_verdict()
+        self._events.append(ProbeChanged(name, role, probe.passing, verdict, result, now))
+        if role == "startup":
+            if probe.passing:
+                liveness.extend_startup(record.rules.startup_grace, now)  # grace from now
+                if liveness.ready_at is not None:
+                    liveness.ready_at = now  # its deadlines count from here, not the hold
+                    self._become_ready(record, now, verdict)
+            else:
+                liveness.ready_at = None  # never ready: no healthy run for the restart policy
+                self._receive_late(record, probe.describe_failure(), now, liveness.started_at)
+        elif role == "liveness":
+            if not probe.passing and record.state in (_S.STARTING, _S.RUNNING):
+                self._receive_late(record, probe.describe_failure(), now, probe.failing_since)
+            elif probe.passing and record.state is _S.UNRESPONSIVE and record.ready:
+                # Left unresponsive (autorestart = "never"): well again by its own probe.
+                if liveness.overdue(now) is None:
+                    self._flip(record, _S.RUNNING, verdict, now)
+        elif record.state is _S.STARTING:  # readiness, before the run was first ready
+            if probe.passing and liveness.ready_at is not None:
+                self._become_ready(record, now, verdict)
+            elif not probe.passing:
+                self._flip(record, _S.STARTING, f"not ready: {verdict}", now)
+        self._reconcile(now)  # readiness decides what dependents may do
+
+    def _probing(self, record: ServiceRecord) -> bool:
+        """Do its probes run now? While its run is wanted and watched; never once it is over,
+        being stopped or restarted."""
+        return (
+            record.goal is Goal.UP
+            and record.liveness is not None
+            and record.state in (_S.STARTING, _S.RUNNING, _S.UNRESPONSIVE)
+            and (record.spec.watch_only or record.phase is _P.SPAWNED)
+        )
+
+    def probe_wanted(self, name: str, run: int) -> bool:
+        """Is a probe run of ``name``'s run number ``run`` still of use? (A driver ends the
+        checks of a run that is over.)"""
+        record = self._records.get(name)
+        if record is None or record.liveness is None or record.liveness.probes is None:
+            return False
+        return record.liveness.probes.run == run and self._probing(record)
+
+    def _start_due_probes(self, record: ServiceRecord, probes: RunProbes, now: float) -> None:
+        if self._probing(record):
+            for role in probes.start_due(now):
+                self._actions.append(RunProbe(record.name, role, probes.run))
+
+
     def tick(self, now: float) -> None:
         """Apply every deadline due at ``now``."""
         for record in self.records():
             liveness = record.liveness
             if liveness is None or record.restart_pending:
                 continue
+            probes = liveness.probes
+            if probes is not None:
+                self._start_due_probes(record, probes, now)
+                if probes.holding:
+                    continue  # before its startup probe passes, no other rule applies
             ready_deadline = liveness.ready_deadline()
             if ready_deadline is not None and now >= ready_deadline and record.state is _S.STARTING:
-                self._become_ready(record, now, f"ready after {record.rules.ready_delay:g} s")
+                self._become_ready(record, now, _ready_reason(record.rules))
             if record.state in (_S.STARTING, _S.RUNNING):
                 late = liveness.lateness(now)
                 if late is None and record.queue is not None and record.state is _S.RUNNING:
@@ -441,7 +577,7 @@ class Watchdog:
         liveness = record.liveness
         assert liveness is not None
         if record.state is _S.STARTING:
-            if liveness.rules.ready_on_message:
+            if liveness.rules.ready_on_message and liveness.ready_at is None:
                 self._become_ready(record, now, "first heartbeat")
                 self._reconcile(now)
         elif self._late_starter(record):
@@ -481,9 +617,12 @@ class Watchdog:
         self._flip(record, _S.UNRESPONSIVE, reason, now, failure=True, down_since=silent_since)
         if record.spec.autorestart == "never":
             return  # stays unresponsive, watched, until messages resume
-        self._receive_failure(record, reason, now)
+        self._receive_failure(record, reason, now, cause="hang")
 
-    def _receive_down(self, record: ServiceRecord, how: str, now: float, crashed: bool) -> None:
+    def _receive_down(
+        self, record: ServiceRecord, how: str, now: float, crashed: bool, started: bool = True
+    ) -> None:
+        """Its process is gone (``how``); ``started``: it had started (else it never could)."""
         self._set_phase(record, _P.NONE)
         record.pid = None
         record.last_exit = how
@@ -494,19 +633,31 @@ class Watchdog:
             if not record.wanted:
                 self._flip(record, _S.STOPPED, f"{record.pending_reason}; {how}", now)
         elif record.state in (_S.STARTING, _S.RUNNING, _S.UNRESPONSIVE):
+            reason = how
+            liveness = record.liveness
+            if started and liveness is not None and liveness.within_startsecs(now):
+                # supervisord's rule: ended before it was up startsecs, it never really
+                # started, whatever its exit code; so a quick exit 0 is no success either.
+                reason = f"exited within startsecs {liveness.rules.startsecs:g} s: {how}"
+                crashed = True
             policy = record.spec.autorestart
             if policy == "never" or (policy == "on-failure" and not crashed):
-                self._flip(record, _S.EXITED, how, now, failure=crashed)
+                self._flip(record, _S.EXITED, reason, now, failure=crashed)
             else:
-                self._receive_failure(record, how, now)
+                self._receive_failure(record, reason, now, cause="exit")
         record.liveness = None  # that run is over, however it ended
         if record.wanted and record.state is _S.STOPPING:
             # Asked back while its stop was under way: it is down now and comes back.
             self._flip(record, _S.RESTARTING, f"{how}; start requested", now)
         self._reconcile(now)
 
-    def _receive_failure(self, record: ServiceRecord, reason: str, now: float) -> None:
-        """Decide on a failed service: give up, or plan its recovery after a backoff."""
+    def _receive_failure(
+        self, record: ServiceRecord, reason: str, now: float, cause: FailureCause = "hang"
+    ) -> None:
+        """Decide on a failed service: give up, or plan its recovery after a backoff.
+
+        ``cause``: "exit" when its process ended, "hang" for every failure of a process that
+        is still there (deadlines, stalls, probes, limits): ``restart`` may differ by cause."""
         liveness = record.liveness
         healthy_since = liveness.ready_at if liveness is not None else None
         decision = record.policy.receive_failure(now, healthy_since)
@@ -528,8 +679,9 @@ class Watchdog:
                 self._plan_recovery(record, dependents, f"{record.name} failed", now)
             return
         record.start_not_before = now + decision.delay
-        members = self.graph.recovery_set(record.name, record.spec.restart)
-        self._plan_recovery(record, members, reason, now, failure=True)
+        mode = record.spec.restart_mode(cause)
+        members = self.graph.recovery_set(record.name, mode)
+        self._plan_recovery(record, members, reason, now, failure=True, group=mode == "group")
 
     def _plan_recovery(
         self,
@@ -539,14 +691,18 @@ class Watchdog:
         now: float,
         *,
         failure: bool = False,
+        requested: bool = False,
+        group: bool = False,
     ) -> None:
-        """Mark ``members`` for a restart; ``failure``: because ``trigger`` itself failed."""
+        """Mark ``members`` for a restart; ``failure``: because ``trigger`` itself failed;
+        ``requested``: a person asked for it (else it is the daemon's recovery)."""
         chosen = []
         for name in self.graph.sort(members):
             record = self._records[name]
             if record is not trigger and (not record.wanted or record.state in _HELD):
                 continue  # a stopped, exited or failed bystander stays as it is
             record.goal = Goal.RESTART
+            record.recovering = not requested
             record.pending_reason = (
                 reason if record is trigger else f"with {trigger.name}: {reason}"
             )
@@ -559,7 +715,7 @@ class Watchdog:
                     now,
                     failure=failure and record is trigger,
                 )
-        if len(chosen) > 1 or trigger.spec.restart == "group":
+        if len(chosen) > 1 or group:  # a group recovery is said even when alone
             self._events.append(RecoveryPlanned(trigger.name, tuple(chosen), reason, now))
 
     # -- reconciliation --------------------------------------------------------------------
@@ -572,6 +728,8 @@ class Watchdog:
                 changed |= self._apply_stop_rule(self._records[name], now)
             for name in self._order:
                 changed |= self._apply_start_rule(self._records[name], now)
+        if self._leaving:
+            self._drop_gone(now)
 
     def _apply_stop_rule(self, record: ServiceRecord, now: float) -> bool:
         if record.spec.watch_only:
@@ -585,6 +743,11 @@ class Watchdog:
             return False
         if any(self._records[d].alive for d in self._relying[record.name]):
             return False
+        if record.name in self._leaving and any(
+            d in self._records and self._records[d].alive and _going_down(self._records[d])
+            for d in self._leaving[record.name]
+        ):
+            return False  # removed: what relied on it goes down first
         self._set_phase(record, _P.STOP_SENT)
         record.liveness = None
         reason = record.reason if record.state is _S.FAILED else record.pending_reason
@@ -637,21 +800,36 @@ class Watchdog:
         return True
 
     def _begin_run(self, record: ServiceRecord, now: float, reason: str) -> None:
+        if record.spawns:
+            record.run_cause = "recovery" if record.recovering else "requested"
+            if record.recovering:
+                record.recoveries += 1
+            else:
+                record.restarts_requested += 1
+        record.recovering = False
         record.spawns += 1  # a process spawned, or a watch-only service watched afresh
         record.liveness = Liveness(record.rules, started_at=now)
+        if record.spec.probes:
+            record.liveness.probes = RunProbes(record.spec.probes, record.spawns, now)
         if record.queue is not None:
             record.queue.reset(now)
         self._flip(record, _S.STARTING, reason, now)
         # A process is ready at start once it exists (``receive_spawned``); a watch-only
         # service, at once.
-        ready_now = not record.rules.waits_for_word and record.rules.ready_delay <= 0
+        ready_now = not record.rules.waits_for_word and record.rules.ready_after <= 0
         if ready_now and record.spec.watch_only:
             self._become_ready(record, now, "ready at start")
 
     def _become_ready(self, record: ServiceRecord, now: float, reason: str) -> None:
-        assert record.liveness is not None
-        record.liveness.ready_at = now
-        self._flip(record, _S.RUNNING, reason, now)
+        """Ready as its liveness rules say (a first message, at start, after a delay); it is
+        running once its probes agree too (startup passed, readiness passing)."""
+        liveness = record.liveness
+        assert liveness is not None
+        if liveness.ready_at is None:
+            liveness.ready_at = now
+        probes = liveness.probes
+        if probes is None or (not probes.holding and probes.ready):
+            self._flip(record, _S.RUNNING, reason, now)
 
     def _flip(
         self,
@@ -666,10 +844,14 @@ class Watchdog:
         if record.state is new and record.reason == reason:
             return
         old = record.state
-        if old is not new:
-            if new not in STATE_TRANSITIONS[old]:
-                raise IllegalTransition(f"{record.name}: {old} -> {new} ({reason})")
-            record.state_since = now
+        if old is new:
+            # Only the reason changed ("waiting for emulator"): news, not a transition.
+            record.reason = reason
+            self._events.append(ReasonChanged(record.name, new, reason, now))
+            return
+        if new not in STATE_TRANSITIONS[old]:
+            raise IllegalTransition(f"{record.name}: {old} -> {new} ({reason})")
+        record.state_since = now
         record.state, record.reason = new, reason
         if new is _S.RESTARTING:
             # The first reason of a restart is its cause; later ones ("waiting for ...") only
@@ -687,6 +869,19 @@ class Watchdog:
         record.phase = new
 
     def _deadline_of(self, record: ServiceRecord) -> float | None:
+        probes = record.liveness.probes if record.liveness is not None else None
+        if probes is None:
+            return self._run_deadline(record)
+        probe_at = probes.next_run_at() if self._probing(record) else None
+        if probes.holding:
+            return probe_at  # nothing else is timed before startup passes
+        deadline = self._run_deadline(record)
+        if probe_at is None or (deadline is not None and deadline < probe_at):
+            return deadline
+        return probe_at
+
+    def _run_deadline(self, record: ServiceRecord) -> float | None:
+        """The next deadline of the run's own rules (readiness, heartbeats, data, backoff)."""
         if record.state is _S.BACKOFF:
             return record.start_not_before
         if record.liveness is None or record.restart_pending:
@@ -699,6 +894,13 @@ class Watchdog:
             if stall is not None and (deadline is None or stall < deadline):
                 return stall
         return deadline
+
+
+def _ready_reason(rules: LivenessRules) -> str:
+    """Why a service that says nothing became ready: its ``ready`` delay, or ``startsecs``."""
+    if rules.ready_delay >= rules.startsecs:
+        return f"ready after {rules.ready_delay:g} s"
+    return f"up for startsecs {rules.startsecs:g} s"
 
 
 def _going_down(record: ServiceRecord) -> bool:

@@ -22,6 +22,7 @@ from heartwatch.config import Config, ServiceConfig
 from heartwatch.core.events import (
     Action,
     Event,
+    ReasonChanged,
     RecoveryPlanned,
     RunOnDown,
     Spawn,
@@ -51,6 +52,10 @@ class DaemonStopping(RuntimeError):
 
 # The daemon's own secrets: a service gets them only if its own ``env`` gives them.
 SECRET_VARIABLES = frozenset({"HEARTWATCH_TOKEN", "HEARTWATCH_INGEST_TOKEN"})
+
+
+class NotRunning(RuntimeError):
+    """A signal for a service that has no process to receive it; the message says why."""
 
 
 class Supervisor:
@@ -187,6 +192,20 @@ class Supervisor:
         self.watchdog.receive_restart(name, self._loop.time(), reason)
         self._pump()
 
+    def signal(self, name: str, sig: int, *, group: bool = False) -> None:
+        """Send ``sig`` to the service's running process (or its group); ``NotRunning`` if it
+        has none (stopped, watch-only, or its process already exited and is being reaped)."""
+        child = self._runner.children.get(name)
+        if child is None or child.returncode is not None:
+            if self.services[name].watch_only:
+                raise NotRunning(f"{name} is watch-only: heartwatch runs no process for it")
+            state = self.watchdog.record(name).state.value
+            raise NotRunning(f"{name} is {state}: it has no process to signal")
+        try:
+            self._runner.send_signal(child, sig, group=group)
+        except ProcessLookupError:
+            raise NotRunning(f"{name}: its process has just exited") from None
+
     def _refuse_if_closing(self) -> None:
         if self.closing:
             raise DaemonStopping("the daemon is stopping: nothing is started any more")
@@ -288,13 +307,18 @@ class Supervisor:
         self.state_dir.record_child(service.name, child.pid, child.create_time)
         logger.info("{}: started pid {}", service.name, child.pid)
         record = self.watchdog.record(service.name)
-        if record.restarts:
+        if record.run_cause != "first":
             self.journal.append(
                 "restart",
                 service.name,
                 why,
                 self.wall_time(now),
-                detail={"pid": child.pid, "restarts": record.restarts},
+                detail={
+                    "pid": child.pid,
+                    "cause": record.run_cause,  # "recovery" or "requested"
+                    "restarts": record.restarts,
+                    "restarts_requested": record.restarts_requested,
+                },
             )
         self.watchdog.receive_spawned(service.name, child.pid, now)
 
@@ -370,6 +394,9 @@ class Supervisor:
                 previous=event.old.value,
                 detail=_transition_detail(event, self.wall_time),
             )
+        elif isinstance(event, ReasonChanged):
+            # The same state with a new reason: a note, kept apart from the transitions.
+            self.journal.append("note", event.service, event.reason, at, state=event.state.value)
         else:
             self.journal.append(
                 "recovery",
@@ -380,12 +407,12 @@ class Supervisor:
             )
         if isinstance(event, Transition):
             level = "WARNING" if event.new in ("unresponsive", "failed", "backoff") else "INFO"
-            if event.old is event.new:
-                logger.log(level, "{}: {} ({})", event.service, event.new, event.reason)
-            else:
-                logger.log(
-                    level, "{}: {} -> {} ({})", event.service, event.old, event.new, event.reason
-                )
+            logger.log(
+                level, "{}: {} -> {} ({})", event.service, event.old, event.new, event.reason
+            )
+        elif isinstance(event, ReasonChanged):
+            level = "WARNING" if event.state in ("unresponsive", "failed", "backoff") else "INFO"
+            logger.log(level, "{}: {} ({})", event.service, event.state, event.reason)
         elif isinstance(event, RecoveryPlanned):
             logger.warning(
                 "recovering {} because {}: {}",

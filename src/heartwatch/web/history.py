@@ -59,7 +59,7 @@ SeriesSince = Annotated[
 class HistoryEntry(BaseModel):
     id: int
     at: float  # Unix time
-    kind: str  # transition, recovery, exit, restart, alert, daemon
+    kind: str  # transition, note, recovery, exit, restart, alert, daemon, ...
     service: str | None
     reason: str
     state: str | None
@@ -187,7 +187,12 @@ class EventFeed:
 def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: EventFeed) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/api/v1/events", response_model=HistoryPage, tags=["history"])
+    @router.get(
+        "/api/v1/events",
+        response_model=HistoryPage,
+        tags=["history"],
+        responses={404: {"description": "no such service, now or in the history"}},
+    )
     async def list_events(
         service: str | None = None,
         since: Annotated[
@@ -211,6 +216,18 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
         entries = await recorder.entries(
             service=service, since=since, before_id=before_id, limit=limit
         )
+        # A name that is not a service answers 404, as /api/v1/services/{name} does, rather
+        # than an empty page that reads as "nothing happened"; a service removed from the
+        # configuration keeps its history.
+        if (
+            service is not None
+            and not entries
+            and service not in supervisor.services
+            and not await recorder.entries(service=service, limit=1)
+        ):
+            raise HTTPException(
+                404, {"code": "unknown_service", "message": f"no service {service!r}"}
+            )
         return HistoryPage(events=[_event(entry) for entry in entries])
 
     @router.get(

@@ -33,15 +33,27 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
     )
     up = GaugeMetricFamily("heartwatch_service_up", "1 when running", labels=["service"])
     restarts = CounterMetricFamily(
-        "heartwatch_service_restarts", "restarts since the daemon started", labels=["service"]
+        "heartwatch_service_restarts",
+        "runs the daemon started to recover the service (it, or one it goes with, failed)",
+        labels=["service"],
+    )
+    restarts_requested = CounterMetricFamily(
+        "heartwatch_service_restarts_requested",
+        "runs people asked for: restarts, and starts after a stop",
+        labels=["service"],
     )
     age = GaugeMetricFamily(
         "heartwatch_service_last_heartbeat_age_seconds",
-        "seconds since any message from the service",
+        "seconds since any message from the service, while it has a run",
         labels=["service"],
     )
     data = CounterMetricFamily(
         "heartwatch_data_events", "data events received", labels=["service", "kind"]
+    )
+    data_age = GaugeMetricFamily(
+        "heartwatch_data_last_age_seconds",
+        "seconds since the newest data event of each kind, while the service has a run",
+        labels=["service", "kind"],
     )
     lost_output = CounterMetricFamily(
         "heartwatch_service_output_write_errors",
@@ -55,12 +67,18 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
             state.add_metric([name, member.value], 1.0 if record.state is member else 0.0)
         up.add_metric([name], 1.0 if record.state is ServiceState.RUNNING else 0.0)
         restarts.add_metric([name], record.restarts)
-        if record.last_seen_at is not None:
+        restarts_requested.add_metric([name], record.restarts_requested)
+        # Ages only while a run is watched: a stopped service's growing age is no silence.
+        has_run = record.liveness is not None
+        if has_run and record.last_seen_at is not None:
             age.add_metric([name], now - record.last_seen_at)
         for kind, count in sorted(record.data_counts.items()):
             data.add_metric([name, kind], count)
+        if has_run:
+            for kind, seen in sorted(record.last_data.items()):
+                data_age.add_metric([name, kind], now - seen.at)
         lost_output.add_metric([name], supervisor.output_write_errors(name))
-    yield from (state, up, restarts, age, data, lost_output)
+    yield from (state, up, restarts, restarts_requested, age, data, data_age, lost_output)
 
     stats = supervisor.stats
     messages = CounterMetricFamily(

@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor
 
 
+class ErrorBody(BaseModel):
+    """Every refusal's body (``docs/api.md``: the codes)."""
+
+    code: str
+    message: str
+
+
 class DataStatus(BaseModel):
     count: int
     last_age: float | None  # seconds since the newest event of this kind
@@ -53,11 +60,13 @@ class ServiceStatus(BaseModel):
     since_age: float  # seconds in this state
     uptime: float | None  # seconds since this run started (spawned, or watched afresh)
     pid: int | None
-    restarts: int
+    restarts: int  # runs the daemon began to recover it (it, or one it goes with, failed)
+    restarts_requested: int  # runs people asked for: restarts, and starts after a stop
     watch_only: bool
     requires: list[str]
     last_heartbeat_age: float | None  # seconds since any message from the service
     heartbeat_timeout: float | None
+    heartbeat_expected: bool  # it should send messages (a deadline, or ready at its first)
     messages: int
     data: dict[str, DataStatus]
     last_exit: str | None
@@ -96,10 +105,13 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
         uptime=None if liveness is None else _age(now, liveness.started_at),
         pid=record.pid,
         restarts=record.restarts,
+        restarts_requested=record.restarts_requested,
         watch_only=spec.watch_only,
         requires=list(spec.requires),
         last_heartbeat_age=_age(now, record.last_seen_at),
         heartbeat_timeout=spec.liveness.heartbeat_timeout,
+        heartbeat_expected=spec.liveness.heartbeat_timeout is not None
+        or spec.liveness.ready_on_message,
         messages=record.messages,
         data={
             kind: DataStatus(
