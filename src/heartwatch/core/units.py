@@ -83,3 +83,49 @@ def parse_size(value: object) -> int:
     if size < 0:
         raise ValueError(f"a size must be >= 0, not {value!r}")
     return size
+
+
+_SIZE_NAMES = ("KB", "MB", "GB", "TB")
+
+
+def format_size(size: int) -> str:
+    """Bytes as people read them, everywhere (limits' reasons, status): powers of 1024 as
+    ``parse_size`` reads them, so ``"2GB"`` reads back as ``2 GB``; one decimal below 100
+    and no ``.0`` (``512 B``, ``1.5 KB``, ``2.1 GB``, ``640 MB``)."""
+    value, name = _scaled(size)
+    if not name:
+        return f"{int(value)} B"
+    if round(value, 1) >= 100:
+        return f"{value:.0f} {name}"
+    return f"{_decimals(value, 1)} {name}"
+
+
+def format_size_over(size: int, limit: int) -> tuple[str, str]:
+    """``size`` and ``limit`` as ``format_size`` writes them, with more decimals where one
+    would make a size just over its limit read the same as the limit (``2.04 GB`` over
+    ``2 GB``, never ``2 GB over 2 GB``)."""
+    size_text, limit_text = format_size(size), format_size(limit)
+    value, name = _scaled(size)
+    decimals = 2
+    while size_text == limit_text and size != limit and name and decimals <= 6:
+        size_text = f"{_decimals(value, decimals)} {name}"
+        decimals += 1
+    if size_text == limit_text and size != limit:
+        return f"{size} B", f"{limit} B"
+    return size_text, limit_text
+
+
+def _scaled(size: int) -> tuple[float, str]:
+    """``size`` in the largest unit it fills at least once ("" for bytes)."""
+    value, name = float(max(0, size)), ""
+    for unit in _SIZE_NAMES:
+        if value < 1024:
+            break
+        value, name = value / 1024, unit
+    return value, name
+
+
+def _decimals(value: float, decimals: int) -> str:
+    """``value`` with at most ``decimals`` decimals, trailing zeros dropped."""
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
