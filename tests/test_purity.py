@@ -24,6 +24,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "heartwatch"
 PURE_STDLIB = frozenset(
     {
         "__future__",
+        "ast",  # a template's arithmetic parsed into a tree that is walked, never compiled or run
         "bisect",
         "codecs",
         "collections",
@@ -32,6 +33,7 @@ PURE_STDLIB = frozenset(
         "difflib",
         "enum",
         "errno",  # constants: which error is which
+        "fnmatch",  # fnmatchcase: shell globs on names (its os import is for normcase only)
         "functools",
         "heapq",
         "html",

@@ -11,7 +11,12 @@ file from running as meant (an executable not found, a missing ``cwd``).
 from __future__ import annotations
 
 import difflib
+import grp
+import hashlib
+import io
+import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -31,9 +36,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic.fields import FieldInfo
 
+from heartwatch.core import probes as _probes
 from heartwatch.core.addresses import (
     DEFAULT_HEARTBEAT_ADDRESS,
     DEFAULT_HTTP_ADDRESS,
@@ -41,16 +50,20 @@ from heartwatch.core.addresses import (
     parse_address,
 )
 from heartwatch.core.graph import DependencyCycleError, DependencyGraph
+from heartwatch.core.instances import INSTANCE_SEPARATOR, expand_services, instance_count
+from heartwatch.core.limits import ResourceLimits
 from heartwatch.core.liveness import LivenessRules
 from heartwatch.core.redact import redact
-from heartwatch.core.spec import QueueSpec, RestartRules, ServiceSpec
-from heartwatch.core.units import parse_duration, parse_size
+from heartwatch.core.spec import QueueSpec, RestartByCause, RestartRules, ServiceSpec
+from heartwatch.core.units import format_duration, parse_duration, parse_size
 from heartwatch.core.wire import HEARTBEAT, is_data_kind
+from heartwatch.daemon.daemon_info import DEFAULT_STATE_DIR
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_INSTANCE_NAME = re.compile(_NAME.pattern + INSTANCE_SEPARATOR + r"[0-9]{1,4}")
 ALERTS, OLD_ALERTS = "alerts", "notify"  # [notify] until it was confused with sd_notify
 
 
@@ -172,9 +185,12 @@ class LogsConfig(_Section):
 class DaemonConfig(_Section):
     """``[daemon]``: where the daemon keeps its state and logs, and how it logs."""
 
-    state_dir: Path = Path(".heartwatch")
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
     log_dir: Path = Path("logs")
     output_max_bytes: Size = 10 * 1024 * 1024
+    # How often the services' process trees are read (CPU, RSS): one wake-up for all of them,
+    # only while a service has a limit or someone looked at status or metrics recently.
+    sample_interval: Duration = Field(default=5.0, ge=0.1, le=3600)
     output_backups: int = Field(default=5, ge=0)
     log_file: str = "heartwatch.log"
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
@@ -237,10 +253,217 @@ class QueueConfig(_Section):
             yield name, redact(value) if name == "url" else value
 
 
+class MaxCpuConfig(_Section):
+    """``max_cpu = { percent = 95, for = "5m" }`` of a service: its process tree's CPU (of one
+    core: a tree busy on two cores is at 200 %) over ``percent`` for ``for`` in a row is a
+    failure (a ``frida-server`` spinning at 100 %)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    percent: float = Field(gt=0, allow_inf_nan=False)
+    for_: Duration = Field(default=60.0, gt=0, alias="for")
+
+
+class ProbeConfig(_Section):
+    """``[service.startup]``, ``[service.readiness]``, ``[service.liveness]``: one probe.
+
+    Exactly one of ``exec`` (a command, split like ``command``; exit 0 passes), ``http`` (a
+    URL; a 2xx or 3xx answer passes, or ``status``) and ``tcp`` (``host:port``; a connection
+    passes). Defaults are Kubernetes', but ``timeout`` (5 s: 1 s is too short for ``adb``)."""
+
+    exec: str | list[str] | None = None
+    http: str | None = None
+    tcp: Address | None = None
+    period: Duration = Field(default=_probes.DEFAULT_PERIOD, gt=0)
+    timeout: Duration = Field(default=_probes.DEFAULT_TIMEOUT, gt=0)
+    initial_delay: Duration = Field(default=0.0, ge=0)
+    failure_threshold: int = Field(default=_probes.DEFAULT_FAILURE_THRESHOLD, ge=1)
+    success_threshold: int = Field(default=_probes.DEFAULT_SUCCESS_THRESHOLD, ge=1)
+    status: int | None = Field(default=None, ge=100, le=599)  # http: the one status that passes
+    expect: str | None = None  # a regular expression the output (exec) or body (http) contains
+
+    @field_validator("exec")
+    @classmethod
+    def _check_exec(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None:
+            return value
+        try:
+            argv = command_argv(value)
+        except ValueError as error:
+            raise ValueError(f"cannot split the command like a shell would: {error}") from None
+        if not argv:
+            raise ValueError("a probe's command cannot be empty")
+        if any("\0" in arg for arg in argv):
+            raise ValueError("a command cannot contain a NUL character")
+        return value
+
+    @field_validator("http")
+    @classmethod
+    def _check_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError('expected an http:// or https:// URL ("http://127.0.0.1:8080/ready")')
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError("the port of the URL is not a number from 0 to 65535") from None
+        return value
+
+    @field_validator("expect")
+    @classmethod
+    def _check_expect(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ProbeConfig:
+        given = [key for key in ("exec", "http", "tcp") if getattr(self, key) is not None]
+        if len(given) != 1:
+            has = " and ".join(given) if given else "none"
+            raise ValueError(f"a probe needs exactly one of exec, http, tcp (it has {has})")
+        if self.status is not None and self.http is None:
+            raise ValueError("status is for http probes")
+        if self.expect is not None and self.tcp is not None:
+            raise ValueError("expect is for exec and http probes (a tcp probe reads nothing)")
+        return self
+
+    def probe_spec(self, role: _probes.ProbeRole) -> _probes.ProbeSpec:
+        """What the core is told about this probe."""
+        check: _probes.Check
+        if self.exec is not None:
+            argv = command_argv(self.exec)
+            check = _probes.ExecCheck(tuple(argv))
+            label = self.exec if isinstance(self.exec, str) else shlex.join(argv)
+        elif self.http is not None:
+            check = _probes.HttpCheck(self.http, self.status)
+            label = f"GET {redact(self.http)}"
+        else:
+            assert self.tcp is not None
+            check = _probes.TcpCheck(*self.tcp)
+            label = f"tcp {self.tcp[0]}:{self.tcp[1]}"
+        return _probes.ProbeSpec(
+            role=role,
+            check=check,
+            label=label,
+            period=self.period,
+            timeout=self.timeout,
+            initial_delay=self.initial_delay,
+            failure_threshold=self.failure_threshold,
+            success_threshold=self.success_threshold,
+            expect=self.expect,
+        )
+
+
+RestartModeName = Literal["service", "group"]
+
+
+class RestartConfig(_Section):
+    """``restart`` of a service: who restarts with it, by what its failure was.
+
+    ``restart = "group"`` is ``{ hang = "group", exit = "group" }``; a table sets each cause:
+    ``hang``, it is still there but failing (a missed heartbeat or data deadline, a queue
+    stall, a liveness probe, a resource limit, its own failure report); ``exit``, its process
+    ended (a crash, a failed start)."""
+
+    hang: RestartModeName = "service"
+    exit: RestartModeName = "service"
+
+    def spec(self) -> RestartByCause | RestartModeName:
+        return self.hang if self.hang == self.exit else RestartByCause(self.hang, self.exit)
+
+
+_RESTART_SHAPES = (
+    'expected "service", "group" or a table such as { hang = "group", exit = "service" }'
+)
+
+
+def parse_restart(value: object) -> object:
+    """``"service"`` or ``"group"`` (for every cause), or a table ``{ hang, exit }``."""
+    if isinstance(value, str) and value in ("service", "group"):
+        return {"hang": value, "exit": value}
+    if isinstance(value, (dict, RestartConfig)):
+        return value
+    raise ValueError(_RESTART_SHAPES)
+
+
+class EnvFiles(_Section):
+    """``env_file`` of a service, read when the configuration is loaded (``read_env_files``):
+    the files as written, and the variables they set. Read at load, so that a changed file
+    is a changed configuration to a reload, and a missing one a problem at its key."""
+
+    paths: list[str]
+    values: dict[str, str] = Field(default={}, repr=False)  # often secrets: never printed
+
+
+def read_env_files(value: object, base_dir: Path) -> EnvFiles:
+    """Read ``env_file`` (a path relative to ``base_dir``, or a list; later files win) in
+    dotenv format with python-dotenv's parser, values taken literally (no ``${VAR}``
+    expansion, as systemd's ``EnvironmentFile``); ``ValueError`` says every problem."""
+    if isinstance(value, str):
+        paths = [value]
+    elif isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        paths = list(value)
+    else:
+        raise ValueError("expected a path or a list of paths to dotenv files")
+    from dotenv.parser import parse_stream  # only for a configuration that has env files
+
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for written in paths:
+        path = Path(written) if Path(written).is_absolute() else base_dir / written
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            problems.append(f"cannot read {path}: {error.strerror or type(error).__name__}")
+            continue
+        except UnicodeDecodeError:
+            problems.append(f"{path} is not UTF-8 text")
+            continue
+        for binding in parse_stream(io.StringIO(text)):
+            where = f"{path} line {binding.original.line}"
+            if binding.error:
+                problems.append(f"{where}: not NAME=value")
+            elif binding.key is None:
+                continue  # a comment or a blank line
+            elif binding.value is None:
+                problems.append(f"{where}: {binding.key} has no value (write {binding.key}=)")
+            elif "\0" in binding.value or "\0" in binding.key:
+                problems.append(f"{where}: {binding.key} holds a NUL character")
+            else:
+                values[binding.key] = binding.value
+    if problems:
+        raise ValueError("; ".join(problems))
+    return EnvFiles(paths=paths, values=values)
+
+
+def parse_umask(value: object) -> int:
+    """``"022"`` or ``"0o022"`` (octal, as people write a umask), or TOML's ``0o022``."""
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if text and all(ch in "01234567" for ch in text) and int(text, 8) <= 0o777:
+            return int(text, 8)
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
+        return value
+    raise ValueError('expected an octal umask such as "022" or "0o027" (at most "777")')
+
+
+Umask = Annotated[int, BeforeValidator(parse_umask)]
+
+
 class ServiceConfig(_Section):
     """``[[service]]``: one part of the pipeline."""
 
     name: str
+    # Set by the expansion of ``instances = N`` (core/instances.py), never by a file: the
+    # ``[[service]]`` name this one is an instance of, and its number.
+    instance_of: str | None = None
+    instance: int | None = None
     command: str | list[str] | None = None
     cwd: Path | None = None
     env: dict[str, str] = {}
@@ -250,8 +473,15 @@ class ServiceConfig(_Section):
     startup_grace: Duration = 60.0
     heartbeat_timeout: Duration | None = None
     data_timeout: dict[str, Duration] = {}
-    restart: Literal["service", "group"] = "service"
+    restart: Annotated[RestartConfig, BeforeValidator(parse_restart)] = RestartConfig()
     autorestart: Literal["always", "on-failure", "never"] = "always"
+    autostart: bool = True  # started with the daemon (else by a person, or as a requirement)
+    startsecs: Duration = Field(default=1.0, ge=0)  # up this long, or it was a failed start
+    env_file: EnvFiles | None = None  # dotenv file(s), relative to the config file
+    user: str | int | None = None  # run as this user (the daemon runs as root)
+    group: str | int | None = None  # and group (default: the user's own)
+    umask: Umask | None = None
+    output_timestamps: bool = False  # each captured line starts with the daemon's time
     stop_signal: Signal = signal.SIGTERM
     stop_timeout: Duration = 10.0
     on_down: str | None = None
@@ -264,11 +494,17 @@ class ServiceConfig(_Section):
     max_restarts: int = Field(default=5, ge=0)
     restart_window: Duration = 300.0
     queue: QueueConfig | None = None
+    startup: ProbeConfig | None = None  # holds the others and the deadlines until it passes
+    readiness: ProbeConfig | None = None  # what makes it ready (dependents start then)
+    liveness: ProbeConfig | None = None  # failing: a failure, with the probe's reason
+    max_memory: Size | None = Field(default=None, gt=0)  # RSS of its whole process tree
+    max_cpu: MaxCpuConfig | None = None
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
+        # name@k: an instance, named by the expansion (a file's '@' is refused before).
+        if not _NAME.fullmatch(value) and not _INSTANCE_NAME.fullmatch(value):
             raise ValueError(
                 "a service name is 1-64 letters, digits, '_', '.', '-' and starts with a letter "
                 "or digit"
@@ -298,6 +534,34 @@ class ServiceConfig(_Section):
                 raise ValueError(f"{name!r} is not an environment variable name")
             if "\0" in text:
                 raise ValueError(f"the value of {name} cannot contain a NUL character")
+        return value
+
+    @field_validator("env_file", mode="before")
+    @classmethod
+    def _read_env_files(cls, value: object, info: ValidationInfo) -> object:
+        if value is None or isinstance(value, EnvFiles):
+            return value
+        context = info.context if isinstance(info.context, Mapping) else {}
+        return read_env_files(value, Path(context.get("base_dir", ".")))
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            try:
+                pwd.getpwnam(value) if isinstance(value, str) else pwd.getpwuid(value)
+            except (KeyError, OverflowError):
+                raise ValueError(f"no user {value!r} on this machine") from None
+        return value
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            try:
+                grp.getgrnam(value) if isinstance(value, str) else grp.getgrgid(value)
+            except (KeyError, OverflowError):
+                raise ValueError(f"no group {value!r} on this machine") from None
         return value
 
     @field_validator("data_timeout")
@@ -330,10 +594,35 @@ class ServiceConfig(_Section):
         """Seconds after spawn at which a service that never beats counts as ready."""
         return self.ready if isinstance(self.ready, float) else 0.0
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """What the service adds to the environment it inherits: ``env_file``, then ``env``."""
+        from_files = self.env_file.values if self.env_file is not None else {}
+        return {**from_files, **self.env}
+
+    def revision(self) -> str:
+        """A digest of everything this service is run with: equal for equal configurations
+        (the order of ``env`` keys aside), so that a reload restarts only what changed."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+    def probe_specs(self) -> tuple[_probes.ProbeSpec, ...]:
+        """The service's probes, startup first."""
+        configured = {"startup": self.startup, "readiness": self.readiness}
+        configured["liveness"] = self.liveness
+        return tuple(
+            probe.probe_spec(role)
+            for role in _probes.ROLES
+            if (probe := configured[role]) is not None
+        )
+
     def spec(self) -> ServiceSpec:
         """What the watchdog is told about this service (the core never sees this schema)."""
         return ServiceSpec(
             name=self.name,
+            instance_of=self.instance_of,
+            instance=self.instance,
+            revision=self.revision(),
             liveness=LivenessRules(
                 ready_on_message=self.ready_on_message,
                 ready_delay=self.ready_delay,
@@ -341,12 +630,15 @@ class ServiceConfig(_Section):
                 heartbeat_timeout=self.heartbeat_timeout,
                 data_timeout=dict(self.data_timeout),
                 ready_on_notice=self.ready_on_notice,
+                # a watch-only service has no process of its own to stay up
+                startsecs=0.0 if self.watch_only else self.startsecs,
             ),
             requires=tuple(self.requires),
             watch_only=self.watch_only,
             has_on_down=self.on_down is not None,
-            restart=self.restart,
+            restart=self.restart.spec(),
             autorestart=self.autorestart,
+            autostart=self.autostart,
             restart_rules=RestartRules(
                 initial=self.backoff_initial,
                 maximum=self.backoff_max,
@@ -359,6 +651,12 @@ class ServiceConfig(_Section):
             queue=None
             if self.queue is None
             else QueueSpec(name=self.queue.name, stalled_after=self.queue.stalled_after),
+            probes=self.probe_specs(),
+            limits=ResourceLimits(
+                max_memory=self.max_memory,
+                max_cpu_percent=None if self.max_cpu is None else self.max_cpu.percent,
+                max_cpu_for=60.0 if self.max_cpu is None else self.max_cpu.for_,
+            ),
         )
 
 
@@ -375,6 +673,12 @@ class Config(_Section):
     base_dir: Path = Path(".")
     # What the file calls [alerts]: "notify" in files written before the rename.
     _alerts_section: str = PrivateAttr(default=ALERTS)
+    # Filled by parse_config and load_config: the document as decoded (a reload or a scale
+    # parses it again), the file it was read from, and the run-time instance counts
+    # (``heartwatch scale``) that replace the file's.
+    _document: Mapping[str, Any] = PrivateAttr(default_factory=dict)
+    _source: Path | None = PrivateAttr(default=None)
+    _instance_overrides: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @property
     def alerts_section(self) -> str:
@@ -382,7 +686,41 @@ class Config(_Section):
         return self._alerts_section
 
     def services_by_name(self) -> dict[str, ServiceConfig]:
+        """The concrete services (instances expanded: ``collector@0``, ...), by name."""
         return {s.name: s for s in self.service}
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (``None``: parsed from a mapping)."""
+        return self._source
+
+    @property
+    def document(self) -> Mapping[str, Any]:
+        """The document as decoded, before instances were expanded."""
+        return self._document
+
+    @property
+    def instance_overrides(self) -> dict[str, int]:
+        """Run-time instance counts in force instead of the file's, by ``[[service]]`` name."""
+        return dict(self._instance_overrides)
+
+    def instances_in_file(self) -> dict[str, int]:
+        """``instances`` as the file says it, by ``[[service]]`` name (those that have it)."""
+        raw = self._document.get("service")
+        counts: dict[str, int] = {}
+        for entry in raw if isinstance(raw, list) else []:
+            count = instance_count(entry) if isinstance(entry, dict) else None
+            if count is not None and isinstance(entry.get("name"), str):
+                counts[entry["name"]] = count
+        return counts
+
+    def instance_groups(self) -> dict[str, list[str]]:
+        """Each ``[[service]]`` with instances: its concrete services, in order."""
+        groups: dict[str, list[str]] = {}
+        for service in self.service:
+            if service.instance_of is not None:
+                groups.setdefault(service.instance_of, []).append(service.name)
+        return groups
 
     def graph(self) -> DependencyGraph:
         return DependencyGraph({s.name: s.requires for s in self.service})
@@ -401,11 +739,15 @@ def parse_config(
     data: Mapping[str, Any],
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    instances: Mapping[str, int] | None = None,
 ) -> Config:
     """Validate a decoded TOML document; raise ``ConfigError`` listing every problem.
 
     ``environ`` (default: ``os.environ``) may supply the token as ``HEARTWATCH_TOKEN``.
+    ``instances``: run-time counts (``heartwatch scale``) in place of the file's, by
+    ``[[service]]`` name; one for a table without ``instances`` is not applied.
     """
+    document = data
     environ = os.environ if environ is None else environ
     problems: list[Problem] = []
     if "base_dir" in data:
@@ -413,13 +755,24 @@ def parse_config(
     data, alerts_section, rename_problems = _with_alerts_renamed(data)
     problems.extend(rename_problems)
     config: Config | None = None
+    # Instances expanded first, so that the schema checks the values that will really run;
+    # its problems name the [[service]] table they come from.
+    expansion = expand_services(data.get("service"), instances)
+    problems.extend(Problem(path, message) for path, message in expansion.problems)
+    expanded = {**data, "service": expansion.services} if "service" in data else data
     try:
-        config = Config.model_validate({**data, "base_dir": base_dir or Path(".")})
+        config = Config.model_validate(
+            {**expanded, "base_dir": base_dir or Path(".")},
+            context={"base_dir": base_dir or Path(".")},  # env_file is read relative to it
+        )
     except ValidationError as error:
-        problems.extend(_problem_from(e) for e in error.errors())
+        for problem in (_problem_from(e) for e in error.errors()):
+            problem = _at_table(problem, expansion.origins)
+            if problem not in problems:
+                problems.append(problem)
     # Checks across keys read the raw document, so they are reported in the same round as
     # field errors, even when some service entries are broken.
-    problems.extend(_cross_check(data))
+    problems.extend(_cross_check(data, expansion.counts))
     # So are the checks on the server and alerts sections: on the keys that are valid, even
     # when other keys (or other sections) are not.
     raw_server = data.get("server")
@@ -440,7 +793,24 @@ def parse_config(
     if server is not config.server:
         config = config.model_copy(update={"server": server})
     config._alerts_section = alerts_section
+    config._document = document
+    in_file = config.instances_in_file()
+    config._instance_overrides = {
+        name: count
+        for name, count in (instances or {}).items()
+        if name in in_file and in_file[name] != count
+    }
     return config
+
+
+def _at_table(problem: Problem, origins: Sequence[int]) -> Problem:
+    """A problem of expanded service ``service[j]`` at the ``[[service]]`` table it came from."""
+    match = _SERVICE_PATH.match(problem.path)
+    if match is None or not origins:
+        return problem
+    index = int(match.group(1))
+    origin = origins[index] if index < len(origins) else index
+    return Problem(f"service[{origin}]{problem.path[match.end() :]}", problem.message)
 
 
 def _with_alerts_renamed(
@@ -575,9 +945,11 @@ def load_config(path: Path | str) -> Config:
         )
         raise ConfigError([Problem("", message)], str(path))
     try:
-        return parse_config(data, base_dir=path.resolve().parent)
+        config = parse_config(data, base_dir=path.resolve().parent)
     except ConfigError as error:
         raise ConfigError(error.problems, str(path)) from None
+    config._source = path.resolve()
+    return config
 
 
 def _problem_from(error: Mapping[str, Any]) -> Problem:
@@ -609,7 +981,11 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
 
 def _unknown_key(key: str, model: type[BaseModel] | None) -> str:
     """``unknown key `stat_dir`; did you mean `state_dir`?`` (the close known key, if any)."""
-    known = [name for name in (model.model_fields if model else ()) if name != "base_dir"]
+    known = [
+        field.alias or name
+        for name, field in (model.model_fields.items() if model else ())
+        if name != "base_dir"
+    ]
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)  # not bogus -> logs
     return f"unknown key `{key}`" + (f"; did you mean `{close[0]}`?" if close else "")
 
@@ -637,7 +1013,7 @@ def _step(annotation: object, part: str | int) -> object | None:
     for member in _members(annotation):
         origin = get_origin(member)
         if isinstance(member, type) and issubclass(member, BaseModel):
-            field = member.model_fields.get(part) if isinstance(part, str) else None
+            field = _field_named(member, part) if isinstance(part, str) else None
             if field is not None:
                 return field.annotation
         elif origin is list and isinstance(part, int):
@@ -646,6 +1022,15 @@ def _step(annotation: object, part: str | int) -> object | None:
         elif origin is dict and isinstance(part, str):
             value: object = get_args(member)[1]
             return value
+    return None
+
+
+def _field_named(model: type[BaseModel], key: str) -> FieldInfo | None:
+    """The field a key of the file names: its alias where it has one (``for``, a Python
+    keyword, is the field ``for_``)."""
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == key:
+            return field
     return None
 
 
@@ -680,8 +1065,11 @@ def _name_services(problems: Sequence[Problem], data: Mapping[str, Any]) -> list
     return named
 
 
-def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
-    """Problems that involve more than one key: names, requirements, combinations, defaults."""
+def _cross_check(data: Mapping[str, Any], counts: Mapping[str, int]) -> list[Problem]:
+    """Problems that involve more than one key: names, requirements, combinations, defaults.
+
+    ``counts``: the instances in force, by ``[[service]]`` name (``emulator@2`` is a service
+    when ``emulator`` has more than 2)."""
     raw = data.get("service", [])
     services = [s if isinstance(s, dict) else {} for s in raw] if isinstance(raw, list) else []
     problems: list[Problem] = []
@@ -699,6 +1087,7 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
             problems.append(
                 Problem(f"{where}.on_down", "on_down is for watch-only services (no command)")
             )
+        problems.extend(_limit_problems(where, service, data.get("daemon")))
         initial = _duration_or_none(
             service.get("backoff_initial", _default(ServiceConfig, "backoff_initial"))
         )
@@ -707,6 +1096,7 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
         )
         if initial is not None and maximum is not None and maximum < initial:
             problems.append(Problem(f"{where}.backoff_max", "must be >= backoff_initial"))
+        problems.extend(_probe_problems(where, service))
     requires: dict[str, list[str]] = {}
     for index, service in enumerate(services):
         needs = service.get("requires", [])
@@ -715,12 +1105,13 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
             where = f"service[{index}].requires[{position}]"
             if not isinstance(required, str):
                 continue  # the schema reports the type
-            if required not in seen:
+            table = _instance_table(required, counts) or required
+            if table not in seen:
                 problems.append(Problem(where, f"no service {required!r}"))
-            elif required == name:
+            elif table == name:
                 problems.append(Problem(where, "a service cannot require itself"))
             elif isinstance(name, str):
-                requires.setdefault(name, []).append(required)
+                requires.setdefault(name, []).append(table)
     try:
         DependencyGraph(requires).start_order()
     except DependencyCycleError as error:
@@ -728,7 +1119,14 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
         problems.append(Problem(f"service[{index}].requires", f"cycle: {' -> '.join(error.cycle)}"))
     server = data.get("server")
     default = server.get("default_service") if isinstance(server, dict) else None
-    if isinstance(default, str) and default not in seen:
+    if isinstance(default, str) and default in counts:
+        problems.append(
+            Problem(
+                "server.default_service",
+                f"{default!r} has instances: name one of them ({default}@0, ...)",
+            )
+        )
+    elif isinstance(default, str) and (_instance_table(default, counts) or default) not in seen:
         problems.append(Problem("server.default_service", f"no service {default!r}"))
     # A service's output goes to <log_dir>/<name>.log, beside the daemon's own log.
     daemon = data.get("daemon", {})
@@ -746,6 +1144,71 @@ def _cross_check(data: Mapping[str, Any]) -> list[Problem]:
             )
         )
     return problems
+
+
+def _limit_problems(where: str, service: Mapping[str, Any], daemon: object) -> list[Problem]:
+    """``max_memory`` and ``max_cpu`` measure a process this daemon runs, over whole sample
+    intervals."""
+    problems = []
+    for key in ("max_memory", "max_cpu"):
+        if service.get(key) is not None and service.get("command") is None:
+            problems.append(
+                Problem(
+                    f"{where}.{key}",
+                    f"{key} needs a command (a watch-only service has no process here)",
+                )
+            )
+    max_cpu = service.get("max_cpu")
+    raw_interval = (
+        daemon.get("sample_interval", _default(DaemonConfig, "sample_interval"))
+        if isinstance(daemon, dict)
+        else _default(DaemonConfig, "sample_interval")
+    )
+    interval = _duration_or_none(raw_interval)
+    stretch = _duration_or_none(max_cpu.get("for")) if isinstance(max_cpu, dict) else None
+    if interval is not None and stretch is not None and 0 < stretch < interval:
+        problems.append(
+            Problem(
+                f"{where}.max_cpu.for",
+                f"shorter than daemon.sample_interval ({format_duration(interval)}): CPU is "
+                "measured over whole sample intervals",
+            )
+        )
+    return problems
+
+
+def _probe_problems(where: str, service: Mapping[str, Any]) -> list[Problem]:
+    """What Kubernetes also refuses of probes, and a ready delay beside a readiness probe."""
+    problems = []
+    for role in ("startup", "liveness"):
+        probe = service.get(role)
+        threshold = probe.get("success_threshold", 1) if isinstance(probe, dict) else 1
+        if threshold != 1 and isinstance(threshold, int):
+            problems.append(
+                Problem(
+                    f"{where}.{role}.success_threshold",
+                    f"must be 1 for a {role} probe (one pass is a pass; "
+                    "success_threshold is for readiness)",
+                )
+            )
+    ready = service.get("ready")
+    if isinstance(service.get("readiness"), dict) and ready not in (None, "heartbeat", "notify"):
+        problems.append(
+            Problem(
+                f"{where}.ready",
+                "a readiness probe decides when the service is ready: leave out the ready delay",
+            )
+        )
+    return problems
+
+
+def _instance_table(name: str, counts: Mapping[str, int]) -> str | None:
+    """The ``[[service]]`` name of an instance's name (``emulator@3``: ``emulator``, if it has
+    more than 3 instances), or ``None``."""
+    table, separator, number = name.rpartition(INSTANCE_SEPARATOR)
+    if separator and number.isdigit() and int(number) < counts.get(table, 0):
+        return table
+    return None
 
 
 def _default(model: type[BaseModel], key: str) -> object:
@@ -783,7 +1246,8 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
         if service.command is None:
             continue
         argv = command_argv(service.command)
-        problem = _executable_problem(argv[0], cwd, service.env.get("PATH", environ.get("PATH")))
+        search_path = service.environment.get("PATH", environ.get("PATH"))
+        problem = _executable_problem(argv[0], cwd, search_path)
         if problem is not None:
             warnings.append(Problem(f"{where}.command", problem))
     return warnings

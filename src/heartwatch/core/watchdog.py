@@ -86,6 +86,7 @@ from heartwatch.core.graph import DependencyGraph
 from heartwatch.core.liveness import Liveness, LivenessRules
 from heartwatch.core.policy import RestartPolicy
 from heartwatch.core.probes import ProbeChanged, ProbeRole, RunProbe, RunProbes
+from heartwatch.core.reconfigure import ServiceChanges, diff_services
 from heartwatch.core.spec import FailureCause, ServiceSpec
 from heartwatch.core.stall import QueueStall
 
@@ -101,6 +102,10 @@ _ALIVE = frozenset({_P.SPAWNED, _P.STOP_DECIDED, _P.STOP_SENT})
 # inventing kinds cannot grow the daemon's memory.
 MAX_DATA_KINDS = 64
 TOO_MANY_KINDS = "too_many_kinds"  # the refusal code ``receive_message`` returns
+# The reasons a reload gives (``reconfigure``).
+CONFIGURATION_CHANGED = "reload: configuration changed"
+REMOVED = "reload: removed from the configuration"
+ADDED = "reload: added to the configuration"
 
 
 # Why a run began: the first of the daemon's life, a recovery, or a person's start or restart.
@@ -327,7 +332,7 @@ class Watchdog:
 
     def receive_restart(self, name: str, now: float, reason: str) -> None:
         """Restart ``name`` and its dependents now, as a person asked: no backoff, no count."""
-        record = self.record(name)
+        record = self.record(self._configured([name])[0])
         record.policy.reset()
         record.start_not_before = now
         for member in self.graph.requirements(name):
@@ -337,6 +342,86 @@ class Watchdog:
         members = self.graph.recovery_set(name, "service")
         self._plan_recovery(record, members, reason, now, requested=True)
         self._reconcile(now)
+
+    # -- inputs: a new configuration ---------------------------------------------------------
+
+    def reconfigure(self, services: Sequence[ServiceSpec], now: float) -> ServiceChanges:
+        """Run ``services`` from now on, as a difference (a reload; ``core/reconfigure.py``).
+
+        Unchanged services are not touched: process, deadlines, counters, history go on.
+        Changed ones take their new spec and, if wanted (or held: the change may be the fix),
+        restart as ``receive_restart`` does, dependents along; a watch-only one is watched
+        afresh. Removed ones stop, what relied on them first, and their record is dropped
+        once their process is gone. Added ones start, unless ``autostart`` is false."""
+        current = {
+            name: self._records[name].spec for name in self._order if name not in self._leaving
+        }
+        new = {spec.name: spec for spec in services}
+        changes = diff_services(current, new)
+        for name in changes.removed:
+            self._leaving[name] = tuple(self._relying.get(name, ()))
+        for spec in services:
+            if spec.name in self._leaving:  # removed before, back before its process is gone
+                del self._leaving[spec.name]
+                self._replace_spec(self._records[spec.name], spec)
+            elif spec.name in changes.added:
+                self._records[spec.name] = _create_record(spec, self._random)
+            elif spec.name in changes.changed:
+                self._replace_spec(self._records[spec.name], spec)
+        self._set_graph(services)
+        for name in changes.removed:
+            self._remove(self._records[name], now)
+        for name in changes.changed:
+            record = self._records[name]
+            if not (record.wanted or record.state in _HELD):
+                continue  # stopped: it starts, when asked, with its new settings
+            if record.spec.watch_only:
+                self._rewatch(record, now)
+            else:
+                self.receive_restart(name, now, CONFIGURATION_CHANGED)
+        started = [name for name in changes.added if new[name].autostart]
+        if started:
+            self.receive_start(started, now, ADDED)
+        self._reconcile(now)
+        return changes
+
+    def _replace_spec(self, record: ServiceRecord, spec: ServiceSpec) -> None:
+        record.spec = spec
+        record.policy = RestartPolicy(spec.restart_rules, random=self._random)
+        record.queue = QueueStall(spec.queue.stalled_after) if spec.queue is not None else None
+
+    def _remove(self, record: ServiceRecord, now: float) -> None:
+        record.goal = Goal.DOWN
+        record.recovering = False
+        record.pending_reason = REMOVED
+        if record.alive:
+            self._flip(record, _S.STOPPING, REMOVED, now)
+
+    def _rewatch(self, record: ServiceRecord, now: float) -> None:
+        """A changed watch-only service: watched afresh by its new rules (its ``on_down`` is
+        for its failures, not for a new configuration)."""
+        liveness = record.liveness
+        if record.phase is not _P.NONE or liveness is None or record.restart_pending:
+            return  # not watched now, or its recovery is under way: it takes the new rules then
+        was_ready = liveness.ready_at is not None
+        record.liveness = Liveness(record.rules, started_at=now)  # deadlines from now
+        if was_ready:
+            record.liveness.ready_at = now  # still ready: dependents go on
+
+    def _drop_gone(self, now: float) -> None:
+        """Forget the removed services whose process (or ``on_down``) is gone."""
+        gone = [
+            name
+            for name in self._leaving
+            if self._records[name].phase is _P.NONE and self._records[name].liveness is None
+        ]
+        for name in gone:
+            record = self._records.pop(name)
+            if record.state is not _S.STOPPED:
+                self._flip(record, _S.STOPPED, REMOVED, now)
+            del self._leaving[name]
+            self._order.remove(name)
+            self._relying.pop(name, None)
 
     # -- inputs: what processes did ----------------------------------------------------------
 
@@ -512,10 +597,14 @@ class Watchdog:
         elif role == "liveness":
             if not probe.passing and record.state in (_S.STARTING, _S.RUNNING):
                 self._receive_late(record, probe.describe_failure(), now, probe.failing_since)
-            elif probe.passing and record.state is _S.UNRESPONSIVE and record.ready:
+            elif (
+                probe.passing
+                and record.state is _S.UNRESPONSIVE
+                and record.ready
+                and liveness.overdue(now) is None
+            ):
                 # Left unresponsive (autorestart = "never"): well again by its own probe.
-                if liveness.overdue(now) is None:
-                    self._flip(record, _S.RUNNING, verdict, now)
+                self._flip(record, _S.RUNNING, verdict, now)
         elif record.state is _S.STARTING:  # readiness, before the run was first ready
             if probe.passing and liveness.ready_at is not None:
                 self._become_ready(record, now, verdict)
@@ -545,7 +634,6 @@ class Watchdog:
         if self._probing(record):
             for role in probes.start_due(now):
                 self._actions.append(RunProbe(record.name, role, probes.run))
-
 
     def tick(self, now: float) -> None:
         """Apply every deadline due at ``now``."""

@@ -1,0 +1,299 @@
+"""Instances: templates, the expansion of ``instances = N``, the requires mapping, and the
+problems a file gets at its own key paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from heartwatch.config import Config, ConfigError, parse_config
+from heartwatch.core.events import Spawn, Stop
+from heartwatch.core.instances import MAX_INSTANCES, expand_services
+from heartwatch.core.template import MAX_MAGNITUDE, TemplateError, expand
+from heartwatch.core.watchdog import Watchdog
+
+
+def parse(*services: dict[str, Any], **sections: Any) -> Config:
+    return parse_config({"service": list(services), **sections}, environ={})
+
+
+def problems(*services: dict[str, Any], **sections: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(*services, **sections)
+    return [str(problem) for problem in caught.value.problems]
+
+
+# -- templates -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "instance", "expected"),
+    [
+        ("emulator -port {5554 + 2 * instance}", 3, "emulator -port 5560"),
+        ("emulator-{5554+2*instance}", 0, "emulator-5554"),
+        ("{instance}", 7, "7"),
+        ("{ instance }", 7, "7"),
+        ("{name}.log", 2, "farm@2.log"),
+        ("{(instance + 1) * 10 // 4 % 7}", 3, "3"),
+        ("{-instance}", 2, "-2"),
+        ("awk '{{print $1}}' {instance}", 1, "awk '{print $1}' 1"),
+        ("no fields at all", 4, "no fields at all"),
+        ("{{instance}}", 4, "{instance}"),
+        ("{{{instance}}}", 4, "{4}"),
+    ],
+)
+def test_template_expands(template: str, instance: int, expected: str) -> None:
+    """Fields are replaced by their value for the instance; doubled braces are braces."""
+    assert expand(template, instance, f"farm@{instance}") == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("{instance / 2}", "use // for whole numbers"),
+        ("{instance ** 2}", "not allowed"),
+        ("{__import__('os')}", "not allowed"),
+        ("{instance.real}", "not allowed"),
+        ("{port}", "unknown name `port`"),
+        ("{1.5 + instance}", "not allowed"),
+        ("{True}", "not allowed"),
+        ("{'a' * 3}", "not allowed"),
+        ("{[instance]}", "not allowed"),
+        ("{instance if 1 else 2}", "not allowed"),
+        ("{}", "empty field"),
+        ("{instance", "never closed"),
+        ("instance}", "single '}'"),
+        ("{instance +}", "not an expression"),
+        ("{10 // (instance - 3)}", "divides by zero for instance 3"),
+        ("{1000000 * 1000000 * 1000000}", "too large"),
+        ("{" + "1" * 300 + "}", "longer than"),
+    ],
+)
+def test_template_refuses(template: str, says: str) -> None:
+    """Anything beyond integers, `instance` and + - * // % is an error saying what is allowed."""
+    with pytest.raises(TemplateError, match=says.replace("(", r"\(").replace("*", r"\*")):
+        expand(template, 3, "x@3")
+
+
+def test_template_results_are_bounded() -> None:
+    """A field's value stays within MAX_MAGNITUDE, at every step as at the end."""
+    assert expand(f"{{{MAX_MAGNITUDE}}}", 0, "x@0") == str(MAX_MAGNITUDE)
+    with pytest.raises(TemplateError, match="too large"):
+        expand(f"{{{MAX_MAGNITUDE} + 1}}", 0, "x@0")
+
+
+# -- expansion -----------------------------------------------------------------------------
+
+
+FARM = (
+    {
+        "name": "emulator",
+        "instances": 3,
+        "command": "emulator -avd farm -port {5554 + 2 * instance}",
+        "cwd": "/srv/{name}",
+        "env": {"ANDROID_SERIAL": "emulator-{5554 + 2 * instance}"},
+        "ready": "30s",
+    },
+    {
+        "name": "frida",
+        "instances": 3,
+        "command": ["frida-server", "--listen", "127.0.0.1:{27042 + instance}"],
+        "requires": ["emulator"],
+    },
+    {"name": "collector", "instances": 3, "command": "collect {instance}", "requires": ["frida"]},
+    {"name": "report", "command": "report", "requires": ["collector"]},
+)
+
+
+def test_instances_expand_into_concrete_services() -> None:
+    """`instances = N` makes name@0 ... name@N-1, each with its own values and identity."""
+    config = parse(*FARM)
+    services = config.services_by_name()
+    assert list(services)[:3] == ["emulator@0", "emulator@1", "emulator@2"]
+    second = services["emulator@1"]
+    assert second.command == "emulator -avd farm -port 5556"
+    assert str(second.cwd) == "/srv/emulator@1"
+    assert second.env == {"ANDROID_SERIAL": "emulator-5556"}
+    assert (second.instance_of, second.instance) == ("emulator", 1)
+    assert services["frida@2"].command == ["frida-server", "--listen", "127.0.0.1:27044"]
+    assert services["report"].instance_of is None and services["report"].instance is None
+    spec = second.spec()
+    assert (spec.instance_of, spec.instance) == ("emulator", 1)
+    assert config.instance_groups()["collector"] == ["collector@0", "collector@1", "collector@2"]
+    assert config.instances_in_file() == {"emulator": 3, "frida": 3, "collector": 3}
+
+
+def test_requires_maps_instance_to_instance_or_to_all() -> None:
+    """The same count: instance k requires instance k; otherwise every instance is required."""
+    services = parse(*FARM).services_by_name()
+    assert services["frida@1"].requires == ["emulator@1"]
+    assert services["collector@2"].requires == ["frida@2"]
+    assert services["report"].requires == ["collector@0", "collector@1", "collector@2"]
+    fewer = parse(
+        {"name": "emulator", "instances": 2, "command": "emu"},
+        {"name": "collector", "instances": 3, "command": "c", "requires": ["emulator"]},
+        {"name": "pinned", "command": "p", "requires": ["emulator@1"]},
+    ).services_by_name()
+    assert fewer["collector@0"].requires == ["emulator@0", "emulator@1"]
+    assert fewer["pinned"].requires == ["emulator@1"]
+
+
+def test_templates_are_only_read_with_instances() -> None:
+    """A service without `instances` keeps its braces as written (awk, JSON in env)."""
+    service = parse({"name": "one", "command": "awk '{print $1}'", "env": {"J": "{}"}}).service[0]
+    assert service.command == "awk '{print $1}'" and service.env == {"J": "{}"}
+
+
+def test_probe_fields_are_templated() -> None:
+    """Probe commands, URLs and addresses are expanded too (they are checked as written)."""
+    raw = [
+        {
+            "name": "frida",
+            "instances": 2,
+            "command": "frida",
+            "readiness": {"exec": "frida-ps -D emulator-{5554 + 2*instance}", "period": "5s"},
+            "liveness": {"tcp": "127.0.0.1:{27042 + instance}"},
+        }
+    ]
+    expanded = expand_services(raw).services
+    assert expanded[1]["readiness"] == {"exec": "frida-ps -D emulator-5556", "period": "5s"}
+    assert expanded[1]["liveness"] == {"tcp": "127.0.0.1:27043"}
+    assert raw[0]["readiness"]["exec"].startswith("frida-ps -D emulator-{")  # not mutated
+
+
+def test_overrides_replace_the_file_count() -> None:
+    """A run-time count (scale) replaces the file's; it is said as an override only if it
+    differs, and only for a table with instances."""
+    config = parse_config(
+        {"service": list(FARM)}, environ={}, instances={"collector": 5, "emulator": 3, "report": 2}
+    )
+    names = list(config.services_by_name())
+    assert names.count("report") == 1 and "collector@4" in names and "emulator@3" not in names
+    assert config.instance_overrides == {"collector": 5}
+    # frida has 3, collector now 5: each collector requires every frida
+    assert config.services_by_name()["collector@4"].requires == ["frida@0", "frida@1", "frida@2"]
+
+
+def test_revision_follows_the_concrete_configuration() -> None:
+    """Equal configurations have equal revisions; any change of what runs changes it."""
+    first = parse(*FARM).services_by_name()
+    again = parse(*FARM).services_by_name()
+    assert first["emulator@1"].spec() == again["emulator@1"].spec()
+    assert first["emulator@0"].spec().revision != first["emulator@1"].spec().revision
+    changed = parse({**FARM[0], "env": {"ANDROID_SERIAL": "x"}}, *FARM[1:]).services_by_name()
+    assert changed["emulator@1"].spec() != first["emulator@1"].spec()
+    assert changed["frida@1"].spec() == first["frida@1"].spec()
+    reordered = parse({"name": "a", "command": "a", "env": {"X": "1", "Y": "2"}})
+    same = parse({"name": "a", "command": "a", "env": {"Y": "2", "X": "1"}})
+    assert reordered.service[0].revision() == same.service[0].revision()
+
+
+# -- problems at their key paths -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        (
+            {"name": "e", "instances": 2, "command": "e {port}"},
+            "service[0] (e).command: {port}: unknown name `port` (fields know `instance` and "
+            "`name`)",
+        ),
+        (
+            {"name": "e", "instances": 2, "command": ["e", "{instance/2}"]},
+            "service[0] (e).command[1]: {instance/2}: / (use // for whole numbers) is not "
+            "allowed; a field takes integers, `instance`, + - * // %, parentheses",
+        ),
+        (
+            {"name": "e", "instances": 2, "command": "e", "env": {"P": "{1 // (instance - 1)}"}},
+            "service[0] (e).env.P: {1 // (instance - 1)} divides by zero for instance 1",
+        ),
+        (
+            {"name": "e", "instances": 0, "command": "e"},
+            f"service[0] (e).instances: expected a whole number from 1 to {MAX_INSTANCES}",
+        ),
+        (
+            {"name": "e", "instances": "3", "command": "e"},
+            f"service[0] (e).instances: expected a whole number from 1 to {MAX_INSTANCES}",
+        ),
+        (
+            {"name": "e@1", "command": "e"},
+            "service[0].name: '@' is kept for instances (name@0, name@1, ...): write "
+            "instances = N instead",
+        ),
+        (
+            {"name": "e", "command": "e", "instance_of": "x"},
+            "service[0] (e).instance_of: set by heartwatch for instances; leave it out",
+        ),
+    ],
+)
+def test_instance_problems_name_the_key(service: dict[str, Any], expected: str) -> None:
+    """Each problem is said once, at the [[service]] table's key, however many instances."""
+    assert problems(service) == [expected]
+
+
+def test_schema_problems_of_instances_are_at_their_table() -> None:
+    """A schema problem in expanded instances is reported once, at the table it came from."""
+    found = problems(
+        {"name": "ok", "command": "ok"},
+        {"name": "e", "instances": 3, "command": "e", "stop_timeout": "soon"},
+        {"name": "f", "command": "f", "stop_signal": "NOPE"},
+    )
+    assert len(found) == 2
+    assert found[0].startswith("service[1] (e).stop_timeout: ")
+    assert found[1].startswith("service[2] (f).stop_signal: ")
+
+
+def test_requires_and_default_service_of_instances() -> None:
+    """A concrete name must exist; default_service names one instance, not a group."""
+    found = problems(
+        {"name": "e", "instances": 2, "command": "e"},
+        {"name": "c", "command": "c", "requires": ["e@2", "e@1"]},
+        server={"default_service": "e"},
+    )
+    assert found == [
+        "service[1] (c).requires[0]: no service 'e@2'",
+        "server.default_service: 'e' has instances: name one of them (e@0, ...)",
+    ]
+    config = parse({"name": "e", "instances": 2, "command": "e"}, server={"default_service": "e@1"})
+    assert config.server.default_service == "e@1"
+
+
+def test_one_instance_falls_alone() -> None:
+    """collector@1's hang recovers emulator@1 and collector@1 (restart = "group"), no other."""
+    config = parse(
+        {"name": "emulator", "instances": 3, "command": "emu {instance}"},
+        {
+            "name": "collector",
+            "instances": 3,
+            "command": "collect {instance}",
+            "requires": ["emulator"],
+            "heartbeat_timeout": "10s",
+            "restart": "group",
+        },
+    )
+    wd = Watchdog([s.spec() for s in config.service], random=lambda: 0.5)
+    wd.receive_start([r.name for r in wd.records()], 0.0, "daemon started")
+    now = 0.0
+    for _ in range(10):  # emulators first, then the collectors once those are ready
+        for action in wd.actions_to_take():
+            assert isinstance(action, Spawn)
+            wd.receive_spawned(action.service, 100, now)
+        for k in range(3):
+            wd.receive_message(f"collector@{k}", "heartbeat", now)
+        if all(record.state.value == "running" for record in wd.records()):
+            break
+        now += 1.0
+        wd.tick(now)
+    assert all(record.state.value == "running" for record in wd.records())
+    for k in (0, 2):
+        wd.receive_message(f"collector@{k}", "heartbeat", now + 9.0)
+    wd.tick(now + 10.5)
+    stops = [a.service for a in wd.actions_to_take() if isinstance(a, Stop)]
+    assert stops == ["collector@1"]  # the emulator waits for its collector to be down
+    wd.receive_exit("collector@1", -15, now + 10.6)
+    stops = [a.service for a in wd.actions_to_take() if isinstance(a, Stop)]
+    assert stops == ["emulator@1"]
+    untouched = {"emulator@0", "emulator@2", "collector@0", "collector@2"}
+    assert all(wd.record(name).state.value == "running" for name in untouched)

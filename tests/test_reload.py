@@ -1,0 +1,225 @@
+"""A new configuration applied as a difference: ``core/reconfigure.py`` and
+``Watchdog.reconfigure``, with explicit ``now`` values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from heartwatch.config import parse_config
+from heartwatch.core.events import RunOnDown, ServiceState, Spawn, Stop, UnknownService
+from heartwatch.core.liveness import LivenessRules
+from heartwatch.core.reconfigure import ServiceChanges, diff_services, settings_needing_restart
+from heartwatch.core.spec import ServiceSpec
+from heartwatch.core.watchdog import CONFIGURATION_CHANGED, REMOVED, Watchdog
+
+S = ServiceState
+
+
+def specs(*services: dict[str, Any]) -> list[ServiceSpec]:
+    config = parse_config({"service": list(services)}, environ={})
+    return [service.spec() for service in config.service]
+
+
+EMULATOR = {"name": "emulator", "command": "emu"}
+COLLECTOR = {
+    "name": "collector",
+    "command": "collect",
+    "requires": ["emulator"],
+    "heartbeat_timeout": "60s",
+}
+OTHER = {"name": "other", "command": "other", "heartbeat_timeout": "30s"}
+
+
+def spawn_all(wd: Watchdog, now: float, pid: int = 100) -> list[str]:
+    names = []
+    for action in wd.actions_to_take():
+        assert isinstance(action, Spawn), action
+        names.append(action.service)
+        wd.receive_spawned(action.service, pid, now)
+    return names
+
+
+def stops(wd: Watchdog) -> list[str]:
+    actions = wd.actions_to_take()
+    assert all(isinstance(a, Stop) for a in actions), actions
+    return [a.service for a in actions]
+
+
+def running(*services: dict[str, Any]) -> Watchdog:
+    """Everything started at 0 and running by 10 s (each beating at 5 s)."""
+    wd = Watchdog(specs(*services), random=lambda: 0.5)
+    wd.receive_start([r.name for r in wd.records()], 0.0, "daemon started")
+    for now in (0.0, 2.0, 4.0):
+        spawn_all(wd, now)
+        wd.tick(now + 1.5)
+    spawn_all(wd, 6.0)
+    for record in wd.records():
+        wd.receive_message(record.name, "heartbeat", 8.0)
+    wd.tick(10.0)
+    assert [r.state for r in wd.records()] == [S.RUNNING] * len(wd.records())
+    wd.events_to_take()
+    return wd
+
+
+def test_diff_sorts_services() -> None:
+    """Added, removed, changed and unchanged, each in its configuration's order."""
+    rules = LivenessRules(
+        ready_on_message=False,
+        ready_delay=0.0,
+        startup_grace=60.0,
+        heartbeat_timeout=None,
+        data_timeout={},
+    )
+    a, b, c = (ServiceSpec(name, rules) for name in "abc")
+    b2 = ServiceSpec("b", rules, revision="other")
+    changes = diff_services({"a": a, "b": b, "c": c}, {"b": b2, "d": a, "a": a})
+    assert changes == ServiceChanges(added=("d",), removed=("c",), changed=("b",), unchanged=("a",))
+    assert changes.describe() == "added d; changed b; removed c"
+    assert ServiceChanges(unchanged=("a",)).describe() == "nothing changed"
+
+
+def test_settings_needing_restart() -> None:
+    """Differing keys are listed, except those applied live; keys that came or went too."""
+    old = {"server.tcp": ("127.0.0.1", 1), "server.default_service": "a", "logs.roots": []}
+    new = {"server.tcp": ("127.0.0.1", 2), "server.default_service": "b", "alerts.urls": []}
+    needed = settings_needing_restart(old, new, {"server.default_service"})
+    assert needed == ["alerts.urls", "logs.roots", "server.tcp"]
+    assert settings_needing_restart(old, dict(old), ()) == []
+
+
+def test_unchanged_services_are_not_touched() -> None:
+    """A change to one service leaves another's process, deadlines and counters as they were."""
+    wd = running(EMULATOR, COLLECTOR, OTHER)
+    other = wd.record("other")
+    before = (other.pid, other.messages, other.spawns, other.state_since, wd.next_deadline())
+    liveness = other.liveness
+    changes = wd.reconfigure(specs(EMULATOR, COLLECTOR, {**OTHER, "stop_timeout": "3s"}), 20.0)
+    assert changes.changed == ("other",)
+    assert changes.unchanged == ("emulator", "collector")
+    assert stops(wd) == ["other"]
+    emulator, collector = wd.record("emulator"), wd.record("collector")
+    assert emulator.state is S.RUNNING and collector.state is S.RUNNING
+    assert collector.liveness is not None and collector.messages == 1
+    assert wd.record("other") is other and other.liveness is None and liveness is not None
+    assert before[0] == 100
+
+
+def test_a_changed_service_restarts_with_its_dependents() -> None:
+    """A changed requirement restarts as `restart` does: dependents stop first, start after."""
+    wd = running(EMULATOR, COLLECTOR, OTHER)
+    changes = wd.reconfigure(specs({**EMULATOR, "command": "emu -v"}, COLLECTOR, OTHER), 20.0)
+    assert changes.changed == ("emulator",)
+    assert stops(wd) == ["collector"]
+    assert wd.record("emulator").reason == CONFIGURATION_CHANGED
+    wd.receive_exit("collector", -15, 20.5)
+    assert stops(wd) == ["emulator"]
+    wd.receive_exit("emulator", -15, 21.0)
+    assert spawn_all(wd, 21.0) == ["emulator"]
+    assert wd.record("emulator").spec.revision != specs(EMULATOR)[0].revision
+    assert wd.record("other").state is S.RUNNING
+
+
+def test_a_removed_service_stops_after_what_relied_on_it() -> None:
+    """Removed: dependents first; the record goes once its process is gone."""
+    wd = running(EMULATOR, COLLECTOR, OTHER)
+    changes = wd.reconfigure(specs(OTHER), 20.0)
+    assert changes.removed == ("emulator", "collector")
+    assert stops(wd) == ["collector"]
+    assert wd.record("emulator").state is S.STOPPING
+    with pytest.raises(UnknownService):
+        wd.receive_start(["emulator"], 20.1, "start requested")
+    wd.receive_exit("collector", -15, 20.5)
+    assert "collector" not in wd
+    assert stops(wd) == ["emulator"]
+    wd.receive_exit("emulator", -15, 21.0)
+    assert "emulator" not in wd and [r.name for r in wd.records()] == ["other"]
+    with pytest.raises(UnknownService):
+        wd.receive_message("emulator", "heartbeat", 21.1)
+    last = [e for e in wd.events_to_take() if getattr(e, "service", None) == "emulator"][-1]
+    assert last.new is S.STOPPED and last.reason.startswith(REMOVED)
+
+
+def test_a_requirement_removed_stops_after_its_changed_dependent() -> None:
+    """A dependent that no longer requires a removed service restarts; the removed one stops
+    only once that dependent went down, and it does not wait for its new run."""
+    wd = running(EMULATOR, COLLECTOR)
+    changes = wd.reconfigure(specs({**COLLECTOR, "requires": []}), 20.0)
+    assert (changes.removed, changes.changed) == (("emulator",), ("collector",))
+    assert stops(wd) == ["collector"]
+    wd.receive_exit("collector", -15, 20.5)
+    actions = wd.actions_to_take()
+    assert {type(a).__name__ for a in actions} == {"Stop", "Spawn"}
+    assert [a.service for a in actions if isinstance(a, Stop)] == ["emulator"]
+    wd.receive_exit("emulator", -15, 21.0)
+    assert [r.name for r in wd.records()] == ["collector"]
+
+
+def test_added_services_start_unless_autostart_is_false() -> None:
+    """Added: started (requirements first) as `start` does; `autostart = false` stays down."""
+    wd = running(EMULATOR)
+    changes = wd.reconfigure(specs(EMULATOR, COLLECTOR, {**OTHER, "autostart": False}), 20.0)
+    assert changes.added == ("collector", "other")
+    assert spawn_all(wd, 20.0) == ["collector"]
+    assert wd.record("collector").spawns == 1
+    assert wd.record("other").state is S.STOPPED
+    assert wd.record("emulator").spawns == 1
+
+
+def test_changed_while_stopped_stays_stopped() -> None:
+    """A service a person stopped takes its new settings and stays down."""
+    wd = running(EMULATOR, OTHER)
+    wd.receive_stop(["other"], 12.0, "stop requested")
+    assert stops(wd) == ["other"]
+    wd.receive_exit("other", -15, 12.5)
+    changes = wd.reconfigure(specs(EMULATOR, {**OTHER, "command": "other -v"}), 20.0)
+    assert changes.changed == ("other",)
+    assert wd.actions_to_take() == []
+    assert wd.record("other").state is S.STOPPED
+    wd.receive_start(["other"], 21.0, "start requested")
+    assert spawn_all(wd, 21.0) == ["other"]
+
+
+def test_a_failed_service_is_started_with_its_new_settings() -> None:
+    """The change may be the fix: a failed service that changed is started again."""
+    wd = Watchdog(specs({**OTHER, "max_restarts": 0}), random=lambda: 0.5)
+    wd.receive_start(["other"], 0.0, "daemon started")
+    spawn_all(wd, 0.0)
+    wd.receive_exit("other", 1, 0.5)
+    assert wd.record("other").state is S.FAILED
+    wd.reconfigure(specs({**OTHER, "max_restarts": 0, "command": "other --fixed"}), 5.0)
+    assert spawn_all(wd, 5.0) == ["other"]
+
+
+def test_a_changed_watch_only_service_is_watched_afresh() -> None:
+    """New rules for a watch-only service: deadlines from now, no on_down, still ready."""
+    watched = {"name": "db", "heartbeat_timeout": "30s", "on_down": "systemctl restart db"}
+    user = {"name": "user", "command": "u", "requires": ["db"]}
+    wd = Watchdog(specs(watched, user), random=lambda: 0.5)
+    wd.receive_start(["db", "user"], 0.0, "daemon started")
+    wd.receive_message("db", "heartbeat", 1.0)
+    spawn_all(wd, 1.0)
+    wd.tick(3.0)
+    assert wd.record("db").state is S.RUNNING
+    wd.reconfigure(specs({**watched, "heartbeat_timeout": "10s"}, user), 20.0)
+    actions = wd.actions_to_take()
+    assert not any(isinstance(a, (RunOnDown, Stop)) for a in actions)
+    assert wd.record("db").ready and wd.record("user").state is S.RUNNING
+    assert wd.next_deadline() == pytest.approx(30.0)
+    wd.events_to_take()
+    wd.tick(30.0)
+    late = [e for e in wd.events_to_take() if getattr(e, "new", None) is S.UNRESPONSIVE]
+    assert [(e.service, e.at) for e in late] == [("db", 30.0)]
+
+
+def test_a_service_added_back_before_its_process_went() -> None:
+    """Removed and then added back while stopping: it comes back once its old run is gone."""
+    wd = running(EMULATOR, OTHER)
+    wd.reconfigure(specs(EMULATOR), 20.0)
+    assert stops(wd) == ["other"]
+    changes = wd.reconfigure(specs(EMULATOR, {**OTHER, "command": "other -v"}), 20.2)
+    assert changes.added == ("other",)
+    wd.receive_exit("other", -15, 20.5)
+    assert spawn_all(wd, 20.5) == ["other"]
+    assert wd.record("other").spec == specs(EMULATOR, {**OTHER, "command": "other -v"})[1]
