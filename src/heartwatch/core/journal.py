@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 # "note": a new reason in the same state (``ReasonChanged``), which is not a transition.
-EntryKind = Literal["transition", "note", "recovery", "exit", "restart", "alert", "daemon"]
+# "probe": a probe's verdict changed (``ProbeChanged``: passing, or failing, and why).
+# "reload": a configuration applied (what it added, changed, removed) or refused, and why.
+EntryKind = Literal[
+    "transition", "note", "recovery", "exit", "restart", "alert", "daemon", "probe", "reload"
+]
 
 
 @dataclass(frozen=True, slots=True)

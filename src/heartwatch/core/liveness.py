@@ -4,7 +4,9 @@ Rules (all times monotonic seconds; a service's clock starts at its spawn, ``sta
 
 - *Readiness.* A service that beats is ready at its first message (or an explicit ready
   notice). One configured ``ready = "notify"`` is ready only at an explicit notice
-  (``READY=1``). One that never beats is ready ``ready_delay`` seconds after spawn.
+  (``READY=1``). One that never beats is ready ``ready_delay`` seconds after spawn, and never
+  before it has been up ``startsecs`` (supervisord's minimum up-time: a process that exits
+  sooner was a failed start, not a run).
 - *Startup grace.* A service that should beat or notify but is not ready ``startup_grace``
   seconds after spawn is overdue ("no heartbeat within 60.0 s startup grace").
 - *Heartbeat.* Once ready, any message counts as alive; ``heartbeat_timeout`` seconds without one
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from heartwatch.core.probes import RunProbes
 from heartwatch.core.units import format_duration
 
 
@@ -32,11 +35,19 @@ class LivenessRules:
     heartbeat_timeout: float | None
     data_timeout: Mapping[str, float]
     ready_on_notice: bool = False
+    # The up-time before a start counts as a success (an exit sooner is a failed start); 0 for
+    # a watch-only service, which has no process to stay up.
+    startsecs: float = 0.0
 
     @property
     def waits_for_word(self) -> bool:
         """Ready only when the service says something, not after a fixed delay."""
         return self.ready_on_message or self.ready_on_notice
+
+    @property
+    def ready_after(self) -> float:
+        """For a service that says nothing: seconds after spawn at which it is ready."""
+        return max(self.ready_delay, self.startsecs)
 
 
 @dataclass(slots=True)
@@ -48,6 +59,8 @@ class Liveness:
     ready_at: float | None = None
     last_seen_at: float | None = None
     last_data_at: dict[str, float] = field(default_factory=dict)
+    # This run's probes (``probes.py``), if the service has any: they end with the run.
+    probes: RunProbes | None = None
 
     def receive_message(self, kind: str, now: float) -> None:
         self.last_seen_at = now
@@ -58,7 +71,7 @@ class Liveness:
         """When a service that never beats becomes ready, if it has not yet."""
         if self.ready_at is not None or self.rules.waits_for_word:
             return None
-        return self.started_at + self.rules.ready_delay
+        return self.started_at + self.rules.ready_after
 
     def next_deadline(self) -> float | None:
         """The earliest instant at which ``overdue`` or readiness could change, if any."""
@@ -97,6 +110,10 @@ class Liveness:
                     return f"no {kind} since it became ready {since} ago", self.ready_at
                 return f"no {kind} for {format_duration(now - previous)}", previous
         return None
+
+    def within_startsecs(self, now: float) -> bool:
+        """Has this run been up less than ``startsecs``? (Its end then was a failed start.)"""
+        return now - self.started_at < self.rules.startsecs
 
     def set_heartbeat_timeout(self, timeout: float) -> None:
         """The service asked for another heartbeat timeout (``WATCHDOG_USEC``), for this run."""

@@ -32,6 +32,8 @@ from heartwatch.core.events import (
     describe_exit,
 )
 from heartwatch.core.journal import Journal
+from heartwatch.core.reconfigure import ServiceChanges
+from heartwatch.core.probes import ProbeChanged, RunProbe
 from heartwatch.core.sdnotify import Notice
 from heartwatch.core.watchdog import Watchdog
 from heartwatch.core.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
@@ -39,8 +41,18 @@ from heartwatch.daemon.ingest import IngestStats
 from heartwatch.daemon.loopclock import LoopClock
 from heartwatch.daemon.oserrors import describe_os_error
 from heartwatch.daemon.output import RotatingOutput
-from heartwatch.daemon.processes import Child, ProcessRunner, SpawnError, run_id_of
+from heartwatch.daemon.probes import ProbeRunner
+from heartwatch.daemon.processes import (
+    Child,
+    ProcessRunner,
+    RunAs,
+    SpawnError,
+    cannot_start_line,
+    resolve_run_as,
+    run_id_of,
+)
 from heartwatch.daemon.queue_watch import QueueWatcher
+from heartwatch.daemon.sampler import ResourceSampler, Run, Usage
 from heartwatch.daemon.statedir import STATE_ID_VARIABLE, StateDir
 from heartwatch.daemon.systemd import SYSTEMD_VARIABLES
 from heartwatch.daemon.tasks import TaskSet
@@ -81,12 +93,21 @@ class Supervisor:
         self._loop = asyncio.get_running_loop()
         self.clock = LoopClock(self._loop)  # loop time for decisions, Unix time for people
         self._runner = ProcessRunner(self._receive_exit)
+        self._probes = ProbeRunner(self._receive_probe_result)  # probe checks under way
+        # CPU and RSS of every run's tree: its own timer, idle without limits or onlookers.
+        self.sampler = ResourceSampler(
+            config.daemon.sample_interval, self._sampled_runs, self._receive_limit_exceeded
+        )
         self._outputs: dict[str, RotatingOutput] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         # Stops and on_down runs under way: shut-down waits for them (``_all_down``).
         self._tasks = TaskSet("supervisor", on_idle=self._check_idle)
         self._queue_tasks = TaskSet("queue watch")  # run until shut-down cancels them
+        self._queue_watches: dict[str, asyncio.Task[None]] = {}  # by service (a reload ends one)
+        # The configuration each running process was started with: it is stopped by it (its
+        # stop_signal, stop_timeout) even after a reload changed or removed its service.
+        self._launched: dict[str, ServiceConfig] = {}
         self._idle = asyncio.Event()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -159,11 +180,48 @@ class Supervisor:
     def watch_queues(self) -> None:
         """Start reading the depth of every queue a service names."""
         for service in self.services.values():
-            if service.queue is not None:
-                watcher = QueueWatcher(
-                    service.name, service.queue, self._receive_depth, self._receive_queue_problem
-                )
-                self._queue_tasks.start(watcher.run(), name=f"queue watch {service.name}")
+            self._watch_queue(service)
+
+    def _watch_queue(self, service: ServiceConfig) -> None:
+        if service.queue is not None and not self._queue_tasks.closed:
+            watcher = QueueWatcher(
+                service.name, service.queue, self._receive_depth, self._receive_queue_problem
+            )
+            task = self._queue_tasks.start(watcher.run(), name=f"queue watch {service.name}")
+            self._queue_watches[service.name] = task
+
+    def _unwatch_queue(self, name: str) -> None:
+        task = self._queue_watches.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    def reconfigure(self, config: Config) -> ServiceChanges:
+        """Run ``config``'s services from now on, as a difference (``Watchdog.reconfigure``).
+
+        ``config`` is what is in force from now on (the reload driver keeps in it the settings
+        only a daemon restart applies). A removed service keeps the configuration it was
+        started with, and its output file, until its process is gone."""
+        self._refuse_if_closing()
+        services = config.services_by_name()
+        specs = [service.spec() for service in services.values()]
+        changes = self.watchdog.reconfigure(specs, self._loop.time())
+        self.config, self.services = config, services
+        self.default_service = config.server.default_service
+        for name in (*changes.removed, *changes.changed):
+            self._unwatch_queue(name)
+        for name in (*changes.added, *changes.changed):
+            self._watch_queue(services[name])
+        self._pump()
+        for name in changes.removed:
+            self._forget_if_gone(name)
+        return changes
+
+    def _forget_if_gone(self, name: str) -> None:
+        """A removed service whose process is gone: its output closed, nothing kept."""
+        if name not in self.services and name not in self.watchdog:
+            output = self._outputs.pop(name, None)
+            if output is not None:
+                output.close()
 
     def _receive_depth(self, name: str, depth: int) -> None:
         self.watchdog.receive_queue_depth(name, depth, self._loop.time())
@@ -182,6 +240,19 @@ class Supervisor:
         self._refuse_if_closing()
         self.watchdog.receive_start(names or list(self.services), self._loop.time(), reason)
         self._pump()
+
+    def start_autostart(self, reason: str = "daemon started") -> None:
+        """Start the services with ``autostart`` (the rest wait for a person's ``start``, or
+        start as the requirement of one that starts: requirements always start first)."""
+        self._refuse_if_closing()
+        names = [r.name for r in self.watchdog.records() if r.spec.autostart]
+        self.watchdog.receive_start(names, self._loop.time(), reason)
+        self._pump()
+
+    def clear_output(self, name: str) -> int:
+        """Empty ``name``'s captured output file and remove its backups (supervisorctl's
+        ``clear``); return the bytes removed. Raises ``OSError``."""
+        return self._output(name).clear()
 
     def stop(self, names: list[str] | None = None, reason: str = "stop requested") -> None:
         self.watchdog.receive_stop(names or list(self.services), self._loop.time(), reason)
@@ -214,6 +285,7 @@ class Supervisor:
         """Stop every service in reverse dependency order and wait until all are down."""
         self.closing = True
         await self._queue_tasks.close()
+        await self._probes.close()
         self.stop(reason="daemon stopping")
         try:
             await asyncio.wait_for(self._all_down(), timeout)
@@ -222,6 +294,7 @@ class Supervisor:
             await self._all_down()
         if self._timer is not None:
             self._timer.cancel()
+        await self.sampler.close()
         await self._tasks.close()  # nothing is left by now; cancelled if it were
         for output in self._outputs.values():
             output.close()
@@ -258,6 +331,8 @@ class Supervisor:
                         self._execute(action)
                     except Exception:  # one action's failure must not stop the others
                         logger.opt(exception=True).error("cannot carry out {}", action)
+            if len(self._probes):  # a check whose service's run is over ends now
+                self._probes.cancel_unless(watchdog.probe_wanted)
         finally:
             self._arm_timer()  # whatever happened, deadlines keep being watched
         if not self._runner.children and not self._tasks:
@@ -286,17 +361,45 @@ class Supervisor:
             self._stop(action)
         elif isinstance(action, RunOnDown):
             self._start_task(self._run_on_down(action))
+        elif isinstance(action, RunProbe):
+            self._run_probe(action)
+
+    def _run_probe(self, action: RunProbe) -> None:
+        """One check of a probe, with the service's environment and folder."""
+        service = self.services[action.service]
+        probes = self.watchdog.record(action.service).spec.probes
+        spec = next(probe for probe in probes if probe.role == action.role)
+        cwd = self.config.resolve(service.cwd) if service.cwd else self.config.base_dir
+        self._probes.start(action, spec, cwd, self._child_env(service))
+
+    def _receive_probe_result(self, action: RunProbe, passed: bool, result: str) -> None:
+        try:
+            self.watchdog.receive_probe_result(
+                action.service, action.role, action.run, passed, result, self._loop.time()
+            )
+        except UnknownService:
+            return  # removed by a reload while its check ran
+        self._pump()
 
     def _spawn(self, service: ServiceConfig, why: str) -> None:
         assert service.command is not None
         now = self._loop.time()
+        output = self._output(service.name)
+        output.timestamps = service.output_timestamps  # as configured now (a reload may change)
         try:
+            try:
+                run_as = resolve_run_as(service.user, service.group)
+            except SpawnError as error:
+                output.write(cannot_start_line(str(error)))
+                raise
             child = self._runner.spawn(
                 service.name,
                 service.command,
                 cwd=self.config.resolve(service.cwd) if service.cwd else self.config.base_dir,
-                env=self._child_env(service),
-                output=self._output(service.name),
+                env=self._child_env(service, run_as),
+                output=output,
+                run_as=run_as,
+                umask=service.umask,
             )
         except (SpawnError, OSError, ValueError, subprocess.SubprocessError) as error:
             # One plain line; the watchdog counts it as a failed start (backoff, crash loop).
@@ -305,6 +408,7 @@ class Supervisor:
             self.watchdog.receive_spawn_failed(service.name, reason, now)
             return
         self.state_dir.record_child(service.name, child.pid, child.create_time)
+        self._launched[service.name] = service
         logger.info("{}: started pid {}", service.name, child.pid)
         record = self.watchdog.record(service.name)
         if record.run_cause != "first":
@@ -321,12 +425,14 @@ class Supervisor:
                 },
             )
         self.watchdog.receive_spawned(service.name, child.pid, now)
+        if record.spec.limits.any:
+            self.sampler.wake()
 
     def _stop(self, action: Stop) -> None:
         child = self._runner.children.get(action.service)
         if child is None:
             return
-        service = self.services[action.service]
+        service = self._launched.get(action.service) or self.services[action.service]
         # The signal goes out in this loop turn; the waiting and escalating happen in a task.
         self._runner.begin_stop(child, service.stop_signal)
         logger.info("{}: stopping pid {} ({})", action.service, child.pid, action.reason)
@@ -365,18 +471,20 @@ class Supervisor:
         self.watchdog.receive_on_down_done(service.name, outcome, self._loop.time())
         self._pump()
 
-    def _receive_exit(self, service: str, returncode: int) -> None:
+    def _receive_exit(self, service: str, returncode: int, last_words: str | None) -> None:
+        """A run is gone; ``last_words``: its last stderr line, part of the reason everywhere
+        (journal, status, alerts, log) through the watchdog's reason."""
         pid = self.watchdog.record(service).pid
-        self.journal.append(
-            "exit",
-            service,
-            describe_exit(returncode),
-            self.wall_time(),
-            detail={"pid": pid, "returncode": returncode},
-        )
+        how = describe_exit(returncode) + (f": {last_words}" if last_words else "")
+        detail: dict[str, Any] = {"pid": pid, "returncode": returncode}
+        if last_words:
+            detail["stderr"] = last_words
+        self.journal.append("exit", service, how, self.wall_time(), detail=detail)
         self.state_dir.forget_child(service, pid or -1)
-        self.watchdog.receive_exit(service, returncode, self._loop.time())
+        self._launched.pop(service, None)
+        self.watchdog.receive_exit(service, returncode, self._loop.time(), last_words)
         self._pump()
+        self._forget_if_gone(service)
 
     def wall_time(self, at: float | None = None) -> float:
         """Unix time of the monotonic ``at`` (default: now), for people and history."""
@@ -397,6 +505,11 @@ class Supervisor:
         elif isinstance(event, ReasonChanged):
             # The same state with a new reason: a note, kept apart from the transitions.
             self.journal.append("note", event.service, event.reason, at, state=event.state.value)
+        elif isinstance(event, ProbeChanged):
+            detail = {"probe": event.role, "passing": event.passing, "result": event.result}
+            self.journal.append("probe", event.service, event.reason, at, detail=detail)
+            log = logger.info if event.passing else logger.warning
+            log("{}: {}", event.service, event.reason)
         else:
             self.journal.append(
                 "recovery",
@@ -423,7 +536,9 @@ class Supervisor:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _child_env(self, service: ServiceConfig) -> dict[str, str]:
+    def _child_env(self, service: ServiceConfig, run_as: RunAs | None = None) -> dict[str, str]:
+        """The daemon's environment (less its secrets and systemd's variables), the user's
+        HOME, USER and LOGNAME when it runs as another, ``env_file``, ``env``, then ours."""
         host, port = self.tcp_address
         inherited = {
             k: v
@@ -432,7 +547,8 @@ class Supervisor:
         }
         env = {
             **inherited,
-            **service.env,
+            **(run_as.environment if run_as is not None else {}),
+            **service.environment,
             "HEARTWATCH_SERVICE": service.name,
             "HEARTWATCH_ADDR": f"{host}:{port}",
             STATE_ID_VARIABLE: self.state_dir.state_id,
@@ -440,6 +556,24 @@ class Supervisor:
         if self.notify_address is not None:
             env["NOTIFY_SOCKET"] = self.notify_address
         return env
+
+    def _sampled_runs(self) -> list[Run]:
+        """The runs whose trees the sampler reads: every process not being stopped."""
+        runs = []
+        for name, child in self._runner.children.items():
+            if not child.stopping and name in self.watchdog:
+                limits = self.watchdog.record(name).spec.limits
+                runs.append(Run(name, child.pid, child.run_id, limits))
+        return runs
+
+    def _receive_limit_exceeded(self, name: str, reason: str, since: float | None) -> None:
+        if name in self.watchdog:  # not removed by a reload meanwhile
+            self.watchdog.receive_limit_exceeded(name, reason, self._loop.time(), since)
+            self._pump()
+
+    def resource_usage(self, name: str) -> Usage | None:
+        """The CPU and RSS of ``name``'s process tree, if it is sampled (status, metrics)."""
+        return self.sampler.usage(name)
 
     def output_write_errors(self, name: str) -> int:
         """Writes of ``name``'s output that were lost (a full disk): for status and metrics."""
@@ -450,10 +584,12 @@ class Supervisor:
         output = self._outputs.get(name)
         if output is None:
             daemon = self.config.daemon
+            service = self.services.get(name)
             output = RotatingOutput(
                 self.config.resolve(daemon.log_dir) / f"{name}.log",
                 daemon.output_max_bytes,
                 daemon.output_backups,
+                timestamps=service is not None and service.output_timestamps,
             )
             self._outputs[name] = output
         return output

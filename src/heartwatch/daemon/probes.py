@@ -1,0 +1,293 @@
+"""Running probe checks: a command, an HTTP request, a TCP connect, off the loop's critical path.
+
+The watchdog decides when a probe runs (``RunProbe``) and what its results mean
+(``core/probes.py``); this driver only runs one check and reports ``(passed, result)``.
+
+- ``exec``: the command runs without a shell in its own session and process group, with the
+  service's environment and folder; exit 0 passes. Its output (stdout and stderr together)
+  arrives through a subprocess protocol, no thread and no reader task; the first 4 KiB are
+  kept as the result's words, the rest drained and dropped, so a chatty check never blocks
+  on a full pipe. At its timeout the whole group is killed (``frida-ps`` is known to hang at
+  100 % CPU, and a hung ``adb`` may have children): nothing of it is left behind. A process
+  that left the group on purpose (``adb``'s server daemon, started by the first ``adb``
+  command) is left alone. A normal exit kills nothing either, for the same reason.
+- ``http``: ``urllib`` in a small thread pool of its own (no proxy: probes check this
+  machine's services); a 2xx or 3xx answer passes, or exactly ``status``. The thread cannot
+  be interrupted, but its socket timeout bounds how long it lingers after the probe's
+  timeout was reported.
+- ``tcp``: an asyncio connection, closed at once.
+- ``expect``: a regular expression the output (exec, multi-line: ``^``/``$`` match at each
+  line) or the body (http) must contain.
+
+At most one check per probe runs at a time (the watchdog asks for the next only after the
+result); ``cancel_unless`` ends the checks of runs that are over (the group killed), so a
+probe never outlives its service's run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from loguru import logger
+
+from heartwatch.core.probes import (
+    OUTPUT_LIMIT,
+    ExecCheck,
+    HttpCheck,
+    ProbeRole,
+    ProbeSpec,
+    RunProbe,
+    TcpCheck,
+)
+from heartwatch.daemon.oserrors import describe_os_error
+from heartwatch.daemon.tasks import TaskSet
+
+ResultSink = Callable[[RunProbe, bool, str], None]
+# After an exec check exits, how long its last output may take to arrive (its pipe may be
+# held by a process it left behind, which must not hold up the result).
+OUTPUT_GRACE = 0.2
+HTTP_THREADS = 4  # http checks at once; more wait their turn (within their timeout)
+
+
+class ProbeRunner:
+    """Runs the checks the watchdog asks for and hands each result to ``on_result``."""
+
+    def __init__(self, on_result: ResultSink) -> None:
+        self._on_result = on_result
+        self._running: dict[tuple[str, ProbeRole], tuple[int, asyncio.Task[None]]] = {}
+        self._tasks = TaskSet("probes")
+        self._threads: ThreadPoolExecutor | None = None  # made at the first http check
+        self._patterns: dict[str, re.Pattern[str]] = {}
+
+    def __len__(self) -> int:
+        """Checks under way."""
+        return len(self._running)
+
+    def start(self, action: RunProbe, spec: ProbeSpec, cwd: Path, env: Mapping[str, str]) -> None:
+        """Run one check of ``spec`` for ``action``; its result goes to ``on_result``."""
+        key = (action.service, action.role)
+        previous = self._running.pop(key, None)
+        if previous is not None:  # an older run's check, still ending: it is of no use
+            previous[1].cancel()
+        task = self._tasks.start(
+            self._run(action, spec, cwd, env), name=f"probe {action.service} {action.role}"
+        )
+        self._running[key] = (action.run, task)
+
+    def cancel_unless(self, wanted: Callable[[str, int], bool]) -> None:
+        """End every check whose service run is over (``wanted(service, run)`` is false)."""
+        for key, (run, task) in list(self._running.items()):
+            if not wanted(key[0], run):
+                del self._running[key]
+                task.cancel()
+
+    async def close(self) -> None:
+        """End every check (their groups killed) and the http threads."""
+        self._running.clear()
+        await self._tasks.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(
+        self, action: RunProbe, spec: ProbeSpec, cwd: Path, env: Mapping[str, str]
+    ) -> None:
+        task = asyncio.current_task()
+        try:
+            passed, result = await self._check(spec, cwd, env)
+        except Exception as error:  # a bug must not leave the probe waiting for ever
+            logger.opt(exception=error).error(
+                "{}: {} probe: cannot run", action.service, action.role
+            )
+            passed, result = False, f"cannot be run ({type(error).__name__})"
+        finally:
+            key = (action.service, action.role)
+            current = self._running.get(key)
+            if current is not None and current[1] is task:
+                del self._running[key]
+        self._on_result(action, passed, result)
+
+    async def _check(self, spec: ProbeSpec, cwd: Path, env: Mapping[str, str]) -> tuple[bool, str]:
+        check = spec.check
+        pattern = None if spec.expect is None else self._pattern(spec.expect)
+        if isinstance(check, ExecCheck):
+            return await run_exec(check.argv, spec.timeout, cwd, env, pattern)
+        if isinstance(check, HttpCheck):
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="probe")
+            return await run_http(check, spec.timeout, pattern, self._threads)
+        return await run_tcp(check, spec.timeout)
+
+    def _pattern(self, expect: str) -> re.Pattern[str]:
+        pattern = self._patterns.get(expect)
+        if pattern is None:
+            pattern = self._patterns[expect] = re.compile(expect, re.MULTILINE)
+        return pattern
+
+
+# -- exec ------------------------------------------------------------------------------------
+
+
+class _ExecProtocol(asyncio.SubprocessProtocol):
+    """Keeps the first ``OUTPUT_LIMIT`` bytes of a check's output; says when it ended."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.output = bytearray()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.drained: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        room = OUTPUT_LIMIT - len(self.output)
+        if room > 0:
+            self.output += data[:room]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if not self.drained.done():
+            self.drained.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def run_exec(
+    argv: tuple[str, ...],
+    timeout: float,
+    cwd: Path,
+    env: Mapping[str, str],
+    expect: re.Pattern[str] | None = None,
+) -> tuple[bool, str]:
+    """Run ``argv`` once; ``(passed, result)``, the result in people's words."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _ExecProtocol(loop),
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+        )
+    except OSError as error:
+        return False, f"cannot run {argv[0]}: {describe_os_error(error)}"
+    pid = transport.get_pid()
+    try:
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout)
+        except TimeoutError:
+            _kill_group(pid)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(protocol.exited), 5.0)
+            words = _words(protocol.output)
+            return False, f"timed out after {timeout:g} s" + (f": {words}" if words else "")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(protocol.drained), OUTPUT_GRACE)
+    except asyncio.CancelledError:
+        _kill_group(pid)  # its service's run is over, or the daemon stops
+        raise
+    finally:
+        transport.close()
+    returncode = transport.get_returncode()
+    text = _text(protocol.output)
+    words = " ".join(text.split())
+    said = f": {words}" if words else ""
+    if returncode != 0:
+        return False, f"{_describe_end(returncode)}{said}"
+    if expect is not None and expect.search(text) is None:
+        return False, f"exited 0, its output not matching `{expect.pattern}`{said}"
+    return True, f"exited 0{said}"
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the check's whole process group (it leads one: ``start_new_session``)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _describe_end(returncode: int | None) -> str:
+    if returncode is None:
+        return "ended"
+    if returncode >= 0:
+        return f"exited {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
+
+
+def _text(output: bytes | bytearray) -> str:
+    return bytes(output).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def _words(output: bytes | bytearray) -> str:
+    """Output as one line (reasons are one line in logs and the journal)."""
+    return " ".join(_text(output).split())
+
+
+# -- http and tcp ----------------------------------------------------------------------------
+
+# No proxy, whatever the daemon's environment says: probes check this machine's services.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_get(url: str, timeout: float) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"User-Agent": "heartwatch-probe"})
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, response.read(OUTPUT_LIMIT)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read(OUTPUT_LIMIT)
+
+
+async def run_http(
+    check: HttpCheck,
+    timeout: float,
+    expect: re.Pattern[str] | None,
+    threads: ThreadPoolExecutor,
+) -> tuple[bool, str]:
+    loop = asyncio.get_running_loop()
+    work = loop.run_in_executor(threads, _http_get, check.url, timeout)
+    try:
+        status, body = await asyncio.wait_for(work, timeout)
+    except TimeoutError:
+        return False, f"timed out after {timeout:g} s"
+    except urllib.error.URLError as error:
+        reason = error.reason
+        said = describe_os_error(reason) if isinstance(reason, OSError) else str(reason)
+        return False, f"cannot connect: {said}"
+    except OSError as error:  # a reset, a timeout inside the thread, ...
+        return False, f"cannot connect: {describe_os_error(error)}"
+    text = _text(body)
+    words = " ".join(text.split())
+    said = f": {words}" if words else ""
+    good = status == check.status if check.status is not None else 200 <= status < 400
+    if not good:
+        wanted = check.status if check.status is not None else "2xx or 3xx"
+        return False, f"HTTP {status}, not {wanted}{said}"
+    if expect is not None and expect.search(text) is None:
+        return False, f"HTTP {status}, its body not matching `{expect.pattern}`{said}"
+    return True, f"HTTP {status}"
+
+
+async def run_tcp(check: TcpCheck, timeout: float) -> tuple[bool, str]:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(check.host, check.port), timeout)
+    except TimeoutError:
+        return False, f"timed out after {timeout:g} s"
+    except OSError as error:
+        return False, f"cannot connect: {describe_os_error(error)}"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True, "connected"

@@ -1,0 +1,406 @@
+"""Probes in the core: one probe's schedule and verdicts, and what the watchdog does with them,
+walked with explicit ``now`` values (no processes, no real time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heartwatch.config import parse_config
+from heartwatch.core.events import (
+    STATE_PHASES,
+    STATE_TRANSITIONS,
+    ServiceState,
+    Spawn,
+    Stop,
+    Transition,
+)
+from heartwatch.core.probes import (
+    ExecCheck,
+    Probe,
+    ProbeChanged,
+    ProbeSpec,
+    RunProbe,
+    RunProbes,
+)
+from heartwatch.core.watchdog import Watchdog
+
+S = ServiceState
+
+
+def spec(role: Any = "liveness", **fields: Any) -> ProbeSpec:
+    return ProbeSpec(
+        role=role, check=ExecCheck(("adb", "get-state")), label="adb get-state", **fields
+    )
+
+
+# -- one probe -----------------------------------------------------------------------------
+
+
+def run(probe: Probe, passed: bool, at: float, result: str = "") -> bool:
+    probe.receive_started(at)
+    return probe.receive_result(passed, result or ("exited 0" if passed else "exited 1"), at)
+
+
+def test_probe_verdict_needs_the_thresholds_in_a_row() -> None:
+    """A verdict takes failure_threshold failures or success_threshold passes in a row; a
+    run that breaks a streak changes nothing."""
+    probe = Probe(spec(failure_threshold=3, success_threshold=2), next_run_at=0.0)
+    assert [run(probe, False, t) for t in (0, 10)] == [False, False]
+    assert probe.passing is None
+    assert not run(probe, True, 20)  # the streak is broken: still no verdict
+    assert [run(probe, False, t) for t in (30, 40, 50)] == [False, False, True]
+    assert probe.passing is False and probe.failing_since == 30
+    assert not run(probe, True, 60)  # one pass of two: still failing
+    assert run(probe, True, 70) and probe.passing is True
+    assert probe.failing_since is None and probe.consecutive_successes == 2
+
+
+def test_probe_schedule_counts_periods_from_each_run_start_and_never_overlaps() -> None:
+    """The next run is a period after the previous one started, or at once when the run took
+    longer than a period; while one runs, none is due."""
+    probe = Probe(spec(period=10.0), next_run_at=5.0)
+    assert not probe.due(4.9) and probe.due(5.0)
+    probe.receive_started(5.0)
+    assert not probe.due(100.0)  # under way: never a second run at once
+    probe.receive_result(True, "exited 0", 6.0)
+    assert probe.next_run_at == 15.0
+    probe.receive_started(15.0)
+    probe.receive_result(False, "timed out after 5 s", 40.0)
+    assert probe.next_run_at == 40.0
+
+
+def test_probe_reasons_say_which_probe_and_what_it_said() -> None:
+    """Liveness failures read as the issue says; startup's exhaustion counts its failures."""
+    liveness = Probe(spec("liveness", failure_threshold=1), next_run_at=0.0)
+    run(liveness, False, 0, "exited 1: error: device offline")
+    assert liveness.describe_failure() == "probe `adb get-state` exited 1: error: device offline"
+    startup = Probe(spec("startup", failure_threshold=30), next_run_at=0.0)
+    for t in range(30):
+        run(startup, False, t, "exited 1: error: device offline")
+    assert startup.describe_failure() == (
+        "startup probe `adb get-state` failed 30 times: exited 1: error: device offline"
+    )
+    assert startup.describe_verdict() == startup.describe_failure()
+
+
+def test_startup_holds_the_other_probes_until_it_passes_once() -> None:
+    """Readiness and liveness are not scheduled before startup passes; then from their own
+    initial delay (or at once), and startup never runs again in that run."""
+    probes = RunProbes(
+        [spec("startup"), spec("readiness", initial_delay=5.0), spec("liveness")], 1, 100.0
+    )
+    assert probes.holding and not probes.ready
+    assert probes.start_due(100.0) == ["startup"]
+    assert probes.next_run_at() is None  # startup under way, the rest held
+    probes.receive_result("startup", True, "exited 0", 102.0)
+    assert not probes.holding
+    assert probes.probes["startup"].next_run_at is None
+    assert probes.probes["readiness"].next_run_at == 105.0
+    assert probes.probes["liveness"].next_run_at == 102.0
+    # A result nobody asked for (no run of it under way) is not counted.
+    assert probes.receive_result("readiness", True, "exited 0", 103.0) is None
+    assert probes.probes["readiness"].consecutive_successes == 0
+
+
+# -- the watchdog --------------------------------------------------------------------------
+
+
+def make(*services: dict[str, Any]) -> Watchdog:
+    config = parse_config({"service": list(services)})
+    return Watchdog([s.spec() for s in config.service], random=lambda: 0.5)
+
+
+EMULATOR = {
+    "name": "emulator",
+    "command": "emulator -avd a",
+    "readiness": {"exec": "adb wait-for-device", "period": "2s", "failure_threshold": 2},
+}
+FRIDA = {"name": "frida", "command": "frida-server", "requires": ["emulator"]}
+
+
+class Probed:
+    """A watchdog and a driver that spawns at once and answers probes as told."""
+
+    def __init__(self, wd: Watchdog) -> None:
+        self.wd = wd
+        self.running: dict[tuple[str, str], RunProbe] = {}
+        self.spawned: list[str] = []
+        self.stopped: list[str] = []
+        self.events: list[object] = []
+
+    def take(self, now: float) -> None:
+        while self.wd.has_output:
+            self.events += self.wd.events_to_take()
+            for action in self.wd.actions_to_take():
+                if isinstance(action, Spawn):
+                    self.spawned.append(action.service)
+                    self.wd.receive_spawned(action.service, 100, now)
+                elif isinstance(action, Stop):
+                    self.stopped.append(action.service)
+                elif isinstance(action, RunProbe):
+                    key = (action.service, action.role)
+                    assert key not in self.running, "a probe run twice at once"
+                    self.running[key] = action
+
+    def tick(self, now: float) -> None:
+        self.wd.tick(now)
+        self.take(now)
+
+    def answer(self, service: str, role: str, passed: bool, now: float, result: str = "") -> None:
+        action = self.running.pop((service, role))
+        words = result or ("exited 0" if passed else "exited 1: error: device offline")
+        self.wd.receive_probe_result(service, action.role, action.run, passed, words, now)
+        self.take(now)
+
+    def probe_changes(self) -> list[tuple[str, str, bool]]:
+        return [(e.service, e.role, e.passing) for e in self.events if isinstance(e, ProbeChanged)]
+
+
+def started(*services: dict[str, Any]) -> Probed:
+    driver = Probed(make(*services))
+    driver.wd.receive_start([s["name"] for s in services], 0.0, "daemon started")
+    driver.take(0.0)
+    return driver
+
+
+def test_a_dependent_starts_only_once_the_requirement_readiness_passes() -> None:
+    """An emulator ready at start is not ready while its readiness probe has not passed:
+    frida waits, and starts at the pass."""
+    driver = started(EMULATOR, FRIDA)
+    wd = driver.wd
+    assert driver.spawned == ["emulator"]
+    assert wd.record("emulator").state is S.STARTING and not wd.record("emulator").ready
+    assert wd.next_deadline() == 0.0  # the first probe run, at once
+    driver.tick(0.0)
+    driver.answer("emulator", "readiness", False, 1.0)
+    driver.tick(2.0)
+    driver.answer("emulator", "readiness", False, 2.5)
+    assert wd.record("emulator").reason.startswith("not ready: readiness probe")
+    assert driver.spawned == ["emulator"]
+    driver.tick(4.0)
+    driver.answer("emulator", "readiness", True, 4.2)
+    assert wd.record("emulator").state is S.RUNNING and wd.record("emulator").ready
+    assert driver.spawned == ["emulator", "frida"]
+    assert driver.probe_changes() == [
+        ("emulator", "readiness", False),
+        ("emulator", "readiness", True),
+    ]
+
+
+def test_readiness_failing_later_is_not_ready_without_a_restart() -> None:
+    """Once running, failing readiness makes the service not ready (what dependents see) and
+    is journaled, but nothing is stopped; passing again makes it ready again."""
+    driver = started(EMULATOR, FRIDA)
+    wd = driver.wd
+    driver.tick(0.0)
+    driver.answer("emulator", "readiness", True, 0.5)
+    for at in (2.0, 4.0):
+        driver.tick(at)
+        driver.answer("emulator", "readiness", False, at + 0.1)
+    emulator = wd.record("emulator")
+    assert emulator.state is S.RUNNING and not emulator.ready
+    assert driver.stopped == [] and wd.record("frida").state is S.RUNNING
+    assert emulator.restarts == 0
+    driver.tick(6.0)
+    driver.answer("emulator", "readiness", True, 6.1)
+    assert emulator.ready
+    assert driver.probe_changes()[-2:] == [
+        ("emulator", "readiness", False),
+        ("emulator", "readiness", True),
+    ]
+    assert emulator.probe_runs == {("readiness", True): 2, ("readiness", False): 2}
+
+
+def test_liveness_failing_is_a_failure_with_the_probe_reason() -> None:
+    """failure_threshold liveness failures in a row restart the service, the probe's words as
+    the reason, its outage counted from the first failing run."""
+    frida = {
+        "name": "frida",
+        "command": "frida-server",
+        "liveness": {"exec": "frida-ps -D emulator-5554", "period": "1s", "failure_threshold": 2},
+    }
+    driver = started(frida)
+    wd = driver.wd
+    driver.tick(0.0)
+    driver.answer("frida", "liveness", True, 0.1)
+    driver.tick(1.0)
+    assert wd.record("frida").state is S.RUNNING  # liveness does not gate readiness
+    driver.answer("frida", "liveness", False, 6.0, "timed out after 5 s")
+    driver.tick(6.0)
+    driver.answer("frida", "liveness", False, 11.0, "timed out after 5 s")
+    late = [e for e in driver.events if isinstance(e, Transition) and e.new is S.UNRESPONSIVE]
+    assert late[0].reason == "probe `frida-ps -D emulator-5554` timed out after 5 s"
+    assert late[0].failure and late[0].down_since == 1.0
+    assert driver.stopped == ["frida"]
+    assert wd.record("frida").state is S.RESTARTING
+    # The old run's probe answers late: ignored; nothing of it runs any more.
+    assert not wd.probe_wanted("frida", 1)
+    assert wd.next_deadline() is None
+
+
+def test_startup_holds_deadlines_and_its_exhaustion_is_a_failed_start() -> None:
+    """A beating service with a startup probe: no startup grace, no heartbeat deadline and no
+    other probe before it passes; failure_threshold failures are a failed start (backoff)."""
+    collector = {
+        "name": "collector",
+        "command": "collect",
+        "heartbeat_timeout": "5s",
+        "startup_grace": "10s",
+        "backoff_initial": "3s",
+        "startup": {"exec": "adb get-state", "period": "20s", "failure_threshold": 3},
+        "liveness": {"tcp": "127.0.0.1:27042"},
+    }
+    driver = started(collector)
+    wd = driver.wd
+    for at in (0.0, 20.0):
+        driver.tick(at)
+        driver.answer("collector", "startup", False, at + 1)
+        assert wd.next_deadline() == at + 20  # not the 10 s grace, not a heartbeat deadline
+    assert wd.record("collector").state is S.STARTING
+    assert list(driver.running) == []  # liveness held
+    driver.tick(40.0)
+    driver.answer("collector", "startup", False, 41.0)
+    record = wd.record("collector")
+    assert record.state is S.RESTARTING
+    assert record.reason == (
+        "startup probe `adb get-state` failed 3 times: exited 1: error: device offline"
+    )
+    assert driver.stopped == ["collector"]
+    wd.receive_exit("collector", -15, 41.5)
+    driver.take(41.5)
+    wd.receive_start(["collector"], 41.5, "x")  # nothing changes: it is wanted already
+    driver.take(41.5)
+    assert driver.spawned == ["collector", "collector"]  # first failure: at once
+    for at in (41.5, 61.5, 81.5):
+        driver.tick(at)
+        driver.answer("collector", "startup", False, at)
+    wd.receive_exit("collector", -15, 82.0)
+    driver.take(82.0)
+    assert wd.record("collector").state is S.BACKOFF  # the second failed start waits
+
+
+def test_startup_pass_starts_the_grace_and_the_other_probes_then() -> None:
+    """After startup passes, the startup grace counts from the pass, and liveness begins."""
+    collector = {
+        "name": "collector",
+        "command": "collect",
+        "heartbeat_timeout": "5s",
+        "startup_grace": "10s",
+        "startup": {"exec": "adb get-state", "period": "20s"},
+        "liveness": {"tcp": "127.0.0.1:27042", "period": "30s"},
+    }
+    driver = started(collector)
+    wd = driver.wd
+    wd.receive_message("collector", "heartbeat", 5.0)  # beats during the hold: not running yet
+    driver.take(5.0)
+    assert wd.record("collector").state is S.STARTING
+    driver.tick(0.0)
+    driver.answer("collector", "startup", True, 50.0)
+    record = wd.record("collector")
+    assert record.state is S.RUNNING and record.reason == "startup probe `adb get-state` passed"
+    assert wd.next_deadline() == 50.0  # liveness, at once
+    driver.tick(50.0)
+    assert list(driver.running) == [("collector", "liveness")]
+    assert wd.next_deadline() == 55.0  # the heartbeat deadline, from the pass
+
+
+def test_a_service_without_probes_never_asks_for_one() -> None:
+    """No probes configured: no RunProbe, no probe deadline, no probe state at all."""
+    driver = started({"name": "plain", "command": "sleep 100"})
+    driver.tick(1000.0)
+    assert driver.running == {}
+    record = driver.wd.record("plain")
+    assert record.liveness is not None and record.liveness.probes is None
+    assert driver.wd.next_deadline() is None
+
+
+# -- properties ----------------------------------------------------------------------------
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["answer", "tick", "crash", "restart", "stop", "start", "settle"]),
+        st.sampled_from(["emulator", "frida", "collector"]),
+        st.booleans(),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=_steps)
+def test_probed_pipelines_keep_the_tables_and_never_probe_a_run_that_is_over(
+    steps: list[tuple[str, str, bool]],
+) -> None:
+    """Any sequence of probe results, crashes and requests: every change is in the tables,
+    no probe runs twice at once, none runs for a run that is over, and a dependent is only
+    spawned while its requirement is ready."""
+    services = [
+        {**EMULATOR, "startup": {"exec": "adb get-state", "failure_threshold": 2}},
+        {**FRIDA, "liveness": {"exec": "frida-ps", "period": "1s", "failure_threshold": 2}},
+        {"name": "collector", "command": "c", "requires": ["frida"], "heartbeat_timeout": "3s"},
+    ]
+    wd = make(*services)
+    alive: set[str] = set()
+    running: dict[tuple[str, str], RunProbe] = {}
+    events: list[object] = []
+
+    def take(now: float) -> None:
+        while wd.has_output:
+            events.extend(wd.events_to_take())
+            for action in wd.actions_to_take():
+                if isinstance(action, Spawn):
+                    for need in wd.graph.requires(action.service):
+                        assert wd.record(need).ready, f"{action.service} before {need} was ready"
+                    alive.add(action.service)
+                    wd.receive_spawned(action.service, 1, now)
+                elif isinstance(action, RunProbe):
+                    key = (action.service, action.role)
+                    assert key not in running or not wd.probe_wanted(*key[:1], running[key].run)
+                    assert wd.probe_wanted(action.service, action.run)
+                    running[key] = action
+
+    now = 0.0
+    wd.receive_start(["collector"], now, "daemon started")
+    take(now)
+    for verb, name, flag in steps:
+        now += 1.5
+        if verb == "answer":
+            for key in [k for k in running if k[0] == name]:
+                action = running.pop(key)
+                wd.receive_probe_result(name, action.role, action.run, flag, "x", now)
+        elif verb == "tick":
+            wd.tick(now)
+        elif verb in ("crash", "settle") and name in alive:
+            alive.discard(name)
+            wd.receive_exit(name, -9 if verb == "crash" else -15, now)
+        elif verb == "restart":
+            wd.receive_restart(name, now, "asked")
+        elif verb == "stop":
+            wd.receive_stop([name], now, "asked")
+        elif verb == "start":
+            wd.receive_start([name], now, "asked")
+        take(now)
+        for record in wd.records():
+            assert record.phase in STATE_PHASES[record.state], (record.name, record.state)
+    for event in events:
+        if isinstance(event, Transition):
+            assert event.new in STATE_TRANSITIONS[event.old], event
+
+
+@pytest.mark.parametrize("role", ["startup", "liveness"])
+def test_a_probe_result_of_an_old_run_is_ignored(role: str) -> None:
+    """A result carrying the number of a run that is over changes nothing."""
+    frida = {"name": "frida", "command": "f", role: {"exec": "frida-ps", "failure_threshold": 1}}
+    driver = started(frida)
+    driver.tick(0.0)
+    action = driver.running.pop(("frida", role))
+    driver.wd.receive_exit("frida", 1, 0.5)
+    driver.take(0.5)
+    before = driver.wd.record("frida").state
+    driver.wd.receive_probe_result("frida", action.role, action.run, False, "late", 0.6)
+    assert driver.wd.record("frida").state is before
+    assert not driver.wd.has_output
