@@ -740,12 +740,14 @@ def parse_config(
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     instances: Mapping[str, int] | None = None,
+    source: Path | None = None,
 ) -> Config:
     """Validate a decoded TOML document; raise ``ConfigError`` listing every problem.
 
     ``environ`` (default: ``os.environ``) may supply the token as ``HEARTWATCH_TOKEN``.
     ``instances``: run-time counts (``heartwatch scale``) in place of the file's, by
     ``[[service]]`` name; one for a table without ``instances`` is not applied.
+    ``source``: the file the document was read from, kept for reloads (``Config.source``).
     """
     document = data
     environ = os.environ if environ is None else environ
@@ -794,6 +796,7 @@ def parse_config(
         config = config.model_copy(update={"server": server})
     config._alerts_section = alerts_section
     config._document = document
+    config._source = source
     in_file = config.instances_in_file()
     config._instance_overrides = {
         name: count
@@ -945,11 +948,9 @@ def load_config(path: Path | str) -> Config:
         )
         raise ConfigError([Problem("", message)], str(path))
     try:
-        config = parse_config(data, base_dir=path.resolve().parent)
+        return parse_config(data, base_dir=path.resolve().parent, source=path.resolve())
     except ConfigError as error:
         raise ConfigError(error.problems, str(path)) from None
-    config._source = path.resolve()
-    return config
 
 
 def _problem_from(error: Mapping[str, Any]) -> Problem:

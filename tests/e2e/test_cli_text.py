@@ -44,7 +44,8 @@ def service(name: str, state: str, reason: str) -> dict[str, Any]:
 
 
 class StubDaemon:
-    """Answers GET /api/v1/services, POST .../restart (200) and .../stop (409), with MARKUP."""
+    """Answers GET /api/v1/services, POST /api/v1/control/restart (200) and the rest (409),
+    with MARKUP."""
 
     def __init__(self) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -60,8 +61,8 @@ class StubDaemon:
                 self.answer(200, [service("[b]backup", "failed", MARKUP)])
 
             def do_POST(self) -> None:
-                if self.path.endswith("/restart"):
-                    self.answer(200, service("backup", "restarting", MARKUP))
+                if self.path == "/api/v1/control/restart":
+                    self.answer(200, [service("backup", "restarting", MARKUP)])
                 else:
                     self.answer(409, {"code": "conflict", "message": MARKUP})
 
@@ -87,7 +88,7 @@ def stub() -> Iterator[StubDaemon]:
 def test_status_prints_a_reason_with_brackets_as_it_is(stub: StubDaemon, tmp_path: Path) -> None:
     """A reason holding ``[/bold]`` used to crash ``status`` with a MarkupError."""
     result = heartwatch("status", "--url", stub.url, "-c", "absent.toml", cwd=tmp_path)
-    assert result.returncode == 0, result
+    assert result.returncode == 3, result  # the service is not running
     assert MARKUP in result.stdout, result.stdout
     assert "[b]backup" in result.stdout
     assert "😄" not in result.stdout  # no emoji codes either

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 DAEMON_INFO = "daemon.json"
+# ``[daemon] state_dir``'s default (config.py), here so that the CLI's quick reading of a
+# config file (``cli/remote.py``) finds daemon.json without the schema.
+DEFAULT_STATE_DIR = ".heartwatch"
 
 
 def write_daemon_info(state_dir: Path, **info: Any) -> None:

@@ -2,7 +2,10 @@
 
 Each service runs in its own session (so its own process group). Its exit is noticed through a
 pidfd registered with the event loop, so there is no thread and no polling, and a crash is seen
-within a millisecond. Its output goes through a pipe into a ``RotatingOutput``.
+within a millisecond. Its stdout and stderr go through two pipes into one ``RotatingOutput``;
+the last line it wrote on stderr (``core/outputlines.LastLine``) is handed over with an exit
+that was not asked for, as the reason a person needs ("exit code 1: ModuleNotFoundError: ...").
+It runs as the daemon's user, or as ``user``/``group`` when the daemon is root (``RunAs``).
 
 Stopping follows systemd's order: the stop signal to the whole group at once, then SIGCONT (a
 stopped, hung process cannot act on SIGTERM otherwise); the same to the run's processes that
@@ -20,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import grp
 import os
+import pwd
 import shlex
 import shutil
 import signal
@@ -36,15 +41,72 @@ from loguru import logger
 
 from heartwatch.config import command_argv
 from heartwatch.core.events import describe_exit
+from heartwatch.core.outputlines import LastLine
 from heartwatch.daemon.output import RotatingOutput
 from heartwatch.daemon.tasks import TaskSet
 
-ExitCallback = Callable[[str, int], None]
+# (service, returncode, the last line it wrote on stderr if it ended on its own and not with 0)
+ExitCallback = Callable[[str, int, str | None], None]
 RUN_ID_VARIABLE = "HEARTWATCH_RUN_ID"
 
 
 class SpawnError(Exception):
     """A command could not be started; the message says why, plainly (no Python reprs)."""
+
+
+def cannot_start_line(message: str) -> bytes:
+    """What a service's output file says of a start that failed."""
+    return f"[heartwatch] cannot start: {message}\n".encode()
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who a service's process runs as (``user``, ``group``), looked up at each spawn."""
+
+    uid: int | None
+    gid: int
+    groups: tuple[int, ...]  # supplementary: the user's own groups (none for group alone)
+    environment: Mapping[str, str]  # HOME, USER, LOGNAME of the user, as ``su -`` sets them
+
+
+def resolve_run_as(user: str | int | None, group: str | int | None) -> RunAs | None:
+    """The identity ``user``/``group`` name, or ``None`` to run as the daemon does; raise
+    ``SpawnError`` when it cannot be (a user that is gone, a daemon that is not root)."""
+    if user is None and group is None:
+        return None
+    try:
+        entry = pwd.getpwnam(user) if isinstance(user, str) else pwd.getpwuid(user or os.geteuid())
+    except (KeyError, OverflowError):
+        raise SpawnError(f"no user {user!r} on this machine") from None
+    try:
+        gid = entry.pw_gid if group is None else _group_id(group)
+    except (KeyError, OverflowError):
+        raise SpawnError(f"no group {group!r} on this machine") from None
+    if os.geteuid() != 0:
+        if entry.pw_uid == os.geteuid() and gid == os.getegid():
+            return None  # already that user and group: nothing to change
+        me = _user_name(os.geteuid())
+        wanted = f"user {entry.pw_name!r}" if user is not None else f"group {group!r}"
+        raise SpawnError(
+            f"cannot run as {wanted}: the daemon runs as {me!r}, and only root may switch "
+            "to another user or group"
+        )
+    if user is None:
+        return RunAs(uid=None, gid=gid, groups=(), environment={})
+    home = {"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name}
+    groups = tuple(os.getgrouplist(entry.pw_name, gid))
+    return RunAs(uid=entry.pw_uid, gid=gid, groups=groups, environment=home)
+
+
+def _group_id(group: str | int) -> int:
+    return grp.getgrnam(group).gr_gid if isinstance(group, str) else grp.getgrgid(group).gr_gid
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 @dataclass
@@ -59,7 +121,9 @@ class Child:
     returncode: int | None = None
     stopping: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    stderr_tail: LastLine = field(default_factory=LastLine)  # its last words on stderr
     _pidfd: int = -1
+    _pipes: dict[int, str] = field(default_factory=dict)  # open output pipes: fd -> stream
 
     @property
     def pid(self) -> int:
@@ -81,8 +145,11 @@ class ProcessRunner:
         cwd: Path,
         env: Mapping[str, str],
         output: RotatingOutput,
+        run_as: RunAs | None = None,
+        umask: int | None = None,
     ) -> Child:
-        """Start ``command`` in a new session; raise ``SpawnError`` if it cannot start."""
+        """Start ``command`` in a new session (as ``run_as``, with ``umask`` if given); raise
+        ``SpawnError`` if it cannot start."""
         argv = command_argv(command)
         output.write(f"[heartwatch] starting {shlex.join(argv)}\n".encode())
         run_id = uuid.uuid4().hex
@@ -93,13 +160,17 @@ class ProcessRunner:
                 env={**env, RUN_ID_VARIABLE: run_id},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE,  # apart from stdout, to know its last words
                 start_new_session=True,
                 close_fds=True,
+                umask=-1 if umask is None else umask,
+                user=None if run_as is None else run_as.uid,
+                group=None if run_as is None else run_as.gid,
+                extra_groups=None if run_as is None else list(run_as.groups),
             )
         except OSError as error:
             message = describe_spawn_error(error, argv, cwd, env.get("PATH"))
-            output.write(f"[heartwatch] cannot start: {message}\n".encode())
+            output.write(cannot_start_line(message))
             raise SpawnError(message) from None
         try:
             create_time = psutil.Process(popen.pid).create_time()
@@ -108,9 +179,12 @@ class ProcessRunner:
         child = Child(service, popen, create_time, output, run_id)
         self.children[service] = child
         assert popen.stdout is not None
-        out_fd = popen.stdout.fileno()
-        os.set_blocking(out_fd, False)
-        self._loop.add_reader(out_fd, self._read_output, child, out_fd)
+        assert popen.stderr is not None
+        for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
+            fd = pipe.fileno()
+            os.set_blocking(fd, False)
+            child._pipes[fd] = stream
+            self._loop.add_reader(fd, self._read_output, child, fd)
         try:
             child._pidfd = os.pidfd_open(popen.pid)
             self._loop.add_reader(child._pidfd, self._reap, child)
@@ -151,6 +225,17 @@ class ProcessRunner:
         _signal_each(await self._escaped(child), signal.SIGKILL)  # and started since the listing
         self._report_exit(child)
 
+    def send_signal(self, child: Child, sig: int, *, group: bool) -> None:
+        """``heartwatch signal``: ``sig`` to the main process (supervisord's ``signal``), or
+        with ``group`` to its whole process group (``systemctl kill``'s default). Through the
+        pidfd when there is one, so a pid reused after the exit can never be hit."""
+        if group:
+            os.killpg(child.pid, sig)
+        elif child._pidfd >= 0:
+            signal.pidfd_send_signal(child._pidfd, sig)
+        else:
+            os.kill(child.pid, sig)
+
     def service_of_run(self, run_id: str) -> str | None:
         """The service whose current run is ``run_id``."""
         for child in self.children.values():
@@ -177,19 +262,34 @@ class ProcessRunner:
         while _group_exists(child.pid) or any(_alive(p) for p in escaped):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
-    def _read_output(self, child: Child, fd: int) -> None:
+    def _read_output(self, child: Child, fd: int) -> bool:
+        """Move what one pipe holds into the output; ``False`` once it has nothing now."""
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
+        stream = child._pipes[fd]
         if data:
-            child.output.write(data)
-            return
+            child.output.write(data, stream)
+            if stream == "stderr":
+                child.stderr_tail.receive(data)
+            return True
         self._loop.remove_reader(fd)
-        assert child.popen.stdout is not None
-        child.popen.stdout.close()
+        del child._pipes[fd]
+        pipe = child.popen.stdout if stream == "stdout" else child.popen.stderr
+        assert pipe is not None
+        pipe.close()
+        return False
+
+    def _drain(self, child: Child) -> None:
+        """Read what the pipes already hold, so that the exit's reason has its last words. A
+        bounded number of reads: a descendant that keeps writing cannot hold the loop."""
+        for fd in list(child._pipes):
+            for _ in range(16):
+                if fd not in child._pipes or not self._read_output(child, fd):
+                    break
 
     def _reap(self, child: Child) -> None:
         returncode = child.popen.poll()
@@ -207,6 +307,7 @@ class ProcessRunner:
         """The main process exited. The exit is reported only once the whole run is gone."""
         child.returncode = returncode
         child.exited.set()
+        self._drain(child)
         child.output.write(f"[heartwatch] pid {child.pid} {describe_exit(returncode)}\n".encode())
         if child.stopping:
             return  # finish_stop reports it, once the group and the escaped are gone too
@@ -225,8 +326,11 @@ class ProcessRunner:
     def _report_exit(self, child: Child) -> None:
         if self.children.get(child.service) is child:
             del self.children[child.service]
-        assert child.returncode is not None
-        self._on_exit(child.service, child.returncode)
+        returncode = child.returncode
+        assert returncode is not None
+        # Its last words explain an end nobody asked for; a stop's are no reason.
+        last_words = None if child.stopping or returncode == 0 else child.stderr_tail.text()
+        self._on_exit(child.service, returncode, last_words)
 
 
 def describe_spawn_error(

@@ -470,6 +470,7 @@ class Supervisor:
         log("{}: on_down finished: {}", service.name, outcome)
         self.watchdog.receive_on_down_done(service.name, outcome, self._loop.time())
         self._pump()
+        self._forget_if_gone(service.name)
 
     def _receive_exit(self, service: str, returncode: int, last_words: str | None) -> None:
         """A run is gone; ``last_words``: its last stderr line, part of the reason everywhere

@@ -18,23 +18,33 @@ from starlette.requests import ClientDisconnect
 
 import heartwatch
 from heartwatch.daemon.logfollow import LogHub
-from heartwatch.daemon.supervisor import DaemonStopping, Supervisor
+from heartwatch.daemon.oserrors import describe_os_error
+from heartwatch.daemon.reload import Reloader
+from heartwatch.daemon.supervisor import Supervisor
 from heartwatch.web.access import AccessMiddleware, AccessPolicy, presented_token
+from heartwatch.web.control import create_control_router
 from heartwatch.web.dashboard import create_dashboard_router, static_files
 from heartwatch.web.history import EventFeed, create_events_router
 from heartwatch.web.logs import create_log_router
 from heartwatch.web.metrics import create_metrics_router
 from heartwatch.web.ping import create_ping_router
-from heartwatch.web.status import IngestStatus, ServiceStatus, read_ingest, read_status
+from heartwatch.web.reload import create_reload_router
+from heartwatch.web.status import (
+    ErrorBody,
+    IngestStatus,
+    ServiceStatus,
+    read_ingest,
+    read_status,
+)
 
 if TYPE_CHECKING:
     from heartwatch.daemon.alerts import Alerter
     from heartwatch.daemon.recorder import Recorder
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
+class OutputCleared(BaseModel):
+    name: str
+    bytes_removed: int  # from its output file and its backups together
 
 
 class AuthStatus(BaseModel):
@@ -59,6 +69,7 @@ def create_app(
     recorder: Recorder,
     hub: LogHub | None = None,
     alerter: Alerter | None = None,
+    reloader: Reloader | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="heartwatch",
@@ -86,25 +97,26 @@ def create_app(
         """One service."""
         return read_status(supervisor, known(name))
 
-    @app.post(
-        "/api/v1/services/{name}/{verb}",
-        response_model=ServiceStatus,
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    @app.delete(
+        "/api/v1/services/{name}/output",
+        response_model=OutputCleared,
+        responses={404: {"model": ErrorBody}, 500: {"model": ErrorBody}},
         tags=["control"],
     )
-    async def control(name: str, verb: Literal["restart", "stop", "start"]) -> ServiceStatus:
-        """Restart (with its dependents), stop (dependents first) or start (requirements first)."""
-        known(name)
+    async def clear_output(name: str) -> OutputCleared:
+        """Clear the service's captured output: its log file is emptied (live viewers see a
+        truncation) and its numbered backups are removed."""
         try:
-            if verb == "restart":
-                supervisor.restart(name)
-            elif verb == "stop":
-                supervisor.stop([name])
-            else:
-                supervisor.start([name])
-        except DaemonStopping as error:
-            raise HTTPException(409, {"code": "stopping", "message": str(error)}) from None
-        return read_status(supervisor, name)
+            removed = supervisor.clear_output(known(name))
+        except OSError as error:
+            message = f"cannot clear the output of {name!r}: {describe_os_error(error)}"
+            raise HTTPException(500, {"code": "clear_failed", "message": message}) from None
+        return OutputCleared(name=name, bytes_removed=removed)
+
+    app.include_router(create_control_router(supervisor))  # web/control.py
+    # Reload and scale (web/reload.py): the assembly's reloader, which SIGHUP uses too.
+    reloader = reloader or Reloader(supervisor, supervisor.config.source)
+    app.include_router(create_reload_router(reloader))
 
     @app.get("/api/v1/ingest", response_model=IngestStatus, tags=["status"])
     async def ingest_counters() -> IngestStatus:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    from heartwatch.core.watchdog import ServiceRecord
     from heartwatch.daemon.supervisor import Supervisor
 
 
@@ -53,8 +54,23 @@ class QueueStatus(BaseModel):
     broker_problem: str | None  # why the last reading failed, if it did
 
 
+class ProbeStatus(BaseModel):
+    """One probe of the service's current run (``startup``, ``readiness``, ``liveness``)."""
+
+    passing: bool | None  # None: no verdict yet (or no run under way)
+    reason: str | None  # the last check's own words ("exited 1: error: device offline")
+    consecutive_failures: int
+    consecutive_successes: int
+    last_run_age: float | None  # seconds since the last check ended
+
+
 class ServiceStatus(BaseModel):
     name: str
+    instance_of: str | None  # the [[service]] it is an instance of (instances = N), else None
+    instance: int | None  # its number, 0 to N-1
+    # The instance count `heartwatch scale` set for its [[service]], in force instead of the
+    # file's (until the daemon restarts, or the file's count changes); None: the file's.
+    scale_override: int | None
     state: str
     reason: str
     since_age: float  # seconds in this state
@@ -63,6 +79,7 @@ class ServiceStatus(BaseModel):
     restarts: int  # runs the daemon began to recover it (it, or one it goes with, failed)
     restarts_requested: int  # runs people asked for: restarts, and starts after a stop
     watch_only: bool
+    autostart: bool  # started with the daemon (else when a person, or a dependent, starts it)
     requires: list[str]
     last_heartbeat_age: float | None  # seconds since any message from the service
     heartbeat_timeout: float | None
@@ -74,6 +91,12 @@ class ServiceStatus(BaseModel):
     client_dropped: int  # data events its client reported dropping
     output_write_errors: int  # writes of its stdout/stderr lost (a full disk): not in its log
     queue: QueueStatus | None
+    ready: bool  # what dependents see: ready, and (with a readiness probe) it passes
+    probes: dict[str, ProbeStatus]  # by role, for each configured probe
+    # Its whole process tree (group and escaped descendants), at the last sample: CPU of one
+    # core over the last sample interval, None until two samples; None when not running.
+    cpu_percent: float | None
+    rss_bytes: int | None
 
 
 class ServicePulse(BaseModel):
@@ -83,6 +106,8 @@ class ServicePulse(BaseModel):
     last_heartbeat_age: float | None
     messages: int
     data: dict[str, int]
+    cpu_percent: float | None
+    rss_bytes: int | None
 
 
 def _age(now: float, at: float | None) -> float | None:
@@ -91,6 +116,8 @@ def _age(now: float, at: float | None) -> float | None:
 
 def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
     record = supervisor.watchdog.record(name)
+    supervisor.sampler.receive_interest()  # someone looks: CPU and RSS are kept current
+    usage = supervisor.resource_usage(name)
     spec = record.spec
     data_timeout = spec.liveness.data_timeout
     now = supervisor.now()
@@ -99,6 +126,11 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
     liveness = record.liveness
     return ServiceStatus(
         name=name,
+        instance_of=spec.instance_of,
+        instance=spec.instance,
+        scale_override=None
+        if spec.instance_of is None
+        else supervisor.config.instance_overrides.get(spec.instance_of),
         state=record.state.value,
         reason=record.reason,
         since_age=round(now - record.state_since, 3),
@@ -107,6 +139,7 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
         restarts=record.restarts,
         restarts_requested=record.restarts_requested,
         watch_only=spec.watch_only,
+        autostart=spec.autostart,
         requires=list(spec.requires),
         last_heartbeat_age=_age(now, record.last_seen_at),
         heartbeat_timeout=spec.liveness.heartbeat_timeout,
@@ -127,6 +160,8 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
         status=record.status_text,
         client_dropped=record.client_dropped,
         output_write_errors=supervisor.output_write_errors(name),
+        ready=record.ready,
+        probes=_read_probes(record, now),
         queue=None
         if record.queue is None or spec.queue is None
         else QueueStatus(
@@ -135,16 +170,40 @@ def read_status(supervisor: Supervisor, name: str) -> ServiceStatus:
             stalled_after=record.queue.stalled_after,
             broker_problem=record.queue.broker_problem,
         ),
+        cpu_percent=None if usage is None else usage.cpu_percent,
+        rss_bytes=None if usage is None else usage.rss_bytes,
     )
+
+
+def _read_probes(record: ServiceRecord, now: float) -> dict[str, ProbeStatus]:
+    """Each configured probe, as its current run has it (nothing counted without a run)."""
+    if not record.spec.probes:
+        return {}
+    liveness = record.liveness
+    current = liveness.probes.probes if liveness is not None and liveness.probes else {}
+    statuses: dict[str, ProbeStatus] = {}
+    for spec in record.spec.probes:
+        probe = current.get(spec.role)
+        statuses[spec.role] = ProbeStatus(
+            passing=None if probe is None else probe.passing,
+            reason=None if probe is None else probe.result,
+            consecutive_failures=0 if probe is None else probe.consecutive_failures,
+            consecutive_successes=0 if probe is None else probe.consecutive_successes,
+            last_run_age=None if probe is None else _age(now, probe.last_run_at),
+        )
+    return statuses
 
 
 def read_pulse(supervisor: Supervisor, name: str) -> ServicePulse:
     record = supervisor.watchdog.record(name)
+    usage = supervisor.resource_usage(name)
     return ServicePulse(
         name=name,
         last_heartbeat_age=_age(supervisor.now(), record.last_seen_at),
         messages=record.messages,
         data=dict(record.data_counts),
+        cpu_percent=None if usage is None else usage.cpu_percent,
+        rss_bytes=None if usage is None else usage.rss_bytes,
     )
 
 

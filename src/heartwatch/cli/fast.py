@@ -1,0 +1,99 @@
+"""The fast path: ``heartwatch status`` and ``heartwatch beat`` without loading typer.
+
+typer, click and rich take about 120 ms to import, more than the whole of
+``supervisorctl status``. These two commands run from scripts, cron jobs and fingers many
+times a day, so ``main`` first offers the arguments to ``run_fast``. It takes only what it
+fully understands: the options the typer command declares (the same ``options.Flag``
+values; ``tests/test_cli_fast.py`` checks that the two sets agree), each at most once,
+plus the positional arguments. Anything else (``--help``, a typo, a missing value, ``--``,
+shell completion) returns ``None`` and typer handles it, with its own help and errors: the
+interface has one definition, and this is only a quicker way through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from heartwatch.cli import options
+from heartwatch.cli.options import Flag
+
+
+@dataclass(frozen=True, slots=True)
+class FastCommand:
+    flags: tuple[Flag, ...]
+    positional: tuple[int, int | None]  # how many: at least, at most (None: any)
+    run: Callable[[list[str], dict[str, Any]], int]
+
+
+def _status(arguments: list[str], values: dict[str, Any]) -> int:
+    from heartwatch.cli.hot import run_status
+
+    return run_status(arguments, values["config"], values["url"], values["token"], values["json"])
+
+
+def _beat(arguments: list[str], values: dict[str, Any]) -> int:
+    from heartwatch.cli.hot import run_beat
+
+    kind = values["kind"] or "heartbeat"
+    return run_beat(arguments[0], kind, values["data"], values["addr"], values["config"])
+
+
+FAST_COMMANDS = {
+    "status": FastCommand(
+        (options.CONFIG, options.URL, options.TOKEN, options.JSON), (0, None), _status
+    ),
+    "beat": FastCommand((options.KIND, options.DATA, options.ADDR, options.CONFIG), (1, 1), _beat),
+}
+
+
+def parse_fast(argv: Sequence[str]) -> tuple[FastCommand, list[str], dict[str, Any]] | None:
+    """The command, its positional arguments and its option values, or ``None`` to leave
+    ``argv`` to typer."""
+    if not argv or argv[0] not in FAST_COMMANDS or "_HEARTWATCH_COMPLETE" in os.environ:
+        return None
+    command = FAST_COMMANDS[argv[0]]
+    by_flag = {text: flag for flag in command.flags for text in flag.flags}
+    values: dict[str, Any] = {}
+    arguments: list[str] = []
+    rest = list(argv[1:])
+    while rest:
+        word = rest.pop(0)
+        if not word.startswith("-") or word == "-":
+            arguments.append(word)
+            continue
+        text, equals, inline = word.partition("=")
+        flag = by_flag.get(text)
+        if flag is None or flag.name in values:
+            return None  # --help, --, a typo, a repeat: typer says what it says
+        if flag.switch:
+            if equals:
+                return None
+            values[flag.name] = True
+        elif equals:
+            values[flag.name] = inline
+        elif rest and not rest[0].startswith("-"):
+            values[flag.name] = rest.pop(0)
+        else:
+            return None  # a missing value: typer's error
+    low, high = command.positional
+    if len(arguments) < low or (high is not None and len(arguments) > high):
+        return None
+    for flag in command.flags:
+        if flag.name not in values:
+            from_env = os.environ.get(flag.envvar) if flag.envvar else None
+            values[flag.name] = False if flag.switch else (from_env or None)
+    values["config"] = Path(values["config"]) if values["config"] else options.DEFAULT_CONFIG
+    return command, arguments, values
+
+
+def run_fast(argv: Sequence[str]) -> int | None:
+    """The exit code of the command, if the fast path took it."""
+    parsed = parse_fast(argv)
+    if parsed is None:
+        return None
+    command, arguments, values = parsed
+    return command.run(arguments, values)

@@ -1,0 +1,123 @@
+"""What the quick commands print, without rich (it costs 50 ms to import): plain lines, a
+table in columns, colours as ANSI codes only into a terminal (and never with ``NO_COLOR``).
+
+Text from services, config files and the daemon is written as it is: nothing here reads
+markup, so ``[red]`` in a reason is printed as ``[red]``. Control characters in it are shown
+escaped (a service's status text must not move the cursor or retitle the terminal).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from heartwatch.core.units import format_duration, format_size
+
+_ANSI = {
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "magenta": "35",
+    "cyan": "36",
+    "dim": "2",
+    "bold red": "1;31",
+}
+STATE_COLOURS = {
+    "running": "green",
+    "starting": "cyan",
+    "unresponsive": "red",
+    "restarting": "yellow",
+    "backoff": "yellow",
+    "failed": "bold red",
+    "exited": "magenta",
+    "stopping": "yellow",
+    "stopped": "dim",
+}
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F) if code != 0x09}
+
+
+def plain(text: object) -> str:
+    """``text`` as a string with control characters (ESC, CR, ...) escaped."""
+    return str(text).translate(_CONTROL)
+
+
+def colours_for(stream: TextIO) -> bool:
+    return "NO_COLOR" not in os.environ and stream.isatty()
+
+
+def paint(text: str, style: str | None, colour: bool) -> str:
+    code = _ANSI.get(style or "")
+    return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
+
+
+def say(text: str, style: str | None = None, stream: TextIO | None = None) -> None:
+    """One line to ``stream`` (default: standard error, where messages go)."""
+    stream = stream or sys.stderr
+    stream.write(paint(plain(text), style, colours_for(stream)) + "\n")
+    stream.flush()
+
+
+def age(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
+
+
+def size(count: int | None) -> str:
+    return "-" if count is None else format_size(count)
+
+
+def data_summary(data: dict[str, Any]) -> str:
+    parts = []
+    for kind, d in data.items():
+        when = f" ({age(d['last_age'])} ago)" if d.get("last_age") is not None else ""
+        parts.append(f"{kind} {d['count']}{when}")
+    return ", ".join(parts) or "-"
+
+
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[tuple[str, str | None]]], colour: bool
+) -> str:
+    """Columns two spaces apart, the last one unpadded; each cell ``(text, style)``."""
+    cells = [[(h, None) for h in header], *rows]
+    cells = [[(plain(text), style) for text, style in row] for row in cells]
+    widths = [max(len(row[i][0]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        parts = [
+            paint(text.ljust(width) if i < len(widths) - 1 else text, style, colour)
+            for i, ((text, style), width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def status_table(services: Sequence[dict[str, Any]], colour: bool) -> str:
+    """``heartwatch status``: one row per service; CPU and memory when the daemon reports
+    them; STATUS is the service's own words (``hb.status()``, ``STATUS=``)."""
+    resources = any(s.get("cpu_percent") is not None for s in services) or any(
+        s.get("rss_bytes") is not None for s in services
+    )
+    header = ["SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "LAST BEAT", "DATA"]
+    header += ["CPU", "MEM"] if resources else []
+    header += ["STATUS", "REASON"]
+    rows = []
+    for s in services:
+        state = str(s["state"])
+        alive = state not in ("stopped", "exited", "failed", "backoff")
+        row: list[tuple[str, str | None]] = [
+            (str(s["name"]), None),
+            (state, STATE_COLOURS.get(state)),
+            (str(s["pid"] or "-"), None),
+            (age(s.get("uptime")) if alive and s["pid"] else "-", None),
+            (str(s["restarts"]), None),
+            (age(s["last_heartbeat_age"]) if alive else "-", None),
+            (data_summary(s["data"]), None),
+        ]
+        if resources:
+            cpu = s.get("cpu_percent") if alive else None
+            rss = s.get("rss_bytes") if alive else None
+            row += [("-" if cpu is None else f"{cpu:.0f}%", None), (size(rss), None)]
+        row += [(s.get("status") or "-", None), (str(s["reason"]), None)]
+        rows.append(row)
+    return table(header, rows, colour)
