@@ -232,6 +232,7 @@ def test_healthy_run_resets_backoff() -> None:
     assert wd.record("c").state is S.BACKOFF
     wd.tick(3.0)
     spawn_all(wd, 3.0)
+    wd.tick(4.0)  # up for startsecs: ready, and healthy from then on
     wd.receive_exit("c", 1, 40.0)
     assert wd.actions_to_take() == [Spawn("c", "exit code 1")]
 
@@ -839,8 +840,9 @@ def transitions(events: list[Any]) -> list[tuple[str, S, S, str]]:
 
 
 def test_ready_at_start_only_once_the_spawn_succeeded() -> None:
-    """A service ready at once is running when its process exists, not when it was asked for."""
-    wd = make({"name": "c", "command": "c"})
+    """A service ready at once (``startsecs = 0``) is running when its process exists, not
+    when it was asked for."""
+    wd = make({"name": "c", "command": "c", "startsecs": 0})
     wd.receive_start(["c"], 0.0, "start")
     assert wd.actions_to_take() == [Spawn("c", "started")]
     assert transitions(wd.events_to_take()) == [("c", S.STOPPED, S.STARTING, "spawned")]
@@ -947,15 +949,20 @@ def test_a_stalled_queue_is_down_since_its_last_progress() -> None:
 @st.composite
 def pipelines(draw: st.DrawFn) -> list[dict[str, Any]]:
     """1 to 4 services, each requiring some of those before it (any DAG): processes ready at a
-    message, a notice, at once or after a delay; watch-only ones with or without ``on_down``;
-    every ``restart`` and ``autorestart`` mode; crash-loop limits low enough to be reached."""
+    message, a notice, at once (``startsecs = 0``), after ``startsecs`` or after a delay;
+    watch-only ones with or without ``on_down``; every ``restart`` mode (also by cause) and
+    ``autorestart`` mode; crash-loop limits low enough to be reached."""
     services: list[dict[str, Any]] = []
     for index in range(draw(st.integers(1, 4))):
         earlier = [s["name"] for s in services]
         service: dict[str, Any] = {
             "name": f"s{index}",
             "requires": draw(st.lists(st.sampled_from(earlier), unique=True)) if earlier else [],
-            "restart": draw(st.sampled_from(["service", "group"])),
+            "restart": draw(
+                st.sampled_from(
+                    ["service", "group", {"hang": "group"}, {"hang": "service", "exit": "group"}]
+                )
+            ),
             "autorestart": draw(st.sampled_from(["always", "on-failure", "never"])),
             "max_restarts": draw(st.integers(0, 3)),
             "backoff_initial": draw(st.sampled_from([0, 1, 5])),
@@ -967,8 +974,12 @@ def pipelines(draw: st.DrawFn) -> list[dict[str, Any]]:
                 service["on_down"] = "fix it"
         else:
             service["command"] = f"run-{index}"
-        ready = draw(st.sampled_from(["heartbeat", "notify", "at once", "delay"]))
-        if ready in ("heartbeat", "notify"):
+        ready = draw(st.sampled_from(["heartbeat", "notify", "at once", "startsecs", "delay"]))
+        if ready == "at once":
+            service["startsecs"] = 0
+        elif ready == "startsecs":
+            service["startsecs"] = draw(st.sampled_from([1, 5, 15]))
+        elif ready in ("heartbeat", "notify"):
             service["heartbeat_timeout"] = 20
             if ready == "notify":
                 service["ready"] = "notify"

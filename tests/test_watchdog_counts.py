@@ -36,8 +36,8 @@ def counts(wd: Watchdog, name: str) -> tuple[int, int, str]:
 
 
 def pair() -> Watchdog:
-    """``b`` requires ``a``; both ready at spawn, quick to recover."""
-    quick = {"backoff_initial": 0, "max_restarts": 50}
+    """``b`` requires ``a``; both ready at spawn (``startsecs = 0``), quick to recover."""
+    quick = {"backoff_initial": 0, "max_restarts": 50, "startsecs": 0}
     return make(
         {"name": "a", "command": "a", **quick},
         {"name": "b", "command": "b", "requires": ["a"], **quick},

@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from loguru import logger
@@ -28,10 +28,12 @@ from heartwatch.daemon.ingest import Ingest, connection_cap
 from heartwatch.daemon.logfollow import LogHub
 from heartwatch.daemon.memory import return_memory_to_os
 from heartwatch.daemon.recorder import Recorder
+from heartwatch.daemon.reload import Reloader, ReloadRefused
 from heartwatch.daemon.sdnotify_socket import SdNotifySocket
 from heartwatch.daemon.statedir import StateDir
-from heartwatch.daemon.supervisor import Supervisor, log_listener_error
+from heartwatch.daemon.supervisor import DaemonStopping, Supervisor, log_listener_error
 from heartwatch.daemon.systemd import SystemdNotifier
+from heartwatch.daemon.tasks import TaskSet
 from heartwatch.store.sqlite import SQLiteHistory
 from heartwatch.web.access import AccessPolicy
 from heartwatch.web.api import create_app
@@ -91,7 +93,10 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         supervisor.notify_address = sdnotify.address
         hub = LogHub(config.logs.partial_line_flush, config.logs.viewer_buffer_lines)
         resources.push_async_callback(hub.aclose)
-        app = create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter)
+        reloader = Reloader(supervisor, config.source)
+        reload_tasks = TaskSet("reload")  # SIGHUP's reloads; the HTTP ones run in requests
+        resources.push_async_callback(reload_tasks.close)
+        app = create_app(supervisor, recorder=recorder, hub=hub, alerter=alerter, reloader=reloader)
         http_address: tuple[str, int] | None = None
         if config.server.http is not None:
             http, http_address = await _listening(
@@ -109,11 +114,16 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             f", http on {_format_address(http_address)}" if http_address else "",
         )
         resources.callback(_remove_signal_handlers, loop)
-        _install_signal_handlers(loop, stop, supervisor)
+        _install_signal_handlers(
+            loop,
+            stop,
+            supervisor,
+            lambda why: _reload_in_background(reload_tasks, reloader, why),
+        )
         journal.append("daemon", None, f"heartwatch started (pid {os.getpid()})", time.time())
         # From here on services run: whatever ends the daemon stops them first.
         resources.push_async_callback(_stop_services, config, supervisor, state, journal)
-        supervisor.start(reason="daemon started")
+        supervisor.start_autostart(reason="daemon started")  # autostart = false waits
         supervisor.watch_queues()
         # Start-up (imports, building the API) leaves freed memory behind: give it back, so a
         # daemon that runs for months does not hold its start-up peak.
@@ -123,6 +133,21 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         systemd.stopping()
     logger.info("heartwatch stopped")
+
+
+def _reload_in_background(tasks: TaskSet, reloader: Reloader, why: str) -> None:
+    """A signal's reload: its outcome (applied or refused) is logged and journaled by it."""
+    if not tasks.closed:
+        tasks.start(_reload_quietly(reloader, why), name=f"reload ({why})")
+
+
+async def _reload_quietly(reloader: Reloader, why: str) -> None:
+    try:
+        await reloader.reload(why)
+    except ReloadRefused:
+        pass  # said already, with every problem, in the log and the journal
+    except DaemonStopping:
+        logger.info("{}: not reloaded, the daemon is stopping", why)
 
 
 class ListenerError(OSError):
@@ -179,13 +204,14 @@ def _signals(*names: str) -> tuple[signal.Signals, ...]:
 # to the faulting instruction. Stopping: a terminal's ^C and ^\, an init system's stop, a power
 # failure (SIGPWR, from UPS daemons), the CPU time limit (SIGXCPU, before the kernel's SIGKILL).
 _STOPPING_SIGNALS = _signals("SIGINT", "SIGTERM", "SIGQUIT", "SIGPWR", "SIGXCPU")
-# SIGHUP will mean "reload the configuration"; until then it is said and ignored, as are the
-# user signals and the timers' and I/O signals a stray `kill` may send. (SIGPIPE and SIGXFSZ
-# Python ignores itself: a closed pipe or a file too large is an error to the writer.)
+# SIGHUP reloads the configuration (an init system's reload, `kill -HUP`), as `heartwatch
+# reload` does; a closed terminal's SIGHUP therefore reloads too, which does no harm.
+_RELOAD_SIGNALS = _signals("SIGHUP")
+# The user signals and the timers' and I/O signals a stray `kill` may send are said and
+# ignored. (SIGPIPE and SIGXFSZ Python ignores itself: a closed pipe or a file too large is an
+# error to the writer.)
 _IGNORED_SIGNALS: tuple[int, ...] = (
-    *_signals(
-        "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGSTKFLT"
-    ),
+    *_signals("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGSTKFLT"),
     # The real-time signals end a process by default too (`kill -s RTMIN+3`).
     *range(getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1) + 1),
 )
@@ -199,7 +225,10 @@ def _signal_name(number: int) -> str:
 
 
 def _install_signal_handlers(
-    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, supervisor: Supervisor
+    loop: asyncio.AbstractEventLoop,
+    stop: asyncio.Event,
+    supervisor: Supervisor,
+    reload: Callable[[str], None],
 ) -> None:
     def on_stopping_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
@@ -214,12 +243,19 @@ def _install_signal_handlers(
 
     for stopping in _STOPPING_SIGNALS:
         loop.add_signal_handler(stopping, on_stopping_signal, stopping)
+
+    def on_reload_signal(sig: signal.Signals) -> None:
+        logger.info("received {}: reloading the configuration", sig.name)
+        reload(sig.name)
+
+    for stopping in _RELOAD_SIGNALS:
+        loop.add_signal_handler(stopping, on_reload_signal, stopping)
     for ignored in _IGNORED_SIGNALS:
         loop.add_signal_handler(ignored, on_ignored_signal, ignored)
 
 
 def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
-    for sig in (*_STOPPING_SIGNALS, *_IGNORED_SIGNALS):
+    for sig in (*_STOPPING_SIGNALS, *_RELOAD_SIGNALS, *_IGNORED_SIGNALS):
         loop.remove_signal_handler(sig)
 
 
