@@ -60,6 +60,17 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
         "writes of the service's stdout/stderr to its log that failed (output lost)",
         labels=["service"],
     )
+    cpu = GaugeMetricFamily(
+        "heartwatch_service_cpu_percent",
+        "CPU of the service's process tree over the last sample interval, in % of one core",
+        labels=["service"],
+    )
+    rss = GaugeMetricFamily(
+        "heartwatch_service_rss_bytes",
+        "resident memory of the service's process tree (the sum over its processes)",
+        labels=["service"],
+    )
+    supervisor.sampler.receive_interest()  # a scraper looks: CPU and RSS are kept current
     now = supervisor.now()
     for record in supervisor.watchdog.records():
         name = record.name
@@ -78,7 +89,15 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
             for kind, seen in sorted(record.last_data.items()):
                 data_age.add_metric([name, kind], now - seen.at)
         lost_output.add_metric([name], supervisor.output_write_errors(name))
+        usage = supervisor.resource_usage(name)  # none while not running or not yet sampled
+        if usage is not None and usage.cpu_percent is not None:
+            cpu.add_metric([name], usage.cpu_percent)
+        if usage is not None and usage.rss_bytes is not None:
+            rss.add_metric([name], usage.rss_bytes)
     yield from (state, up, restarts, restarts_requested, age, data, data_age, lost_output)
+    yield from (cpu, rss)
+    yield from _probe_families(supervisor)
+    yield _info_family(supervisor)
 
     stats = supervisor.stats
     messages = CounterMetricFamily(
@@ -116,6 +135,59 @@ def collect(supervisor: Supervisor, alerter: Alerter | None) -> Iterator[Any]:
         for (kind, outcome), count in sorted(alerter.counts.items()):
             alerts.add_metric([kind, outcome], count)
     yield alerts
+
+
+def _info_family(supervisor: Supervisor) -> Any:
+    """``heartwatch_service_info``: which ``[[service]]`` each service is (an instance of).
+
+    An info metric (always 1) rather than a label on every family: instances group by a join,
+    ``sum by (instance_of) (heartwatch_service_up * on (service) group_left (instance_of)
+    heartwatch_service_info)``, and the other families keep the labels they had. (Not a label
+    named ``instance``: Prometheus gives that one to the scraped target.)"""
+    from prometheus_client.core import GaugeMetricFamily
+
+    info = GaugeMetricFamily(
+        "heartwatch_service_info",
+        "1 for each service; instance_of: its [[service]] (its own name without instances)",
+        labels=["service", "instance_of"],
+    )
+    for record in supervisor.watchdog.records():
+        spec = record.spec
+        info.add_metric([record.name, spec.instance_of or record.name], 1.0)
+    return info
+
+
+def _probe_families(supervisor: Supervisor) -> Iterator[Any]:
+    """Readiness as dependents see it, and each probe's verdict and runs (pass, fail)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    ready = GaugeMetricFamily(
+        "heartwatch_service_ready",
+        "1 when dependents may rely on the service (ready, and its readiness probe passes)",
+        labels=["service"],
+    )
+    passing = GaugeMetricFamily(
+        "heartwatch_probe_passing",
+        "1 while the probe passes, 0 while it fails (absent before a verdict in this run)",
+        labels=["service", "probe"],
+    )
+    runs = CounterMetricFamily(
+        "heartwatch_probe_runs",
+        "probe checks since the daemon started, by result (pass, fail)",
+        labels=["service", "probe", "result"],
+    )
+    for record in supervisor.watchdog.records():
+        name = record.name
+        ready.add_metric([name], 1.0 if record.ready else 0.0)
+        current = record.liveness.probes if record.liveness is not None else None
+        for spec in record.spec.probes:
+            probe = current.probes.get(spec.role) if current is not None else None
+            if probe is not None and probe.passing is not None:
+                passing.add_metric([name, spec.role], 1.0 if probe.passing else 0.0)
+            for result, passed in (("pass", True), ("fail", False)):
+                count = record.probe_runs.get((spec.role, passed), 0)
+                runs.add_metric([name, spec.role, result], count)
+    yield from (ready, passing, runs)
 
 
 def create_metrics_router(supervisor: Supervisor, alerter: Alerter | None) -> APIRouter:
