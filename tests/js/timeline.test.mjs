@@ -33,6 +33,22 @@ test("describe: one line per kind of event", () => {
   assert.equal(describe({ kind: "exit" }), "exited");
   assert.equal(describe({ kind: "restart", detail: { pid: 12 } }), "restarted as pid 12");
   assert.equal(describe({ kind: "restart" }), "restarted");
+  assert.equal(describe({ kind: "restart", detail: { pid: 5, cause: "requested" } }), "restarted as pid 5 (asked for)");
+  assert.equal(describe({ kind: "restart", detail: { pid: 5, cause: "recovery" } }), "restarted as pid 5 (recovery)");
+  assert.equal(describe({ kind: "note", state: "stopped", reason: "waiting for emulator" }), "still stopped");
+  assert.equal(describe({ kind: "probe", detail: { probe: "readiness", passing: false } }), "readiness probe failing");
+  assert.equal(describe({ kind: "probe", detail: { role: "liveness", passing: true } }), "liveness probe passing");
+  assert.equal(describe({ kind: "probe" }), "probe");
+  assert.equal(describe({ kind: "reload", detail: { added: ["a"] } }), "configuration reloaded");
+  assert.equal(
+    describe({ kind: "reload", detail: { needs_daemon_restart: ["server.http"] } }),
+    "configuration reloaded; server.http need a daemon restart",
+  );
+  assert.equal(
+    describe({ kind: "reload", detail: { problems: [{ path: "service[0].x", message: "bad" }] } }),
+    "reload refused (1 problem): the old configuration stays",
+  );
+  assert.equal(describe({ kind: "reload" }), "configuration reloaded");
   assert.equal(describe({ kind: "alert", detail: { alert: "down", outcome: "sent" } }), "alert down (sent)");
   assert.equal(describe({ kind: "alert", detail: {} }), "alert ");
   assert.equal(describe({ kind: "daemon", reason: "heartwatch started" }), "heartwatch started");

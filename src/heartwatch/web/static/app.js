@@ -165,7 +165,7 @@ function receive(message) {
     eventsBackoff.reset();
     showServices(message.services, at);
     const events = message.events || [];
-    for (const event of [...events].reverse()) table.event(event, false);
+    table.replay(events); // each row's last trouble, of this daemon run
     // A snapshot holds the newest snapshot_events: fewer means there are no older ones.
     timeline.receive(events, { complete: events.length < serverConstants().snapshot_events });
     setLive(true);
@@ -180,6 +180,9 @@ function receive(message) {
     if (event) {
       table.event(event, true);
       timeline.live(event);
+      // A reload may add and remove services (and instances): the stream only speaks of
+      // those that exist, so the list is read again.
+      if (event.kind === "reload") loadServices();
     }
     updateSummary();
   } else if (message.type === "pulse") {
@@ -267,7 +270,16 @@ async function refreshLogSources() {
     list = table.names().map((name) => ({ kind: "service", name }));
   }
   logs.setSources(list);
-  if (!logs.target && list.length) logs.select(`${list[0].kind}:${list[0].name}`);
+  if (!logs.target && list.length) logs.select(firstLog(list));
+}
+
+/** The log to open on: the service in trouble (services.js troubled()), else the first
+ * service, else whatever comes first. */
+function firstLog(list) {
+  const services = list.filter((entry) => entry.kind === "service").map((entry) => entry.name);
+  const troubled = table.troubled();
+  const name = services.includes(troubled) ? troubled : services[0];
+  return name != null ? `service:${name}` : `${list[0].kind}:${list[0].name}`;
 }
 
 async function fetchEvents(service, limit) {

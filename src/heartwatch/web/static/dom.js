@@ -88,6 +88,30 @@ export function formatTime(unixSeconds) {
   return (today ? TIME : DATE_TIME).format(date);
 }
 
+const SIZE_NAMES = ["KB", "MB", "GB", "TB"];
+
+/** Bytes as people read them, as the daemon writes them (core/units.py format_size): powers
+ * of 1024, one decimal below 100 and no ".0" ("512 B", "1.5 KB", "2.1 GB", "640 MB"). */
+export function formatSize(bytes) {
+  if (bytes == null || !Number.isFinite(bytes)) return "–";
+  let value = Math.max(0, bytes);
+  let name = "";
+  for (const unit of SIZE_NAMES) {
+    if (value < 1024) break;
+    value /= 1024;
+    name = unit;
+  }
+  if (!name) return `${Math.trunc(value)} B`;
+  if (Math.round(value * 10) / 10 >= 100) return `${value.toFixed(0)} ${name}`;
+  return `${Number(value.toFixed(1))} ${name}`;
+}
+
+/** A CPU share: whole percents from 10, one decimal below ("0.4 %", "12 %", "180 %"). */
+export function formatPercent(percent) {
+  if (percent == null || !Number.isFinite(percent)) return "–";
+  return percent >= 10 ? `${Math.round(percent)} %` : `${Number(percent.toFixed(1))} %`;
+}
+
 export function formatCount(n) {
   return n == null ? "–" : Number(n).toLocaleString();
 }

@@ -1,13 +1,34 @@
-// The services table: one row per service, updated in place from the event stream.
+// The services table: one row per service, updated in place from the event stream; the
+// instances of one [[service]] (`collector@0`, `collector@1`, ...) under a row of their own.
 //
 // Ages tick locally: a status carries ages measured when the daemon sent it; the row remembers
 // when that arrived (the browser's monotonic clock) and adds the time since. `pulse` messages
 // reset the heartbeat age; nothing is fetched to keep them right.
+//
+// What a row says must be true: no heartbeat age while the service has no run (a stopped
+// service's silence is no news), "not expected" for one that by design sends nothing, restarts
+// that are recoveries apart from those people asked for, and its last trouble of this daemon
+// run: the newest transition by which it failed itself (a crash, a hang, a limit, giving up).
+// Fields a daemon may not send yet (probes, ready, cpu_percent, rss_bytes, autostart,
+// instance_of) are shown when present and left out when absent.
 
-import { formatAge, formatCount, formatDuration, formatTime, h, setText, svg } from "./dom.js";
+import {
+  formatAge,
+  formatCount,
+  formatDuration,
+  formatPercent,
+  formatSize,
+  formatTime,
+  h,
+  setText,
+  svg,
+} from "./dom.js";
 
-const TROUBLE = new Set(["unresponsive", "backoff", "failed", "exited"]);
+// States in which a service needs someone's eyes (the log panel opens on the first of them).
+const IN_TROUBLE = new Set(["unresponsive", "backoff", "failed", "exited"]);
 const INACTIVE = new Set(["stopped", "exited", "failed", "stopping"]);
+const PROBE_ROLES = ["startup", "readiness", "liveness"];
+const PROBE_REASON_CHARS = 160; // of a failing probe's reason, on the row (all of it in the title)
 const VERBS = ["restart", "stop", "start"];
 const SPARK_WIDTH = 60; // one unit per minute of the last hour
 const SPARK_HEIGHT = 16;
@@ -30,17 +51,43 @@ class Row {
     this.nameButton = h("button", { type: "button", class: "svc-name", title: "show its log" }, name);
     this.nameButton.addEventListener("click", () => handlers.onSelect(name));
     this.tag = h("span", { class: "tag", hidden: true }, "watch-only");
+    this.manualTag = h(
+      "span",
+      { class: "tag", hidden: true, title: "autostart = false: started only when asked" },
+      "manual start",
+    );
     this.words = h("div", { class: "svc-words" });
     this.pill = h("span", { class: "pill" });
+    this.notReady = h(
+      "span",
+      { class: "tag not-ready", hidden: true, title: "dependents do not rely on it now" },
+      "not ready",
+    );
     this.since = h("div", { class: "sub" });
-    this.pid = h("td", { class: "num", "data-label": "PID" });
+    this.probes = h("ul", { class: "probes", hidden: true });
+    this.pidText = h("span", {});
+    this.resources = h("div", { class: "sub resources", hidden: true });
+    this.pid = h("td", { class: "num", "data-label": "PID" }, this.pidText, this.resources);
     this.uptime = h("td", { class: "num", "data-label": "Uptime" });
     this.beat = h("span", { class: "age" });
     this.beatTimeout = h("div", { class: "sub" });
     this.data = h("ul", { class: "kinds" });
     this.queue = h("div", { class: "sub", hidden: true });
     this.dropped = h("div", { class: "trouble", hidden: true });
-    this.restarts = h("td", { class: "num", "data-label": "Restarts" });
+    this.restartCount = h("span", {
+      title: "recoveries: runs the daemon began because it (or one it goes with) failed",
+    });
+    this.restartsAsked = h("div", {
+      class: "sub",
+      hidden: true,
+      title: "restarts and starts people asked for: not counted as restarts",
+    });
+    this.restarts = h(
+      "td",
+      { class: "num", "data-label": "Restarts" },
+      this.restartCount,
+      this.restartsAsked,
+    );
     this.reason = h("div", { class: "reason" });
     this.exit = h("div", { class: "sub" });
     this.trouble = h("div", { class: "trouble", hidden: true });
@@ -52,15 +99,36 @@ class Row {
       button.addEventListener("click", () => handlers.onControl(name, verb, button));
       this.buttons[verb] = button;
     }
+    this.dataCell = h(
+      "td",
+      { class: "data-cell", "data-label": "Data" },
+      this.data,
+      this.queue,
+      this.dropped,
+    );
     this.element = h(
       "tr",
       { class: "svc", "data-service": name },
-      h("th", { scope: "row", class: "name-cell" }, this.nameButton, this.tag, this.words),
-      h("td", { class: "state-cell", "data-label": "State" }, this.pill, this.since),
+      h(
+        "th",
+        { scope: "row", class: "name-cell" },
+        this.nameButton,
+        this.tag,
+        this.manualTag,
+        this.words,
+      ),
+      h(
+        "td",
+        { class: "state-cell", "data-label": "State" },
+        this.pill,
+        this.notReady,
+        this.since,
+        this.probes,
+      ),
       this.pid,
       this.uptime,
       h("td", { class: "num", "data-label": "Heartbeat" }, this.beat, this.beatTimeout),
-      h("td", { class: "data-cell", "data-label": "Data" }, this.data, this.queue, this.dropped),
+      this.dataCell,
       this.restarts,
       h(
         "td",
@@ -80,11 +148,23 @@ class Row {
     this.heartbeatAt = at;
     const row = this.element;
     row.dataset.state = status.state;
+    row.classList.toggle("instance", status.instance_of != null);
     setText(this.pill, status.state);
     this.tag.hidden = !status.watch_only;
+    this.manualTag.hidden = !(status.autostart === false && status.state === "stopped");
+    this.notReady.hidden = !(
+      status.ready === false && ["running", "unresponsive"].includes(status.state)
+    );
     setText(this.words, status.status || "");
-    setText(this.pid, status.pid == null ? "–" : String(status.pid));
-    setText(this.restarts, formatCount(status.restarts));
+    setText(this.pidText, status.pid == null ? "–" : String(status.pid));
+    const resources = resourcesText(status);
+    this.resources.hidden = !resources;
+    setText(this.resources, resources);
+    setText(this.restartCount, formatCount(status.restarts));
+    const asked = status.restarts_requested;
+    this.restartsAsked.hidden = !asked;
+    setText(this.restartsAsked, asked ? `+${formatCount(asked)} asked` : "");
+    this.renderProbes(status.probes);
     setText(this.reason, status.reason || "");
     setText(this.exit, status.last_exit ? `last exit: ${status.last_exit}` : "");
     const timeout = status.heartbeat_timeout;
@@ -152,8 +232,12 @@ class Row {
     const status = this.status;
     if (!status) return;
     const age = this.heartbeatAge == null ? null : this.heartbeatAge + (now - this.heartbeatAt);
-    setText(this.beat, age == null ? "never" : formatAge(age));
-    const late = age != null && status.heartbeat_timeout && age > status.heartbeat_timeout;
+    const running = hasRun(status);
+    const beat = heartbeatText(status, age, running);
+    setText(this.beat, beat.text);
+    this.beat.title = beat.title;
+    this.beat.classList.toggle("quiet", beat.quiet);
+    const late = running && age != null && status.heartbeat_timeout && age > status.heartbeat_timeout;
     this.beat.classList.toggle("late", Boolean(late));
     const elapsed = now - this.receivedAt;
     setText(this.since, `for ${formatDuration(status.since_age + elapsed)}`);
@@ -163,7 +247,7 @@ class Row {
       const rate = this.rate(entry, now);
       setText(entry.rateText, rate == null ? "" : `${formatRate(rate)}/min`);
       const age = entry.lastAge == null ? null : entry.lastAge + (now - entry.lastAt);
-      const late = age != null && entry.timeout != null && age > entry.timeout;
+      const late = running && age != null && entry.timeout != null && age > entry.timeout;
       entry.item.classList.toggle("late", late);
       entry.item.title = age == null ? "none yet" : `the last one ${formatAge(age)} ago`;
     }
@@ -202,6 +286,9 @@ class Row {
       this.data.replaceChildren(...kinds.map((kind) => this.kinds.get(kind).item));
     }
     for (const entry of this.kinds.values()) setText(entry.countText, formatCount(entry.count));
+    // Nothing to show: a phone's card leaves the cell out rather than a bare label.
+    const none = this.kinds.size === 0 && this.queue.hidden && this.dropped.hidden;
+    this.dataCell.classList.toggle("none", none);
   }
 
   /** Per-minute counts for the last hour, oldest first, per kind (heartbeats excluded). */
@@ -214,12 +301,23 @@ class Row {
     this.renderKinds();
   }
 
-  /** The newest transition into a troubled state, kept in view after the service recovers. */
+  /** Probe verdicts, in their order of use; the row's own for a failing one's reason. */
+  renderProbes(probes) {
+    const roles = PROBE_ROLES.filter((role) => probes?.[role]);
+    this.probes.hidden = roles.length === 0;
+    const key = JSON.stringify(roles.map((role) => [role, probes[role]]));
+    if (key === this.probesKey) return; // statuses come with events: rebuilt only on news
+    this.probesKey = key;
+    this.probes.replaceChildren(...roles.map((role) => probeItem(role, probes[role])));
+  }
+
+  /** The newest failure of this daemon run, kept in view after the service recovers. */
   setTrouble(event, live) {
     if (event.at < this.troubleAt) return;
     this.troubleAt = event.at;
-    const why = event.reason ? `: ${event.reason}` : "";
-    setText(this.trouble, `last trouble: ${event.state} at ${formatTime(event.at)}${why}`);
+    const why = event.reason || event.state || event.kind;
+    setText(this.trouble, `last trouble ${formatTime(event.at)}: ${why}`);
+    this.trouble.title = event.state ? `${event.previous ?? "?"} → ${event.state}` : event.kind;
     this.trouble.hidden = false;
     if (live) {
       // A hung service may be unresponsive for a millisecond before its restart: flash the row
@@ -230,10 +328,79 @@ class Row {
     }
   }
 
+  clearTrouble() {
+    this.troubleAt = 0;
+    this.trouble.hidden = true;
+    setText(this.trouble, "");
+  }
+
   setSelected(selected) {
     this.element.classList.toggle("selected", selected);
     this.nameButton.setAttribute("aria-pressed", String(selected));
   }
+}
+
+/** In a troubled state now, or running without being ready (a failing readiness probe). */
+function inTrouble(status) {
+  if (!status) return false;
+  return IN_TROUBLE.has(status.state) || (status.ready === false && status.state === "running");
+}
+
+/** Whether the service has a run being watched now (a process, or a watch-only service watched):
+ * `uptime` is null without one. */
+function hasRun(status) {
+  if ("uptime" in status) return status.uptime != null;
+  return !INACTIVE.has(status.state);
+}
+
+/** What the heartbeat cell says: nothing while there is no run, "not expected" for a service
+ * that by design sends nothing, else the age of its last message. */
+export function heartbeatText(status, age, running = hasRun(status)) {
+  if (!running) {
+    return { text: "–", title: "no run: nothing is expected while it is not running", quiet: true };
+  }
+  const expected =
+    status.heartbeat_expected ?? (status.heartbeat_timeout != null || status.last_heartbeat_age != null);
+  if (age == null) {
+    return expected
+      ? { text: "none yet", title: "no message since the daemon started", quiet: false }
+      : { text: "not expected", title: "it sends no heartbeats by design (no heartbeat_timeout)", quiet: true };
+  }
+  return { text: formatAge(age), title: "since its last message", quiet: false };
+}
+
+/** "CPU 3.2 % · 45.1 MB" (the whole process tree), or "" when the daemon says neither. */
+export function resourcesText(status) {
+  const parts = [];
+  if (status.cpu_percent != null) parts.push(`CPU ${formatPercent(status.cpu_percent)}`);
+  if (status.rss_bytes != null) parts.push(formatSize(status.rss_bytes));
+  return parts.join(" · ");
+}
+
+function probeItem(role, probe) {
+  const verdict = probe.passing == null ? "pending" : probe.passing ? "passing" : "failing";
+  const failures = probe.consecutive_failures;
+  const count = !probe.passing && failures ? ` (${formatCount(failures)}×)` : "";
+  const reason = probe.reason || "";
+  const shown =
+    probe.passing === false && reason
+      ? `: ${reason.length > PROBE_REASON_CHARS ? `${reason.slice(0, PROBE_REASON_CHARS)}…` : reason}`
+      : "";
+  const ran = probe.last_run_age == null ? "not run yet" : `last run ${formatAge(probe.last_run_age)} ago`;
+  return h(
+    "li",
+    { "data-passing": String(probe.passing ?? "pending"), title: reason ? `${ran}: ${reason}` : ran },
+    h("span", { class: "probe-role" }, role),
+    ` ${verdict}${count}${shown}`,
+  );
+}
+
+/** A journal entry by which the service itself failed (a crash, a hang, a limit, a failing
+ * liveness probe, giving up), or a probe turning to failing: what "last trouble" shows. */
+export function isTrouble(event) {
+  if (event.kind === "transition") return event.detail?.failure === true;
+  if (event.kind === "probe") return event.detail?.passing === false;
+  return false;
 }
 
 function formatRate(perMinute) {
@@ -278,12 +445,39 @@ export function sparkline(values, label) {
   );
 }
 
+/** The row above a [[service]]'s instances: its name and how its instances are doing. */
+class GroupRow {
+  constructor(name) {
+    this.name = name;
+    this.summary = h("span", { class: "sub group-summary" });
+    this.element = h(
+      "tr",
+      { class: "group", "data-group": name },
+      h("th", { scope: "rowgroup", colspan: "9" }, h("span", { class: "group-name" }, name), this.summary),
+    );
+  }
+
+  update(rows) {
+    const counts = new Map();
+    for (const row of rows) {
+      const state = row.status?.state ?? "unknown";
+      counts.set(state, (counts.get(state) || 0) + 1);
+    }
+    const states = [...counts].map(([state, n]) => `${n} ${state}`).join(" · ");
+    const noun = rows.length === 1 ? "instance" : "instances";
+    setText(this.summary, `${rows.length} ${noun}: ${states}`);
+    const worst = rows.some((row) => inTrouble(row.status));
+    this.element.classList.toggle("troubled", worst);
+  }
+}
+
 export class ServiceTable {
   constructor(tbody, empty, handlers) {
     this.tbody = tbody;
     this.empty = empty;
     this.handlers = handlers;
-    this.rows = new Map();
+    this.rows = new Map(); // name -> Row, in the daemon's start order
+    this.groups = new Map(); // [[service]] name -> GroupRow, for services with instances
     this.selected = null;
   }
 
@@ -297,33 +491,68 @@ export class ServiceTable {
 
   /** Every service, in start order: rows are reused, added and removed to match. */
   snapshot(statuses, at) {
-    const seen = new Set();
-    const ordered = [];
-    for (const status of statuses) {
-      seen.add(status.name);
-      const row = this.row(status.name);
-      row.update(status, at);
-      ordered.push(row.element);
-    }
+    const seen = new Set(statuses.map((status) => status.name));
     for (const [name, row] of this.rows) {
       if (!seen.has(name)) {
         row.element.remove();
         this.rows.delete(name);
       }
     }
+    const previous = this.rows;
+    this.rows = new Map(); // in the snapshot's order, which is the start order
+    for (const status of statuses) {
+      const row = previous.get(status.name) ?? this.row(status.name);
+      this.rows.set(status.name, row);
+      row.update(status, at);
+    }
+    this.layout();
+  }
+
+  status(status, at) {
+    const row = this.rows.get(status.name);
+    const regroup = !row || (row.status?.instance_of ?? null) !== (status.instance_of ?? null);
+    this.row(status.name).update(status, at);
+    if (regroup) this.layout();
+    else this.updateGroups();
+  }
+
+  /** The rows in start order, each [[service]]'s instances together under their group row
+   * (where its first instance comes). */
+  layout() {
+    const members = new Map(); // group name -> rows
+    for (const row of this.rows.values()) {
+      const group = row.status?.instance_of;
+      if (group == null) continue;
+      if (!members.has(group)) members.set(group, []);
+      members.get(group).push(row);
+    }
+    for (const name of this.groups.keys()) if (!members.has(name)) this.groups.delete(name);
+    const ordered = [];
+    for (const row of this.rows.values()) {
+      const group = row.status?.instance_of;
+      if (group == null) {
+        ordered.push(row.element);
+      } else if (members.get(group)[0] === row) {
+        if (!this.groups.has(group)) this.groups.set(group, new GroupRow(group));
+        ordered.push(this.groups.get(group).element, ...members.get(group).map((r) => r.element));
+      }
+    }
     const current = [...this.tbody.children];
     if (current.length !== ordered.length || current.some((el, i) => el !== ordered[i])) {
       this.tbody.replaceChildren(...ordered);
     }
+    this.updateGroups(members);
     this.empty.hidden = this.rows.size > 0;
   }
 
-  status(status, at) {
-    const isNew = !this.rows.has(status.name);
-    const row = this.row(status.name);
-    row.update(status, at);
-    if (isNew) this.tbody.append(row.element);
-    this.empty.hidden = true;
+  updateGroups(members = null) {
+    if (!this.groups.size) return;
+    for (const [name, group] of this.groups) {
+      const rows =
+        members?.get(name) ??
+        [...this.rows.values()].filter((row) => row.status?.instance_of === name);
+      group.update(rows);
+    }
   }
 
   pulse(entries, at) {
@@ -342,11 +571,33 @@ export class ServiceTable {
     }
   }
 
-  /** Note a timeline event: transitions into trouble stay shown on their row. */
+  /** A snapshot's events (newest first): each row's last trouble found again, of this daemon
+   * run only. */
+  replay(events) {
+    for (const row of this.rows.values()) row.clearTrouble();
+    for (const event of [...events].reverse()) this.event(event, false);
+  }
+
+  /** Note a timeline event (in the order they happened): a failure stays shown on its row
+   * until a newer one; the daemon's own start or stop begins another run, whose rows start
+   * without trouble. */
   event(event, live) {
-    if (event.kind === "transition" && TROUBLE.has(event.state)) {
+    if (event.kind === "daemon") {
+      for (const row of this.rows.values()) row.clearTrouble();
+    } else if (isTrouble(event)) {
       this.rows.get(event.service)?.setTrouble(event, live);
     }
+  }
+
+  /** The service that needs eyes first: the first in trouble now, else the one whose trouble
+   * (this daemon run) is the newest; null when all is well. */
+  troubled() {
+    for (const row of this.rows.values()) if (inTrouble(row.status)) return row.name;
+    let newest = null;
+    for (const row of this.rows.values()) {
+      if (row.troubleAt && (!newest || row.troubleAt > newest.troubleAt)) newest = row;
+    }
+    return newest?.name ?? null;
   }
 
   select(name) {

@@ -1,6 +1,8 @@
 // The incident timeline: events from the snapshot, live `event` messages, and older ones from
 // /api/v1/events, newest first, filterable by service. Daemon events (service null) are kept
-// under every filter: a daemon restart explains what follows it.
+// under every filter: a daemon restart explains what follows it. A transition always changes
+// the state; a new reason in the same state is a `note` ("still stopped: waiting for
+// emulator"), shown quieter. Probe verdicts and reloads have lines of their own.
 
 import { formatTime, h } from "./dom.js";
 
@@ -158,6 +160,16 @@ export function describe(event) {
   switch (event.kind) {
     case "transition":
       return `${event.previous ?? "?"} → ${event.state}`;
+    case "note":
+      return event.state ? `still ${event.state}` : "note";
+    case "probe": {
+      const role = detail.probe ?? detail.role;
+      const verdict =
+        detail.passing === true ? "passing" : detail.passing === false ? "failing" : detail.verdict;
+      return [role ? `${role} probe` : "probe", verdict].filter(Boolean).join(" ");
+    }
+    case "reload":
+      return describeReload(detail);
     case "recovery":
       return `recovering ${(detail.members || []).join(", ") || "the group"}`;
     case "exit": {
@@ -170,8 +182,11 @@ export function describe(event) {
             : `exited with code ${code}`;
       return detail.pid ? `pid ${detail.pid} ${how}` : how;
     }
-    case "restart":
-      return detail.pid ? `restarted as pid ${detail.pid}` : "restarted";
+    case "restart": {
+      const how = detail.pid ? `restarted as pid ${detail.pid}` : "restarted";
+      const cause = { recovery: "recovery", requested: "asked for" }[detail.cause];
+      return cause ? `${how} (${cause})` : how;
+    }
     case "alert": {
       const outcome = detail.outcome ? ` (${detail.outcome})` : "";
       return `alert ${detail.alert ?? ""}${outcome}`;
@@ -181,4 +196,18 @@ export function describe(event) {
     default:
       return event.state ? `${event.kind}: ${event.state}` : String(event.kind);
   }
+}
+
+/** A reload's outcome; its reason line says what changed ("reload: added a; changed b"). */
+function describeReload(detail) {
+  const problems = detail.problems;
+  if (Array.isArray(problems) && problems.length) {
+    const n = problems.length;
+    return `reload refused (${n} ${n === 1 ? "problem" : "problems"}): the old configuration stays`;
+  }
+  const restart = detail.needs_daemon_restart;
+  if (Array.isArray(restart) && restart.length) {
+    return `configuration reloaded; ${restart.join(", ")} need a daemon restart`;
+  }
+  return "configuration reloaded";
 }
