@@ -194,6 +194,8 @@ async def run_exec(
             await asyncio.wait_for(asyncio.shield(protocol.drained), OUTPUT_GRACE)
     except asyncio.CancelledError:
         _kill_group(pid)  # its service's run is over, or the daemon stops
+        with contextlib.suppress(TimeoutError):  # reaped before it is forgotten
+            await asyncio.wait_for(asyncio.shield(protocol.exited), 5.0)
         raise
     finally:
         transport.close()
@@ -286,7 +288,10 @@ async def run_tcp(check: TcpCheck, timeout: float) -> tuple[bool, str]:
     except TimeoutError:
         return False, f"timed out after {timeout:g} s"
     except OSError as error:
-        return False, f"cannot connect: {describe_os_error(error)}"
+        # asyncio's own words name the address again ("Connect call failed (...)"): the
+        # system's say what happened.
+        said = os.strerror(error.errno) if error.errno else describe_os_error(error)
+        return False, f"cannot connect: {said}"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
