@@ -33,6 +33,7 @@ from heartwatch.web.streaming import send_until_disconnect
 
 if TYPE_CHECKING:
     from heartwatch.daemon.recorder import Recorder
+    from heartwatch.daemon.sampler import Usage
     from heartwatch.daemon.supervisor import Supervisor
 
 PULSE_INTERVAL = 1.0
@@ -111,7 +112,7 @@ class EventFeed:
         self.recorder = recorder
         self._subscribers: set[_Subscriber] = set()
         self._pulse: asyncio.TimerHandle | None = None
-        self._last_messages: dict[str, int] = {}
+        self._last_seen: dict[str, tuple[int, Usage | None]] = {}
         self._loop = asyncio.get_running_loop()
 
     def receive(self, entry: JournalEntry) -> None:
@@ -173,10 +174,14 @@ class EventFeed:
         if not self._subscribers:
             return  # nobody listens: no timer until someone does
         changed = []
-        for record in self.supervisor.watchdog.records():
-            if self._last_messages.get(record.name) != record.messages:
-                self._last_messages[record.name] = record.messages
-                changed.append(read_pulse(self.supervisor, record.name).model_dump(mode="json"))
+        supervisor = self.supervisor
+        supervisor.sampler.receive_interest()  # a page is open: CPU and RSS are kept current
+        for record in supervisor.watchdog.records():
+            # A service's pulse goes out when its messages or its usage (a new sample) moved.
+            seen = (record.messages, supervisor.resource_usage(record.name))
+            if self._last_seen.get(record.name) != seen:
+                self._last_seen[record.name] = seen
+                changed.append(read_pulse(supervisor, record.name).model_dump(mode="json"))
         if changed:
             text = json.dumps({"type": "pulse", "services": changed})
             for subscriber in self._subscribers:
