@@ -8,6 +8,7 @@ and leaves the services running. Waits are bounded and scaled by HEARTWATCH_TEST
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
@@ -78,7 +79,8 @@ def wait_line(page: Any, text: str, timeout: float) -> None:
 
 
 def pid_cell(page: Any, name: str) -> Any:
-    return row(page, name).locator("td").nth(1)
+    """The pid itself (the cell also says CPU and memory when the daemon measures them)."""
+    return row(page, name).locator("td[data-label=PID] > span").first
 
 
 def test_page_lists_the_services(new_page: Any, site: Site) -> None:
@@ -101,7 +103,8 @@ def test_restart_button_restarts_the_process(new_page: Any, site: Site) -> None:
     """Restart, confirmed in the page's dialog, gives the service a new pid (API and page)."""
     watched = new_page()
     page = open_dashboard(watched, site)
-    old_pid = site.daemon.wait_running("beta")["pid"]
+    old = site.daemon.wait_running("beta")
+    old_pid = old["pid"]
     row(page, "beta").locator("button.act-restart").click()
     dialog = page.locator("#confirm")
     dialog.wait_for(state="visible")
@@ -111,6 +114,11 @@ def test_restart_button_restarts_the_process(new_page: Any, site: Site) -> None:
         "beta", lambda s: s["state"] == "running" and s["pid"] not in (None, old_pid), "new pid"
     )
     expect(pid_cell(page, "beta")).to_have_text(str(status["pid"]), timeout=ms(5))
+    # A restart asked for is no recovery: counted apart, and shown apart.
+    assert status["restarts"] == old["restarts"]
+    assert status["restarts_requested"] == old["restarts_requested"] + 1
+    asked = f"+{status['restarts_requested']} asked"
+    expect(row(page, "beta").locator("td[data-label=Restarts]")).to_contain_text(asked)
     assert watched.problems() == []
 
 
@@ -202,15 +210,53 @@ def test_hang_shows_unresponsive_then_running(new_page: Any, site: Site) -> None
     assert watched.problems() == []
 
 
+def test_a_crash_is_the_last_trouble_and_the_log_opens_on_it(new_page: Any, site: Site) -> None:
+    """A crashed worker is recovered (a restart, not one asked for); a page opened afterwards
+    shows the crash as its last trouble, opens on its log, and lists no same-state entries."""
+    before = site.daemon.wait_running("beta")
+    os.kill(before["pid"], signal.SIGKILL)
+    after = site.daemon.wait_service(
+        "beta", lambda s: s["state"] == "running" and s["pid"] != before["pid"], "beta back"
+    )
+    assert after["restarts"] == before["restarts"] + 1
+    assert after["restarts_requested"] == before["restarts_requested"]
+    watched = new_page()
+    page = open_dashboard(watched, site)
+    expect(row(page, "beta").locator(".last-trouble")).to_contain_text("killed by SIGKILL")
+    expect(page.locator("#log-source")).to_have_value("service:beta")
+    expect(row(page, "beta")).to_have_class(re.compile(r"\bselected\b"))
+    whats = page.locator("#timeline .ev-what").all_inner_texts()
+    assert whats and not [w for w in whats if re.fullmatch(r"(\w+) → \1", w)], whats
+    assert watched.problems() == []
+
+
+# Where each figure of a phone's card is, and how the selected card is painted.
+PHONE_CARD = """() => {
+    const card = document.querySelector('#services tr.svc.selected');
+    const tops = [...card.querySelectorAll('td.num')]
+        .map(td => Math.round(td.getBoundingClientRect().top));
+    const cell = getComputedStyle(card.querySelector('td.num')).backgroundColor;
+    return {tops, card: getComputedStyle(card).backgroundColor, cell,
+            height: card.getBoundingClientRect().height};
+}"""
+TRANSPARENT = "rgba(0, 0, 0, 0)"
+
+
 def test_screenshot_written(new_page: Any, site: Site) -> None:
-    """Screenshots of the page, wide and phone-sized, are kept; a phone never scrolls sideways."""
+    """Screenshots of the page, wide and phone-sized, are kept; a phone never scrolls sideways,
+    shows each card's four figures on one line, and marks the selected card whole."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for width, name in ((1400, "dashboard.png"), (360, "dashboard-phone.png")):
         watched = new_page(width=width, height=900)
         page = open_dashboard(watched, site)
-        show_file_log(page, site)
+        page.locator("#services tr.svc.selected").wait_for()
+        wait_line(page, "tick", timeout=10.0)  # the selected service's log, opened by itself
         page.evaluate(LAID_OUT)
         assert page.evaluate("document.documentElement.scrollWidth") <= width
+        if width < 760:
+            card = page.evaluate(PHONE_CARD)
+            assert len(card["tops"]) == 4 and len(set(card["tops"])) == 1, card
+            assert card["card"] != TRANSPARENT and card["cell"] == TRANSPARENT, card
         path = ARTIFACTS / name
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10_000

@@ -8,6 +8,8 @@ import {
   formatAge,
   formatCount,
   formatDuration,
+  formatPercent,
+  formatSize,
   formatTime,
   h,
   setText,
@@ -56,6 +58,17 @@ test("formatTime: a clock time today, with the date on another day", () => {
   const lastYear = formatTime(now - 400 * 86400);
   assert.match(today, /\d{1,2}\D\d{2}\D\d{2}/);
   assert.ok(lastYear.length > today.length, `${lastYear} should carry a date beside ${today}`);
+});
+
+test("formatSize and formatPercent: the daemon's sizes (tests/test_dashboard_sizes.py), CPU shares", () => {
+  assert.equal(formatSize(512), "512 B");
+  assert.equal(formatSize(1536), "1.5 KB");
+  assert.equal(formatSize(2 * 1024 ** 3), "2 GB");
+  assert.equal(formatSize(null), "–");
+  assert.equal(formatPercent(0.44), "0.4 %");
+  assert.equal(formatPercent(99.6), "100 %");
+  assert.equal(formatPercent(180.2), "180 %");
+  assert.equal(formatPercent(undefined), "–");
 });
 
 test("formatCount: a dash for nothing, grouped digits otherwise", () => {

@@ -90,7 +90,7 @@ class Row {
     );
     this.reason = h("div", { class: "reason" });
     this.exit = h("div", { class: "sub" });
-    this.trouble = h("div", { class: "trouble", hidden: true });
+    this.trouble = h("div", { class: "trouble last-trouble", hidden: true });
     this.troubleAt = 0;
     this.buttons = {};
     for (const verb of VERBS) {
