@@ -111,6 +111,8 @@ def test_a_changed_service_restarts_with_its_dependents() -> None:
     wd = running(EMULATOR, COLLECTOR, OTHER)
     changes = wd.reconfigure(specs({**EMULATOR, "command": "emu -v"}, COLLECTOR, OTHER), 20.0)
     assert changes.changed == ("emulator",)
+    assert (changes.restarted, changes.unchanged) == (("collector",), ("other",))
+    assert changes.describe() == "changed emulator; restarted with them collector"
     assert stops(wd) == ["collector"]
     assert wd.record("emulator").reason == CONFIGURATION_CHANGED
     wd.receive_exit("collector", -15, 20.5)

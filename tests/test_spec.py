@@ -43,6 +43,7 @@ def test_a_spec_carries_what_the_watchdog_decides_on() -> None:
         liveness=LivenessRules(True, 0.0, 60.0, 30.0, {}, False),
         watch_only=True,
         has_on_down=True,
+        revision=config.service[0].revision(),
     )
     assert c == ServiceSpec(
         name="c",
@@ -52,7 +53,9 @@ def test_a_spec_carries_what_the_watchdog_decides_on() -> None:
         autorestart="on-failure",
         restart_rules=RestartRules(2.0, 30.0, 3.0, 0.2, 45.0, 7, 600.0),
         queue=QueueSpec("items", 90.0),
+        revision=config.service[1].revision(),
     )
+    assert phone.revision != c.revision
 
 
 def test_the_spec_defaults_are_the_configuration_defaults() -> None:

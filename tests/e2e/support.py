@@ -217,6 +217,20 @@ class Daemon:
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
 
+    def post_json(self, path: str, body: Any = None) -> tuple[int, Any]:
+        """POST ``body`` as JSON (or nothing): the status and the JSON answer, whatever the
+        status (with the config's token, if any)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.http_url + path, data=data, method="POST")
+        request.add_header("Content-Type", "application/json")
+        if self.pipeline.api_token is not None:
+            request.add_header("Authorization", f"Bearer {self.pipeline.api_token}")
+        try:
+            with _HTTP.open(request, timeout=scaled(15.0)) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
     def services(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.request("GET", "/api/v1/services")
         return result

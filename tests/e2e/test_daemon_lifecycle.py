@@ -16,9 +16,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_signals_that_do_not_stop_it_are_said_and_ignored_pwr_stops(pipeline: Pipeline) -> None:
-    """SIGHUP (a closed terminal, an init system's reload), the user, timer and real-time
-    signals, SIGPIPE and SIGXFSZ leave the daemon and its children running; SIGPWR stops the
-    children first, then the daemon."""
+    """The user, timer and real-time signals, SIGPIPE and SIGXFSZ leave the daemon and its
+    children running (SIGHUP reloads: tests/e2e/test_reload.py); SIGPWR stops the children
+    first, then the daemon."""
     pipeline.write_config(
         [
             {"name": "base", "command": worker_command()},
@@ -28,16 +28,16 @@ def test_signals_that_do_not_stop_it_are_said_and_ignored_pwr_stops(pipeline: Pi
     daemon = pipeline.start_daemon()
     workers = [capture(daemon.wait_running(name)["pid"]) for name in ("base", "top")]
 
-    ignored = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGPROF)
+    ignored = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGPROF)
     for sig in (*ignored, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGRTMIN + 3):
         daemon.popen.send_signal(sig)
     for name in (*(s.name for s in ignored), "SIGRTMIN+3"):
         wait_until(lambda name=name: f"received {name}: ignored" in daemon.log_text(), name)
-    # A marker: a second SIGHUP, sent after all of them, is handled too. Whatever the others
+    # A marker: a second SIGUSR1, sent after all of them, is handled too. Whatever the others
     # would have done, they had their turn (SIGPIPE and SIGXFSZ leave no line of their own).
-    daemon.popen.send_signal(signal.SIGHUP)
+    daemon.popen.send_signal(signal.SIGUSR1)
     wait_until(
-        lambda: daemon.log_text().count("received SIGHUP: ignored") == 2, "the second SIGHUP"
+        lambda: daemon.log_text().count("received SIGUSR1: ignored") == 2, "the second SIGUSR1"
     )
     hold_still(
         lambda: daemon.popen.poll() is None and all(alive(w) for w in workers),
@@ -63,9 +63,9 @@ _PYTHON_IGNORES = {"SIGPIPE", "SIGXFSZ"}
 
 def test_every_signal_that_would_end_the_daemon_is_handled() -> None:
     """No signal whose default action ends a process is left to end the daemon silently."""
-    from heartwatch.assembly.daemon import _IGNORED_SIGNALS, _STOPPING_SIGNALS
+    from heartwatch.assembly.daemon import _IGNORED_SIGNALS, _RELOAD_SIGNALS, _STOPPING_SIGNALS
 
-    handled = {*_STOPPING_SIGNALS, *_IGNORED_SIGNALS}
+    handled = {*_STOPPING_SIGNALS, *_RELOAD_SIGNALS, *_IGNORED_SIGNALS}
     exempt = _NOT_ENDING | _UNHANDLED | _FAULTS | _PYTHON_IGNORES
     left = [s.name for s in signal.Signals if s.name not in exempt and s not in handled]
     assert left == []

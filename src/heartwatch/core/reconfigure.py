@@ -26,15 +26,20 @@ class ServiceChanges:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()  # not touched at all
+    # Unchanged themselves, but restarted with a changed service they require (its
+    # dependents go along, as with ``restart``): not in ``unchanged``.
+    restarted: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """``added a; changed b, c; removed d`` (``nothing changed`` if so), for people."""
+        """``added a; changed b, c; restarted with them d; removed e`` (``nothing changed``
+        if so), for people."""
         parts = [
             f"{verb} {', '.join(names)}"
             for verb, names in (
                 ("added", self.added),
                 ("changed", self.changed),
+                ("restarted with them", self.restarted),
                 ("removed", self.removed),
             )
             if names

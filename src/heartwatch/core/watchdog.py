@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import random as _random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal
 
@@ -371,6 +371,7 @@ class Watchdog:
         self._set_graph(services)
         for name in changes.removed:
             self._remove(self._records[name], now)
+        pending = {name for name in changes.unchanged if self._records[name].restart_pending}
         for name in changes.changed:
             record = self._records[name]
             if not (record.wanted or record.state in _HELD):
@@ -379,11 +380,20 @@ class Watchdog:
                 self._rewatch(record, now)
             else:
                 self.receive_restart(name, now, CONFIGURATION_CHANGED)
+        along = {
+            name
+            for name in changes.unchanged
+            if name not in pending and self._records[name].restart_pending
+        }
         started = [name for name in changes.added if new[name].autostart]
         if started:
             self.receive_start(started, now, ADDED)
         self._reconcile(now)
-        return changes
+        return replace(
+            changes,
+            unchanged=tuple(name for name in changes.unchanged if name not in along),
+            restarted=tuple(name for name in changes.unchanged if name in along),
+        )
 
     def _replace_spec(self, record: ServiceRecord, spec: ServiceSpec) -> None:
         record.spec = spec

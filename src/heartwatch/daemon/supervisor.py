@@ -32,8 +32,8 @@ from heartwatch.core.events import (
     describe_exit,
 )
 from heartwatch.core.journal import Journal
-from heartwatch.core.reconfigure import ServiceChanges
 from heartwatch.core.probes import ProbeChanged, RunProbe
+from heartwatch.core.reconfigure import ServiceChanges
 from heartwatch.core.sdnotify import Notice
 from heartwatch.core.watchdog import Watchdog
 from heartwatch.core.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message

@@ -22,6 +22,7 @@ from heartwatch.daemon.oserrors import describe_os_error
 from heartwatch.daemon.reload import Reloader
 from heartwatch.daemon.supervisor import Supervisor
 from heartwatch.web.access import AccessMiddleware, AccessPolicy, presented_token
+from heartwatch.web.apidocs import create_docs_router, with_bearer_scheme
 from heartwatch.web.control import create_control_router
 from heartwatch.web.dashboard import create_dashboard_router, static_files
 from heartwatch.web.history import EventFeed, create_events_router
@@ -77,7 +78,10 @@ def create_app(
         description="Supervise a pipeline, watch heartbeats and data flow, recover. "
         "Errors are JSON objects with a stable `code` and a `message`.",
         responses={422: {"model": ErrorBody, "description": "invalid request"}},
+        docs_url=None,  # web/apidocs.py serves /docs from the package (offline, no inline code)
+        redoc_url=None,
     )
+    with_bearer_scheme(app)
     policy = AccessPolicy(supervisor.config.server)
     feed = EventFeed(supervisor, recorder)
     supervisor.journal.subscribe(feed.receive)
@@ -165,6 +169,7 @@ def create_app(
     hub = hub or LogHub(logs.partial_line_flush, logs.viewer_buffer_lines)
     app.include_router(create_log_router(supervisor, hub))
     app.include_router(create_dashboard_router())
+    app.include_router(create_docs_router())
     app.mount("/static", static_files(), name="static")
     app.add_middleware(AccessMiddleware, policy=policy)
     return app
