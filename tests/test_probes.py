@@ -3,6 +3,9 @@ walked with explicit ``now`` values (no processes, no real time)."""
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -404,3 +407,29 @@ def test_a_probe_result_of_an_old_run_is_ignored(role: str) -> None:
     driver.wd.receive_probe_result("frida", action.role, action.run, False, "late", 0.6)
     assert driver.wd.record("frida").state is before
     assert not driver.wd.has_output
+
+
+# -- the recipes ---------------------------------------------------------------------------
+
+RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
+
+
+def recipe_blocks() -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", RECIPES.read_text(), re.DOTALL)
+
+
+def test_the_recipes_are_valid_configuration() -> None:
+    """Every toml block of docs/recipes.md is a valid file, its probes as the text says."""
+    blocks = recipe_blocks()
+    assert len(blocks) >= 4
+    for block in blocks:
+        config = parse_config(tomllib.loads(block))
+        for service in config.service:
+            for probe in service.spec().probes:
+                assert "instance}" not in probe.label, probe.label  # substituted
+    farm = parse_config(tomllib.loads(blocks[-1]))
+    emulator = farm.services_by_name()["emulator@1"].spec()
+    liveness = next(p for p in emulator.probes if p.role == "liveness")
+    assert "adb -s emulator-5556 get-state | grep -qx device || { adb reconnect offline" in (
+        liveness.label
+    )
