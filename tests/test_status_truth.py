@@ -90,6 +90,14 @@ def test_a_silent_service_says_no_heartbeat_is_expected(tmp_path: Path) -> None:
         assert (status[name]["restarts"], status[name]["restarts_requested"]) == (0, 0)
 
 
+def test_stopped_since_the_daemon_began_not_since_the_clock_did(tmp_path: Path) -> None:
+    """A service still stopped at the start (waiting for the emulator) has been so since the
+    supervisor began: its ``since_age`` is not the age of the loop's clock (hours, at boot)."""
+    status = run_pipeline(tmp_path, [])["status"]
+    assert status["collector"]["state"] == "stopped"
+    assert 0 <= status["collector"]["since_age"] < 60, status["collector"]
+
+
 def test_events_of_no_service_answer_404(tmp_path: Path) -> None:
     """``?service=nope`` is a 404 ``unknown_service``; a configured service with no entries
     yet, and a service known only to the history, answer 200."""

@@ -213,13 +213,16 @@ class Watchdog:
         services: Sequence[ServiceSpec],
         *,
         random: Callable[[], float] = _random.random,
+        now: float = 0.0,
     ) -> None:
+        """``now``: when the pipeline begins, the time its services have been in ``stopped``
+        since (a status's ``since_age``)."""
         self._random = random
         # Services a reload removed whose process is not gone yet, each with those that
         # relied on it then: they go down first (``reconfigure``).
         self._leaving: dict[str, tuple[str, ...]] = {}
         self._set_graph(services)
-        self._records = {s.name: _create_record(s, random) for s in services}
+        self._records = {s.name: _create_record(s, random, now) for s in services}
         self._actions: list[Action] = []
         self._events: list[Event] = []
 
@@ -365,7 +368,7 @@ class Watchdog:
                 del self._leaving[spec.name]
                 self._replace_spec(self._records[spec.name], spec)
             elif spec.name in changes.added:
-                self._records[spec.name] = _create_record(spec, self._random)
+                self._records[spec.name] = _create_record(spec, self._random, now)
             elif spec.name in changes.changed:
                 self._replace_spec(self._records[spec.name], spec)
         self._set_graph(services)
@@ -1006,7 +1009,7 @@ def _going_down(record: ServiceRecord) -> bool:
     return record.phase is _P.STOP_SENT or record.goal is not Goal.UP or record.state is _S.FAILED
 
 
-def _create_record(spec: ServiceSpec, random: Callable[[], float]) -> ServiceRecord:
+def _create_record(spec: ServiceSpec, random: Callable[[], float], now: float) -> ServiceRecord:
     policy = RestartPolicy(spec.restart_rules, random=random)
     queue = QueueStall(spec.queue.stalled_after) if spec.queue is not None else None
-    return ServiceRecord(spec=spec, policy=policy, queue=queue)
+    return ServiceRecord(spec=spec, policy=policy, queue=queue, state_since=now)

@@ -83,14 +83,17 @@ class Supervisor:
         self.state_dir = state_dir
         self.tcp_address = tcp_address
         self.services = config.services_by_name()
-        self.watchdog = Watchdog([service.spec() for service in config.service])
+        self._loop = asyncio.get_running_loop()
+        # Stopped since now, not since the loop's clock began (a "stopped for 17 min" at start).
+        self.watchdog = Watchdog(
+            [service.spec() for service in config.service], now=self._loop.time()
+        )
         self.default_service = config.server.default_service
         self.journal = journal or Journal(on_error=log_listener_error)
         self.notify_address: str | None = None  # NOTIFY_SOCKET given to children
         self.closing = False  # shutting down: starts and restarts are refused
         self._on_down_processes: set[asyncio.subprocess.Process] = set()
         self.stats = IngestStats()  # what arrived and what was refused, by transport
-        self._loop = asyncio.get_running_loop()
         self.clock = LoopClock(self._loop)  # loop time for decisions, Unix time for people
         self._runner = ProcessRunner(self._receive_exit)
         self._probes = ProbeRunner(self._receive_probe_result)  # probe checks under way
