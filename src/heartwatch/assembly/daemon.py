@@ -183,7 +183,8 @@ async def _stop_services(
     """Stop every service in reverse dependency order; end whatever outlived its service."""
     logger.info("stopping all services")
     journal.append("daemon", None, "heartwatch stopping", time.time())
-    timeout = sum(s.stop_timeout for s in config.service) + 5.0
+    # The services in force now (a reload may have added some since the start).
+    timeout = sum(s.stop_timeout for s in supervisor.config.service) + 5.0
     await supervisor.shutdown(timeout)
     # Anything still carrying this state directory's mark outlived its service: end it.
     leftovers = await asyncio.get_running_loop().run_in_executor(None, state.end_stale_children)

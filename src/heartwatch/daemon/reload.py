@@ -43,17 +43,13 @@ _DAEMON_SECTIONS = ("server", "daemon", "logs", "history", "alerts")
 
 
 class ReloadRefused(Exception):
-    """The configuration cannot be used; nothing was changed. ``problems`` says why."""
+    """The configuration cannot be used; nothing was changed. ``problems`` says why, and
+    ``headline`` what was refused (``cannot use /etc/heartwatch.toml``); ``str()`` has both."""
 
-    def __init__(self, problems: list[Problem], source: str | None) -> None:
+    def __init__(self, problems: list[Problem], headline: str) -> None:
         self.problems = problems
-        self.source = source
-        where = f"{source}: " if source else ""
-        count = len(problems)
-        super().__init__(
-            f"{where}{count} problem{'s' if count != 1 else ''}: "
-            + "; ".join(str(p) for p in problems)
-        )
+        self.headline = headline
+        super().__init__(f"{headline}: " + "; ".join(str(p) for p in problems))
 
 
 class NotScalable(Exception):
@@ -116,19 +112,20 @@ class Reloader:
         """Read the file again and apply it; ``ReloadRefused`` if it cannot be used."""
         async with self._lock:
             if self.source is None:
-                raise ReloadRefused([Problem("", "the daemon was not started from a file")], None)
+                problem = Problem("", "the daemon was not started from a file")
+                raise ReloadRefused([problem], "cannot reload")
             source = self.source
             try:
                 from_file = await asyncio.to_thread(load_config, source)
             except ConfigError as error:
-                raise self._refused(error.problems, str(source), why) from None
+                raise self._refused(error.problems, f"cannot use {source}", why) from None
             overrides = self._overrides_kept(from_file)
             parsed = from_file
             if overrides:
                 try:
                     parsed = await asyncio.to_thread(_reparse, from_file, overrides)
                 except ConfigError as error:
-                    raise self._refused(error.problems, str(source), why) from None
+                    raise self._refused(error.problems, f"cannot use {source}", why) from None
             return self._apply(parsed, why)
 
     async def scale(self, name: str, instances: int) -> ReloadResult:
@@ -154,7 +151,7 @@ class Reloader:
             try:
                 parsed = await asyncio.to_thread(_reparse, config, overrides)
             except ConfigError as error:
-                raise self._refused(error.problems, None, why) from None
+                raise self._refused(error.problems, f"cannot {why}", why) from None
             return self._apply(parsed, why)
 
     def _overrides_kept(self, from_file: Config) -> dict[str, int]:
@@ -191,8 +188,8 @@ class Reloader:
         )
         return result
 
-    def _refused(self, problems: list[Problem], source: str | None, why: str) -> ReloadRefused:
-        refused = ReloadRefused(problems, source)
+    def _refused(self, problems: list[Problem], headline: str, why: str) -> ReloadRefused:
+        refused = ReloadRefused(problems, headline)
         logger.error("{} refused, the configuration in force is unchanged: {}", why, refused)
         self.supervisor.journal.append(
             "reload",

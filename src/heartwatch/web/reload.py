@@ -97,7 +97,7 @@ def _outcome(result: ReloadResult) -> ReloadOutcome:
 def _invalid(refused: ReloadRefused) -> JSONResponse:
     body = InvalidConfigBody(
         code="invalid_config",
-        message=str(refused),
+        message=refused.headline,  # the problems are listed apart
         problems=[ProblemBody(path=p.path, message=p.message) for p in refused.problems],
     )
     return JSONResponse(body.model_dump(), status_code=422)
