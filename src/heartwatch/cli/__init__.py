@@ -17,6 +17,16 @@ def main() -> None:
     code = run_fast(sys.argv[1:])
     if code is not None:
         raise SystemExit(code)
-    from heartwatch.cli.app import app
-
+    try:
+        from heartwatch.cli.app import app
+    except ModuleNotFoundError as error:
+        if (error.name or "heartwatch").partition(".")[0] == "heartwatch":
+            raise
+        # ``pip install heartwatch`` is the client (and status, beat); the rest is an extra.
+        command = sys.argv[1] if len(sys.argv) > 1 else "heartwatch"
+        sys.stderr.write(
+            f"heartwatch {command}: needs {error.name}, one of the daemon's dependencies: "
+            "pip install 'heartwatch[daemon]' (the client, status and beat need none)\n"
+        )
+        raise SystemExit(1) from None
     app()

@@ -54,10 +54,34 @@ UrlOption = Annotated[str | None, _option(options.URL)]
 TokenOption = Annotated[str | None, _option(options.TOKEN, show_envvar=False)]
 AddrOption = Annotated[str | None, _option(options.ADDR)]
 JsonOption = Annotated[bool, _option(options.JSON)]
+
+
+def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of service names: asks the running daemon (quickly; nothing if it
+    does not answer), with ``all`` and each ``[[service]]`` name that has instances."""
+    config = Path(ctx.params.get("config") or DEFAULT_CONFIG)
+    try:
+        base, place = locate(config, ctx.params.get("url"))
+        token = token_to_show(ctx.params.get("token"), place)
+        services = call(base, "GET", "/api/v1/services", token=token, timeout=1.0)
+    except Refused:
+        return []
+    groups = {s.get("instance_of") for s in services} - {None}
+    names = ["all", *sorted(groups), *(s["name"] for s in services)]
+    return [name for name in names if name.startswith(incomplete)]
+
+
+_NAMES_HELP = "Services: names, all, a [[service]] name with instances, globs (collector@*)."
 NamesArgument = Annotated[
     list[str],
+    typer.Argument(help=_NAMES_HELP, metavar="NAME", autocompletion=_complete_names),
+]
+SomeNamesArgument = Annotated[
+    list[str] | None,
     typer.Argument(
-        help="Services: names, all, a [[service]] name with instances, globs (collector@*)."
+        help=_NAMES_HELP + " Default: every service.",
+        metavar="NAME",
+        autocompletion=_complete_names,
     ),
 ]
 
@@ -187,7 +211,7 @@ def init(
 
 @app.command()
 def status(
-    names: Annotated[list[str] | None, NamesArgument] = None,
+    names: SomeNamesArgument = None,
     config: ConfigOption = DEFAULT_CONFIG,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -260,7 +284,8 @@ def start(
 @app.command(name="signal")
 def signal_(
     arguments: Annotated[
-        list[str], typer.Argument(help="NAME... SIGNAL: services as for status, then a signal.")
+        list[str],
+        typer.Argument(help="Services as for status, then a signal.", metavar="NAME... SIGNAL"),
     ],
     group: Annotated[
         bool, typer.Option(help="Signal the whole process group, not only the main process.")
@@ -388,7 +413,7 @@ def clear(
 
 @app.command()
 def top(
-    names: Annotated[list[str] | None, NamesArgument] = None,
+    names: SomeNamesArgument = None,
     config: ConfigOption = DEFAULT_CONFIG,
     url: UrlOption = None,
     token: TokenOption = None,

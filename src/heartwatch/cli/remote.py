@@ -138,6 +138,7 @@ def call(
     *,
     token: str | None,
     body: Any = None,
+    timeout: float = REQUEST_TIMEOUT,
 ) -> Any:
     """One API call: its JSON answer, or ``Refused`` with the daemon's message (and the
     token's remedy when that was the problem)."""
@@ -147,7 +148,7 @@ def call(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"--url {base_url}: expected http://host:port", exit_code=2)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=REQUEST_TIMEOUT)
+    connection = kind(parts.hostname, parts.port, timeout=timeout)
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -77,7 +77,10 @@ def create_app(
         version=heartwatch.__version__,
         description="Supervise a pipeline, watch heartbeats and data flow, recover. "
         "Errors are JSON objects with a stable `code` and a `message`.",
-        responses={422: {"model": ErrorBody, "description": "invalid request"}},
+        responses={
+            400: {"model": ErrorBody, "description": "a body that is not JSON"},
+            422: {"model": ErrorBody, "description": "invalid request"},
+        },
         docs_url=None,  # web/apidocs.py serves /docs from the package (offline, no inline code)
         redoc_url=None,
     )

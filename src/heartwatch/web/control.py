@@ -22,7 +22,10 @@ Verb = Literal["restart", "stop", "start"]
 
 
 class ControlRequest(BaseModel):
-    names: Annotated[list[str], Field(min_length=1, max_length=1000)]
+    # Names as typed: a service, all, a [[service]] name, a glob (core/selection.py).
+    names: Annotated[
+        list[Annotated[str, Field(max_length=256)]], Field(min_length=1, max_length=1000)
+    ]
 
 
 class SignalRequest(BaseModel):
