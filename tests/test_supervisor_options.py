@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from heartwatch.config import ConfigError, parse_config
+from heartwatch.config import ConfigError, config_warnings, parse_config
 from heartwatch.core.events import RecoveryPlanned, ServiceState, Spawn, Stop, Transition
 from heartwatch.core.outputlines import LastLine, LineStamper, readable_line
 from heartwatch.core.spec import RestartByCause
@@ -436,3 +436,17 @@ def test_clear_empties_the_file_and_removes_its_backups(tmp_path: Path) -> None:
     output.write(b"after\n")
     output.close()
     assert (tmp_path / "c.log").read_bytes() == b"after\n"
+
+
+def test_check_warns_of_a_user_a_daemon_that_is_not_root_cannot_switch_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``heartwatch check`` run as another user than root says what the daemon would."""
+    config = load({"name": "a", "command": "sh", "user": "nobody"})
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert not [w for w in config_warnings(config) if w.path.endswith(".user")]
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    assert [str(w) for w in config_warnings(config) if w.path.endswith(".user")] == [
+        "service[0] (a).user: only a daemon running as root can run a service as another "
+        "user or group"
+    ]

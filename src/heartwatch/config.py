@@ -1227,7 +1227,8 @@ def _duration_or_none(value: object) -> float | None:
 def config_warnings(config: Config, environ: Mapping[str, str] | None = None) -> list[Problem]:
     """What would keep a valid configuration from running as meant: a command whose
     executable is not found (on the ``PATH`` the service will get: its ``env``'s, else this
-    environment's) or not executable, a ``cwd`` that does not exist, no service at all.
+    environment's) or not executable, a ``cwd`` that does not exist, no service at all, a
+    ``user`` that a daemon run as this user (not root) could not switch to.
 
     Warnings, not errors: the daemon may run with another ``PATH``, and a folder or program
     may be installed after the check. A service that cannot start is a failed start at run
@@ -1246,12 +1247,34 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
             continue  # a relative executable is looked for in it: nothing more to say
         if service.command is None:
             continue
+        user_problem = _user_problem(service.user, service.group)
+        if user_problem is not None:
+            warnings.append(Problem(f"{where}.user", user_problem))
         argv = command_argv(service.command)
         search_path = service.environment.get("PATH", environ.get("PATH"))
         problem = _executable_problem(argv[0], cwd, search_path)
         if problem is not None:
             warnings.append(Problem(f"{where}.command", problem))
     return warnings
+
+
+def _user_problem(user: str | int | None, group: str | int | None) -> str | None:
+    """Why a daemon running as this process's user could not run a service as ``user``
+    (only root may switch), or ``None``; the daemon says the same as a failed start."""
+    if (user is None and group is None) or os.geteuid() == 0:
+        return None
+    try:
+        entry = pwd.getpwnam(user) if isinstance(user, str) else pwd.getpwuid(user or os.geteuid())
+        gid = (
+            entry.pw_gid
+            if group is None
+            else (grp.getgrnam(group).gr_gid if isinstance(group, str) else group)
+        )
+    except KeyError:
+        return None  # an unknown user or group is already a problem of its own
+    if entry.pw_uid == os.geteuid() and gid == os.getegid():
+        return None
+    return "only a daemon running as root can run a service as another user or group"
 
 
 def _executable_problem(program: str, cwd: Path, search_path: str | None) -> str | None:
