@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from heartwatch.config import ConfigError, parse_config
-from heartwatch.core.events import ServiceState, Spawn, Stop, Transition, UnknownService
+from heartwatch.core.events import ServiceState, Spawn, Stop, Transition
 from heartwatch.core.limits import (
     ProcessTimes,
     ResourceLimits,
@@ -232,12 +232,6 @@ def test_limit_exceeded_is_ignored_once_a_restart_is_under_way() -> None:
     wd.receive_limit_exceeded("worker", "memory 1.3 GB over max_memory 1 GB", 21.0)
     assert not wd.has_output
     assert wd.record("worker").reason == "memory 1.2 GB over max_memory 1 GB"
-
-
-def test_limit_exceeded_of_an_unknown_service_raises() -> None:
-    """Like every input."""
-    with pytest.raises(UnknownService):
-        limited_pair().receive_limit_exceeded("nope", "memory", 1.0)
 
 
 def test_limits_reach_the_spec() -> None:

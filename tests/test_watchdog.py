@@ -527,6 +527,7 @@ UNKNOWN_INPUTS: dict[str, Any] = {
     "receive_dropped": lambda wd: wd.receive_dropped("nobody", 3, 1.0),
     "receive_ready": lambda wd: wd.receive_ready("nobody", 1.0),
     "receive_failure_report": lambda wd: wd.receive_failure_report("nobody", "x", 1.0),
+    "receive_limit_exceeded": lambda wd: wd.receive_limit_exceeded("nobody", "memory", 1.0),
     "receive_heartbeat_timeout": lambda wd: wd.receive_heartbeat_timeout("nobody", 5.0, 1.0),
     "receive_extend_startup": lambda wd: wd.receive_extend_startup("nobody", 5.0, 1.0),
     "receive_queue_depth": lambda wd: wd.receive_queue_depth("nobody", 3, 1.0),
