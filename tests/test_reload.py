@@ -3,18 +3,32 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from heartwatch.config import parse_config
+from heartwatch.config import Config, load_config, parse_config
 from heartwatch.core.events import RunOnDown, ServiceState, Spawn, Stop, UnknownService
+from heartwatch.core.journal import Journal, JournalEntry
 from heartwatch.core.liveness import LivenessRules
 from heartwatch.core.reconfigure import ServiceChanges, diff_services, settings_needing_restart
 from heartwatch.core.spec import ServiceSpec
 from heartwatch.core.watchdog import CONFIGURATION_CHANGED, REMOVED, Watchdog
+from heartwatch.daemon.reload import NotScalable, Reloader, ReloadRefused, UnknownTable
 
 S = ServiceState
+
+
+class _AnyText(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    __hash__ = str.__hash__
+
+
+ANY_TEXT = _AnyText()
 
 
 def specs(*services: dict[str, Any]) -> list[ServiceSpec]:
@@ -225,3 +239,121 @@ def test_a_service_added_back_before_its_process_went() -> None:
     wd.receive_exit("other", -15, 20.5)
     assert spawn_all(wd, 20.5) == ["other"]
     assert wd.record("other").spec == specs(EMULATOR, {**OTHER, "command": "other -v"})[1]
+
+
+# -- the reload driver's rules, with a recording stand-in for the supervisor ----------------
+
+
+def _reraise(error: Exception) -> None:
+    raise error
+
+
+class _Supervisor:
+    """What ``Reloader`` uses of a supervisor: the configuration in force, and a record."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.journal = Journal(on_error=_reraise)
+        self.entries: list[JournalEntry] = []
+        self.journal.subscribe(self.entries.append)
+        self.applied: list[Config] = []
+
+    def reconfigure(self, config: Config) -> ServiceChanges:
+        old = {s.name: s.spec() for s in self.config.service}
+        self.config = config
+        self.applied.append(config)
+        return diff_services(old, {s.name: s.spec() for s in config.service})
+
+    def wall_time(self, at: float | None = None) -> float:
+        return 1.0e9
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+FARM_TOML = """
+[server]
+tcp = "127.0.0.1:0"
+[[service]]
+name = "emulator"
+instances = {count}
+command = "emu -port {{5554 + 2 * instance}}"
+[[service]]
+name = "solo"
+command = "solo"
+"""
+
+
+def _reloader(tmp_path: Path, text: str) -> tuple[Reloader, _Supervisor, Path]:
+    path = _write(tmp_path / "heartwatch.toml", text)
+    supervisor = _Supervisor(load_config(path))
+    return Reloader(supervisor, path), supervisor, path  # type: ignore[arg-type]
+
+
+def test_reload_refuses_an_invalid_file_whole(tmp_path: Path) -> None:
+    """Every problem, nothing applied, the refusal journaled with its problems."""
+    reloader, supervisor, path = _reloader(tmp_path, FARM_TOML.format(count=2))
+    _write(
+        path,
+        FARM_TOML.format(count=2).replace(
+            'command = "solo"', 'command = "solo"\nstop_timeout = "x"'
+        ),
+    )
+    with pytest.raises(ReloadRefused) as refused:
+        asyncio.run(reloader.reload())
+    assert [p.path for p in refused.value.problems] == ["service[1] (solo).stop_timeout"]
+    assert refused.value.headline == f"cannot use {path.resolve()}"
+    assert supervisor.applied == []
+    (entry,) = supervisor.entries
+    assert entry.kind == "reload" and entry.reason.startswith("reload refused: cannot use")
+    assert entry.detail == {
+        "problems": [{"path": "service[1] (solo).stop_timeout", "message": ANY_TEXT}]
+    }
+
+
+def test_reload_keeps_settings_that_need_a_daemon_restart(tmp_path: Path) -> None:
+    """A new listen address is reported, not applied; default_service is applied."""
+    reloader, supervisor, path = _reloader(tmp_path, FARM_TOML.format(count=2))
+    text = FARM_TOML.format(count=2).replace(
+        'tcp = "127.0.0.1:0"', 'tcp = "127.0.0.1:9"\ndefault_service = "solo"'
+    )
+    _write(path, text)
+    result = asyncio.run(reloader.reload())
+    assert result.needs_daemon_restart == ["server.tcp"]
+    assert supervisor.config.server.tcp == ("127.0.0.1", 0)
+    assert supervisor.config.server.default_service == "solo"
+    assert result.describe() == ("reload: nothing changed; needs a daemon restart for server.tcp")
+    assert supervisor.entries[-1].reason == result.describe()
+    again = asyncio.run(reloader.reload())  # still said until the daemon restarts
+    assert again.needs_daemon_restart == ["server.tcp"]
+
+
+def test_scale_overrides_until_the_file_count_changes(tmp_path: Path) -> None:
+    """scale adds instances without reading the file; a reload keeps the count while the
+    file's instances is unchanged and drops it once the file says another number."""
+    reloader, supervisor, path = _reloader(tmp_path, FARM_TOML.format(count=2))
+    _write(path, FARM_TOML.format(count=2) + '\n[[service]]\nname = "unread"\ncommand = "x"\n')
+    result = asyncio.run(reloader.scale("emulator", 4))
+    assert result.changes.added == ("emulator@2", "emulator@3")
+    assert result.overrides == {"emulator": 4}
+    assert supervisor.config.services_by_name()["emulator@3"].command == "emu -port 5560"
+    assert "unread" not in supervisor.config.services_by_name()  # the file was not read
+    kept = asyncio.run(reloader.reload())
+    assert kept.overrides == {"emulator": 4} and kept.changes.added == ("unread",)
+    _write(path, FARM_TOML.format(count=3))
+    dropped = asyncio.run(reloader.reload())
+    assert dropped.overrides == {} and dropped.changes.removed == ("emulator@3", "unread")
+    back = asyncio.run(reloader.scale("emulator", 5))
+    assert back.overrides == {"emulator": 5}
+    same = asyncio.run(reloader.scale("emulator", 3))  # the file's count: no override
+    assert same.overrides == {} and len(supervisor.config.instance_groups()["emulator"]) == 3
+
+
+def test_scale_needs_a_table_with_instances(tmp_path: Path) -> None:
+    reloader, _, _ = _reloader(tmp_path, FARM_TOML.format(count=2))
+    with pytest.raises(NotScalable, match="solo has no instances"):
+        asyncio.run(reloader.scale("solo", 3))
+    with pytest.raises(UnknownTable):
+        asyncio.run(reloader.scale("emulator@0", 3))
