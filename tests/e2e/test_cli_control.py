@@ -125,3 +125,32 @@ def test_cli_refusal_for_want_of_a_token_names_both_ways(pipeline: Pipeline) -> 
     assert "pass --token or set HEARTWATCH_TOKEN" in refused.stderr
     allowed = heartwatch("status", "-c", "tokenless.toml", "--token", token, cwd=folder, env=env)
     assert allowed.returncode == 0, allowed
+
+
+def test_cli_reload_prints_the_difference_and_every_problem(pipeline: Pipeline) -> None:
+    """``reload`` after adding a service says ``added: extra``; a broken file exits 2 with
+    each problem at its key path and nothing changed; ``clear`` empties a service's output."""
+    services: list[dict[str, Any]] = [{"name": "job", "command": worker_command()}]
+    config = pipeline.write_config(services)
+    daemon = pipeline.start_daemon()
+    pid = daemon.wait_running("job")["pid"]
+
+    pipeline.write_config([*services, {"name": "extra", "command": worker_command()}])
+    reloaded = heartwatch("reload", "-c", config, cwd=pipeline.folder)
+    assert reloaded.returncode == 0, reloaded
+    assert "added: extra" in reloaded.stdout.splitlines()
+    assert "unchanged: job" in reloaded.stdout.splitlines()
+    daemon.wait_running("extra")
+
+    Path(config).write_text(Path(config).read_text() + 'restart = "sometimes"\n')
+    refused = heartwatch("reload", "-c", config, cwd=pipeline.folder)
+    assert refused.returncode == 2, refused
+    assert "  service[1] (extra).restart: " in refused.stderr, refused.stderr
+    assert daemon.service("job")["pid"] == pid
+
+    log = pipeline.log_dir / "job.log"
+    assert log.stat().st_size > 0
+    cleared = heartwatch("clear", "job", "-c", config, cwd=pipeline.folder)
+    assert cleared.returncode == 0, cleared
+    assert cleared.stdout.strip() == "job: output cleared"
+    assert log.stat().st_size == 0

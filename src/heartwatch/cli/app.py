@@ -333,10 +333,19 @@ def signal_(
 
 
 def _print_change(result: dict[str, Any]) -> None:
-    """A reload's or a scale's result: what was added, removed, changed, left alone."""
-    for key in ("added", "removed", "changed", "unchanged"):
+    """A reload's or a scale's result: what was added, removed, changed (restarted), what
+    went along with a changed requirement, what was not touched at all."""
+    for key in ("added", "removed", "changed", "restarted", "unchanged"):
         names = result.get(key) or []
         say(f"{key}: {', '.join(names) if names else '-'}", stream=sys.stdout)
+    overrides = result.get("overrides") or {}
+    if overrides:
+        counts = ", ".join(f"{name} = {count}" for name, count in sorted(overrides.items()))
+        say(
+            f"instances by scale: {counts} (the file's count returns at a daemon restart "
+            "or when the file's instances changes)",
+            stream=sys.stdout,
+        )
     restart_needed = result.get("needs_daemon_restart") or []
     if restart_needed:
         say(
@@ -379,7 +388,9 @@ def reload(
 @app.command()
 def scale(
     name: Annotated[str, typer.Argument(help="A [[service]] name.")],
-    instances: Annotated[int, typer.Argument(help="How many instances it should have.", min=0)],
+    instances: Annotated[
+        int, typer.Argument(help="How many instances it should have.", min=1, max=1000)
+    ],
     config: ConfigOption = DEFAULT_CONFIG,
     url: UrlOption = None,
     token: TokenOption = None,

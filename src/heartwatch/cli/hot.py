@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from heartwatch.cli.remote import Refused, call, locate, read_place, read_place_fully, token_to_show
-from heartwatch.cli.text import colours_for, say, status_table
+from heartwatch.cli.text import colours_for, probe_lines, say, status_table
 from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, parse_address
 from heartwatch.core.selection import UnknownNames, select_services
 
@@ -58,6 +58,10 @@ def run_status(
         sys.stdout.write(json.dumps(services, indent=2) + "\n")
     else:
         sys.stdout.write(status_table(services, colours_for(sys.stdout)) + "\n")
+        if names:  # asked about by name: each probe's own verdict too
+            probes = probe_lines(services)
+            if probes:
+                sys.stdout.write("\nPROBES\n" + "\n".join(probes) + "\n")
     running = all(s["state"] == "running" for s in services)
     return STATUS_ALL_RUNNING if running else STATUS_NOT_ALL_RUNNING
 

@@ -98,7 +98,9 @@ def status_table(services: Sequence[dict[str, Any]], colour: bool) -> str:
     resources = any(s.get("cpu_percent") is not None for s in services) or any(
         s.get("rss_bytes") is not None for s in services
     )
+    probed = any(s.get("probes") for s in services)
     header = ["SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "LAST BEAT", "DATA"]
+    header += ["READY"] if probed else []
     header += ["CPU", "MEM"] if resources else []
     header += ["STATUS", "REASON"]
     rows = []
@@ -114,6 +116,10 @@ def status_table(services: Sequence[dict[str, Any]], colour: bool) -> str:
             (age(s["last_heartbeat_age"]) if alive else "-", None),
             (data_summary(s["data"]), None),
         ]
+        if probed:
+            # What dependents see; "no" while running: a readiness probe is failing.
+            ready = ("yes", None) if s.get("ready") else ("no", "yellow" if alive else None)
+            row.append(ready if alive else ("-", None))
         if resources:
             cpu = s.get("cpu_percent") if alive else None
             rss = s.get("rss_bytes") if alive else None
@@ -121,3 +127,21 @@ def status_table(services: Sequence[dict[str, Any]], colour: bool) -> str:
         row += [(s.get("status") or "-", None), (str(s["reason"]), None)]
         rows.append(row)
     return table(header, rows, colour)
+
+
+def probe_lines(services: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per probe of each service: ``collector readiness  failing (3 in a row, 2.1 s
+    ago): exited 1: error: device offline``."""
+    lines = []
+    for s in services:
+        for kind, probe in (s.get("probes") or {}).items():
+            passing = probe.get("passing")
+            verdict = "no verdict yet" if passing is None else "passing" if passing else "failing"
+            count = probe.get("consecutive_successes" if passing else "consecutive_failures", 0)
+            when = [f"{count} in a row"] if passing is not None and count else []
+            if probe.get("last_run_age") is not None:
+                when.append(f"{age(probe['last_run_age'])} ago")
+            detail = f" ({', '.join(when)})" if when else ""
+            reason = f": {probe['reason']}" if probe.get("reason") else ""
+            lines.append(plain(f"{s['name']} {kind:<9}  {verdict}{detail}{reason}"))
+    return lines

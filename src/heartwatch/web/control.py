@@ -35,11 +35,8 @@ class SignalRequest(BaseModel):
 
 def selection_groups(supervisor: Supervisor) -> dict[str, str | None]:
     """Every service, in start order, with its ``[[service]]`` name when it is an instance."""
-    services = supervisor.services
-    return {
-        record.name: getattr(services[record.name], "instance_of", None)
-        for record in supervisor.watchdog.records()
-    }
+    # From the records' specs: a service a reload removed is still there while it stops.
+    return {record.name: record.spec.instance_of for record in supervisor.watchdog.records()}
 
 
 def select_or_404(supervisor: Supervisor, names: list[str]) -> list[str]:
