@@ -19,7 +19,8 @@ function table() {
   const controls = [];
   const handlers = {
     onSelect: () => {},
-    onControl: (name, verb) => controls.push([name, verb]),
+    onControl: (name, verb, _button, group) =>
+      controls.push(group === undefined ? [name, verb] : [name, verb, group]),
   };
   const tbody = h("tbody");
   const empty = h("p");
@@ -166,7 +167,7 @@ test("other helpers' fields: probes, ready, CPU and memory, autostart; absent, n
 });
 
 test("instances sit together under their [[service]]'s row, which sums them up", () => {
-  const { tbody, table: t } = table();
+  const { tbody, controls, table: t } = table();
   const of = (name, index, extra = {}) =>
     status(`${name}@${index}`, { instance_of: name, instance: index, ...extra });
   t.snapshot(
@@ -183,6 +184,11 @@ test("instances sit together under their [[service]]'s row, which sums them up",
   t.status(of("emulator", 2), 1);
   assert.deepEqual(order().slice(0, 4), ["emulator", "emulator@0", "emulator@1", "emulator@2"]);
   assert.equal(t.groups.get("emulator").summary.textContent, "3 instances: 3 running");
+  // Its buttons act on every instance at once (the handler is told it is a group).
+  group.buttons.restart.dispatch("click");
+  assert.deepEqual(controls.at(-1), ["collector", "restart", true]);
+  assert.equal(group.buttons.start.hidden, true, "none of them is stopped");
+  assert.deepEqual(t.groupNames(), ["emulator", "collector"]);
   // Scaled to none: the group row goes with them.
   t.snapshot([status("broker")], 2);
   assert.deepEqual(order(), ["broker"]);
@@ -322,6 +328,8 @@ test("the service needing eyes: the first in trouble now, else the newest troubl
   assert.equal(t.troubled(), "collector", "in trouble now");
   t.status(status("emulator", { ready: false }), 1);
   assert.equal(t.troubled(), "emulator", "running, not ready");
+  t.snapshot([status("a"), status("b", { state: "starting", probes: { readiness: { passing: false } } })], 2);
+  assert.equal(t.troubled(), "b", "starting, its readiness probe failing");
 });
 
 test("control buttons call the handler with the service and verb; select marks one row", () => {

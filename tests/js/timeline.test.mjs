@@ -90,6 +90,39 @@ test("a service filter keeps that service's events and the daemon's", () => {
   assert.equal(parts.filter.value, "");
 });
 
+test("a [[service]] with instances is offered as name@*: all its instances, fetched with all", async () => {
+  const asked = [];
+  const { parts, timeline: tl } = timeline(async (service, limit) => {
+    asked.push([service, limit]);
+    return [];
+  });
+  tl.setServices(["emulator@0", "emulator@1", "broker"], ["emulator"]);
+  assert.deepEqual(
+    parts.filter.options.map((o) => [o.getAttribute("value"), o.textContent]),
+    [
+      ["", "all services"],
+      ["emulator@*", "emulator (all instances)"],
+      ["emulator@0", "emulator@0"],
+      ["emulator@1", "emulator@1"],
+      ["broker", "broker"],
+    ],
+  );
+  tl.receive([
+    event(1, 1, "emulator@0"),
+    event(2, 2, "broker"),
+    event(3, 3, "emulator@1"),
+    event(4, 4, "emulator", { kind: "reload" }),
+    event(5, 5, "emulatorx@1"),
+  ]);
+  frames.run();
+  parts.filter.value = "emulator@*";
+  tl.render();
+  assert.deepEqual(ids(parts.list), ["4", "3", "1"]);
+  await tl.loadOlder();
+  assert.deepEqual(asked, [["", 105]], "the history has no group filter: everyone's events");
+  frames.run();
+});
+
 test("no more than 2000 events are kept, trimmed in batches, the oldest first", () => {
   const { timeline: tl } = timeline();
   tl.receive(Array.from({ length: 2200 }, (_, i) => event(i, i)));

@@ -36,13 +36,18 @@ export function setUnauthorizedHandler(handler) {
   onUnauthorized = handler;
 }
 
-/** GET (or `method`) a JSON endpoint; throws ApiError. */
-export async function api(path, { method = "GET" } = {}) {
+/** GET (or `method`) a JSON endpoint, with `body` sent as JSON; throws ApiError. */
+export async function api(path, { method = "GET", body = undefined } = {}) {
   const headers = { Accept: "application/json" };
   if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
+  const init = { method, headers, cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
   let response;
   try {
-    response = await fetch(path, { method, headers, cache: "no-store" });
+    response = await fetch(path, init);
   } catch {
     throw new ApiError(0, "unreachable", "the daemon did not answer");
   }

@@ -18,6 +18,7 @@ const VERB_TEXT = {
   stop: (name) => `${name} will be stopped, after the services that require it.`,
   start: (name) => `${name} will be started, after the services it requires.`,
 };
+const every = (group) => `Every instance of ${group}`;
 
 const table = new ServiceTable(byId("services").tBodies[0], byId("services-empty"), {
   onSelect: (name) => logs.select(`service:${name}`),
@@ -218,7 +219,7 @@ async function loadServices() {
 }
 
 function servicesChanged() {
-  timeline.setServices(table.names());
+  timeline.setServices(table.names(), table.groupNames());
   refreshLogSources();
 }
 
@@ -296,16 +297,23 @@ async function fetchEvents(service, limit) {
 
 // -- control -------------------------------------------------------------------------------
 
-async function control(name, verb, button) {
-  if (!(await confirmAction(name, verb))) return;
+/** A button's verb for one service, or (`group`) for every instance of a [[service]] at
+ * once through /api/v1/control/{verb}, which answers their statuses. */
+async function control(name, verb, button, group = false) {
+  if (!(await confirmAction(group ? every(name) : name, verb, group ? `all of ${name}` : name))) {
+    return;
+  }
   button.disabled = true;
   try {
-    const path = `/api/v1/services/${encodeURIComponent(name)}/${verb}`;
-    const status = await api(path, { method: "POST" });
+    const answer = group
+      ? await api(`/api/v1/control/${verb}`, { method: "POST", body: { names: [name] } })
+      : await api(`/api/v1/services/${encodeURIComponent(name)}/${verb}`, { method: "POST" });
     // The event stream says what happens next; its messages may overtake this answer, so the
     // answer is shown only when the stream is down.
     if (!live) {
-      table.status(status, monotonic());
+      for (const status of Array.isArray(answer) ? answer : [answer]) {
+        table.status(status, monotonic());
+      }
       updateSummary();
     }
   } catch (error) {
@@ -315,11 +323,11 @@ async function control(name, verb, button) {
   }
 }
 
-function confirmAction(name, verb) {
+function confirmAction(subject, verb, title = subject) {
   const dialog = byId("confirm");
   const ok = byId("confirm-ok");
-  byId("confirm-title").textContent = `${verb[0].toUpperCase()}${verb.slice(1)} ${name}?`;
-  byId("confirm-text").textContent = VERB_TEXT[verb](name);
+  byId("confirm-title").textContent = `${verb[0].toUpperCase()}${verb.slice(1)} ${title}?`;
+  byId("confirm-text").textContent = VERB_TEXT[verb](subject);
   ok.textContent = verb[0].toUpperCase() + verb.slice(1);
   ok.dataset.verb = verb;
   return new Promise((resolve) => {

@@ -340,10 +340,12 @@ class Row {
   }
 }
 
-/** In a troubled state now, or running without being ready (a failing readiness probe). */
+/** In a troubled state now, running without being ready, or with a probe failing. */
 function inTrouble(status) {
   if (!status) return false;
-  return IN_TROUBLE.has(status.state) || (status.ready === false && status.state === "running");
+  if (IN_TROUBLE.has(status.state)) return true;
+  if (status.ready === false && status.state === "running") return true;
+  return Object.values(status.probes || {}).some((probe) => probe?.passing === false);
 }
 
 /** Whether the service has a run being watched now (a process, or a watch-only service watched):
@@ -445,15 +447,36 @@ export function sparkline(values, label) {
   );
 }
 
-/** The row above a [[service]]'s instances: its name and how its instances are doing. */
+/** The row above a [[service]]'s instances: its name, how its instances are doing, and
+ * buttons for all of them at once. */
 class GroupRow {
-  constructor(name) {
+  constructor(name, handlers) {
     this.name = name;
     this.summary = h("span", { class: "sub group-summary" });
+    this.buttons = {};
+    for (const verb of VERBS) {
+      const button = h("button", {
+        type: "button",
+        class: `act act-${verb}`,
+        "data-verb": verb,
+        title: `${verb} every instance of ${name}`,
+      });
+      button.textContent = `${verb[0].toUpperCase()}${verb.slice(1)} all`;
+      button.addEventListener("click", () => handlers.onControl(name, verb, button, true));
+      this.buttons[verb] = button;
+    }
+    // One cell across the table: the buttons of a group must not widen the column of the
+    // services' own buttons.
     this.element = h(
       "tr",
       { class: "group", "data-group": name },
-      h("th", { scope: "rowgroup", colspan: "9" }, h("span", { class: "group-name" }, name), this.summary),
+      h(
+        "th",
+        { scope: "rowgroup", colspan: "9" },
+        h("span", { class: "group-name" }, name),
+        this.summary,
+        h("span", { class: "controls group-controls" }, Object.values(this.buttons)),
+      ),
     );
   }
 
@@ -468,6 +491,11 @@ class GroupRow {
     setText(this.summary, `${rows.length} ${noun}: ${states}`);
     const worst = rows.some((row) => inTrouble(row.status));
     this.element.classList.toggle("troubled", worst);
+    const active = rows.some((row) => !INACTIVE.has(row.status?.state));
+    const inactive = rows.some((row) => INACTIVE.has(row.status?.state));
+    this.buttons.restart.hidden = !active;
+    this.buttons.stop.hidden = !active;
+    this.buttons.start.hidden = !inactive;
   }
 }
 
@@ -487,6 +515,11 @@ export class ServiceTable {
 
   get(name) {
     return this.rows.get(name)?.status ?? null;
+  }
+
+  /** The [[service]] names whose instances are shown, in start order. */
+  groupNames() {
+    return [...this.groups.keys()];
   }
 
   /** Every service, in start order: rows are reused, added and removed to match. */
@@ -533,7 +566,7 @@ export class ServiceTable {
       if (group == null) {
         ordered.push(row.element);
       } else if (members.get(group)[0] === row) {
-        if (!this.groups.has(group)) this.groups.set(group, new GroupRow(group));
+        if (!this.groups.has(group)) this.groups.set(group, new GroupRow(group, this.handlers));
         ordered.push(this.groups.get(group).element, ...members.get(group).map((r) => r.element));
       }
     }

@@ -56,23 +56,38 @@ export class Timeline {
     this.receive([event]);
   }
 
-  /** Keep the filter's choices in step with the services. */
-  setServices(names) {
+  /** Keep the filter's choices in step with the services; `groups`: the [[service]] names
+   * with instances, each offered as `name@*` (all its instances) before its instances. */
+  setServices(names, groups = []) {
     const current = this.service;
-    const wanted = ["", ...names];
+    const choices = [];
+    const offered = new Set();
+    for (const name of names) {
+      const group = groups.find((g) => name.startsWith(`${g}@`));
+      if (group && !offered.has(group)) {
+        offered.add(group);
+        choices.push([`${group}@*`, `${group} (all instances)`]);
+      }
+      choices.push([name, name]);
+    }
+    const wanted = ["", ...choices.map(([value]) => value)];
     const have = [...this.filter.options].map((o) => o.value);
     if (wanted.length === have.length && wanted.every((name, i) => name === have[i])) return;
     this.filter.replaceChildren(
       h("option", { value: "" }, "all services"),
-      ...names.map((name) => h("option", { value: name }, name)),
+      ...choices.map(([value, text]) => h("option", { value }, text)),
     );
     this.filter.value = wanted.includes(current) ? current : "";
   }
 
   sorted() {
     const service = this.service;
+    const prefix = groupPrefix(service);
+    const matches = prefix
+      ? (e) => e.service?.startsWith(prefix) || e.service === service.slice(0, -2)
+      : (e) => e.service === service;
     return [...this.events.values()]
-      .filter((e) => !service || e.service === service || e.service == null)
+      .filter((e) => !service || matches(e) || e.service == null)
       .sort((a, b) => b.at - a.at || compareIds(b.id, a.id));
   }
 
@@ -116,11 +131,14 @@ export class Timeline {
 
   async loadOlder() {
     const service = this.service;
-    const have = this.sorted().filter((e) => e.service != null).length;
+    // The history has no filter for a group: its older events come with everyone's.
+    const group = groupPrefix(service) != null;
+    const counted = group ? [...this.events.values()] : this.sorted();
+    const have = counted.filter((e) => e.service != null).length;
     const limit = Math.min(1000, have + PAGE);
     this.older.disabled = true;
     try {
-      const events = await this.fetchEvents(service, limit);
+      const events = await this.fetchEvents(group ? "" : service, limit);
       if (events == null) {
         this.historyMissing = true;
       } else {
@@ -138,6 +156,11 @@ export class Timeline {
   }
 }
 
+/** "collector@" for the filter "collector@*" (all of a [[service]]'s instances), else null. */
+function groupPrefix(filter) {
+  return filter?.endsWith("@*") ? filter.slice(0, -1) : null;
+}
+
 function compareIds(a, b) {
   return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b));
 }
@@ -146,7 +169,12 @@ function eventItem(event) {
   const iso = new Date(event.at * 1000).toISOString();
   return h(
     "li",
-    { class: `ev kind-${event.kind}`, "data-state": event.state || "", "data-id": event.id },
+    {
+      class: `ev kind-${event.kind}`,
+      "data-state": event.state || "",
+      "data-id": event.id,
+      "data-passing": event.kind === "probe" ? String(event.detail?.passing ?? "") : null,
+    },
     h("time", { datetime: iso, title: iso }, formatTime(event.at)),
     h("span", { class: "ev-service" }, event.service ?? "heartwatch"),
     h("span", { class: "ev-what" }, describe(event)),
