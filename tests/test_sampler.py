@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from heartwatch.core.limits import ResourceLimits
+from heartwatch.daemon import sampler as sampler_module
 from heartwatch.daemon.processes import RUN_ID_VARIABLE
 from heartwatch.daemon.sampler import ResourceSampler, Run, TreeReader
 
@@ -138,5 +139,33 @@ def test_sampler_reports_a_busy_tree_over_max_cpu() -> None:
         service, reason, since = reported[0]
         assert service == "busy" and since is not None
         assert reason.startswith("cpu ") and reason.endswith(" % for 0.2 s over max_cpu 10 %")
+
+    asyncio.run(scenario())
+
+
+def test_a_look_after_a_pause_answers_rss_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interest lapses: sampling stops and usage is forgotten; the next look has RSS in its
+    own answer (passes are known to be cheap), CPU at the pass after."""
+    # Cheap whatever this host's process count: a pass here is well under a second.
+    monkeypatch.setattr(sampler_module, "INLINE_PASS_COST", 1.0)
+
+    async def scenario() -> None:
+        child = busy_child()
+        try:
+            runs = [Run("busy", child.pid, "busy", ResourceLimits())]
+            sampler = ResourceSampler(0.05, lambda: runs, lambda *_: None, interest_window=0.2)
+            sampler.receive_interest()
+            await asyncio.sleep(0.5)  # passes, then the window ends
+            passes = sampler.passes
+            assert passes >= 2 and sampler.usage("busy") is None  # nothing stale is shown
+            await asyncio.sleep(0.2)
+            assert sampler.passes == passes  # idle: no timer
+            sampler.receive_interest()
+            usage = sampler.usage("busy")
+            assert usage is not None and usage.rss_bytes and usage.cpu_percent is None
+            await sampler.close()
+        finally:
+            child.kill()
+            child.wait()
 
     asyncio.run(scenario())

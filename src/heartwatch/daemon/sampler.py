@@ -12,8 +12,9 @@ through ``psutil.process_iter`` is 30 ms on a host of 500 processes (``bench/sam
 The decisions (usage over an interval, limits) are ``core/limits.py``'s; this driver owns the
 time: one wake-up per ``[daemon] sample_interval`` for all services together, and none at all
 while no running service has a limit and nobody looked at status, metrics or the dashboard in
-the last ``INTEREST_WINDOW`` seconds. The first look after such a pause starts a pass at once
-(its RSS is there for the next answer); CPU needs two passes, so it reads ``None`` until then.
+the last ``INTEREST_WINDOW`` seconds. The first look after such a pause makes a pass at once
+(in that very answer if passes are known to be cheap, so it has RSS); CPU needs two passes, so
+it reads ``None`` until the next one.
 A pass runs on the event loop while it is cheap (``INLINE_PASS_COST``), else in a worker thread.
 """
 
@@ -82,8 +83,10 @@ class ResourceSampler:
         interval: float,
         runs: Callable[[], list[Run]],
         on_exceeded: ExceededCallback,
+        interest_window: float = INTEREST_WINDOW,
     ) -> None:
         self.interval = interval
+        self.interest_window = interest_window
         self._runs = runs
         self._on_exceeded = on_exceeded
         self._loop = asyncio.get_running_loop()
@@ -91,7 +94,7 @@ class ResourceSampler:
         self._interest_until = float("-inf")
         self._timer: asyncio.Handle | None = None
         self._next_at: float | None = None
-        self._passing = False  # a pass is running in its thread
+        self._passing = False  # a pass is under way (in a thread, or its verdicts on the loop)
         self._reader = TreeReader(self._loop.time)
         self._tasks = TaskSet("resource sampler")
         self._log_throttle = LogThrottle(300.0)
@@ -109,15 +112,28 @@ class ResourceSampler:
         return Usage(watch.cpu_percent, watch.rss_bytes)
 
     def receive_interest(self) -> None:
-        """Someone looked at status, metrics or the dashboard: sample every tree for a while."""
-        self._interest_until = self._loop.time() + INTEREST_WINDOW
-        self.wake()
+        """Someone looked at status, metrics or the dashboard: sample every tree for a while.
+
+        After a pause, a pass known to be cheap is made here and now, so that the answer being
+        made already has RSS (CPU needs the next one); else it is made at once, in turn."""
+        now = self._loop.time()
+        self._interest_until = now + self.interest_window
+        if self._idle and self._pass_cost < INLINE_PASS_COST:
+            self._next_at = now
+            self._sample()
+        else:
+            self.wake()
 
     def wake(self) -> None:
         """Sample now if the sampler is idle (a service with limits started, or interest)."""
-        if self._timer is None and not self._passing and not self._tasks.closed:
+        if self._idle:
             self._next_at = self._loop.time()
             self._timer = self._loop.call_soon(self._on_timer)
+
+    @property
+    def _idle(self) -> bool:
+        """No pass under way or due: nothing will sample unless woken."""
+        return self._timer is None and not self._passing and not self._tasks.closed
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -127,8 +143,11 @@ class ResourceSampler:
 
     def _on_timer(self) -> None:
         self._timer = None
-        now = self._loop.time()
-        looking = now < self._interest_until
+        self._sample()
+
+    def _sample(self) -> None:
+        """Start a pass over what needs sampling now, or go idle if nothing does."""
+        looking = self._loop.time() < self._interest_until
         runs = [run for run in self._runs() if looking or run.limits.any]
         # Only what is sampled keeps a usage: nothing shown is older than one interval.
         sampled = {run.service for run in runs}
@@ -137,20 +156,25 @@ class ResourceSampler:
         if not runs:
             self._next_at = None
             return  # idle: no timer until a limited service starts or someone looks
+        # Until the pass is over (its verdicts too, which may lead to a look at status), no
+        # second one is started: one pass at a time, one timer.
+        self._passing = True
         if self._pass_cost < INLINE_PASS_COST:
             # Cheap (a few services): read here, so that a pass is one wake-up in all.
-            self._receive_samples(runs, self._read(runs))
+            try:
+                self._receive_samples(runs, self._read(runs))
+            finally:
+                self._passing = False
             self._arm()
         else:
-            self._passing = True
             self._tasks.start(self._pass_in_thread(runs), name="resource sample")
 
     async def _pass_in_thread(self, runs: list[Run]) -> None:
         try:
             samples = await self._loop.run_in_executor(None, self._read, runs)
+            self._receive_samples(runs, samples)
         finally:
             self._passing = False
-        self._receive_samples(runs, samples)
         self._arm()
 
     def _read(self, runs: list[Run]) -> dict[str, TreeSample]:
