@@ -24,6 +24,7 @@ def test_one_instance_hangs_and_only_its_pair_recovers_then_scale(pipeline: Pipe
                 "command": worker_command("--crash-code", "{40 + instance}"),
                 "env": {"PORT": "{5554 + 2 * instance}"},
                 "stop_timeout": "1s",
+                "startsecs": 0,  # ready once it runs: its collector starts at once
             },
             {
                 "name": "collector",
