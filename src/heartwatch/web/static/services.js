@@ -237,7 +237,8 @@ class Row {
     setText(this.beat, beat.text);
     this.beat.title = beat.title;
     this.beat.classList.toggle("quiet", beat.quiet);
-    const late = running && age != null && status.heartbeat_timeout && age > status.heartbeat_timeout;
+    const timeout = status.heartbeat_timeout;
+    const late = running && age != null && timeout && age > timeout;
     this.beat.classList.toggle("late", Boolean(late));
     const elapsed = now - this.receivedAt;
     setText(this.since, `for ${formatDuration(status.since_age + elapsed)}`);
@@ -361,12 +362,16 @@ export function heartbeatText(status, age, running = hasRun(status)) {
   if (!running) {
     return { text: "–", title: "no run: nothing is expected while it is not running", quiet: true };
   }
+  // A daemon without `heartbeat_expected`: no deadline and nothing ever heard says the same.
   const expected =
-    status.heartbeat_expected ?? (status.heartbeat_timeout != null || status.last_heartbeat_age != null);
+    status.heartbeat_expected ??
+    (status.heartbeat_timeout != null || status.last_heartbeat_age != null);
+  if (age == null && expected) {
+    return { text: "none yet", title: "no message since the daemon started", quiet: false };
+  }
   if (age == null) {
-    return expected
-      ? { text: "none yet", title: "no message since the daemon started", quiet: false }
-      : { text: "not expected", title: "it sends no heartbeats by design (no heartbeat_timeout)", quiet: true };
+    const title = "it sends no heartbeats by design (no heartbeat_timeout)";
+    return { text: "not expected", title, quiet: true };
   }
   return { text: formatAge(age), title: "since its last message", quiet: false };
 }
@@ -384,14 +389,17 @@ function probeItem(role, probe) {
   const failures = probe.consecutive_failures;
   const count = !probe.passing && failures ? ` (${formatCount(failures)}×)` : "";
   const reason = probe.reason || "";
-  const shown =
-    probe.passing === false && reason
-      ? `: ${reason.length > PROBE_REASON_CHARS ? `${reason.slice(0, PROBE_REASON_CHARS)}…` : reason}`
-      : "";
-  const ran = probe.last_run_age == null ? "not run yet" : `last run ${formatAge(probe.last_run_age)} ago`;
+  const short =
+    reason.length > PROBE_REASON_CHARS ? `${reason.slice(0, PROBE_REASON_CHARS)}…` : reason;
+  const shown = probe.passing === false && reason ? `: ${short}` : "";
+  const age = probe.last_run_age;
+  const ran = age == null ? "not run yet" : `last run ${formatAge(age)} ago`;
   return h(
     "li",
-    { "data-passing": String(probe.passing ?? "pending"), title: reason ? `${ran}: ${reason}` : ran },
+    {
+      "data-passing": String(probe.passing ?? "pending"),
+      title: reason ? `${ran}: ${reason}` : ran,
+    },
     h("span", { class: "probe-role" }, role),
     ` ${verdict}${count}${shown}`,
   );
