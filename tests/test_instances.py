@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from heartwatch.config import Config, ConfigError, parse_config
+from heartwatch.config import Config, ConfigError, config_warnings, parse_config
 from heartwatch.core.events import Spawn, Stop
 from heartwatch.core.instances import MAX_INSTANCES, expand_services
 from heartwatch.core.template import MAX_MAGNITUDE, TemplateError, expand
@@ -297,3 +297,15 @@ def test_one_instance_falls_alone() -> None:
     assert stops == ["emulator@1"]
     untouched = {"emulator@0", "emulator@2", "collector@0", "collector@2"}
     assert all(wd.record(name).state.value == "running" for name in untouched)
+
+
+def test_warnings_of_instances_are_at_their_table() -> None:
+    """check's warnings name the [[service]] table, once for all its instances."""
+    config = parse(
+        {"name": "a", "command": "true"},
+        {"name": "e", "instances": 3, "command": "no-such-program-here {instance}"},
+    )
+    assert [str(w) for w in config_warnings(config, environ={"PATH": "/usr/bin:/bin"})] == [
+        "service[1] (e).command: executable `no-such-program-here` not found on PATH"
+    ]
+    assert config.key_path("e@2") == "service[1] (e)"

@@ -58,6 +58,7 @@ from heartwatch.core.spec import QueueSpec, RestartByCause, RestartRules, Servic
 from heartwatch.core.units import format_duration, parse_duration, parse_size
 from heartwatch.core.wire import HEARTBEAT, is_data_kind
 from heartwatch.daemon.daemon_info import DEFAULT_STATE_DIR
+from heartwatch.daemon.identity import IdentityError, resolve_run_as
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -679,6 +680,7 @@ class Config(_Section):
     _document: Mapping[str, Any] = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)
     _instance_overrides: dict[str, int] = PrivateAttr(default_factory=dict)
+    _table_index: dict[str, int] = PrivateAttr(default_factory=dict)  # by concrete name
 
     @property
     def alerts_section(self) -> str:
@@ -713,6 +715,13 @@ class Config(_Section):
             if count is not None and isinstance(entry.get("name"), str):
                 counts[entry["name"]] = count
         return counts
+
+    def key_path(self, name: str) -> str:
+        """Where a concrete service is written, as problems say it: ``service[1] (collector)``
+        for ``collector@3`` too (its ``[[service]]`` table)."""
+        service = self.services_by_name()[name]
+        index = self._table_index.get(name, self.service.index(service))
+        return f"service[{index}] ({service.instance_of or name})"
 
     def instance_groups(self) -> dict[str, list[str]]:
         """Each ``[[service]]`` with instances: its concrete services, in order."""
@@ -796,6 +805,8 @@ def parse_config(
         config = config.model_copy(update={"server": server})
     config._alerts_section = alerts_section
     config._document = document
+    tables = zip(config.service, expansion.origins, strict=True)  # one origin per service
+    config._table_index = {service.name: origin for service, origin in tables}
     config._source = source
     in_file = config.instances_in_file()
     config._instance_overrides = {
@@ -1238,8 +1249,8 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
     if not config.service:
         return [Problem("service", "no [[service]] in the file: there is nothing to supervise")]
     warnings = []
-    for index, service in enumerate(config.service):
-        where = f"service[{index}] ({service.name})"
+    for service in config.service:
+        where = config.key_path(service.name)
         cwd = config.resolve(service.cwd) if service.cwd is not None else config.base_dir
         if not cwd.is_dir():
             what = "does not exist" if not cwd.exists() else "is not a folder"
@@ -1247,34 +1258,16 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
             continue  # a relative executable is looked for in it: nothing more to say
         if service.command is None:
             continue
-        user_problem = _user_problem(service.user, service.group)
-        if user_problem is not None:
-            warnings.append(Problem(f"{where}.user", user_problem))
+        try:
+            resolve_run_as(service.user, service.group)  # the daemon asks so at each spawn
+        except IdentityError as error:
+            warnings.append(Problem(f"{where}.user", str(error)))
         argv = command_argv(service.command)
         search_path = service.environment.get("PATH", environ.get("PATH"))
         problem = _executable_problem(argv[0], cwd, search_path)
         if problem is not None:
             warnings.append(Problem(f"{where}.command", problem))
-    return warnings
-
-
-def _user_problem(user: str | int | None, group: str | int | None) -> str | None:
-    """Why a daemon running as this process's user could not run a service as ``user``
-    (only root may switch), or ``None``; the daemon says the same as a failed start."""
-    if (user is None and group is None) or os.geteuid() == 0:
-        return None
-    try:
-        entry = pwd.getpwnam(user) if isinstance(user, str) else pwd.getpwuid(user or os.geteuid())
-        gid = (
-            entry.pw_gid
-            if group is None
-            else (grp.getgrnam(group).gr_gid if isinstance(group, str) else group)
-        )
-    except KeyError:
-        return None  # an unknown user or group is already a problem of its own
-    if entry.pw_uid == os.geteuid() and gid == os.getegid():
-        return None
-    return "only a daemon running as root can run a service as another user or group"
+    return list(dict.fromkeys(warnings))  # instances of one table share their warnings
 
 
 def _executable_problem(program: str, cwd: Path, search_path: str | None) -> str | None:
