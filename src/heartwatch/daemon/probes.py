@@ -4,13 +4,16 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
 (``core/probes.py``); this driver only runs one check and reports ``(passed, result)``.
 
 - ``exec``: the command runs without a shell in its own session and process group, with the
-  service's environment and folder; exit 0 passes. Its output (stdout and stderr together)
-  arrives through a subprocess protocol, no thread and no reader task; the first 4 KiB are
-  kept as the result's words, the rest drained and dropped, so a chatty check never blocks
-  on a full pipe. At its timeout the whole group is killed (``frida-ps`` is known to hang at
-  100 % CPU, and a hung ``adb`` may have children): nothing of it is left behind. A process
-  that left the group on purpose (``adb``'s server daemon, started by the first ``adb``
-  command) is left alone. A normal exit kills nothing either, for the same reason.
+  service's environment and folder; exit 0 passes. It is watched from the loop as the
+  services are (``processes.py``): its exit through a pidfd, its output (stdout and stderr
+  together) through the pipe's reader, no thread and no task per check (asyncio's own
+  subprocesses start a waiting thread for each on this Python, which cost 3.7 wake-ups of
+  the loop per check in ``bench/probes.py``). The first 4 KiB of output are kept as the
+  result's words, the rest drained and dropped, so a chatty check never blocks on a full
+  pipe. At its timeout the whole group is killed (``frida-ps`` is known to hang at 100 %
+  CPU, and a hung ``adb`` may have children): nothing of it is left behind. A process that
+  left the group on purpose (``adb``'s server daemon, started by the first ``adb`` command)
+  is left alone. A normal exit kills nothing either, for the same reason.
 - ``http``: ``urllib`` in a small thread pool of its own (no proxy: probes check this
   machine's services); a 2xx or 3xx answer passes, or exactly ``status``. The thread cannot
   be interrupted, but its socket timeout bounds how long it lingers after the probe's
@@ -31,6 +34,7 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -136,26 +140,86 @@ class ProbeRunner:
 # -- exec ------------------------------------------------------------------------------------
 
 
-class _ExecProtocol(asyncio.SubprocessProtocol):
-    """Keeps the first ``OUTPUT_LIMIT`` bytes of a check's output; says when it ended."""
+class _RunningCheck:
+    """One exec check's process, watched from the loop without a thread: its exit through a
+    pidfd, its output through the pipe's reader (the first ``OUTPUT_LIMIT`` bytes kept, the
+    rest drained and dropped)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdout is not None
+        self._loop = loop
+        self.popen = popen
         self.output = bytearray()
         self.exited: asyncio.Future[None] = loop.create_future()
         self.drained: asyncio.Future[None] = loop.create_future()
+        self._pipe = popen.stdout.fileno()
+        os.set_blocking(self._pipe, False)
+        loop.add_reader(self._pipe, self._read)
+        self._pidfd = -1
+        try:
+            self._pidfd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):  # no pidfd: a thread waits instead
+            waiting = loop.run_in_executor(None, popen.wait)
+            waiting.add_done_callback(lambda _: self._set(self.exited))
+        else:
+            loop.add_reader(self._pidfd, self._reap)
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
+    def _read(self) -> None:
+        try:
+            data = os.read(self._pipe, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # everyone holding the pipe is gone
+            self._close_pipe()
+            return
         room = OUTPUT_LIMIT - len(self.output)
         if room > 0:
             self.output += data[:room]
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if not self.drained.done():
-            self.drained.set_result(None)
+    def _reap(self) -> None:
+        if self.popen.poll() is None:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self._set(self.exited)
 
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
+    def _close_pipe(self) -> None:
+        if self._pipe >= 0:
+            self._loop.remove_reader(self._pipe)
+            assert self.popen.stdout is not None
+            self.popen.stdout.close()
+            self._pipe = -1
+        self._set(self.drained)
+
+    @staticmethod
+    def _set(future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    def close(self) -> None:
+        """Stop watching (its output may still be held by something it left behind)."""
+        self._close_pipe()
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def _spawn(argv: tuple[str, ...], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start a check in its own session. In the loop's thread, as asyncio's own subprocesses
+    are started: a fork and exec take well under a millisecond, less than a thread hand-off."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
 
 
 async def run_exec(
@@ -166,45 +230,37 @@ async def run_exec(
     expect: re.Pattern[str] | None = None,
 ) -> tuple[bool, str]:
     """Run ``argv`` once; ``(passed, result)``, the result in people's words."""
-    loop = asyncio.get_running_loop()
     try:
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _ExecProtocol(loop),
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
-        )
+        popen = _spawn(argv, cwd, env)
     except OSError as error:
         return False, f"cannot run {argv[0]}: {describe_os_error(error)}"
-    pid = transport.get_pid()
+    except subprocess.SubprocessError as error:
+        return False, f"cannot run {argv[0]}: {error}"
+    check = _RunningCheck(asyncio.get_running_loop(), popen)
     try:
         try:
-            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout)
+            await asyncio.wait_for(asyncio.shield(check.exited), timeout)
         except TimeoutError:
-            _kill_group(pid)
+            _kill_group(popen.pid)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(protocol.exited), 5.0)
-            words = _words(protocol.output)
+                await asyncio.wait_for(asyncio.shield(check.exited), 5.0)
+            words = _words(check.output)
             return False, f"timed out after {timeout:g} s" + (f": {words}" if words else "")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(protocol.drained), OUTPUT_GRACE)
+        if not check.drained.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(check.drained), OUTPUT_GRACE)
     except asyncio.CancelledError:
-        _kill_group(pid)  # its service's run is over, or the daemon stops
+        _kill_group(popen.pid)  # its service's run is over, or the daemon stops
         with contextlib.suppress(TimeoutError):  # reaped before it is forgotten
-            await asyncio.wait_for(asyncio.shield(protocol.exited), 5.0)
+            await asyncio.wait_for(asyncio.shield(check.exited), 5.0)
         raise
     finally:
-        transport.close()
-    returncode = transport.get_returncode()
-    text = _text(protocol.output)
+        check.close()
+    text = _text(check.output)
     words = " ".join(text.split())
     said = f": {words}" if words else ""
-    if returncode != 0:
-        return False, f"{_describe_end(returncode)}{said}"
+    if popen.returncode != 0:
+        return False, f"{_describe_end(popen.returncode)}{said}"
     if expect is not None and expect.search(text) is None:
         return False, f"exited 0, its output not matching `{expect.pattern}`{said}"
     return True, f"exited 0{said}"
