@@ -15,8 +15,8 @@ from heartwatch.core.events import RecoveryPlanned, ServiceState, Spawn, Stop, T
 from heartwatch.core.outputlines import LastLine, LineStamper, readable_line
 from heartwatch.core.spec import RestartByCause
 from heartwatch.core.watchdog import Watchdog
+from heartwatch.daemon.identity import IdentityError, resolve_run_as
 from heartwatch.daemon.output import RotatingOutput
-from heartwatch.daemon.processes import SpawnError, resolve_run_as
 
 S = ServiceState
 
@@ -373,12 +373,14 @@ def test_run_as_another_user_without_root_is_refused_plainly(
 ) -> None:
     """A daemon that is not root cannot switch: a failed start that says why."""
     monkeypatch.setattr(os, "geteuid", lambda: 4242)
-    with pytest.raises(SpawnError) as caught:
+    with pytest.raises(IdentityError) as caught:
         resolve_run_as("nobody", None)
     assert str(caught.value) == (
-        "cannot run as user 'nobody': the daemon runs as '4242', and only root may switch to "
-        "another user or group"
+        "cannot run as user 'nobody' without root (running as '4242'; only root may switch "
+        "to another user or group)"
     )
+    with pytest.raises(IdentityError):
+        resolve_run_as(0, None)  # root's uid is another user too
 
 
 # -- captured output: timestamps and clearing ------------------------------------------------
@@ -447,6 +449,6 @@ def test_check_warns_of_a_user_a_daemon_that_is_not_root_cannot_switch_to(
     assert not [w for w in config_warnings(config) if w.path.endswith(".user")]
     monkeypatch.setattr(os, "geteuid", lambda: 4242)
     assert [str(w) for w in config_warnings(config) if w.path.endswith(".user")] == [
-        "service[0] (a).user: only a daemon running as root can run a service as another "
-        "user or group"
+        "service[0] (a).user: cannot run as user 'nobody' without root (running as '4242'; "
+        "only root may switch to another user or group)"
     ]

@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import grp
 import os
-import pwd
 import shlex
 import shutil
 import signal
@@ -42,6 +40,7 @@ from loguru import logger
 from heartwatch.config import command_argv
 from heartwatch.core.events import describe_exit
 from heartwatch.core.outputlines import LastLine
+from heartwatch.daemon.identity import RunAs
 from heartwatch.daemon.output import RotatingOutput
 from heartwatch.daemon.tasks import TaskSet
 
@@ -57,56 +56,6 @@ class SpawnError(Exception):
 def cannot_start_line(message: str) -> bytes:
     """What a service's output file says of a start that failed."""
     return f"[heartwatch] cannot start: {message}\n".encode()
-
-
-@dataclass(frozen=True)
-class RunAs:
-    """Who a service's process runs as (``user``, ``group``), looked up at each spawn."""
-
-    uid: int | None
-    gid: int
-    groups: tuple[int, ...]  # supplementary: the user's own groups (none for group alone)
-    environment: Mapping[str, str]  # HOME, USER, LOGNAME of the user, as ``su -`` sets them
-
-
-def resolve_run_as(user: str | int | None, group: str | int | None) -> RunAs | None:
-    """The identity ``user``/``group`` name, or ``None`` to run as the daemon does; raise
-    ``SpawnError`` when it cannot be (a user that is gone, a daemon that is not root)."""
-    if user is None and group is None:
-        return None
-    try:
-        entry = pwd.getpwnam(user) if isinstance(user, str) else pwd.getpwuid(user or os.geteuid())
-    except (KeyError, OverflowError):
-        raise SpawnError(f"no user {user!r} on this machine") from None
-    try:
-        gid = entry.pw_gid if group is None else _group_id(group)
-    except (KeyError, OverflowError):
-        raise SpawnError(f"no group {group!r} on this machine") from None
-    if os.geteuid() != 0:
-        if entry.pw_uid == os.geteuid() and gid == os.getegid():
-            return None  # already that user and group: nothing to change
-        me = _user_name(os.geteuid())
-        wanted = f"user {entry.pw_name!r}" if user is not None else f"group {group!r}"
-        raise SpawnError(
-            f"cannot run as {wanted}: the daemon runs as {me!r}, and only root may switch "
-            "to another user or group"
-        )
-    if user is None:
-        return RunAs(uid=None, gid=gid, groups=(), environment={})
-    home = {"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name}
-    groups = tuple(os.getgrouplist(entry.pw_name, gid))
-    return RunAs(uid=entry.pw_uid, gid=gid, groups=groups, environment=home)
-
-
-def _group_id(group: str | int) -> int:
-    return grp.getgrnam(group).gr_gid if isinstance(group, str) else grp.getgrgid(group).gr_gid
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 @dataclass

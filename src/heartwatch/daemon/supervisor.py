@@ -37,6 +37,7 @@ from heartwatch.core.reconfigure import ServiceChanges
 from heartwatch.core.sdnotify import Notice
 from heartwatch.core.watchdog import Watchdog
 from heartwatch.core.wire import CONTROL_KINDS, FAIL, HEARTBEAT, START, Message
+from heartwatch.daemon.identity import IdentityError, RunAs, resolve_run_as
 from heartwatch.daemon.ingest import IngestStats
 from heartwatch.daemon.loopclock import LoopClock
 from heartwatch.daemon.oserrors import describe_os_error
@@ -45,10 +46,8 @@ from heartwatch.daemon.probes import ProbeRunner
 from heartwatch.daemon.processes import (
     Child,
     ProcessRunner,
-    RunAs,
     SpawnError,
     cannot_start_line,
-    resolve_run_as,
     run_id_of,
 )
 from heartwatch.daemon.queue_watch import QueueWatcher
@@ -392,9 +391,9 @@ class Supervisor:
         try:
             try:
                 run_as = resolve_run_as(service.user, service.group)
-            except SpawnError as error:
+            except IdentityError as error:
                 output.write(cannot_start_line(str(error)))
-                raise
+                raise SpawnError(str(error)) from None
             child = self._runner.spawn(
                 service.name,
                 service.command,
