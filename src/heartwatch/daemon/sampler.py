@@ -204,7 +204,7 @@ class ResourceSampler:
             watch = entry[1]
             verdict = watch.receive_sample(sample)
             if verdict is not None:
-                logger.warning("{}: {}", run.service, verdict)
+                logger.debug("{}: {}", run.service, verdict)  # the transition says it
                 self._on_exceeded(run.service, verdict, watch.over_since())
 
     def _arm(self) -> None:
