@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heartwatch.config import parse_config
+from heartwatch.config import ConfigError, config_warnings, parse_config
 from heartwatch.core.events import (
     STATE_PHASES,
     STATE_TRANSITIONS,
@@ -23,6 +23,7 @@ from heartwatch.core.events import (
 )
 from heartwatch.core.probes import (
     ExecCheck,
+    HttpCheck,
     Probe,
     ProbeChanged,
     ProbeSpec,
@@ -433,3 +434,71 @@ def test_the_recipes_are_valid_configuration() -> None:
     assert "adb -s emulator-5556 get-state | grep -qx device || { adb reconnect offline" in (
         liveness.label
     )
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("probe", "problem"),
+    [
+        (
+            {"readiness": {}},
+            ".readiness: a probe needs exactly one of exec, http, tcp (it has none)",
+        ),
+        (
+            {"liveness": {"exec": "adb get-state", "tcp": "127.0.0.1:5037"}},
+            ".liveness: a probe needs exactly one of exec, http, tcp (it has exec and tcp)",
+        ),
+        ({"readiness": {"exec": "x", "period": "0s"}}, ".readiness.period: Input should be"),
+        (
+            {"readiness": {"exec": "x", "perod": "1s"}},
+            "unknown key `perod`; did you mean `period`?",
+        ),
+        ({"startup": {"tcp": "emulator:x"}}, ".startup.tcp: 'emulator:x' is not host:port"),
+        ({"readiness": {"http": "ftp://x/ready"}}, ".readiness.http: expected an http://"),
+        (
+            {"readiness": {"exec": "x", "expect": "("}},
+            ".readiness.expect: not a regular expression",
+        ),
+        ({"readiness": {"tcp": "127.0.0.1:1", "status": 200}}, "status is for http probes"),
+        ({"liveness": {"tcp": "127.0.0.1:1", "expect": "x"}}, "expect is for exec and http"),
+        (
+            {"liveness": {"exec": "x", "success_threshold": 2}},
+            ".liveness.success_threshold: must be 1 for a liveness probe",
+        ),
+        (
+            {"ready": "30s", "readiness": {"exec": "x"}},
+            ".ready: a readiness probe decides when the service is ready",
+        ),
+    ],
+)
+def test_a_bad_probe_is_refused_naming_its_key(probe: dict[str, Any], problem: str) -> None:
+    """Each mistake in a probe is one problem at its key path, in words a person can act on."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"service": [{"name": "emulator", "command": "emu", **probe}]})
+    assert problem in str(raised.value), str(raised.value)
+    assert str(raised.value).startswith("service[0] (emulator)")
+
+
+def test_probe_defaults_and_check_warnings() -> None:
+    """Defaults are Kubernetes' but the timeout; an exec probe's program missing from the
+    service's PATH is a warning, as a missing command is."""
+    config = parse_config(
+        {
+            "service": [
+                {"name": "emulator", "command": "true", "readiness": {"exec": "no-such-adb x"}},
+                {"name": "phone", "liveness": {"http": "http://127.0.0.1:8080/", "status": 204}},
+            ]
+        }
+    )
+    (readiness,) = config.service[0].spec().probes
+    assert (readiness.period, readiness.timeout, readiness.initial_delay) == (10.0, 5.0, 0.0)
+    assert (readiness.failure_threshold, readiness.success_threshold) == (3, 1)
+    assert readiness.check == ExecCheck(("no-such-adb", "x"))
+    (liveness,) = config.service[1].spec().probes
+    assert liveness.check == HttpCheck("http://127.0.0.1:8080/", 204)
+    assert liveness.label == "GET http://127.0.0.1:8080/"
+    assert [str(w) for w in config_warnings(config)] == [
+        "service[0] (emulator).readiness.exec: executable `no-such-adb` not found on PATH"
+    ]

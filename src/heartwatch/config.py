@@ -1256,6 +1256,13 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
             what = "does not exist" if not cwd.exists() else "is not a folder"
             warnings.append(Problem(f"{where}.cwd", f"folder {cwd} {what}"))
             continue  # a relative executable is looked for in it: nothing more to say
+        for probe in service.probe_specs():  # probes run with the service's PATH and cwd
+            if isinstance(probe.check, _probes.ExecCheck):
+                program = probe.check.argv[0]
+                path = service.environment.get("PATH", environ.get("PATH"))
+                problem = _executable_problem(program, cwd, path)
+                if problem is not None:
+                    warnings.append(Problem(f"{where}.{probe.role}.exec", problem))
         if service.command is None:
             continue
         try:
