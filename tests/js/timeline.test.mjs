@@ -36,6 +36,7 @@ test("describe: one line per kind of event", () => {
   assert.equal(describe({ kind: "restart", detail: { pid: 5, cause: "requested" } }), "restarted as pid 5 (asked for)");
   assert.equal(describe({ kind: "restart", detail: { pid: 5, cause: "recovery" } }), "restarted as pid 5 (recovery)");
   assert.equal(describe({ kind: "note", state: "stopped", reason: "waiting for emulator" }), "still stopped");
+  assert.equal(describe({ kind: "transition", previous: "stopped", state: "stopped" }), "still stopped");
   assert.equal(describe({ kind: "probe", detail: { probe: "readiness", passing: false } }), "readiness probe failing");
   assert.equal(describe({ kind: "probe", detail: { role: "liveness", passing: true } }), "liveness probe passing");
   assert.equal(describe({ kind: "probe" }), "probe");

@@ -187,6 +187,8 @@ export function describe(event) {
   const detail = event.detail || {};
   switch (event.kind) {
     case "transition":
+      // A history written before notes existed holds same-state "transitions": notes too.
+      if (event.previous === event.state) return `still ${event.state}`;
       return `${event.previous ?? "?"} → ${event.state}`;
     case "note":
       return event.state ? `still ${event.state}` : "note";
