@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from heartwatch.config import ConfigError, parse_config
+from heartwatch.config import ConfigError, config_warnings, parse_config
 from heartwatch.core.events import ServiceState, Spawn, Stop, Transition
 from heartwatch.core.limits import (
     ProcessTimes,
@@ -292,3 +292,22 @@ def test_limit_problems_name_their_key(
     with pytest.raises(ConfigError) as raised:
         parse_config({"daemon": daemon, "service": [entry]})
     assert any(str(p).startswith(problem) for p in raised.value.problems), raised.value.problems
+
+
+def test_a_max_cpu_no_machine_core_count_reaches_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``heartwatch check`` warns of a percent this machine's cores cannot exceed."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    config = parse_config(
+        {
+            "service": [
+                {"name": "a", "command": "sh", "max_cpu": {"percent": 200}},
+                {"name": "b", "command": "sh", "max_cpu": {"percent": 150}},
+            ]
+        }
+    )
+    assert [str(w) for w in config_warnings(config, environ={"PATH": "/usr/bin:/bin"})] == [
+        "service[0] (a).max_cpu.percent: 200 % can never be exceeded on this machine's 2 cores "
+        "(at most 200 %)"
+    ]

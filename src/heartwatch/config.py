@@ -1239,7 +1239,8 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
     """What would keep a valid configuration from running as meant: a command whose
     executable is not found (on the ``PATH`` the service will get: its ``env``'s, else this
     environment's) or not executable, a ``cwd`` that does not exist, no service at all, a
-    ``user`` that a daemon run as this user (not root) could not switch to.
+    ``user`` that a daemon run as this user (not root) could not switch to, a ``max_cpu``
+    beyond what this machine's cores can use.
 
     Warnings, not errors: the daemon may run with another ``PATH``, and a folder or program
     may be installed after the check. A service that cannot start is a failed start at run
@@ -1274,6 +1275,15 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
         problem = _executable_problem(argv[0], cwd, search_path)
         if problem is not None:
             warnings.append(Problem(f"{where}.command", problem))
+        cores = os.cpu_count() or 1
+        if service.max_cpu is not None and service.max_cpu.percent >= 100 * cores:
+            warnings.append(
+                Problem(
+                    f"{where}.max_cpu.percent",
+                    f"{service.max_cpu.percent:g} % can never be exceeded on this machine's "
+                    f"{cores} core{'s' if cores > 1 else ''} (at most {100 * cores} %)",
+                )
+            )
     return list(dict.fromkeys(warnings))  # instances of one table share their warnings
 
 
