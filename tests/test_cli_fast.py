@@ -32,9 +32,11 @@ def test_fast_path_knows_exactly_the_options_typer_declares(name: str) -> None:
     fast = FAST_COMMANDS[name]
     assert options == {(f.name, f.flags, f.envvar, f.switch) for f in fast.flags}
     arguments = [p for p in declared if p.param_type_name == "argument"]
-    assert len(arguments) == 1
+    assert len(arguments) <= 1
     low, high = fast.positional
-    if arguments[0].nargs == -1:
+    if not arguments:
+        assert (low, high) == (0, 0)
+    elif arguments[0].nargs == -1:
         assert (low, high) == (1 if arguments[0].required else 0, None)
     else:
         assert (low, high) == (arguments[0].nargs, arguments[0].nargs)

@@ -134,33 +134,9 @@ def _load(path: Path) -> Config:
 @app.command()
 def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C (children are stopped first)."""
-    from heartwatch.assembly.daemon import run_daemon
-    from heartwatch.daemon.own_log import configure_logging
-    from heartwatch.daemon.statedir import DaemonAlreadyRunning
+    from heartwatch.cli.daemon_run import run_daemon_command
 
-    loaded = _load(config)
-    try:
-        configure_logging(loaded)
-        _log_warnings(config, loaded)
-        asyncio.run(run_daemon(loaded))
-    except ConfigError as error:
-        for problem in error.problems:
-            say(f"{config}: {problem}")
-        raise typer.Exit(2) from None
-    except DaemonAlreadyRunning as error:
-        say(str(error), "red")
-        raise typer.Exit(1) from None
-    except OSError as error:
-        say(f"cannot start: {describe_os_error(error)}", "red")
-        raise typer.Exit(1) from None
-
-
-def _log_warnings(path: Path, config: Config) -> None:
-    """What ``check`` would warn about, in the daemon's log before anything starts."""
-    from loguru import logger
-
-    for warning in config_warnings(config):
-        logger.warning("{}: {}", path, warning)
+    _exit(run_daemon_command(config))
 
 
 @app.command()

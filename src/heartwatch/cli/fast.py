@@ -1,13 +1,14 @@
-"""The fast path: ``heartwatch status`` and ``heartwatch beat`` without loading typer.
+"""The fast path: ``heartwatch status``, ``beat`` and ``run`` without loading typer.
 
 typer, click and rich take about 120 ms to import, more than the whole of
-``supervisorctl status``. These two commands run from scripts, cron jobs and fingers many
-times a day, so ``main`` first offers the arguments to ``run_fast``. It takes only what it
-fully understands: the options the typer command declares (the same ``options.Flag``
-values; ``tests/test_cli_fast.py`` checks that the two sets agree), each at most once,
-plus the positional arguments. Anything else (``--help``, a typo, a missing value, ``--``,
-shell completion) returns ``None`` and typer handles it, with its own help and errors: the
-interface has one definition, and this is only a quicker way through it.
+``supervisorctl status``. ``status`` and ``beat`` run from scripts, cron jobs and fingers
+many times a day; the daemon (``run``) would keep typer and click in its memory for life for
+one parse of ``-c FILE``. So ``main`` first offers the arguments to ``run_fast``. It takes
+only what it fully understands: the options the typer command declares (the same
+``options.Flag`` values; ``tests/test_cli_fast.py`` checks that the two sets agree), each at
+most once, plus the positional arguments. Anything else (``--help``, a typo, a missing
+value, ``--``, shell completion) returns ``None`` and typer handles it, with its own help
+and errors: the interface has one definition, and this is only a quicker way through it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ def _beat(arguments: list[str], values: dict[str, Any]) -> int:
     return run_beat(arguments[0], kind, values["data"], values["addr"], values["config"])
 
 
+def _run(arguments: list[str], values: dict[str, Any]) -> int:
+    from heartwatch.cli.daemon_run import run_daemon_command
+
+    return run_daemon_command(values["config"])
+
+
 FAST_COMMANDS = {
+    "run": FastCommand((options.CONFIG,), (0, 0), _run),
     "status": FastCommand(
         (options.CONFIG, options.URL, options.TOKEN, options.JSON), (0, None), _status
     ),

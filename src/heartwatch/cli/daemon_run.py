@@ -1,0 +1,49 @@
+"""``heartwatch run``: the daemon in the foreground, until SIGTERM or Ctrl-C.
+
+Its own module so that the fast path (``cli/fast.py``) starts the daemon without typer and
+click, which would otherwise stay in the daemon's memory for its whole life for one parse of
+``-c FILE`` (about 1.6 MB of its idle RSS; ``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from heartwatch.cli.text import say
+
+
+def run_daemon_command(config: Path) -> int:
+    """Load ``config``, then run the daemon; the exit code (2: the file's problems, 1: it
+    could not start)."""
+    from heartwatch.assembly.daemon import run_daemon
+    from heartwatch.config import ConfigError, config_warnings, load_config
+    from heartwatch.daemon.oserrors import describe_os_error
+    from heartwatch.daemon.own_log import configure_logging
+    from heartwatch.daemon.statedir import DaemonAlreadyRunning
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as error:
+        say(f"{error.source or config}: {len(error.problems)} problem(s)", "red")
+        for problem in error.problems:
+            say(f"  {problem}")
+        return 2
+    try:
+        configure_logging(loaded)
+        from loguru import logger
+
+        for warning in config_warnings(loaded):  # what ``check`` would warn about, logged
+            logger.warning("{}: {}", config, warning)
+        asyncio.run(run_daemon(loaded))
+    except ConfigError as error:
+        for problem in error.problems:
+            say(f"{config}: {problem}")
+        return 2
+    except DaemonAlreadyRunning as error:
+        say(str(error), "red")
+        return 1
+    except OSError as error:
+        say(f"cannot start: {describe_os_error(error)}", "red")
+        return 1
+    return 0
