@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heartwatch.config import ConfigError, config_warnings, parse_config
 from heartwatch.core.events import ServiceState, Spawn, Stop, Transition
@@ -311,3 +314,87 @@ def test_a_max_cpu_no_machine_core_count_reaches_is_warned_about(
         "service[0] (a).max_cpu.percent: 200 % can never be exceeded on this machine's 2 cores "
         "(at most 200 %)"
     ]
+
+
+# -- a property test of cpu_seconds_between over simulated process trees --------------------
+
+
+@dataclass
+class _Process:
+    pid: int
+    ppid: int
+    own: float = 0.0
+    reaped: float = 0.0
+
+
+class _Tree:
+    """A run's processes as the kernel keeps their counters: an exit is reaped at once, by
+    its parent if that is alive in the run (its time goes into the parent's reaped time),
+    else by init (its time leaves the run); its children are re-parented to init."""
+
+    def __init__(self) -> None:
+        self.alive = {100: _Process(100, ppid=1)}
+        self._next_pid = 101
+
+    def sample(self, at: float) -> TreeSample:
+        processes = {
+            (p.pid, p.pid): ProcessTimes(p.ppid, p.own, p.reaped) for p in self.alive.values()
+        }
+        return TreeSample(at, processes, 0)
+
+    def pick(self, index: int, main: bool = True) -> _Process | None:
+        candidates = [p for p in self.alive.values() if main or p.pid != 100]
+        return candidates[index % len(candidates)] if candidates else None
+
+    def spawn(self, parent: _Process) -> None:
+        self.alive[self._next_pid] = _Process(self._next_pid, ppid=parent.pid)
+        self._next_pid += 1  # never reused here: reuse has its own test
+
+    def exit(self, process: _Process) -> bool:
+        """End it; True if its time stays visible (reaped by its parent, no orphans left)."""
+        del self.alive[process.pid]
+        orphans = [p for p in self.alive.values() if p.ppid == process.pid]
+        for orphan in orphans:
+            orphan.ppid = 1
+        parent = self.alive.get(process.ppid)
+        if parent is not None:
+            parent.reaped += process.own + process.reaped
+        return parent is not None and not orphans
+
+
+_OPERATION = st.tuples(
+    st.sampled_from(["run", "run", "spawn", "exit"]),
+    st.integers(0, 50),
+    st.floats(0.0, 2.0, allow_nan=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_OPERATION, max_size=12), min_size=1, max_size=8))
+def test_cpu_between_never_counts_more_than_was_used(intervals: list[list[Any]]) -> None:
+    """Over any tree's life: never more than the CPU really used in the interval, never
+    negative, and exactly that when every exit was reaped by its parent without orphans."""
+    tree = _Tree()
+    earlier = tree.sample(0.0)
+    for number, operations in enumerate(intervals, start=1):
+        used, exact = 0.0, True
+        for kind, index, amount in operations:
+            if kind == "run":
+                process = tree.pick(index)
+                assert process is not None
+                process.own += amount
+                used += amount
+            elif kind == "spawn":
+                parent = tree.pick(index)
+                assert parent is not None
+                tree.spawn(parent)
+            else:
+                process = tree.pick(index, main=False)  # the main process ends the run
+                if process is not None:
+                    exact &= tree.exit(process)
+        later = tree.sample(float(number))
+        counted = cpu_seconds_between(earlier, later)
+        assert 0.0 <= counted <= used + 1e-9
+        if exact:
+            assert counted == pytest.approx(used, abs=1e-9)
+        earlier = later

@@ -13,11 +13,12 @@ Rules / theory of operation
 - **CPU.** A process's counters only grow, so the tree's CPU between two samples is the
   growth of each process seen in both (its own time, plus the time of the children it
   reaped: a shell loop's short-lived commands count), plus the whole time of the processes
-  that are new. A process gone since the earlier sample whose parent is still there was
-  most likely reaped by it: its time then reappears in the parent's reaped time, so what it
-  had at the earlier sample is taken off (else it would count twice). What a process gone
-  without such a parent used in its last interval is not seen: the rule errs on the side of
-  not restarting.
+  that are new. A process gone since the earlier sample whose parent is still there (or whose
+  parent is gone too, and so on up to one that is still there) was most likely reaped by it:
+  its time then reappears in the survivor's reaped time, so what it had at the earlier sample
+  is taken off (else it would count twice). What a process gone without such an ancestor
+  used in its last interval is not seen, nor what an orphan reaped by init had: the rule errs
+  on the side of not restarting (a property test holds it to never more than was used).
 - The percentage is of one core (a tree busy on two cores reads 200 %). Over ``percent`` in
   every sample interval for ``for`` seconds in a row is a verdict, with the average over that
   stretch: ``cpu 99 % for 5 min over max_cpu 95 %``. One interval at or under ``percent``
@@ -81,11 +82,22 @@ def cpu_seconds_between(earlier: TreeSample, later: TreeSample) -> float:
             used += total  # new since the earlier sample: all of it is in the interval
         else:
             used += max(0.0, total - previous.own - previous.reaped)
-    surviving_pids = {pid for pid, _ in after.keys() & before.keys()}
-    for key, times in before.items():
-        if key not in after and times.ppid in surviving_pids:
-            used -= times.own + times.reaped  # reaped by a surviving parent: counted there
+    surviving = {pid for pid, _ in after.keys() & before.keys()}
+    gone = {pid: times for (pid, start), times in before.items() if (pid, start) not in after}
+    for times in gone.values():
+        if _reaped_into(times.ppid, gone, surviving):
+            used -= times.own + times.reaped  # counted again in a survivor's reaped time
     return max(0.0, used)
+
+
+def _reaped_into(ppid: int, gone: Mapping[int, ProcessTimes], surviving: set[int]) -> bool:
+    """Does a gone process's time end in a surviving process's reaped time? Its parent
+    survived, or its parent is gone too and (reaped in turn) leads to one that did."""
+    seen: set[int] = set()
+    while ppid in gone and ppid not in seen:  # a pid cycle cannot happen; bounded anyway
+        seen.add(ppid)
+        ppid = gone[ppid].ppid
+    return ppid in surviving
 
 
 class ResourceWatch:
