@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from heartwatch.config import ConfigError, config_warnings, parse_config
 from heartwatch.core.events import (
     STATE_PHASES,
     STATE_TRANSITIONS,
+    RunOnDown,
     ServiceState,
     Spawn,
     Stop,
@@ -326,11 +327,14 @@ def test_a_service_without_probes_never_asks_for_one() -> None:
 
 _steps = st.lists(
     st.tuples(
-        st.sampled_from(["answer", "tick", "crash", "restart", "stop", "start", "settle"]),
-        st.sampled_from(["emulator", "frida", "collector"]),
-        st.booleans(),
+        st.sampled_from(  # probe answers and time, mostly: the paths that need several
+            ["answer"] * 4 + ["tick"] * 3 + ["crash", "restart", "stop", "start", "settle", "beat"]
+        ),
+        st.sampled_from(["adb", "emulator", "frida", "collector"]),
+        st.sampled_from([True, True, False]),  # passes, mostly: failing ones end the chain
     ),
-    max_size=60,
+    min_size=40,
+    max_size=100,
 )
 
 
@@ -343,13 +347,24 @@ def test_probed_pipelines_keep_the_tables_and_never_probe_a_run_that_is_over(
     no probe runs twice at once, none runs for a run that is over, and a dependent is only
     spawned while its requirement is ready."""
     services = [
-        {**EMULATOR, "startup": {"exec": "adb get-state", "failure_threshold": 2}},
-        {**FRIDA, "liveness": {"exec": "frida-ps", "period": "1s", "failure_threshold": 2}},
+        {
+            "name": "adb",
+            "on_down": "adb kill-server",
+            "liveness": {"exec": "adb devices", "period": "1s", "failure_threshold": 2},
+        },
+        {
+            **EMULATOR,
+            "readiness": {"exec": "adb wait-for-device", "period": "1s", "failure_threshold": 1},
+            "requires": ["adb"],
+            "startup": {"exec": "adb get-state", "period": "1s", "failure_threshold": 2},
+        },
+        {**FRIDA, "liveness": {"exec": "frida-ps", "period": "1s", "failure_threshold": 1}},
         {"name": "collector", "command": "c", "requires": ["frida"], "heartbeat_timeout": "3s"},
     ]
     wd = make(*services)
     alive: set[str] = set()
     running: dict[tuple[str, str], RunProbe] = {}
+    on_down: set[str] = set()
     events: list[object] = []
 
     def take(now: float) -> None:
@@ -366,21 +381,30 @@ def test_probed_pipelines_keep_the_tables_and_never_probe_a_run_that_is_over(
                     assert key not in running or not wd.probe_wanted(*key[:1], running[key].run)
                     assert wd.probe_wanted(action.service, action.run)
                     running[key] = action
+                elif isinstance(action, RunOnDown):
+                    assert action.service not in on_down, "on_down run twice at once"
+                    on_down.add(action.service)
 
     now = 0.0
     wd.receive_start(["collector"], now, "daemon started")
     take(now)
     for verb, name, flag in steps:
         now += 1.5
-        if verb == "answer":
-            for key in [k for k in running if k[0] == name]:
+        if verb == "answer":  # every check under way ends: the named service's as ``flag``
+            for key in list(running):
                 action = running.pop(key)
-                wd.receive_probe_result(name, action.role, action.run, flag, "x", now)
+                passed = flag if key[0] == name else True
+                wd.receive_probe_result(key[0], action.role, action.run, passed, "x", now)
         elif verb == "tick":
             wd.tick(now)
         elif verb in ("crash", "settle") and name in alive:
             alive.discard(name)
             wd.receive_exit(name, -9 if verb == "crash" else -15, now)
+        elif verb == "settle" and name in on_down:
+            on_down.discard(name)
+            wd.receive_on_down_done(name, "exit code 0", now)
+        elif verb == "beat":
+            wd.receive_message(name, "heartbeat", now)
         elif verb == "restart":
             wd.receive_restart(name, now, "asked")
         elif verb == "stop":
@@ -390,9 +414,15 @@ def test_probed_pipelines_keep_the_tables_and_never_probe_a_run_that_is_over(
         take(now)
         for record in wd.records():
             assert record.phase in STATE_PHASES[record.state], (record.name, record.state)
-    for event in events:
-        if isinstance(event, Transition):
-            assert event.new in STATE_TRANSITIONS[event.old], event
+    for fact in events:
+        if isinstance(fact, Transition):
+            assert fact.new in STATE_TRANSITIONS[fact.old], fact
+    # What the examples reached (``--hypothesis-show-statistics``): the interesting paths.
+    changes = {(f.service, f.role, f.passing) for f in events if isinstance(f, ProbeChanged)}
+    for service, role, passing in sorted(changes):
+        event(f"{service} {role} {'passed' if passing else 'failed'}")
+    if "collector" in alive:
+        event("collector spawned")
 
 
 @pytest.mark.parametrize("role", ["startup", "liveness"])
