@@ -119,7 +119,19 @@ def test_restart_button_restarts_the_process(new_page: Any, site: Site) -> None:
     assert status["restarts_requested"] == old["restarts_requested"] + 1
     asked = f"+{status['restarts_requested']} asked"
     expect(row(page, "beta").locator("td[data-label=Restarts]")).to_contain_text(asked)
+    # The old run's end was the stop it was sent: journaled so, and not marked as a failure.
+    exits = [e for e in beta_events(site) if e["kind"] == "exit"]
+    assert exits[0]["detail"]["pid"] == old_pid and exits[0]["detail"].get("stopped") is True
+    stopped_exit = page.locator(f'#timeline li.kind-exit[data-id="{exits[0]["id"]}"]')
+    expect(stopped_exit).to_have_attribute("data-stopped", "true")
     assert watched.problems() == []
+
+
+def beta_events(site: Site) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = site.daemon.request("GET", "/api/v1/events?service=beta")[
+        "events"
+    ]
+    return events
 
 
 def test_appended_line_shows_within_a_second(new_page: Any, site: Site) -> None:
@@ -220,6 +232,8 @@ def test_a_crash_is_the_last_trouble_and_the_log_opens_on_it(new_page: Any, site
     )
     assert after["restarts"] == before["restarts"] + 1
     assert after["restarts_requested"] == before["restarts_requested"]
+    crash = next(e for e in beta_events(site) if e["kind"] == "exit")
+    assert crash["detail"]["pid"] == before["pid"] and "stopped" not in crash["detail"]
     watched = new_page()
     page = open_dashboard(watched, site)
     expect(row(page, "beta").locator(".last-trouble")).to_contain_text("killed by SIGKILL")

@@ -22,6 +22,7 @@ from heartwatch.config import Config, ServiceConfig
 from heartwatch.core.events import (
     Action,
     Event,
+    Phase,
     ReasonChanged,
     RecoveryPlanned,
     RunOnDown,
@@ -477,9 +478,12 @@ class Supervisor:
     def _receive_exit(self, service: str, returncode: int, last_words: str | None) -> None:
         """A run is gone; ``last_words``: its last stderr line, part of the reason everywhere
         (journal, status, alerts, log) through the watchdog's reason."""
-        pid = self.watchdog.record(service).pid
+        record = self.watchdog.record(service)
+        pid = record.pid
         how = describe_exit(returncode) + (f": {last_words}" if last_words else "")
         detail: dict[str, Any] = {"pid": pid, "returncode": returncode}
+        if record.phase is Phase.STOP_SENT:
+            detail["stopped"] = True  # the end of a stop it was sent: no failure of its own
         if last_words:
             detail["stderr"] = last_words
         self.journal.append("exit", service, how, self.wall_time(), detail=detail)

@@ -174,6 +174,8 @@ function eventItem(event) {
       "data-state": event.state || "",
       "data-id": event.id,
       "data-passing": event.kind === "probe" ? String(event.detail?.passing ?? "") : null,
+      // An exit at the end of a stop it was sent is no failure: not marked as one.
+      "data-stopped": event.kind === "exit" && event.detail?.stopped ? "true" : null,
     },
     h("time", { datetime: iso, title: iso }, formatTime(event.at)),
     h("span", { class: "ev-service" }, event.service ?? "heartwatch"),
