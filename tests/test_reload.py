@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heartwatch.config import Config, load_config, parse_config
 from heartwatch.core.events import RunOnDown, ServiceState, Spawn, Stop, UnknownService
@@ -17,6 +19,7 @@ from heartwatch.core.reconfigure import ServiceChanges, diff_services, settings_
 from heartwatch.core.spec import ServiceSpec
 from heartwatch.core.watchdog import CONFIGURATION_CHANGED, REMOVED, Watchdog
 from heartwatch.daemon.reload import NotScalable, Reloader, ReloadRefused, UnknownTable
+from test_watchdog import AnyDriver, _any_inputs, apply, behave, check_tables, make, pipelines
 
 S = ServiceState
 
@@ -241,6 +244,24 @@ def test_a_service_added_back_before_its_process_went() -> None:
     assert wd.record("other").spec == specs(EMULATOR, {**OTHER, "command": "other -v"})[1]
 
 
+def test_a_command_taken_away_is_a_removal_and_an_addition() -> None:
+    """From a command to watch-only: its process stops (its dependents first, restarted),
+    then a new record is watched; a person's start meanwhile waits for it."""
+    wd = running(EMULATOR, COLLECTOR)
+    old = wd.record("emulator")
+    changes = wd.reconfigure(specs({"name": "emulator"}, COLLECTOR), 20.0)
+    assert changes.changed == ("emulator",) and changes.restarted == ("collector",)
+    assert stops(wd) == ["collector"]
+    wd.receive_start(["emulator"], 20.2, "start requested")  # waits for the new record
+    wd.receive_exit("collector", -15, 20.5)
+    assert stops(wd) == ["emulator"]
+    wd.receive_exit("emulator", -15, 21.0)
+    new = wd.record("emulator")
+    assert new is not old and new.spec.watch_only and new.state is S.RUNNING
+    assert spawn_all(wd, 21.0) == ["collector"]
+    assert [r.name for r in wd.records()] == ["emulator", "collector"]
+
+
 # -- the reload driver's rules, with a recording stand-in for the supervisor ----------------
 
 
@@ -357,3 +378,89 @@ def test_scale_needs_a_table_with_instances(tmp_path: Path) -> None:
         asyncio.run(reloader.scale("solo", 3))
     with pytest.raises(UnknownTable):
         asyncio.run(reloader.scale("emulator@0", 3))
+
+
+# -- properties: any pipeline, any run, then any new configuration --------------------------
+
+
+@st.composite
+def reconfigurations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A pipeline and a new one: each service kept as it was, replaced by another (changed),
+    dropped (removed) or new (added), with requirements on what is left."""
+    old, other = draw(pipelines()), draw(pipelines())
+    new: list[dict[str, Any]] = []
+    for index in range(max(len(old), len(other))):
+        choice = draw(st.sampled_from(["keep", "other", "drop"]))
+        source = old if choice == "keep" else other if choice == "other" else []
+        if index < len(source):
+            present = {s["name"] for s in new}
+            service = source[index]
+            new.append({**service, "requires": [r for r in service["requires"] if r in present]})
+    return old, new or [dict(old[0])]
+
+
+def _play(wd: Watchdog, driver: AnyDriver, inputs: Any, names: list[str], now: float) -> float:
+    phases: dict[str, Any] = {}
+    for verb, index, step in inputs:
+        now += step
+        apply(wd, driver, verb, names[index % len(names)], now, data_kind="d")
+        driver.take(now)
+        check_tables(wd, driver.events, phases)
+        driver.events.clear()
+        for record in wd.records():
+            assert record.alive == (record.name in driver.alive)
+    return now
+
+
+@settings(max_examples=300, deadline=None)
+@given(pair=reconfigurations(), before=_any_inputs, after=_any_inputs)
+def test_reconfigure_properties_hold_for_any_change(
+    pair: tuple[list[dict[str, Any]], list[dict[str, Any]]], before: Any, after: Any
+) -> None:
+    """Whatever ran before: running unchanged services are not touched; every change follows
+    the tables; removed services are gone once their processes are; and a final start brings
+    every configured service to running."""
+    old, new = pair
+    wd = make(*old)
+    driver = AnyDriver(wd)
+    wd.receive_start([s["name"] for s in old], 0.0, "daemon started")
+    driver.take(0.0)
+    now = _play(wd, driver, before, [s["name"] for s in old], 0.0)
+    seen = {r.name: (r, r.spawns, r.phase, r.state, r.pid) for r in wd.records() if r.alive}
+    changes = wd.reconfigure([r.spec for r in make(*new).records()], now)
+    for name in changes.unchanged:
+        if name in seen:
+            record, spawns, phase, state, pid = seen[name]
+            assert wd.record(name) is record
+            assert (record.spawns, record.phase, record.state, record.pid) == (
+                spawns,
+                phase,
+                state,
+                pid,
+            )
+    driver.take(now)
+    check_tables(wd, driver.events, {})
+    driver.events.clear()
+    names = [s["name"] for s in new]
+    now = _play(wd, driver, after, names, now)
+    driver.unspawnable.clear()
+    wd.receive_start(names, now, "start requested")
+    driver.take(now)
+    for _ in range(60):
+        driver.settle(now)
+        behave(wd, driver, now)
+        if all(r.state is S.RUNNING for r in wd.records()) and len(wd.records()) == len(names):
+            break
+        due = wd.next_deadline()
+        now = max(now, due) if due is not None else now + 1.0
+        behave(wd, driver, now)
+        wd.tick(now)
+        driver.take(now)
+    assert [r.name for r in wd.records()] == [r.name for r in make(*new).records()]
+    assert all(r.state is S.RUNNING for r in wd.records()), (
+        {r.name: (r.state, r.reason, r.phase) for r in wd.records()},
+        repr(old),
+        repr(new),
+        repr(before),
+        repr(after),
+    )

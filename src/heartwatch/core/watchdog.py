@@ -221,6 +221,9 @@ class Watchdog:
         # Services a reload removed whose process is not gone yet, each with those that
         # relied on it then: they go down first (``reconfigure``).
         self._leaving: dict[str, tuple[str, ...]] = {}
+        # A new record to make once a leaving one is gone (a service added back, or changed
+        # between watch-only and a command), and whether it is to start then.
+        self._successors: dict[str, tuple[ServiceSpec, bool]] = {}
         self._set_graph(services)
         self._records = {s.name: _create_record(s, random, now) for s in services}
         self._actions: list[Action] = []
@@ -229,7 +232,8 @@ class Watchdog:
     def _set_graph(self, services: Sequence[ServiceSpec]) -> None:
         self.graph = DependencyGraph({s.name: s.requires for s in services})
         # Leaving services come last: the stop rule, walking backwards, sees them first.
-        self._order = [*self.graph.start_order(), *self._leaving]
+        order = self.graph.start_order()
+        self._order = [*order, *(name for name in self._leaving if name not in set(order))]
         # All that relies on each service, through watch-only services too (they have no
         # process whose being alive would stand for theirs): the stop and start rules wait
         # for these, not only for the direct dependents.
@@ -288,12 +292,16 @@ class Watchdog:
         return names
 
     def _configured(self, names: Iterable[str]) -> list[str]:
-        """``names`` as ``_known``; one a reload removed (still stopping) cannot be started."""
+        """``names`` as ``_known``, less those whose new record waits for the old one to go
+        (each is started when it begins); one a reload removed cannot be started."""
         names = self._known(names)
         for name in names:
-            if name in self._leaving:
+            if name in self._leaving and name not in self._successors:
                 raise UnknownService(name)
-        return names
+        for name in names:
+            if name in self._successors:
+                self._successors[name] = (self._successors[name][0], True)
+        return [name for name in names if name not in self._successors]
 
     def _want(self, record: ServiceRecord, reason: str, now: float) -> None:
         """A person (or the daemon) wants this service up, whatever it is doing now."""
@@ -322,6 +330,8 @@ class Watchdog:
     def receive_stop(self, names: Iterable[str], now: float, reason: str) -> None:
         """Want ``names`` (and what requires them) stopped; dependents stop first."""
         for name in self._known(names):
+            if name in self._successors:  # its new record is not to start when it begins
+                self._successors[name] = (self._successors[name][0], False)
             for member in (name, *self.graph.dependents(name)):
                 record = self._records[member]
                 record.goal = Goal.DOWN
@@ -335,7 +345,9 @@ class Watchdog:
 
     def receive_restart(self, name: str, now: float, reason: str) -> None:
         """Restart ``name`` and its dependents now, as a person asked: no backoff, no count."""
-        record = self.record(self._configured([name])[0])
+        if not self._configured([name]):
+            return  # its new record starts once the old one is gone
+        record = self.record(name)
         record.policy.reset()
         record.start_not_before = now
         for member in self.graph.requirements(name):
@@ -355,7 +367,11 @@ class Watchdog:
         Changed ones take their new spec and, if wanted (or held: the change may be the fix),
         restart as ``receive_restart`` does, dependents along; a watch-only one is watched
         afresh. Removed ones stop, what relied on them first, and their record is dropped
-        once their process is gone. Added ones start, unless ``autostart`` is false."""
+        once their process is gone. Added ones start, unless ``autostart`` is false.
+
+        A service that changes between watch-only and a command, or is added back while its
+        old run is still going, is a removal and an addition under one name: the old record
+        leaves as a removed one does (its dependents restart), then a new one begins."""
         current = {
             name: self._records[name].spec for name in self._order if name not in self._leaving
         }
@@ -363,21 +379,32 @@ class Watchdog:
         changes = diff_services(current, new)
         for name in changes.removed:
             self._leaving[name] = tuple(self._relying.get(name, ()))
+        replaced = []  # changed between watch-only and a command: removed, then added
         for spec in services:
+            record = self._records.get(spec.name)
             if spec.name in self._leaving:  # removed before, back before its process is gone
-                del self._leaving[spec.name]
-                self._replace_spec(self._records[spec.name], spec)
-            elif spec.name in changes.added:
+                self._successors[spec.name] = (spec, spec.autostart)
+            elif record is None:
                 self._records[spec.name] = _create_record(spec, self._random, now)
+            elif spec.name in changes.changed and record.spec.watch_only != spec.watch_only:
+                self._successors[spec.name] = (spec, record.wanted or record.state in _HELD)
+                self._leaving[spec.name] = tuple(self._relying.get(spec.name, ()))
+                replaced.append(spec.name)
             elif spec.name in changes.changed:
-                self._replace_spec(self._records[spec.name], spec)
+                self._replace_spec(record, spec)
         self._set_graph(services)
         for name in changes.removed:
             self._remove(self._records[name], now)
         pending = {name for name in changes.unchanged if self._records[name].restart_pending}
+        for name in replaced:
+            record = self._records[name]
+            self._remove(record, now)
+            dependents = self.graph.dependents(name)
+            if dependents:
+                self._plan_recovery(record, dependents, CONFIGURATION_CHANGED, now, requested=True)
         for name in changes.changed:
             record = self._records[name]
-            if not (record.wanted or record.state in _HELD):
+            if name in replaced or not (record.wanted or record.state in _HELD):
                 continue  # stopped: it starts, when asked, with its new settings
             if record.spec.watch_only:
                 self._rewatch(record, now)
@@ -421,8 +448,9 @@ class Watchdog:
         if was_ready:
             record.liveness.ready_at = now  # still ready: dependents go on
 
-    def _drop_gone(self, now: float) -> None:
-        """Forget the removed services whose process (or ``on_down``) is gone."""
+    def _drop_gone(self, now: float) -> bool:
+        """Forget the removed services whose process (or ``on_down``) is gone; begin their
+        successors. Whether anything was done."""
         gone = [
             name
             for name in self._leaving
@@ -433,8 +461,17 @@ class Watchdog:
             if record.state is not _S.STOPPED:
                 self._flip(record, _S.STOPPED, REMOVED, now)
             del self._leaving[name]
-            self._order.remove(name)
-            self._relying.pop(name, None)
+            successor = self._successors.pop(name, None)
+            if successor is None:
+                self._order.remove(name)
+                self._relying.pop(name, None)
+                continue
+            spec, start = successor
+            self._records[name] = _create_record(spec, self._random, now)
+            if start:
+                for member in (name, *self.graph.requirements(name)):
+                    self._want(self._records[member], ADDED, now)
+        return bool(gone)
 
     # -- inputs: what processes did ----------------------------------------------------------
 
@@ -829,8 +866,8 @@ class Watchdog:
                 changed |= self._apply_stop_rule(self._records[name], now)
             for name in self._order:
                 changed |= self._apply_start_rule(self._records[name], now)
-        if self._leaving:
-            self._drop_gone(now)
+            if self._leaving:
+                changed |= self._drop_gone(now)
 
     def _apply_stop_rule(self, record: ServiceRecord, now: float) -> bool:
         if record.spec.watch_only:
