@@ -27,6 +27,13 @@ BOOTED = (
 )
 
 
+# The recipe's liveness check (docs/recipes.md): the first rung of the ladder inside it.
+LADDER = (
+    "sh -c 'adb -s emulator-5560 get-state | grep -qx device"
+    " || { adb reconnect offline; adb -s emulator-5560 get-state | grep -qx device; }'"
+)
+
+
 def set_device(path: Path, **state: str) -> None:
     """Rewrite the fake device's state file (the fakes read it at each call)."""
     current = dict(line.split("=", 1) for line in path.read_text().split()) if path.exists() else {}
@@ -157,10 +164,14 @@ def test_liveness_offline_restarts_with_its_reason_and_an_exhausted_startup_back
     pipeline: Pipeline,
 ) -> None:
     """A device going offline fails its liveness probe: a restart whose reason is the probe's
-    words; a startup probe that never passes is a failed start, recovered with backoff."""
+    words; with the recipe's first rung in the check (``adb reconnect offline``), a device
+    that reconnects is no failure at all; a startup probe that never passes is a failed
+    start, recovered with backoff."""
     phone, booting = pipeline.folder / "phone", pipeline.folder / "booting"
+    ladder = pipeline.folder / "ladder"
     set_device(phone, state="device")
     set_device(booting, state="offline")
+    set_device(ladder, state="device", reconnect_recovers="1")
     daemon = start(
         pipeline,
         [
@@ -174,6 +185,12 @@ def test_liveness_offline_restarts_with_its_reason_and_an_exhausted_startup_back
                     "timeout": duration(3),
                     "failure_threshold": 2,
                 },
+            },
+            {
+                "name": "ladder",
+                "command": "sleep 600",
+                "env": {"FAKE_DEVICE_STATE": str(ladder)},
+                "liveness": {"exec": LADDER, "period": duration(0.2), "timeout": duration(3)},
             },
             {
                 "name": "booting",
@@ -202,6 +219,16 @@ def test_liveness_offline_restarts_with_its_reason_and_an_exhausted_startup_back
     )
     assert late[0]["detail"]["failure"] is True
     assert daemon.wait_running("phone")["pid"] != first["pid"]
+
+    # The same offline device under the ladder's check: reconnected, never restarted.
+    ladder_pid = daemon.wait_running("ladder")["pid"]
+    set_device(ladder, state="offline")
+    wait_until(lambda: "emulator-5554 reconnect offline" in calls(ladder), "a reconnect")
+    wait_until(lambda: "state=device" in ladder.read_text(), "the device back")
+    status = daemon.service("ladder")
+    assert (status["pid"], status["restarts"]) == (ladder_pid, 0)
+    assert status["probes"]["liveness"]["consecutive_failures"] == 0
+    assert not any("kill-server" in c for c in calls(ladder))
 
     # The startup probe never passes: each run is a failed start, the second one backs off.
     wait_until(
