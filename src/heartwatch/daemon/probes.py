@@ -6,9 +6,9 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
 - ``exec``: the command runs without a shell in its own session and process group, with the
   service's environment and folder; exit 0 passes. It is watched from the loop as the
   services are (``processes.py``): its exit through a pidfd, its output (stdout and stderr
-  together) through the pipe's reader, no thread and no task per check (asyncio's own
-  subprocesses start a waiting thread for each on this Python, which cost 3.7 wake-ups of
-  the loop per check in ``bench/probes.py``). The first 4 KiB of output are kept as the
+  together) through the pipe's reader, without a thread (asyncio's own subprocesses start
+  a waiting thread for each on this Python, which cost 3.7 wake-ups of the loop per check
+  in ``bench/probes.py``; this costs one). The first 4 KiB of output are kept as the
   result's words, the rest drained and dropped, so a chatty check never blocks on a full
   pipe. At its timeout the whole group is killed (``frida-ps`` is known to hang at 100 %
   CPU, and a hung ``adb`` may have children): nothing of it is left behind. A process that
