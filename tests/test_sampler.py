@@ -115,8 +115,13 @@ def test_sampler_sleeps_without_limits_or_onlookers() -> None:
     asyncio.run(scenario())
 
 
-def test_sampler_reports_a_busy_tree_over_max_cpu() -> None:
-    """A limit keeps it sampling unasked; a tree spinning over max_cpu is reported once."""
+@pytest.mark.parametrize("inline_cost", [1.0, 0.0], ids=["on the loop", "in the thread"])
+def test_sampler_reports_a_busy_tree_over_max_cpu(
+    inline_cost: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A limit keeps it sampling unasked; a tree spinning over max_cpu is reported once,
+    whether passes run on the loop or in the worker thread (answers taken a slot later)."""
+    monkeypatch.setattr(sampler_module, "INLINE_PASS_COST", inline_cost)
 
     async def scenario() -> None:
         child = busy_child()

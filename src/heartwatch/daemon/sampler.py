@@ -15,7 +15,8 @@ while no running service has a limit and nobody looked at status, metrics or the
 the last ``INTEREST_WINDOW`` seconds. The first look after such a pause makes a pass at once
 (in that very answer if passes are known to be cheap, so it has RSS); CPU needs two passes, so
 it reads ``None`` until the next one.
-A pass runs on the event loop while it is cheap (``INLINE_PASS_COST``), else in a worker thread.
+A pass runs on the event loop while it is cheap (``INLINE_PASS_COST``), else in a worker thread
+whose answer is taken at the next wake-up (so that its end does not wake the loop again).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from loguru import logger
@@ -37,12 +39,12 @@ from heartwatch.core.limits import (
 )
 from heartwatch.core.throttle import LogThrottle
 from heartwatch.daemon.processes import RUN_ID_VARIABLE
-from heartwatch.daemon.tasks import TaskSet
 
-# A pass cheaper than this runs on the event loop (one wake-up per interval in all); a dearer
-# one in a worker thread, so that the loop is never held longer (its answer is a second
-# wake-up). Measured (bench/sampler.py): 0.45 ms for 10 services of two processes each,
-# 6 ms for 100, on a host of 100-300 processes.
+# A pass cheaper than this runs on the event loop; a dearer one in a worker thread, so that the
+# loop is never held longer, its answer taken at the next wake-up (one interval later, which
+# the verdicts and usage shown then wait: one wake-up per interval in all, either way).
+# Measured (bench/sampler.py): 0.5 ms for 10 services of two processes each, 4-7 ms for 100,
+# on a host of 150-330 processes.
 INLINE_PASS_COST = 0.002
 
 # A look at status, metrics or the dashboard keeps every tree sampled this long: beyond a
@@ -94,9 +96,12 @@ class ResourceSampler:
         self._interest_until = float("-inf")
         self._timer: asyncio.Handle | None = None
         self._next_at: float | None = None
-        self._passing = False  # a pass is under way (in a thread, or its verdicts on the loop)
+        self._passing = False  # a pass's answer is being handled (its verdicts may look again)
         self._reader = TreeReader(self._loop.time)
-        self._tasks = TaskSet("resource sampler")
+        self._executor: ThreadPoolExecutor | None = None  # made at the first dear pass
+        self._future: Future[dict[str, TreeSample]] | None = None  # a pass in the thread
+        self._future_runs: list[Run] | None = None  # what it reads; None: answer not wanted
+        self._closed = False
         self._log_throttle = LogThrottle(300.0)
         # CPU seconds the last pass took; the first one (unknown, and it reads every
         # process's environment once) goes to a thread.
@@ -118,7 +123,7 @@ class ResourceSampler:
         made already has RSS (CPU needs the next one); else it is made at once, in turn."""
         now = self._loop.time()
         self._interest_until = now + self.interest_window
-        if self._idle and self._pass_cost < INLINE_PASS_COST:
+        if self._idle and not self._thread_busy and self._pass_cost < INLINE_PASS_COST:
             self._next_at = now
             self._sample()
         else:
@@ -133,13 +138,21 @@ class ResourceSampler:
     @property
     def _idle(self) -> bool:
         """No pass under way or due: nothing will sample unless woken."""
-        return self._timer is None and not self._passing and not self._tasks.closed
+        return self._timer is None and not self._passing and not self._closed
+
+    @property
+    def _thread_busy(self) -> bool:
+        return self._future is not None and not self._future.done()
 
     async def close(self) -> None:
+        """No more passes; one running in the thread ends on its own (it only reads)."""
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        await self._tasks.close()
+        self._future_runs = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -154,28 +167,35 @@ class ResourceSampler:
         for service in [s for s in self._watches if s not in sampled]:
             del self._watches[service]
         if not runs:
+            self._future_runs = None  # a pass still in the thread: its answer is not wanted
             self._next_at = None
             return  # idle: no timer until a limited service starts or someone looks
-        # Until the pass is over (its verdicts too, which may lead to a look at status), no
-        # second one is started: one pass at a time, one timer.
+        # While an answer is handled (its verdicts may lead to a look at status), no second
+        # pass starts: one pass at a time, one timer.
         self._passing = True
-        if self._pass_cost < INLINE_PASS_COST:
-            # Cheap (a few services): read here, so that a pass is one wake-up in all.
-            try:
-                self._receive_samples(runs, self._read(runs))
-            finally:
-                self._passing = False
-            self._arm()
-        else:
-            self._tasks.start(self._pass_in_thread(runs), name="resource sample")
-
-    async def _pass_in_thread(self, runs: list[Run]) -> None:
         try:
-            samples = await self._loop.run_in_executor(None, self._read, runs)
-            self._receive_samples(runs, samples)
+            self._take_thread_answer()
+            if self._thread_busy:
+                pass  # a dear pass still reading: this slot is skipped
+            elif self._pass_cost < INLINE_PASS_COST:
+                self._receive_samples(runs, self._read(runs))  # cheap: here and now
+            else:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix="sampler")
+                self._future_runs = runs
+                self._future = self._executor.submit(self._read, runs)
         finally:
             self._passing = False
         self._arm()
+
+    def _take_thread_answer(self) -> None:
+        """The samples of a pass made in the thread since the last wake-up, if it is done."""
+        future, runs = self._future, self._future_runs
+        if future is None or not future.done():
+            return
+        self._future = self._future_runs = None
+        if runs is not None and not future.cancelled():
+            self._receive_samples(runs, future.result())
 
     def _read(self, runs: list[Run]) -> dict[str, TreeSample]:
         """One pass of the reader, its cost measured (it decides where the next one runs)."""
@@ -208,7 +228,7 @@ class ResourceSampler:
                 self._on_exceeded(run.service, verdict, watch.over_since())
 
     def _arm(self) -> None:
-        if self._timer is not None or self._tasks.closed:
+        if self._timer is not None or self._closed:
             return
         now = self._loop.time()
         # Fixed slots, so that a slow pass does not stretch the interval; a missed slot is
