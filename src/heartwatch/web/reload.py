@@ -41,7 +41,9 @@ class ProblemBody(BaseModel):
 
 
 class InvalidConfigBody(ErrorBody):
-    problems: list[ProblemBody]
+    # With "invalid_config" (every problem of the file); a malformed request ("invalid_request",
+    # the same status) has none.
+    problems: list[ProblemBody] = Field(default_factory=list)
 
 
 class ScaleRequest(BaseModel):
@@ -50,7 +52,11 @@ class ScaleRequest(BaseModel):
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
     409: {"model": ErrorBody, "description": "the daemon is stopping"},
-    422: {"model": InvalidConfigBody, "description": "the configuration cannot be used"},
+    422: {
+        "model": InvalidConfigBody,
+        "description": "the configuration cannot be used (invalid_config), or the request "
+        "is malformed (invalid_request)",
+    },
 }
 
 
