@@ -162,7 +162,7 @@ class ResourceSampler:
         """Start a pass over what needs sampling now, or go idle if nothing does."""
         looking = self._loop.time() < self._interest_until
         runs = [run for run in self._runs() if looking or run.limits.any]
-        # Only what is sampled keeps a usage: nothing shown is older than one interval.
+        # Only what is still sampled keeps a usage: nothing shown outlives its sampling.
         sampled = {run.service for run in runs}
         for service in [s for s in self._watches if s not in sampled]:
             del self._watches[service]
