@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from heartwatch.core.probes import OUTPUT_LIMIT, ExecCheck, HttpCheck, ProbeSpec, RunProbe, TcpCheck
+from heartwatch.daemon.identity import resolve_run_as
 from heartwatch.daemon.probes import ProbeRunner, run_exec, run_http, run_tcp
 
 ENV = dict(os.environ)
@@ -177,3 +178,15 @@ def test_tcp_passes_on_a_connection_and_says_why_not() -> None:
     passed, result = asyncio.run(run_tcp(TcpCheck("127.0.0.1", free_port()), 2.0))
     assert not passed and result.startswith("cannot connect: "), result
     assert "refused" in result.lower()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may run a check as another user")
+def test_exec_runs_as_the_service_user_and_umask() -> None:
+    """A check runs as its service does (``user``, ``group``, ``umask``), never as root."""
+    run_as = resolve_run_as("nobody", None)
+    assert run_as is not None
+    script = "echo $(id -u) $(umask)"
+    passed, result = asyncio.run(
+        run_exec(("sh", "-c", script), 5.0, Path("/"), ENV, None, (run_as, 0o027))
+    )
+    assert (passed, result) == (True, f"exited 0: {run_as.uid} 0027")

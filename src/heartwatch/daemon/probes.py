@@ -52,10 +52,14 @@ from heartwatch.core.probes import (
     RunProbe,
     TcpCheck,
 )
+from heartwatch.daemon.identity import RunAs
 from heartwatch.daemon.oserrors import describe_os_error
 from heartwatch.daemon.tasks import TaskSet
 
 ResultSink = Callable[[RunProbe, bool, str], None]
+# Who an exec check runs as, as its service does (``user``, ``group``) and with its
+# ``umask``; None: as the daemon.
+Identity = tuple[RunAs | None, int | None] | None
 # After an exec check exits, how long its last output may take to arrive (its pipe may be
 # held by a process it left behind, which must not hold up the result).
 OUTPUT_GRACE = 0.2
@@ -76,14 +80,23 @@ class ProbeRunner:
         """Checks under way."""
         return len(self._running)
 
-    def start(self, action: RunProbe, spec: ProbeSpec, cwd: Path, env: Mapping[str, str]) -> None:
-        """Run one check of ``spec`` for ``action``; its result goes to ``on_result``."""
+    def start(
+        self,
+        action: RunProbe,
+        spec: ProbeSpec,
+        cwd: Path,
+        env: Mapping[str, str],
+        as_service: Identity = None,
+    ) -> None:
+        """Run one check of ``spec`` for ``action`` (an exec check as the service's user and
+        umask, ``as_service``); its result goes to ``on_result``."""
         key = (action.service, action.role)
         previous = self._running.pop(key, None)
         if previous is not None:  # an older run's check, still ending: it is of no use
             previous[1].cancel()
         task = self._tasks.start(
-            self._run(action, spec, cwd, env), name=f"probe {action.service} {action.role}"
+            self._run(action, spec, cwd, env, as_service),
+            name=f"probe {action.service} {action.role}",
         )
         self._running[key] = (action.run, task)
 
@@ -102,11 +115,16 @@ class ProbeRunner:
             self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _run(
-        self, action: RunProbe, spec: ProbeSpec, cwd: Path, env: Mapping[str, str]
+        self,
+        action: RunProbe,
+        spec: ProbeSpec,
+        cwd: Path,
+        env: Mapping[str, str],
+        as_service: Identity,
     ) -> None:
         task = asyncio.current_task()
         try:
-            passed, result = await self._check(spec, cwd, env)
+            passed, result = await self._check(spec, cwd, env, as_service)
         except Exception as error:  # a bug must not leave the probe waiting for ever
             logger.opt(exception=error).error(
                 "{}: {} probe: cannot run", action.service, action.role
@@ -119,11 +137,13 @@ class ProbeRunner:
                 del self._running[key]
         self._on_result(action, passed, result)
 
-    async def _check(self, spec: ProbeSpec, cwd: Path, env: Mapping[str, str]) -> tuple[bool, str]:
+    async def _check(
+        self, spec: ProbeSpec, cwd: Path, env: Mapping[str, str], as_service: Identity
+    ) -> tuple[bool, str]:
         check = spec.check
         pattern = None if spec.expect is None else self._pattern(spec.expect)
         if isinstance(check, ExecCheck):
-            return await run_exec(check.argv, spec.timeout, cwd, env, pattern)
+            return await run_exec(check.argv, spec.timeout, cwd, env, pattern, as_service)
         if isinstance(check, HttpCheck):
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="probe")
@@ -208,9 +228,12 @@ class _RunningCheck:
             self._pidfd = -1
 
 
-def _spawn(argv: tuple[str, ...], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: tuple[str, ...], cwd: Path, env: Mapping[str, str], as_service: Identity
+) -> subprocess.Popen[bytes]:
     """Start a check in its own session. In the loop's thread, as asyncio's own subprocesses
     are started: a fork and exec take well under a millisecond, less than a thread hand-off."""
+    run_as, umask = as_service if as_service is not None else (None, None)
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -219,6 +242,10 @@ def _spawn(argv: tuple[str, ...], cwd: Path, env: Mapping[str, str]) -> subproce
         cwd=cwd,
         env=dict(env),
         start_new_session=True,
+        umask=-1 if umask is None else umask,
+        user=None if run_as is None else run_as.uid,
+        group=None if run_as is None else run_as.gid,
+        extra_groups=None if run_as is None else list(run_as.groups),
     )
 
 
@@ -228,10 +255,11 @@ async def run_exec(
     cwd: Path,
     env: Mapping[str, str],
     expect: re.Pattern[str] | None = None,
+    as_service: Identity = None,
 ) -> tuple[bool, str]:
     """Run ``argv`` once; ``(passed, result)``, the result in people's words."""
     try:
-        popen = _spawn(argv, cwd, env)
+        popen = _spawn(argv, cwd, env, as_service)
     except OSError as error:
         return False, f"cannot run {argv[0]}: {describe_os_error(error)}"
     except subprocess.SubprocessError as error:

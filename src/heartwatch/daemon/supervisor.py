@@ -368,12 +368,21 @@ class Supervisor:
             self._run_probe(action)
 
     def _run_probe(self, action: RunProbe) -> None:
-        """One check of a probe, with the service's environment and folder."""
+        """One check of a probe, as its service runs: its environment, folder, user, umask."""
         service = self.services[action.service]
         probes = self.watchdog.record(action.service).spec.probes
         spec = next(probe for probe in probes if probe.role == action.role)
         cwd = self.config.resolve(service.cwd) if service.cwd else self.config.base_dir
-        self._probes.start(action, spec, cwd, self._child_env(service))
+        try:
+            run_as = resolve_run_as(service.user, service.group)
+        except IdentityError as error:  # never as the daemon instead: a failed check
+            result = f"cannot run as the service does: {error}"
+            self.watchdog.receive_probe_result(
+                action.service, action.role, action.run, False, result, self._loop.time()
+            )
+            return
+        env = self._child_env(service, run_as)
+        self._probes.start(action, spec, cwd, env, (run_as, service.umask))
 
     def _receive_probe_result(self, action: RunProbe, passed: bool, result: str) -> None:
         try:
