@@ -19,9 +19,9 @@ __all__ = [
     "AutorestartMode",
     "FailureCause",
     "QueueSpec",
+    "ResourceLimits",
     "RestartByCause",
     "RestartMode",
-    "ResourceLimits",
     "RestartRules",
     "ServiceSpec",
 ]
@@ -66,7 +66,7 @@ class ServiceSpec:
     autorestart: AutorestartMode = "always"
     restart_rules: RestartRules = field(default_factory=RestartRules)
     queue: QueueSpec | None = None
-    limits: ResourceLimits = ResourceLimits()  # max_memory, max_cpu (``core/limits.py``)
+    limits: ResourceLimits = field(default_factory=ResourceLimits)  # max_memory, max_cpu
     probes: tuple[ProbeSpec, ...] = ()  # startup, readiness, liveness: at most one each
     autostart: bool = True  # started when the daemon starts (else by a person, or as a need)
     # ``instances = N`` makes ``name@0`` ... ``name@N-1``: the ``[[service]]`` name and the number.

@@ -540,7 +540,8 @@ class Watchdog:
         says ``reason``; ``since``: when a CPU stretch began). A failure like a missed
         deadline: the process is still there but not well (a "hang" for ``restart``'s cause)."""
         record = self.record(name)
-        if record.state in (_S.STARTING, _S.RUNNING) and record.alive and not record.restart_pending:
+        running = record.state in (_S.STARTING, _S.RUNNING) and record.alive
+        if running and not record.restart_pending:
             self._receive_late(record, reason, now, silent_since=since)
             self._reconcile(now)
 
