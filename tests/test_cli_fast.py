@@ -71,7 +71,7 @@ def test_fast_path_reads_options_as_click_does(monkeypatch: pytest.MonkeyPatch) 
     _, arguments, values = parsed
     assert arguments == ["a", "b*"]
     assert values == {
-        "config": Path("x.toml"),
+        "config": "x.toml",
         "url": "http://h:1",
         "token": "from-the-environment",
         "json": True,

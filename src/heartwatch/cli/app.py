@@ -23,7 +23,7 @@ import typer
 
 import heartwatch
 from heartwatch.cli import hot, options
-from heartwatch.cli.options import DEFAULT_CONFIG, Flag
+from heartwatch.cli.options import DEFAULT_CONFIG_NAME, Flag
 from heartwatch.cli.remote import Refused, call, locate, token_to_show
 from heartwatch.cli.text import STATE_COLOURS, colours_for, paint, plain, say
 from heartwatch.config import ALERTS, OLD_ALERTS, Config, ConfigError, config_warnings, load_config
@@ -33,6 +33,8 @@ from heartwatch.daemon.oserrors import describe_os_error
 
 if TYPE_CHECKING:
     from heartwatch.client.tail import TailTarget
+
+DEFAULT_CONFIG = Path(DEFAULT_CONFIG_NAME)
 
 app = typer.Typer(
     help="Keep data pipelines alive: supervise, hear heartbeats and data flow, recover.",

@@ -14,26 +14,38 @@ and errors: the interface has one definition, and this is only a quicker way thr
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from heartwatch.cli import options
 from heartwatch.cli.options import Flag
 
+# Not typing's, and no dataclasses: what this module imports, every quick command pays for.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
-@dataclass(frozen=True, slots=True)
+
 class FastCommand:
-    flags: tuple[Flag, ...]
-    positional: tuple[int, int | None]  # how many: at least, at most (None: any)
-    run: Callable[[list[str], dict[str, Any]], int]
+    __slots__ = ("flags", "positional", "run")
+
+    def __init__(
+        self,
+        flags: tuple[Flag, ...],
+        positional: tuple[int, int | None],  # how many: at least, at most (None: any)
+        run: Callable[[list[str], dict[str, Any]], int],
+    ) -> None:
+        self.flags = flags
+        self.positional = positional
+        self.run = run
 
 
 def _status(arguments: list[str], values: dict[str, Any]) -> int:
+    from pathlib import Path
+
     from heartwatch.cli.hot import run_status
 
-    return run_status(arguments, values["config"], values["url"], values["token"], values["json"])
+    config = Path(values["config"])
+    return run_status(arguments, config, values["url"], values["token"], values["json"])
 
 
 def _beat(arguments: list[str], values: dict[str, Any]) -> int:
@@ -44,9 +56,11 @@ def _beat(arguments: list[str], values: dict[str, Any]) -> int:
 
 
 def _run(arguments: list[str], values: dict[str, Any]) -> int:
+    from pathlib import Path
+
     from heartwatch.cli.daemon_run import run_daemon_command
 
-    return run_daemon_command(values["config"])
+    return run_daemon_command(Path(values["config"]))
 
 
 FAST_COMMANDS = {
@@ -94,7 +108,7 @@ def parse_fast(argv: Sequence[str]) -> tuple[FastCommand, list[str], dict[str, A
         if flag.name not in values:
             from_env = os.environ.get(flag.envvar) if flag.envvar else None
             values[flag.name] = False if flag.switch else (from_env or None)
-    values["config"] = Path(values["config"]) if values["config"] else options.DEFAULT_CONFIG
+    values["config"] = values["config"] or options.DEFAULT_CONFIG_NAME  # a str: see hot.py
     return command, arguments, values
 
 

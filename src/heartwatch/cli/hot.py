@@ -3,6 +3,9 @@
 Their options are typer's (``cli/app.py`` declares them from ``cli/options.py``); both the
 typer commands and the fast path (``cli/fast.py``) call these functions, so the two ways in
 print the same and exit the same. Each returns the exit code.
+
+What ``beat`` does not need is imported where it is needed (a config file's reading, the
+table, an error's words): a worker's shell loop pays only for a socket and a JSON line.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from heartwatch.cli.remote import Refused, call, locate, read_place, read_place_fully, token_to_show
-from heartwatch.cli.text import colours_for, probe_lines, say, status_table
-from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, parse_address
-from heartwatch.core.selection import UnknownNames, select_services
+from heartwatch.cli.remote import Refused
+
+TYPE_CHECKING = False  # not typing's: it would cost every ``beat`` 10 ms
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import Any
 
 # What ``status`` exits with, as supervisorctl and LSB init scripts do.
 STATUS_ALL_RUNNING = 0
@@ -30,6 +33,9 @@ def fetch_services(
 ) -> list[dict[str, Any]]:
     """The daemon's statuses of the services ``names`` select (all without names), in start
     order; ``UnknownNames`` before anything else when one selects nothing."""
+    from heartwatch.cli.remote import call, locate, token_to_show
+    from heartwatch.core.selection import select_services
+
     base, place = locate(config, url)
     services: list[dict[str, Any]] = call(
         base, "GET", "/api/v1/services", token=token_to_show(token, place)
@@ -46,6 +52,9 @@ def run_status(
 ) -> int:
     """``heartwatch status [NAME...]``: exit 0 when every service shown is running, 3 when
     one is not, 4 for a name that selects nothing (supervisorctl's codes)."""
+    from heartwatch.cli.text import colours_for, probe_lines, say, status_table
+    from heartwatch.core.selection import UnknownNames
+
     try:
         services = fetch_services(names, config, url, token)
     except UnknownNames as unknown:
@@ -66,7 +75,9 @@ def run_status(
     return STATUS_ALL_RUNNING if running else STATUS_NOT_ALL_RUNNING
 
 
-def run_beat(service: str, kind: str, data: str | None, addr: str | None, config: Path) -> int:
+def run_beat(
+    service: str, kind: str, data: str | None, addr: str | None, config: str | os.PathLike[str]
+) -> int:
     """``heartwatch beat SERVICE``: one heartbeat or data event; 1 when the daemon is not
     there, 2 for a bad argument."""
     from heartwatch.client.address import token_for
@@ -77,12 +88,12 @@ def run_beat(service: str, kind: str, data: str | None, addr: str | None, config
         try:
             message["data"] = json.loads(data)
         except ValueError as error:
-            say(f"--data is not JSON: {error}")
+            _say(f"--data is not JSON: {error}")
             return 2
     try:
         address = heartbeat_address(addr, config)
     except Refused as refused:
-        say(refused.message, "red")
+        _say(refused.message, "red")
         return refused.exit_code
     token = token_for(address, None)
     try:
@@ -90,18 +101,31 @@ def run_beat(service: str, kind: str, data: str | None, addr: str | None, config
     except OSError as error:
         from heartwatch.daemon.oserrors import describe_os_error
 
-        say(f"cannot reach the heartwatch daemon: {describe_os_error(error)}", "red")
+        _say(f"cannot reach the heartwatch daemon: {describe_os_error(error)}", "red")
         return 1
     return 0
 
 
-def heartbeat_address(addr: str | None, config: Path) -> tuple[str, int]:
+def heartbeat_address(addr: str | None, config: str | os.PathLike[str]) -> tuple[str, int]:
     """``--addr``, else ``HEARTWATCH_ADDR``, else the config file's daemon, else the
     default; ``Refused`` (exit 2) for an address that is not ``host:port``."""
+    from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, parse_address
+
     text = addr or os.environ.get("HEARTWATCH_ADDR")
-    if text is None and config.exists():
-        return (read_place(config) or read_place_fully(config)).tcp
+    if text is None and os.path.exists(config):
+        from pathlib import Path
+
+        from heartwatch.cli.remote import read_place, read_place_fully
+
+        path = Path(config)
+        return (read_place(path) or read_place_fully(path)).tcp
     try:
         return parse_address(text or DEFAULT_HEARTBEAT_ADDRESS)
     except ValueError as error:
         raise Refused(f"--addr: {error}", exit_code=2) from None
+
+
+def _say(text: str, style: str | None = None) -> None:
+    from heartwatch.cli.text import say
+
+    say(text, style)

@@ -9,23 +9,18 @@ pydantic), which reports every problem at its key path. The rest of the file is 
 validated here: the daemon runs on what it read at its start (or its last reload), and
 ``heartwatch check`` is where a file is checked.
 
-Errors become one plain line and an exit code (``Refused``), never a traceback.
+Errors become one plain line and an exit code (``Refused``), never a traceback. ``beat``
+imports this module for ``Refused`` alone: the rest is imported by what uses it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tomllib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-from heartwatch.core.addresses import DEFAULT_HEARTBEAT_ADDRESS, DEFAULT_HTTP_ADDRESS, parse_address
-from heartwatch.daemon.daemon_info import DEFAULT_STATE_DIR, read_daemon_info
-from heartwatch.daemon.oserrors import describe_os_error
+TYPE_CHECKING = False  # not typing's: see heartwatch/__init__.py
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 TOKEN_HINT = "pass --token or set HEARTWATCH_TOKEN"
 REQUEST_TIMEOUT = 10.0  # seconds for one API call (a reload restarts nothing before answering)
@@ -41,18 +36,30 @@ class Refused(Exception):
         self.body = body  # the daemon's JSON answer, when it gave one
 
 
-@dataclass(frozen=True, slots=True)
 class DaemonPlace:
     """Where the daemon of a config file is reached, and the token to show it."""
 
-    http_url: str | None  # None: [server] http is off
-    tcp: tuple[str, int]
-    token: str | None  # the file's [server] token
+    __slots__ = ("http_url", "tcp", "token")
+
+    def __init__(self, http_url: str | None, tcp: tuple[str, int], token: str | None) -> None:
+        self.http_url = http_url  # None: [server] http is off
+        self.tcp = tcp
+        self.token = token  # the file's [server] token
 
 
 def read_place(config: Path) -> DaemonPlace | None:
     """The place from the file's few keys and the daemon's ``daemon.json``, or ``None`` when
     the file must be read in full (missing, not TOML, or one of the keys unusual)."""
+    import tomllib
+    from pathlib import Path
+
+    from heartwatch.core.addresses import (
+        DEFAULT_HEARTBEAT_ADDRESS,
+        DEFAULT_HTTP_ADDRESS,
+        parse_address,
+    )
+    from heartwatch.daemon.daemon_info import DEFAULT_STATE_DIR
+
     try:
         document = tomllib.loads(config.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
@@ -84,12 +91,17 @@ def place_of(
 ) -> DaemonPlace:
     """Where the daemon says it listens (``daemon.json``: ports asked as 0 are known only
     there), else where the file says it should."""
+    from heartwatch.core.addresses import parse_address
+    from heartwatch.daemon.daemon_info import read_daemon_info
+
     info = read_daemon_info(state_dir) or {}
     if info.get("http"):
         url: str | None = f"http://{info['http']}"
     else:
         url = None if http is None else f"http://{_host(http[0])}:{http[1]}"
     if info.get("tcp"):
+        import contextlib
+
         with contextlib.suppress(ValueError):  # then where the file says
             tcp = parse_address(str(info["tcp"]))
     return DaemonPlace(url, tcp, token)
@@ -142,7 +154,11 @@ def call(
 ) -> Any:
     """One API call: its JSON answer, or ``Refused`` with the daemon's message (and the
     token's remedy when that was the problem)."""
-    import http.client  # here: ``beat`` finds the daemon through this module too
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from heartwatch.daemon.oserrors import describe_os_error
 
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

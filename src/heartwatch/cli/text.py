@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
 
 from heartwatch.core.units import format_duration, format_size
+
+TYPE_CHECKING = False  # not typing's: see heartwatch/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, TextIO
 
 _ANSI = {
     "red": "31",

@@ -6,9 +6,10 @@ for (``AsyncHeartbeat`` brings asyncio, which a thread-based worker does not nee
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing's: see heartwatch/__init__.py
 if TYPE_CHECKING:
+    from typing import Any
+
     from heartwatch.client.aio import AsyncHeartbeat
     from heartwatch.client.sync import Heartbeat
 

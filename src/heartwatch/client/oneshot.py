@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: ``heartwatch beat`` pays for every module
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def send_once(address: tuple[str, int], message: dict[str, Any], timeout: float = 2.0) -> None:
