@@ -217,9 +217,8 @@ def main() -> None:
         f"[daemon] {status_full:.0f} ms: {verdict(max(status, status_full) <= ctl_status)}"
     )
     print(f"goal beat <= {GOAL_BEAT_MS:.0f} ms: {beat:.0f} ms: {verdict(beat <= GOAL_BEAT_MS)}")
-    print(
-        f"goal daemon RSS <= {GOAL_RSS_MB:.0f} MB: {hw_rss:.1f} MB: {verdict(hw_rss <= GOAL_RSS_MB)}"
-    )
+    rss_ok = verdict(hw_rss <= GOAL_RSS_MB)
+    print(f"goal daemon RSS <= {GOAL_RSS_MB:.0f} MB: {hw_rss:.1f} MB: {rss_ok}")
     print(f"Heartbeat imports only the standard library: {verdict(outside == [])}")
 
 
