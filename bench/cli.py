@@ -119,6 +119,36 @@ def light_imports(env: Path) -> list[str]:
     return sorted(outside("from heartwatch import Heartbeat") - outside("pass"))
 
 
+# Where the daemon's memory goes: RSS after importing each layer, in a fresh interpreter.
+LAYERS = (
+    ("the interpreter", "import sys"),
+    ("asyncio (with ssl)", "import asyncio"),
+    ("pydantic", "import pydantic"),
+    ("heartwatch.config (the schema, the core)", "import heartwatch.config"),
+    ("fastapi, starlette, uvicorn", "import fastapi, starlette.routing, uvicorn"),
+    ("heartwatch.web.api (the app's routes)", "import heartwatch.web.api"),
+    ("heartwatch.assembly.daemon (the rest)", "import heartwatch.assembly.daemon"),
+)
+STAIRCASE = """
+import json
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+steps = []
+for name, statement in LAYERS:
+    exec(statement)
+    steps.append((name, rss()))
+print(json.dumps(steps))
+"""
+
+
+def staircase() -> list[tuple[str, float]]:
+    code = f"LAYERS = {LAYERS!r}\n{STAIRCASE}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [(name, float(mb)) for name, mb in json.loads(out.stdout)]
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     info = psutil.Process(pid).memory_full_info()
     return info.rss / 2**20, info.uss / 2**20
@@ -206,6 +236,13 @@ def main() -> None:
     print_table(
         ["", "RSS MB", "USS MB"],
         [["heartwatch daemon", hw_rss, hw_uss], ["supervisord", sv_rss, sv_uss]],
+    )
+    steps = staircase()
+    print("\nwhere the daemon's memory goes: RSS after importing each layer (+ that layer)\n")
+    print_table(
+        ["", "RSS MB", "+ MB"],
+        [[name, mb, mb - (steps[i - 1][1] if i else 0.0)] for i, (name, mb) in enumerate(steps)]
+        + [["running, 10 services (above)", hw_rss, hw_rss - steps[-1][1]]],
     )
     status = median(times["heartwatch status (light install)"])
     status_full = median(times["heartwatch status ([daemon] install)"])
