@@ -309,3 +309,31 @@ def test_warnings_of_instances_are_at_their_table() -> None:
         "service[1] (e).command: executable `no-such-program-here` not found on PATH"
     ]
     assert config.key_path("e@2") == "service[1] (e)"
+
+
+def test_growing_every_table_of_a_chain_leaves_the_running_chains_alone() -> None:
+    """4 -> 6 in each table: the four chains' specs are equal, only the new ones are added."""
+    from heartwatch.core.reconfigure import diff_services
+
+    def chain(count: int) -> dict[str, Any]:
+        tables = [
+            {"name": "emulator", "instances": count, "command": "emu {5554 + 2 * instance}"},
+            {"name": "frida", "instances": count, "command": "frida", "requires": ["emulator"]},
+            {"name": "collector", "instances": count, "command": "c", "requires": ["frida"]},
+        ]
+        return {s.name: s.spec() for s in parse(*tables).service}
+
+    changes = diff_services(chain(4), chain(6))
+    assert changes.changed == () and changes.removed == ()
+    assert changes.added == tuple(
+        f"{t}@{k}" for t in ("emulator", "frida", "collector") for k in (4, 5)
+    )
+    tables = [
+        {"name": "emulator", "instances": 4, "command": "emu"},
+        {"name": "frida", "instances": 4, "command": "frida", "requires": ["emulator"]},
+    ]
+    before = {s.name: s.spec() for s in parse(*tables).service}
+    scaled = parse_config({"service": tables}, environ={}, instances={"emulator": 6})
+    one_table = diff_services(before, {s.name: s.spec() for s in scaled.service})
+    assert one_table.added == ("emulator@4", "emulator@5")
+    assert one_table.changed == tuple(f"frida@{k}" for k in range(4))  # now require all 6
