@@ -10,6 +10,7 @@ import pytest
 from heartwatch.config import Config, ConfigError, config_warnings, parse_config
 from heartwatch.core.events import Spawn, Stop
 from heartwatch.core.instances import MAX_INSTANCES, expand_services
+from heartwatch.core.reconfigure import diff_services
 from heartwatch.core.template import MAX_MAGNITUDE, TemplateError, expand
 from heartwatch.core.watchdog import Watchdog
 
@@ -313,7 +314,6 @@ def test_warnings_of_instances_are_at_their_table() -> None:
 
 def test_growing_every_table_of_a_chain_leaves_the_running_chains_alone() -> None:
     """4 -> 6 in each table: the four chains' specs are equal, only the new ones are added."""
-    from heartwatch.core.reconfigure import diff_services
 
     def chain(count: int) -> dict[str, Any]:
         tables = [
