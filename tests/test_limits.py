@@ -118,6 +118,12 @@ def test_one_interval_under_the_limit_starts_the_count_again() -> None:
     assert watch.over_since() == 20.0
 
 
+def test_cpu_just_over_the_limit_never_reads_as_the_limit() -> None:
+    """95.3 % over 95 % says 95.3, not "95 % over max_cpu 95 %"."""
+    watch = ResourceWatch(ResourceLimits(max_cpu_percent=95, max_cpu_for=10), interval=5)
+    assert spin(watch, [95.3, 95.3]) == [None, "cpu 95.3 % for 10.0 s over max_cpu 95 %"]
+
+
 def test_cpu_at_the_limit_is_not_over_it() -> None:
     """Exactly ``percent`` is allowed."""
     watch = ResourceWatch(ResourceLimits(max_cpu_percent=50, max_cpu_for=10), interval=5)

@@ -159,4 +159,6 @@ class ResourceWatch:
         if stretch < needed - self._slack:
             return None
         average = 100.0 * self._over_cpu_seconds / stretch
-        return f"cpu {average:.0f} % for {format_duration(needed)} over max_cpu {limit:g} %"
+        # Whole percents, unless that would read as the limit itself (95.3 over 95: "95.3").
+        shown = f"{average:.0f}" if round(average) > limit else f"{average:.1f}"
+        return f"cpu {shown} % for {format_duration(needed)} over max_cpu {limit:g} %"
