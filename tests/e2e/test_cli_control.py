@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from e2e.support import Pipeline, heartwatch, wait_until, worker_command
+from e2e.support import Pipeline, heartwatch, send_tcp, wait_until, worker_command
 
 pytestmark = pytest.mark.e2e
 
@@ -109,7 +109,7 @@ def test_cli_signal_reaches_the_main_process_and_refuses_a_stopped_one(
 
 def test_cli_refusal_for_want_of_a_token_names_both_ways(pipeline: Pipeline) -> None:
     """Without the token: 401, and the message says --token and HEARTWATCH_TOKEN; with
-    ``--token`` the same command works."""
+    ``--token`` the same command works, and shows the service's own status text."""
     token = "s3cret-token-for-the-cli"
     config = pipeline.write_config(
         [{"name": "job", "command": worker_command()}], server={"token": token}
@@ -123,8 +123,14 @@ def test_cli_refusal_for_want_of_a_token_names_both_ways(pipeline: Pipeline) -> 
     refused = heartwatch("status", "-c", "tokenless.toml", cwd=folder, env=env)
     assert refused.returncode == 1, refused
     assert "pass --token or set HEARTWATCH_TOKEN" in refused.stderr
+    # The service's own words (hb.status()), as it wrote them: brackets are not markup.
+    status = b'{"type": "heartbeat", "service": "job", "status": "42 items [red]x"}\n'
+    send_tcp(daemon.tcp_address, status)
+    daemon.wait_service("job", lambda s: s["status"] == "42 items [red]x", "its status text")
     allowed = heartwatch("status", "-c", "tokenless.toml", "--token", token, cwd=folder, env=env)
     assert allowed.returncode == 0, allowed
+    header, row = allowed.stdout.splitlines()
+    assert row[header.index("STATUS") :].startswith("42 items [red]x"), allowed.stdout
 
 
 def test_cli_reload_prints_the_difference_and_every_problem(pipeline: Pipeline) -> None:
