@@ -337,3 +337,10 @@ def test_growing_every_table_of_a_chain_leaves_the_running_chains_alone() -> Non
     one_table = diff_services(before, {s.name: s.spec() for s in scaled.service})
     assert one_table.added == ("emulator@4", "emulator@5")
     assert one_table.changed == tuple(f"frida@{k}" for k in range(4))  # now require all 6
+
+
+def test_a_misspelt_instances_is_suggested() -> None:
+    """`instnaces` suggests `instances`, never the keys heartwatch sets itself."""
+    assert problems({"name": "a", "command": "a", "instnaces": 3}) == [
+        "service[0] (a).instnaces: unknown key `instnaces`; did you mean `instances`?"
+    ]

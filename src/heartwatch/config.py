@@ -50,7 +50,12 @@ from heartwatch.core.addresses import (
     parse_address,
 )
 from heartwatch.core.graph import DependencyCycleError, DependencyGraph
-from heartwatch.core.instances import INSTANCE_SEPARATOR, expand_services, instance_count
+from heartwatch.core.instances import (
+    INSTANCE_SEPARATOR,
+    SET_BY_EXPANSION,
+    expand_services,
+    instance_count,
+)
 from heartwatch.core.limits import ResourceLimits
 from heartwatch.core.liveness import LivenessRules
 from heartwatch.core.redact import redact
@@ -996,8 +1001,10 @@ def _unknown_key(key: str, model: type[BaseModel] | None) -> str:
     known = [
         field.alias or name
         for name, field in (model.model_fields.items() if model else ())
-        if name != "base_dir"
+        if name not in ("base_dir", *SET_BY_EXPANSION)  # not for a file to write
     ]
+    if model is ServiceConfig:
+        known.append("instances")  # read (and taken out) before the schema sees the table
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)  # not bogus -> logs
     return f"unknown key `{key}`" + (f"; did you mean `{close[0]}`?" if close else "")
 
