@@ -57,6 +57,7 @@ def test_template_expands(template: str, instance: int, expected: str) -> None:
         ("{__import__('os')}", "not allowed"),
         ("{instance.real}", "not allowed"),
         ("{port}", "unknown name `port`"),
+        ("{name + 1}", "`name` is text, not a number"),
         ("{1.5 + instance}", "not allowed"),
         ("{True}", "not allowed"),
         ("{'a' * 3}", "not allowed"),

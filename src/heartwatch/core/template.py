@@ -106,6 +106,8 @@ def _check(node: ast.expr, text: str) -> None:
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         _check(node.operand, text)
     elif isinstance(node, ast.Name):
+        if node.id == "name":
+            raise TemplateError(f"{{{text}}}: `name` is text, not a number: write {{name}} alone")
         if node.id != "instance":
             raise TemplateError(
                 f"{{{text}}}: unknown name `{node.id}` (fields know `instance` and `name`)"
