@@ -271,7 +271,7 @@ class Supervisor:
         has none (stopped, watch-only, or its process already exited and is being reaped)."""
         child = self._runner.children.get(name)
         if child is None or child.returncode is not None:
-            if self.services[name].watch_only:
+            if self.watchdog.record(name).spec.watch_only:  # (a removed one is still there)
                 raise NotRunning(f"{name} is watch-only: heartwatch runs no process for it")
             state = self.watchdog.record(name).state.value
             raise NotRunning(f"{name} is {state}: it has no process to signal")
