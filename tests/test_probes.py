@@ -135,6 +135,7 @@ class Probed:
         self.running: dict[tuple[str, str], RunProbe] = {}
         self.spawned: list[str] = []
         self.stopped: list[str] = []
+        self.on_down: list[str] = []
         self.events: list[object] = []
 
     def take(self, now: float) -> None:
@@ -146,6 +147,8 @@ class Probed:
                     self.wd.receive_spawned(action.service, 100, now)
                 elif isinstance(action, Stop):
                     self.stopped.append(action.service)
+                elif isinstance(action, RunOnDown):
+                    self.on_down.append(action.service)
                 elif isinstance(action, RunProbe):
                     key = (action.service, action.role)
                     assert key not in self.running, "a probe run twice at once"
@@ -311,6 +314,53 @@ def test_startup_pass_starts_the_grace_and_the_other_probes_then() -> None:
     driver.tick(50.0)
     assert list(driver.running) == [("collector", "liveness")]
     assert wd.next_deadline() == 55.0  # the heartbeat deadline, from the pass
+
+
+def test_a_watch_only_service_failing_its_liveness_probe_runs_on_down() -> None:
+    """The adb server, watched only: its failing probe is its failure, on_down its recovery;
+    afterwards it is watched afresh, with new probes for the new run."""
+    adb = {
+        "name": "adb-server",
+        "on_down": "adb kill-server; adb start-server",
+        "liveness": {"exec": "adb devices", "period": "30s", "failure_threshold": 1},
+    }
+    driver = started(adb)
+    wd = driver.wd
+    assert wd.record("adb-server").state is S.RUNNING  # watch-only: ready at once
+    driver.tick(0.0)
+    driver.answer("adb-server", "liveness", False, 10.0, "timed out after 10 s")
+    recovering = [e for e in driver.events if isinstance(e, Transition)][-1]
+    assert recovering.new is S.RESTARTING
+    assert recovering.reason == "probe `adb devices` timed out after 10 s"
+    assert driver.on_down == ["adb-server"]
+    assert wd.next_deadline() is None  # no check while on_down runs
+    wd.receive_on_down_done("adb-server", "exit code 0", 12.0)
+    driver.take(12.0)
+    record = wd.record("adb-server")
+    assert record.state is S.RUNNING and record.liveness is not None
+    assert record.liveness.probes is not None and record.liveness.probes.run == 2
+    assert wd.next_deadline() == 12.0  # the new run's first check, at once
+
+
+def test_liveness_with_autorestart_never_is_reported_and_well_again_by_its_probe() -> None:
+    """autorestart = "never": a failing liveness probe leaves the service unresponsive
+    (reported, not killed); the probe passing again makes it running again."""
+    frida = {
+        "name": "frida",
+        "command": "frida-server",
+        "startsecs": 0,
+        "autorestart": "never",
+        "liveness": {"exec": "frida-ps", "period": "1s", "failure_threshold": 1},
+    }
+    driver = started(frida)
+    wd = driver.wd
+    driver.tick(0.0)
+    driver.answer("frida", "liveness", False, 0.5)
+    assert wd.record("frida").state is S.UNRESPONSIVE and driver.stopped == []
+    driver.tick(1.0)
+    driver.answer("frida", "liveness", True, 1.5)
+    assert wd.record("frida").state is S.RUNNING
+    assert wd.record("frida").reason == "liveness probe `frida-ps` passed"
 
 
 def test_a_service_without_probes_never_asks_for_one() -> None:
