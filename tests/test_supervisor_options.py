@@ -207,6 +207,9 @@ def test_last_line_is_plain_text_and_bounded() -> None:
     long = readable_line(b"x" * 10_000, max_chars=300)
     assert len(long) == 300
     assert long.endswith("…")
+    secret = LastLine()
+    secret.receive(b"pika.exceptions.AMQPConnectionError: amqp://guest:hunter2@broker:5672/\n")
+    assert secret.text() == "pika.exceptions.AMQPConnectionError: amqp://guest:***@broker:5672/"
     tail = LastLine()
     tail.receive(b"y" * 100_000)  # an endless line is held bounded
     text = tail.text()

@@ -10,12 +10,16 @@ they are read, cut anywhere, so both helpers here work on bytes and keep a parti
   of the file is one stream's and starts with its time.
 - ``LastLine`` keeps a stream's last non-empty line, for a crash's reason (``exit code 1:
   ModuleNotFoundError: No module named 'heartwatch'``): as text a person can read in one line,
-  with colour codes and other control characters removed, bounded in length.
+  with colour codes and other control characters removed, bounded in length, and credentials
+  in URLs masked (``core/redact.py``): the reason goes to status, history and alerts, beyond
+  the machine, and a crashing client often prints the URL it could not reach.
 """
 
 from __future__ import annotations
 
 import re
+
+from heartwatch.core.redact import redact
 
 # Terminal escape sequences (CSI such as colours, OSC such as titles, two-byte ones), then any
 # control character left (C0, DEL, C1) and the bidirectional overrides that reorder text.
@@ -83,10 +87,11 @@ class LastLine:
             self._partial += rest[: max(0, _HELD_BYTES - len(self._partial))]
 
     def text(self) -> str | None:
-        """The last line that says something, readable, or ``None`` if there is none."""
-        return readable_line(bytes(self._partial), self.max_chars) or (
-            readable_line(self._last, self.max_chars) or None
+        """The last line that says something, readable and redacted, or ``None``."""
+        line = readable_line(bytes(self._partial), self.max_chars) or readable_line(
+            self._last, self.max_chars
         )
+        return redact(line) if line else None
 
 
 def readable_line(line: bytes, max_chars: int = LAST_LINE_CHARS) -> str:
