@@ -11,7 +11,11 @@ the project's ``.venv``, the ``[daemon]`` install) each run 10 services (``sleep
 command runs ``--runs`` times (20; ``--quick``: 7), alternating between the commands so that
 the machine's load falls on all of them alike; the table gives the median and the spread of
 wall time (fork and exec to exit), beside ``python -c pass`` of the same interpreter (the floor
-any Python command pays). Then, both daemons settled, their resident memory (RSS and USS).
+any Python command pays), and beside the same commands of the tree before issue 11
+(``--before``, default 5ebefa9: typer and rich at import, the whole schema to find the daemon),
+run from a ``git archive`` of it with the project's ``.venv``. Then, both daemons settled,
+their resident memory (RSS and USS), and where the daemon's goes (RSS after importing each
+layer in a fresh interpreter).
 
 Also checked on the way: ``from heartwatch import Heartbeat`` in the light venv imports only
 the standard library.
@@ -19,6 +23,7 @@ the standard library.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -31,6 +36,7 @@ from pathlib import Path
 import psutil
 
 from _common import (
+    PYTHON,
     ROOT,
     Daemon,
     Workdir,
@@ -39,6 +45,7 @@ from _common import (
     parse_args,
     percentile,
     print_table,
+    snapshot_src,
     verdict,
     wait_until,
 )
@@ -46,6 +53,7 @@ from _common import (
 SERVICES = 10
 GOAL_BEAT_MS = 60.0
 GOAL_RSS_MB = 50.0
+BEFORE = "5ebefa9"  # the last commit before issue 11's command work
 
 SUPERVISORD_CONF = """\
 [unix_http_server]
@@ -155,15 +163,23 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    args = parse_args(
-        __doc__.splitlines()[0],
-        lambda parser: parser.add_argument("--runs", type=int, default=0, help="runs each"),
-    )
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--runs", type=int, default=0, help="runs of each command")
+        parser.add_argument("--before", default=BEFORE, help="the revision to compare with")
+
+    args = parse_args(__doc__.splitlines()[0], options)
     runs = args.runs or (7 if args.quick else 20)
     banner("the command's wall time, and idle memory", args.quick)
     with Workdir("cli", args.keep) as work:
         print("   building the wheel and the bench's venv (supervisor, heartwatch --no-deps)")
         env, wheel = make_venv(work.path)
+        old_src = snapshot_src(work.path / "before", args.before, ())
+
+        def before(*argv: str) -> list[str]:
+            code = f"import sys; sys.path.insert(0, {str(old_src)!r}); "
+            code += "from heartwatch.cli import main; main()"
+            return [PYTHON, "-c", code, *argv]
+
         outside = light_imports(env)
         print(f"   {wheel.name}; Heartbeat's imports outside the standard library: {outside}")
         sv = work.path / "supervisor"
@@ -204,6 +220,8 @@ def main() -> None:
                     "heartwatch status ([daemon] install)": [full, "status", "-c", config],
                     "heartwatch beat (light install)": [light, "beat", "s0", "-c", config],
                     "heartwatch beat --addr ([daemon])": [full, "beat", "s0", "--addr", addr],
+                    f"heartwatch status (before, {args.before})": before("status", "-c", config),
+                    f"heartwatch beat (before, {args.before})": before("beat", "s0", "-c", config),
                     "heartwatch --help ([daemon])": [full, "--help"],
                     "heartwatch restart s0 ([daemon])": [full, "restart", "s0", "-c", config],
                 }
