@@ -282,7 +282,26 @@ class Watchdog:
         for name in names:
             for member in (name, *self.graph.requirements(name)):
                 self._want(self._records[member], reason, now)
+        self._take_dependents_along(now)
         self._reconcile(now)
+
+    def _take_dependents_along(self, now: float) -> None:
+        """A service whose restart is under way starts again only once what relies on it is
+        down (and stops, if it still runs, only then); so what relies on it and is wanted
+        again (a person's start after a stop, before that stop went out) goes down and comes
+        back with it, as in a restart. Kept running, it would hold that restart forever."""
+        for record in self.records():
+            if not record.restart_pending:
+                continue
+            for name in self.graph.dependents(record.name):
+                dependent = self._records[name]
+                if dependent.restart_pending or not dependent.wanted or dependent.state in _HELD:
+                    continue
+                dependent.goal = Goal.RESTART
+                dependent.recovering = record.recovering
+                dependent.pending_reason = f"with {record.name}: {record.pending_reason}"
+                if dependent.phase is not _P.NONE or dependent.state is not _S.STOPPED:
+                    self._flip(dependent, _S.RESTARTING, dependent.pending_reason, now)
 
     def _known(self, names: Iterable[str]) -> list[str]:
         """``names``, each checked before any is acted on: all or nothing."""
@@ -356,6 +375,7 @@ class Watchdog:
             self._flip(record, _S.STOPPED, reason, now)
         members = self.graph.recovery_set(name, "service")
         self._plan_recovery(record, members, reason, now, requested=True)
+        self._take_dependents_along(now)
         self._reconcile(now)
 
     # -- inputs: a new configuration ---------------------------------------------------------
@@ -438,15 +458,13 @@ class Watchdog:
             self._flip(record, _S.STOPPING, REMOVED, now)
 
     def _rewatch(self, record: ServiceRecord, now: float) -> None:
-        """A changed watch-only service: watched afresh by its new rules (its ``on_down`` is
-        for its failures, not for a new configuration)."""
-        liveness = record.liveness
-        if record.phase is not _P.NONE or liveness is None or record.restart_pending:
+        """A changed watch-only service being watched: a new run by its new rules (probes,
+        deadlines, readiness from now), without its ``on_down``, which is for its failures;
+        its dependents go on."""
+        if record.phase is not _P.NONE or record.liveness is None or record.restart_pending:
             return  # not watched now, or its recovery is under way: it takes the new rules then
-        was_ready = liveness.ready_at is not None
-        record.liveness = Liveness(record.rules, started_at=now)  # deadlines from now
-        if was_ready:
-            record.liveness.ready_at = now  # still ready: dependents go on
+        record.liveness = None  # the start rule begins the new run
+        self._flip(record, _S.RESTARTING, CONFIGURATION_CHANGED, now)
 
     def _drop_gone(self, now: float) -> bool:
         """Forget the removed services whose process (or ``on_down``) is gone; begin their
@@ -927,6 +945,9 @@ class Watchdog:
             self._flip(record, state, "waiting for " + ", ".join(waiting_for), now)
             return False
         if record.spec.watch_only and record.restart_pending and record.spec.has_on_down:
+            if record.state is _S.BACKOFF:
+                # Its backoff is over and its recovery runs now: no longer waiting.
+                self._flip(record, _S.RESTARTING, f"on_down: {record.pending_reason}", now)
             self._set_phase(record, _P.ON_DOWN)
             self._actions.append(RunOnDown(record.name, record.pending_reason))
             return True
@@ -1050,4 +1071,6 @@ def _going_down(record: ServiceRecord) -> bool:
 def _create_record(spec: ServiceSpec, random: Callable[[], float], now: float) -> ServiceRecord:
     policy = RestartPolicy(spec.restart_rules, random=random)
     queue = QueueStall(spec.queue.stalled_after) if spec.queue is not None else None
-    return ServiceRecord(spec=spec, policy=policy, queue=queue, state_since=now)
+    # Said at once, so that a service left down on purpose does not look forgotten.
+    reason = "not started" if spec.autostart else "not started (autostart = false)"
+    return ServiceRecord(spec=spec, policy=policy, queue=queue, state_since=now, reason=reason)
