@@ -55,6 +55,7 @@ ConfigOption = Annotated[Path, _option(options.CONFIG)]
 UrlOption = Annotated[str | None, _option(options.URL)]
 TokenOption = Annotated[str | None, _option(options.TOKEN, show_envvar=False)]
 AddrOption = Annotated[str | None, _option(options.ADDR)]
+SendTokenOption = Annotated[str | None, _option(options.SEND_TOKEN)]
 JsonOption = Annotated[bool, _option(options.JSON)]
 
 
@@ -425,9 +426,10 @@ def beat(
     data: Annotated[str | None, _option(options.DATA)] = None,
     addr: AddrOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
+    token: SendTokenOption = None,
 ) -> None:
     """Send one heartbeat or data event, for shell scripts."""
-    _exit(hot.run_beat(service, kind, data, addr, config))
+    _exit(hot.run_beat(service, kind, data, addr, config, token))
 
 
 @app.command(
@@ -439,6 +441,7 @@ def exec_(
     service: Annotated[str, typer.Argument(help="The service the command runs as.")],
     addr: AddrOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
+    token: SendTokenOption = None,
 ) -> None:
     """Run a command as SERVICE: report its start, pass its output through, report its exit code.
 
@@ -452,27 +455,28 @@ def exec_(
         address: tuple[str, int] | None = hot.heartbeat_address(addr, config)
     except Refused:
         address = None  # a job must run whether or not the daemon is there to hear of it
-    _report(address, {"type": "start", "service": service})
+    _report(address, token, {"type": "start", "service": service})
     try:
         returncode = subprocess.run(command).returncode
     except OSError as error:
         say(f"cannot run {command[0]}: {describe_os_error(error)}")
         returncode = 127
     if returncode == 0:
-        _report(address, {"type": "heartbeat", "service": service})
+        _report(address, token, {"type": "heartbeat", "service": service})
     else:
-        _report(address, {"type": "fail", "service": service, "reason": describe_exit(returncode)})
+        reason = describe_exit(returncode)
+        _report(address, token, {"type": "fail", "service": service, "reason": reason})
     raise typer.Exit(returncode if returncode >= 0 else 128 - returncode)
 
 
-def _report(address: tuple[str, int] | None, message: dict[str, Any]) -> None:
+def _report(address: tuple[str, int] | None, given: str | None, message: dict[str, Any]) -> None:
     """Best effort: a job must run whether or not the daemon is there to hear of it."""
     from heartwatch.client.address import token_for
     from heartwatch.client.oneshot import send_once
 
     if address is None:
         return
-    token = token_for(address, None)
+    token = token_for(address, given)
     try:
         send_once(address, message if token is None else {**message, "token": token})
     except OSError as error:

@@ -52,7 +52,8 @@ def _beat(arguments: list[str], values: dict[str, Any]) -> int:
     from heartwatch.cli.hot import run_beat
 
     kind = values["kind"] or "heartbeat"
-    return run_beat(arguments[0], kind, values["data"], values["addr"], values["config"])
+    config, token = values["config"], values["token"]
+    return run_beat(arguments[0], kind, values["data"], values["addr"], config, token)
 
 
 def _run(arguments: list[str], values: dict[str, Any]) -> int:
@@ -68,7 +69,11 @@ FAST_COMMANDS = {
     "status": FastCommand(
         (options.CONFIG, options.URL, options.TOKEN, options.JSON), (0, None), _status
     ),
-    "beat": FastCommand((options.KIND, options.DATA, options.ADDR, options.CONFIG), (1, 1), _beat),
+    "beat": FastCommand(
+        (options.KIND, options.DATA, options.ADDR, options.CONFIG, options.SEND_TOKEN),
+        (1, 1),
+        _beat,
+    ),
 }
 
 

@@ -76,7 +76,12 @@ def run_status(
 
 
 def run_beat(
-    service: str, kind: str, data: str | None, addr: str | None, config: str | os.PathLike[str]
+    service: str,
+    kind: str,
+    data: str | None,
+    addr: str | None,
+    config: str | os.PathLike[str],
+    token: str | None = None,
 ) -> int:
     """``heartwatch beat SERVICE``: one heartbeat or data event; 1 when the daemon is not
     there, 2 for a bad argument."""
@@ -95,9 +100,9 @@ def run_beat(
     except Refused as refused:
         _say(refused.message, "red")
         return refused.exit_code
-    token = token_for(address, None)
+    sent_token = token_for(address, token)
     try:
-        send_once(address, message if token is None else {**message, "token": token})
+        send_once(address, message if sent_token is None else {**message, "token": sent_token})
     except OSError as error:
         from heartwatch.daemon.oserrors import describe_os_error
 

@@ -39,5 +39,10 @@ ADDR = Flag(
     ("--addr",),
     "The daemon's heartbeat address, host:port (default: HEARTWATCH_ADDR, else the config file's).",
 )
+SEND_TOKEN = Flag(
+    ("--token",),
+    "The token for a daemon on another machine (default: HEARTWATCH_INGEST_TOKEN, else "
+    "HEARTWATCH_TOKEN); never sent to one on this machine, which needs none.",
+)
 KIND = Flag(("--kind",), "heartbeat, or a data kind such as poiid.")
 DATA = Flag(("--data",), "A JSON payload for a data event.")
