@@ -39,12 +39,15 @@ class Refused(Exception):
 class DaemonPlace:
     """Where the daemon of a config file is reached, and the token to show it."""
 
-    __slots__ = ("http_url", "tcp", "token")
+    __slots__ = ("http_url", "state_dir", "tcp", "token")
 
-    def __init__(self, http_url: str | None, tcp: tuple[str, int], token: str | None) -> None:
+    def __init__(
+        self, http_url: str | None, tcp: tuple[str, int], token: str | None, state_dir: Path
+    ) -> None:
         self.http_url = http_url  # None: [server] http is off
         self.tcp = tcp
         self.token = token  # the file's [server] token
+        self.state_dir = state_dir  # where daemon.json is
 
 
 def read_place(config: Path) -> DaemonPlace | None:
@@ -104,7 +107,7 @@ def place_of(
 
         with contextlib.suppress(ValueError):  # then where the file says
             tcp = parse_address(str(info["tcp"]))
-    return DaemonPlace(url, tcp, token)
+    return DaemonPlace(url, tcp, token, state_dir)
 
 
 def _host(host: str) -> str:
@@ -121,6 +124,9 @@ def locate(config: Path, url: str | None) -> tuple[str, DaemonPlace | None]:
     place = read_place(config) or read_place_fully(config)
     if place.http_url is None:
         raise Refused(f"{config}: [server] http is off; the daemon has no API to ask", 2)
+    if place.http_url.endswith(":0"):  # only the daemon knows its port, and it is not there
+        where = place.state_dir / "daemon.json"
+        raise Refused(f"no heartwatch daemon is running for {config}: no {where}")
     return place.http_url, place
 
 
