@@ -25,7 +25,7 @@ import heartwatch
 from heartwatch.cli import hot, options
 from heartwatch.cli.options import DEFAULT_CONFIG_NAME, Flag
 from heartwatch.cli.remote import Refused, call, locate, token_to_show
-from heartwatch.cli.text import STATE_COLOURS, colours_for, paint, plain, say
+from heartwatch.cli.text import STATE_COLOURS, colours_for, paint, plain, problem_lines, say
 from heartwatch.config import ALERTS, OLD_ALERTS, Config, ConfigError, config_warnings, load_config
 from heartwatch.core.events import describe_exit
 from heartwatch.core.selection import UnknownNames
@@ -89,10 +89,6 @@ SomeNamesArgument = Annotated[
 ]
 
 
-def main() -> None:
-    app()
-
-
 def _version(value: bool) -> None:
     if value:
         say(heartwatch.__version__, stream=sys.stdout)
@@ -125,9 +121,10 @@ def _load(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as error:
-        say(f"{error.source or path}: {len(error.problems)} problem(s)", "red")
-        for problem in error.problems:
-            say(f"  {problem}")
+        headline, *problems = problem_lines(error.source or path, error.problems)
+        say(headline, "red")
+        for line in problems:
+            say(line)
         raise typer.Exit(2) from None
 
 
@@ -341,10 +338,11 @@ def _change(path: str, body: Any, config: Path, url: str | None, token: str | No
     except Refused as refused:
         answer = refused.body if isinstance(refused.body, dict) else {}
         if answer.get("code") == "invalid_config":
-            problems = answer.get("problems") or []
-            say(f"{answer.get('message')}: {len(problems)} problem(s)", "red")
-            for problem in problems:
-                say(f"  {problem.get('path')}: {problem.get('message')}")
+            found = [f"{p.get('path')}: {p.get('message')}" for p in answer.get("problems") or []]
+            headline, *problems = problem_lines(answer.get("message"), found)
+            say(headline, "red")
+            for line in problems:
+                say(line)
             say("the daemon goes on with the configuration it had")
             raise typer.Exit(2) from None
         raise _refused(refused) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from heartwatch.cli.text import say
+from heartwatch.cli.text import problem_lines, say
 
 
 def run_daemon_command(config: Path) -> int:
@@ -25,9 +25,10 @@ def run_daemon_command(config: Path) -> int:
     try:
         loaded = load_config(config)
     except ConfigError as error:
-        say(f"{error.source or config}: {len(error.problems)} problem(s)", "red")
-        for problem in error.problems:
-            say(f"  {problem}")
+        headline, *problems = problem_lines(error.source or config, error.problems)
+        say(headline, "red")
+        for line in problems:
+            say(line)
         return 2
     try:
         configure_logging(loaded)

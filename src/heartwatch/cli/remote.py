@@ -137,8 +137,9 @@ def read_place_fully(config: Path) -> DaemonPlace:
     try:
         loaded = load_config(config)
     except ConfigError as error:
-        lines = [f"{error.source or config}: {len(error.problems)} problem(s)"]
-        lines += [f"  {problem}" for problem in error.problems]
+        from heartwatch.cli.text import problem_lines
+
+        lines = problem_lines(error.source or config, error.problems)
         raise Refused("\n".join(lines), exit_code=2) from None
     server = loaded.server
     return place_of(loaded.resolve(loaded.daemon.state_dir), server.http, server.tcp, server.token)

@@ -55,6 +55,12 @@ def paint(text: str, style: str | None, colour: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
 
 
+def problem_lines(source: object, problems: Sequence[object]) -> list[str]:
+    """A file's problems as every command prints them: a headline, then one indented line
+    each (``  service[1] (collector).restart: ...``)."""
+    return [f"{source}: {len(problems)} problem(s)", *(f"  {problem}" for problem in problems)]
+
+
 def say(text: str, style: str | None = None, stream: TextIO | None = None) -> None:
     """One line to ``stream`` (default: standard error, where messages go)."""
     stream = stream or sys.stderr
