@@ -25,7 +25,15 @@ import heartwatch
 from heartwatch.cli import hot, options
 from heartwatch.cli.options import DEFAULT_CONFIG_NAME, Flag
 from heartwatch.cli.remote import Refused, call, locate, token_to_show
-from heartwatch.cli.text import STATE_COLOURS, colours_for, paint, plain, problem_lines, say
+from heartwatch.cli.text import (
+    STATE_COLOURS,
+    colours_for,
+    paint,
+    plain,
+    problem_lines,
+    say,
+    size,
+)
 from heartwatch.config import ALERTS, OLD_ALERTS, Config, ConfigError, config_warnings, load_config
 from heartwatch.core.events import describe_exit
 from heartwatch.core.selection import UnknownNames
@@ -299,7 +307,8 @@ def signal_(
                 body=body,
             )
         except Refused as refused:
-            if (refused.body or {}).get("code") != "not_running":
+            answered = refused.body if isinstance(refused.body, dict) else {}
+            if answered.get("code") != "not_running":
                 raise _refused(refused) from None  # a bad signal, no token: no use going on
             say(refused.message, "red")  # "collector is stopped: it has no process to signal"
             failed = True
@@ -390,8 +399,10 @@ def clear(
         shown = token_to_show(token, place)
         for service in services:
             name = service["name"]
-            call(base, "DELETE", f"/api/v1/services/{name}/output", token=shown)
-            say(f"{name}: output cleared", stream=sys.stdout)
+            answer = call(base, "DELETE", f"/api/v1/services/{name}/output", token=shown)
+            removed = answer.get("bytes_removed") if isinstance(answer, dict) else None
+            freed = f" ({size(removed)})" if isinstance(removed, int) else ""
+            say(f"{name}: output cleared{freed}", stream=sys.stdout)
     except UnknownNames as unknown:
         say(str(unknown), "red")
         raise typer.Exit(1) from None
