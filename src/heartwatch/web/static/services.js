@@ -235,7 +235,7 @@ class Row {
     const running = hasRun(status);
     const beat = heartbeatText(status, age, running);
     setText(this.beat, beat.text);
-    this.beat.title = beat.title;
+    if (this.beat.title !== beat.title) this.beat.title = beat.title;
     this.beat.classList.toggle("quiet", beat.quiet);
     const timeout = status.heartbeat_timeout;
     const late = running && age != null && timeout && age > timeout;
