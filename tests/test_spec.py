@@ -47,7 +47,7 @@ def test_a_spec_carries_what_the_watchdog_decides_on() -> None:
     )
     assert c == ServiceSpec(
         name="c",
-        liveness=LivenessRules(False, 0.0, 120.0, None, {"poiid": 600.0}, True),
+        liveness=LivenessRules(False, 0.0, 120.0, None, {"poiid": 600.0}, True, startsecs=1.0),
         requires=("phone",),
         restart="group",
         autorestart="on-failure",
