@@ -57,6 +57,8 @@ def test_autostart_is_on_by_default_and_reaches_the_spec() -> None:
     """``autostart`` defaults to true; ``false`` is carried to the core's spec."""
     config = load({"name": "a", "command": "a"}, {"name": "b", "command": "b", "autostart": False})
     assert [s.spec().autostart for s in config.service] == [True, False]
+    wd = Watchdog([s.spec() for s in config.service])
+    assert [r.reason for r in wd.records()] == ["not started", "not started (autostart = false)"]
 
 
 def test_a_service_without_autostart_still_starts_as_a_requirement() -> None:

@@ -74,6 +74,7 @@ def test_crash_reason_autostart_env_file_timestamps_and_clear(pipeline: Pipeline
     daemon.wait_running("shown")
     lazy = daemon.service("lazy")
     assert (lazy["state"], lazy["autostart"], lazy["pid"]) == ("stopped", False, None)
+    assert lazy["reason"] == "not started (autostart = false)"
     daemon.control("lazy", "start")
     daemon.wait_running("lazy")
 
