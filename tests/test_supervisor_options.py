@@ -17,6 +17,7 @@ from heartwatch.core.spec import RestartByCause
 from heartwatch.core.watchdog import Watchdog
 from heartwatch.daemon.identity import IdentityError, resolve_run_as
 from heartwatch.daemon.output import RotatingOutput
+from heartwatch.logview.follow import FileStat, Follow, Truncated
 
 S = ServiceState
 
@@ -457,3 +458,22 @@ def test_check_warns_of_a_user_a_daemon_that_is_not_root_cannot_switch_to(
         "service[0] (a).user: cannot run as user 'nobody' without root (running as '4242'; "
         "only root may switch to another user or group)"
     ]
+
+
+def test_a_viewer_following_the_file_sees_the_clear_as_a_truncation(tmp_path: Path) -> None:
+    """Cleared in place: the same file (inode) as the follower holds, now shorter than what
+    it read, which the follower's rules call a truncation (read again from 0)."""
+    output = RotatingOutput(tmp_path / "c.log", 0, 0)
+    output.write(b"line one\nline two\n")
+
+    def stat() -> FileStat:
+        found = (tmp_path / "c.log").stat()
+        return FileStat(found.st_dev, found.st_ino, found.st_size)
+
+    before = stat()
+    follow = Follow(before, offset=before.size)
+    output.clear()
+    after = stat()
+    output.close()
+    assert after.same_file(before)
+    assert follow.next_step(after, after) == Truncated(lost_after=before.size)
