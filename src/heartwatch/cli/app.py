@@ -527,7 +527,10 @@ def tail(
 
     def url_for(count: int) -> str:
         # Asked again at each reconnect: a restarted daemon may listen somewhere else.
-        where = base if url is not None else locate(config, None)[0]
+        try:
+            where = base if url is not None else locate(config, None)[0]
+        except Refused as refused:  # not there (yet): follow_log tries again, as for a refusal
+            raise ConnectionRefusedError(refused.message) from None
         return tail_url(
             where,
             chosen.name,
