@@ -21,7 +21,8 @@ def pids(services: list[dict[str, Any]]) -> dict[str, int | None]:
 
 def test_cli_control_takes_several_names_all_groups_and_globs(pipeline: Pipeline) -> None:
     """An unknown name changes nothing (exit 1, the close name suggested); ``restart
-    collector`` restarts its instances and spares the rest; ``stop all`` stops all."""
+    collector`` restarts its instances and spares the rest; ``stop all`` stops all; the
+    table shows the instances under their service."""
     config = pipeline.write_config(
         [
             {"name": "emulator", "command": worker_command()},
@@ -67,7 +68,10 @@ def test_cli_control_takes_several_names_all_groups_and_globs(pipeline: Pipeline
     )
     table = cli("status")
     assert table.returncode == 3, table  # not running: supervisorctl's (and LSB's) 3
-    assert {line.split()[0] for line in table.stdout.splitlines()[1:]} == set(before)
+    rows = {line.split()[0]: line.split()[1:3] for line in table.stdout.splitlines()[1:]}
+    assert set(rows) == {*before, "collector"}  # the instances under a row for their service
+    assert rows["collector"] == ["0/2", "running"]
+    assert rows["collector@1"][0] == "stopped"
 
 
 def test_cli_signal_reaches_the_main_process_and_refuses_a_stopped_one(

@@ -101,9 +101,25 @@ def table(
     return "\n".join(lines)
 
 
+def _group_row(
+    group: str, members: Sequence[dict[str, Any]], width: int
+) -> list[tuple[str, str | None]]:
+    """A ``[[service]]`` with instances, above them: how many run, their restarts in all."""
+    running = sum(1 for m in members if m["state"] == "running")
+    state = f"{running}/{len(members)} running"
+    style = "green" if running == len(members) else "yellow"
+    scaled = members[0].get("scale_override")
+    note = f"instances set by scale: {scaled}" if scaled is not None else "-"
+    restarts = str(sum(int(m["restarts"]) for m in members))
+    cells: list[tuple[str, str | None]] = [(group, None), (state, style), ("", None), ("", None)]
+    cells += [(restarts, None)] + [("", None)] * (width - 7) + [(note, None), ("", None)]
+    return cells
+
+
 def status_table(services: Sequence[dict[str, Any]], colour: bool) -> str:
     """``heartwatch status``: one row per service; CPU and memory when the daemon reports
-    them; STATUS is the service's own words (``hb.status()``, ``STATUS=``)."""
+    them; STATUS is the service's own words (``hb.status()``, ``STATUS=``). The instances of
+    a ``[[service]]`` come under a row of their own for it (``collector  3/4 running``)."""
     resources = any(s.get("cpu_percent") is not None for s in services) or any(
         s.get("rss_bytes") is not None for s in services
     )
@@ -112,12 +128,19 @@ def status_table(services: Sequence[dict[str, Any]], colour: bool) -> str:
     header += ["READY"] if probed else []
     header += ["CPU", "MEM"] if resources else []
     header += ["STATUS", "REASON"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in services:
+        if s.get("instance_of"):
+            groups.setdefault(str(s["instance_of"]), []).append(s)
     rows = []
     for s in services:
+        group = s.get("instance_of")
+        if group and groups[group] and groups[group][0] is s:
+            rows.append(_group_row(group, groups[group], len(header)))
         state = str(s["state"])
         alive = state not in ("stopped", "exited", "failed", "backoff")
         row: list[tuple[str, str | None]] = [
-            (str(s["name"]), None),
+            (("  " if group else "") + str(s["name"]), None),
             (state, STATE_COLOURS.get(state)),
             (str(s["pid"] or "-"), None),
             (age(s.get("uptime")) if alive and s["pid"] else "-", None),
