@@ -135,6 +135,9 @@ def test_cli_refusal_for_want_of_a_token_names_both_ways(pipeline: Pipeline) -> 
     assert allowed.returncode == 0, allowed
     header, row = allowed.stdout.splitlines()
     assert row[header.index("STATUS") :].startswith("42 items [red]x"), allowed.stdout
+    live = heartwatch("top", "-c", "tokenless.toml", "--token", token, cwd=folder, env=env)
+    assert live.returncode == 0, live
+    assert "42 items [red]x" in live.stdout, live.stdout  # rich's markup off there too
 
 
 def test_cli_reload_prints_the_difference_and_every_problem(pipeline: Pipeline) -> None:
