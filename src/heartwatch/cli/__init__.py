@@ -24,9 +24,9 @@ def main() -> None:
         if (error.name or "heartwatch").partition(".")[0] == "heartwatch":
             raise
         # ``pip install heartwatch`` is the client (and status, beat); the rest is an extra.
-        command = sys.argv[1] if len(sys.argv) > 1 else "heartwatch"
+        command = " ".join(["heartwatch", *sys.argv[1:2]])
         sys.stderr.write(
-            f"heartwatch {command}: needs {error.name}, one of the daemon's dependencies: "
+            f"{command}: needs {error.name}, one of the daemon's dependencies: "
             "pip install 'heartwatch[daemon]' (the client, status and beat need none)\n"
         )
         raise SystemExit(1) from None
