@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from heartwatch.config import Config, load_config, parse_config
@@ -417,13 +417,45 @@ def _play(wd: Watchdog, driver: AnyDriver, inputs: Any, names: list[str], now: f
     return now
 
 
+def _given_up_chain(*names: str) -> list[dict[str, Any]]:
+    """Services that give up at their first failure; the last requires the first two."""
+    chain = [
+        {
+            "name": name,
+            "requires": ["s0", "s1"] if name == "s2" else [],
+            "restart": "service",
+            "autorestart": "always",
+            "max_restarts": 0,
+            "backoff_initial": 0,
+            "startup_grace": 30,
+            "command": f"run-{name[1:]}",
+            "heartbeat_timeout": 20,
+        }
+        for name in names
+    ]
+    return chain
+
+
+# Found by hypothesis: s0 gave up (its stop waiting for s2), then a reload removed s1 and so
+# changed s2; s2's restart starts s0 again, as `restart` starts a failed requirement.
+@example(
+    pair=(
+        _given_up_chain("s0", "s1", "s2", "s3"),
+        [
+            {**s, "requires": ["s0"] if s["name"] == "s2" else []}
+            for s in _given_up_chain("s0", "s2", "s3")
+        ],
+    ),
+    before=[("fail", 0, 0.0)],
+    after=[],
+)
 @settings(max_examples=200, deadline=None)
 @given(pair=reconfigurations(), before=_any_inputs, after=_any_inputs)
 def test_reconfigure_properties_hold_for_any_change(
     pair: tuple[list[dict[str, Any]], list[dict[str, Any]]], before: Any, after: Any
 ) -> None:
     """Whatever ran before: running unchanged services are not touched (but for what an added
-    service requires, started as `start` does); every change follows
+    or changed service requires, started as `start` does); every change follows
     the tables; removed services are gone once their processes are; and a final start brings
     every configured service to running."""
     old, new = pair
@@ -434,8 +466,9 @@ def test_reconfigure_properties_hold_for_any_change(
     now = _play(wd, driver, before, [s["name"] for s in old], 0.0)
     seen = {r.name: (r, r.spawns, r.phase, r.state, r.pid) for r in wd.records() if r.alive}
     changes = wd.reconfigure([r.spec for r in make(*new).records()], now)
-    # What an added service requires is started as `start` does (a failed one too).
-    needed = {r for name in changes.added for r in wd.graph.requirements(name)}
+    # What an added or a changed service requires is started as `start` and `restart` do
+    # (a failed one too).
+    needed = {r for name in (*changes.added, *changes.changed) for r in wd.graph.requirements(name)}
     for name in changes.unchanged:
         if name in seen and name not in needed:
             record, spawns, phase, state, pid = seen[name]
