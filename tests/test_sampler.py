@@ -15,11 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from heartwatch.core.limits import ResourceLimits
+from heartwatch.core.limits import ResourceLimits, TreeSample
 from heartwatch.daemon import sampler as sampler_module
 from heartwatch.daemon.processes import RUN_ID_VARIABLE
 from heartwatch.daemon.sampler import ResourceSampler, Run, TreeReader
 
+_EMPTY = TreeSample(0.0, {}, 0)
 # A group of two (the shell, a sleep) and one that left the group (setsid), all of one run.
 TREE = "sleep 30 & setsid sleep 31 & wait"
 
@@ -59,6 +60,33 @@ def _group(pid: int) -> int:
         return os.getpgid(pid)
     except ProcessLookupError:
         return -1
+
+
+def test_reader_finds_one_that_leaves_the_group_after_it_was_seen_in_it() -> None:
+    """A process read while in the group and leaving it later (setsid) is still the run's: a
+    pass that saw it in the group must not remember it as having no run id."""
+    run_id = uuid.uuid4().hex
+    popen = subprocess.Popen(
+        ["sh", "-c", "(sleep 0.4; exec setsid sleep 31) & wait"],
+        env={**os.environ, RUN_ID_VARIABLE: run_id},
+        start_new_session=True,
+    )
+    reader = TreeReader(time.monotonic)
+    run = Run("t", popen.pid, run_id, ResourceLimits())
+    try:
+        deadline = time.monotonic() + 10
+        while len(reader.read([run]).get("t", _EMPTY).processes) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)  # the subshell is in the group now, seen there
+        pids = read_until(reader, run, 2)
+        escaped = [pid for pid in pids if _group(pid) != popen.pid]
+        assert len(escaped) == 1, pids  # left the group, still found by its run id
+    finally:
+        found = reader.read([run]).get("t", _EMPTY)
+        for pid, _ in found.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        popen.wait()
 
 
 def test_reader_finds_the_group_and_the_escaped(tree: tuple[subprocess.Popen[bytes], str]) -> None:

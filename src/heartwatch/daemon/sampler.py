@@ -262,13 +262,16 @@ class TreeReader:
             if pid == self._own_pid:
                 continue
             run = by_group.get(_group_of(pid))
-            if pid in self._run_ids:
-                run_id = self._run_ids[pid]
-            else:
-                run_id = None if run is not None else self._run_id_of(pid)
+            if run is not None:
+                # In a run's group: its environment is not read, and nothing is remembered
+                # for it, so that once it leaves the group (setsid) it is read then.
+                members[run.service].append(pid)
+                if pid in self._run_ids:
+                    seen[pid] = self._run_ids[pid]
+                continue
+            run_id = self._run_ids[pid] if pid in self._run_ids else self._run_id_of(pid)
             seen[pid] = run_id
-            if run is None and run_id is not None:
-                run = by_run_id.get(run_id)
+            run = by_run_id.get(run_id) if run_id is not None else None
             if run is not None:
                 members[run.service].append(pid)
         self._run_ids = seen  # pids gone are forgotten (their numbers may come back)
