@@ -98,7 +98,9 @@ def cells(service: dict[str, Any], rate: tuple[float, dict[str, float]] | None) 
     text = {
         "SERVICE": str(service["name"]),
         "PID": str(service["pid"] or "-"),
-        "BEAT": age(service["last_heartbeat_age"]) if alive else "-",
+        # An age only while a run is watched (a service restarting has none: its last beat
+        # was its previous run's).
+        "BEAT": age(service["last_heartbeat_age"]) if service.get("uptime") is not None else "-",
         "RESTARTS": str(service["restarts"]),
         "UPTIME": age(service.get("uptime")) if alive and service["pid"] else "-",
         "CPU": "-" if cpu is None else f"{cpu:.0f}%",
