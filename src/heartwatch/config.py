@@ -100,6 +100,20 @@ def command_argv(command: str | Sequence[str]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
 
 
+def checked_command(value: str | list[str], what: str, if_empty: str = "") -> str | list[str]:
+    """``value`` if it is a command that can be run: splittable as a shell would, not empty,
+    no NUL; else ``ValueError`` saying why (``what``: "a command", "a probe's command")."""
+    try:
+        argv = command_argv(value)
+    except ValueError as error:
+        raise ValueError(f"cannot split the command like a shell would: {error}") from None
+    if not argv:
+        raise ValueError(f"{what} cannot be empty{if_empty}")
+    if any("\0" in arg for arg in argv):
+        raise ValueError(f"{what} cannot contain a NUL character")
+    return value
+
+
 def parse_signal(value: object) -> signal.Signals:
     """``"TERM"``, ``"SIGTERM"`` or ``15`` to ``signal.SIGTERM``."""
     try:
@@ -291,17 +305,7 @@ class ProbeConfig(_Section):
     @field_validator("exec")
     @classmethod
     def _check_exec(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if value is None:
-            return value
-        try:
-            argv = command_argv(value)
-        except ValueError as error:
-            raise ValueError(f"cannot split the command like a shell would: {error}") from None
-        if not argv:
-            raise ValueError("a probe's command cannot be empty")
-        if any("\0" in arg for arg in argv):
-            raise ValueError("a command cannot contain a NUL character")
-        return value
+        return value if value is None else checked_command(value, "a probe's command")
 
     @field_validator("http")
     @classmethod
@@ -522,15 +526,7 @@ class ServiceConfig(_Section):
     def _check_command(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is None:
             return value
-        try:
-            argv = command_argv(value)
-        except ValueError as error:
-            raise ValueError(f"cannot split the command like a shell would: {error}") from None
-        if not argv:
-            raise ValueError("a command cannot be empty; leave it out for a watch-only service")
-        if any("\0" in arg for arg in argv):
-            raise ValueError("a command cannot contain a NUL character")
-        return value
+        return checked_command(value, "a command", "; leave it out for a watch-only service")
 
     @field_validator("env")
     @classmethod
