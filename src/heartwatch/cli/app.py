@@ -425,6 +425,28 @@ def top(
     _exit(run_top(names or [], config, url, token, interval))
 
 
+@app.command()
+def history(
+    name: Annotated[
+        str,
+        typer.Argument(help="A service's name.", metavar="NAME", autocompletion=_complete_names),
+    ],
+    since: Annotated[
+        str, typer.Option(help="How far back: a duration such as 1h, 24h, 7d, 30d.")
+    ] = "24h",
+    config: ConfigOption = DEFAULT_CONFIG,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """A service's past: its state strip (unknown apart: the daemon was down), uptime,
+    incidents, time to recover, longest outage, and a rate line per data kind with its
+    timeout and gaps. Piped, a plain table of the state segments (start, end, state, reason)."""
+    from heartwatch.cli.history import run_history
+
+    _exit(run_history(name, since, config, url, token, json))
+
+
 # -- heartbeats from the shell -------------------------------------------------------------
 
 
