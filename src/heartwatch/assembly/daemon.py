@@ -21,7 +21,7 @@ from typing import TypeVar
 from loguru import logger
 
 from heartwatch.config import Config
-from heartwatch.core.journal import Journal
+from heartwatch.core.journal import DAEMON_STARTED, DAEMON_STOPPING, Journal
 from heartwatch.daemon.alerts import Alerter
 from heartwatch.daemon.http_server import HttpServing, start_http
 from heartwatch.daemon.ingest import Ingest, connection_cap
@@ -120,7 +120,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             supervisor,
             lambda why: _reload_in_background(reload_tasks, reloader, why),
         )
-        journal.append("daemon", None, f"heartwatch started (pid {os.getpid()})", time.time())
+        journal.append("daemon", None, f"{DAEMON_STARTED} (pid {os.getpid()})", time.time())
         # From here on services run: whatever ends the daemon stops them first.
         resources.push_async_callback(_stop_services, config, supervisor, state, journal)
         supervisor.start_autostart(reason="daemon started")  # autostart = false waits
@@ -182,7 +182,7 @@ async def _stop_services(
 ) -> None:
     """Stop every service in reverse dependency order; end whatever outlived its service."""
     logger.info("stopping all services")
-    journal.append("daemon", None, "heartwatch stopping", time.time())
+    journal.append("daemon", None, DAEMON_STOPPING, time.time())
     # The services in force now (a reload may have added some since the start).
     timeout = sum(s.stop_timeout for s in supervisor.config.service) + 5.0
     await supervisor.shutdown(timeout)

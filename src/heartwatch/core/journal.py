@@ -21,6 +21,11 @@ EntryKind = Literal[
     "transition", "note", "recovery", "exit", "restart", "alert", "daemon", "probe", "reload"
 ]
 
+# The daemon's own entries (kind "daemon") begin with these: the history reads a run of the
+# daemon from one "started" to its "stopping" (a killed daemon writes none).
+DAEMON_STARTED = "heartwatch started"
+DAEMON_STOPPING = "heartwatch stopping"
+
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:

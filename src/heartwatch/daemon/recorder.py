@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -95,21 +95,81 @@ class Recorder:
         *,
         service: str | None = None,
         since: float | None = None,
+        until: float | None = None,
         before_id: int | None = None,
+        kinds: Sequence[str] | None = None,
         limit: int = 100,
     ) -> list[JournalEntry]:
         return await self._read(
             lambda: self._store.entries(
-                service=service, since=since, before_id=before_id, limit=limit
+                service=service,
+                since=since,
+                until=until,
+                before_id=before_id,
+                kinds=kinds,
+                limit=limit,
             )
         )
 
-    async def counts(self, *, service: str | None = None, since: float) -> list[MinuteCount]:
+    async def history_entries(
+        self, *, service: str, since: float, until: float, limit: int
+    ) -> list[JournalEntry]:
+        return await self._read(
+            lambda: self._store.history_entries(
+                service=service, since=since, until=until, limit=limit
+            )
+        )
+
+    async def last_signs_of_life(self, starts: Sequence[JournalEntry]) -> dict[int, float]:
+        """For each daemon start given: the last sign of life of the daemon before it."""
+
+        def read() -> dict[int, float]:
+            found = {}
+            for start in starts:
+                alive = self._store.last_sign_of_life(start.id, start.at)
+                if alive is not None:
+                    found[start.id] = alive
+            return found
+
+        return await self._read(read)
+
+    async def recoveries(
+        self,
+        *,
+        service: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[JournalEntry]:
+        return await self._read(
+            lambda: self._store.recoveries(service=service, since=since, until=until, limit=limit)
+        )
+
+    async def entries_around(
+        self, windows: Sequence[tuple[Sequence[str], float, float]], limit: int
+    ) -> list[list[JournalEntry]]:
+        """For each (services, since, until): their entries in journal order (one trip to
+        the store's thread for all)."""
+        return await self._read(
+            lambda: [
+                self._store.entries_around(services=s, since=a, until=b, limit=limit)
+                for s, a, b in windows
+            ]
+        )
+
+    async def counts(
+        self, *, service: str | None = None, since: float, until: float | None = None
+    ) -> list[MinuteCount]:
         """Stored minutes since ``since``, then the current minute's counts so far."""
-        stored = await self._read(lambda: self._store.counts(service=service, since=since))
+        stored = await self._read(
+            lambda: self._store.counts(service=service, since=since, until=until)
+        )
         current = self.current_counts()
         if service is not None:
             current = [c for c in current if c.service == service]
+        if until is not None:
+            current = [c for c in current if c.minute < until]
+        current = [c for c in current if c.minute >= since]
         return stored + current
 
     def current_counts(self) -> list[MinuteCount]:

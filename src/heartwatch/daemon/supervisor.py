@@ -111,6 +111,9 @@ class Supervisor:
         # The configuration each running process was started with: it is stopped by it (its
         # stop_signal, stop_timeout) even after a reload changed or removed its service.
         self._launched: dict[str, ServiceConfig] = {}
+        # service -> Unix time its stop signal went out: the exit that ends the stop says so
+        # (the history draws stop sent -> gone for each recovery).
+        self._stop_sent_at: dict[str, float] = {}
         self._idle = asyncio.Event()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -447,6 +450,7 @@ class Supervisor:
         service = self._launched.get(action.service) or self.services[action.service]
         # The signal goes out in this loop turn; the waiting and escalating happen in a task.
         self._runner.begin_stop(child, service.stop_signal)
+        self._stop_sent_at[action.service] = self.wall_time()
         logger.info("{}: stopping pid {} ({})", action.service, child.pid, action.reason)
         self._start_task(self._runner.finish_stop(child, service.stop_signal, service.stop_timeout))
 
@@ -491,8 +495,11 @@ class Supervisor:
         pid = record.pid
         how = describe_exit(returncode) + (f": {last_words}" if last_words else "")
         detail: dict[str, Any] = {"pid": pid, "returncode": returncode}
+        stop_sent = self._stop_sent_at.pop(service, None)
         if record.phase is Phase.STOP_SENT:
             detail["stopped"] = True  # the end of a stop it was sent: no failure of its own
+            if stop_sent is not None:
+                detail["stop_sent"] = stop_sent
         if last_words:
             detail["stderr"] = last_words
         self.journal.append("exit", service, how, self.wall_time(), detail=detail)

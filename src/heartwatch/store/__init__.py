@@ -42,15 +42,53 @@ class HistoryStore(Protocol):
         *,
         service: str | None = None,
         since: float | None = None,
+        until: float | None = None,
         before_id: int | None = None,
+        kinds: Sequence[str] | None = None,
         limit: int = 100,
     ) -> list[JournalEntry]:
-        """Newest first; ``since``: only entries after this Unix time; ``before_id``: only
-        entries older than that one (the next page)."""
+        """Newest first; ``since``: only entries after this Unix time; ``until``: only
+        entries at or before it; ``before_id``: only entries older than that one (the next
+        page); ``kinds``: only entries of these kinds."""
         ...
 
-    def counts(self, *, service: str | None = None, since: float) -> list[MinuteCount]:
-        """Oldest first, minutes starting at or after ``since``."""
+    def history_entries(
+        self, *, service: str, since: float, until: float, limit: int
+    ) -> list[JournalEntry]:
+        """In journal order: ``service``'s transitions and the daemon's own entries up to
+        ``until``, from early enough to know its state and any incident open at ``since``
+        (its last running or not-wanted transition at or before ``since``, and the daemon's
+        last entry before that). At most ``limit`` entries (the oldest)."""
+        ...
+
+    def last_sign_of_life(self, before_id: int, before: float) -> float | None:
+        """The last time the daemon before entry ``before_id`` (a start) showed it was alive:
+        its last entry, or the end of its last minute of counts stored before ``before``."""
+        ...
+
+    def recoveries(
+        self,
+        *,
+        service: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[JournalEntry]:
+        """Recovery entries, newest first; ``service``: those it triggered or was a member
+        of."""
+        ...
+
+    def entries_around(
+        self, *, services: Sequence[str], since: float, until: float, limit: int
+    ) -> list[JournalEntry]:
+        """In journal order: entries of ``services`` between ``since`` and ``until``
+        (inclusive); at most ``limit`` (the oldest)."""
+        ...
+
+    def counts(
+        self, *, service: str | None = None, since: float, until: float | None = None
+    ) -> list[MinuteCount]:
+        """Oldest first, minutes starting at or after ``since`` (and before ``until``)."""
         ...
 
     def prune(self, before: float) -> int:

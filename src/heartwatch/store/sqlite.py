@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_by_time ON entries (at);
 CREATE INDEX IF NOT EXISTS entries_by_service ON entries (service, at);
+CREATE INDEX IF NOT EXISTS entries_by_kind ON entries (kind, at);
 CREATE TABLE IF NOT EXISTS counts (
     minute INTEGER NOT NULL,
     service TEXT NOT NULL,
@@ -38,6 +39,10 @@ CREATE TABLE IF NOT EXISTS counts (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS counts_by_minute ON counts (minute);
 """
+
+
+# States after which no incident is open: the walk of a service's history may start there.
+_SETTLED = ("running", "stopped", "stopping", "exited")
 
 
 class SQLiteHistory:
@@ -93,7 +98,9 @@ class SQLiteHistory:
         *,
         service: str | None = None,
         since: float | None = None,
+        until: float | None = None,
         before_id: int | None = None,
+        kinds: Sequence[str] | None = None,
         limit: int = 100,
     ) -> list[JournalEntry]:
         clauses: list[str] = []
@@ -104,6 +111,12 @@ class SQLiteHistory:
         if since is not None:
             clauses.append("at > ?")
             params.append(since)
+        if until is not None:
+            clauses.append("at <= ?")
+            params.append(until)
+        if kinds:
+            clauses.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            params.extend(kinds)
         if before_id is not None:
             clauses.append("id < ?")
             params.append(before_id)
@@ -111,9 +124,93 @@ class SQLiteHistory:
         query = f"SELECT * FROM entries {where} ORDER BY id DESC LIMIT ?"
         return [_entry(row) for row in self._db.execute(query, [*params, limit])]
 
-    def counts(self, *, service: str | None = None, since: float) -> list[MinuteCount]:
+    def history_entries(
+        self, *, service: str, since: float, until: float, limit: int
+    ) -> list[JournalEntry]:
+        # Where the walk starts: the service's last settled state (running, or not wanted:
+        # no incident can be open across it), then the daemon's last word before that.
+        settled = self._db.execute(
+            "SELECT at FROM entries WHERE service = ? AND at <= ? AND kind = 'transition' "
+            f"AND state IN ({', '.join('?' for _ in _SETTLED)}) ORDER BY at DESC LIMIT 1",
+            (service, since, *_SETTLED),
+        ).fetchone()
+        anchor = since if settled is None else float(settled[0])
+        daemon = self._db.execute(
+            "SELECT * FROM entries WHERE service IS NULL AND kind = 'daemon' AND at <= ? "
+            "ORDER BY at DESC LIMIT 1",
+            (anchor,),
+        ).fetchone()
+        rows = self._db.execute(
+            "SELECT * FROM (SELECT * FROM entries WHERE service = ? AND kind = 'transition' "
+            "AND at >= ? AND at <= ? UNION ALL SELECT * FROM entries WHERE service IS NULL "
+            "AND kind = 'daemon' AND at > ? AND at <= ?) ORDER BY id LIMIT ?",
+            (service, anchor, until, anchor, until, limit),
+        ).fetchall()
+        found = [_entry(row) for row in rows]
+        if daemon is not None:
+            found.insert(0, _entry(daemon))
+            found.sort(key=lambda e: e.id)
+        return found
+
+    def last_sign_of_life(self, before_id: int, before: float) -> float | None:
+        entry = self._db.execute(
+            "SELECT at FROM entries WHERE id < ? ORDER BY id DESC LIMIT 1", (before_id,)
+        ).fetchone()
+        # A minute's counts are written at its end: one that ended before the start was the
+        # daemon before's (the minute the start fell in may be the new daemon's).
+        minute = self._db.execute(
+            "SELECT MAX(minute) FROM counts WHERE minute <= ?", (before - 60,)
+        ).fetchone()
+        times = [float(entry[0])] if entry is not None else []
+        if minute is not None and minute[0] is not None:
+            times.append(float(minute[0]) + 60)
+        return max(times) if times else None
+
+    def recoveries(
+        self,
+        *,
+        service: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[JournalEntry]:
+        clauses = ["kind = 'recovery'"]
+        params: list[Any] = []
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("at <= ?")
+            params.append(until)
+        if service is not None:
+            clauses.append(
+                "(service = ? OR EXISTS (SELECT 1 FROM json_each(entries.detail, '$.members') "
+                "WHERE json_each.value = ?))"
+            )
+            params.extend([service, service])
+        query = f"SELECT * FROM entries WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
+        return [_entry(row) for row in self._db.execute(query, [*params, limit])]
+
+    def entries_around(
+        self, *, services: Sequence[str], since: float, until: float, limit: int
+    ) -> list[JournalEntry]:
+        if not services:
+            return []
+        marks = ", ".join("?" for _ in services)
+        query = (
+            f"SELECT * FROM entries WHERE service IN ({marks}) AND at >= ? AND at <= ? "
+            "ORDER BY id LIMIT ?"
+        )
+        return [_entry(row) for row in self._db.execute(query, (*services, since, until, limit))]
+
+    def counts(
+        self, *, service: str | None = None, since: float, until: float | None = None
+    ) -> list[MinuteCount]:
         query = "SELECT minute, service, kind, count FROM counts WHERE minute >= ?"
         params: list[Any] = [since]
+        if until is not None:
+            query += " AND minute < ?"
+            params.append(until)
         if service is not None:
             query += " AND service = ?"
             params.append(service)

@@ -26,6 +26,7 @@ from heartwatch.web.apidocs import create_docs_router, with_bearer_scheme
 from heartwatch.web.control import create_control_router
 from heartwatch.web.dashboard import create_dashboard_router, static_files
 from heartwatch.web.history import EventFeed, create_events_router
+from heartwatch.web.history_api import create_history_router
 from heartwatch.web.logs import create_log_router
 from heartwatch.web.metrics import create_metrics_router
 from heartwatch.web.ping import create_ping_router
@@ -166,6 +167,7 @@ def create_app(
         return JSONResponse(body, status_code=422)
 
     app.include_router(create_events_router(supervisor, recorder, feed))
+    app.include_router(create_history_router(supervisor, recorder))
     app.include_router(create_metrics_router(supervisor, alerter))
     app.include_router(create_ping_router(supervisor))
     logs = supervisor.config.logs

@@ -1,6 +1,7 @@
 """History over HTTP, and the live event stream a dashboard listens to.
 
-    GET /api/v1/events?service=&since=&limit=    what happened, newest first
+    GET /api/v1/events?service=&since=&until=&kind=&limit=&format=   what happened, newest first
+    GET /api/v1/events.csv?...                   the same, as CSV (the history page's export)
     GET /api/v1/services/{name}/series?since=    per-minute counts of one service
     GET /api/v1/series?since=                    the same, every service
     WS  /ws/events                               snapshot, then events and pulses as they come
@@ -21,13 +22,15 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
-from heartwatch.core.journal import JournalEntry
+from heartwatch.core.journal import EntryKind, JournalEntry
+from heartwatch.web.history_api import events_csv
 from heartwatch.web.status import read_pulse, read_status
 from heartwatch.web.streaming import send_until_disconnect
 
@@ -45,6 +48,7 @@ DEFAULT_SERIES_SPAN = 3600.0
 # times of this world (year 5138 at most); beyond them, a 422 that says so, never a 500.
 MAX_ENTRY_ID = 2**63 - 1
 MAX_UNIX_TIME = 1e11
+MAX_EVENTS_PAGE = 1000
 
 SeriesSince = Annotated[
     float | None,
@@ -189,6 +193,81 @@ class EventFeed:
         self._arm_pulse()
 
 
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    service: str | None
+    since: float | None
+    until: float | None
+    before_id: int | None
+    kinds: list[EntryKind] | None
+    limit: int
+
+
+def _event_query(
+    service: str | None = None,
+    since: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_UNIX_TIME,
+            allow_inf_nan=False,
+            description="Unix time: only events after it",
+        ),
+    ] = None,
+    until: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_UNIX_TIME,
+            allow_inf_nan=False,
+            description="Unix time: only events at or before it",
+        ),
+    ] = None,
+    before_id: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ENTRY_ID, description="only events older than this id (the next page)"),
+    ] = None,
+    kind: Annotated[
+        list[EntryKind] | None, Query(description="only events of these kinds (repeatable)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE)] = 100,
+) -> EventQuery:
+    return EventQuery(service, since, until, before_id, kind or None, limit)
+
+
+async def _read_events(
+    supervisor: Supervisor, recorder: Recorder, query: EventQuery
+) -> list[JournalEntry]:
+    entries = await recorder.entries(
+        service=query.service,
+        since=query.since,
+        until=query.until,
+        before_id=query.before_id,
+        kinds=query.kinds,
+        limit=query.limit,
+    )
+    service = query.service
+    # A name that is not a service answers 404, as /api/v1/services/{name} does, rather
+    # than an empty page that reads as "nothing happened"; a service removed from the
+    # configuration keeps its history.
+    if (
+        service is not None
+        and not entries
+        and service not in supervisor.services
+        and not await recorder.entries(service=service, limit=1)
+    ):
+        raise HTTPException(404, {"code": "unknown_service", "message": f"no service {service!r}"})
+    return entries
+
+
+def _csv_response(entries: list[JournalEntry]) -> Response:
+    return Response(
+        events_csv(entries),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="heartwatch-events.csv"'},
+    )
+
+
 def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: EventFeed) -> APIRouter:
     router = APIRouter()
 
@@ -199,41 +278,30 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
         responses={404: {"description": "no such service, now or in the history"}},
     )
     async def list_events(
-        service: str | None = None,
-        since: Annotated[
-            float | None,
-            Query(
-                ge=0,
-                le=MAX_UNIX_TIME,
-                allow_inf_nan=False,
-                description="Unix time: only events after it",
-            ),
-        ] = None,
-        before_id: Annotated[
-            int | None,
-            Query(
-                ge=1, le=MAX_ENTRY_ID, description="only events older than this id (the next page)"
-            ),
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> HistoryPage:
+        query: Annotated[EventQuery, Depends(_event_query)],
+        format: Annotated[
+            Literal["json", "csv"], Query(description="csv: the same as /api/v1/events.csv")
+        ] = "json",
+    ) -> HistoryPage | Response:
         """What happened (transitions, restarts, exits, recoveries, alerts), newest first."""
-        entries = await recorder.entries(
-            service=service, since=since, before_id=before_id, limit=limit
-        )
-        # A name that is not a service answers 404, as /api/v1/services/{name} does, rather
-        # than an empty page that reads as "nothing happened"; a service removed from the
-        # configuration keeps its history.
-        if (
-            service is not None
-            and not entries
-            and service not in supervisor.services
-            and not await recorder.entries(service=service, limit=1)
-        ):
-            raise HTTPException(
-                404, {"code": "unknown_service", "message": f"no service {service!r}"}
-            )
+        entries = await _read_events(supervisor, recorder, query)
+        if format == "csv":
+            return _csv_response(entries)
         return HistoryPage(events=[_event(entry) for entry in entries])
+
+    @router.get(
+        "/api/v1/events.csv",
+        response_class=Response,
+        tags=["history"],
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "the events as CSV"},
+            404: {"description": "no such service, now or in the history"},
+        },
+    )
+    async def export_events(query: Annotated[EventQuery, Depends(_event_query)]) -> Response:
+        """The same events as CSV (newest first; text cells formula-safe: a leading ' before
+        = + - @)."""
+        return _csv_response(await _read_events(supervisor, recorder, query))
 
     @router.get(
         "/api/v1/services/{name}/series",

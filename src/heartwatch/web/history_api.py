@@ -1,0 +1,415 @@
+"""The past of a service, as the history page and ``heartwatch history`` draw it.
+
+    GET /api/v1/history/{name}?since=&until=&window=     segments, summary, recoveries
+    GET /api/v1/history/{name}/rates?since=&until=&points=   per-kind rates, bucketed
+    GET /api/v1/recoveries?service=&since=&until=&limit=     each recovery's steps
+
+Everything is computed here from the store by the pure functions of ``core/uptime.py``,
+``core/rates.py`` and ``core/recoveries.py``; the server aggregates, so a 30-day chart gets a
+few hundred buckets per kind, not 43,200 minutes. Reads are bounded: a window of at most
+``MAX_SPAN`` and at most ``MAX_HISTORY_ENTRIES`` entries per answer (``truncated`` says when
+that cut it short).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from heartwatch.core.journal import JournalEntry
+from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, rates
+from heartwatch.core.recoveries import (
+    TRIGGER_EXIT_LOOKBACK,
+    Recovery,
+    members_of,
+    recovery_steps,
+)
+from heartwatch.core.uptime import UNKNOWN, daemon_started, service_history
+
+if TYPE_CHECKING:
+    from heartwatch.daemon.recorder import Recorder
+    from heartwatch.daemon.supervisor import Supervisor
+
+WINDOWS = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+DEFAULT_WINDOW = "24h"
+MAX_SPAN = 400 * 86400.0  # beyond any retention: a bound on the work, not a policy
+MAX_UNIX_TIME = 1e11
+MAX_HISTORY_ENTRIES = 50_000
+MAX_RECOVERIES = 500
+# How long after its entry a recovery's steps are looked for (a start may wait on backoff).
+RECOVERY_HORIZON = 3600.0
+STEP_ENTRIES = 2000
+
+Window = Literal["1h", "24h", "7d", "30d"]
+TimeQuery = Annotated[
+    float | None, Query(ge=0, le=MAX_UNIX_TIME, allow_inf_nan=False, description="Unix time")
+]
+WindowQuery = Annotated[
+    Window | None,
+    Query(description="the span before `until` when `since` is not given (default 24h)"),
+]
+
+
+class SegmentOut(BaseModel):
+    start: float
+    end: float
+    state: str  # a service state, or "unknown" (the daemon was down, or no record)
+    reason: str
+    entry_id: int | None  # the journal entry that began it
+    wanted: bool  # counted in uptime's denominator
+
+
+class IncidentOut(BaseModel):
+    start: float
+    end: float | None  # None: not over at the window's end
+    reason: str
+    entry_id: int
+    recovered: bool
+
+
+class SummaryOut(BaseModel):
+    uptime: float | None  # running / wanted, 0..1; None: nothing was wanted
+    running_seconds: float
+    wanted_seconds: float
+    unknown_seconds: float
+    incidents: int
+    mttr_seconds: float | None
+    longest_outage_seconds: float | None
+
+
+class StepOut(BaseModel):
+    service: str
+    stop_sent: float | None
+    gone: float | None
+    spawned: float | None
+    ready: float | None
+
+
+class RecoveryOut(BaseModel):
+    id: int  # the recovery entry's id
+    at: float
+    trigger: str
+    reason: str
+    members: list[str]  # in start order, as the dependency graph gave
+    steps: list[StepOut]  # one per member, in start order
+    duration_seconds: float | None  # the recovery entry to the last member ready
+
+
+class ServiceHistoryOut(BaseModel):
+    service: str
+    since: float
+    until: float
+    segments: list[SegmentOut]
+    summary: SummaryOut
+    incidents: list[IncidentOut]
+    recoveries: list[RecoveryOut]  # newest first
+    truncated: bool  # more entries than one answer reads: the end of the window is cut
+
+
+class GapOut(BaseModel):
+    kind: str
+    start: float
+    end: float
+
+
+class RatesOut(BaseModel):
+    service: str
+    since: float
+    until: float
+    step_seconds: int
+    times: list[int]
+    kinds: dict[str, list[float | None]]
+    timeouts: dict[str, float]
+    gaps: list[GapOut]
+
+
+class RecoveryList(BaseModel):
+    recoveries: list[RecoveryOut]  # newest first
+
+
+def resolve_window(
+    since: float | None, until: float | None, window: str | None, now: float
+) -> tuple[float, float]:
+    """[since, until] of a query: ``until`` defaults to now, ``since`` to ``window`` before it."""
+    end = now if until is None else until
+    start = end - WINDOWS[window or DEFAULT_WINDOW] if since is None else since
+    if start >= end:
+        raise HTTPException(
+            422,
+            {"code": "bad_range", "message": f"since ({start:g}) is not before until ({end:g})"},
+        )
+    if end - start > MAX_SPAN:
+        raise HTTPException(
+            422,
+            {"code": "bad_range", "message": f"a window of at most {MAX_SPAN / 86400:g} days"},
+        )
+    return max(start, 0.0), end
+
+
+def recovery_out(recovery: Recovery) -> RecoveryOut:
+    return RecoveryOut(
+        id=recovery.id,
+        at=recovery.at,
+        trigger=recovery.trigger,
+        reason=recovery.reason,
+        members=recovery.members,
+        steps=[
+            StepOut(
+                service=s.service,
+                stop_sent=s.stop_sent,
+                gone=s.gone,
+                spawned=s.spawned,
+                ready=s.ready,
+            )
+            for s in recovery.steps
+        ],
+        duration_seconds=recovery.duration_seconds,
+    )
+
+
+async def read_recoveries(
+    recorder: Recorder,
+    *,
+    service: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+) -> list[RecoveryOut]:
+    found = await recorder.recoveries(service=service, since=since, until=until, limit=limit)
+    if not found:
+        return []
+    newest = max(r.at for r in found)
+    # Recoveries after these (of any trigger): a member's steps end at its next one.
+    later = await recorder.recoveries(
+        since=min(r.at for r in found), until=newest + RECOVERY_HORIZON, limit=MAX_RECOVERIES * 2
+    )
+    windows: list[tuple[Sequence[str], float, float]] = [
+        (
+            members_of(r),
+            r.at - TRIGGER_EXIT_LOOKBACK,
+            r.at + RECOVERY_HORIZON,
+        )
+        for r in found
+    ]
+    around = await recorder.entries_around(windows, STEP_ENTRIES)
+    return [
+        recovery_out(recovery_steps(r, entries, later))
+        for r, entries in zip(found, around, strict=True)
+    ]
+
+
+async def _known(supervisor: Supervisor, recorder: Recorder, name: str) -> None:
+    """404 for a name that is neither a service now nor one with history."""
+    if name in supervisor.services or await recorder.entries(service=name, limit=1):
+        return
+    raise HTTPException(404, {"code": "unknown_service", "message": f"no service {name!r}"})
+
+
+async def _history(
+    recorder: Recorder, name: str, since: float, until: float
+) -> tuple[ServiceHistoryOut, list[tuple[float, float]]]:
+    entries = await recorder.history_entries(
+        service=name, since=since, until=until, limit=MAX_HISTORY_ENTRIES
+    )
+    truncated = len(entries) >= MAX_HISTORY_ENTRIES
+    # A start with no "stopping" before it: the daemon before was killed; find when it was
+    # last alive (its last entry or minute of counts, of any service).
+    killed = []
+    previous_daemon: JournalEntry | None = None
+    for entry in entries:
+        if entry.kind == "daemon":
+            if (
+                daemon_started(entry)
+                and previous_daemon is not None
+                and daemon_started(previous_daemon)
+            ):
+                killed.append(entry)
+            previous_daemon = entry
+    last_alive = await recorder.last_signs_of_life(killed) if killed else {}
+    history = service_history(entries, since=since, until=until, last_alive=last_alive)
+    recoveries = await read_recoveries(
+        recorder, service=name, since=since, until=until, limit=MAX_RECOVERIES
+    )
+    summary = history.summary
+    out = ServiceHistoryOut(
+        service=name,
+        since=since,
+        until=until,
+        segments=[
+            SegmentOut(
+                start=s.start,
+                end=s.end,
+                state=s.state,
+                reason=s.reason,
+                entry_id=s.entry_id,
+                wanted=s.wanted,
+            )
+            for s in history.segments
+        ],
+        summary=SummaryOut(
+            uptime=summary.uptime,
+            running_seconds=summary.running_seconds,
+            wanted_seconds=summary.wanted_seconds,
+            unknown_seconds=summary.unknown_seconds,
+            incidents=summary.incidents,
+            mttr_seconds=summary.mttr_seconds,
+            longest_outage_seconds=summary.longest_outage_seconds,
+        ),
+        incidents=[
+            IncidentOut(
+                start=i.start,
+                end=i.end,
+                reason=i.reason,
+                entry_id=i.entry_id,
+                recovered=i.recovered,
+            )
+            for i in history.incidents
+            if i.start < until and (i.end is None or i.end > since)
+        ],
+        recoveries=recoveries,
+        truncated=truncated,
+    )
+    absent = [(s.start, s.end) for s in history.segments if s.state == UNKNOWN]
+    return out, absent
+
+
+def _timeouts(supervisor: Supervisor, name: str) -> dict[str, float]:
+    if name not in supervisor.watchdog:
+        return {}
+    return dict(supervisor.watchdog.record(name).spec.liveness.data_timeout)
+
+
+def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRouter:
+    router = APIRouter()
+    answers: dict[int | str, dict[str, Any]] = {
+        404: {"description": "no such service, now or in the history"},
+        422: {"description": "a bad range: since not before until, or too long"},
+    }
+
+    @router.get(
+        "/api/v1/history/{name}",
+        response_model=ServiceHistoryOut,
+        tags=["history"],
+        responses=answers,
+    )
+    async def service_history_view(
+        name: str,
+        since: TimeQuery = None,
+        until: TimeQuery = None,
+        window: WindowQuery = None,
+    ) -> ServiceHistoryOut:
+        """States over the window as contiguous segments ("unknown" where the daemon was
+        down), uptime, incidents, time to recover, and the recoveries that touched it."""
+        start, end = resolve_window(since, until, window, time.time())
+        await _known(supervisor, recorder, name)
+        return (await _history(recorder, name, start, end))[0]
+
+    @router.get(
+        "/api/v1/history/{name}/rates",
+        response_model=RatesOut,
+        tags=["history"],
+        responses=answers,
+    )
+    async def service_rates(
+        name: str,
+        since: TimeQuery = None,
+        until: TimeQuery = None,
+        window: WindowQuery = None,
+        points: Annotated[
+            int, Query(ge=1, le=MAX_POINTS, description="at most this many buckets")
+        ] = DEFAULT_POINTS,
+    ) -> RatesOut:
+        """Heartbeats and each data kind per minute, averaged over buckets of whole minutes
+        (null where the daemon was down), each kind's data_timeout, and the gaps where the
+        service beat but a kind stayed silent longer than its timeout."""
+        start, end = resolve_window(since, until, window, time.time())
+        await _known(supervisor, recorder, name)
+        _, absent = await _history(recorder, name, start, end)
+        counts = await recorder.counts(service=name, since=start - 60, until=end)
+        timeouts = _timeouts(supervisor, name)
+        result = rates(
+            ((c.minute, c.kind, c.count) for c in counts),
+            since=start,
+            until=end,
+            points=points,
+            timeouts=timeouts,
+            absent=absent,
+        )
+        return RatesOut(
+            service=name,
+            since=start,
+            until=end,
+            step_seconds=result.step_seconds,
+            times=result.times,
+            kinds=result.kinds,
+            timeouts=timeouts,
+            gaps=[GapOut(kind=g.kind, start=g.start, end=g.end) for g in result.gaps],
+        )
+
+    @router.get(
+        "/api/v1/recoveries",
+        response_model=RecoveryList,
+        tags=["history"],
+        responses=answers,
+    )
+    async def list_recoveries(
+        service: str | None = None,
+        since: TimeQuery = None,
+        until: TimeQuery = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_RECOVERIES)] = 100,
+    ) -> RecoveryList:
+        """Each recovery (newest first): its trigger and reason, its members in start order,
+        and per member when the stop went out, the process was gone, spawned, ready."""
+        if since is not None and until is not None and since >= until:
+            raise HTTPException(422, {"code": "bad_range", "message": "since is not before until"})
+        if service is not None:
+            await _known(supervisor, recorder, service)
+        found = await read_recoveries(
+            recorder, service=service, since=since, until=until, limit=limit
+        )
+        return RecoveryList(recoveries=found)
+
+    return router
+
+
+# -- export ------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("id", "at", "time", "kind", "service", "state", "previous", "reason", "detail")
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it, never runs it: a leading ' before = + - @."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def events_csv(entries: Iterable[JournalEntry]) -> str:
+    """Entries as CSV (the csv module's quoting); every text cell formula-safe."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for e in entries:
+        detail = "" if e.detail is None else json.dumps(dict(e.detail), default=str)
+        writer.writerow(
+            [
+                e.id,
+                repr(float(e.at)),
+                datetime.fromtimestamp(e.at, UTC).isoformat(timespec="milliseconds"),
+                e.kind,
+                formula_safe(e.service or ""),
+                e.state or "",
+                e.previous or "",
+                formula_safe(e.reason),
+                formula_safe(detail),
+            ]
+        )
+    return out.getvalue()
