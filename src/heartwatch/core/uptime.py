@@ -105,13 +105,14 @@ def _down_since(entry: JournalEntry) -> float | None:
 def service_history(
     entries: Iterable[JournalEntry],
     *,
+    service: str,
     since: float,
     until: float,
     last_alive: Mapping[int, float] | None = None,
 ) -> History:
     """Segments covering [``since``, ``until``] and the summary, from ``entries``.
 
-    ``entries``: one service's transitions and the daemon's own entries, in journal order,
+    ``entries``: ``service``'s transitions and the daemon's own entries, in journal order,
     starting early enough to know the state at ``since`` (from the last daemon start before
     it, or the last running/not-wanted transition, whichever is later: the store's
     ``history_entries`` gives exactly that). Other kinds are ignored.
@@ -171,7 +172,7 @@ def service_history(
             state, reason, entry_id, failure = UNKNOWN, REASON_DAEMON_DOWN, entry.id, False
             opened = at
             daemon_up = False
-        elif entry.kind == "transition" and entry.state is not None:
+        elif entry.kind == "transition" and entry.state is not None and entry.service == service:
             start = at
             down_since = _down_since(entry)
             if down_since is not None and state == ServiceState.RUNNING.value:

@@ -234,7 +234,9 @@ async def _history(
                 killed.append(entry)
             previous_daemon = entry
     last_alive = await recorder.last_signs_of_life(killed) if killed else {}
-    history = service_history(entries, since=since, until=until, last_alive=last_alive)
+    history = service_history(
+        entries, service=name, since=since, until=until, last_alive=last_alive
+    )
     recoveries = await read_recoveries(
         recorder, service=name, since=since, until=until, limit=MAX_RECOVERIES
     )
