@@ -140,6 +140,15 @@ def test_the_strip_is_coloured_as_status_colours_states_and_unknown_apart() -> N
     assert bar[0] == BLOCK and styles[0] == STATE_COLOURS["running"]
     assert styles[72] == STATE_COLOURS["unresponsive"]
     assert UNKNOWN_BLOCK not in bar[:36] + bar[40:]
+    # A span per run of one state, not per character: 7 runs (the label has none).
+    assert len(strip.spans) == 7
+
+
+def test_a_cut_window_says_so() -> None:
+    history, rates = answers()
+    assert "its end is cut" not in render(history, rates, 100)[-1].plain
+    history["truncated"] = True
+    assert "its end is cut" in render(history, rates, 100)[-1].plain
 
 
 def test_every_line_fits_the_width_and_names_are_not_markup() -> None:

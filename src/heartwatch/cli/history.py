@@ -132,13 +132,27 @@ def state_style(state: str) -> str:
     return UNKNOWN_STYLE if state == UNKNOWN else STATE_COLOURS.get(state, "white")
 
 
-def strip(segments: Sequence[dict[str, Any]], spans: Sequence[tuple[float, float]]) -> Text:
+def runs(cells: Sequence[tuple[str, str | None]]) -> Text:
+    """Characters with their styles as one Text, a span per run of one style (a terminal
+    gets one colour code per run, not one per character)."""
     from rich.text import Text
 
     text = Text()
-    for state in column_states(segments, spans):
-        text.append(UNKNOWN_BLOCK if state == UNKNOWN else BLOCK, style=state_style(state))
+    start = 0
+    for i in range(1, len(cells) + 1):
+        if i == len(cells) or cells[i][1] != cells[start][1]:
+            text.append("".join(char for char, _ in cells[start:i]), style=cells[start][1])
+            start = i
     return text
+
+
+def strip(segments: Sequence[dict[str, Any]], spans: Sequence[tuple[float, float]]) -> Text:
+    return runs(
+        [
+            (UNKNOWN_BLOCK if state == UNKNOWN else BLOCK, state_style(state))
+            for state in column_states(segments, spans)
+        ]
+    )
 
 
 def column_rates(
@@ -189,15 +203,14 @@ def rate_line(
     kind: str, rates: dict[str, Any], spans: Sequence[tuple[float, float]]
 ) -> tuple[Text, str]:
     """One kind's bar (gaps in red) and what it means (its highest rate, timeout, gaps)."""
-    from rich.text import Text
 
     times = [float(t) for t in rates.get("times") or []]
     values = rates["kinds"][kind]
     shown = column_rates(times, float(rates["step_seconds"]), values, spans)
     gaps = gap_columns(rates.get("gaps") or [], kind, spans)
-    bar = Text()
-    for i, char in enumerate(rate_blocks(shown)):
-        bar.append(char, style=GAP_STYLE if i in gaps else None)
+    bar = runs(
+        [(char, GAP_STYLE if i in gaps else None) for i, char in enumerate(rate_blocks(shown))]
+    )
     top = max((r for r in shown if r is not None), default=None)
     notes = ["no count" if top is None else f"max {_per_minute(top)}/min"]
     timeout = (rates.get("timeouts") or {}).get(kind)
@@ -269,8 +282,9 @@ def _percent(fraction: float) -> str:
     return f"{value:.2f} %"
 
 
-def legend(segments: Sequence[dict[str, Any]]) -> Text:
-    """Each state the window holds, in its colour, with its time in all."""
+def legend(segments: Sequence[dict[str, Any]], width: int) -> list[Text]:
+    """Each state the window holds, in its colour, with its time in all; as many lines as
+    ``width`` needs."""
     from rich.text import Text
 
     seconds: dict[str, float] = {}
@@ -278,13 +292,16 @@ def legend(segments: Sequence[dict[str, Any]]) -> Text:
         state = str(s["state"])
         seconds[state] = seconds.get(state, 0.0) + float(s["end"]) - float(s["start"])
     rank = {state: i for i, state in enumerate(SEVERITY)}
-    text = Text()
+    lines: list[Text] = []
     for state in sorted(seconds, key=lambda st: (rank.get(st, -1), st)):
-        if text:
-            text.append("  ")
-        text.append(UNKNOWN_BLOCK if state == UNKNOWN else BLOCK, style=state_style(state))
-        text.append(f" {plain(state)} {format_duration(seconds[state])}")
-    return text
+        item = Text(UNKNOWN_BLOCK if state == UNKNOWN else BLOCK, style=state_style(state))
+        item.append(f" {plain(state)} {format_duration(seconds[state])}")
+        if lines and lines[-1].cell_len + 2 + item.cell_len <= width:
+            lines[-1].append("  ")
+            lines[-1].append_text(item)
+        else:
+            lines.append(item)
+    return lines
 
 
 def render(history: dict[str, Any], rates: dict[str, Any], width: int) -> list[Text]:
@@ -310,7 +327,11 @@ def render(history: dict[str, Any], rates: dict[str, Any], width: int) -> list[T
         label = label if len(label) < LABEL_WIDTH else label[: LABEL_WIDTH - 2] + "…"
         lines.append(Text(label.ljust(LABEL_WIDTH)) + bar)
         lines.append(Text(" " * LABEL_WIDTH + notes, style="dim"))
-    lines.append(legend(segments))
+    lines += legend(segments, width)
+    if history.get("truncated"):
+        lines.append(
+            Text("the window holds more entries than one answer reads: its end is cut", "yellow")
+        )
     for line in lines:
         line.no_wrap = True
         line.truncate(width, overflow="ellipsis")
