@@ -5,12 +5,13 @@ captured lines, clearing them, and a crash's last stderr line in its reason."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from heartwatch.config import ConfigError, config_warnings, parse_config
+from heartwatch.config import MAX_ENV_FILE_BYTES, ConfigError, config_warnings, parse_config
 from heartwatch.core.events import RecoveryPlanned, ServiceState, Spawn, Stop, Transition
 from heartwatch.core.outputlines import LastLine, LineStamper, readable_line
 from heartwatch.core.spec import RestartByCause
@@ -332,6 +333,34 @@ def test_env_file_problems_are_at_its_key(tmp_path: Path) -> None:
         f"cannot read {tmp_path}/missing.env: No such file or directory; "
         f"{tmp_path}/latin.env is not UTF-8 text",
         "service[1] (d).env_file: expected a path or a list of paths to dotenv files",
+    ]
+
+
+def test_env_file_must_be_a_regular_file_of_bounded_size(tmp_path: Path) -> None:
+    """A FIFO, a device or a folder is refused without being read (a FIFO would block the
+    load, and a reload with it, for good); a file beyond the cap is refused unread."""
+    fifo = tmp_path / "pipe.env"
+    os.mkfifo(fifo)
+    (tmp_path / "huge.env").write_bytes(b"A=1\n" * (MAX_ENV_FILE_BYTES // 4 + 1))
+    (tmp_path / "folder.env").mkdir()
+    found: list[list[str]] = []
+    env_files = ["pipe.env", "/dev/null", "folder.env", "huge.env"]
+    service = {"name": "c", "command": "c", "env_file": env_files}
+    loading = threading.Thread(target=lambda: found.append(problems(service, base_dir=tmp_path)))
+    loading.start()
+    loading.join(timeout=10)
+    if loading.is_alive():  # let the blocked open go (a writer), then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        loading.join(timeout=20)
+        pytest.fail("reading a FIFO as env_file blocked")
+    assert found == [
+        [
+            f"service[0] (c).env_file: {fifo} is not a regular file; "
+            "/dev/null is not a regular file; "
+            f"cannot read {tmp_path}/folder.env: Is a directory; "
+            f"{tmp_path}/huge.env is larger than {MAX_ENV_FILE_BYTES // 1024} KiB "
+            "(an env file is lines of NAME=value)"
+        ]
     ]
 
 

@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -402,6 +403,11 @@ def parse_restart(value: object) -> object:
     raise ValueError(_RESTART_SHAPES)
 
 
+# Far beyond any environment a service is given; a path to something else (a log, a disk
+# image, /dev/zero) is refused unread, not read into memory.
+MAX_ENV_FILE_BYTES = 256 * 1024
+
+
 class EnvFiles(_Section):
     """``env_file`` of a service, read when the configuration is loaded (``read_env_files``):
     the files as written, and the variables they set. Read at load, so that a changed file
@@ -428,12 +434,12 @@ def read_env_files(value: object, base_dir: Path) -> EnvFiles:
     for written in paths:
         path = Path(written) if Path(written).is_absolute() else base_dir / written
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_env_file(path)
         except OSError as error:
             problems.append(f"cannot read {path}: {error.strerror or type(error).__name__}")
             continue
-        except UnicodeDecodeError:
-            problems.append(f"{path} is not UTF-8 text")
+        except _NotAnEnvFile as error:
+            problems.append(str(error))
             continue
         for binding in parse_stream(io.StringIO(text)):
             where = f"{path} line {binding.original.line}"
@@ -450,6 +456,30 @@ def read_env_files(value: object, base_dir: Path) -> EnvFiles:
     if problems:
         raise ValueError("; ".join(problems))
     return EnvFiles(paths=paths, values=values)
+
+
+class _NotAnEnvFile(ValueError):
+    """What is at an ``env_file`` path cannot be one (the message says why)."""
+
+
+def _read_env_file(path: Path) -> str:
+    """The text of a regular file of at most ``MAX_ENV_FILE_BYTES``. Opened without blocking
+    and checked once open (not before, so it cannot be swapped in between): a FIFO would
+    block the load (and a reload, holding its lock) until someone writes to it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise _NotAnEnvFile(f"{path} is not a regular file")
+        data = file.read(MAX_ENV_FILE_BYTES + 1)
+    if len(data) > MAX_ENV_FILE_BYTES:
+        raise _NotAnEnvFile(
+            f"{path} is larger than {MAX_ENV_FILE_BYTES // 1024} KiB "
+            "(an env file is lines of NAME=value)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _NotAnEnvFile(f"{path} is not UTF-8 text") from None
 
 
 def parse_umask(value: object) -> int:
