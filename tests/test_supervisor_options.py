@@ -329,7 +329,7 @@ def test_env_file_problems_are_at_its_key(tmp_path: Path) -> None:
     )
     assert found == [
         f"service[0] (c).env_file: {tmp_path}/bad.env line 2: not NAME=value; "
-        f"{tmp_path}/bad.env line 3: LONELY has no value (write LONELY=); "
+        f"{tmp_path}/bad.env line 3: a name without a value (write NAME= for an empty value); "
         f"cannot read {tmp_path}/missing.env: No such file or directory; "
         f"{tmp_path}/latin.env is not UTF-8 text",
         "service[1] (d).env_file: expected a path or a list of paths to dotenv files",
@@ -361,6 +361,26 @@ def test_env_file_must_be_a_regular_file_of_bounded_size(tmp_path: Path) -> None
             f"{tmp_path}/huge.env is larger than {MAX_ENV_FILE_BYTES // 1024} KiB "
             "(an env file is lines of NAME=value)"
         ]
+    ]
+
+
+def test_env_file_problems_name_the_line_never_its_text(tmp_path: Path) -> None:
+    """A bad line may be a secret (a key pasted alone, a password file named by mistake):
+    problems, which reach the log, the API and the journal, say its number only."""
+    secret = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+    shadow = "root:$6$Zq1s4lT$0d9x8ElongHashValue:19700:0:99999:7:::"
+    (tmp_path / "secrets.env").write_text(
+        f"GOOD=1\n{secret}\n{shadow}\nquoted='{secret}\nZERO=a\0b\n"
+    )
+    found = problems({"name": "c", "command": "c", "env_file": "secrets.env"}, base_dir=tmp_path)
+    assert len(found) == 1
+    for fragment in (secret, "MIIEv", "root", "$6$", "ZERO", "quoted"):
+        assert fragment not in found[0].replace(str(tmp_path), "")
+    where = f"{tmp_path}/secrets.env line"
+    assert found == [
+        f"service[0] (c).env_file: {where} 2: a name without a value (write NAME= for an "
+        f"empty value); {where} 3: a name without a value (write NAME= for an empty value); "
+        f"{where} 4: not NAME=value; {where} 5: a NUL character"
     ]
 
 

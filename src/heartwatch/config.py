@@ -441,6 +441,8 @@ def read_env_files(value: object, base_dir: Path) -> EnvFiles:
         except _NotAnEnvFile as error:
             problems.append(str(error))
             continue
+        # A line's number only, never its text: a bad line may be a secret (a key pasted
+        # alone, a password file named by mistake), and problems reach the log and the API.
         for binding in parse_stream(io.StringIO(text)):
             where = f"{path} line {binding.original.line}"
             if binding.error:
@@ -448,9 +450,9 @@ def read_env_files(value: object, base_dir: Path) -> EnvFiles:
             elif binding.key is None:
                 continue  # a comment or a blank line
             elif binding.value is None:
-                problems.append(f"{where}: {binding.key} has no value (write {binding.key}=)")
+                problems.append(f"{where}: a name without a value (write NAME= for an empty value)")
             elif "\0" in binding.value or "\0" in binding.key:
-                problems.append(f"{where}: {binding.key} holds a NUL character")
+                problems.append(f"{where}: a NUL character")
             else:
                 values[binding.key] = binding.value
     if problems:
