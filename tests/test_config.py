@@ -144,6 +144,15 @@ def test_config_errors_name_the_key_path_and_all_are_reported() -> None:
             [{"name": "a"}, {"name": "heartwatch", "command": "x"}],
             "service[1] (heartwatch).name: its output would go to heartwatch.log",
         ),
+        # `all` selects every service (heartwatch stop all): one so named could not be chosen.
+        (
+            [{"name": "all", "command": "x"}],
+            "service[0] (all).name: 'all' is reserved: it means every service",
+        ),
+        (
+            [{"name": "all", "command": "x", "instances": 2}],
+            "service[0] (all).name: 'all' is reserved: it means every service",
+        ),
     ],
 )
 def test_config_cross_checks(services: list[dict[str, Any]], expected: str) -> None:

@@ -60,6 +60,7 @@ from heartwatch.core.instances import (
 from heartwatch.core.limits import ResourceLimits
 from heartwatch.core.liveness import LivenessRules
 from heartwatch.core.redact import redact
+from heartwatch.core.selection import ALL as SELECT_ALL
 from heartwatch.core.spec import QueueSpec, RestartByCause, RestartRules, ServiceSpec
 from heartwatch.core.units import format_duration, parse_duration, parse_size
 from heartwatch.core.wire import HEARTBEAT, is_data_kind
@@ -1124,6 +1125,14 @@ def _cross_check(data: Mapping[str, Any], counts: Mapping[str, int]) -> list[Pro
     for index, service in enumerate(services):
         where = f"service[{index}]"
         name = service.get("name")
+        if name == SELECT_ALL:  # its own instances (all@0) too: `all` is the table's name
+            problems.append(
+                Problem(
+                    f"{where}.name",
+                    f"{SELECT_ALL!r} is reserved: it means every service "
+                    f"(heartwatch stop {SELECT_ALL}); choose another name",
+                )
+            )
         if isinstance(name, str):
             if name in seen:
                 problems.append(
