@@ -132,7 +132,11 @@ async def start_http(
         return None, None
     quiet_resource_errors(asyncio.get_running_loop())
     host, port = config.server.http
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY only on sockets whose proto
+    # says TCP (accepted ones inherit it). Without it, every answer after the first on a
+    # keep-alive connection (a browser's) waited ~40 ms for a delayed ACK (bench/history.py).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
