@@ -390,12 +390,22 @@ def test_env_file_problems_name_the_line_never_its_text(tmp_path: Path) -> None:
 def test_umask_is_octal_as_people_write_it() -> None:
     config = load(
         {"name": "a", "command": "a", "umask": "027"},
-        {"name": "b", "command": "b", "umask": 0o22},
+        {"name": "b", "command": "b", "umask": "22"},
         {"name": "c", "command": "c", "umask": "0o077"},
     )
     assert [s.umask for s in config.service] == [0o27, 0o22, 0o77]
     assert problems({"name": "a", "command": "a", "umask": "999"}) == [
         'service[0] (a).umask: expected an octal umask such as "022" or "0o027" (at most "777")'
+    ]
+
+
+@pytest.mark.parametrize("number", [77, 0o22, 0])
+def test_a_umask_written_as_a_toml_number_is_refused_with_a_hint(number: int) -> None:
+    """``umask = 77`` decodes to seventy-seven (0o115: files world-writable), and ``0o22`` to
+    eighteen: a TOML number does not keep how it was written, so neither is guessed at."""
+    assert problems({"name": "a", "command": "a", "umask": number}) == [
+        'service[0] (a).umask: write the umask as a string, in octal: umask = "077" '
+        "(a TOML number does not keep how it was written: 77 and 0o77 are different umasks)"
     ]
 
 

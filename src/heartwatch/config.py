@@ -486,13 +486,20 @@ def _read_env_file(path: Path) -> str:
 
 
 def parse_umask(value: object) -> int:
-    """``"022"`` or ``"0o022"`` (octal, as people write a umask), or TOML's ``0o022``."""
+    """``"022"`` or ``"0o022"``: octal, as people write a umask, in a string.
+
+    A TOML number is refused: decoded, ``umask = 77`` is seventy-seven (0o115, files
+    world-writable) and ``umask = 0o77`` sixty-three, and which way it was written is gone,
+    so reading its digits as octal would misread ``0o22`` as much as decimal misreads ``77``."""
     if isinstance(value, str):
         text = value.strip().lower().removeprefix("0o")
         if text and all(ch in "01234567" for ch in text) and int(text, 8) <= 0o777:
             return int(text, 8)
-    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
-        return value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            'write the umask as a string, in octal: umask = "077" (a TOML number does not '
+            "keep how it was written: 77 and 0o77 are different umasks)"
+        )
     raise ValueError('expected an octal umask such as "022" or "0o027" (at most "777")')
 
 
