@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heartwatch.core.rates import Gap, bucket_step, rates
+from heartwatch.core.rates import Gap, bucket_step, chart, gaps, rates
+from heartwatch.store import MinuteCount
+from heartwatch.store.sqlite import SQLiteHistory
 
 DAY = 86400
 
@@ -89,3 +91,60 @@ def test_silence_of_a_silent_service_is_no_gap() -> None:
     counts += [(3000, "heartbeat", 6), (3000, "poi", 1)]
     result = rates(counts, since=0, until=3600, points=60, timeouts={"poi": 60})
     assert result.gaps == []
+
+
+def _store_rates(
+    counts: list[tuple[int, str, int]],
+    since: float,
+    until: float,
+    points: int,
+    timeouts: dict[str, float],
+) -> tuple[dict[str, list[float | None]], list[Gap]]:
+    """The daemon's way: sums and silences found by the store, then the same arithmetic."""
+    store = SQLiteHistory(":memory:")
+    store.add_counts([MinuteCount(m, "c", kind, n) for m, kind, n in counts])
+    store.add_counts([MinuteCount(m, "other", "heartbeat", 1) for m in range(0, 7200, 60)])
+    first, step, count = bucket_step(since, until, points)
+    totals = store.count_buckets(service="c", first=first, step=step, until=until)
+    silences = [
+        s
+        for kind, timeout in timeouts.items()
+        for s in store.silences(
+            service="c", kind=kind, first=first, until=until, longer_than=timeout, limit=100
+        )
+    ]
+    lines = chart(
+        totals,
+        first=first,
+        step=step,
+        count=count,
+        since=since,
+        until=until,
+        kinds=timeouts,
+    )
+    return lines, gaps(silences, timeouts, since, until)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    minutes=st.lists(
+        st.tuples(st.integers(0, 119), st.sampled_from(["heartbeat", "poi", "ais"])),
+        max_size=150,
+    ),
+    since=st.integers(0, 3600),
+    span=st.integers(60, 4000),
+    points=st.integers(1, 80),
+    timeout=st.sampled_from([30.0, 120.0, 600.0]),
+)
+def test_the_store_sums_and_silences_give_what_the_minutes_give(
+    minutes: list[tuple[int, str]], since: int, span: int, points: int, timeout: float
+) -> None:
+    """SQL sums and window-function silences, then chart and gaps: the same answer as the
+    plain per-minute arithmetic, for any counts."""
+    counts = [(m * 60, kind, 1 + m % 3) for m, kind in minutes]
+    timeouts = {"poi": timeout, "ais": timeout * 2}
+    until = since + span
+    expected = rates(counts, since=since, until=until, points=points, timeouts=timeouts)
+    lines, found = _store_rates(counts, since, until, points, timeouts)
+    assert lines == expected.kinds
+    assert found == expected.gaps

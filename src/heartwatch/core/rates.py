@@ -5,6 +5,11 @@ gaps where a service beat but a data kind stayed silent for longer than its time
 A bucket's rate is its messages over the minutes of it the daemon was up (a bucket half in an
 absence is not halved); a bucket the daemon missed entirely is ``None``, never 0: nothing was
 counted, which is not the same as nothing came.
+
+Two ways in, one arithmetic: the store sums buckets and finds silences itself (SQL, so a
+7-day chart never walks 10,080 minutes per kind in Python) and hands ``chart`` and ``gaps``
+the results; ``rates`` does the same from plain per-minute counts (tests, small windows), by
+the same two functions.
 """
 
 from __future__ import annotations
@@ -30,6 +35,19 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True)
+class Silence:
+    """A stretch with no event of ``kind``: from the end of a minute with some (or the
+    window's start) to the start of the next such minute (``None``: none came), and the
+    first and last minute inside it in which the service sent anything at all."""
+
+    kind: str
+    quiet_from: float
+    quiet_to: float | None
+    first_alive: int | None
+    last_alive: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Rates:
     step_seconds: int
     times: list[int]  # each bucket's start, Unix time
@@ -48,7 +66,7 @@ def bucket_step(since: float, until: float, points: int) -> tuple[int, int, int]
     minutes = max(1, math.ceil((until - first) / MINUTE))
     step = MINUTE * max(1, math.ceil(minutes / points))
     count = max(1, math.ceil((until - first) / step))
-    while count > points:  # alignment to the minute can add one bucket: widen once more
+    while count > points:  # a count rounded up: widen by a minute (bounded: count shrinks)
         step += MINUTE
         count = max(1, math.ceil((until - first) / step))
     return first, step, count
@@ -56,6 +74,84 @@ def bucket_step(since: float, until: float, points: int) -> tuple[int, int, int]
 
 def _overlap(start: float, end: float, spans: Sequence[tuple[float, float]]) -> float:
     return sum(max(0.0, min(end, b) - max(start, a)) for a, b in spans)
+
+
+def chart(
+    totals: Iterable[tuple[int, str, int]],
+    *,
+    first: int,
+    step: int,
+    count: int,
+    since: float,
+    until: float,
+    kinds: Iterable[str] = (),
+    absent: Sequence[tuple[float, float]] = (),
+) -> dict[str, list[float | None]]:
+    """Per-minute rates per kind from ``totals`` ((bucket index, kind, messages)); every kind
+    in ``kinds`` (and the heartbeat) gets a line even with no messages."""
+    lines: dict[str, list[int]] = {HEARTBEAT: [0] * count}
+    for kind in kinds:
+        lines.setdefault(kind, [0] * count)
+    for index, kind, n in totals:
+        if 0 <= index < count:
+            lines.setdefault(kind, [0] * count)[index] += n
+    # How many seconds of each bucket the daemon was there for (inside the window).
+    present = []
+    for i in range(count):
+        lo, hi = max(first + i * step, since), min(first + (i + 1) * step, until)
+        present.append(max(0.0, (hi - lo) - _overlap(lo, hi, absent)))
+    return {
+        kind: [
+            None if seconds < 1 else sums[i] / max(seconds / MINUTE, 1.0)
+            for i, seconds in enumerate(present)
+        ]
+        for kind, sums in lines.items()
+    }
+
+
+def gaps(
+    silences: Iterable[Silence], timeouts: Mapping[str, float], since: float, until: float
+) -> list[Gap]:
+    """The silences of kinds with a timeout in which the service beat, measured from the first
+    to the end of the last minute it sent anything in them, longer than the timeout."""
+    found = []
+    for silence in silences:
+        timeout = timeouts.get(silence.kind)
+        if timeout is None or silence.first_alive is None or silence.last_alive is None:
+            continue
+        start = max(silence.first_alive, silence.quiet_from, since)
+        end = min(silence.last_alive + MINUTE, until)
+        if silence.quiet_to is not None:
+            end = min(end, silence.quiet_to)
+        if end - start > timeout:
+            found.append(Gap(silence.kind, start, end))
+    found.sort(key=lambda g: (g.start, g.kind))
+    return found
+
+
+def silences_of(
+    kind: str, minutes: Iterable[int], alive: Sequence[int], first: int
+) -> list[Silence]:
+    """The silences of ``kind`` given the minutes it had events (any order) and the sorted
+    minutes the service sent anything, from the window's first minute on."""
+    seen = sorted(set(minutes))
+    found = []
+    for before, after in itertools.pairwise([first - MINUTE, *seen, None]):
+        assert before is not None
+        quiet_from = before + MINUTE
+        lo = bisect.bisect_left(alive, quiet_from)
+        hi = len(alive) if after is None else bisect.bisect_left(alive, after)
+        inside = alive[lo:hi] if hi > lo else []
+        found.append(
+            Silence(
+                kind,
+                quiet_from,
+                after,
+                inside[0] if inside else None,
+                inside[-1] if inside else None,
+            )
+        )
+    return found
 
 
 def rates(
@@ -76,65 +172,27 @@ def rates(
     """
     timeouts = dict(timeouts or {})
     first, step, count = bucket_step(since, until, points)
-    per_minute: dict[str, dict[int, int]] = {HEARTBEAT: {}}
-    for kind in timeouts:
-        per_minute.setdefault(kind, {})
-    for minute, kind, n in counts:
-        if since - MINUTE < minute < until:
-            minutes = per_minute.setdefault(kind, {})
-            minutes[minute] = minutes.get(minute, 0) + n
-    times = [first + i * step for i in range(count)]
-    # How many seconds of each bucket the daemon was there for (inside the window).
-    present = []
-    for start in times:
-        lo, hi = max(start, since), min(start + step, until)
-        present.append(max(0.0, (hi - lo) - _overlap(lo, hi, absent)))
-    kinds: dict[str, list[float | None]] = {}
-    for kind, minutes in per_minute.items():
-        totals = [0] * count
-        for minute, n in minutes.items():
-            index = (minute - first) // step
-            if 0 <= index < count:
-                totals[index] += n
-        kinds[kind] = [
-            None if seconds < 1 else totals[i] / max(seconds / MINUTE, 1.0)
-            for i, seconds in enumerate(present)
-        ]
+    totals: dict[tuple[int, str], int] = {}
+    by_kind: dict[str, set[int]] = {kind: set() for kind in timeouts}
     alive: set[int] = set()
-    for minutes in per_minute.values():
-        alive.update(m for m, n in minutes.items() if n > 0)
-    gaps = [
-        gap
-        for kind, timeout in timeouts.items()
-        for gap in _gaps(kind, timeout, per_minute[kind], alive, since, until)
-    ]
-    gaps.sort(key=lambda g: (g.start, g.kind))
-    return Rates(step, times, kinds, gaps)
-
-
-def _gaps(
-    kind: str,
-    timeout: float,
-    minutes: Mapping[int, int],
-    alive: set[int],
-    since: float,
-    until: float,
-) -> list[Gap]:
-    """Stretches with no ``kind`` event, measured from the first to the last minute the
-    service sent anything in them, longer than ``timeout``: data stopped while it beat."""
-    found = []
-    seen = sorted(m for m, n in minutes.items() if n > 0)
+    for minute, kind, n in counts:
+        if first <= minute < until and n > 0:
+            key = ((minute - first) // step, kind)
+            totals[key] = totals.get(key, 0) + n
+            by_kind.setdefault(kind, set()).add(minute)
+            alive.add(minute)
+    lines = chart(
+        ((index, kind, n) for (index, kind), n in totals.items()),
+        first=first,
+        step=step,
+        count=count,
+        since=since,
+        until=until,
+        kinds=timeouts,
+        absent=absent,
+    )
     beating = sorted(alive)
-    edges = [since - MINUTE, *seen, math.inf]
-    for before, after in itertools.pairwise(edges):
-        # The silence runs from the end of one minute with events to the next such minute.
-        quiet_from, quiet_to = before + MINUTE, after
-        lo = bisect.bisect_left(beating, quiet_from)
-        hi = bisect.bisect_left(beating, quiet_to)
-        if hi <= lo:
-            continue
-        start = max(beating[lo], since)
-        end = min(beating[hi - 1] + MINUTE, until, quiet_to)
-        if end - start > timeout:
-            found.append(Gap(kind, start, end))
-    return found
+    quiet = [s for kind in timeouts for s in silences_of(kind, by_kind[kind], beating, first)]
+    return Rates(
+        step, [first + i * step for i in range(count)], lines, gaps(quiet, timeouts, since, until)
+    )

@@ -23,12 +23,14 @@ from typing import TypeVar
 from loguru import logger
 
 from heartwatch.core.journal import JournalEntry
+from heartwatch.core.rates import Silence
 from heartwatch.core.wire import HEARTBEAT
 from heartwatch.store import HistoryStore, MinuteCount
 
 T = TypeVar("T")
 
 PRUNE_EVERY_MINUTES = 360
+MAX_SILENCES = 2000  # per kind and answer: a bound on the work of one chart
 
 # service -> (messages, {data kind: count}): the watchdog's running totals.
 Totals = Mapping[str, tuple[int, Mapping[str, int]]]
@@ -156,6 +158,57 @@ class Recorder:
                 for s, a, b in windows
             ]
         )
+
+    async def rate_inputs(
+        self,
+        *,
+        service: str,
+        first: int,
+        step: int,
+        until: float,
+        timeouts: Mapping[str, float],
+    ) -> tuple[list[tuple[int, str, int]], list[Silence]]:
+        """Bucket sums and the silences of each kind with a timeout, summed by the store in
+        one trip to its thread, with the minute still running added."""
+        limit = MAX_SILENCES
+
+        def read() -> tuple[list[tuple[int, str, int]], list[Silence]]:
+            totals = self._store.count_buckets(service=service, first=first, step=step, until=until)
+            silences = [
+                silence
+                for kind, timeout in timeouts.items()
+                for silence in self._store.silences(
+                    service=service,
+                    kind=kind,
+                    first=first,
+                    until=until,
+                    longer_than=timeout,
+                    limit=limit,
+                )
+            ]
+            return totals, silences
+
+        totals, silences = await self._read(read)
+        current = [
+            c for c in self.current_counts() if c.service == service and first <= c.minute < until
+        ]
+        if not current:
+            return totals, silences
+        totals += [((c.minute - first) // step, c.kind, c.count) for c in current]
+        minute = current[0].minute
+        sent = {c.kind for c in current}
+        # The open silence after a kind's last stored event: the minute running may end it,
+        # and it is a minute the service was alive in.
+        for i, silence in enumerate(silences):
+            if silence.quiet_to is None:
+                silences[i] = Silence(
+                    silence.kind,
+                    silence.quiet_from,
+                    minute if silence.kind in sent else None,
+                    silence.first_alive if silence.first_alive is not None else minute,
+                    minute if silence.kind not in sent else silence.last_alive,
+                )
+        return totals, silences
 
     async def counts(
         self, *, service: str | None = None, since: float, until: float | None = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from heartwatch.core.journal import JournalEntry
+from heartwatch.core.rates import Silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,21 @@ class HistoryStore(Protocol):
     ) -> list[JournalEntry]:
         """In journal order: entries of ``services`` between ``since`` and ``until``
         (inclusive); at most ``limit`` (the oldest)."""
+        ...
+
+    def count_buckets(
+        self, *, service: str, first: int, step: int, until: float
+    ) -> list[tuple[int, str, int]]:
+        """(bucket index, kind, sum) of ``service``'s counts from minute ``first`` to
+        ``until``, in buckets of ``step`` seconds (summed by the store)."""
+        ...
+
+    def silences(
+        self, *, service: str, kind: str, first: int, until: float, longer_than: float, limit: int
+    ) -> list[Silence]:
+        """``service``'s stretches without ``kind`` events from minute ``first`` to
+        ``until`` that are longer than ``longer_than`` seconds (at most ``limit``), then the
+        open one after its last event, each with the first and last minute it sent anything."""
         ...
 
     def counts(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from heartwatch.core.journal import EntryKind, JournalEntry
+from heartwatch.core.rates import Silence
 from heartwatch.store import MinuteCount
 
 _SCHEMA = """
@@ -130,7 +131,8 @@ class SQLiteHistory:
         # Where the walk starts: the service's last settled state (running, or not wanted:
         # no incident can be open across it), then the daemon's last word before that.
         settled = self._db.execute(
-            "SELECT at FROM entries WHERE service = ? AND at <= ? AND kind = 'transition' "
+            # "+kind": not by the kind index (every service's transitions), by the service's.
+            "SELECT at FROM entries WHERE service = ? AND at <= ? AND +kind = 'transition' "
             f"AND state IN ({', '.join('?' for _ in _SETTLED)}) ORDER BY at DESC LIMIT 1",
             (service, since, *_SETTLED),
         ).fetchone()
@@ -141,7 +143,7 @@ class SQLiteHistory:
             (anchor,),
         ).fetchone()
         rows = self._db.execute(
-            "SELECT * FROM (SELECT * FROM entries WHERE service = ? AND kind = 'transition' "
+            "SELECT * FROM (SELECT * FROM entries WHERE service = ? AND +kind = 'transition' "
             "AND at >= ? AND at <= ? UNION ALL SELECT * FROM entries WHERE service IS NULL "
             "AND kind = 'daemon' AND at > ? AND at <= ?) ORDER BY id LIMIT ?",
             (service, anchor, until, anchor, until, limit),
@@ -202,6 +204,46 @@ class SQLiteHistory:
             "ORDER BY id LIMIT ?"
         )
         return [_entry(row) for row in self._db.execute(query, (*services, since, until, limit))]
+
+    def count_buckets(
+        self, *, service: str, first: int, step: int, until: float
+    ) -> list[tuple[int, str, int]]:
+        rows = self._db.execute(
+            "SELECT (minute - ?) / ?, kind, SUM(count) FROM counts "
+            "WHERE service = ? AND minute >= ? AND minute < ? GROUP BY 1, 2",
+            (first, step, service, first, until),
+        )
+        return [(int(index), str(kind), int(total)) for index, kind, total in rows]
+
+    def silences(
+        self, *, service: str, kind: str, first: int, until: float, longer_than: float, limit: int
+    ) -> list[Silence]:
+        # Consecutive minutes with events of the kind, compared in SQL (a window function):
+        # only the stretches between them longer than the timeout come back, and the open
+        # one after the last (the current minute may still end it).
+        between = self._db.execute(
+            "SELECT previous, minute FROM (SELECT minute, LAG(minute, 1, ?) OVER "
+            "(ORDER BY minute) AS previous FROM counts WHERE service = ? AND kind = ? "
+            "AND minute >= ? AND minute < ? AND count > 0) WHERE minute - previous - 60 > ? "
+            "ORDER BY minute LIMIT ?",
+            (first - 60, service, kind, first, until, longer_than, limit),
+        ).fetchall()
+        last = self._db.execute(
+            "SELECT MAX(minute) FROM counts WHERE service = ? AND kind = ? AND minute >= ? "
+            "AND minute < ? AND count > 0",
+            (service, kind, first, until),
+        ).fetchone()[0]
+        stretches: list[tuple[int, int | None]] = [(int(a) + 60, int(b)) for a, b in between]
+        stretches.append((first if last is None else int(last) + 60, None))
+        found = []
+        for quiet_from, quiet_to in stretches:
+            lo, hi = self._db.execute(
+                "SELECT MIN(minute), MAX(minute) FROM counts WHERE service = ? "
+                "AND minute >= ? AND minute < ?",  # stored counts are never 0
+                (service, quiet_from, until if quiet_to is None else min(quiet_to, until)),
+            ).fetchone()
+            found.append(Silence(kind, quiet_from, quiet_to, lo, hi))
+        return found
 
     def counts(
         self, *, service: str | None = None, since: float, until: float | None = None

@@ -25,14 +25,14 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from heartwatch.core.journal import JournalEntry
-from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, rates
+from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, bucket_step, chart, gaps
 from heartwatch.core.recoveries import (
     TRIGGER_EXIT_LOOKBACK,
     Recovery,
     members_of,
     recovery_steps,
 )
-from heartwatch.core.uptime import UNKNOWN, daemon_started, service_history
+from heartwatch.core.uptime import UNKNOWN, History, daemon_started, service_history
 
 if TYPE_CHECKING:
     from heartwatch.daemon.recorder import Recorder
@@ -213,9 +213,10 @@ async def _known(supervisor: Supervisor, recorder: Recorder, name: str) -> None:
     raise HTTPException(404, {"code": "unknown_service", "message": f"no service {name!r}"})
 
 
-async def _history(
+async def _read_history(
     recorder: Recorder, name: str, since: float, until: float
-) -> tuple[ServiceHistoryOut, list[tuple[float, float]]]:
+) -> tuple[History, bool]:
+    """The service's history over the window, and whether the entries read were cut short."""
     entries = await recorder.history_entries(
         service=name, since=since, until=until, limit=MAX_HISTORY_ENTRIES
     )
@@ -237,11 +238,16 @@ async def _history(
     history = service_history(
         entries, service=name, since=since, until=until, last_alive=last_alive
     )
+    return history, truncated
+
+
+async def _history(recorder: Recorder, name: str, since: float, until: float) -> ServiceHistoryOut:
+    history, truncated = await _read_history(recorder, name, since, until)
     recoveries = await read_recoveries(
         recorder, service=name, since=since, until=until, limit=MAX_RECOVERIES
     )
     summary = history.summary
-    out = ServiceHistoryOut(
+    return ServiceHistoryOut(
         service=name,
         since=since,
         until=until,
@@ -279,8 +285,6 @@ async def _history(
         recoveries=recoveries,
         truncated=truncated,
     )
-    absent = [(s.start, s.end) for s in history.segments if s.state == UNKNOWN]
-    return out, absent
 
 
 def _timeouts(supervisor: Supervisor, name: str) -> dict[str, float]:
@@ -312,7 +316,7 @@ def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRout
         down), uptime, incidents, time to recover, and the recoveries that touched it."""
         start, end = resolve_window(since, until, window, time.time())
         await _known(supervisor, recorder, name)
-        return (await _history(recorder, name, start, end))[0]
+        return await _history(recorder, name, start, end)
 
     @router.get(
         "/api/v1/history/{name}/rates",
@@ -334,26 +338,33 @@ def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRout
         service beat but a kind stayed silent longer than its timeout."""
         start, end = resolve_window(since, until, window, time.time())
         await _known(supervisor, recorder, name)
-        _, absent = await _history(recorder, name, start, end)
-        counts = await recorder.counts(service=name, since=start - 60, until=end)
+        history, _ = await _read_history(recorder, name, start, end)
+        absent = [(s.start, s.end) for s in history.segments if s.state == UNKNOWN]
         timeouts = _timeouts(supervisor, name)
-        result = rates(
-            ((c.minute, c.kind, c.count) for c in counts),
+        first, step, count = bucket_step(start, end, points)
+        totals, silences = await recorder.rate_inputs(
+            service=name, first=first, step=step, until=end, timeouts=timeouts
+        )
+        lines = chart(
+            totals,
+            first=first,
+            step=step,
+            count=count,
             since=start,
             until=end,
-            points=points,
-            timeouts=timeouts,
+            kinds=timeouts,
             absent=absent,
         )
+        found = gaps(silences, timeouts, start, end)
         return RatesOut(
             service=name,
             since=start,
             until=end,
-            step_seconds=result.step_seconds,
-            times=result.times,
-            kinds=result.kinds,
+            step_seconds=step,
+            times=[first + i * step for i in range(count)],
+            kinds=lines,
             timeouts=timeouts,
-            gaps=[GapOut(kind=g.kind, start=g.start, end=g.end) for g in result.gaps],
+            gaps=[GapOut(kind=g.kind, start=g.start, end=g.end) for g in found],
         )
 
     @router.get(
