@@ -73,6 +73,13 @@ def create_dashboard_router() -> APIRouter:
     async def page() -> HTMLResponse:
         return HTMLResponse(html, headers=SECURITY_HEADERS)
 
+    # The history page holds no data either: it reads /api/v1/history and its kin.
+    history_html = (STATIC / "history.html").read_text(encoding="utf-8")
+
+    @router.get("/history")
+    async def history_page() -> HTMLResponse:
+        return HTMLResponse(history_html, headers=SECURITY_HEADERS)
+
     return router
 
 

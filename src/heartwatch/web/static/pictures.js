@@ -23,9 +23,22 @@ export const EVENT_KINDS = [
   "daemon",
 ];
 
-// States that are news: painted over their calm neighbours, and widened to stay visible
-// (a one-second hang in a 30-day strip is 4e-7 of it).
+// States that are news, widened to stay visible (a one-second hang in a 30-day strip is 4e-7
+// of it) and painted over the segments drawn at their true width. Widened news may overlap (a
+// hang is unresponsive for a millisecond, then restarting, then starting): the worse is painted
+// last, so what went wrong stays on top of what the daemon did about it.
 const CALM = new Set(["running", "stopped"]);
+const PAINT_ORDER = [
+  "stopping",
+  "starting",
+  "restarting",
+  "unknown",
+  "backoff",
+  "unresponsive",
+  "exited",
+  "failed",
+];
+const paintRank = (state) => PAINT_ORDER.indexOf(state); // -1: a state not listed, first
 export const MIN_SEGMENT_FRACTION = 0.004; // of the strip's width: about 2 px on a phone
 
 /** What the page's address says: `?service=&window=&until=&kind=&recovery=`; anything
@@ -42,7 +55,13 @@ export function parseQuery(search) {
 }
 
 /** The address for a choice of filters (the inverse of parseQuery, defaults left out). */
-export function buildQuery({ service = "", window = DEFAULT_WINDOW, until = null, kinds = [], recovery = null }) {
+export function buildQuery({
+  service = "",
+  window = DEFAULT_WINDOW,
+  until = null,
+  kinds = [],
+  recovery = null,
+}) {
   const params = new URLSearchParams();
   if (service) params.set("service", service);
   if (window !== DEFAULT_WINDOW) params.set("window", window);
@@ -53,9 +72,10 @@ export function buildQuery({ service = "", window = DEFAULT_WINDOW, until = null
   return text ? `?${text}` : "";
 }
 
-/** The range shown: [since, until] in Unix seconds; `until` null is now. */
+/** The range shown: [since, until] in Unix seconds; `until` null is now (to the millisecond:
+ * a window rounded down to the second could end before what just happened). */
 export function rangeOf({ window, until }, nowSeconds) {
-  const end = until ?? Math.floor(nowSeconds);
+  const end = until ?? Math.round(nowSeconds * 1000) / 1000;
   return { since: end - WINDOWS[window], until: end };
 }
 
@@ -92,12 +112,24 @@ export function exportName(service, range, format) {
   return `heartwatch-${who}-${stamp(range.since)}Z-${stamp(range.until)}Z.${format}`;
 }
 
+/** CSV answers of consecutive pages as one file: the header row once, from the first page
+ * (a header holds no quoted line break, so it ends at the first one). */
+export function joinCsvPages(pages) {
+  return pages
+    .map((text, i) => {
+      if (i === 0) return text;
+      const end = text.indexOf("\n");
+      return end === -1 ? "" : text.slice(end + 1);
+    })
+    .join("");
+}
+
 // -- the state strip ----------------------------------------------------------------------
 
 /** Segments as fractions of the strip, each clamped to [since, until]: `{x, width, segment,
- * index}`. Calm states come first and news (unresponsive, backoff, failed, unknown, ...) after,
- * so it is painted on top; news narrower than `minFraction` is widened to it (kept inside the
- * strip), so a short hang in a long window still shows. */
+ * index, widened}`, in paint order. News narrower than `minFraction` is widened to it (kept
+ * inside the strip), so a short hang in a long window still shows, and painted after the
+ * segments of true width, from the mildest to the worst (PAINT_ORDER). */
 export function stripLayout(segments, since, until, minFraction = MIN_SEGMENT_FRACTION) {
   const span = until - since;
   if (!(span > 0)) return [];
@@ -108,15 +140,17 @@ export function stripLayout(segments, since, until, minFraction = MIN_SEGMENT_FR
     if (!(end > start)) return;
     let x = (start - since) / span;
     let width = (end - start) / span;
-    if (!CALM.has(segment.state) && width < minFraction) {
+    const widened = !CALM.has(segment.state) && width < minFraction;
+    if (widened) {
       width = minFraction;
       x = Math.min(x, 1 - width);
     }
-    laid.push({ x, width, segment, index });
+    laid.push({ x, width, segment, index, widened });
   });
-  const calm = laid.filter((one) => CALM.has(one.segment.state));
-  const news = laid.filter((one) => !CALM.has(one.segment.state));
-  return [...calm, ...news];
+  // True widths do not overlap: in time order. Then the widened, by rank (a stable sort:
+  // within a rank, in time order).
+  const rank = (one) => (one.widened ? 1 + PAINT_ORDER.length + paintRank(one.segment.state) : 0);
+  return laid.sort((a, b) => rank(a) - rank(b));
 }
 
 /** What a segment says when pointed at: the change that began it, when, how long, why. */
@@ -160,8 +194,8 @@ export function summaryFigures(summary) {
     { key: "longest", label: "longest outage", text: formatDuration(s.longest_outage_seconds) },
   ];
   if (s.unknown_seconds > 0) {
-    // The daemon's own absence: not counted against the service, shown apart.
-    figures.push({ key: "unknown", label: "daemon down", text: formatDuration(s.unknown_seconds) });
+    // The daemon's own absence (or no record yet): not counted against the service, apart.
+    figures.push({ key: "unknown", label: "unknown", text: formatDuration(s.unknown_seconds) });
   }
   return figures;
 }
@@ -232,6 +266,16 @@ export function downBands(rates) {
   });
   if (start != null) bands.push({ start, end: Math.min(rates.until, times.at(-1) + step) });
   return bands;
+}
+
+/** A CSS hex colour ("#1f8a4c" or "#fff") with an alpha, as canvas and uPlot take it; any
+ * other text is returned as it is. */
+export function withAlpha(colour, alpha) {
+  const hex = colour.trim().replace(/^#/, "");
+  if (!/^([0-9a-f]{3}|[0-9a-f]{6})$/i.test(hex)) return colour;
+  const full = hex.length === 3 ? [...hex].map((c) => c + c).join("") : hex;
+  const [r, g, b] = [0, 2, 4].map((i) => Number.parseInt(full.slice(i, i + 2), 16));
+  return `rgba(${r}, ${g}, ${b}, ${alpha})`;
 }
 
 // -- recoveries ---------------------------------------------------------------------------

@@ -57,6 +57,15 @@ class Row {
       "manual start",
     );
     this.words = h("div", { class: "svc-words" });
+    this.historyLink = h(
+      "a",
+      {
+        class: "history-link",
+        href: `/history?service=${encodeURIComponent(name)}`,
+        title: `${name}'s states, data rates and recoveries over time`,
+      },
+      "history",
+    );
     this.pill = h("span", { class: "pill" });
     this.notReady = h(
       "span",
@@ -116,6 +125,7 @@ class Row {
         this.tag,
         this.manualTag,
         this.words,
+        this.historyLink,
       ),
       h(
         "td",

@@ -165,7 +165,9 @@ function compareIds(a, b) {
   return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b));
 }
 
-function eventItem(event) {
+/** One event as a list item (the dashboard's timeline and the history page's event list). A
+ * recovery links to its picture on the history page. */
+export function eventItem(event, nowSeconds = Date.now() / 1000) {
   const iso = new Date(event.at * 1000).toISOString();
   return h(
     "li",
@@ -181,6 +183,29 @@ function eventItem(event) {
     h("span", { class: "ev-service" }, event.service ?? "heartwatch"),
     h("span", { class: "ev-what" }, describe(event)),
     event.reason && event.kind !== "daemon" ? h("span", { class: "ev-why" }, event.reason) : null,
+    event.kind === "recovery" ? recoveryLink(event, nowSeconds) : null,
+  );
+}
+
+// The history page's windows, and how old a recovery may be for each to still hold it while
+// the page stays open a while (a link is made once, with its item).
+const LINK_WINDOWS = [
+  ["1h", 1800],
+  ["24h", 12 * 3600],
+  ["7d", 3.5 * 86_400],
+];
+
+/** A link to a recovery's picture: its service's history over a window that holds it. */
+function recoveryLink(event, nowSeconds) {
+  const service = event.service ?? event.detail?.members?.[0];
+  const age = nowSeconds - event.at;
+  const window = LINK_WINDOWS.find(([, within]) => age < within)?.[0] ?? "30d";
+  const query = new URLSearchParams({ window, recovery: String(event.id) });
+  if (service) query.set("service", service);
+  return h(
+    "a",
+    { class: "ev-link", href: `/history?${query}#recovery-${event.id}` },
+    "picture of this recovery",
   );
 }
 

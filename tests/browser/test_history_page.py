@@ -1,0 +1,300 @@
+"""The history page in a real Chromium against a real daemon: after a scripted hang and a crash,
+the strips show both where and in the colours they must, the recovery's picture lists its steps
+in dependency order, the export holds the events the page lists; wide and phone screenshots.
+
+One daemon serves the module (``site``: alpha, beta requiring alpha, sleepy; quick timeouts).
+The hang and the crash are scripted once, by the first test that needs them (``incidents``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser.support import ARTIFACTS, Site, Watched, get_json, open_url
+from e2e.support import scaled, wait_until
+
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+
+pytestmark = pytest.mark.browser
+
+# The dashboard's badge colours (app.css .pill): the strip must use the same variable per state.
+BADGE_VARIABLE = {
+    "running": "--running",
+    "starting": "--starting",
+    "restarting": "--starting",
+    "unresponsive": "--warning",
+    "backoff": "--warning",
+    "failed": "--failed",
+    "exited": "--failed",
+    "stopped": "--stopped",
+    "stopping": "--stopped",
+    "unknown": "--unknown",
+}
+
+# A segment's colour as painted, and the variable's colour, both as the browser computes them.
+SEGMENT_COLOURS = """rects => rects.map(rect => ({
+    state: rect.dataset.state, start: Number(rect.dataset.start),
+    x: Number(rect.getAttribute('x')), width: Number(rect.getAttribute('width')),
+    fill: getComputedStyle(rect).fill}))"""
+VARIABLE_COLOUR = """name => {
+    const probe = document.createElement('span');
+    probe.className = 'visually-hidden';
+    document.body.append(probe);
+    probe.style.setProperty('color', `var(${name})`);
+    const colour = getComputedStyle(probe).color;
+    probe.remove();
+    return colour;
+}"""
+
+
+def ms(seconds: float) -> float:
+    return scaled(seconds) * 1000
+
+
+@dataclass
+class Incidents:
+    """What the journal says of the scripted hang (sleepy) and crash (alpha)."""
+
+    hang_at: float  # sleepy: running → unresponsive, from its last heartbeat
+    crash_at: float  # alpha: the transition its crash caused, from when it went
+    crash_state: str
+    crash_id: int  # its journal entry
+    recovery: dict[str, Any]  # alpha's recovery, as /api/v1/recoveries gives it
+
+
+def transition_after(site: Site, name: str, after_id: int, test: Any) -> dict[str, Any] | None:
+    events = site.daemon.request("GET", f"/api/v1/events?service={name}&limit=100")["events"]
+    return next(
+        (
+            e
+            for e in reversed(events)
+            if e["id"] > after_id and e["kind"] == "transition" and test(e)
+        ),
+        None,
+    )
+
+
+@pytest.fixture(scope="module")
+def incidents(site: Site) -> Incidents:
+    """Hang sleepy (SIGSTOP) and crash alpha (SIGKILL); wait until both are back and alpha's
+    recovery (alpha, then beta, which requires it) is over."""
+    newest = site.daemon.request("GET", "/api/v1/events?limit=1")["events"]
+    first_id = newest[0]["id"] if newest else 0
+    hung = site.daemon.wait_running("sleepy")["pid"]
+    os.kill(hung, signal.SIGSTOP)
+    site.daemon.wait_service(
+        "sleepy", lambda s: s["state"] == "running" and s["pid"] != hung, "sleepy back"
+    )
+    crashed = site.daemon.wait_running("alpha")["pid"]
+    os.kill(crashed, signal.SIGKILL)
+    for name in ("alpha", "beta"):
+        site.daemon.wait_service(
+            name, lambda s: s["state"] == "running" and s["pid"] != crashed, f"{name} back"
+        )
+
+    def recovered() -> dict[str, Any] | None:
+        answer = site.daemon.request("GET", "/api/v1/recoveries?service=alpha")
+        for recovery in answer["recoveries"]:
+            if recovery["id"] > first_id and recovery["duration_seconds"] is not None:
+                return dict(recovery)
+        return None
+
+    recovery = wait_until(recovered, "alpha's recovery to be over")
+    hang = transition_after(site, "sleepy", first_id, lambda e: e["state"] == "unresponsive")
+    crash = transition_after(site, "alpha", first_id, lambda e: e["previous"] == "running")
+    assert hang is not None and crash is not None
+    return Incidents(began(hang), began(crash), crash["state"], crash["id"], recovery)
+
+
+def began(transition: dict[str, Any]) -> float:
+    """When a transition's segment begins: a service found down began so at its last sign of
+    life (``detail.down_since``: a hang counts from its last heartbeat), else at the entry."""
+    down_since = (transition["detail"] or {}).get("down_since")
+    return float(down_since) if down_since is not None else float(transition["at"])
+
+
+def open_history(watched: Watched, site: Site, query: str) -> Any:
+    page = watched.page
+    page.goto(f"{site.daemon.http_url}/history{query}")
+    page.locator("body[data-loaded]").wait_for(timeout=ms(10))
+    return page
+
+
+def colour_of(page: Any, variable: str) -> str:
+    colour: str = page.evaluate(VARIABLE_COLOUR, variable)
+    return colour
+
+
+def segments(page: Any, service: str) -> list[dict[str, Any]]:
+    rects = page.locator(f'.strip-block[data-service="{service}"] rect.seg')
+    found: list[dict[str, Any]] = rects.evaluate_all(SEGMENT_COLOURS)
+    return found
+
+
+def strip_range(page: Any, service: str) -> tuple[float, float]:
+    strip = page.locator(f'.strip-block[data-service="{service}"] svg.strip')
+    return float(strip.get_attribute("data-since")), float(strip.get_attribute("data-until"))
+
+
+def check_segment(page: Any, service: str, state: str, at: float) -> dict[str, Any]:
+    """The strip has a segment of ``state`` beginning at ``at``, at its place in the window
+    (its minute: the fraction of the 1000-unit strip), in the dashboard's colour for it."""
+    shown = segments(page, service)
+    match = [s for s in shown if s["state"] == state and abs(s["start"] - at) < 0.01]
+    ordered = [
+        (s["state"], s["start"], s["x"], s["width"])
+        for s in sorted(shown, key=lambda s: s["start"])
+    ]
+    assert len(match) == 1, (state, at, ordered)
+    since, until = strip_range(page, service)
+    expected_x = (at - since) / (until - since) * 1000
+    # Short news is widened to stay visible (kept inside the strip): it covers its moment.
+    x, width = match[0]["x"], match[0]["width"]
+    assert x - 0.01 <= expected_x <= x + width + 0.01, (match[0], expected_x)
+    assert width < 1000 / 60, match[0]  # under a minute of the hour: seconds long
+    assert match[0]["fill"] == colour_of(page, BADGE_VARIABLE[state]), match[0]
+    return match[0]
+
+
+def test_strips_show_the_hang_and_the_crash(
+    new_page: Any, site: Site, incidents: Incidents
+) -> None:
+    """Every service's strip over the last hour: sleepy's hang and alpha's crash at their
+    moments, in the badges' colours; before the daemon started, unknown (never running green);
+    pointing at the hang says its change and reason; a click lists its entry."""
+    watched = new_page()
+    page = open_history(watched, site, "?window=1h")
+    for name in ("alpha", "beta", "sleepy"):
+        page.locator(f'.strip-block[data-service="{name}"] svg.strip').wait_for()
+    check_segment(page, "sleepy", "unresponsive", incidents.hang_at)
+    check_segment(page, "alpha", incidents.crash_state, incidents.crash_at)
+    # The hour began before this daemon did: unknown there, painted as unknown.
+    first = min(segments(page, "sleepy"), key=lambda s: s["start"])
+    assert first["state"] == "unknown" and first["x"] == 0, first
+    assert first["fill"] == colour_of(page, "--unknown") != colour_of(page, "--running")
+    figures = page.locator('.strip-block[data-service="sleepy"] .figures').inner_text()
+    assert "incidents" in figures and "uptime" in figures
+
+    hang = page.locator('.strip-block[data-service="sleepy"] rect.seg[data-state="unresponsive"]')
+    hang.hover()
+    detail = page.locator('.strip-block[data-service="sleepy"] .strip-detail')
+    expect(detail).to_contain_text("running → unresponsive")
+    expect(detail).to_contain_text("no heartbeat")
+    hang.click()
+    entry = hang.get_attribute("data-entry")
+    focused = page.locator(f'#events li.ev.focused[data-id="{entry}"]')
+    expect(focused).to_be_visible(timeout=ms(5))
+    assert watched.problems() == []
+
+
+def test_recovery_picture_lists_the_steps_in_dependency_order(
+    new_page: Any, site: Site, incidents: Incidents
+) -> None:
+    """The dashboard's timeline links the recovery to its picture: alpha's crash recovered
+    alpha and beta, whose rows come in start order (alpha first: beta requires it), with a bar
+    and a duration for each step the journal knows; the data-rate charts are drawn."""
+    recovery = incidents.recovery
+    assert recovery["members"][:2] == ["alpha", "beta"], recovery
+    watched = new_page()
+    dashboard = watched.page
+    dashboard.goto(site.url)
+    link = dashboard.locator(f'#timeline li.kind-recovery[data-id="{recovery["id"]}"] a.ev-link')
+    link.click()
+    dashboard.locator("body[data-loaded]").wait_for(timeout=ms(10))
+    item = dashboard.locator(f"#recovery-{recovery['id']}")
+    expect(item).to_have_class(re.compile(r"\bfocused\b"))
+    rows = item.locator(".gantt-row").evaluate_all("rows => rows.map(r => r.dataset.service)")
+    assert rows == [step["service"] for step in recovery["steps"]] == recovery["members"]
+    for step in recovery["steps"]:
+        row = item.locator(f'.gantt-row[data-service="{step["service"]}"]')
+        phases = row.locator("rect.bar").evaluate_all("bars => bars.map(b => b.dataset.phase)")
+        known = [
+            name
+            for name, a, b in (
+                ("stopping", "stop_sent", "gone"),
+                ("down", "gone", "spawned"),
+                ("starting", "spawned", "ready"),
+            )
+            if step[a] is not None and step[b] is not None
+        ]
+        assert phases == known, (step, phases)
+        assert "starting" in known  # each member came back: spawned, then ready
+        assert " s" in row.locator(".gantt-text").inner_text()
+    expect(item.locator(".recovery-duration")).to_contain_text("back in")
+    # The charts: one per data kind (the workers send "row"), the heartbeats beneath.
+    charts = dashboard.locator("#charts figure.chart")
+    expect(charts).to_have_count(2)
+    kinds = charts.evaluate_all("figures => figures.map(f => f.dataset.kind)")
+    assert kinds == ["row", "heartbeat"]
+    assert dashboard.locator("#charts canvas").count() >= 2
+    assert watched.problems() == []
+
+
+def read_download(page: Any, button: str) -> bytes:
+    with page.expect_download(timeout=ms(10)) as info:
+        page.click(button)
+    return Path(info.value.path()).read_bytes()
+
+
+def test_export_holds_the_events_listed(new_page: Any, site: Site, incidents: Incidents) -> None:
+    """The CSV and JSON exports of alpha's last hour hold the very events the page lists, as
+    the API gives them."""
+    watched = new_page()
+    page = open_history(watched, site, "?service=alpha&window=1h")
+    listed = page.locator("#events li.ev").evaluate_all("items => items.map(i => i.dataset.id)")
+    assert listed
+    since, until = strip_range(page, "alpha")
+    api = get_json(site.daemon, f"/api/v1/events?service=alpha&since={since}&until={until}")
+    api_ids = [str(e["id"]) for e in api["events"]]
+    assert listed == api_ids[: len(listed)]
+
+    exported = json.loads(read_download(page, "#export-json"))
+    assert [str(e["id"]) for e in exported["events"]] == api_ids
+    rows = list(csv.DictReader(io.StringIO(read_download(page, "#export-csv").decode())))
+    assert [row["id"] for row in rows] == api_ids
+    assert any(row["id"] == str(incidents.crash_id) and row["kind"] == "transition" for row in rows)
+    assert watched.problems() == []
+
+
+def test_screenshots_wide_and_phone(new_page: Any, site: Site, incidents: Incidents) -> None:
+    """The page of alpha's last hour, wide and on a 390 px phone: nothing scrolls sideways; the
+    screenshots are kept."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width, name in ((1400, "history.png"), (390, "history-phone.png")):
+        watched = new_page(width=width, height=900)
+        page = open_history(
+            watched, site, f"?service=alpha&window=1h&recovery={incidents.recovery['id']}"
+        )
+        page.locator("#charts canvas").first.wait_for()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        path = ARTIFACTS / name
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000
+        assert watched.problems() == []
+
+
+def test_history_page_carries_the_dashboard_headers(site: Site) -> None:
+    """/history carries the dashboard's CSP; uPlot is served from the package with its licence."""
+    with open_url(f"{site.daemon.http_url}/history") as response:
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe" not in csp
+        page = response.read().decode()
+    assert "<style" not in page and " style=" not in page and "<script>" not in page
+    for asset in (
+        "vendor/uplot/uPlot.iife.min.js",
+        "vendor/uplot/uPlot.min.css",
+        "vendor/uplot/LICENSE",
+    ):
+        with open_url(f"{site.daemon.http_url}/static/{asset}") as response:
+            assert response.status == 200
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
