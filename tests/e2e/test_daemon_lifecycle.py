@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from e2e.support import Pipeline, alive, capture, hold_still, scaled, wait_until, worker_command
+from e2e.support import (
+    Daemon,
+    Pipeline,
+    alive,
+    capture,
+    hold_still,
+    scaled,
+    wait_until,
+    worker_command,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -180,3 +189,54 @@ def test_heartwatch_run_says_which_listener_failed(pipeline: Pipeline) -> None:
     assert f"heartbeats 127.0.0.1:{port}: address already in use" in result.stderr
     assert "Traceback" not in result.stderr
     assert pipeline.marked_processes() == []  # no service was started
+
+
+def _signal_masks(pid: int) -> dict[str, int]:
+    """A process's ignored and caught signals, as /proc says them (bit n-1: signal n)."""
+    masks = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigIgn", "SigCgt"):
+            masks[key] = int(value.strip(), 16)
+    return masks
+
+
+def test_a_sighup_during_start_up_is_ignored_and_services_get_the_default(
+    pipeline: Pipeline,
+) -> None:
+    """SIGHUP ends a process by default, and the daemon's handler (a reload) is installed
+    only once it listens: until then ``heartwatch run`` ignores it, from its first lines
+    (not after the imports, the history and the listeners). Its services, started after the
+    handler is in, get SIGHUP's default action, not the ignoring."""
+    pipeline.write_config([{"name": "worker", "command": worker_command()}])
+    hup = 1 << (signal.SIGHUP - 1)
+    stderr = (pipeline.folder / "daemon-hup.stderr").open("wb")
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "heartwatch", "run", "-c", str(pipeline.config_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=stderr,
+        stderr=stderr,
+        cwd=pipeline.folder,
+    )
+    daemon = Daemon(pipeline, popen, stderr)
+    pipeline.daemons.append(daemon)
+
+    def masks() -> dict[str, int] | None:
+        if popen.poll() is not None:
+            raise AssertionError(f"the daemon exited with {popen.returncode}")
+        try:
+            found = _signal_masks(popen.pid)
+        except OSError:
+            return None
+        return found if (found["SigIgn"] | found["SigCgt"]) & hup else None
+
+    first = wait_until(masks, "SIGHUP to be ignored or handled", interval=0.001)
+    assert first["SigIgn"] & hup, "SIGHUP was not ignored before its handler was installed"
+    popen.send_signal(signal.SIGHUP)  # before the handler: it must not end the daemon
+    daemon.wait_listening()
+    worker = daemon.wait_running("worker")
+    assert popen.poll() is None
+    assert not _signal_masks(worker["pid"])["SigIgn"] & hup  # the service: SIGHUP's default
+    daemon.popen.send_signal(signal.SIGHUP)  # the handler now: a reload
+    wait_until(lambda: "received SIGHUP: reloading" in daemon.log_text(), "the reload")
+    assert daemon.terminate() == 0

@@ -7,7 +7,7 @@ click, which would otherwise stay in the daemon's memory for its whole life for 
 
 from __future__ import annotations
 
-import asyncio
+import signal
 from pathlib import Path
 
 from heartwatch.cli.text import problem_lines, say
@@ -16,6 +16,14 @@ from heartwatch.cli.text import problem_lines, say
 def run_daemon_command(config: Path) -> int:
     """Load ``config``, then run the daemon; the exit code (2: the file's problems, 1: it
     could not start)."""
+    # SIGHUP's default action ends a process; the daemon's handler (a reload) is installed
+    # once it listens, after the imports, the history and the listeners (most of a second).
+    # Until then it is ignored, from here on, first thing: an init system's reload or a
+    # closed terminal must not kill a daemon that is starting. Services start only after the
+    # handler replaced this, so they get SIGHUP's default, not an inherited ignoring.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    import asyncio
+
     from heartwatch.assembly.daemon import run_daemon
     from heartwatch.config import ConfigError, config_warnings, load_config
     from heartwatch.daemon.oserrors import describe_os_error
