@@ -3,6 +3,7 @@ heartbeat client needs nothing outside the standard library (nor does ``heartwat
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import typer.main
 
 from heartwatch.cli.app import app
 from heartwatch.cli.fast import FAST_COMMANDS, parse_fast
+from heartwatch.cli.text import problem_lines, say
 from heartwatch.cli.top import Sample, choose_columns, rates
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -82,6 +84,17 @@ def test_fast_path_reads_options_as_click_does(monkeypatch: pytest.MonkeyPatch) 
     assert beat[2]["kind"] == "poiid" and beat[2]["data"] == "{}"
     monkeypatch.setenv("_HEARTWATCH_COMPLETE", "complete_bash")
     assert parse_fast(["status"]) is None  # shell completion is typer's
+
+
+def test_say_breaks_lines_where_the_text_does_and_escapes_within_them() -> None:
+    """A message of several lines (a file's problems, joined) is printed on several lines,
+    not with a literal ``\\x0a``; control characters inside a line are still escaped."""
+    stream = io.StringIO()
+    lines = problem_lines("missing.toml", ["cannot read: \x1b]0;title\x07No such file"])
+    say("\n".join(lines), "red", stream=stream)
+    assert stream.getvalue() == (
+        "missing.toml: 1 problem(s)\n  cannot read: \\x1b]0;title\\x07No such file\n"
+    )
 
 
 def test_top_rates_and_columns() -> None:

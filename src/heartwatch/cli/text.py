@@ -3,7 +3,8 @@ table in columns, colours as ANSI codes only into a terminal (and never with ``N
 
 Text from services, config files and the daemon is written as it is: nothing here reads
 markup, so ``[red]`` in a reason is printed as ``[red]``. Control characters in it are shown
-escaped (a service's status text must not move the cursor or retitle the terminal).
+escaped (a service's status text must not move the cursor or retitle the terminal); ``say``
+keeps a message's own line breaks (one line at a time is escaped).
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ def problem_lines(source: object, problems: Sequence[object]) -> list[str]:
 
 
 def say(text: str, style: str | None = None, stream: TextIO | None = None) -> None:
-    """One line to ``stream`` (default: standard error, where messages go)."""
+    """A message to ``stream`` (default: standard error, where messages go): its lines as
+    lines (a file's problems come joined), each with its control characters escaped."""
     stream = stream or sys.stderr
-    stream.write(paint(plain(text), style, colours_for(stream)) + "\n")
+    colour = colours_for(stream)
+    lines = (paint(plain(line), style, colour) for line in str(text).split("\n"))
+    stream.write("\n".join(lines) + "\n")
     stream.flush()
 
 
