@@ -5,10 +5,12 @@ cancelled leaves no process behind."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import http.server
 import os
-import re
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -20,14 +22,41 @@ import pytest
 
 from heartwatch.core.probes import OUTPUT_LIMIT, ExecCheck, HttpCheck, ProbeSpec, RunProbe, TcpCheck
 from heartwatch.daemon.identity import resolve_run_as
-from heartwatch.daemon.probes import ProbeRunner, run_exec, run_http, run_tcp
+from heartwatch.daemon.probes import ProbeRunner, run_exec, run_tcp
 
 ENV = dict(os.environ)
 
 
+def run_checks(specs: dict[str, ProbeSpec], budget: float = 20.0) -> dict[str, tuple[bool, str]]:
+    """Run one check of each spec at once (keyed by service name) through a ``ProbeRunner``;
+    their results, once all are in (the runner then closed)."""
+    results: dict[str, tuple[bool, str]] = {}
+
+    def receive(action: RunProbe, passed: bool, result: str) -> None:
+        results[action.service] = (passed, result)
+
+    async def scenario() -> None:
+        runner = ProbeRunner(receive)
+        for service, spec in specs.items():
+            runner.start(RunProbe(service, spec.role, 1), spec, Path.cwd(), ENV)
+        deadline = time.monotonic() + budget
+        while len(results) < len(specs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await runner.close()
+
+    asyncio.run(scenario())
+    return results
+
+
+def check_once(
+    check: ExecCheck | HttpCheck, timeout: float = 5.0, expect: str | None = None
+) -> tuple[bool, str]:
+    spec = ProbeSpec("readiness", check, "x", timeout=timeout, expect=expect)
+    return run_checks({"s": spec})["s"]
+
+
 def exec_check(*argv: str, timeout: float = 5.0, expect: str | None = None) -> tuple[bool, str]:
-    pattern = None if expect is None else re.compile(expect, re.MULTILINE)
-    return asyncio.run(run_exec(argv, timeout, Path.cwd(), ENV, pattern))
+    return check_once(ExecCheck(argv), timeout, expect)
 
 
 def test_exec_passes_on_exit_0_and_fails_with_its_output_as_the_reason() -> None:
@@ -112,10 +141,31 @@ def test_a_cancelled_check_kills_its_group_and_reports_nothing(tmp_path: Path) -
     assert gone(group_of(pids))
 
 
+CATASTROPHIC = "^(a+)+$"  # exponential backtracking on a run of a's that does not end the line
+NOT_QUITE = "a" * 28 + "!"  # re takes ~10 s to give up on it
+REDIRECTS = {"/loop": "/loop", "/a": "/b", "/b": "/a", "/there": "/200"}
+CREDENTIALS = "Basic " + base64.b64encode(b"probe:s3cret").decode()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path in REDIRECTS:
+            self.send_response(302)
+            self.send_header("Location", REDIRECTS[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/secret":
+            granted = self.headers.get("Authorization") == CREDENTIALS
+            self._answer(200 if granted else 401, b"ok: booted\n" if granted else b"who?")
+            return
+        if self.path == "/slow-to-match":
+            self._answer(200, NOT_QUITE.encode())
+            return
         status = int(self.path.strip("/") or 200)
-        body = b"ok: booted\n" if status == 200 else b"not yet"
+        self._answer(status, b"ok: booted\n" if status == 200 else b"not yet")
+
+    def _answer(self, status: int, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -138,15 +188,7 @@ def http_url() -> Iterator[str]:
 
 
 def http_check(url: str, status: int | None = None, expect: str | None = None) -> tuple[bool, str]:
-    pattern = None if expect is None else re.compile(expect, re.MULTILINE)
-
-    async def run() -> tuple[bool, str]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1) as threads:
-            return await run_http(HttpCheck(url, status), 5.0, pattern, threads)
-
-    return asyncio.run(run())
+    return check_once(HttpCheck(url, status), expect=expect)
 
 
 def test_http_passes_on_2xx_3xx_or_the_status_asked_for(http_url: str) -> None:
@@ -190,3 +232,45 @@ def test_exec_runs_as_the_service_user_and_umask() -> None:
         run_exec(("sh", "-c", script), 5.0, Path("/"), ENV, None, (run_as, 0o027))
     )
     assert (passed, result) == (True, f"exited 0: {run_as.uid} 0027")
+
+
+class _Drip(socketserver.BaseRequestHandler):
+    """An HTTP server that answers one byte every half second (each read well within any
+    socket timeout, the whole answer never)."""
+
+    def handle(self) -> None:
+        with contextlib.suppress(OSError):
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" * 10:
+                self.request.sendall(bytes([byte]))
+                time.sleep(0.5)
+
+
+@pytest.fixture
+def drip_url() -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Drip)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_slow_http_server_holds_neither_other_checks_nor_the_exit(
+    drip_url: str, http_url: str
+) -> None:
+    """The timeout bounds the whole request, not each read: four checks of a server that
+    drips its answer time out at 1 s while a fifth, of a healthy server, passes meanwhile; and
+    nothing of them outlives the runner (no thread left to join at the daemon's exit)."""
+    specs = {
+        f"bad{n}": ProbeSpec("readiness", HttpCheck(drip_url), "x", timeout=1.0) for n in range(4)
+    }
+    specs["good"] = ProbeSpec("liveness", HttpCheck(f"{http_url}/200"), "x", timeout=1.0)
+    results = run_checks(specs)
+    assert results["good"] == (True, "HTTP 200")
+    for n in range(4):
+        assert results[f"bad{n}"] == (False, "timed out after 1 s")
+    left = [t.name for t in threading.enumerate() if t.name.startswith("probe")]
+    assert left == []

@@ -9,14 +9,20 @@ really booted, and frida-server that starts only then and is checked with ``frid
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from e2e.support import Daemon, Pipeline, alive, duration, wait_until
+from e2e.support import Daemon, Pipeline, alive, duration, hold_still, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -242,3 +248,79 @@ def test_liveness_offline_restarts_with_its_reason_and_an_exhausted_startup_back
         f"timed out after {duration(0.3)[:-1]} s"
     )
     assert not any(e["state"] == "running" for e in entries)  # never ready: never running
+
+
+class _Drip(socketserver.BaseRequestHandler):
+    """Answers one byte every half second: every read is quick, the answer never comes."""
+
+    def handle(self) -> None:
+        with contextlib.suppress(OSError):
+            for byte in b"HTTP/1.1 200 OK\r\n" * 20:
+                self.request.sendall(bytes([byte]))
+                time.sleep(0.5)
+
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(server: socketserver.TCPServer) -> Iterator[str]:
+    server.daemon_threads = True  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dripping_http_server_holds_neither_other_probes_nor_the_daemons_exit(
+    pipeline: Pipeline,
+) -> None:
+    """Four readiness checks of a server that answers a byte every half second time out at
+    their timeout without holding up a healthy service's liveness checks (never restarted),
+    and the daemon stops promptly with those checks in flight."""
+    with (
+        serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Drip)) as drip,
+        serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)) as healthy,
+    ):
+        check = {"period": duration(0.3), "timeout": duration(1)}
+        daemon = start(
+            pipeline,
+            [
+                {
+                    "name": "bad",
+                    "command": "sleep 600",
+                    "instances": 4,
+                    "readiness": {"http": drip, **check},
+                },
+                {
+                    "name": "good",
+                    "command": "sleep 600",
+                    "liveness": {"http": healthy, **check, "failure_threshold": 1},
+                },
+            ],
+        )
+        daemon.wait_service(
+            "bad@3",
+            lambda s: s["probes"]["readiness"]["consecutive_failures"] >= 1,
+            "the dripping server's check to time out",
+        )
+        hold_still(
+            lambda: daemon.service("good")["restarts"] == 0,
+            "the healthy service never restarted",
+            2.0,
+        )
+        good = daemon.service("good")["probes"]["liveness"]
+        assert good["passing"] is True and good["consecutive_failures"] == 0, good
+        reason = daemon.service("bad@0")["probes"]["readiness"]["reason"]
+        assert reason.endswith(f"timed out after {duration(1)[:-1]} s"), reason
+        assert daemon.terminate(timeout=10.0) == 0

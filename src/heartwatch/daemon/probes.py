@@ -14,10 +14,12 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
   CPU, and a hung ``adb`` may have children): nothing of it is left behind. A process that
   left the group on purpose (``adb``'s server daemon, started by the first ``adb`` command)
   is left alone. A normal exit kills nothing either, for the same reason.
-- ``http``: ``urllib`` in a small thread pool of its own (no proxy: probes check this
-  machine's services); a 2xx or 3xx answer passes, or exactly ``status``. The thread cannot
-  be interrupted, but its socket timeout bounds how long it lingers after the probe's
-  timeout was reported.
+- ``http``: a GET on the loop (asyncio streams, ``h11`` for the protocol; no proxy: probes
+  check this machine's services), its ``timeout`` the deadline of the whole request
+  (connect, answer, body), so a server that drips its answer fails at the timeout and holds
+  nothing of anyone else's checks, and at the daemon's exit the connection is just closed
+  (no thread to wait for). A 2xx or 3xx answer passes, or exactly ``status``; only the first
+  4 KiB of the body are read.
 - ``tcp``: an asyncio connection, closed at once.
 - ``expect``: a regular expression the output (exec, multi-line: ``^``/``$`` match at each
   line) or the body (http) must contain.
@@ -34,13 +36,14 @@ import contextlib
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import h11
 from loguru import logger
 
 from heartwatch.core.probes import (
@@ -52,6 +55,7 @@ from heartwatch.core.probes import (
     RunProbe,
     TcpCheck,
 )
+from heartwatch.core.redact import redact
 from heartwatch.daemon.identity import RunAs
 from heartwatch.daemon.oserrors import describe_os_error
 from heartwatch.daemon.tasks import TaskSet
@@ -63,7 +67,6 @@ Identity = tuple[RunAs | None, int | None] | None
 # After an exec check exits, how long its last output may take to arrive (its pipe may be
 # held by a process it left behind, which must not hold up the result).
 OUTPUT_GRACE = 0.2
-HTTP_THREADS = 4  # http checks at once; more wait their turn (within their timeout)
 
 
 class ProbeRunner:
@@ -73,7 +76,6 @@ class ProbeRunner:
         self._on_result = on_result
         self._running: dict[tuple[str, ProbeRole], tuple[int, asyncio.Task[None]]] = {}
         self._tasks = TaskSet("probes")
-        self._threads: ThreadPoolExecutor | None = None  # made at the first http check
         self._patterns: dict[str, re.Pattern[str]] = {}
 
     def __len__(self) -> int:
@@ -108,11 +110,9 @@ class ProbeRunner:
                 task.cancel()
 
     async def close(self) -> None:
-        """End every check (their groups killed) and the http threads."""
+        """End every check (exec: their groups killed; http, tcp: their connections closed)."""
         self._running.clear()
         await self._tasks.close()
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _run(
         self,
@@ -145,9 +145,7 @@ class ProbeRunner:
         if isinstance(check, ExecCheck):
             return await run_exec(check.argv, spec.timeout, cwd, env, pattern, as_service)
         if isinstance(check, HttpCheck):
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="probe")
-            return await run_http(check, spec.timeout, pattern, self._threads)
+            return await run_http(check, spec.timeout, pattern)
         return await run_tcp(check, spec.timeout)
 
     def _pattern(self, expect: str) -> re.Pattern[str]:
@@ -322,38 +320,81 @@ def _words(output: bytes | bytearray) -> str:
 
 # -- http and tcp ----------------------------------------------------------------------------
 
-# No proxy, whatever the daemon's environment says: probes check this machine's services.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Read at most this much at a time; an answer's head must fit h11's own limit (16 KiB).
+_READ_SIZE = 65536
 
 
-def _http_get(url: str, timeout: float) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"User-Agent": "heartwatch-probe"})
+class _HttpFailure(Exception):
+    """An HTTP check failed for a reason its message says in people's words."""
+
+
+async def _http_get(url: str) -> tuple[int, bytes]:
+    """GET ``url`` once over a connection of its own: the status, the first ``OUTPUT_LIMIT``
+    bytes of the body (the rest is not read). No proxy, whatever the daemon's environment
+    says: probes check this machine's services."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    host = parts.hostname
+    if host is None:
+        raise _HttpFailure(f"no host in {redact(url)}")
+    port = parts.port or (443 if https else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = [
+        ("Host", parts.netloc.rpartition("@")[2]),
+        ("User-Agent", "heartwatch-probe"),
+        ("Accept", "*/*"),
+        ("Connection", "close"),
+    ]
+    context = ssl.create_default_context() if https else None
+    reader, writer = await asyncio.open_connection(host, port, ssl=context)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return response.status, response.read(OUTPUT_LIMIT)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read(OUTPUT_LIMIT)
+        connection = h11.Connection(h11.CLIENT)
+        writer.write(connection.send(h11.Request(method="GET", target=target, headers=headers)))
+        writer.write(connection.send(h11.EndOfMessage()))
+        await writer.drain()
+        status: int | None = None
+        body = bytearray()
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(await reader.read(_READ_SIZE))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data[: OUTPUT_LIMIT - len(body)]
+                if len(body) >= OUTPUT_LIMIT:
+                    break  # the rest is not read
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    except h11.RemoteProtocolError as error:
+        raise _HttpFailure(f"not an HTTP answer: {error}") from None
+    finally:
+        writer.transport.abort()  # at once: nothing more is read or waited for
+    if status is None:
+        raise _HttpFailure("the connection closed before an answer")
+    return status, bytes(body)
 
 
 async def run_http(
-    check: HttpCheck,
-    timeout: float,
-    expect: re.Pattern[str] | None,
-    threads: ThreadPoolExecutor,
+    check: HttpCheck, timeout: float, expect: re.Pattern[str] | None = None
 ) -> tuple[bool, str]:
-    loop = asyncio.get_running_loop()
-    work = loop.run_in_executor(threads, _http_get, check.url, timeout)
+    """GET ``check.url`` within ``timeout`` in all (connect, answer and body); ``(passed,
+    result)``."""
     try:
-        status, body = await asyncio.wait_for(work, timeout)
+        async with asyncio.timeout(timeout):
+            status, body = await _http_get(check.url)
     except TimeoutError:
         return False, f"timed out after {timeout:g} s"
-    except urllib.error.URLError as error:
-        reason = error.reason
-        said = describe_os_error(reason) if isinstance(reason, OSError) else str(reason)
+    except _HttpFailure as failure:
+        return False, str(failure)
+    except ssl.SSLError as error:
+        return False, f"cannot connect: {error.reason or error}"
+    except OSError as error:
+        if isinstance(error, socket.gaierror):
+            return False, f"cannot connect: {error.strerror}"
+        # asyncio's own words name the address again ("Connect call failed (...)").
+        said = os.strerror(error.errno) if error.errno else describe_os_error(error)
         return False, f"cannot connect: {said}"
-    except OSError as error:  # a reset, a timeout inside the thread, ...
-        return False, f"cannot connect: {describe_os_error(error)}"
     text = _text(body)
     words = " ".join(text.split())
     said = f": {words}" if words else ""
