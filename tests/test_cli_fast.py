@@ -86,6 +86,45 @@ def test_fast_path_reads_options_as_click_does(monkeypatch: pytest.MonkeyPatch) 
     assert parse_fast(["status"]) is None  # shell completion is typer's
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "-c=cur.toml"],  # click: -cVALUE, so the file "=cur.toml"
+        ["status", "-ccur.toml", "a"],
+        ["status", "a", "-c", "x.toml", "b*", "--json", "--url=http://h:1"],
+        ["status", "--config=x.toml", "--token", "t"],
+        ["status", "--config==x.toml"],
+        ["beat", "job", "-c=x", "--kind=poiid", "--data={}"],
+        ["beat", "-cx", "job", "--addr", "127.0.0.1:1"],
+        ["run", "-cx.toml"],
+        ["run", "-c", "x.toml"],
+        ["run", "--config", "x.toml"],
+    ],
+)
+def test_fast_path_reads_each_argv_as_click_does(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path takes these, and what it reads is what typer's command reads: the same
+    file (``-c=x`` is ``=x`` to click), the same values, the same positional arguments."""
+    for variable in ("HEARTWATCH_CONFIG", "HEARTWATCH_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    parsed = parse_fast(argv)
+    assert parsed is not None
+    _, arguments, values = parsed
+    name, *args = argv
+    command = typer.main.get_command(app).commands[name]
+    clicked = command.make_context(name, args, resilient_parsing=True).params
+    positional = [p.name for p in command.params if p.param_type_name == "argument"]
+    assert arguments == [a for p in positional for a in _as_list(clicked[p])]
+    for key, value in values.items():
+        if value is not None and value is not False:  # defaults: the commands apply theirs
+            assert str(clicked[key]) == str(value), key
+
+
+def _as_list(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
 def test_say_breaks_lines_where_the_text_does_and_escapes_within_them() -> None:
     """A message of several lines (a file's problems, joined) is printed on several lines,
     not with a literal ``\\x0a``; control characters inside a line are still escaped."""

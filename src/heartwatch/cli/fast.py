@@ -92,15 +92,22 @@ def parse_fast(argv: Sequence[str]) -> tuple[FastCommand, list[str], dict[str, A
         if not word.startswith("-") or word == "-":
             arguments.append(word)
             continue
-        text, equals, inline = word.partition("=")
+        # As click reads them: ``--long=VALUE``, and a short flag's value stuck to it,
+        # ``-cVALUE`` (so ``-c=x`` is the file ``=x``, as typer has it).
+        if word.startswith("--"):
+            text, equals, inline = word.partition("=")
+            stuck = bool(equals)
+        else:
+            text, inline = word[:2], word[2:]
+            stuck = bool(inline)
         flag = by_flag.get(text)
         if flag is None or flag.name in values:
             return None  # --help, --, a typo, a repeat: typer says what it says
         if flag.switch:
-            if equals:
-                return None
+            if stuck:
+                return None  # --json=yes, or short switches run together: typer's
             values[flag.name] = True
-        elif equals:
+        elif stuck:
             values[flag.name] = inline
         elif rest and not rest[0].startswith("-"):
             values[flag.name] = rest.pop(0)
