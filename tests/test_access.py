@@ -27,6 +27,8 @@ HOST = "127.0.0.1:8765"
     ("method", "path", "need"),
     [
         ("GET", "/", "public"),
+        ("GET", "/history", "public"),  # the history page's shell: its data needs a token
+        ("GET", "/api/v1/history/x", "read"),
         ("GET", "/static/app.js", "public"),
         ("GET", "/ping/backup", "ingest"),
         ("POST", "/ping/backup/fail", "ingest"),

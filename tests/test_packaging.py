@@ -47,3 +47,19 @@ def test_the_docs_page_assets_are_in_the_package() -> None:
         assert any(fnmatch.fnmatch(relative, glob) for glob in globs), relative
     assert "Apache License" in (swagger / "LICENSE").read_text()
     assert "sourceMappingURL" not in (swagger / "swagger-ui.css").read_text()
+
+
+def test_the_history_page_assets_are_in_the_package() -> None:
+    """Each script and style ``/history`` loads is a file under ``web/static`` that the
+    wheel's package-data takes, uPlot's licence beside it; the page has no inline script or
+    style (the dashboard's CSP would refuse them)."""
+    page = (PACKAGE / "web" / "static" / "history.html").read_text()
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    assert "/static/vendor/uplot/uPlot.iife.min.js" in assets, assets
+    globs = PYPROJECT["tool"]["setuptools"]["package-data"]["heartwatch"]
+    for asset in [*assets, "/static/vendor/uplot/LICENSE"]:
+        relative = "web/static/" + asset.removeprefix("/static/")
+        assert (PACKAGE / relative).is_file(), asset
+        assert any(fnmatch.fnmatch(relative, glob) for glob in globs), relative
+    assert "Leon Sorokin" in (PACKAGE / "web/static/vendor/uplot/LICENSE").read_text()
+    assert not re.search(r"<style|\sstyle=|<script>|\son[a-z]+=", page)

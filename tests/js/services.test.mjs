@@ -380,3 +380,11 @@ test("heartbeatText and resourcesText, on their own", () => {
   assert.equal(resourcesText({ cpu_percent: 0.44 }), "CPU 0.4 %");
   assert.equal(resourcesText({}), "");
 });
+
+test("a row links to its service's history page, the name encoded", () => {
+  const { tbody, table: t } = table();
+  t.snapshot([status("col lector@1")], 0);
+  const link = tbody.querySelector("a");
+  assert.equal(link.getAttribute("href"), "/history?service=col%20lector%401");
+  assert.equal(link.textContent, "history");
+});

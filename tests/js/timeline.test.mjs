@@ -165,3 +165,21 @@ test("a snapshot holding fewer than it could is complete: no older button", () =
   frames.run();
   assert.equal(parts.older.hidden, true);
 });
+
+test("eventItem: a recovery links to its picture on the history page, over a window holding it", async () => {
+  const { eventItem } = await import("../../src/heartwatch/web/static/timeline.js");
+  const now = 1_780_000_000;
+  const recovery = (age) => ({
+    id: 7, at: now - age, kind: "recovery", service: "col/lector", reason: "killed by SIGKILL",
+    state: null, previous: null, detail: { members: ["emulator", "col/lector"] },
+  });
+  const href = (event) => eventItem(event, now).querySelector("a").getAttribute("href");
+  assert.equal(href(recovery(60)), "/history?window=1h&recovery=7&service=col%2Flector#recovery-7");
+  assert.match(href(recovery(3 * 3600)), /^\/history\?window=24h&/);
+  assert.match(href(recovery(2 * 86_400)), /^\/history\?window=7d&/);
+  assert.match(href(recovery(10 * 86_400)), /^\/history\?window=30d&/);
+  // Without a service, the first member's history.
+  assert.match(href({ ...recovery(60), service: null }), /service=emulator#/);
+  // Other events carry no link.
+  assert.equal(eventItem(event(1, now), now).querySelector("a"), null);
+});

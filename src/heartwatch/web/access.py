@@ -50,7 +50,7 @@ REFUSAL_CLOSES = range(4400, 4500)
 UNAUTHORISED_CLOSE = 4401
 FORBIDDEN_CLOSE = 4403
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_PUBLIC_PATHS = frozenset({"/", "/favicon.ico"})
+_PUBLIC_PATHS = frozenset({"/", "/history", "/favicon.ico"})  # pages that hold no data
 _FOREIGN_SITES = frozenset({"cross-site", "same-site"})
 
 

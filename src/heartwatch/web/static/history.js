@@ -215,6 +215,9 @@ function stripBlock(name, answer) {
       h("span", {}, formatTime(answer.since)),
       h("span", {}, formatTime(answer.until)),
     ),
+    answer.truncated
+      ? h("p", { class: "trouble" }, "too many entries in this window: its end is cut short")
+      : null,
     detail,
   );
 }
@@ -499,6 +502,22 @@ function palette() {
   };
 }
 
+/** Charts follow their box's width (a phone turned, a window resized), once a frame at most. */
+function watchChartWidths() {
+  let pending = false;
+  new ResizeObserver(() => {
+    if (pending || !charts.length) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      const width = Math.max(240, parts.charts.clientWidth);
+      for (const chart of charts) {
+        if (chart.width !== width) chart.setSize({ width, height: chart.height });
+      }
+    });
+  }).observe(parts.charts);
+}
+
 // -- recoveries ---------------------------------------------------------------------------
 
 async function loadRecoveries(token) {
@@ -658,6 +677,7 @@ function showError(what, error) {
 
 async function boot() {
   setupFilters();
+  watchChartWidths();
   serviceNames = await loadServiceNames();
   await reload();
 }
