@@ -3,6 +3,7 @@ problems a file gets at its own key paths."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -345,3 +346,20 @@ def test_a_misspelt_instances_is_suggested() -> None:
     assert problems({"name": "a", "command": "a", "instnaces": 3}) == [
         "service[0] (a).instnaces: unknown key `instnaces`; did you mean `instances`?"
     ]
+
+
+@pytest.mark.parametrize(
+    "body", ['{"instances": true}', '{"instances": "5"}', '{"instances": 2.0}']
+)
+def test_scale_takes_a_whole_number_only(body: str) -> None:
+    """``POST /api/v1/scale/{service}``'s body: ``true`` is not one instance, nor ``"5"``
+    five (the request is refused, 422, rather than read as something else)."""
+    from pydantic import ValidationError
+
+    from heartwatch.web.reload import ScaleRequest
+
+    assert ScaleRequest.model_validate_json('{"instances": 3}').instances == 3
+    with pytest.raises(ValidationError):
+        ScaleRequest.model_validate_json(body)
+    with pytest.raises(ValidationError):  # as FastAPI validates the decoded body
+        ScaleRequest.model_validate(json.loads(body))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from heartwatch.core.instances import MAX_INSTANCES
 from heartwatch.daemon.reload import (
@@ -47,7 +47,8 @@ class InvalidConfigBody(ErrorBody):
 
 
 class ScaleRequest(BaseModel):
-    instances: Annotated[int, Field(ge=1, le=MAX_INSTANCES)]
+    # Strict: JSON's true is not one instance, nor "5" five (a client's bug, refused).
+    instances: Annotated[StrictInt, Field(ge=1, le=MAX_INSTANCES)]
 
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
