@@ -25,6 +25,11 @@ GROUPS: dict[str, str | None] = {
         (["collector@*"], ["collector@0", "collector@1", "collector@2"]),
         (["collector@[02]"], ["collector@0", "collector@2"]),
         (["collector@1"], ["collector@1"]),
+        # Negation as bash and zsh write it, and as POSIX sh does.
+        (["collector@[^1]"], ["collector@0", "collector@2"]),
+        (["collector@[!1]"], ["collector@0", "collector@2"]),
+        (["collector@[^01]"], ["collector@2"]),
+        (["collector@[]^1]"], ["collector@1"]),  # a ] first is literal; ^ after it too
         (["*r"], ["emulator", "uploader"]),
         # Start order, each once, whatever the order and overlap of the names typed.
         (["uploader", "emulator", "collector@1", "collector"], list(GROUPS)),

@@ -9,8 +9,9 @@ Rules, for each name typed:
 1. ``all``: every service.
 2. A concrete service's name (``collector``, ``collector@3``): that service.
 3. The name of a ``[[service]]`` with ``instances``: all of its instances.
-4. A glob (``*``, ``?``, ``[...]``, matched case-sensitively on the whole name, as the shell
-   does): every concrete service it matches; a glob that matches nothing is unknown.
+4. A glob (``*``, ``?``, ``[...]``, ``[!...]`` or ``[^...]`` for "none of", matched
+   case-sensitively on the whole name, as bash does): every concrete service it matches; a
+   glob that matches nothing is unknown.
 
 The result is in the order of the services given (the daemon's start order), each once.
 """
@@ -65,7 +66,8 @@ def select_services(names: Iterable[str], groups: Mapping[str, str | None]) -> l
         elif name in members:
             found = members[name]
         elif is_glob(name):
-            found = [s for s in groups if fnmatch.fnmatchcase(s, name)]
+            pattern = _as_fnmatch(name)
+            found = [s for s in groups if fnmatch.fnmatchcase(s, pattern)]
         else:
             found = []
         if not found:
@@ -78,3 +80,29 @@ def select_services(names: Iterable[str], groups: Mapping[str, str | None]) -> l
             {name: tuple(difflib.get_close_matches(name, known, n=3)) for name in unknown},
         )
     return [service for service in groups if service in chosen]
+
+
+def _as_fnmatch(glob: str) -> str:
+    """``glob`` as fnmatch reads it: bash's ``[^...]`` (none of) written ``[!...]``, since
+    fnmatch takes ``^`` there as a character; brackets found as fnmatch finds them (a ``]``
+    first is a member, an unclosed ``[`` is a character)."""
+    out: list[str] = []
+    index = 0
+    while index < len(glob):
+        if glob[index] != "[":
+            out.append(glob[index])
+            index += 1
+            continue
+        start = index + 1
+        if start < len(glob) and glob[start] in "!^":
+            start += 1
+        if start < len(glob) and glob[start] == "]":
+            start += 1
+        end = glob.find("]", start)
+        if end < 0:
+            out.append(glob[index:])  # no bracket: the rest is as written
+            break
+        members = glob[index + 1 : end]
+        out.append("[" + ("!" + members[1:] if members.startswith("^") else members) + "]")
+        index = end + 1
+    return "".join(out)
