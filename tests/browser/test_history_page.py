@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from browser.support import ARTIFACTS, Site, Watched, get_json, open_url
+from browser.support import ARTIFACTS, Site, Watched, get_json, open_url, watch
 from e2e.support import scaled, wait_until
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
@@ -182,6 +182,8 @@ def test_strips_show_the_hang_and_the_crash(
     first = min(segments(page, "sleepy"), key=lambda s: s["start"])
     assert first["state"] == "unknown" and first["x"] == 0, first
     assert first["fill"] == colour_of(page, "--unknown") != colour_of(page, "--running")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "history-all.png"), full_page=True)
     figures = page.locator('.strip-block[data-service="sleepy"] .figures').inner_text()
     assert "incidents" in figures and "uptime" in figures
 
@@ -240,6 +242,30 @@ def test_recovery_picture_lists_the_steps_in_dependency_order(
     assert watched.problems() == []
 
 
+def test_a_tap_says_what_a_segment_was_and_a_second_tap_lists_it(
+    browser: Any, site: Site, incidents: Incidents
+) -> None:
+    """On a touch screen (390 px) the first tap on the hang says its change and reason without
+    moving the page; the second shows its entry in the event list."""
+    context = browser.new_context(viewport={"width": 390, "height": 800}, has_touch=True)
+    try:
+        context.set_default_timeout(ms(10))
+        watched = watch(context.new_page())
+        page = open_history(watched, site, "?service=sleepy&window=1h")
+        hang = page.locator('rect.seg[data-state="unresponsive"]')
+        hang.tap()
+        detail = page.locator(".strip-detail")
+        expect(detail).to_contain_text("running → unresponsive")
+        assert page.locator("#events li.ev.focused").count() == 0
+        hang.tap()
+        entry = hang.get_attribute("data-entry")
+        expect(page.locator(f'#events li.ev.focused[data-id="{entry}"]')).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert watched.problems() == []
+    finally:
+        context.close()
+
+
 def read_download(page: Any, button: str) -> bytes:
     with page.expect_download(timeout=ms(10)) as info:
         page.click(button)
@@ -263,6 +289,21 @@ def test_export_holds_the_events_listed(new_page: Any, site: Site, incidents: In
     rows = list(csv.DictReader(io.StringIO(read_download(page, "#export-csv").decode())))
     assert [row["id"] for row in rows] == api_ids
     assert any(row["id"] == str(incidents.crash_id) and row["kind"] == "transition" for row in rows)
+
+    # Filtered by kind: the list and the export hold only those kinds, the same ones.
+    page.check('#kinds input[value="exit"]')
+    page.check('#kinds input[value="recovery"]')
+    expect(page.locator("#events li.ev:not(.kind-exit):not(.kind-recovery)")).to_have_count(0)
+    kinds = "&kind=exit&kind=recovery"
+    chosen = get_json(
+        site.daemon, f"/api/v1/events?service=alpha&since={since}&until={until}{kinds}"
+    )
+    chosen_ids = [str(e["id"]) for e in chosen["events"]]
+    assert chosen_ids and {e["kind"] for e in chosen["events"]} == {"exit", "recovery"}
+    expect(page.locator("#events li.ev")).to_have_count(len(chosen_ids))
+    assert "kind=exit" in page.url and "kind=recovery" in page.url  # a view one can link
+    rows = list(csv.DictReader(io.StringIO(read_download(page, "#export-csv").decode())))
+    assert [row["id"] for row in rows] == chosen_ids
     assert watched.problems() == []
 
 
