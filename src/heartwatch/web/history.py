@@ -275,7 +275,10 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
         "/api/v1/events",
         response_model=HistoryPage,
         tags=["history"],
-        responses={404: {"description": "no such service, now or in the history"}},
+        responses={
+            200: {"content": {"text/csv": {"schema": {"type": "string"}}}},  # format=csv
+            404: {"description": "no such service, now or in the history"},
+        },
     )
     async def list_events(
         query: Annotated[EventQuery, Depends(_event_query)],
@@ -294,7 +297,10 @@ def create_events_router(supervisor: Supervisor, recorder: Recorder, feed: Event
         response_class=Response,
         tags=["history"],
         responses={
-            200: {"content": {"text/csv": {}}, "description": "the events as CSV"},
+            200: {
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+                "description": "the events as CSV",
+            },
             404: {"description": "no such service, now or in the history"},
         },
     )
