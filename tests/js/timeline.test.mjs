@@ -183,3 +183,21 @@ test("eventItem: a recovery links to its picture on the history page, over a win
   // Other events carry no link.
   assert.equal(eventItem(event(1, now), now).querySelector("a"), null);
 });
+
+test("the history link follows the filter: a service's history, else the overview", () => {
+  const history = h("a", { href: "/history" });
+  const parts = { list: h("ol"), empty: h("p"), filter: h("select"), older: h("button"), history };
+  const t = new Timeline(parts, async () => []);
+  t.setServices(["col lector", "farm@0", "farm@1"], ["farm"]);
+  t.render();
+  assert.equal(history.getAttribute("href"), "/history");
+  parts.filter.value = "col lector";
+  t.render();
+  assert.equal(history.getAttribute("href"), "/history?service=col%20lector");
+  parts.filter.value = "farm@*";
+  t.render();
+  assert.equal(history.getAttribute("href"), "/history");
+  parts.filter.value = "farm@1";
+  t.render();
+  assert.equal(history.getAttribute("href"), "/history?service=farm%401");
+});

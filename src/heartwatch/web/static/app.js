@@ -31,6 +31,7 @@ const timeline = new Timeline(
     empty: byId("timeline-empty"),
     filter: byId("timeline-filter"),
     older: byId("timeline-older"),
+    history: byId("timeline-history"),
   },
   fetchEvents,
 );

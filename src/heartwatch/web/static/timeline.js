@@ -11,8 +11,9 @@ const TRIM_SLACK = 200; // trimmed in batches, not at every event
 const PAGE = 100; // how many more "older events" asks for
 
 export class Timeline {
-  constructor({ list, empty, filter, older }, fetchEvents) {
+  constructor({ list, empty, filter, older, history = null }, fetchEvents) {
     this.list = list;
+    this.history = history; // a link to the history page of the service filtered on
     this.empty = empty;
     this.filter = filter;
     this.older = older;
@@ -100,6 +101,12 @@ export class Timeline {
       this.list.replaceChildren(...nodes);
     }
     this.empty.hidden = nodes.length > 0;
+    if (this.history) {
+      // A [[service]]'s instances together have no one history: the page's overview then.
+      const one = this.service && groupPrefix(this.service) == null;
+      const href = one ? `/history?service=${encodeURIComponent(this.service)}` : "/history";
+      if (this.history.getAttribute("href") !== href) this.history.setAttribute("href", href);
+    }
     this.older.hidden =
       this.historyMissing || this.historyComplete || this.exhausted.has(this.service);
   }
