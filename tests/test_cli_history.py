@@ -121,6 +121,11 @@ def test_a_short_outage_keeps_a_column_of_its_own_and_unknown_is_never_running()
 def test_a_column_partly_unknown_shows_unknown_and_no_segment_is_unknown() -> None:
     segments = [segment(0, 90, "running"), segment(90, 100, UNKNOWN)]
     assert column_states(segments, columns(0, 100, 2)) == ["running", UNKNOWN]
+    # The daemon's absence outranks the start that follows it; a failure outranks both.
+    restarted = [segment(0, 40, "running"), segment(40, 45, UNKNOWN), segment(45, 50, "starting")]
+    assert column_states(restarted, columns(0, 50, 1)) == [UNKNOWN]
+    crashed = [*restarted, segment(50, 51, "backoff"), segment(51, 60, "running")]
+    assert column_states(crashed, columns(0, 60, 1)) == ["backoff"]
     assert column_states([], columns(0, 100, 3)) == [UNKNOWN] * 3
 
 
@@ -192,7 +197,7 @@ def test_rate_lines_data_above_heartbeat_with_timeouts_gaps_and_the_daemon_down(
     assert row_bar[0] == "█" and beat_bar[0] == "█"
     assert row_bar[36:40] == "    " and beat_bar[36:40] == "    "  # the daemon down: no count
     # Data stopped at 17:44, the heartbeat at 18:00: a column apart on the same axis.
-    assert row_bar[69] == "█" and row_bar[70] == "▇"  # 4 buckets of 6/min, 1 of none
+    assert row_bar[69] == "█" and row_bar[70] == "▆"  # 4 buckets of 6/min, 1 of none
     assert row_bar[71:76] == NO_RATE * 5 and beat_bar[71] == "█"
     assert beat_bar[72:76] == NO_RATE * 4
     gap_cells = {
@@ -213,6 +218,7 @@ def test_column_rates_average_overlapping_buckets_and_blocks_scale_to_the_top() 
     # A bucket wider than a column fills every column it covers.
     assert column_rates([0.0], 240.0, [5.0], columns(0, 240, 4)) == [5.0] * 4
     assert rate_blocks([8.0, 4.0, 1.0, 0.0, None]) == "█▄▁· "
+    assert rate_blocks([10.0, 9.0, 0.1]) == "█▇▁"  # 10 % below the top is a block lower
     assert rate_blocks([0.0, None]) == "· "
 
 
@@ -221,7 +227,8 @@ def test_piped_a_plain_table_one_line_per_segment() -> None:
     lines = segment_table(history).splitlines()
     assert lines[0].split() == ["START", "END", "STATE", "REASON"]
     assert len(lines) == 1 + len(history["segments"])
-    assert lines[1].split()[:5] == ["2026-01-01", "00:00", "2026-01-01", "06:00", "running"]
+    assert lines[1].split()[:5] == ["2026-01-01", "00:00:00", "2026-01-01", "06:00:00", "running"]
+    assert lines[2].split()[3] == "06:02:00"  # to the second: a short segment is not 0 long
     assert lines[2].endswith("exited 1: [red]boom")
     assert lines[4].split()[4] == UNKNOWN
     assert "\x1b" not in "".join(lines)

@@ -51,17 +51,18 @@ GAP_STYLE = "bold red"
 LABEL_WIDTH = 11
 MIN_BAR_WIDTH = 10
 # Which state a column shows when several fall into it: the most serious first, so that a
-# short outage stays visible however long the window. Unknown comes before stopped and
-# running: a column the daemon did not see in part is not claimed to have been fine.
+# short outage stays visible however long the window. Unknown comes right after the failures,
+# before the passing states that follow one (a daemon's restart is "starting" for every
+# service): a column the daemon did not see in part is not claimed to have been fine.
 SEVERITY = (
     "failed",
     "unresponsive",
     "exited",
     "backoff",
+    UNKNOWN,
     "restarting",
     "stopping",
     "starting",
-    UNKNOWN,
     "stopped",
     "running",
 )
@@ -194,7 +195,9 @@ def rate_blocks(rates: Sequence[float | None]) -> str:
         elif rate <= 0 or top <= 0:
             chars.append(NO_RATE)
         else:
-            level = min(len(RATE_BLOCKS), max(1, math.ceil(rate / top * len(RATE_BLOCKS))))
+            # Rounded, not rounded up: a column 10 % below the top (a short stop in a long
+            # window) is one block lower, not drawn as the top.
+            level = min(len(RATE_BLOCKS), max(1, round(rate / top * len(RATE_BLOCKS))))
             chars.append(RATE_BLOCKS[level - 1])
     return "".join(chars)
 
@@ -226,9 +229,10 @@ def _per_minute(rate: float) -> str:
     return f"{rate:.1f}" if rate < 100 else f"{rate:.0f}"
 
 
-def clock(at: float, long: bool) -> str:
-    """A local time as the axis and the table print it."""
-    return time.strftime("%Y-%m-%d %H:%M" if long else "%H:%M", time.localtime(at))
+def clock(at: float, long: bool, seconds: bool = False) -> str:
+    """A local time as the axis (minutes) and the table (seconds) print it."""
+    shown = ("%Y-%m-%d %H:%M" if long else "%H:%M") + (":%S" if seconds else "")
+    return time.strftime(shown, time.localtime(at))
 
 
 def axis(since: float, until: float, width: int) -> str:
@@ -342,8 +346,8 @@ def segment_table(history: dict[str, Any]) -> str:
     """Piped: one line per segment, start, end, state, reason (no colour)."""
     rows = [
         [
-            (clock(float(s["start"]), True), None),
-            (clock(float(s["end"]), True), None),
+            (clock(float(s["start"]), True, seconds=True), None),
+            (clock(float(s["end"]), True, seconds=True), None),
             (str(s["state"]), None),
             (str(s.get("reason") or "-"), None),
         ]
