@@ -148,6 +148,40 @@ def test_templates_are_only_read_with_instances() -> None:
     assert service.command == "awk '{print $1}'" and service.env == {"J": "{}"}
 
 
+def test_check_warns_of_fields_in_a_service_without_instances() -> None:
+    """``{5554 + 2*instance}`` in a service without ``instances`` is passed as written:
+    ``check`` says so, at each key where a field would have been expanded; braces that are
+    no field (awk's, ``${HOME}``, JSON) are not warned about."""
+    config = parse(
+        {
+            "name": "emu",
+            "command": "true -port {5554 + 2*instance}",
+            "env": {"SERIAL": "emulator-{name}", "J": "{}", "H": "${HOME}"},
+            "readiness": {"exec": ["true", "{5554 + instance}"]},
+        },
+        {"name": "awk", "command": "awk '{print $1}'"},
+    )
+    assert [str(w) for w in config_warnings(config, environ={"PATH": "/usr/bin:/bin"})] == [
+        "service[0] (emu).command: {5554 + 2*instance} is passed as written: fields are "
+        "expanded only in a [[service]] with instances",
+        "service[0] (emu).env.SERIAL: {name} is passed as written: fields are expanded only "
+        "in a [[service]] with instances",
+        "service[0] (emu).readiness.exec[1]: {5554 + instance} is passed as written: fields "
+        "are expanded only in a [[service]] with instances",
+    ]
+
+
+def test_env_names_are_not_templated_and_braces_are_refused() -> None:
+    """Only ``env`` values are expanded: a name ``K{instance}`` would be taken as written, so
+    it is refused, saying why."""
+    with pytest.raises(ConfigError) as caught:
+        parse({"name": "e", "instances": 2, "command": "e", "env": {"K{instance}": "1"}})
+    assert [str(p) for p in caught.value.problems] == [
+        "service[0] (e).env: 'K{instance}' is not an environment variable name (names are not "
+        "templated: only values are)"
+    ]
+
+
 def test_probe_fields_are_templated() -> None:
     """Probe commands, URLs and addresses are expanded too (they are checked as written)."""
     raw = [

@@ -384,6 +384,22 @@ def test_env_file_problems_name_the_line_never_its_text(tmp_path: Path) -> None:
     ]
 
 
+def test_env_file_names_are_environment_variable_names(tmp_path: Path) -> None:
+    """``1BAD=x`` or ``A-B=x`` could not be read back by a shell (``$1BAD``): refused, as
+    ``env`` refuses them, by line number."""
+    (tmp_path / "names.env").write_text("GOOD_1=x\n1BAD=x\nA-B=y\n_ok=z\n")
+    found = problems({"name": "c", "command": "c", "env_file": "names.env"}, base_dir=tmp_path)
+    rule = "not an environment variable name (letters, digits and _, not starting with a digit)"
+    assert found == [
+        f"service[0] (c).env_file: {tmp_path}/names.env line 2: {rule}; "
+        f"{tmp_path}/names.env line 3: {rule}"
+    ]
+    assert problems({"name": "c", "command": "c", "env": {"2X": "1"}}) == [
+        "service[0] (c).env: '2X' is not an environment variable name (letters, digits and _, "
+        "not starting with a digit)"
+    ]
+
+
 # -- user, group, umask ----------------------------------------------------------------------
 
 

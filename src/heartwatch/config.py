@@ -56,6 +56,7 @@ from heartwatch.core.instances import (
     SET_BY_EXPANSION,
     expand_services,
     instance_count,
+    template_fields,
 )
 from heartwatch.core.limits import ResourceLimits
 from heartwatch.core.liveness import LivenessRules
@@ -71,6 +72,10 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# As systemd and POSIX shells take them (a name a program can read back with getenv and a
+# shell with $NAME); one rule for ``env`` and ``env_file``.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME_IS = "letters, digits and _, not starting with a digit"
 _INSTANCE_NAME = re.compile(_NAME.pattern + INSTANCE_SEPARATOR + r"[0-9]{1,4}")
 ALERTS, OLD_ALERTS = "alerts", "notify"  # [notify] until it was confused with sd_notify
 
@@ -327,9 +332,11 @@ class ProbeConfig(_Section):
     @classmethod
     def _check_expect(cls, value: str | None) -> str | None:
         if value is not None:
+            import regex  # what the probe driver matches with (a time limit), only when used
+
             try:
-                re.compile(value)
-            except re.error as error:
+                regex.compile(value, regex.MULTILINE | regex.VERSION0)
+            except regex.error as error:
                 raise ValueError(f"not a regular expression: {error}") from None
         return value
 
@@ -454,6 +461,8 @@ def read_env_files(value: object, base_dir: Path) -> EnvFiles:
                 problems.append(f"{where}: a name without a value (write NAME= for an empty value)")
             elif "\0" in binding.value or "\0" in binding.key:
                 problems.append(f"{where}: a NUL character")
+            elif not _ENV_NAME.fullmatch(binding.key):
+                problems.append(f"{where}: not an environment variable name ({_ENV_NAME_IS})")
             else:
                 values[binding.key] = binding.value
     if problems:
@@ -572,8 +581,13 @@ class ServiceConfig(_Section):
     @classmethod
     def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
-            if not name or "=" in name or "\0" in name:
-                raise ValueError(f"{name!r} is not an environment variable name")
+            if "{" in name or "}" in name:
+                raise ValueError(
+                    f"{name!r} is not an environment variable name (names are not templated: "
+                    "only values are)"
+                )
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name ({_ENV_NAME_IS})")
             if "\0" in text:
                 raise ValueError(f"the value of {name} cannot contain a NUL character")
         return value
@@ -1291,7 +1305,8 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
     executable is not found (on the ``PATH`` the service will get: its ``env``'s, else this
     environment's) or not executable, a ``cwd`` that does not exist, no service at all, a
     ``user`` that a daemon run as this user (not root) could not switch to, a ``max_cpu``
-    beyond what this machine's cores can use.
+    beyond what this machine's cores can use, a template field (``{instance}``) in a service
+    without ``instances`` (passed as written).
 
     Warnings, not errors: the daemon may run with another ``PATH``, and a folder or program
     may be installed after the check. A service that cannot start is a failed start at run
@@ -1301,8 +1316,20 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
     if not config.service:
         return [Problem("service", "no [[service]] in the file: there is nothing to supervise")]
     warnings = []
+    tables = config.document.get("service")
     for service in config.service:
         where = config.key_path(service.name)
+        index = config._table_index.get(service.name)
+        if service.instance_of is None and isinstance(tables, list) and index is not None:
+            table = tables[index] if index < len(tables) else None
+            for key, field in template_fields(table) if isinstance(table, dict) else []:
+                warnings.append(
+                    Problem(
+                        f"{where}.{key}",
+                        f"{field} is passed as written: fields are expanded only in a "
+                        "[[service]] with instances",
+                    )
+                )
         cwd = config.resolve(service.cwd) if service.cwd is not None else config.base_dir
         if not cwd.is_dir():
             what = "does not exist" if not cwd.exists() else "is not a folder"

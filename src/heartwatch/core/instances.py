@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from heartwatch.core.template import TemplateError, expand
+from heartwatch.core.template import TemplateError, expand, fields_in
 
 __all__ = [
     "INSTANCE_SEPARATOR",
@@ -27,6 +27,7 @@ __all__ = [
     "concrete_name",
     "expand_services",
     "instance_count",
+    "template_fields",
 ]
 
 INSTANCE_SEPARATOR = "@"
@@ -147,6 +148,38 @@ def _expand_entry(entry: dict[str, Any], index: int, expansion: Expansion) -> li
             concrete["requires"] = _mapped_requires(entry["requires"], count, instance, expansion)
         concretes.append(concrete)
     return concretes
+
+
+def template_fields(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The fields in a table's templated settings, as ``(key path, field)`` (``("env.PORT",
+    "{5554 + instance}")``): what ``check`` warns of in a table without ``instances``, where
+    they are passed as written."""
+    found: list[tuple[str, str]] = []
+    for key in TEMPLATED_KEYS:
+        if key in entry:
+            found.extend(_fields_of(entry[key], key))
+    for key in PROBE_KEYS:
+        probe = entry.get(key)
+        if isinstance(probe, dict):
+            for probe_key in TEMPLATED_PROBE_KEYS:
+                if probe_key in probe:
+                    found.extend(_fields_of(probe[probe_key], f"{key}.{probe_key}"))
+    return found
+
+
+def _fields_of(value: object, path: str) -> list[tuple[str, str]]:
+    """As ``_expand_value`` walks a value: strings, in lists and tables too."""
+    if isinstance(value, str):
+        return [(path, field) for field in fields_in(value)]
+    if isinstance(value, list):
+        return [
+            f
+            for position, item in enumerate(value)
+            for f in _fields_of(item, f"{path}[{position}]")
+        ]
+    if isinstance(value, dict):
+        return [f for key, item in value.items() for f in _fields_of(item, f"{path}.{key}")]
+    return []
 
 
 def _expand_value(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-__all__ = ["MAX_MAGNITUDE", "TemplateError", "expand"]
+__all__ = ["MAX_MAGNITUDE", "TemplateError", "expand", "fields_in"]
 
 MAX_MAGNITUDE = 10**12  # larger than any port, serial or offset a farm needs
 _MAX_FIELD = 200  # characters inside one pair of braces
@@ -48,6 +48,30 @@ def expand(template: str, instance: int, name: str) -> str:
         if field is not None:
             out.append(name if field.expression is None else str(_evaluate(field, instance)))
     return "".join(out)
+
+
+def fields_in(text: str) -> list[str]:
+    """The fields of ``text`` that an expansion would replace, as written (``{instance}``);
+    braces that are no field (``awk '{print $1}'``, ``${HOME}``, ``{{``) are not among them."""
+    found: list[str] = []
+    index = 0
+    while index < len(text):
+        pair = text[index : index + 2]
+        if pair in ("{{", "}}"):
+            index += 2
+            continue
+        end = text.find("}", index + 1) if text[index] == "{" else -1
+        if end < 0:
+            index += 1
+            continue
+        try:
+            _parse_field(text[index + 1 : end])
+        except TemplateError:
+            index += 1
+            continue
+        found.append(text[index : end + 1])
+        index = end + 1
+    return found
 
 
 def _split(template: str) -> list[tuple[str, _Field | None]]:
