@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import signal
@@ -196,6 +197,16 @@ def test_strips_show_the_hang_and_the_crash(
     entry = hang.get_attribute("data-entry")
     focused = page.locator(f'#events li.ev.focused[data-id="{entry}"]')
     expect(focused).to_be_visible(timeout=ms(5))
+    # The time before the daemon started has no entry: a click lists what came up to its end.
+    unknown = page.locator('.strip-block[data-service="sleepy"] rect.seg[data-state="unknown"]')
+    unknown.click(position={"x": 5, "y": 5})
+    expect(page.locator("#events-text")).to_contain_text("back")
+    first_listed = page.locator("#events li.ev").first
+    expect(first_listed).to_have_class(re.compile(r"\bfocused\b"))
+    end = float(unknown.get_attribute("data-end"))
+    listed = page.locator("#events li.ev").evaluate_all("items => items.map(i => i.dataset.id)")
+    api = get_json(site.daemon, f"/api/v1/events?until={math.ceil(end)}&limit=200")
+    assert listed[: len(api["events"])] == [str(e["id"]) for e in api["events"]][: len(listed)]
     assert watched.problems() == []
 
 

@@ -296,13 +296,16 @@ function showSegment(detail, segment, previous) {
 
 let oldestShown = null; // the smallest id listed: "older" asks for what comes before it
 
-async function loadEvents({ older = false, beforeId = null } = {}) {
+/** The newest page of the filters' events; `older`: the page before those listed;
+ * `beforeId` or `until`: the page from that entry or moment back (a jump). */
+async function loadEvents({ older = false, beforeId = null, until = null } = {}) {
   const token = loadToken;
   const before = older ? oldestShown : beforeId;
+  const upTo = until == null ? range : { since: range.since, until: Math.min(range.until, until) };
   const path = eventsPath({
     service: state.service,
     kinds: state.kinds,
-    range,
+    range: upTo,
     limit: EVENTS_PAGE,
     beforeId: before,
   });
@@ -322,8 +325,10 @@ async function loadEvents({ older = false, beforeId = null } = {}) {
   else if (!older) oldestShown = null;
   parts.older.hidden = events.length < EVENTS_PAGE;
   byId("events-empty").hidden = parts.events.childElementCount > 0;
-  byId("events-text").textContent =
-    before != null && !older ? `from ${formatTime(events[0]?.at ?? range.until)} back` : "";
+  const jumped = !older && (before != null || until != null);
+  byId("events-text").textContent = jumped
+    ? `from ${formatTime(events[0]?.at ?? upTo.until)} back`
+    : "";
 }
 
 /** Show a segment's moment in the event list: its entry when listed, else the events from
@@ -336,23 +341,13 @@ async function jumpToSegment(segment) {
   let item = find();
   if (!item) {
     if (segment.entry_id != null) await loadEvents({ beforeId: segment.entry_id + 1 });
-    else await loadEventsUntil(segment.end);
+    else await loadEvents({ until: Math.ceil(segment.end) });
     item = find() ?? parts.events.firstElementChild;
   }
   if (!item) return;
   for (const other of parts.events.querySelectorAll(".focused")) other.classList.remove("focused");
   item.classList.add("focused");
   item.scrollIntoView({ block: "nearest", behavior: "smooth" });
-}
-
-async function loadEventsUntil(until) {
-  const saved = range;
-  range = { since: saved.since, until: Math.min(saved.until, Math.ceil(until)) };
-  try {
-    await loadEvents();
-  } finally {
-    range = saved;
-  }
 }
 
 // -- data-rate charts ---------------------------------------------------------------------
@@ -380,64 +375,61 @@ async function loadCharts(service, token) {
     values.some((v) => v != null),
   );
   byId("charts-empty").hidden = anyCounts;
-  const UPlot = globalThis.uPlot;
-  if (typeof UPlot !== "function") {
+  if (typeof globalThis.uPlot !== "function") {
     showError("charts", { describe: () => "uPlot did not load (static/vendor/uplot)" });
     return;
   }
   const width = Math.max(240, parts.charts.clientWidth);
   const colours = palette();
-  for (const kind of kinds) {
-    const box = h(
-      "figure",
-      { class: "chart", "data-kind": kind },
-      h("figcaption", {}, kindCaption(rates, kind)),
-    );
-    parts.charts.append(box);
-    const timed = rates.timeouts?.[kind] != null;
-    const series = [
-      {},
-      { label: kind, stroke: colours.line, fill: colours.fill, width: 1.5, value: rateValue },
-    ];
-    if (timed)
-      series.push({
-        label: "1 per data_timeout",
-        stroke: colours.warning,
-        dash: [6, 4],
-        width: 1,
-        points: { show: false },
-        value: rateValue,
-      });
-    const bands = [
-      ...gapBands(rates, kind).map((band) => ({ ...band, colour: colours.gap })),
-      ...downBands(rates).map((band) => ({ ...band, colour: colours.unknown })),
-    ];
-    charts.push(
-      new UPlot(
-        chartOptions(rates, width, CHART_HEIGHT, series, bands, colours),
-        kindChartData(rates, kind),
-        box,
-      ),
-    );
+  for (const kind of kinds) charts.push(kindChart(rates, kind, width, colours));
+  charts.push(heartbeatChart(rates, width, colours));
+}
+
+/** One kind's chart: its rate, its data_timeout's line, its gaps and the daemon's absences. */
+function kindChart(rates, kind, width, colours) {
+  const box = h(
+    "figure",
+    { class: "chart", "data-kind": kind },
+    h("figcaption", {}, kindCaption(rates, kind)),
+  );
+  parts.charts.append(box);
+  const series = [
+    {},
+    { label: kind, stroke: colours.line, fill: colours.fill, width: 1.5, value: rateValue },
+  ];
+  if (rates.timeouts?.[kind] != null) {
+    series.push({
+      label: "1 per data_timeout",
+      stroke: colours.warning,
+      dash: [6, 4],
+      width: 1,
+      points: { show: false },
+      value: rateValue,
+    });
   }
-  const beat = h(
+  const bands = [
+    ...gapBands(rates, kind).map((band) => ({ ...band, colour: colours.gap })),
+    ...downBands(rates).map((band) => ({ ...band, colour: colours.unknown })),
+  ];
+  const options = chartOptions(rates, width, CHART_HEIGHT, series, bands, colours);
+  return new globalThis.uPlot(options, kindChartData(rates, kind), box);
+}
+
+/** The heartbeats beneath the kinds, on the same time axis. */
+function heartbeatChart(rates, width, colours) {
+  const box = h(
     "figure",
     { class: "chart", "data-kind": "heartbeat" },
     h("figcaption", {}, "heartbeats per minute"),
   );
-  parts.charts.append(beat);
-  const beatSeries = [
+  parts.charts.append(box);
+  const series = [
     {},
     { label: "heartbeat", stroke: colours.running, width: 1.5, value: rateValue },
   ];
   const downs = downBands(rates).map((band) => ({ ...band, colour: colours.unknown }));
-  charts.push(
-    new UPlot(
-      chartOptions(rates, width, HEARTBEAT_HEIGHT, beatSeries, downs, colours),
-      heartbeatChartData(rates),
-      beat,
-    ),
-  );
+  const options = chartOptions(rates, width, HEARTBEAT_HEIGHT, series, downs, colours);
+  return new globalThis.uPlot(options, heartbeatChartData(rates), box);
 }
 
 function kindCaption(rates, kind) {
