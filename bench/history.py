@@ -21,7 +21,9 @@ file with the same 50 services (``sleep 3600``, ready at once, with ``heartbeat_
 - *API*: over one keep-alive connection, round after round, one request of each kind in turn:
   ``GET /api/v1/services`` (the baseline), ``/api/v1/history/{name}`` and
   ``/api/v1/history/{name}/rates`` over the last 7 days and over the last 30 days, the service
-  changing every round. Latency: request sent to body read, on this side.
+  changing every round. Latency: request sent to body read, on this side; beside it the
+  daemon's CPU time over each request (``/proc/<pid>/task/*/schedstat``), which a loaded
+  machine stretches less than the wall clock.
 - *Page*: Chromium (the system's, headless, through Playwright) loads ``/history?window=7d``
   (every service's strip, with its figures: 50 history requests from the page) and
   ``/history?service=svc-00&window=7d`` (its strip, its two data kinds' charts and the
@@ -54,6 +56,7 @@ from _common import (
     TomlValue,
     Workdir,
     banner,
+    cpu_seconds,
     median,
     parse_args,
     percentile,
@@ -298,20 +301,28 @@ def api_requests(name: str, now: float) -> list[tuple[str, str]]:
     ]
 
 
-def measure_api(daemon: Daemon, rounds: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+def measure_api(
+    daemon: Daemon, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
+    """Per kind of request: latencies (ms), the daemon's CPU time for each (ms: what the
+    answer cost it, which a loaded machine stretches less than the wall clock), the largest
+    body (bytes)."""
     client = Client(daemon.http)
     latencies: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     try:
         names = service_names()
         for warm in api_requests(names[0], time.time()):  # warm-up: not counted
             client.get("warm-up", warm[1])
         for number in range(rounds):
             for label, path in api_requests(names[number % len(names)], time.time()):
+                before = cpu_seconds(daemon.pid)
                 latencies.setdefault(label, []).append(client.get(label, path))
+                cpu.setdefault(label, []).append((cpu_seconds(daemon.pid) - before) * 1000.0)
         sizes = {label: max(found) for label, found in client.sizes.items()}
     finally:
         client.close()
-    return latencies, sizes
+    return latencies, cpu, sizes
 
 
 def poll_page(page: Any, script: str, timeout: float = 30.0) -> Any:
@@ -484,14 +495,14 @@ def main() -> None:
                 print("not every service reached running within 60 s: nothing measured")
                 return
             rss_start = rss_mb(daemon.pid)
-            latencies, sizes = measure_api(daemon, rounds)
+            latencies, cpu, sizes = measure_api(daemon, rounds)
             rss_api = rss_mb(daemon.pid)
             print()
             print(f"API: {rounds} rounds, one request of each kind per round (one connection)")
             print_table(
-                [*SUMMARY_HEADERS, "body KB"],
+                [*SUMMARY_HEADERS, "CPU p50 ms", "body KB"],
                 [
-                    [*summary_row(label, values), sizes[label] / 1024]
+                    [*summary_row(label, values), median(cpu[label]), sizes[label] / 1024]
                     for label, values in latencies.items()
                 ],
             )
