@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from e2e.support import Pipeline, duration, wait_until, worker_command
+from e2e.support import Pipeline, duration, send_tcp, wait_until, worker_command
 
 pytestmark = pytest.mark.e2e
 
@@ -98,3 +98,30 @@ def test_a_recovered_hang_in_history_rates_recoveries_and_export(pipeline: Pipel
     ):
         answer, _, body = daemon.raw("GET", path)
         assert answer == code, (path, body)
+
+
+def test_a_killed_daemon_is_unknown_from_its_last_sign_of_life(pipeline: Pipeline) -> None:
+    """SIGKILL leaves no "stopping" entry: the next daemon's history of the service shows
+    unknown from the first daemon's last entry to the second's start, never running."""
+    pipeline.write_config([{"name": "watched", "heartbeat_timeout": "1h"}])
+    first = pipeline.start_daemon()
+    send_tcp(first.tcp_address, b'{"type":"heartbeat","service":"watched"}\n')
+    first.wait_service("watched", lambda s: s["state"] == "running", "running")
+    last_word = first.request("GET", "/api/v1/events?limit=1")["events"][0]
+    first.kill()
+    second = pipeline.start_daemon()
+    send_tcp(second.tcp_address, b'{"type":"heartbeat","service":"watched"}\n')
+    second.wait_service("watched", lambda s: s["state"] == "running", "running again")
+    starts = second.request("GET", "/api/v1/events?kind=daemon")["events"]
+    assert len(starts) == 2 and all(e["reason"].startswith("heartwatch started") for e in starts)
+    history = second.request("GET", "/api/v1/history/watched?window=1h")
+    unknown = [s for s in history["segments"] if s["state"] == "unknown"]
+    assert len(unknown) == 2, history["segments"]  # before any record, and the absence
+    absence = unknown[1]
+    assert absence["start"] == pytest.approx(last_word["at"])
+    assert absence["end"] == pytest.approx(starts[0]["at"])
+    # The first daemon's last word was the transition to running: running until then (no
+    # time at all here), then unknown, never running through the absence; running again.
+    assert history["segments"][-1]["state"] == "running"
+    assert history["segments"][-1]["start"] >= absence["end"]
+    assert history["summary"]["unknown_seconds"] >= absence["end"] - absence["start"]
