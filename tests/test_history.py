@@ -140,3 +140,59 @@ def test_store_pages_back_by_id(tmp_path: Path) -> None:
     assert [e.id for e in first] == [10, 9, 8, 7]
     assert [e.id for e in second] == [6, 5, 4, 3]
     assert [e.id for e in store.entries(before_id=3, limit=4)] == [2, 1]
+
+
+def test_events_csv_keeps_text_as_text() -> None:
+    """The export: a header, the csv module's quoting (commas, quotes, newlines survive), and
+    no cell a spreadsheet would run: = + - @ (and tab, CR) get a leading quote."""
+    import csv
+    import io
+
+    from heartwatch.web.history_api import events_csv, formula_safe
+
+    assert [formula_safe(t) for t in ("=1+1", "+x", "-2", "@SUM(A1)", "\tx", "ok", "")] == [
+        "'=1+1",
+        "'+x",
+        "'-2",
+        "'@SUM(A1)",
+        "'\tx",
+        "ok",
+        "",
+    ]
+    entries = [
+        JournalEntry(
+            7,
+            1700000000.25,
+            "exit",
+            "=cmd",
+            'exit code 1: "bad", worse\nline',
+            None,
+            None,
+            {"pid": 3},
+        ),
+        JournalEntry(8, 1700000001.0, "daemon", None, "heartwatch stopping"),
+    ]
+    rows = list(csv.reader(io.StringIO(events_csv(entries), newline="")))
+    assert rows[0] == [
+        "id",
+        "at",
+        "time",
+        "kind",
+        "service",
+        "state",
+        "previous",
+        "reason",
+        "detail",
+    ]
+    assert rows[1] == [
+        "7",
+        "1700000000.25",
+        "2023-11-14T22:13:20.250+00:00",
+        "exit",
+        "'=cmd",
+        "",
+        "",
+        'exit code 1: "bad", worse\nline',
+        '{"pid": 3}',
+    ]
+    assert rows[2][3:5] == ["daemon", ""] and len(rows) == 3
