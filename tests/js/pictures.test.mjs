@@ -12,6 +12,7 @@ import {
   eventsPath,
   exportName,
   formatUptime,
+  fromLocalInput,
   ganttRows,
   ganttText,
   gapBands,
@@ -27,11 +28,12 @@ import {
   stripLayout,
   summaryFigures,
   timeoutRate,
+  toLocalInput,
   dataKinds,
   withAlpha,
 } from "../../src/heartwatch/web/static/pictures.js";
 
-const T0 = 1_780_000_000; // a Unix time on a minute
+const T0 = 1_779_999_960; // a Unix time on a minute
 
 // A day: running, a hang and its restart, the daemon down for ten minutes, running again.
 const SEGMENTS = [
@@ -388,4 +390,14 @@ test("joinCsvPages: one header, every page's rows in order", () => {
   assert.equal(joined, 'id,at,reason\r\n3,1,a\r\n2,1,"two\r\nlines"\r\n1,0,x\r\n');
   assert.equal(joinCsvPages([]), "");
   assert.equal(joinCsvPages(["id\r\n", ""]), "id\r\n");
+});
+
+test("the Ending field: a local time to the minute and back; empty or odd text is now", () => {
+  const text = toLocalInput(T0 + 59);
+  assert.match(text, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/);
+  assert.equal(fromLocalInput(text), T0); // T0 is on a minute: the seconds are dropped
+  assert.equal(fromLocalInput(toLocalInput(T0 + 3600)), T0 + 3600);
+  assert.equal(fromLocalInput(""), null);
+  assert.equal(fromLocalInput("tomorrow"), null);
+  assert.equal(fromLocalInput("2026-13-45T99:99"), null);
 });

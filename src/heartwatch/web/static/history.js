@@ -16,6 +16,7 @@ import {
   EVENT_KINDS,
   eventsPath,
   exportName,
+  fromLocalInput,
   ganttRows,
   ganttText,
   gapBands,
@@ -29,6 +30,7 @@ import {
   recoveriesPath,
   stripLayout,
   summaryFigures,
+  toLocalInput,
   withAlpha,
 } from "./pictures.js";
 import { eventItem } from "./timeline.js";
@@ -62,7 +64,7 @@ const parts = {
 
 function setupFilters() {
   parts.window.value = state.window;
-  if (state.until != null) parts.until.value = localInputValue(state.until);
+  if (state.until != null) parts.until.value = toLocalInput(state.until);
   byId("kinds").replaceChildren(
     ...EVENT_KINDS.map((kind) =>
       h(
@@ -88,8 +90,7 @@ function setupFilters() {
     reload();
   });
   parts.until.addEventListener("change", () => {
-    const chosen = parts.until.value ? new Date(parts.until.value).getTime() / 1000 : null;
-    state.until = chosen != null && Number.isFinite(chosen) ? Math.floor(chosen) : null;
+    state.until = fromLocalInput(parts.until.value);
     reload();
   });
   byId("until-now").addEventListener("click", () => {
@@ -109,16 +110,6 @@ function kindsChanged() {
   state.kinds = [...byId("kinds").querySelectorAll("input:checked")].map((box) => box.value);
   history.replaceState(null, "", `/history${buildQuery(state)}`);
   loadEvents();
-}
-
-/** A Unix time as a datetime-local input's value, in the browser's time zone. */
-function localInputValue(unix) {
-  const date = new Date(unix * 1000);
-  const pad = (n) => String(n).padStart(2, "0");
-  return (
-    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
-    `T${pad(date.getHours())}:${pad(date.getMinutes())}`
-  );
 }
 
 async function loadServiceNames() {

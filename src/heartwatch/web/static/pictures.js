@@ -79,6 +79,22 @@ export function rangeOf({ window, until }, nowSeconds) {
   return { since: end - WINDOWS[window], until: end };
 }
 
+/** A Unix time as a datetime-local input's value ("2026-12-01T12:05"), in local time. */
+export function toLocalInput(unix) {
+  const date = new Date(unix * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  return `${day}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** A datetime-local input's value as a Unix time (whole seconds), or null when empty or not
+ * a time (then the window ends now). */
+export function fromLocalInput(text) {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(text || "")) return null;
+  const ms = new Date(text).getTime();
+  return Number.isFinite(ms) ? Math.floor(ms / 1000) : null;
+}
+
 function rangeQuery({ since, until }, extra = {}) {
   const params = new URLSearchParams({ since: String(since), until: String(until) });
   for (const [name, value] of Object.entries(extra)) {
