@@ -354,3 +354,16 @@ def test_the_store_finds_a_killed_daemons_last_sign_of_life() -> None:
         ]
     )
     assert store.last_sign_of_life(restart.id, restart.at) == 660
+
+
+def test_history_read_only_in_part_is_unknown_after_the_cut() -> None:
+    """The store's read cut short (too many entries): after the last entry read, unknown,
+    not the last state stretched to the window's end."""
+    j = Journal()
+    j.started(0)
+    j.to(0, "starting")
+    j.to(10, "running")
+    history = j.history(0, 100, read_until=10)
+    assert spans(history) == [(0, 10, "starting"), (10, 100, "unknown")]
+    assert history.segments[-1].reason.startswith("more history than one answer reads")
+    assert history.summary.unknown_seconds == 90

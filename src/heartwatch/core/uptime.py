@@ -37,7 +37,7 @@ UNKNOWN = "unknown"
 NOT_WANTED = frozenset({ServiceState.STOPPED.value, ServiceState.STOPPING.value})
 REASON_DAEMON_DOWN = "heartwatch was not running"
 REASON_NO_RECORD = "nothing recorded"
-REASON_DAEMON_STARTED = "heartwatch started"
+REASON_NOT_READ = "more history than one answer reads: choose a shorter window"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +109,7 @@ def service_history(
     since: float,
     until: float,
     last_alive: Mapping[int, float] | None = None,
+    read_until: float | None = None,
 ) -> History:
     """Segments covering [``since``, ``until``] and the summary, from ``entries``.
 
@@ -119,6 +120,8 @@ def service_history(
     ``last_alive``: for a "started" entry that no "stopping" entry preceded (the daemon before
     it was killed), the last sign of life of the previous daemon (entry id -> Unix time); its
     absence begins there. Without it, at the last entry given before that start.
+    ``read_until``: the entries given end there (the store's read was cut short): what
+    follows is unknown, not the last state drawn on.
     """
     if until < since:
         raise ValueError("until is before since")
@@ -191,6 +194,10 @@ def service_history(
             last_seen = at
             continue
         last_seen = at
+    if read_until is not None and read_until < until:
+        close(max(read_until, opened))
+        state, reason, entry_id, failure = UNKNOWN, REASON_NOT_READ, None, False
+        opened = max(read_until, opened)
     close(until)
     if incident is not None:
         incidents.append(Incident(incident[0], None, incident[1], incident[2], False))

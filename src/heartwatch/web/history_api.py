@@ -111,7 +111,7 @@ class ServiceHistoryOut(BaseModel):
     summary: SummaryOut
     incidents: list[IncidentOut]
     recoveries: list[RecoveryOut]  # newest first
-    truncated: bool  # more entries than one answer reads: the end of the window is cut
+    truncated: bool  # more entries than one answer reads: the rest is "unknown"
 
 
 class GapOut(BaseModel):
@@ -236,7 +236,12 @@ async def _read_history(
             previous_daemon = entry
     last_alive = await recorder.last_signs_of_life(killed) if killed else {}
     history = service_history(
-        entries, service=name, since=since, until=until, last_alive=last_alive
+        entries,
+        service=name,
+        since=since,
+        until=until,
+        last_alive=last_alive,
+        read_until=entries[-1].at if truncated else None,
     )
     return history, truncated
 
