@@ -23,6 +23,7 @@ Piped, a plain table (start, end, state, reason), one line per segment, for grep
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import math
 import sys
@@ -116,11 +117,12 @@ def column_states(
     for low, high in spans:
         # Segments are contiguous and in order: those overlapping [low, high).
         first = max(0, bisect.bisect_right(starts, low) - 1)
-        found = [
-            str(s["state"])
-            for s in segments[first:]
-            if float(s["start"]) < high and float(s["end"]) > low
-        ]
+        found = []
+        for segment in itertools.islice(segments, first, None):
+            if float(segment["start"]) >= high:
+                break  # the rest begin later still: each column reads only its own
+            if float(segment["end"]) > low:
+                found.append(str(segment["state"]))
         if not found:
             shown.append(UNKNOWN)
             continue
@@ -167,11 +169,12 @@ def column_rates(
     shown: list[float | None] = []
     for low, high in spans:
         first = max(0, bisect.bisect_right(times, low) - 1)
-        found = [
-            value
-            for start, value in zip(times[first:], values[first:], strict=False)
-            if start < high and start + step > low and value is not None
-        ]
+        found = []
+        for start, value in zip(times[first:], values[first:], strict=False):
+            if start >= high:
+                break
+            if start + step > low and value is not None:
+                found.append(value)
         shown.append(sum(found) / len(found) if found else None)
     return shown
 
