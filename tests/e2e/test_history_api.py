@@ -76,6 +76,14 @@ def test_a_recovered_hang_in_history_rates_recoveries_and_export(pipeline: Pipel
     assert history["incidents"][0]["recovered"] is True
     assert [r["id"] for r in history["recoveries"]] == [recovery["id"]]
 
+    window = f"since={history['since']}&until={history['until']}"
+    overview = daemon.request("GET", f"/api/v1/history?{window}")
+    assert [s["service"] for s in overview["services"]] == ["emulator", "collector"]
+    strip = overview["services"][1]
+    assert strip["segments"] == segments and strip["summary"] == summary
+    only = daemon.request("GET", f"/api/v1/history?{window}&service=collector")["services"]
+    assert [s["service"] for s in only] == ["collector"]
+
     rates = daemon.request("GET", "/api/v1/history/collector/rates?window=1h&points=30")
     assert len(rates["times"]) <= 30 and rates["step_seconds"] % 60 == 0
     assert len(rates["kinds"]["heartbeat"]) == len(rates["times"])
@@ -93,6 +101,7 @@ def test_a_recovered_hang_in_history_rates_recoveries_and_export(pipeline: Pipel
 
     for path, code in (
         ("/api/v1/history/nosuch", 404),
+        ("/api/v1/history?service=nosuch", 404),
         ("/api/v1/history/collector?since=200&until=100", 422),
         ("/api/v1/history/collector/rates?points=0", 422),
     ):

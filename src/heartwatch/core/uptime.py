@@ -85,6 +85,19 @@ def daemon_stopping(entry: JournalEntry) -> bool:
     return entry.kind == "daemon" and entry.reason.startswith(DAEMON_STOPPING)
 
 
+def killed_starts(entries: Iterable[JournalEntry]) -> list[JournalEntry]:
+    """The daemon starts that no "stopping" entry preceded: the daemon before was killed (its
+    absence begins at its last sign of life, which the store finds)."""
+    found = []
+    previous: JournalEntry | None = None
+    for entry in entries:
+        if entry.kind == "daemon":
+            if daemon_started(entry) and previous is not None and daemon_started(previous):
+                found.append(entry)
+            previous = entry
+    return found
+
+
 def _wanted(state: str, failure: bool) -> bool:
     if state == UNKNOWN or state in NOT_WANTED:
         return False

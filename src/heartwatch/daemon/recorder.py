@@ -24,6 +24,7 @@ from loguru import logger
 
 from heartwatch.core.journal import JournalEntry
 from heartwatch.core.rates import Silence
+from heartwatch.core.uptime import killed_starts
 from heartwatch.core.wire import HEARTBEAT
 from heartwatch.store import HistoryStore, MinuteCount
 
@@ -113,24 +114,29 @@ class Recorder:
             )
         )
 
-    async def history_entries(
-        self, *, service: str, since: float, until: float, limit: int
-    ) -> list[JournalEntry]:
-        return await self._read(
-            lambda: self._store.history_entries(
-                service=service, since=since, until=until, limit=limit
-            )
-        )
+    async def histories(
+        self, services: Sequence[str], *, since: float, until: float, limit: int
+    ) -> list[tuple[list[JournalEntry], dict[int, float]]]:
+        """For each service, in one trip to the store's thread: the entries its history is
+        computed from (``HistoryStore.history_entries``), and for each daemon start in them
+        that followed a killed daemon, that daemon's last sign of life."""
 
-    async def last_signs_of_life(self, starts: Sequence[JournalEntry]) -> dict[int, float]:
-        """For each daemon start given: the last sign of life of the daemon before it."""
-
-        def read() -> dict[int, float]:
-            found = {}
-            for start in starts:
-                alive = self._store.last_sign_of_life(start.id, start.at)
-                if alive is not None:
-                    found[start.id] = alive
+        def read() -> list[tuple[list[JournalEntry], dict[int, float]]]:
+            found = []
+            lives: dict[int, float | None] = {}  # the same starts for every service
+            for service in services:
+                entries = self._store.history_entries(
+                    service=service, since=since, until=until, limit=limit
+                )
+                for start in killed_starts(entries):
+                    if start.id not in lives:
+                        lives[start.id] = self._store.last_sign_of_life(start.id, start.at)
+                alive = {
+                    start.id: at
+                    for start in killed_starts(entries)
+                    if (at := lives[start.id]) is not None
+                }
+                found.append((entries, alive))
             return found
 
         return await self._read(read)

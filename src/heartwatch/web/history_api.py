@@ -1,5 +1,6 @@
 """The past of a service, as the history page and ``heartwatch history`` draw it.
 
+    GET /api/v1/history?since=&until=&window=&service=   every service's strip and summary
     GET /api/v1/history/{name}?since=&until=&window=     segments, summary, recoveries
     GET /api/v1/history/{name}/rates?since=&until=&points=   per-kind rates, bucketed
     GET /api/v1/recoveries?service=&since=&until=&limit=     each recovery's steps
@@ -32,7 +33,7 @@ from heartwatch.core.recoveries import (
     members_of,
     recovery_steps,
 )
-from heartwatch.core.uptime import UNKNOWN, History, daemon_started, service_history
+from heartwatch.core.uptime import UNKNOWN, History, service_history
 
 if TYPE_CHECKING:
     from heartwatch.daemon.recorder import Recorder
@@ -47,6 +48,7 @@ MAX_RECOVERIES = 500
 # How long after its entry a recovery's steps are looked for (a start may wait on backoff).
 RECOVERY_HORIZON = 3600.0
 STEP_ENTRIES = 2000
+MAX_OVERVIEW_SERVICES = 1000
 
 Window = Literal["1h", "24h", "7d", "30d"]
 TimeQuery = Annotated[
@@ -103,15 +105,24 @@ class RecoveryOut(BaseModel):
     duration_seconds: float | None  # the recovery entry to the last member ready
 
 
-class ServiceHistoryOut(BaseModel):
+class ServiceStripOut(BaseModel):
     service: str
     since: float
     until: float
     segments: list[SegmentOut]
     summary: SummaryOut
     incidents: list[IncidentOut]
-    recoveries: list[RecoveryOut]  # newest first
     truncated: bool  # more entries than one answer reads: the rest is "unknown"
+
+
+class ServiceHistoryOut(ServiceStripOut):
+    recoveries: list[RecoveryOut]  # newest first
+
+
+class HistoryOverviewOut(BaseModel):
+    since: float
+    until: float
+    services: list[ServiceStripOut]  # in start order, or in the order asked for
 
 
 class GapOut(BaseModel):
@@ -213,37 +224,30 @@ async def _known(supervisor: Supervisor, recorder: Recorder, name: str) -> None:
     raise HTTPException(404, {"code": "unknown_service", "message": f"no service {name!r}"})
 
 
+async def _read_histories(
+    recorder: Recorder, names: Sequence[str], since: float, until: float
+) -> list[tuple[History, bool]]:
+    """Each service's history over the window, and whether the entries read were cut short."""
+    reads = await recorder.histories(names, since=since, until=until, limit=MAX_HISTORY_ENTRIES)
+    found = []
+    for name, (entries, last_alive) in zip(names, reads, strict=True):
+        truncated = len(entries) >= MAX_HISTORY_ENTRIES
+        history = service_history(
+            entries,
+            service=name,
+            since=since,
+            until=until,
+            last_alive=last_alive,
+            read_until=entries[-1].at if truncated else None,
+        )
+        found.append((history, truncated))
+    return found
+
+
 async def _read_history(
     recorder: Recorder, name: str, since: float, until: float
 ) -> tuple[History, bool]:
-    """The service's history over the window, and whether the entries read were cut short."""
-    entries = await recorder.history_entries(
-        service=name, since=since, until=until, limit=MAX_HISTORY_ENTRIES
-    )
-    truncated = len(entries) >= MAX_HISTORY_ENTRIES
-    # A start with no "stopping" before it: the daemon before was killed; find when it was
-    # last alive (its last entry or minute of counts, of any service).
-    killed = []
-    previous_daemon: JournalEntry | None = None
-    for entry in entries:
-        if entry.kind == "daemon":
-            if (
-                daemon_started(entry)
-                and previous_daemon is not None
-                and daemon_started(previous_daemon)
-            ):
-                killed.append(entry)
-            previous_daemon = entry
-    last_alive = await recorder.last_signs_of_life(killed) if killed else {}
-    history = service_history(
-        entries,
-        service=name,
-        since=since,
-        until=until,
-        last_alive=last_alive,
-        read_until=entries[-1].at if truncated else None,
-    )
-    return history, truncated
+    return (await _read_histories(recorder, [name], since, until))[0]
 
 
 async def _history(recorder: Recorder, name: str, since: float, until: float) -> ServiceHistoryOut:
@@ -251,8 +255,15 @@ async def _history(recorder: Recorder, name: str, since: float, until: float) ->
     recoveries = await read_recoveries(
         recorder, service=name, since=since, until=until, limit=MAX_RECOVERIES
     )
+    strip = _strip(name, history, truncated, since, until)
+    return ServiceHistoryOut(**dict(strip), recoveries=recoveries)
+
+
+def _strip(
+    name: str, history: History, truncated: bool, since: float, until: float
+) -> ServiceStripOut:
     summary = history.summary
-    return ServiceHistoryOut(
+    return ServiceStripOut(
         service=name,
         since=since,
         until=until,
@@ -287,7 +298,6 @@ async def _history(recorder: Recorder, name: str, since: float, until: float) ->
             for i in history.incidents
             if i.start < until and (i.end is None or i.end > since)
         ],
-        recoveries=recoveries,
         truncated=truncated,
     )
 
@@ -304,6 +314,40 @@ def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRout
         404: {"description": "no such service, now or in the history"},
         422: {"description": "a bad range: since not before until, or too long"},
     }
+
+    @router.get(
+        "/api/v1/history",
+        response_model=HistoryOverviewOut,
+        tags=["history"],
+        responses=answers,
+    )
+    async def history_overview(
+        since: TimeQuery = None,
+        until: TimeQuery = None,
+        window: WindowQuery = None,
+        service: Annotated[
+            list[str] | None,
+            Query(description="only these services (repeatable); default: every one"),
+        ] = None,
+    ) -> HistoryOverviewOut:
+        """Every service's strip in one answer (segments, summary, incidents; no recoveries):
+        what an overview of all services draws, read in one trip to the store."""
+        start, end = resolve_window(since, until, window, time.time())
+        if service:
+            names = list(dict.fromkeys(service))[:MAX_OVERVIEW_SERVICES]
+            for name in names:
+                await _known(supervisor, recorder, name)
+        else:
+            names = [record.name for record in supervisor.watchdog.records()]
+        histories = await _read_histories(recorder, names, start, end)
+        return HistoryOverviewOut(
+            since=start,
+            until=end,
+            services=[
+                _strip(name, history, truncated, start, end)
+                for name, (history, truncated) in zip(names, histories, strict=True)
+            ],
+        )
 
     @router.get(
         "/api/v1/history/{name}",
