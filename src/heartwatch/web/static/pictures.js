@@ -28,14 +28,16 @@ export const EVENT_KINDS = [
 // hang is unresponsive for a millisecond, then restarting, then starting): the worse is painted
 // last, so what went wrong stays on top of what the daemon did about it.
 const CALM = new Set(["running", "stopped"]);
-const PAINT_ORDER = [
-  "stopping",
+// The order `heartwatch history` ranks a column's states in (cli/history.py SEVERITY, read
+// backwards without the calm ones; tests/test_history_pictures.py holds the two equal).
+export const PAINT_ORDER = [
   "starting",
+  "stopping",
   "restarting",
   "unknown",
   "backoff",
-  "unresponsive",
   "exited",
+  "unresponsive",
   "failed",
 ];
 const paintRank = (state) => PAINT_ORDER.indexOf(state); // -1: a state not listed, first
