@@ -19,7 +19,16 @@ from heartwatch.core.reconfigure import ServiceChanges, diff_services, settings_
 from heartwatch.core.spec import ServiceSpec
 from heartwatch.core.watchdog import CONFIGURATION_CHANGED, REMOVED, Watchdog
 from heartwatch.daemon.reload import NotScalable, Reloader, ReloadRefused, UnknownTable
-from test_watchdog import AnyDriver, _any_inputs, apply, behave, check_tables, make, pipelines
+from test_watchdog import (
+    VERBS,
+    AnyDriver,
+    _any_inputs,
+    apply,
+    behave,
+    check_tables,
+    make,
+    pipelines,
+)
 
 S = ServiceState
 
@@ -267,6 +276,74 @@ def test_a_command_taken_away_is_a_removal_and_an_addition() -> None:
     assert [r.name for r in wd.records()] == ["emulator", "collector"]
 
 
+def test_a_service_added_back_and_removed_again_before_its_process_went() -> None:
+    """Removed, added back, removed again, all while its old run stops (review 11, item 1):
+    the last reload says it is removed, and no new run of it ever begins."""
+    wd = running(EMULATOR, OTHER)
+    wd.reconfigure(specs(EMULATOR), 20.0)
+    assert stops(wd) == ["other"]
+    assert wd.reconfigure(specs(EMULATOR, OTHER), 20.1).added == ("other",)
+    changes = wd.reconfigure(specs(EMULATOR), 20.2)
+    assert (changes.removed, changes.added, changes.unchanged) == (("other",), (), ("emulator",))
+    wd.receive_exit("other", -15, 23.0)
+    assert wd.actions_to_take() == []
+    assert [r.name for r in wd.records()] == ["emulator"]
+    wd.receive_stop(["emulator"], 24.0, "stop requested")  # nothing else is left behind
+    assert stops(wd) == ["emulator"]
+
+
+def test_a_service_added_back_twice_begins_once_with_the_newest_settings() -> None:
+    """Added back, changed, removed and added back again while its old run stops: one new
+    run, by the settings in force when the old one is gone."""
+    wd = running(EMULATOR, OTHER)
+    wd.reconfigure(specs(EMULATOR), 20.0)
+    assert stops(wd) == ["other"]
+    wd.reconfigure(specs(EMULATOR, OTHER), 20.1)
+    newest = {**OTHER, "command": "other -v"}
+    assert wd.reconfigure(specs(EMULATOR, newest), 20.2).changed == ("other",)
+    wd.reconfigure(specs(EMULATOR), 20.3)
+    assert wd.reconfigure(specs(EMULATOR, newest), 20.4).added == ("other",)
+    assert wd.reconfigure(specs(EMULATOR, newest), 20.5).unchanged == ("emulator", "other")
+    wd.receive_exit("other", -15, 21.0)
+    assert spawn_all(wd, 21.0) == ["other"]
+    assert wd.record("other").spec == specs(EMULATOR, newest)[1]
+    assert wd.actions_to_take() == []
+
+
+def test_a_command_taken_away_with_a_new_dependent_still_stops_the_old_run() -> None:
+    """Watch-only now, and a new service requires it (review 11, item 2): starting the new
+    dependent's requirement must not ask the old run back; it stops, and the new watch-only
+    record is what the dependent waits for."""
+    wd = running({"name": "x", "command": "sleep 1003"})
+    watched = {"name": "x", "heartbeat_timeout": "30s"}
+    dependent = {"name": "d", "command": "sleep 1002", "requires": ["x"], "startsecs": 0}
+    changes = wd.reconfigure(specs(watched, dependent), 20.0)
+    assert (changes.changed, changes.added) == (("x",), ("d",))
+    assert stops(wd) == ["x"]
+    assert wd.record("x").state is S.STOPPING and not wd.record("x").wanted
+    assert [e.new for e in wd.events_to_take() if e.service == "x"] == [S.STOPPING]
+    wd.receive_exit("x", -15, 20.5)
+    assert wd.record("x").spec.watch_only and wd.record("x").state is S.STARTING
+    assert wd.actions_to_take() == []  # d waits for x to be ready
+    wd.receive_message("x", "heartbeat", 21.0)
+    assert spawn_all(wd, 21.0) == ["d"]
+
+
+def test_a_reload_decides_every_change_before_it_acts() -> None:
+    """Two changed services: the first one's restart must not spawn the second (free to
+    start by its new settings) only for its own restart to stop it in the same breath."""
+    slow = {"name": "slow", "command": "slow", "heartbeat_timeout": "60s"}
+    waiting = {"name": "waiting", "command": "wait", "requires": ["slow"], "startsecs": 0}
+    wd = Watchdog(specs(EMULATOR, slow, waiting), random=lambda: 0.5)
+    wd.receive_start(["emulator", "slow", "waiting"], 0.0, "daemon started")
+    assert spawn_all(wd, 0.0) == ["emulator", "slow"]
+    assert wd.record("waiting").reason == "waiting for slow"
+    changed = [{**EMULATOR, "command": "emu -v"}, slow, {**waiting, "requires": []}]
+    wd.reconfigure(specs(*changed), 5.0)
+    actions = [(type(a).__name__, a.service) for a in wd.actions_to_take()]
+    assert sorted(actions) == [("Spawn", "waiting"), ("Stop", "emulator")]
+
+
 # -- the reload driver's rules, with a recording stand-in for the supervisor ----------------
 
 
@@ -389,19 +466,42 @@ def test_scale_needs_a_table_with_instances(tmp_path: Path) -> None:
 
 
 @st.composite
-def reconfigurations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A pipeline and a new one: each service kept as it was, replaced by another (changed),
-    dropped (removed) or new (added), with requirements on what is left."""
-    old, other = draw(pipelines()), draw(pipelines())
-    new: list[dict[str, Any]] = []
-    for index in range(max(len(old), len(other))):
-        choice = draw(st.sampled_from(["keep", "other", "drop"]))
-        source = old if choice == "keep" else other if choice == "other" else []
-        if index < len(source):
+def reconfigurations(
+    draw: st.DrawFn,
+) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """A pipeline and one to three reloads of it: in each, every service kept as the previous
+    configuration had it, as the first one had it (a removed one added back), replaced by
+    another (changed) or dropped (removed), or new (added), with requirements on what is
+    left. Reloads in a row, with no input between them, come while earlier stops are under
+    way (the driver answers a stop only when an input says so)."""
+    old = draw(pipelines())
+    configurations = [old]
+    for _ in range(draw(st.integers(1, 3))):
+        previous, other = configurations[-1], draw(pipelines())
+        sources = {"keep": previous, "first": old, "other": other, "drop": []}
+        new: list[dict[str, Any]] = []
+        for index in range(max(len(old), len(previous), len(other))):
+            source = sources[draw(st.sampled_from(list(sources)))]
             present = {s["name"] for s in new}
-            service = source[index]
-            new.append({**service, "requires": [r for r in service["requires"] if r in present]})
-    return old, new or [dict(old[0])]
+            service = next((s for s in source if s["name"] == f"s{index}"), None)
+            if service is not None:
+                requires = [r for r in service["requires"] if r in present]
+                new.append({**service, "requires": requires})
+        configurations.append(new or [dict(old[0])])
+    return old, configurations[1:]
+
+
+# Inputs between two reloads: often none (a reload in a row), never many.
+_between = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from(VERBS), st.integers(0, 3), st.floats(min_value=0.0, max_value=30.0)
+        ),
+        max_size=6,
+    ),
+    min_size=3,
+    max_size=3,
+)
 
 
 def _play(wd: Watchdog, driver: AnyDriver, inputs: Any, names: list[str], now: float) -> float:
@@ -436,54 +536,103 @@ def _given_up_chain(*names: str) -> list[dict[str, Any]]:
     return chain
 
 
+def _service(name: str, **settings: Any) -> dict[str, Any]:
+    """A service as ``pipelines`` makes them: quick to start, quick to restart."""
+    return {"name": name, "requires": [], "startsecs": 0, "backoff_initial": 0, **settings}
+
+
+_A, _GHOST = _service("s0", command="run-0"), _service("s1", command="run-1")
+_NO_INPUTS: list[list[Any]] = [[], [], []]
+
+
 # Found by hypothesis: s0 gave up (its stop waiting for s2), then a reload removed s1 and so
 # changed s2; s2's restart starts s0 again, as `restart` starts a failed requirement.
 @example(
-    pair=(
+    plan=(
         _given_up_chain("s0", "s1", "s2", "s3"),
         [
-            {**s, "requires": ["s0"] if s["name"] == "s2" else []}
-            for s in _given_up_chain("s0", "s2", "s3")
+            [
+                {**s, "requires": ["s0"] if s["name"] == "s2" else []}
+                for s in _given_up_chain("s0", "s2", "s3")
+            ]
         ],
     ),
     before=[("fail", 0, 0.0)],
-    after=[],
+    between=_NO_INPUTS,
+)
+# Found by hypothesis: s0 gave up, its stop waiting for its dependent s1; a reload removed s1:
+# s0 still waits for s1's process to go (s1 required it when its run began).
+@example(
+    plan=(
+        [
+            {**s, "requires": ["s0"] if s["name"] == "s1" else []}
+            for s in _given_up_chain("s0", "s1", "s3")
+        ],
+        [_given_up_chain("s0", "s3")],
+    ),
+    before=[("fail", 0, 0.0)],
+    between=_NO_INPUTS,
+)
+# Review 11, item 1: removed, added back, removed again while its old run still stops; the last
+# reload must say it is removed, and no run of it begin once the old one is gone.
+@example(plan=([_A, _GHOST], [[_A], [_A, _GHOST], [_A]]), before=[], between=_NO_INPUTS)
+# Review 11, item 2: a command taken away (watch-only now) and a new service requiring it:
+# starting that requirement must not ask its old run back.
+@example(
+    plan=(
+        [_A],
+        [
+            [
+                _service("s0", heartbeat_timeout=20),
+                _service("s1", command="run-1", requires=["s0"]),
+            ]
+        ],
+    ),
+    before=[],
+    between=_NO_INPUTS,
 )
 @settings(max_examples=200, deadline=None)
-@given(pair=reconfigurations(), before=_any_inputs, after=_any_inputs)
+@given(plan=reconfigurations(), before=_any_inputs, between=_between)
 def test_reconfigure_properties_hold_for_any_change(
-    pair: tuple[list[dict[str, Any]], list[dict[str, Any]]], before: Any, after: Any
+    plan: tuple[list[dict[str, Any]], list[list[dict[str, Any]]]],
+    before: Any,
+    between: list[Any],
 ) -> None:
-    """Whatever ran before: running unchanged services are not touched (but for what an added
-    or changed service requires, started as `start` does); every change follows
-    the tables; removed services are gone once their processes are; and a final start brings
-    every configured service to running."""
-    old, new = pair
+    """Whatever ran before, and however many reloads follow (also while earlier stops are
+    under way): running unchanged services are not touched (but for what an added or changed
+    service requires, started as `start` does); every change follows the tables; removed
+    services are gone once their processes are; and a final start brings every configured
+    service, with its newest settings, to running."""
+    old, reloads = plan
     wd = make(*old)
     driver = AnyDriver(wd)
     wd.receive_start([s["name"] for s in old], 0.0, "daemon started")
     driver.take(0.0)
     now = _play(wd, driver, before, [s["name"] for s in old], 0.0)
-    seen = {r.name: (r, r.spawns, r.phase, r.state, r.pid) for r in wd.records() if r.alive}
-    changes = wd.reconfigure([r.spec for r in make(*new).records()], now)
-    # What an added or a changed service requires is started as `start` and `restart` do
-    # (a failed one too).
-    needed = {r for name in (*changes.added, *changes.changed) for r in wd.graph.requirements(name)}
-    for name in changes.unchanged:
-        if name in seen and name not in needed:
-            record, spawns, phase, state, pid = seen[name]
-            assert wd.record(name) is record
-            assert (record.spawns, record.phase, record.state, record.pid) == (
-                spawns,
-                phase,
-                state,
-                pid,
-            )
-    driver.take(now)
-    check_tables(wd, driver.events, {})
-    driver.events.clear()
+    for new, inputs in zip(reloads, between, strict=False):
+        seen = {r.name: (r, r.spawns, r.phase, r.state, r.pid) for r in wd.records() if r.alive}
+        changes = wd.reconfigure([r.spec for r in make(*new).records()], now)
+        # What an added or a changed service requires is started as `start` and `restart` do
+        # (a failed one too).
+        needed = {
+            r for name in (*changes.added, *changes.changed) for r in wd.graph.requirements(name)
+        }
+        for name in changes.unchanged:
+            if name in seen and name not in needed:
+                record, spawns, phase, state, pid = seen[name]
+                assert wd.record(name) is record
+                assert (record.spawns, record.phase, record.state, record.pid) == (
+                    spawns,
+                    phase,
+                    state,
+                    pid,
+                )
+        driver.take(now)
+        check_tables(wd, driver.events, {})
+        driver.events.clear()
+        now = _play(wd, driver, inputs, [s["name"] for s in new], now)
+    new = reloads[-1]
     names = [s["name"] for s in new]
-    now = _play(wd, driver, after, names, now)
     driver.unspawnable.clear()
     wd.receive_start(names, now, "start requested")
     driver.take(now)
@@ -497,11 +646,11 @@ def test_reconfigure_properties_hold_for_any_change(
         behave(wd, driver, now)
         wd.tick(now)
         driver.take(now)
-    assert [r.name for r in wd.records()] == [r.name for r in make(*new).records()]
+    assert [r.spec for r in wd.records()] == [r.spec for r in make(*new).records()]
     assert all(r.state is S.RUNNING for r in wd.records()), (
         {r.name: (r.state, r.reason, r.phase) for r in wd.records()},
         repr(old),
-        repr(new),
+        repr(reloads),
         repr(before),
-        repr(after),
+        repr(between),
     )

@@ -221,9 +221,16 @@ class Watchdog:
         # Services a reload removed whose process is not gone yet, each with those that
         # relied on it then: they go down first (``reconfigure``).
         self._leaving: dict[str, tuple[str, ...]] = {}
+        # What a running process required when its run began and a reload took from it (it
+        # was removed, or its ``requires`` changed): those still wait for it to go down before
+        # they stop, as for a dependent. Kept until its process is gone.
+        self._old_requirements: dict[str, frozenset[str]] = {}
         # A new record to make once a leaving one is gone (a service added back, or changed
         # between watch-only and a command), and whether it is to start then.
         self._successors: dict[str, tuple[ServiceSpec, bool]] = {}
+        # While a reload applies its changes one by one, the rules wait for all of them (a
+        # change must not start what the next one restarts at once).
+        self._deciding = False
         self._set_graph(services)
         self._records = {s.name: _create_record(s, random, now) for s in services}
         self._actions: list[Action] = []
@@ -323,7 +330,16 @@ class Watchdog:
         return [name for name in names if name not in self._successors]
 
     def _want(self, record: ServiceRecord, reason: str, now: float) -> None:
-        """A person (or the daemon) wants this service up, whatever it is doing now."""
+        """A person (or the daemon) wants this service up, whatever it is doing now.
+
+        A leaving record (removed, or replaced under its name) is never wanted again: asked
+        back, its stop would be cancelled and it would run on with its old settings. Its
+        successor is to start instead, once it begins."""
+        if record.name in self._leaving:
+            successor = self._successors.get(record.name)
+            if successor is not None:
+                self._successors[record.name] = (successor[0], True)
+            return
         if record.goal is Goal.DOWN:
             record.goal = Goal.UP
             record.recovering = False
@@ -391,18 +407,39 @@ class Watchdog:
 
         A service that changes between watch-only and a command, or is added back while its
         old run is still going, is a removal and an addition under one name: the old record
-        leaves as a removed one does (its dependents restart), then a new one begins."""
-        current = {
-            name: self._records[name].spec for name in self._order if name not in self._leaving
-        }
+        leaves as a removed one does (its dependents restart), then a new one begins.
+
+        What is compared with ``services`` is the configuration in force: a leaving record
+        stands for nothing, its successor (not begun yet) for its name. So reloads in a row
+        while an old run stops are differences of configurations, as one alone is: a successor
+        a reload takes away again is dropped (``removed``), one it changes takes the new spec."""
+        self._deciding = True
+        try:
+            changes = self._apply_changes(services, now)
+        finally:
+            self._deciding = False
+        self._reconcile(now)
+        return changes
+
+    def _apply_changes(self, services: Sequence[ServiceSpec], now: float) -> ServiceChanges:
+        current = {}
+        for name in self._order:
+            if name not in self._leaving:
+                current[name] = self._records[name].spec
+            elif name in self._successors:
+                current[name] = self._successors[name][0]
         new = {spec.name: spec for spec in services}
         changes = diff_services(current, new)
         for name in changes.removed:
-            self._leaving[name] = tuple(self._relying.get(name, ()))
+            # A successor not begun is simply not to be; its old run is leaving already.
+            if self._successors.pop(name, None) is None:
+                self._leaving[name] = tuple(self._relying.get(name, ()))
         replaced = []  # changed between watch-only and a command: removed, then added
         for spec in services:
             record = self._records.get(spec.name)
-            if spec.name in self._leaving:  # removed before, back before its process is gone
+            if spec.name in self._successors:  # waiting for its old run to go: newest spec
+                self._successors[spec.name] = (spec, self._successors[spec.name][1])
+            elif spec.name in self._leaving:  # removed before, back before its process is gone
                 self._successors[spec.name] = (spec, spec.autostart)
             elif record is None:
                 self._records[spec.name] = _create_record(spec, self._random, now)
@@ -412,7 +449,14 @@ class Watchdog:
                 replaced.append(spec.name)
             elif spec.name in changes.changed:
                 self._replace_spec(record, spec)
+        required_then = {
+            name: self.graph.requirements(name) for name, r in self._records.items() if r.alive
+        }
         self._set_graph(services)
+        for name, required in required_then.items():
+            now_required = set() if name in self._leaving else self.graph.requirements(name)
+            if taken := required - now_required:
+                self._old_requirements[name] = self._old_requirements.get(name, frozenset()) | taken
         for name in changes.removed:
             self._remove(self._records[name], now)
         pending = {name for name in changes.unchanged if self._records[name].restart_pending}
@@ -424,8 +468,10 @@ class Watchdog:
                 self._plan_recovery(record, dependents, CONFIGURATION_CHANGED, now, requested=True)
         for name in changes.changed:
             record = self._records[name]
-            if name in replaced or not (record.wanted or record.state in _HELD):
-                continue  # stopped: it starts, when asked, with its new settings
+            if name in self._leaving or not (record.wanted or record.state in _HELD):
+                # Stopped: it starts, when asked, with its new settings; or its successor
+                # takes them when its old run is gone.
+                continue
             if record.spec.watch_only:
                 self._rewatch(record, now)
             else:
@@ -438,7 +484,6 @@ class Watchdog:
         started = [name for name in changes.added if new[name].autostart]
         if started:
             self.receive_start(started, now, ADDED)
-        self._reconcile(now)
         return replace(
             changes,
             unchanged=tuple(name for name in changes.unchanged if name not in along),
@@ -781,6 +826,7 @@ class Watchdog:
     ) -> None:
         """Its process is gone (``how``); ``started``: it had started (else it never could)."""
         self._set_phase(record, _P.NONE)
+        self._old_requirements.pop(record.name, None)
         record.pid = None
         record.last_exit = how
         expected = record.restart_pending or not record.wanted or record.state in _HELD
@@ -878,6 +924,8 @@ class Watchdog:
     # -- reconciliation --------------------------------------------------------------------
 
     def _reconcile(self, now: float) -> None:
+        if self._deciding:
+            return
         changed = True
         while changed:
             changed = False
@@ -905,6 +953,8 @@ class Watchdog:
             for d in self._leaving[record.name]
         ):
             return False  # removed: what relied on it goes down first
+        if self._old_requirements and self._old_dependent_alive(record):
+            return False  # a process whose run began requiring it goes down first
         self._set_phase(record, _P.STOP_SENT)
         record.liveness = None
         reason = record.reason if record.state is _S.FAILED else record.pending_reason
@@ -912,6 +962,19 @@ class Watchdog:
             self._flip(record, _S.STOPPING, reason, now)
         self._actions.append(Stop(record.name, reason))
         return True
+
+    def _old_dependent_alive(self, record: ServiceRecord) -> bool:
+        """A process that required ``record`` when its run began, and no longer does by the
+        configuration, is still alive; unless ``record`` relies on it now (or did when it was
+        removed): the other way round, each would wait for the other forever."""
+        return any(
+            record.name in required
+            and name != record.name
+            and self._records[name].alive
+            and record.name not in self._relying.get(name, ())
+            and record.name not in self._leaving.get(name, ())
+            for name, required in self._old_requirements.items()
+        )
 
     def _apply_start_rule(self, record: ServiceRecord, now: float) -> bool:
         if (
