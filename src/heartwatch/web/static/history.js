@@ -154,20 +154,28 @@ async function reload() {
   if (token === loadToken) document.body.dataset.loaded = String(token); // the tests wait for it
 }
 
+/** Every service's strip, in the services' order, each drawn as its answer comes (a page of
+ * fifty does not wait for the slowest to show the first); one that fails is left out. */
 async function loadStrips(names, token) {
-  const answers = await Promise.all(
-    names.map((name) =>
-      api(historyPath(name, range)).catch((error) => {
-        showError(`history of ${name}`, error);
-        return null;
-      }),
-    ),
+  const places = names.map((name) =>
+    h("div", { class: "strip-block loading", "data-service": name }, h("span", {}, name)),
   );
-  if (token !== loadToken) return;
-  parts.strips.replaceChildren(
-    ...answers.map((answer, i) => stripBlock(names[i], answer)).filter(Boolean),
-  );
+  parts.strips.replaceChildren(...places);
   byId("strips-empty").hidden = names.length > 0;
+  await Promise.all(
+    names.map(async (name, i) => {
+      let answer = null;
+      try {
+        answer = await api(historyPath(name, range));
+      } catch (error) {
+        showError(`history of ${name}`, error);
+      }
+      if (token !== loadToken) return;
+      const block = answer && stripBlock(name, answer);
+      if (block) places[i].replaceWith(block);
+      else places[i].remove();
+    }),
+  );
 }
 
 // -- the state strips ---------------------------------------------------------------------
