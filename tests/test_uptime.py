@@ -108,9 +108,9 @@ def test_a_daemon_restart_inside_the_window_is_unknown_and_apart_from_downtime()
     j.started(0)
     j.to(0, "starting")
     j.to(10, "running")
+    j.stopping(100)  # the daemon says so first, then stops its services
     j.to(100, "stopping", "daemon stopping")
     j.to(101, "stopped", "daemon stopping")
-    j.stopping(101)
     j.started(160)
     j.to(160, "starting")
     j.to(165, "running")
@@ -123,11 +123,26 @@ def test_a_daemon_restart_inside_the_window_is_unknown_and_apart_from_downtime()
         (160, 165, "starting"),
         (165, 200, "running"),
     ]
+    assert history.segments[3].reason == "heartwatch was not running"
     summary = history.summary
     assert summary.unknown_seconds == 59
     assert summary.running_seconds == 125
     assert summary.wanted_seconds == 10 + 90 + 5 + 35  # the stop and the absence apart
     assert summary.incidents == 0 and summary.mttr_seconds is None
+
+
+def test_a_daemon_stopped_for_good_is_unknown_after_its_last_entry() -> None:
+    j = Journal()
+    j.started(0)
+    j.to(0, "starting")
+    j.to(10, "running")
+    j.stopping(50)
+    j.to(50, "stopping", "daemon stopping")
+    j.to(52, "stopped", "daemon stopping")
+    history = j.history(0, 100)
+    assert spans(history)[-2:] == [(50, 52, "stopping"), (52, 100, "unknown")]
+    cut = j.history(0, 51)  # the window ends while it stops
+    assert spans(cut)[-1] == (50, 51, "stopping")
 
 
 def test_a_killed_daemon_is_unknown_from_its_last_sign_of_life() -> None:

@@ -36,6 +36,7 @@ from heartwatch.core.journal import DAEMON_STARTED, DAEMON_STOPPING, JournalEntr
 UNKNOWN = "unknown"
 NOT_WANTED = frozenset({ServiceState.STOPPED.value, ServiceState.STOPPING.value})
 REASON_DAEMON_DOWN = "heartwatch was not running"
+REASON_DAEMON_KILLED = "heartwatch was not running (it ended without stopping: killed?)"
 REASON_NO_RECORD = "nothing recorded"
 REASON_NOT_READ = "more history than one answer reads: choose a shorter window"
 
@@ -142,8 +143,11 @@ def service_history(
     # The open segment's state as the journal says, before clipping to the window.
     state, reason, entry_id, failure = UNKNOWN, REASON_NO_RECORD, None, False
     opened = since
-    daemon_up = False
-    last_seen: float | None = None  # the last entry's time: a killed daemon was alive then
+    # The daemon, as its entries tell: "absent" (none yet, or gone), "up", or "going" (its
+    # "stopping" written: it stops the services, whose transitions still come, then ends).
+    daemon = "absent"
+    stopping_id: int | None = None
+    last_seen: float | None = None  # the last entry's time: the daemon was alive then
     raw: list[Segment] = []
     incidents: list[Incident] = []
     incident: tuple[float, str, int] | None = None
@@ -157,21 +161,26 @@ def service_history(
             incidents.append(Incident(incident[0], at, incident[1], incident[2], recovered))
             incident = None
 
+    def daemon_gone(gone: float, why: str, why_id: int | None, limit: float) -> None:
+        """The daemon ended at ``gone``: unknown from there (held inside the open segment)."""
+        nonlocal state, reason, entry_id, failure, opened
+        gone = min(max(gone, opened), limit)
+        close(gone)
+        state, reason, entry_id, failure, opened = UNKNOWN, why, why_id, False, gone
+
     for entry in entries:
         at = entry.at
         if at > until:
+            if not daemon_started(entry):
+                last_seen = at  # the daemon still wrote this: it was there to the window's end
             break
         if daemon_started(entry):
-            if daemon_up:  # no "stopping": the daemon before was killed; unknown from its end
-                gone = last_alive.get(entry.id, last_seen if last_seen is not None else at)
-                gone = min(max(gone, opened), at)
-                close(gone)
-                state, reason, entry_id, failure, opened = (
-                    UNKNOWN,
-                    REASON_DAEMON_DOWN,
-                    None,
-                    False,
-                    gone,
+            if daemon == "up":  # no "stopping": the daemon before was killed
+                seen = last_seen if last_seen is not None else at
+                daemon_gone(last_alive.get(entry.id, seen), REASON_DAEMON_KILLED, None, at)
+            elif daemon == "going":  # it stopped after its last entry
+                daemon_gone(
+                    last_seen if last_seen is not None else at, REASON_DAEMON_DOWN, stopping_id, at
                 )
             close(at)
             # A new daemon starts with every service stopped, until it starts them.
@@ -182,12 +191,9 @@ def service_history(
                 False,
             )
             opened = at
-            daemon_up = True
+            daemon = "up"
         elif daemon_stopping(entry):
-            close(at)
-            state, reason, entry_id, failure = UNKNOWN, REASON_DAEMON_DOWN, entry.id, False
-            opened = at
-            daemon_up = False
+            daemon, stopping_id = "going", entry.id
         elif entry.kind == "transition" and entry.state is not None and entry.service == service:
             start = at
             down_since = _down_since(entry)
@@ -203,10 +209,9 @@ def service_history(
                 end_incident(at, True)
             elif not _wanted(state, failure):
                 end_incident(at, False)
-        else:
-            last_seen = at
-            continue
         last_seen = at
+    if daemon == "going" and last_seen is not None:
+        daemon_gone(last_seen, REASON_DAEMON_DOWN, stopping_id, until)
     if read_until is not None and read_until < until:
         close(max(read_until, opened))
         state, reason, entry_id, failure = UNKNOWN, REASON_NOT_READ, None, False
