@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import HTTPException
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,11 @@ from heartwatch.core.liveness import LivenessRules
 from heartwatch.core.reconfigure import ServiceChanges, diff_services, settings_needing_restart
 from heartwatch.core.spec import ServiceSpec
 from heartwatch.core.watchdog import CONFIGURATION_CHANGED, REMOVED, Watchdog
+from heartwatch.daemon import supervisor as supervisor_module
 from heartwatch.daemon.reload import NotScalable, Reloader, ReloadRefused, UnknownTable
+from heartwatch.daemon.statedir import StateDir
+from heartwatch.daemon.supervisor import Supervisor
+from heartwatch.web.control import _carry_out, select_or_404
 from test_watchdog import (
     VERBS,
     AnyDriver,
@@ -342,6 +347,79 @@ def test_a_reload_decides_every_change_before_it_acts() -> None:
     wd.reconfigure(specs(*changed), 5.0)
     actions = [(type(a).__name__, a.service) for a in wd.actions_to_take()]
     assert sorted(actions) == [("Spawn", "waiting"), ("Stop", "emulator")]
+
+
+class _Controlled:
+    """What the control endpoints use of a supervisor, on a watchdog: its records, the
+    services configured now, and the verbs."""
+
+    def __init__(self, wd: Watchdog, configured: list[str]) -> None:
+        self.watchdog = wd
+        self.services = dict.fromkeys(configured)
+
+    def start(self, names: list[str]) -> None:
+        self.watchdog.receive_start(names, 30.0, "start requested")
+
+    def stop(self, names: list[str]) -> None:
+        self.watchdog.receive_stop(names, 30.0, "stop requested")
+
+    def restart(self, name: str) -> None:
+        self.watchdog.receive_restart(name, 30.0, "restart requested")
+
+
+@pytest.mark.parametrize(
+    ("verb", "names"),
+    [("start", ["all"]), ("restart", ["all"]), ("restart", ["*"]), ("restart", ["other"])],
+)
+def test_a_removed_service_still_stopping_is_not_started_or_restarted(
+    verb: Any, names: list[str]
+) -> None:
+    """Review 11, item 3: while a removed service stops, `all` and globs to start or restart
+    select only what is configured, and its own name is a 404 that says why, before anything
+    is done (no half-done restart); a stop still reaches it."""
+    wd = running(EMULATOR, OTHER)
+    wd.reconfigure(specs(EMULATOR), 20.0)
+    assert stops(wd) == ["other"]
+    supervisor = _Controlled(wd, ["emulator"])
+    spawns = wd.record("emulator").spawns
+    if names == ["other"]:
+        with pytest.raises(HTTPException) as refused:
+            select_or_404(supervisor, ["emulator", *names], verb)  # type: ignore[arg-type]
+        assert refused.value.status_code == 404
+        assert "removed by a reload, still stopping" in refused.value.detail["message"]
+        assert wd.record("emulator").spawns == spawns and wd.actions_to_take() == []
+        return
+    selected = select_or_404(supervisor, names, verb)  # type: ignore[arg-type]
+    assert selected == ["emulator"]
+    _carry_out(supervisor, verb, selected)  # type: ignore[arg-type]
+    assert wd.record("other").state is S.STOPPING
+    assert select_or_404(supervisor, ["all"], "stop") == ["emulator", "other"]  # type: ignore[arg-type]
+
+
+def test_shutdown_goes_on_when_a_killed_process_never_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 11, item 1: shut-down waits its budget, SIGKILLs, then waits a bounded time
+    more and goes on, even for a process that never reports its end."""
+    config = parse_config(
+        {
+            "daemon": {"state_dir": str(tmp_path / "state"), "log_dir": str(tmp_path / "logs")},
+            "service": [{"name": "watched", "heartbeat_timeout": "1h"}],
+        },
+        environ={},
+    )
+    monkeypatch.setattr(supervisor_module, "KILLED_WAIT", 0.2)
+    killed: list[object] = []
+
+    async def main() -> None:
+        supervisor = Supervisor(config, StateDir(tmp_path / "state"), tcp_address=("127.0.0.1", 0))
+        never_goes = object()  # a child whose end is never seen (as the review's hung daemon)
+        supervisor._runner.children["ghost"] = never_goes  # type: ignore[assignment]
+        monkeypatch.setattr(supervisor._runner, "kill_now", killed.append)
+        await asyncio.wait_for(supervisor.shutdown(timeout=0.1), 10.0)
+
+    asyncio.run(main())
+    assert len(killed) == 1
 
 
 # -- the reload driver's rules, with a recording stand-in for the supervisor ----------------

@@ -105,3 +105,45 @@ def test_reload_applies_a_difference_and_refuses_an_invalid_file(pipeline: Pipel
     wait_until(lambda: not alive(new_process), "the removed service's process gone")
     assert daemon.service("steady")["pid"] == pids["steady"]
     assert heartbeat_connection(pids["steady"]) == steady_connection
+
+
+# Ignores SIGTERM: its stop lasts its whole stop_timeout, then it is killed.
+GHOST = {
+    "name": "ghost",
+    "command": "sh -c 'trap \"\" TERM; while :; do sleep 0.2; done'",
+    "stop_timeout": "2s",
+    "startsecs": 0,
+}
+
+
+def test_reloads_in_a_row_while_a_removed_service_stops(pipeline: Pipeline) -> None:
+    """Review 11, items 1 and 3: removed, added back and removed again while its process
+    still stops, the last reload says it is removed and it is gone for good once its process
+    is; meanwhile start and restart of `all` act on what is configured only, and naming it
+    to start or restart is refused whole, before anything is done."""
+    pipeline.write_config([BASE, GHOST])
+    daemon = pipeline.start_daemon()
+    base_pid = daemon.wait_running("base")["pid"]
+    ghost = capture(daemon.wait_running("ghost")["pid"])
+    removed: list[list[str]] = []
+    for services in ([BASE], [BASE, GHOST], [BASE]):
+        pipeline.write_config(services)
+        status, body = daemon.post_json("/api/v1/reload")
+        assert status == 200, body
+        removed.append(body["removed"])
+    assert removed == [["ghost"], [], ["ghost"]]
+    assert daemon.service("ghost")["state"] == "stopping"
+
+    status, body = daemon.post_json("/api/v1/control/start", {"names": ["all"]})
+    assert (status, [s["name"] for s in body]) == (200, ["base"])
+    status, body = daemon.post_json("/api/v1/control/restart", {"names": ["base", "ghost"]})
+    assert status == 404 and "removed by a reload" in body["message"], body
+    assert daemon.post_json("/api/v1/services/ghost/restart")[0] == 404
+    assert daemon.service("base")["pid"] == base_pid  # not half done
+
+    wait_until(lambda: not alive(ghost), "the removed service's process gone")
+    wait_until(
+        lambda: [s["name"] for s in daemon.services()] == ["base"], "the removed service gone"
+    )
+    assert "cannot carry out" not in daemon.log_text()
+    assert daemon.terminate() == 0

@@ -62,6 +62,10 @@ class DaemonStopping(RuntimeError):
     """A start or restart asked for while the daemon shuts down."""
 
 
+# How long shut-down waits for what it SIGKILLed to be gone (its stop budget was spent): then
+# it goes on regardless, saying what is left; it never hangs.
+KILLED_WAIT = 5.0
+
 # The daemon's own secrets: a service gets them only if its own ``env`` gives them.
 SECRET_VARIABLES = frozenset({"HEARTWATCH_TOKEN", "HEARTWATCH_INGEST_TOKEN"})
 
@@ -261,7 +265,11 @@ class Supervisor:
         return self._output(name).clear()
 
     def stop(self, names: list[str] | None = None, reason: str = "stop requested") -> None:
-        self.watchdog.receive_stop(names or list(self.services), self._loop.time(), reason)
+        """Stop ``names``; by default every record, those a reload removed that still stop
+        among them (shut-down must leave nothing running)."""
+        if names is None:
+            names = [record.name for record in self.watchdog.records()]
+        self.watchdog.receive_stop(names, self._loop.time(), reason)
         self._pump()
 
     def restart(self, name: str, reason: str = "restart requested") -> None:
@@ -288,7 +296,8 @@ class Supervisor:
             raise DaemonStopping("the daemon is stopping: nothing is started any more")
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        """Stop every service in reverse dependency order and wait until all are down."""
+        """Stop every service in reverse dependency order and wait until all are down: at
+        most ``timeout``, then SIGKILL what is left and wait at most ``KILLED_WAIT`` more."""
         self.closing = True
         await self._queue_tasks.close()
         await self._probes.close()
@@ -297,7 +306,14 @@ class Supervisor:
             await asyncio.wait_for(self._all_down(), timeout)
         except TimeoutError:
             self.kill_all()
-            await self._all_down()
+            try:
+                await asyncio.wait_for(self._all_down(), KILLED_WAIT)
+            except TimeoutError:
+                logger.error(
+                    "still not down {:g} s after SIGKILL, going on without them: {}",
+                    KILLED_WAIT,
+                    ", ".join(self._runner.children) or f"{len(self._tasks)} task(s)",
+                )
         if self._timer is not None:
             self._timer.cancel()
         await self.sampler.close()
@@ -362,7 +378,13 @@ class Supervisor:
 
     def _execute(self, action: Action) -> None:
         if isinstance(action, Spawn):
-            self._spawn(self.services[action.service], action.reason)
+            service = self.services.get(action.service)
+            if service is None:  # never by the watchdog's rules; if it were, said truthfully
+                self.watchdog.receive_spawn_failed(
+                    action.service, "not in the configuration in force", self._loop.time()
+                )
+                raise UnknownService(action.service)
+            self._spawn(service, action.reason)
         elif isinstance(action, Stop):
             self._stop(action)
         elif isinstance(action, RunOnDown):
