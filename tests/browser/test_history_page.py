@@ -277,6 +277,92 @@ def test_a_tap_says_what_a_segment_was_and_a_second_tap_lists_it(
         context.close()
 
 
+# Each column's pixel halfway down a chart's canvas: [r, g, b, a] (the canvas is transparent
+# where nothing is painted).
+MIDDLE_ROW = """canvas => {
+    const ctx = canvas.getContext('2d');
+    const row = ctx.getImageData(0, Math.floor(canvas.height / 2), canvas.width, 1).data;
+    const pixels = [];
+    for (let i = 0; i < row.length; i += 4) pixels.push([row[i], row[i+1], row[i+2], row[i+3]]);
+    return pixels;
+}"""
+
+
+def synthetic_rates(url: str) -> dict[str, Any]:
+    """A rates answer for the page's own range: an hour of minutes, ``row`` (data_timeout
+    30 s) silent in minutes 20-29 while the service beat (a gap), the daemon down in 40-44."""
+    query = dict(part.split("=", 1) for part in url.split("?", 1)[1].split("&"))
+    since, until = float(query["since"]), float(query["until"])
+    first = math.floor(since / 60) * 60
+    times = [first + 60 * i for i in range(61)]
+    down = range(40, 45)
+    beats = [None if i in down else 60.0 for i in range(61)]
+    rows = [None if i in down else 0.0 if 20 <= i < 30 else 12.0 for i in range(61)]
+    return {
+        "service": "alpha",
+        "since": since,
+        "until": until,
+        "step_seconds": 60,
+        "times": times,
+        "kinds": {"heartbeat": beats, "row": rows},
+        "timeouts": {"row": 30.0},
+        "gaps": [{"kind": "row", "start": times[20], "end": times[30]}],
+    }
+
+
+def runs(pixels: list[list[int]], test: Any, bridge: int = 3) -> list[tuple[int, int]]:
+    """The runs of columns whose pixel passes ``test``: (first, last); a run broken for at most
+    ``bridge`` columns (a grid line drawn over a band) is one."""
+    found: list[tuple[int, int]] = []
+    start = None
+    for i, pixel in enumerate([*pixels, [0, 0, 0, 0]]):
+        if test(pixel) and i < len(pixels):
+            start = i if start is None else start
+        elif start is not None:
+            if found and start - found[-1][1] - 1 <= bridge:
+                found[-1] = (found[-1][0], i - 1)
+            else:
+                found.append((start, i - 1))
+            start = None
+    return found
+
+
+def test_charts_mark_gaps_the_timeout_and_the_daemon_away(new_page: Any, site: Site) -> None:
+    """Drawn from a rates answer with a gap and an absence (the page's request answered by the
+    test: a real one would take many minutes): the gap is shaded warm across its ten minutes
+    of the kind's chart, the absence grey on the heartbeat chart, the timeout's line named."""
+    watched = new_page(width=1000)
+    page = watched.page
+    page.route(
+        "**/api/v1/history/alpha/rates?*",
+        lambda route: route.fulfill(json=synthetic_rates(route.request.url)),
+    )
+    open_history(watched, site, "?service=alpha&window=1h")
+    legend = page.locator('figure[data-kind="row"] .u-legend').inner_text()
+    assert "1 per data_timeout" in legend
+    expect(page.locator('figure[data-kind="row"] figcaption')).to_contain_text("1 gap")
+
+    def warm(p: list[int]) -> bool:
+        return p[3] > 0 and p[0] > p[2] + 40
+
+    row_pixels = page.locator('figure[data-kind="row"] canvas').evaluate(MIDDLE_ROW)
+    gaps = [run for run in runs(row_pixels, warm) if run[1] - run[0] > 5]
+    assert len(gaps) == 1, gaps
+    beat_pixels = page.locator('figure[data-kind="heartbeat"] canvas').evaluate(MIDDLE_ROW)
+
+    def grey(p: list[int]) -> bool:
+        return p[3] > 0 and abs(p[0] - p[2]) < 30 and abs(p[0] - p[1]) < 30
+
+    aways = [run for run in runs(beat_pixels, grey) if run[1] - run[0] > 5]
+    assert len(aways) == 1, aways
+    # Ten minutes of gap, five of absence, twenty minutes apart, on the same time axis.
+    (gap_start, gap_end), (away_start, away_end) = gaps[0], aways[0]
+    minute = (gap_end - gap_start + 1) / 10
+    assert abs((away_end - away_start + 1) - 5 * minute) < 0.2 * 5 * minute, (gaps, aways)
+    assert abs((away_start - gap_start) - 20 * minute) < 0.1 * 20 * minute, (gaps, aways)
+    assert watched.problems() == []
+
+
 def read_download(page: Any, button: str) -> bytes:
     with page.expect_download(timeout=ms(10)) as info:
         page.click(button)
