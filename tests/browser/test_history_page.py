@@ -1,6 +1,7 @@
 """The history page in a real Chromium against a real daemon: after a scripted hang and a crash,
 the strips show both where and in the colours they must, the recovery's picture lists its steps
-in dependency order, the export holds the events the page lists; wide and phone screenshots.
+in dependency order, the export holds the events the page lists; the charts shade a gap and
+the daemon's absence where they were; a tap on a phone; wide and phone screenshots.
 
 One daemon serves the module (``site``: alpha, beta requiring alpha, sleepy; quick timeouts).
 The hang and the crash are scripted once, by the first test that needs them (``incidents``).
