@@ -29,7 +29,7 @@ from e2e.support import Daemon, Pipeline, worker_command
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = 12  # per operation and mode: some 600 requests in all, a few seconds
-CROSS_CHECKED = ("/api/v1/history/", "/api/v1/recoveries")
+CROSS_CHECKED = ("/api/v1/history", "/api/v1/recoveries")
 
 
 @pytest.fixture(scope="module")

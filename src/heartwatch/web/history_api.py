@@ -149,8 +149,9 @@ class RecoveryList(BaseModel):
 def resolve_window(
     since: float | None, until: float | None, window: str | None, now: float
 ) -> tuple[float, float]:
-    """[since, until] of a query: ``until`` defaults to now, ``since`` to ``window`` before it."""
-    end = now if until is None else until
+    """[since, until] of a query: ``until`` defaults to now (and is held to it: the future
+    has no history to draw), ``since`` to ``window`` before it."""
+    end = now if until is None else min(until, now)
     start = end - WINDOWS[window or DEFAULT_WINDOW] if since is None else since
     if start >= end:
         raise HTTPException(
