@@ -260,6 +260,16 @@ def test_crash_loop_ends_failed_and_stays_down() -> None:
     assert wd.actions_to_take() == [Spawn("c", "started again")]
 
 
+def test_giving_up_after_one_restart_says_it_in_the_singular() -> None:
+    """Review 11 (cosmetic): "gave up after 1 restart", not "1 restarts"."""
+    wd = make({"name": "c", "command": "c", "max_restarts": 1, "backoff_initial": 0})
+    wd.receive_start(["c"], 0.0, "start")
+    for now in (0.0, 1.0):
+        spawn_all(wd, now)
+        wd.receive_exit("c", 2, now + 0.5)
+    assert wd.record("c").reason == "gave up after 1 restart in 300 s: exit code 2"
+
+
 def test_failed_while_hung_stops_process_and_dependents() -> None:
     """Giving up on a hung requirement kills it, after stopping what requires it."""
     wd = make(

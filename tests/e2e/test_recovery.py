@@ -182,7 +182,7 @@ def test_a_command_that_cannot_start_is_a_failed_start_said_plainly(pipeline: Pi
         assert status["pid"] is None and status["restarts"] == 1, status
     reason = "no such executable 'nonexist-hw-7f3' (command \"nonexist-hw-7f3 --x\")"
     assert daemon.service("collector")["reason"] == (
-        f"gave up after 1 restarts in 300 s: cannot start: {reason}"
+        f"gave up after 1 restart in 300 s: cannot start: {reason}"
     )
     assert daemon.service("app")["last_exit"] == "cannot start: cwd /nonexistent does not exist"
     log = daemon.log_text()

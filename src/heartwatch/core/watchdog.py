@@ -869,10 +869,12 @@ class Watchdog:
             if record.alive:
                 self._set_phase(record, _P.STOP_DECIDED)
             window = record.spec.restart_rules.window
+            count = decision.restarts_in_window
+            restarts = "1 restart" if count == 1 else f"{count} restarts"
             self._flip(
                 record,
                 _S.FAILED,
-                f"gave up after {decision.restarts_in_window} restarts in {window:g} s: {reason}",
+                f"gave up after {restarts} in {window:g} s: {reason}",
                 now,
                 failure=True,
             )
