@@ -364,6 +364,36 @@ def test_charts_mark_gaps_the_timeout_and_the_daemon_away(new_page: Any, site: S
     assert watched.problems() == []
 
 
+def test_a_token_is_asked_for_once_and_kept(new_page: Any, site: Site) -> None:
+    """Refused for want of a token (the test's gate in front of the API), the page asks for
+    one, says when it is refused, loads with the right one, and keeps it for the next load."""
+    token = "history-token-1234"
+    watched = new_page()
+    page = watched.page
+
+    def gate(route: Any) -> None:
+        if route.request.headers.get("authorization") == f"Bearer {token}":
+            route.continue_()
+        else:
+            route.fulfill(status=401, json={"code": "unauthorised", "message": "a token"})
+
+    page.route("**/api/v1/**", gate)
+    page.goto(f"{site.daemon.http_url}/history?service=alpha&window=1h")
+    page.locator("#token-dialog").wait_for(state="visible")
+    page.fill("#token-input", "wrong-token-000")
+    page.click("#token-ok")
+    expect(page.locator("#token-text")).to_contain_text("refused", timeout=ms(5))
+    page.fill("#token-input", token)
+    page.click("#token-ok")
+    page.locator("body[data-loaded]").wait_for(timeout=ms(10))
+    expect(page.locator('.strip-block[data-service="alpha"] svg.strip')).to_be_visible()
+    assert page.locator("#notice").is_hidden()  # the dialog said it: no notice besides
+    page.reload()
+    page.locator("body[data-loaded]").wait_for(timeout=ms(10))
+    assert page.locator("#token-dialog").is_hidden()
+    assert [p for p in watched.problems() if "401" not in p] == []
+
+
 def read_download(page: Any, button: str) -> bytes:
     with page.expect_download(timeout=ms(10)) as info:
         page.click(button)

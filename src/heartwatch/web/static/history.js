@@ -6,7 +6,7 @@
 // text, never as markup; the strips and bars are SVG attributes and the charts a canvas, so
 // the page runs under the dashboard's CSP (no inline script or style).
 
-import { api, ApiError, auth } from "./api.js";
+import { api, ApiError, auth, setUnauthorizedHandler, storeToken } from "./api.js";
 import { byId, formatDuration, formatTime, h, svg } from "./dom.js";
 import {
   buildQuery,
@@ -661,18 +661,57 @@ async function fetchText(path) {
 }
 
 function showError(what, error) {
+  if (error?.status === 401) return; // the token dialog says it
   const why = typeof error?.describe === "function" ? error.describe() : String(error);
-  const hint =
-    error?.status === 401 ? " (open the dashboard once to give this browser a token)" : "";
-  byId("notice-text").textContent = `${what}: ${why}${hint}`;
+  byId("notice-text").textContent = `${what}: ${why}`;
   byId("notice").hidden = false;
+}
+
+// -- the token ----------------------------------------------------------------------------
+
+let tokenAsked = null; // one dialog however many requests were refused at once
+
+/** A 401: ask for a token (the dashboard's, kept in this browser's local storage), then load
+ * everything again with it. */
+function tokenRefused() {
+  tokenAsked ??= askToken().then(() => {
+    tokenAsked = null;
+    return start();
+  });
+}
+
+function askToken() {
+  const dialog = byId("token-dialog");
+  const input = byId("token-input");
+  byId("token-text").textContent = auth.token
+    ? "That token was refused. Enter a valid token for this daemon."
+    : "This daemon needs a token. It is kept in this browser's local storage.";
+  input.value = "";
+  return new Promise((resolve) => {
+    byId("token-form").onsubmit = (event) => {
+      event.preventDefault(); // no navigation: the CSP allows no form submission anyway
+      const token = input.value.trim();
+      if (!token) return;
+      storeToken(token);
+      dialog.close();
+      resolve();
+    };
+    dialog.oncancel = (event) => event.preventDefault(); // nothing shows without it
+    if (!dialog.open) dialog.showModal();
+    input.focus();
+  });
 }
 
 // -- start --------------------------------------------------------------------------------
 
-async function boot() {
+function boot() {
   setupFilters();
   watchChartWidths();
+  setUnauthorizedHandler(tokenRefused);
+  return start();
+}
+
+async function start() {
   if (state.service) {
     // One service's page needs no list to start: the list fills the filter meanwhile.
     await Promise.all([loadServiceNames().then((names) => (serviceNames = names)), reload()]);
