@@ -382,3 +382,26 @@ def test_history_read_only_in_part_is_unknown_after_the_cut() -> None:
     assert spans(history) == [(0, 10, "starting"), (10, 100, "unknown")]
     assert history.segments[-1].reason.startswith("more history than one answer reads")
     assert history.summary.unknown_seconds == 90
+
+
+def test_a_service_down_since_its_first_record_is_down_at_the_windows_start() -> None:
+    """Never running nor stopped before the window (a crash loop from the start): its state
+    at ``since`` and the incident's beginning come from its first failure and last state."""
+    j = Journal()
+    j.started(0)
+    j.to(0, "starting")
+    for at in range(10, 400, 20):
+        j.to(at, "backoff", "exit code 1", failure=True)
+        j.to(at + 10, "starting")
+    j.to(500, "running")
+    store = SQLiteHistory(":memory:")
+    store.add_entries(j.entries)
+    found = store.history_entries(service="c", since=305, until=600, limit=100)
+    assert found[0].reason.startswith("heartwatch started")
+    assert (found[1].at, found[1].state) == (10, "backoff")  # the first failure
+    assert (found[2].at, found[2].state) == (300, "starting")  # the last before the window
+    assert min(e.at for e in found[3:]) > 305  # then the window
+    history = service_history(found, service="c", since=305, until=600)
+    assert spans(history)[:2] == [(305, 310, "starting"), (310, 320, "backoff")]
+    assert [(i.start, i.end) for i in history.incidents] == [(10, 500)]
+    assert history.summary.mttr_seconds == 490

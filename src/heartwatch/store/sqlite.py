@@ -136,23 +136,36 @@ class SQLiteHistory:
             f"AND state IN ({', '.join('?' for _ in _SETTLED)}) ORDER BY at DESC LIMIT 1",
             (service, since, *_SETTLED),
         ).fetchone()
-        anchor = since if settled is None else float(settled[0])
-        daemon = self._db.execute(
+        seeds: list[tuple[Any, ...]] = []
+        if settled is not None:
+            anchor = float(settled[0])
+        else:
+            # Never settled before the window (down since its first record, a crash loop):
+            # the failure that began it, and its last state before the window, are enough.
+            anchor = since
+            seeds += self._db.execute(
+                "SELECT * FROM entries WHERE service = ? AND at <= ? AND +kind = 'transition' "
+                "AND json_extract(detail, '$.failure') = 1 ORDER BY at LIMIT 1",
+                (service, since),
+            ).fetchall()
+            seeds += self._db.execute(
+                "SELECT * FROM entries WHERE service = ? AND at <= ? AND +kind = 'transition' "
+                "ORDER BY at DESC LIMIT 1",
+                (service, since),
+            ).fetchall()
+        seeds += self._db.execute(
             "SELECT * FROM entries WHERE service IS NULL AND kind = 'daemon' AND at <= ? "
             "ORDER BY at DESC LIMIT 1",
             (anchor,),
-        ).fetchone()
+        ).fetchall()
         rows = self._db.execute(
             "SELECT * FROM (SELECT * FROM entries WHERE service = ? AND +kind = 'transition' "
             "AND at >= ? AND at <= ? UNION ALL SELECT * FROM entries WHERE service IS NULL "
             "AND kind = 'daemon' AND at > ? AND at <= ?) ORDER BY id LIMIT ?",
             (service, anchor, until, anchor, until, limit),
         ).fetchall()
-        found = [_entry(row) for row in rows]
-        if daemon is not None:
-            found.insert(0, _entry(daemon))
-            found.sort(key=lambda e: e.id)
-        return found
+        unique = {row[0]: row for row in [*seeds, *rows]}
+        return [_entry(unique[id_]) for id_ in sorted(unique)]
 
     def last_sign_of_life(self, before_id: int, before: float) -> float | None:
         entry = self._db.execute(
