@@ -532,6 +532,28 @@ def test_scale_overrides_until_the_file_count_changes(tmp_path: Path) -> None:
     assert same.overrides == {} and len(supervisor.config.instance_groups()["emulator"]) == 3
 
 
+def test_scale_warns_of_the_dependents_it_restarts(tmp_path: Path) -> None:
+    """Review 11, item 19: what requires a table's every instance changes with the count and
+    restarts; the scale answer says so (and its log and journal line), a reload does not."""
+    text = FARM_TOML.format(count=2) + (
+        '[[service]]\nname = "reader"\ncommand = "read"\nrequires = ["emulator"]\n'
+    )
+    reloader, supervisor, path = _reloader(tmp_path, text)
+    result = asyncio.run(reloader.scale("emulator", 3))
+    assert result.changes.added == ("emulator@2",) and result.changes.changed == ("reader",)
+    assert result.warnings == [
+        "scaling emulator restarts reader: it requires every instance of emulator"
+    ]
+    assert result.as_dict()["warnings"] == result.warnings
+    assert supervisor.entries[-1].reason.endswith(
+        "; scaling emulator restarts reader: it requires every instance of emulator"
+    )
+    alone = asyncio.run(reloader.scale("emulator", 2))  # back: reader restarts again
+    assert alone.warnings == result.warnings
+    _write(path, text.replace('command = "solo"', 'command = "solo -v"'))
+    assert asyncio.run(reloader.reload()).warnings == []
+
+
 def test_scale_needs_a_table_with_instances(tmp_path: Path) -> None:
     reloader, _, _ = _reloader(tmp_path, FARM_TOML.format(count=2))
     with pytest.raises(NotScalable, match="solo has no instances"):

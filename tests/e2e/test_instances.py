@@ -66,6 +66,10 @@ def test_one_instance_hangs_and_only_its_pair_recovers_then_scale(pipeline: Pipe
     assert code == 200, body
     assert body["added"] == ["emulator@2"] and body["overrides"] == {"emulator": 3}
     assert body["changed"] == ["collector@0", "collector@1"]  # 3 emulators, 2 collectors
+    assert body["warnings"] == [
+        "scaling emulator restarts collector@0, collector@1: they require every instance of "
+        "emulator"
+    ]
     assert "emulator@0" in body["unchanged"]
     daemon.wait_running("emulator@2")
     wait_until(

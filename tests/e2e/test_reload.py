@@ -71,6 +71,7 @@ def test_reload_applies_a_difference_and_refuses_an_invalid_file(pipeline: Pipel
         "restarted": ["top"],
         "needs_daemon_restart": [],
         "overrides": {},
+        "warnings": [],
     }
     daemon.wait_running("new")
     for name in ("base", "top"):

@@ -338,6 +338,8 @@ def _print_change(result: dict[str, Any]) -> None:
             "yellow",
             stream=sys.stdout,
         )
+    for warning in result.get("warnings") or []:  # a scale restarting dependents
+        say(warning, "yellow", stream=sys.stdout)
 
 
 def _change(path: str, body: Any, config: Path, url: str | None, token: str | None) -> None:

@@ -67,6 +67,8 @@ class ReloadResult:
     changes: ServiceChanges
     needs_daemon_restart: list[str] = field(default_factory=list)
     overrides: dict[str, int] = field(default_factory=dict)  # instances by scale, in force
+    # What a person may not expect of it: a scale restarting what requires the table.
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self, what: str = "reload") -> str:
         """``reload: added a; changed b; removed c`` and what waits for a daemon restart."""
@@ -77,6 +79,8 @@ class ReloadResult:
             text += "; instances by scale: " + ", ".join(
                 f"{name} = {count}" for name, count in sorted(self.overrides.items())
             )
+        if self.warnings:
+            text += "; " + "; ".join(self.warnings)
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +93,7 @@ class ReloadResult:
             "restarted": list(changes.restarted),
             "needs_daemon_restart": list(self.needs_daemon_restart),
             "overrides": dict(self.overrides),
+            "warnings": list(self.warnings),
         }
 
 
@@ -152,7 +157,7 @@ class Reloader:
                 parsed = await asyncio.to_thread(_reparse, config, overrides)
             except ConfigError as error:
                 raise self._refused(error.problems, f"cannot {why}", why) from None
-            return self._apply(parsed, why)
+            return self._apply(parsed, why, scaled=name)
 
     def _overrides_kept(self, from_file: Config) -> dict[str, int]:
         in_file = from_file.instances_in_file()
@@ -172,7 +177,8 @@ class Reloader:
                 self._scaled_from.pop(name, None)
         return kept
 
-    def _apply(self, parsed: Config, why: str) -> ReloadResult:
+    def _apply(self, parsed: Config, why: str, scaled: str | None = None) -> ReloadResult:
+        """Put ``parsed`` in force; ``scaled``: the table a scale changed the count of."""
         supervisor = self.supervisor
         old = supervisor.config
         needs_restart = settings_needing_restart(
@@ -180,7 +186,8 @@ class Reloader:
         )
         in_force = _in_force(parsed, old)
         changes = supervisor.reconfigure(in_force)
-        result = ReloadResult(changes, needs_restart, in_force.instance_overrides)
+        warnings = [] if scaled is None else _scale_warnings(scaled, changes, in_force)
+        result = ReloadResult(changes, needs_restart, in_force.instance_overrides, warnings)
         text = result.describe(why)
         logger.info("{}", text)
         supervisor.journal.append(
@@ -199,6 +206,21 @@ class Reloader:
             detail={"problems": [{"path": p.path, "message": p.message} for p in problems]},
         )
         return refused
+
+
+def _scale_warnings(table: str, changes: ServiceChanges, config: Config) -> list[str]:
+    """A scale restarts what requires every instance of ``table`` (its ``requires`` changes
+    with the count): said in the answer, since only the count was asked to change."""
+    services = config.services_by_name()
+    restarted = [
+        name
+        for name in (*changes.changed, *changes.restarted)
+        if name in services and table not in (name, services[name].instance_of)
+    ]
+    if not restarted:
+        return []
+    they = "it requires" if len(restarted) == 1 else "they require"
+    return [f"scaling {table} restarts {', '.join(restarted)}: {they} every instance of {table}"]
 
 
 def daemon_settings(config: Config) -> dict[str, object]:

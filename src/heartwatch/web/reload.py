@@ -33,6 +33,7 @@ class ReloadOutcome(BaseModel):
     restarted: list[str]  # unchanged, restarted with a changed service they require
     needs_daemon_restart: list[str]  # settings kept as they were until the daemon restarts
     overrides: dict[str, int]  # instance counts set by scale, in force instead of the file's
+    warnings: list[str]  # what a person may not expect (a scale restarting dependents)
 
 
 class ProblemBody(BaseModel):
