@@ -22,6 +22,7 @@ import {
   gapBands,
   heartbeatChartData,
   historyPath,
+  overviewPath,
   joinCsvPages,
   kindChartData,
   parseQuery,
@@ -126,12 +127,9 @@ async function loadServiceNames() {
     ...names.map((name) => h("option", { value: name }, name)),
   );
   parts.service.value = state.service;
-  return names;
 }
 
 // -- loading ------------------------------------------------------------------------------
-
-let serviceNames = [];
 
 /** Load everything for the filters: the pictures first (strips and charts), then the
  * recoveries and the events, whose queries would otherwise queue before the strips' on the
@@ -143,9 +141,8 @@ async function reload() {
   const span = formatDuration(range.until - range.since);
   byId("range-text").textContent =
     `${formatTime(range.since)} – ${formatTime(range.until)} (${span})`;
-  const shown = state.service ? [state.service] : serviceNames;
   await Promise.all([
-    loadStrips(shown, token),
+    state.service ? loadStrip(state.service, token) : loadOverview(token),
     state.service ? loadCharts(state.service, token) : clearCharts(),
   ]);
   if (token !== loadToken) return;
@@ -154,28 +151,33 @@ async function reload() {
   if (token === loadToken) document.body.dataset.loaded = String(token); // the tests wait for it
 }
 
-/** Every service's strip, in the services' order, each drawn as its answer comes (a page of
- * fifty does not wait for the slowest to show the first); one that fails is left out. */
-async function loadStrips(names, token) {
-  const places = names.map((name) =>
-    h("div", { class: "strip-block loading", "data-service": name }, h("span", {}, name)),
-  );
-  parts.strips.replaceChildren(...places);
-  byId("strips-empty").hidden = names.length > 0;
-  await Promise.all(
-    names.map(async (name, i) => {
-      let answer = null;
-      try {
-        answer = await api(historyPath(name, range));
-      } catch (error) {
-        showError(`history of ${name}`, error);
-      }
-      if (token !== loadToken) return;
-      const block = answer && stripBlock(name, answer);
-      if (block) places[i].replaceWith(block);
-      else places[i].remove();
-    }),
-  );
+/** Every service's strip from one answer (GET /api/v1/history), in start order. */
+async function loadOverview(token) {
+  let answer;
+  try {
+    answer = await api(overviewPath(range));
+  } catch (error) {
+    showError("could not load the history", error);
+    return;
+  }
+  if (token !== loadToken) return;
+  const services = answer.services || [];
+  parts.strips.replaceChildren(...services.map((one) => stripBlock(one.service, one)));
+  byId("strips-empty").hidden = services.length > 0;
+}
+
+/** One service's strip (GET /api/v1/history/{name}: it may have left the configuration). */
+async function loadStrip(name, token) {
+  let answer;
+  try {
+    answer = await api(historyPath(name, range));
+  } catch (error) {
+    showError(`history of ${name}`, error);
+    answer = null;
+  }
+  if (token !== loadToken) return;
+  parts.strips.replaceChildren(...(answer ? [stripBlock(name, answer)] : []));
+  byId("strips-empty").hidden = answer != null;
 }
 
 // -- the state strips ---------------------------------------------------------------------
@@ -711,14 +713,10 @@ function boot() {
   return start();
 }
 
+/** Load the page: the pictures need no list of services (the overview's answer holds them
+ * all), so the list fills the filter meanwhile. */
 async function start() {
-  if (state.service) {
-    // One service's page needs no list to start: the list fills the filter meanwhile.
-    await Promise.all([loadServiceNames().then((names) => (serviceNames = names)), reload()]);
-  } else {
-    serviceNames = await loadServiceNames();
-    await reload();
-  }
+  await Promise.all([loadServiceNames(), reload()]);
 }
 
 boot();

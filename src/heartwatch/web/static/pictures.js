@@ -107,6 +107,9 @@ function rangeQuery({ since, until }, extra = {}) {
   return params.toString();
 }
 
+/** Every service's strip in one answer (the overview). */
+export const overviewPath = (range) => `/api/v1/history?${rangeQuery(range)}`;
+
 export const historyPath = (service, range) =>
   `/api/v1/history/${encodeURIComponent(service)}?${rangeQuery(range)}`;
 
