@@ -148,7 +148,7 @@ def test_events_csv_keeps_text_as_text() -> None:
     import csv
     import io
 
-    from heartwatch.web.history_api import events_csv, formula_safe
+    from heartwatch.web.export import events_csv, formula_safe
 
     assert [formula_safe(t) for t in ("=1+1", "+x", "-2", "@SUM(A1)", "\tx", "ok", "")] == [
         "'=1+1",

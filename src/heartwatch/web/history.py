@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
 from heartwatch.core.journal import EntryKind, JournalEntry
-from heartwatch.web.history_api import events_csv
+from heartwatch.web.export import events_csv
 from heartwatch.web.status import read_pulse, read_status
 from heartwatch.web.streaming import send_until_disconnect
 

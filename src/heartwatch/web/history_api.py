@@ -14,18 +14,13 @@ that cut it short).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from heartwatch.core.journal import JournalEntry
 from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, bucket_step, chart, gaps
 from heartwatch.core.recoveries import (
     TRIGGER_EXIT_LOOKBACK,
@@ -34,6 +29,7 @@ from heartwatch.core.recoveries import (
     recovery_steps,
 )
 from heartwatch.core.uptime import UNKNOWN, History, service_history
+from heartwatch.web.history import MAX_UNIX_TIME
 
 if TYPE_CHECKING:
     from heartwatch.daemon.recorder import Recorder
@@ -42,7 +38,6 @@ if TYPE_CHECKING:
 WINDOWS = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 DEFAULT_WINDOW = "24h"
 MAX_SPAN = 400 * 86400.0  # beyond any retention: a bound on the work, not a policy
-MAX_UNIX_TIME = 1e11
 MAX_HISTORY_ENTRIES = 50_000
 MAX_RECOVERIES = 500
 # How long after its entry a recovery's steps are looked for (a start may wait on backoff).
@@ -152,7 +147,7 @@ def resolve_window(
     """[since, until] of a query: ``until`` defaults to now (and is held to it: the future
     has no history to draw), ``since`` to ``window`` before it."""
     end = now if until is None else min(until, now)
-    start = end - WINDOWS[window or DEFAULT_WINDOW] if since is None else since
+    start = max(end - WINDOWS[window or DEFAULT_WINDOW] if since is None else since, 0.0)
     if start >= end:
         raise HTTPException(
             422,
@@ -163,7 +158,7 @@ def resolve_window(
             422,
             {"code": "bad_range", "message": f"a window of at most {MAX_SPAN / 86400:g} days"},
         )
-    return max(start, 0.0), end
+    return start, end
 
 
 def recovery_out(recovery: Recovery) -> RecoveryOut:
@@ -441,38 +436,3 @@ def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRout
         return RecoveryList(recoveries=found)
 
     return router
-
-
-# -- export ------------------------------------------------------------------------------
-
-CSV_COLUMNS = ("id", "at", "time", "kind", "service", "state", "previous", "reason", "detail")
-# A spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def formula_safe(text: str) -> str:
-    """``text`` as a spreadsheet shows it, never runs it: a leading ' before = + - @."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-def events_csv(entries: Iterable[JournalEntry]) -> str:
-    """Entries as CSV (the csv module's quoting); every text cell formula-safe."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for e in entries:
-        detail = "" if e.detail is None else json.dumps(dict(e.detail), default=str)
-        writer.writerow(
-            [
-                e.id,
-                repr(float(e.at)),
-                datetime.fromtimestamp(e.at, UTC).isoformat(timespec="milliseconds"),
-                e.kind,
-                formula_safe(e.service or ""),
-                e.state or "",
-                e.previous or "",
-                formula_safe(e.reason),
-                formula_safe(detail),
-            ]
-        )
-    return out.getvalue()
