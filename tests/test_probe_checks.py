@@ -141,8 +141,10 @@ def test_a_cancelled_check_kills_its_group_and_reports_nothing(tmp_path: Path) -
     assert gone(group_of(pids))
 
 
-CATASTROPHIC = "^(a+)+$"  # exponential backtracking on a run of a's that does not end the line
-NOT_QUITE = "a" * 28 + "!"  # re takes ~10 s to give up on it
+# Exponential backtracking on a run of a's that does not end the line, for ``re`` and
+# ``regex`` alike (``regex`` sees through ``^(a+)+$``, the review's case).
+CATASTROPHIC = "^(a|aa)+$"
+NOT_QUITE = "a" * 40 + "!"  # re takes ~10 s to give up on it
 REDIRECTS = {"/loop": "/loop", "/a": "/b", "/b": "/a", "/there": "/200"}
 CREDENTIALS = "Basic " + base64.b64encode(b"probe:s3cret").decode()
 
@@ -274,3 +276,15 @@ def test_a_slow_http_server_holds_neither_other_checks_nor_the_exit(
         assert results[f"bad{n}"] == (False, "timed out after 1 s")
     left = [t.name for t in threading.enumerate() if t.name.startswith("probe")]
     assert left == []
+
+
+def test_a_backtracking_expect_is_a_failed_check_not_a_frozen_daemon(http_url: str) -> None:
+    """``expect`` has a time limit: a pattern that backtracks for ever on the output (exec) or
+    body (http) fails the check saying so, instead of holding the loop for seconds."""
+    passed, result = exec_check("printf", NOT_QUITE, expect=CATASTROPHIC)
+    assert not passed
+    assert result.startswith(f"exited 0, but matching its output against `{CATASTROPHIC}` took")
+    passed, result = http_check(f"{http_url}/slow-to-match", expect=CATASTROPHIC)
+    assert not passed
+    assert result.startswith(f"HTTP 200, but matching its body against `{CATASTROPHIC}` took")
+    assert exec_check("printf", "aaaa", expect=CATASTROPHIC) == (True, "exited 0: aaaa")

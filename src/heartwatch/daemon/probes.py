@@ -22,7 +22,10 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
   4 KiB of the body are read.
 - ``tcp``: an asyncio connection, closed at once.
 - ``expect``: a regular expression the output (exec, multi-line: ``^``/``$`` match at each
-  line) or the body (http) must contain.
+  line) or the body (http) must contain. It is matched on the loop, so with a time limit
+  (``MATCH_TIMEOUT``, the ``regex`` module's, as the log viewer's grep): a pattern that
+  backtracks for ever (``^(a|aa)+$`` against ``aaaa…!``) fails the check saying so, instead of
+  freezing the daemon for seconds.
 
 At most one check per probe runs at a time (the watchdog asks for the next only after the
 result); ``cancel_unless`` ends the checks of runs that are over (the group killed), so a
@@ -34,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import socket
 import ssl
@@ -67,6 +69,9 @@ Identity = tuple[RunAs | None, int | None] | None
 # After an exec check exits, how long its last output may take to arrive (its pipe may be
 # held by a process it left behind, which must not hold up the result).
 OUTPUT_GRACE = 0.2
+# How long matching ``expect`` against at most 4 KiB may take on the loop; a sane pattern
+# takes microseconds.
+MATCH_TIMEOUT = 0.05
 
 
 class ProbeRunner:
@@ -76,7 +81,7 @@ class ProbeRunner:
         self._on_result = on_result
         self._running: dict[tuple[str, ProbeRole], tuple[int, asyncio.Task[None]]] = {}
         self._tasks = TaskSet("probes")
-        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._patterns: dict[str, Expect] = {}
 
     def __len__(self) -> int:
         """Checks under way."""
@@ -148,11 +153,40 @@ class ProbeRunner:
             return await run_http(check, spec.timeout, pattern)
         return await run_tcp(check, spec.timeout)
 
-    def _pattern(self, expect: str) -> re.Pattern[str]:
+    def _pattern(self, expect: str) -> Expect:
         pattern = self._patterns.get(expect)
         if pattern is None:
-            pattern = self._patterns[expect] = re.compile(expect, re.MULTILINE)
+            pattern = self._patterns[expect] = Expect(expect)
         return pattern
+
+
+class Expect:
+    """``expect``: a regular expression searched for in a check's output or body, ``^`` and
+    ``$`` at each line, within ``timeout`` seconds."""
+
+    def __init__(self, pattern: str, timeout: float = MATCH_TIMEOUT) -> None:
+        """Raise ``ValueError`` if ``pattern`` is not a regular expression (the configuration
+        refuses those already)."""
+        import regex  # on first use: a daemon with no ``expect`` does not carry it (3 MB)
+
+        try:
+            self._compiled = regex.compile(pattern, regex.MULTILINE | regex.VERSION0)
+        except regex.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+        self.pattern = pattern
+        self.timeout = timeout
+
+    def missing_from(self, text: str, what: str) -> str | None:
+        """``None`` if the pattern is found in ``text``, else why not, about ``what`` ("its
+        output"): not found, or not found in time."""
+        try:
+            if self._compiled.search(text, timeout=self.timeout) is not None:
+                return None
+        except TimeoutError:
+            return (
+                f"but matching {what} against `{self.pattern}` took over {self.timeout * 1000:g} ms"
+            )
+        return f"{what} not matching `{self.pattern}`"
 
 
 # -- exec ------------------------------------------------------------------------------------
@@ -252,7 +286,7 @@ async def run_exec(
     timeout: float,
     cwd: Path,
     env: Mapping[str, str],
-    expect: re.Pattern[str] | None = None,
+    expect: Expect | None = None,
     as_service: Identity = None,
 ) -> tuple[bool, str]:
     """Run ``argv`` once; ``(passed, result)``, the result in people's words."""
@@ -287,8 +321,9 @@ async def run_exec(
     said = f": {words}" if words else ""
     if popen.returncode != 0:
         return False, f"{_describe_end(popen.returncode)}{said}"
-    if expect is not None and expect.search(text) is None:
-        return False, f"exited 0, its output not matching `{expect.pattern}`{said}"
+    missing = None if expect is None else expect.missing_from(text, "its output")
+    if missing is not None:
+        return False, f"exited 0, {missing}{said}"
     return True, f"exited 0{said}"
 
 
@@ -376,7 +411,7 @@ async def _http_get(url: str) -> tuple[int, bytes]:
 
 
 async def run_http(
-    check: HttpCheck, timeout: float, expect: re.Pattern[str] | None = None
+    check: HttpCheck, timeout: float, expect: Expect | None = None
 ) -> tuple[bool, str]:
     """GET ``check.url`` within ``timeout`` in all (connect, answer and body); ``(passed,
     result)``."""
@@ -402,8 +437,9 @@ async def run_http(
     if not good:
         wanted = check.status if check.status is not None else "2xx or 3xx"
         return False, f"HTTP {status}, not {wanted}{said}"
-    if expect is not None and expect.search(text) is None:
-        return False, f"HTTP {status}, its body not matching `{expect.pattern}`{said}"
+    missing = None if expect is None else expect.missing_from(text, "its body")
+    if missing is not None:
+        return False, f"HTTP {status}, {missing}{said}"
     return True, f"HTTP {status}"
 
 
