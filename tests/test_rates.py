@@ -148,3 +148,40 @@ def test_the_store_sums_and_silences_give_what_the_minutes_give(
     lines, found = _store_rates(counts, since, until, points, timeouts)
     assert lines == expected.kinds
     assert found == expected.gaps
+
+
+def test_the_minute_still_running_ends_a_silence_or_extends_it() -> None:
+    """The recorder adds the current minute (not stored yet) to the store's sums and to the
+    open silence after a kind's last stored event."""
+    import asyncio
+
+    from heartwatch.daemon.recorder import Recorder
+
+    totals: dict[str, tuple[int, dict[str, int]]] = {"c": (0, {})}
+
+    async def main() -> tuple[list[Gap], list[Gap], dict[str, list[float | None]]]:
+        store = SQLiteHistory(":memory:")
+        store.add_counts([MinuteCount(m, "c", "heartbeat", 6) for m in range(0, 1200, 60)])
+        store.add_counts([MinuteCount(m, "c", "poi", 1) for m in range(0, 300, 60)])
+        recorder = Recorder(store, lambda: totals, retention=DAY, clock=lambda: 1230.0)
+        first, step, count = bucket_step(0, 1260, 21)
+        timeouts = {"poi": 120.0}
+
+        async def read() -> tuple[list[Gap], dict[str, list[float | None]]]:
+            sums, silences = await recorder.rate_inputs(
+                service="c", first=first, step=step, until=1260, timeouts=timeouts
+            )
+            lines = chart(sums, first=first, step=step, count=count, since=0, until=1260)
+            return gaps(silences, timeouts, 0, 1260), lines
+
+        totals["c"] = (6, {})  # beats, no poi yet: the silence goes on into this minute
+        going, _ = await read()
+        totals["c"] = (8, {"poi": 2})  # poi again in the minute still running
+        ended, lines = await read()
+        await recorder.close()
+        return going, ended, lines
+
+    going, ended, lines = asyncio.run(main())
+    assert going == [Gap("poi", 300, 1260)]
+    assert ended == [Gap("poi", 300, 1200)]
+    assert lines["poi"][-1] == 2.0 and lines["heartbeat"][-1] == 6.0
