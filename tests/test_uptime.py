@@ -405,3 +405,23 @@ def test_a_service_down_since_its_first_record_is_down_at_the_windows_start() ->
     assert spans(history)[:2] == [(305, 310, "starting"), (310, 320, "backoff")]
     assert [(i.start, i.end) for i in history.incidents] == [(10, 500)]
     assert history.summary.mttr_seconds == 490
+
+
+def test_overlapping_incidents_of_two_services_are_each_their_own() -> None:
+    """Two services down at once (one journal): each history sees only its own incident."""
+    j = Journal()
+    j.started(0)
+    for name in ("c", "d"):
+        j.to(0, "starting", service=name)
+        j.to(10, "running", service=name)
+    j.to(100, "restarting", "crash", service="c", failure=True)
+    j.to(120, "unresponsive", "no heartbeat", service="d", failure=True, down_since=110)
+    j.to(150, "running", service="c")
+    j.to(200, "restarting", service="d")
+    j.to(230, "running", service="d")
+    c = service_history(j.entries, service="c", since=0, until=300)
+    d = service_history(j.entries, service="d", since=0, until=300)
+    assert [(i.start, i.end) for i in c.incidents] == [(100, 150)]
+    assert [(i.start, i.end) for i in d.incidents] == [(110, 230)]
+    assert (c.summary.mttr_seconds, d.summary.mttr_seconds) == (50, 120)
+    assert c.summary.running_seconds == 90 + 150 and d.summary.running_seconds == 100 + 70
