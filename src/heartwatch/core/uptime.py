@@ -128,9 +128,9 @@ def service_history(
     """Segments covering [``since``, ``until``] and the summary, from ``entries``.
 
     ``entries``: ``service``'s transitions and the daemon's own entries, in journal order,
-    starting early enough to know the state at ``since`` (from the last daemon start before
-    it, or the last running/not-wanted transition, whichever is later: the store's
-    ``history_entries`` gives exactly that). Other kinds are ignored.
+    starting early enough to know the state at ``since`` and any incident open then (the
+    store's ``history_entries`` gives that). Other services' transitions and other kinds
+    only show that the daemon was alive.
     ``last_alive``: for a "started" entry that no "stopping" entry preceded (the daemon before
     it was killed), the last sign of life of the previous daemon (entry id -> Unix time); its
     absence begins there. Without it, at the last entry given before that start.
