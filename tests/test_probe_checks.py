@@ -288,3 +288,36 @@ def test_a_backtracking_expect_is_a_failed_check_not_a_frozen_daemon(http_url: s
     assert not passed
     assert result.startswith(f"HTTP 200, but matching its body against `{CATASTROPHIC}` took")
     assert exec_check("printf", "aaaa", expect=CATASTROPHIC) == (True, "exited 0: aaaa")
+
+
+def escaping(pid_file: Path) -> str:
+    """A check that starts a process in a session of its own (its pid in ``pid_file``)."""
+    return f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 60' & sleep 60"
+
+
+def test_a_timed_out_check_leaves_nothing_behind_even_out_of_its_group(tmp_path: Path) -> None:
+    """What a check started in a session of its own (``setsid``) is killed with the check at
+    its timeout, as the rest of its group is."""
+    pid_file = tmp_path / "pid"
+    result = exec_check("sh", "-c", escaping(pid_file), timeout=1.0)
+    assert result == (False, "timed out after 1 s")
+    assert gone(group_of(pid_file))
+
+
+def test_a_cancelled_check_leaves_nothing_behind_even_out_of_its_group(tmp_path: Path) -> None:
+    """The same when the check is ended because its service's run is over."""
+    pid_file = tmp_path / "pid"
+    spec = ProbeSpec("liveness", ExecCheck(("sh", "-c", escaping(pid_file))), "x")
+
+    async def scenario() -> None:
+        runner = ProbeRunner(lambda *result: None)
+        runner.start(RunProbe("frida", "liveness", 1), spec, Path.cwd(), ENV)
+        for _ in range(300):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            await asyncio.sleep(0.01)
+        runner.cancel_unless(lambda service, run: False)
+        await runner.close()
+
+    asyncio.run(scenario())
+    assert gone(group_of(pid_file))

@@ -11,9 +11,11 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
   in ``bench/probes.py``; this costs one). The first 4 KiB of output are kept as the
   result's words, the rest drained and dropped, so a chatty check never blocks on a full
   pipe. At its timeout the whole group is killed (``frida-ps`` is known to hang at 100 %
-  CPU, and a hung ``adb`` may have children): nothing of it is left behind. A process that
-  left the group on purpose (``adb``'s server daemon, started by the first ``adb`` command)
-  is left alone. A normal exit kills nothing either, for the same reason.
+  CPU, and a hung ``adb`` may have children), and so is every process carrying the check's
+  own ``HEARTWATCH_CHECK_ID`` (what left the group, ``setsid``): nothing of it is left
+  behind, however often it times out. A normal exit kills nothing, so a process a check
+  started on purpose (``adb``'s server daemon, started by the first ``adb`` command) lives
+  on.
 - ``http``: a GET on the loop (asyncio streams, ``h11`` for the protocol; no proxy: probes
   check this machine's services), its ``timeout`` the deadline of the whole request
   (connect, answer, body), so a server that drips its answer fails at the timeout and holds
@@ -41,11 +43,13 @@ import signal
 import socket
 import ssl
 import subprocess
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import h11
+import psutil
 from loguru import logger
 
 from heartwatch.core.probes import (
@@ -60,6 +64,7 @@ from heartwatch.core.probes import (
 from heartwatch.core.redact import redact
 from heartwatch.daemon.identity import RunAs
 from heartwatch.daemon.oserrors import describe_os_error
+from heartwatch.daemon.processes import find_processes_with_env
 from heartwatch.daemon.tasks import TaskSet
 
 ResultSink = Callable[[RunProbe, bool, str], None]
@@ -72,6 +77,9 @@ OUTPUT_GRACE = 0.2
 # How long matching ``expect`` against at most 4 KiB may take on the loop; a sane pattern
 # takes microseconds.
 MATCH_TIMEOUT = 0.05
+# In each exec check's environment, unique to the check, inherited by all it starts: what
+# finds its processes that left its group when it is killed.
+CHECK_ID_VARIABLE = "HEARTWATCH_CHECK_ID"
 
 
 class ProbeRunner:
@@ -290,8 +298,9 @@ async def run_exec(
     as_service: Identity = None,
 ) -> tuple[bool, str]:
     """Run ``argv`` once; ``(passed, result)``, the result in people's words."""
+    check_id = uuid.uuid4().hex
     try:
-        popen = _spawn(argv, cwd, env, as_service)
+        popen = _spawn(argv, cwd, {**env, CHECK_ID_VARIABLE: check_id}, as_service)
     except OSError as error:
         return False, f"cannot run {argv[0]}: {describe_os_error(error)}"
     except subprocess.SubprocessError as error:
@@ -302,6 +311,7 @@ async def run_exec(
             await asyncio.wait_for(asyncio.shield(check.exited), timeout)
         except TimeoutError:
             _kill_group(popen.pid)
+            await asyncio.get_running_loop().run_in_executor(None, _kill_escaped, check_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(check.exited), 5.0)
             words = _words(check.output)
@@ -311,6 +321,7 @@ async def run_exec(
                 await asyncio.wait_for(asyncio.shield(check.drained), OUTPUT_GRACE)
     except asyncio.CancelledError:
         _kill_group(popen.pid)  # its service's run is over, or the daemon stops
+        _kill_escaped(check_id)  # here and now: this task may not get to wait again
         with contextlib.suppress(TimeoutError):  # reaped before it is forgotten
             await asyncio.wait_for(asyncio.shield(check.exited), 5.0)
         raise
@@ -331,6 +342,13 @@ def _kill_group(pid: int) -> None:
     """SIGKILL the check's whole process group (it leads one: ``start_new_session``)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _kill_escaped(check_id: str) -> None:
+    """SIGKILL every process of the check that left its group (``setsid``)."""
+    for process in find_processes_with_env(CHECK_ID_VARIABLE, check_id):
+        with contextlib.suppress(psutil.Error):
+            process.kill()  # psutil checks it is still the same process
 
 
 def _describe_end(returncode: int | None) -> str:
