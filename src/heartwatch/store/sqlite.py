@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_by_time ON entries (at);
 CREATE INDEX IF NOT EXISTS entries_by_service ON entries (service, at);
-CREATE INDEX IF NOT EXISTS entries_by_kind ON entries (kind, at);
+-- By kind, then id (the rowid every index ends with): the newest of a kind without a sort.
+CREATE INDEX IF NOT EXISTS entries_of_kind ON entries (kind);
 CREATE TABLE IF NOT EXISTS counts (
     minute INTEGER NOT NULL,
     service TEXT NOT NULL,
@@ -131,7 +132,7 @@ class SQLiteHistory:
         # Where the walk starts: the service's last settled state (running, or not wanted:
         # no incident can be open across it), then the daemon's last word before that.
         settled = self._db.execute(
-            # "+kind": not by the kind index (every service's transitions), by the service's.
+            # "+kind": by the service's index, not the kind's (every service's transitions).
             "SELECT at FROM entries WHERE service = ? AND at <= ? AND +kind = 'transition' "
             f"AND state IN ({', '.join('?' for _ in _SETTLED)}) ORDER BY at DESC LIMIT 1",
             (service, since, *_SETTLED),
