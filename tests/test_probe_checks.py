@@ -321,3 +321,23 @@ def test_a_cancelled_check_leaves_nothing_behind_even_out_of_its_group(tmp_path:
 
     asyncio.run(scenario())
     assert gone(group_of(pid_file))
+
+
+def test_a_redirect_loop_fails_and_a_redirect_is_followed(http_url: str) -> None:
+    """Redirects are followed (a bounded number); one that comes back to a URL already asked
+    is a failure naming the loop, not the pass its 302 would be."""
+    assert http_check(f"{http_url}/there") == (True, "HTTP 200")
+    passed, result = http_check(f"{http_url}/loop")
+    assert not passed and result.startswith("HTTP 302: a redirect loop"), result
+    passed, result = http_check(f"{http_url}/a")
+    assert not passed and result.startswith("HTTP 302: a redirect loop"), result
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(http_url: str) -> None:
+    """``http://user:password@host/`` asks with basic auth (the URL's host is the host)."""
+    authority = http_url.removeprefix("http://")
+    assert http_check(f"http://probe:s3cret@{authority}/secret") == (True, "HTTP 200")
+    assert http_check(f"http://probe:wrong@{authority}/secret") == (
+        False,
+        "HTTP 401, not 2xx or 3xx: who?",
+    )

@@ -20,8 +20,9 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
   check this machine's services), its ``timeout`` the deadline of the whole request
   (connect, answer, body), so a server that drips its answer fails at the timeout and holds
   nothing of anyone else's checks, and at the daemon's exit the connection is just closed
-  (no thread to wait for). A 2xx or 3xx answer passes, or exactly ``status``; only the first
-  4 KiB of the body are read.
+  (no thread to wait for). Redirects are followed (at most ``MAX_REDIRECTS``, within the same
+  deadline; a loop fails), credentials in the URL are sent as basic auth. A 2xx or 3xx answer
+  passes, or exactly ``status``; only the first 4 KiB of the body are read.
 - ``tcp``: an asyncio connection, closed at once.
 - ``expect``: a regular expression the output (exec, multi-line: ``^``/``$`` match at each
   line) or the body (http) must contain. It is matched on the loop, so with a time limit
@@ -37,6 +38,7 @@ probe never outlives its service's run.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -46,7 +48,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import h11
 import psutil
@@ -375,6 +377,8 @@ def _words(output: bytes | bytearray) -> str:
 
 # Read at most this much at a time; an answer's head must fit h11's own limit (16 KiB).
 _READ_SIZE = 65536
+MAX_REDIRECTS = 10  # urllib's and Kubernetes' limit
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class _HttpFailure(Exception):
@@ -382,9 +386,31 @@ class _HttpFailure(Exception):
 
 
 async def _http_get(url: str) -> tuple[int, bytes]:
-    """GET ``url`` once over a connection of its own: the status, the first ``OUTPUT_LIMIT``
-    bytes of the body (the rest is not read). No proxy, whatever the daemon's environment
-    says: probes check this machine's services."""
+    """GET ``url``, following up to ``MAX_REDIRECTS`` redirects: the last answer's status and
+    the first ``OUTPUT_LIMIT`` bytes of its body. A redirect back to a URL already asked for
+    is a failure (a loop never ends), as is one to something not http(s)."""
+    asked = [url]
+    while True:
+        status, location, body = await _http_get_once(url)
+        if status not in _REDIRECTS or location is None:
+            return status, body
+        target = urljoin(url, location)
+        if urlsplit(target).scheme not in ("http", "https"):
+            raise _HttpFailure(f"HTTP {status}: redirected to {redact(target)}, not http(s)")
+        if target in asked:
+            loop = " -> ".join(redact(u) for u in [*asked[asked.index(target) :], target])
+            raise _HttpFailure(f"HTTP {status}: a redirect loop: {loop}")
+        if len(asked) > MAX_REDIRECTS:
+            raise _HttpFailure(f"HTTP {status}: more than {MAX_REDIRECTS} redirects")
+        asked.append(target)
+        url = target
+
+
+async def _http_get_once(url: str) -> tuple[int, str | None, bytes]:
+    """GET ``url`` once over a connection of its own: the status, the redirect's
+    ``Location`` if any, the first ``OUTPUT_LIMIT`` bytes of the body (the rest is not read).
+    Credentials in the URL (``http://user:password@host/``) are sent as basic auth. No proxy,
+    whatever the daemon's environment says: probes check this machine's services."""
     parts = urlsplit(url)
     https = parts.scheme == "https"
     host = parts.hostname
@@ -398,6 +424,9 @@ async def _http_get(url: str) -> tuple[int, bytes]:
         ("Accept", "*/*"),
         ("Connection", "close"),
     ]
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers.append(("Authorization", f"Basic {base64.b64encode(secret.encode()).decode()}"))
     context = ssl.create_default_context() if https else None
     reader, writer = await asyncio.open_connection(host, port, ssl=context)
     try:
@@ -406,6 +435,7 @@ async def _http_get(url: str) -> tuple[int, bytes]:
         writer.write(connection.send(h11.EndOfMessage()))
         await writer.drain()
         status: int | None = None
+        location: str | None = None
         body = bytearray()
         while True:
             event = connection.next_event()
@@ -413,6 +443,9 @@ async def _http_get(url: str) -> tuple[int, bytes]:
                 connection.receive_data(await reader.read(_READ_SIZE))
             elif isinstance(event, h11.Response):
                 status = event.status_code
+                for name, value in event.headers:
+                    if name == b"location":
+                        location = value.decode("latin-1")
             elif isinstance(event, h11.Data):
                 body += event.data[: OUTPUT_LIMIT - len(body)]
                 if len(body) >= OUTPUT_LIMIT:
@@ -425,7 +458,7 @@ async def _http_get(url: str) -> tuple[int, bytes]:
         writer.transport.abort()  # at once: nothing more is read or waited for
     if status is None:
         raise _HttpFailure("the connection closed before an answer")
-    return status, bytes(body)
+    return status, location, bytes(body)
 
 
 async def run_http(
