@@ -17,7 +17,6 @@ import {
   ganttText,
   gapBands,
   heartbeatChartData,
-  historyPath,
   joinCsvPages,
   kindChartData,
   parseQuery,
@@ -98,12 +97,8 @@ test("rangeOf: a window ending now, or at the chosen time", () => {
 test("API paths: the contract's names, the service's name encoded, repeated kinds", () => {
   const range = { since: T0, until: T0 + 60 };
   assert.equal(
-    historyPath("a/b c", range),
-    `/api/v1/history/a%2Fb%20c?since=${T0}&until=${T0 + 60}`,
-  );
-  assert.equal(
-    ratesPath("x", range, 300),
-    `/api/v1/history/x/rates?since=${T0}&until=${T0 + 60}&points=300`,
+    ratesPath("a/b c", range, 300),
+    `/api/v1/history/a%2Fb%20c/rates?since=${T0}&until=${T0 + 60}&points=300`,
   );
   assert.equal(recoveriesPath("", range), `/api/v1/recoveries?since=${T0}&until=${T0 + 60}`);
   assert.equal(

@@ -21,7 +21,6 @@ import {
   ganttText,
   gapBands,
   heartbeatChartData,
-  historyPath,
   overviewPath,
   joinCsvPages,
   kindChartData,
@@ -142,7 +141,7 @@ async function reload() {
   byId("range-text").textContent =
     `${formatTime(range.since)} – ${formatTime(range.until)} (${span})`;
   await Promise.all([
-    state.service ? loadStrip(state.service, token) : loadOverview(token),
+    loadStrips(token),
     state.service ? loadCharts(state.service, token) : clearCharts(),
   ]);
   if (token !== loadToken) return;
@@ -151,33 +150,21 @@ async function reload() {
   if (token === loadToken) document.body.dataset.loaded = String(token); // the tests wait for it
 }
 
-/** Every service's strip from one answer (GET /api/v1/history), in start order. */
-async function loadOverview(token) {
+/** The strips of every service, or of the one chosen, from one answer (GET /api/v1/history),
+ * in start order. One chosen may have left the configuration and still have history. */
+async function loadStrips(token) {
+  const only = state.service ? [state.service] : [];
   let answer;
   try {
-    answer = await api(overviewPath(range));
+    answer = await api(overviewPath(range, only));
   } catch (error) {
-    showError("could not load the history", error);
-    return;
+    showError(only.length ? `history of ${state.service}` : "could not load the history", error);
+    answer = { services: [] };
   }
   if (token !== loadToken) return;
   const services = answer.services || [];
   parts.strips.replaceChildren(...services.map((one) => stripBlock(one.service, one)));
   byId("strips-empty").hidden = services.length > 0;
-}
-
-/** One service's strip (GET /api/v1/history/{name}: it may have left the configuration). */
-async function loadStrip(name, token) {
-  let answer;
-  try {
-    answer = await api(historyPath(name, range));
-  } catch (error) {
-    showError(`history of ${name}`, error);
-    answer = null;
-  }
-  if (token !== loadToken) return;
-  parts.strips.replaceChildren(...(answer ? [stripBlock(name, answer)] : []));
-  byId("strips-empty").hidden = answer != null;
 }
 
 // -- the state strips ---------------------------------------------------------------------

@@ -107,11 +107,10 @@ function rangeQuery({ since, until }, extra = {}) {
   return params.toString();
 }
 
-/** Every service's strip in one answer (the overview). */
-export const overviewPath = (range) => `/api/v1/history?${rangeQuery(range)}`;
-
-export const historyPath = (service, range) =>
-  `/api/v1/history/${encodeURIComponent(service)}?${rangeQuery(range)}`;
+/** Every service's strip in one answer (the overview), or those of `services` only: strips
+ * without the recoveries /api/v1/history/{name} also computes (the page asks for those apart). */
+export const overviewPath = (range, services = []) =>
+  `/api/v1/history?${rangeQuery(range, { service: services })}`;
 
 export const ratesPath = (service, range, points) =>
   `/api/v1/history/${encodeURIComponent(service)}/rates?${rangeQuery(range, { points })}`;
