@@ -169,8 +169,8 @@ async function loadStrips(token) {
 
 // -- the state strips ---------------------------------------------------------------------
 
+/** One service's strip, its figures above it and what a pointed segment says below. */
 function stripBlock(name, answer) {
-  if (!answer) return null;
   const detail = h("p", { class: "strip-detail", "aria-live": "polite" });
   const segments = answer.segments || [];
   const picture = stripPicture(answer, (segment, index, jump) => {
@@ -513,7 +513,7 @@ async function loadRecoveries(token) {
     return;
   }
   if (token !== loadToken) return;
-  const recoveries = Array.isArray(answer) ? answer : answer.recoveries || [];
+  const recoveries = answer.recoveries || [];
   parts.recoveries.replaceChildren(...recoveries.map(recoveryItem));
   byId("recoveries-empty").hidden = recoveries.length > 0;
   if (state.recovery != null) {
