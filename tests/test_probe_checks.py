@@ -78,11 +78,11 @@ def test_exec_expect_is_searched_line_by_line() -> None:
     assert not passed and result == "exited 0, its output not matching `^1$`: 0"
 
 
-def test_exec_keeps_the_first_4_kib_and_drains_the_rest() -> None:
-    """A chatty check never blocks on its pipe; its reason holds the first 4 KiB only."""
-    passed, result = exec_check(sys.executable, "-c", "print('y' * 1_000_000)")
+def test_exec_keeps_4_kib_of_output() -> None:
+    """A check's output up to 4 KiB is its result's words."""
+    passed, result = exec_check(sys.executable, "-c", f"print('y' * {OUTPUT_LIMIT - 1})")
     assert passed
-    assert len(result) == len("exited 0: ") + OUTPUT_LIMIT
+    assert result == "exited 0: " + "y" * (OUTPUT_LIMIT - 1)
 
 
 def group_of(pid_file: Path) -> list[int]:
@@ -341,3 +341,12 @@ def test_credentials_in_the_url_are_sent_as_basic_auth(http_url: str) -> None:
         False,
         "HTTP 401, not 2xx or 3xx: who?",
     )
+
+
+def test_output_past_the_kept_4_kib_is_not_read() -> None:
+    """A check that floods its output is not drained for ever: past the 4 KiB kept the pipe
+    is closed, the writer gets EPIPE, and the result says why it ended."""
+    passed, result = exec_check("yes", timeout=10.0)
+    assert not passed
+    assert result.startswith("killed by SIGPIPE after 4 KiB of output (the rest is not read): y")
+    assert len(result) < OUTPUT_LIMIT + 100

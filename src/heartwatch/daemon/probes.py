@@ -9,11 +9,13 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
   together) through the pipe's reader, without a thread (asyncio's own subprocesses start
   a waiting thread for each on this Python, which cost 3.7 wake-ups of the loop per check
   in ``bench/probes.py``; this costs one). The first 4 KiB of output are kept as the
-  result's words, the rest drained and dropped, so a chatty check never blocks on a full
-  pipe. At its timeout the whole group is killed (``frida-ps`` is known to hang at 100 %
-  CPU, and a hung ``adb`` may have children), and so is every process carrying the check's
-  own ``HEARTWATCH_CHECK_ID`` (what left the group, ``setsid``): nothing of it is left
-  behind, however often it times out. A normal exit kills nothing, so a process a check
+  result's words; then the pipe is closed, not drained: a check flooding its output
+  (``yes``) would keep the loop busy for its whole timeout, and instead its next write gets
+  EPIPE (SIGPIPE), its result saying it wrote over 4 KiB. At its timeout the whole group
+  is killed (``frida-ps`` is known to hang at 100 % CPU, and a hung ``adb`` may have
+  children), and so is every process carrying the check's own ``HEARTWATCH_CHECK_ID``
+  (what left the group, ``setsid``): nothing of it is left behind, however often it times
+  out. A normal exit kills nothing, so a process a check
   started on purpose (``adb``'s server daemon, started by the first ``adb`` command) lives
   on.
 - ``http``: a GET on the loop (asyncio streams, ``h11`` for the protocol; no proxy: probes
@@ -204,14 +206,15 @@ class Expect:
 
 class _RunningCheck:
     """One exec check's process, watched from the loop without a thread: its exit through a
-    pidfd, its output through the pipe's reader (the first ``OUTPUT_LIMIT`` bytes kept, the
-    rest drained and dropped)."""
+    pidfd, its output through the pipe's reader (the first ``OUTPUT_LIMIT`` bytes kept, then
+    the pipe closed: ``cut_off``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes]) -> None:
         assert popen.stdout is not None
         self._loop = loop
         self.popen = popen
         self.output = bytearray()
+        self.cut_off = False  # the pipe closed at OUTPUT_LIMIT: the check's writes fail since
         self.exited: asyncio.Future[None] = loop.create_future()
         self.drained: asyncio.Future[None] = loop.create_future()
         self._pipe = popen.stdout.fileno()
@@ -236,9 +239,10 @@ class _RunningCheck:
         if not data:  # everyone holding the pipe is gone
             self._close_pipe()
             return
-        room = OUTPUT_LIMIT - len(self.output)
-        if room > 0:
-            self.output += data[:room]
+        self.output += data[: OUTPUT_LIMIT - len(self.output)]
+        if len(self.output) >= OUTPUT_LIMIT:  # enough: the rest is not read (nor waited for)
+            self.cut_off = True
+            self._close_pipe()
 
     def _reap(self) -> None:
         if self.popen.poll() is None:
@@ -333,7 +337,8 @@ async def run_exec(
     words = " ".join(text.split())
     said = f": {words}" if words else ""
     if popen.returncode != 0:
-        return False, f"{_describe_end(popen.returncode)}{said}"
+        cut_off = f" after {OUTPUT_LIMIT // 1024} KiB of output (the rest is not read)"
+        return False, f"{_describe_end(popen.returncode)}{cut_off if check.cut_off else ''}{said}"
     missing = None if expect is None else expect.missing_from(text, "its output")
     if missing is not None:
         return False, f"exited 0, {missing}{said}"
