@@ -24,6 +24,7 @@ from loguru import logger
 
 from heartwatch.core.journal import JournalEntry
 from heartwatch.core.rates import Silence
+from heartwatch.core.recoveries import members_of
 from heartwatch.core.uptime import killed_starts
 from heartwatch.core.wire import HEARTBEAT
 from heartwatch.store import HistoryStore, MinuteCount
@@ -141,29 +142,43 @@ class Recorder:
 
         return await self._read(read)
 
-    async def recoveries(
+    async def recovery_reads(
         self,
         *,
-        service: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 100,
-    ) -> list[JournalEntry]:
-        return await self._read(
-            lambda: self._store.recoveries(service=service, since=since, until=until, limit=limit)
-        )
+        service: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+        lookback: float,
+        horizon: float,
+        step_limit: int,
+    ) -> tuple[list[JournalEntry], list[JournalEntry], list[list[JournalEntry]]]:
+        """In one trip to the store's thread: the recoveries (newest first, ``service``'s if
+        given), every recovery up to ``horizon`` after the newest (a member's steps end at its
+        next one), and for each recovery its members' entries from ``lookback`` before it to
+        ``horizon`` after."""
 
-    async def entries_around(
-        self, windows: Sequence[tuple[Sequence[str], float, float]], limit: int
-    ) -> list[list[JournalEntry]]:
-        """For each (services, since, until): their entries in journal order (one trip to
-        the store's thread for all)."""
-        return await self._read(
-            lambda: [
-                self._store.entries_around(services=s, since=a, until=b, limit=limit)
-                for s, a, b in windows
+        def read() -> tuple[list[JournalEntry], list[JournalEntry], list[list[JournalEntry]]]:
+            found = self._store.recoveries(service=service, since=since, until=until, limit=limit)
+            if not found:
+                return [], [], []
+            later = self._store.recoveries(
+                since=min(r.at for r in found),
+                until=max(r.at for r in found) + horizon,
+                limit=2 * limit,
+            )
+            around = [
+                self._store.entries_around(
+                    services=members_of(r),
+                    since=r.at - lookback,
+                    until=r.at + horizon,
+                    limit=step_limit,
+                )
+                for r in found
             ]
-        )
+            return found, later, around
+
+        return await self._read(read)
 
     async def rate_inputs(
         self,

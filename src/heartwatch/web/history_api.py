@@ -22,12 +22,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, bucket_step, chart, gaps
-from heartwatch.core.recoveries import (
-    TRIGGER_EXIT_LOOKBACK,
-    Recovery,
-    members_of,
-    recovery_steps,
-)
+from heartwatch.core.recoveries import TRIGGER_EXIT_LOOKBACK, Recovery, recovery_steps
 from heartwatch.core.uptime import UNKNOWN, History, service_history
 from heartwatch.web.history import MAX_UNIX_TIME
 
@@ -190,23 +185,15 @@ async def read_recoveries(
     until: float | None,
     limit: int,
 ) -> list[RecoveryOut]:
-    found = await recorder.recoveries(service=service, since=since, until=until, limit=limit)
-    if not found:
-        return []
-    newest = max(r.at for r in found)
-    # Recoveries after these (of any trigger): a member's steps end at its next one.
-    later = await recorder.recoveries(
-        since=min(r.at for r in found), until=newest + RECOVERY_HORIZON, limit=MAX_RECOVERIES * 2
+    found, later, around = await recorder.recovery_reads(
+        service=service,
+        since=since,
+        until=until,
+        limit=limit,
+        lookback=TRIGGER_EXIT_LOOKBACK,
+        horizon=RECOVERY_HORIZON,
+        step_limit=STEP_ENTRIES,
     )
-    windows: list[tuple[Sequence[str], float, float]] = [
-        (
-            members_of(r),
-            r.at - TRIGGER_EXIT_LOOKBACK,
-            r.at + RECOVERY_HORIZON,
-        )
-        for r in found
-    ]
-    around = await recorder.entries_around(windows, STEP_ENTRIES)
     return [
         recovery_out(recovery_steps(r, entries, later))
         for r, entries in zip(found, around, strict=True)
