@@ -350,3 +350,29 @@ def test_output_past_the_kept_4_kib_is_not_read() -> None:
     assert not passed
     assert result.startswith("killed by SIGPIPE after 4 KiB of output (the rest is not read): y")
     assert len(result) < OUTPUT_LIMIT + 100
+
+
+def test_what_is_not_an_http_answer_fails_in_plain_words() -> None:
+    """Something else on the port (a greeting that is not a status line): said plainly,
+    without the bytes as a Python repr; TLS asked of it: the TLS library's words, plainly."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def greet() -> None:
+            for _ in range(2):
+                connection, _ = listener.accept()
+                with connection:
+                    connection.recv(1024)
+                    connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+        threading.Thread(target=greet, daemon=True).start()
+        assert http_check(f"http://127.0.0.1:{port}/") == (
+            False,
+            "not an HTTP answer: illegal status line",
+        )
+        assert http_check(f"https://127.0.0.1:{port}/") == (
+            False,
+            "cannot connect: TLS: wrong version number",
+        )

@@ -458,7 +458,8 @@ async def _http_get_once(url: str) -> tuple[int, str | None, bytes]:
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 break
     except h11.RemoteProtocolError as error:
-        raise _HttpFailure(f"not an HTTP answer: {error}") from None
+        # h11's words, without the bytes it quotes as a Python repr
+        raise _HttpFailure(f"not an HTTP answer: {str(error).partition(':')[0]}") from None
     finally:
         writer.transport.abort()  # at once: nothing more is read or waited for
     if status is None:
@@ -478,8 +479,11 @@ async def run_http(
         return False, f"timed out after {timeout:g} s"
     except _HttpFailure as failure:
         return False, str(failure)
-    except ssl.SSLError as error:
-        return False, f"cannot connect: {error.reason or error}"
+    except ssl.SSLCertVerificationError as error:
+        return False, f"cannot connect: TLS: {error.verify_message or error.reason}"
+    except ssl.SSLError as error:  # "WRONG_VERSION_NUMBER": not TLS on that port, ...
+        said = (error.reason or type(error).__name__).replace("_", " ").lower()
+        return False, f"cannot connect: TLS: {said}"
     except OSError as error:
         if isinstance(error, socket.gaierror):
             return False, f"cannot connect: {error.strerror}"
