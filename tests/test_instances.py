@@ -383,16 +383,18 @@ def test_a_misspelt_instances_is_suggested() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ['{"instances": true}', '{"instances": "5"}', '{"instances": 2.0}']
+    "body", ['{"instances": true}', '{"instances": "5"}', '{"instances": 2.5}']
 )
 def test_scale_takes_a_whole_number_only(body: str) -> None:
     """``POST /api/v1/scale/{service}``'s body: ``true`` is not one instance, nor ``"5"``
-    five (the request is refused, 422, rather than read as something else)."""
+    five, nor 2.5 anything (the request is refused, 422, rather than read as something else)."""
     from pydantic import ValidationError
 
     from heartwatch.web.reload import ScaleRequest
 
     assert ScaleRequest.model_validate_json('{"instances": 3}').instances == 3
+    # 3.0 is the same JSON number (JSON Schema's integers include it): three.
+    assert ScaleRequest.model_validate_json('{"instances": 3.0}').instances == 3
     with pytest.raises(ValidationError):
         ScaleRequest.model_validate_json(body)
     with pytest.raises(ValidationError):  # as FastAPI validates the decoded body

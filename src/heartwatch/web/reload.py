@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, Field
 
 from heartwatch.core.instances import MAX_INSTANCES
 from heartwatch.daemon.reload import (
@@ -47,9 +47,18 @@ class InvalidConfigBody(ErrorBody):
     problems: list[ProblemBody] = Field(default_factory=list)
 
 
+def _whole_number(value: object) -> object:
+    """A count as JSON writes it: 5, or 5.0 (JSON Schema's integers include it); never true,
+    "5" or 2.5 (a client's bug, refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("instances is a whole number, such as 4")
+    return value
+
+
 class ScaleRequest(BaseModel):
-    # Strict: JSON's true is not one instance, nor "5" five (a client's bug, refused).
-    instances: Annotated[StrictInt, Field(ge=1, le=MAX_INSTANCES)]
+    instances: Annotated[int, Field(ge=1, le=MAX_INSTANCES), BeforeValidator(_whole_number)]
 
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
