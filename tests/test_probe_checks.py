@@ -274,8 +274,10 @@ def test_a_slow_http_server_holds_neither_other_checks_nor_the_exit(
     assert results["good"] == (True, "HTTP 200")
     for n in range(4):
         assert results[f"bad{n}"] == (False, "timed out after 1 s")
-    left = [t.name for t in threading.enumerate() if t.name.startswith("probe")]
-    assert left == []
+    joined_at_exit = [
+        t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()
+    ]
+    assert joined_at_exit == []
 
 
 def test_a_backtracking_expect_is_a_failed_check_not_a_frozen_daemon(http_url: str) -> None:
@@ -376,3 +378,25 @@ def test_what_is_not_an_http_answer_fails_in_plain_words() -> None:
             False,
             "cannot connect: TLS: wrong version number",
         )
+
+
+def test_a_hung_name_lookup_holds_neither_the_check_nor_the_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resolver that does not answer (a name lookup is a blocking call, in a thread): the
+    check times out at its timeout and the loop ends without waiting for the lookup (asyncio's
+    own executor threads are joined when ``asyncio.run`` ends, the daemon's exit)."""
+    real = socket.getaddrinfo
+
+    def hung(host: object, *args: object, **kwargs: object) -> object:
+        if host == "hung.example":
+            time.sleep(6.0)
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hung)
+    started = time.monotonic()
+    assert check_once(HttpCheck("http://hung.example/"), timeout=0.5) == (
+        False,
+        "timed out after 0.5 s",
+    )
+    assert time.monotonic() - started < 4.0  # the lookup takes 6 s

@@ -15,16 +15,16 @@ The watchdog decides when a probe runs (``RunProbe``) and what its results mean
   is killed (``frida-ps`` is known to hang at 100 % CPU, and a hung ``adb`` may have
   children), and so is every process carrying the check's own ``HEARTWATCH_CHECK_ID``
   (what left the group, ``setsid``): nothing of it is left behind, however often it times
-  out. A normal exit kills nothing, so a process a check
-  started on purpose (``adb``'s server daemon, started by the first ``adb`` command) lives
-  on.
+  out. A normal exit kills nothing, so a process a check started on purpose (``adb``'s
+  server daemon, started by the first ``adb`` command) lives on.
 - ``http``: a GET on the loop (asyncio streams, ``h11`` for the protocol; no proxy: probes
   check this machine's services), its ``timeout`` the deadline of the whole request
   (connect, answer, body), so a server that drips its answer fails at the timeout and holds
   nothing of anyone else's checks, and at the daemon's exit the connection is just closed
-  (no thread to wait for). Redirects are followed (at most ``MAX_REDIRECTS``, within the same
-  deadline; a loop fails), credentials in the URL are sent as basic auth. A 2xx or 3xx answer
-  passes, or exactly ``status``; only the first 4 KiB of the body are read.
+  (a host name is looked up in a daemon thread, which the exit does not wait for).
+  Redirects are followed (at most ``MAX_REDIRECTS``, within the same deadline; a loop
+  fails), credentials in the URL are sent as basic auth. A 2xx or 3xx answer passes, or
+  exactly ``status``; only the first 4 KiB of the body are read.
 - ``tcp``: an asyncio connection, closed at once.
 - ``expect``: a regular expression the output (exec, multi-line: ``^``/``$`` match at each
   line) or the body (http) must contain. It is matched on the loop, so with a time limit
@@ -42,11 +42,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -411,6 +413,60 @@ async def _http_get(url: str) -> tuple[int, bytes]:
         url = target
 
 
+async def _connect(
+    host: str, port: int, context: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``host``'s addresses in turn (TLS with ``context``). A name is looked up in
+    a daemon thread of its own, not asyncio's executor: a lookup cannot be interrupted, and
+    asyncio's executor threads are joined when the loop ends, so a resolver that does not
+    answer would hold the daemon's exit."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        addresses = await _look_up(host, port)
+    else:
+        addresses = [host]
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return await asyncio.open_connection(
+                address, port, ssl=context, server_hostname=host if context else None
+            )
+        except ssl.SSLError:
+            raise  # the server answered: another address would not say better
+        except OSError as failure:
+            error = failure
+    assert error is not None  # getaddrinfo answers with an address or raises
+    raise error
+
+
+async def _look_up(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[list[str]] = loop.create_future()
+
+    def settle(addresses: list[str] | None, error: OSError | None) -> None:
+        if answer.done():
+            return  # given up on: timed out, or the daemon stops
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(addresses or [])
+
+    def look_up() -> None:
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as error:
+            outcome: tuple[list[str] | None, OSError | None] = (None, error)
+        else:
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+            outcome = (addresses, None)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=look_up, name=f"probe lookup {host}", daemon=True).start()
+    return await answer
+
+
 async def _http_get_once(url: str) -> tuple[int, str | None, bytes]:
     """GET ``url`` once over a connection of its own: the status, the redirect's
     ``Location`` if any, the first ``OUTPUT_LIMIT`` bytes of the body (the rest is not read).
@@ -433,7 +489,7 @@ async def _http_get_once(url: str) -> tuple[int, str | None, bytes]:
         secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers.append(("Authorization", f"Basic {base64.b64encode(secret.encode()).decode()}"))
     context = ssl.create_default_context() if https else None
-    reader, writer = await asyncio.open_connection(host, port, ssl=context)
+    reader, writer = await _connect(host, port, context)
     try:
         connection = h11.Connection(h11.CLIENT)
         writer.write(connection.send(h11.Request(method="GET", target=target, headers=headers)))
