@@ -49,7 +49,7 @@ def run_checks(specs: dict[str, ProbeSpec], budget: float = 20.0) -> dict[str, t
 
 
 def check_once(
-    check: ExecCheck | HttpCheck, timeout: float = 5.0, expect: str | None = None
+    check: ExecCheck | HttpCheck | TcpCheck, timeout: float = 5.0, expect: str | None = None
 ) -> tuple[bool, str]:
     spec = ProbeSpec("readiness", check, "x", timeout=timeout, expect=expect)
     return run_checks({"s": spec})["s"]
@@ -400,3 +400,9 @@ def test_a_hung_name_lookup_holds_neither_the_check_nor_the_exit(
         "timed out after 0.5 s",
     )
     assert time.monotonic() - started < 4.0  # the lookup takes 6 s
+    started = time.monotonic()
+    assert check_once(TcpCheck("hung.example", 80), timeout=0.5) == (
+        False,
+        "timed out after 0.5 s",
+    )
+    assert time.monotonic() - started < 4.0

@@ -541,11 +541,7 @@ async def run_http(
         said = (error.reason or type(error).__name__).replace("_", " ").lower()
         return False, f"cannot connect: TLS: {said}"
     except OSError as error:
-        if isinstance(error, socket.gaierror):
-            return False, f"cannot connect: {error.strerror}"
-        # asyncio's own words name the address again ("Connect call failed (...)").
-        said = os.strerror(error.errno) if error.errno else describe_os_error(error)
-        return False, f"cannot connect: {said}"
+        return False, f"cannot connect: {_connect_error(error)}"
     text = _text(body)
     words = " ".join(text.split())
     said = f": {words}" if words else ""
@@ -559,16 +555,21 @@ async def run_http(
     return True, f"HTTP {status}"
 
 
+def _connect_error(error: OSError) -> str:
+    """Why a connection failed, in the system's words ("Connection refused", "Name or
+    service not known"): asyncio's own name the address again ("Connect call failed ...")."""
+    if isinstance(error, socket.gaierror):
+        return error.strerror or str(error)
+    return os.strerror(error.errno) if error.errno else describe_os_error(error)
+
+
 async def run_tcp(check: TcpCheck, timeout: float) -> tuple[bool, str]:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(check.host, check.port), timeout)
+        _, writer = await asyncio.wait_for(_connect(check.host, check.port, None), timeout)
     except TimeoutError:
         return False, f"timed out after {timeout:g} s"
     except OSError as error:
-        # asyncio's own words name the address again ("Connect call failed (...)"): the
-        # system's say what happened.
-        said = os.strerror(error.errno) if error.errno else describe_os_error(error)
-        return False, f"cannot connect: {said}"
+        return False, f"cannot connect: {_connect_error(error)}"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
