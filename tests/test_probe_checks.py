@@ -363,7 +363,7 @@ def test_what_is_not_an_http_answer_fails_in_plain_words() -> None:
         port = listener.getsockname()[1]
 
         def greet() -> None:
-            for _ in range(2):
+            for _ in range(3):
                 connection, _ = listener.accept()
                 with connection:
                     connection.recv(1024)
@@ -378,6 +378,8 @@ def test_what_is_not_an_http_answer_fails_in_plain_words() -> None:
             False,
             "cannot connect: TLS: wrong version number",
         )
+        passed, result = http_check(f"http://127.0.0.1:{port}/a b")  # refused by h11
+        assert not passed and result.startswith(f"cannot ask for http://127.0.0.1:{port}/a b: ")
 
 
 def test_a_hung_name_lookup_holds_neither_the_check_nor_the_exit(

@@ -516,6 +516,9 @@ async def _http_get_once(url: str) -> tuple[int, str | None, bytes]:
     except h11.RemoteProtocolError as error:
         # h11's words, without the bytes it quotes as a Python repr
         raise _HttpFailure(f"not an HTTP answer: {str(error).partition(':')[0]}") from None
+    except h11.LocalProtocolError as error:  # a space in the URL (or a redirect's), ...
+        said = str(error).partition(":")[0]
+        raise _HttpFailure(f"cannot ask for {redact(url)}: {said}") from None
     finally:
         writer.transport.abort()  # at once: nothing more is read or waited for
     if status is None:
