@@ -216,50 +216,28 @@ function stripBlock(name, answer) {
 
 /** The strip: one SVG rect per segment (x and width as attributes: no style attribute), each
  * focusable, saying its change on hover, focus or a first tap, and jumping to its moment in the
- * event list on a click (a second tap on a touch screen). */
+ * event list on a click (a second tap on a touch screen). The listeners are the strip's, not
+ * each rect's (a week of a busy service is thousands of segments), and a rect's tooltip is
+ * made when it is first pointed at: drawing 50 strips stays a matter of attributes. */
 function stripPicture(answer, onSegment) {
   const segments = answer.segments || [];
   const rects = stripLayout(segments, answer.since, answer.until).map(
-    ({ x, width, segment, index }) => {
-      const rect = svg("rect", {
+    ({ x, width, segment, index }) =>
+      svg("rect", {
         class: "seg",
         x: (x * STRIP_WIDTH).toFixed(3),
         width: (width * STRIP_WIDTH).toFixed(3),
         y: 0,
         height: STRIP_HEIGHT,
         tabindex: "0",
+        "data-index": String(index),
         "data-state": segment.state,
         "data-start": String(segment.start),
         "data-end": String(segment.end),
         "data-entry": segment.entry_id == null ? null : String(segment.entry_id),
-      });
-      const said = describeSegment(segment, segments[index - 1] ?? null);
-      rect.append(
-        svg("title", {}, `${said.change} · ${said.when}${said.reason ? ` · ${said.reason}` : ""}`),
-      );
-      let touched = false;
-      rect.addEventListener("pointerdown", (event) => {
-        touched = event.pointerType === "touch" || event.pointerType === "pen";
-      });
-      rect.addEventListener("pointerenter", () => onSegment(segment, index, false));
-      rect.addEventListener("focus", () => onSegment(segment, index, false));
-      rect.addEventListener("click", () => {
-        const first = touched && !rect.classList.contains("pointed");
-        onSegment(segment, index, !first);
-        for (const other of rect.parentNode.querySelectorAll(".pointed"))
-          other.classList.remove("pointed");
-        rect.classList.add("pointed");
-      });
-      rect.addEventListener("keydown", (event) => {
-        if (event.key === "Enter" || event.key === " ") {
-          event.preventDefault();
-          onSegment(segment, index, true);
-        }
-      });
-      return rect;
-    },
+      }),
   );
-  return svg(
+  const strip = svg(
     "svg",
     {
       class: "strip",
@@ -272,6 +250,48 @@ function stripPicture(answer, onSegment) {
     },
     ...rects,
   );
+  /** The rect an event is about, with its tooltip made on first need. */
+  const pointed = (event) => {
+    const rect = event.target instanceof Element ? event.target.closest("rect.seg") : null;
+    if (rect === null || !strip.contains(rect)) return null;
+    const index = Number(rect.dataset.index);
+    if (rect.firstChild === null) {
+      const said = describeSegment(segments[index], segments[index - 1] ?? null);
+      rect.append(
+        svg("title", {}, `${said.change} · ${said.when}${said.reason ? ` · ${said.reason}` : ""}`),
+      );
+    }
+    return { rect, index, segment: segments[index] };
+  };
+  let touched = false;
+  strip.addEventListener("pointerdown", (event) => {
+    touched = event.pointerType === "touch" || event.pointerType === "pen";
+  });
+  // pointerover bubbles (pointerenter does not): entering a rect from another, or from outside.
+  strip.addEventListener("pointerover", (event) => {
+    const hit = pointed(event);
+    if (hit) onSegment(hit.segment, hit.index, false);
+  });
+  strip.addEventListener("focusin", (event) => {
+    const hit = pointed(event);
+    if (hit) onSegment(hit.segment, hit.index, false);
+  });
+  strip.addEventListener("click", (event) => {
+    const hit = pointed(event);
+    if (!hit) return;
+    const first = touched && !hit.rect.classList.contains("pointed");
+    onSegment(hit.segment, hit.index, !first);
+    for (const other of strip.querySelectorAll(".pointed")) other.classList.remove("pointed");
+    hit.rect.classList.add("pointed");
+  });
+  strip.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    const hit = pointed(event);
+    if (!hit) return;
+    event.preventDefault();
+    onSegment(hit.segment, hit.index, true);
+  });
+  return strip;
 }
 
 function showSegment(detail, segment, previous) {
