@@ -352,6 +352,32 @@ def test_the_store_starts_the_walk_early_enough() -> None:
     assert len(store.history_entries(service="c", since=300, until=800, limit=2)) == 3
 
 
+def test_pruning_keeps_what_a_steady_service_s_history_starts_from() -> None:
+    """A service running since before the retention's cut-off has only that transition: the
+    prune keeps it (and the daemon's start before it), so the window reads running, not
+    "nothing recorded"; what a flapping service did before its last settled state goes."""
+    j = Journal()
+    j.started(0)
+    j.to(0, "starting")
+    j.to(10, "running")
+    j.to(5, "starting", service="flappy")
+    j.to(20, "restarting", "crash", service="flappy", failure=True)
+    j.to(30, "running", service="flappy")
+    j.to(40, "unresponsive", service="flappy", failure=True)
+    j.to(60, "running", service="flappy")
+    j.other(5)  # an exit of c's, before its settled state: nothing starts from it
+    store = SQLiteHistory(":memory:")
+    store.add_entries(j.entries)
+    store.prune(before=1000)
+    kept = store.history_entries(service="c", since=2000, until=3000, limit=100)
+    history = service_history(kept, service="c", since=2000, until=3000)
+    assert [(s.state, s.start, s.end) for s in history.segments] == [("running", 2000, 3000)]
+    assert history.summary.uptime == 1.0
+    flappy = store.history_entries(service="flappy", since=2000, until=3000, limit=100)
+    assert [(e.at, e.state) for e in flappy] == [(0, None), (60, "running")]
+    assert [e.at for e in store.entries(service="c", limit=100)] == [10]
+
+
 def test_the_store_finds_a_killed_daemons_last_sign_of_life() -> None:
     from heartwatch.store import MinuteCount
 

@@ -274,9 +274,43 @@ class SQLiteHistory:
         return [MinuteCount(*row) for row in self._db.execute(query, params)]
 
     def prune(self, before: float) -> int:
+        """Forget what is older than ``before``, but for what a history after it starts from:
+        each service's walk begins at its last settled transition (``history_entries``), and
+        a service that has run steadily for longer than the retention has only that one: it
+        is kept, with what follows it, and the daemon's last word before the earliest kept
+        (else its whole window would read "nothing recorded")."""
+        settled = ", ".join("?" for _ in _SETTLED)
         with self._transaction():
-            gone = self._db.execute("DELETE FROM entries WHERE at < ?", (before,)).rowcount
-            gone += self._db.execute("DELETE FROM counts WHERE minute < ?", (before,)).rowcount
+            db = self._db
+            db.execute("DROP TABLE IF EXISTS temp.kept_from")
+            # Per service: its last settled transition before the cut-off, or (never settled:
+            # a crash loop older than the retention) its last transition of any state.
+            db.execute(
+                "CREATE TEMP TABLE kept_from AS SELECT service, COALESCE("
+                f"MAX(CASE WHEN state IN ({settled}) THEN at END), MAX(at)) AS at "
+                "FROM entries WHERE kind = 'transition' AND service IS NOT NULL AND at < ? "
+                "GROUP BY service",
+                (*_SETTLED, before),
+            )
+            gone = db.execute(
+                "DELETE FROM entries WHERE at < ? AND service IS NOT NULL AND at < COALESCE("
+                "(SELECT k.at FROM kept_from k WHERE k.service = entries.service), ?)",
+                (before, before),
+            ).rowcount
+            earliest = db.execute("SELECT MIN(at) FROM kept_from").fetchone()[0]
+            daemon_from = before
+            if earliest is not None:
+                word = db.execute(
+                    "SELECT MAX(at) FROM entries WHERE service IS NULL AND kind = 'daemon' "
+                    "AND at <= ?",
+                    (earliest,),
+                ).fetchone()[0]
+                daemon_from = min(before, word if word is not None else earliest)
+            gone += db.execute(
+                "DELETE FROM entries WHERE service IS NULL AND at < ?", (daemon_from,)
+            ).rowcount
+            db.execute("DROP TABLE temp.kept_from")
+            gone += db.execute("DELETE FROM counts WHERE minute < ?", (before,)).rowcount
         return gone
 
     def close(self) -> None:
