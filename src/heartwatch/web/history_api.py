@@ -8,17 +8,19 @@
 Everything is computed here from the store by the pure functions of ``core/uptime.py``,
 ``core/rates.py`` and ``core/recoveries.py``; the server aggregates, so a 30-day chart gets a
 few hundred buckets per kind, not 43,200 minutes. Reads are bounded: a window of at most
-``MAX_SPAN`` and at most ``MAX_HISTORY_ENTRIES`` entries per answer (``truncated`` says when
-that cut it short).
+``MAX_SPAN``, at most ``MAX_HISTORY_ENTRIES`` entries per service and ``MAX_ANSWER_ENTRIES``
+in all per answer (``truncated`` says when that cut it short); the pure work runs in a worker
+thread, not on the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel
 
 from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, bucket_step, chart, gaps
@@ -34,10 +36,15 @@ WINDOWS = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 DEFAULT_WINDOW = "24h"
 MAX_SPAN = 400 * 86400.0  # beyond any retention: a bound on the work, not a policy
 MAX_HISTORY_ENTRIES = 50_000
+# All the entries one answer may read, shared by the services it holds (the overview's 50
+# services get 4,000 each): a bound on the daemon's memory and time per request, whoever asks.
+MAX_ANSWER_ENTRIES = 200_000
 MAX_RECOVERIES = 500
 # How long after its entry a recovery's steps are looked for (a start may wait on backoff).
 RECOVERY_HORIZON = 3600.0
-STEP_ENTRIES = 2000
+# Entries read for the steps of one recovery (its members' within the horizon): with
+# MAX_RECOVERIES, at most MAX_ANSWER_ENTRIES per answer.
+STEP_ENTRIES = MAX_ANSWER_ENTRIES // MAX_RECOVERIES
 MAX_OVERVIEW_SERVICES = 1000
 
 Window = Literal["1h", "24h", "7d", "30d"]
@@ -194,10 +201,13 @@ async def read_recoveries(
         horizon=RECOVERY_HORIZON,
         step_limit=STEP_ENTRIES,
     )
-    return [
-        recovery_out(recovery_steps(r, entries, later))
-        for r, entries in zip(found, around, strict=True)
-    ]
+    # Pure work over what was read, off the loop (as the histories').
+    return await asyncio.to_thread(
+        lambda: [
+            recovery_out(recovery_steps(r, entries, later))
+            for r, entries in zip(found, around, strict=True)
+        ]
+    )
 
 
 async def _known(supervisor: Supervisor, recorder: Recorder, name: str) -> None:
@@ -211,20 +221,28 @@ async def _read_histories(
     recorder: Recorder, names: Sequence[str], since: float, until: float
 ) -> list[tuple[History, bool]]:
     """Each service's history over the window, and whether the entries read were cut short."""
-    reads = await recorder.histories(names, since=since, until=until, limit=MAX_HISTORY_ENTRIES)
-    found = []
-    for name, (entries, last_alive) in zip(names, reads, strict=True):
-        truncated = len(entries) >= MAX_HISTORY_ENTRIES
-        history = service_history(
-            entries,
-            service=name,
-            since=since,
-            until=until,
-            last_alive=last_alive,
-            read_until=entries[-1].at if truncated else None,
-        )
-        found.append((history, truncated))
-    return found
+    limit = min(MAX_HISTORY_ENTRIES, max(1000, MAX_ANSWER_ENTRIES // max(1, len(names))))
+    reads = await recorder.histories(names, since=since, until=until, limit=limit)
+
+    def compute() -> list[tuple[History, bool]]:
+        found = []
+        for name, (entries, last_alive) in zip(names, reads, strict=True):
+            truncated = len(entries) >= limit
+            history = service_history(
+                entries,
+                service=name,
+                since=since,
+                until=until,
+                last_alive=last_alive,
+                read_until=entries[-1].at if truncated else None,
+            )
+            found.append((history, truncated))
+        return found
+
+    # Pure work over what was read, in a worker thread: a long history must not hold the
+    # loop (heartbeat deadlines, the API) for as long as it takes; the interpreter switches
+    # threads every few milliseconds.
+    return await asyncio.to_thread(compute)
 
 
 async def _read_history(
@@ -233,13 +251,12 @@ async def _read_history(
     return (await _read_histories(recorder, [name], since, until))[0]
 
 
-async def _history(recorder: Recorder, name: str, since: float, until: float) -> ServiceHistoryOut:
-    history, truncated = await _read_history(recorder, name, since, until)
-    recoveries = await read_recoveries(
-        recorder, service=name, since=since, until=until, limit=MAX_RECOVERIES
-    )
-    strip = _strip(name, history, truncated, since, until)
-    return ServiceHistoryOut(**dict(strip), recoveries=recoveries)
+async def _json_off_loop(build: Callable[[], BaseModel]) -> Response:
+    """The answer's model built and written as JSON in a worker thread: a long history is
+    megabytes of JSON, which would hold the loop for as long (FastAPI passes a ``Response``
+    through; the route's ``response_model`` still documents it)."""
+    body = await asyncio.to_thread(lambda: build().model_dump_json().encode())
+    return Response(body, media_type="application/json")
 
 
 def _strip(
@@ -312,7 +329,7 @@ def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRout
             list[str] | None,
             Query(description="only these services (repeatable); default: every one"),
         ] = None,
-    ) -> HistoryOverviewOut:
+    ) -> Response:
         """Every service's strip in one answer (segments, summary, incidents; no recoveries):
         what an overview of all services draws, read in one trip to the store."""
         start, end = resolve_window(since, until, window, time.time())
@@ -323,13 +340,15 @@ def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRout
         else:
             names = [record.name for record in supervisor.watchdog.records()]
         histories = await _read_histories(recorder, names, start, end)
-        return HistoryOverviewOut(
-            since=start,
-            until=end,
-            services=[
-                _strip(name, history, truncated, start, end)
-                for name, (history, truncated) in zip(names, histories, strict=True)
-            ],
+        return await _json_off_loop(
+            lambda: HistoryOverviewOut(
+                since=start,
+                until=end,
+                services=[
+                    _strip(name, history, truncated, start, end)
+                    for name, (history, truncated) in zip(names, histories, strict=True)
+                ],
+            )
         )
 
     @router.get(
@@ -343,12 +362,20 @@ def create_history_router(supervisor: Supervisor, recorder: Recorder) -> APIRout
         since: TimeQuery = None,
         until: TimeQuery = None,
         window: WindowQuery = None,
-    ) -> ServiceHistoryOut:
+    ) -> Response:
         """States over the window as contiguous segments ("unknown" where the daemon was
         down), uptime, incidents, time to recover, and the recoveries that touched it."""
         start, end = resolve_window(since, until, window, time.time())
         await _known(supervisor, recorder, name)
-        return await _history(recorder, name, start, end)
+        history, truncated = await _read_history(recorder, name, start, end)
+        recoveries = await read_recoveries(
+            recorder, service=name, since=start, until=end, limit=MAX_RECOVERIES
+        )
+        return await _json_off_loop(
+            lambda: ServiceHistoryOut(
+                **dict(_strip(name, history, truncated, start, end)), recoveries=recoveries
+            )
+        )
 
     @router.get(
         "/api/v1/history/{name}/rates",
