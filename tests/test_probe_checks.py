@@ -71,6 +71,15 @@ def test_exec_passes_on_exit_0_and_fails_with_its_output_as_the_reason() -> None
     assert not passed and result.startswith("cannot run no-such-probe-program: ")
 
 
+def test_exec_output_in_a_reason_carries_no_terminal_controls() -> None:
+    """A check's words reach the journal, alerts and the CSV export: a title-setting OSC, a
+    screen clear, colours and a bell are not in them (review of issue 13)."""
+    passed, result = exec_check(
+        "sh", "-c", r"printf '\033]0;PWNED\007\033[2J\033[31merror: offline\033[0m\a'; exit 1"
+    )
+    assert not passed and result == "exited 1: error: offline"
+
+
 def test_exec_expect_is_searched_line_by_line() -> None:
     """``expect`` must be found in the output; ``^``/``$`` match at each line (CRLF too)."""
     assert exec_check("sh", "-c", r"printf 'x\r\n1\r\n'", expect="^1$")[0]

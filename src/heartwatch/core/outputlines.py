@@ -94,13 +94,19 @@ class LastLine:
         return redact(line) if line else None
 
 
+def without_controls(text: str) -> str:
+    """``text`` without terminal escape sequences, its control characters (and bidi
+    overrides) as spaces: what a program printed, safe to quote in a reason, a log or a CSV."""
+    return _CONTROLS.sub(" ", _ESCAPES.sub("", text))
+
+
 def readable_line(line: bytes, max_chars: int = LAST_LINE_CHARS) -> str:
     """One line of a program's output as plain text for a reason: what a terminal would show
     last (after a carriage return), without escape or control characters, at most
     ``max_chars`` (longer: cut, ending in "…"); "" if nothing readable is left."""
     text = line.decode("utf-8", errors="replace")
     for segment in reversed(text.split("\r")):
-        clean = _CONTROLS.sub(" ", _ESCAPES.sub("", segment)).strip()
+        clean = without_controls(segment).strip()
         if clean:
             return clean if len(clean) <= max_chars else clean[: max_chars - 1] + "…"
     return ""

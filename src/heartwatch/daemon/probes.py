@@ -58,6 +58,7 @@ import h11
 import psutil
 from loguru import logger
 
+from heartwatch.core.outputlines import without_controls
 from heartwatch.core.probes import (
     OUTPUT_LIMIT,
     ExecCheck,
@@ -336,7 +337,7 @@ async def run_exec(
     finally:
         check.close()
     text = _text(check.output)
-    words = " ".join(text.split())
+    words = _words(check.output)
     said = f": {words}" if words else ""
     if popen.returncode != 0:
         cut_off = f" after {OUTPUT_LIMIT // 1024} KiB of output (the rest is not read)"
@@ -376,8 +377,10 @@ def _text(output: bytes | bytearray) -> str:
 
 
 def _words(output: bytes | bytearray) -> str:
-    """Output as one line (reasons are one line in logs and the journal)."""
-    return " ".join(_text(output).split())
+    """Output as one line (reasons are one line in logs and the journal), without escape
+    sequences or control characters (a check's output reaches the journal, alerts and the
+    CSV export)."""
+    return " ".join(without_controls(_text(output)).split())
 
 
 # -- http and tcp ----------------------------------------------------------------------------
@@ -546,7 +549,7 @@ async def run_http(
     except OSError as error:
         return False, f"cannot connect: {_connect_error(error)}"
     text = _text(body)
-    words = " ".join(text.split())
+    words = _words(body)
     said = f": {words}" if words else ""
     good = status == check.status if check.status is not None else 200 <= status < 400
     if not good:
