@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, bucket_step, chart, gaps
 from heartwatch.core.recoveries import TRIGGER_EXIT_LOOKBACK, Recovery, recovery_steps
@@ -57,7 +57,13 @@ WindowQuery = Annotated[
 ]
 
 
-class SegmentOut(BaseModel):
+class _FromCore(BaseModel):
+    """An answer read from the core's frozen value of the same fields (``model_validate``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class SegmentOut(_FromCore):
     start: float
     end: float
     state: str  # a service state, or "unknown" (the daemon was down, or no record)
@@ -66,7 +72,7 @@ class SegmentOut(BaseModel):
     wanted: bool  # counted in uptime's denominator
 
 
-class IncidentOut(BaseModel):
+class IncidentOut(_FromCore):
     start: float
     end: float | None  # None: not over at the window's end
     reason: str
@@ -74,7 +80,7 @@ class IncidentOut(BaseModel):
     recovered: bool
 
 
-class SummaryOut(BaseModel):
+class SummaryOut(_FromCore):
     uptime: float | None  # running / wanted, 0..1; None: nothing was wanted
     running_seconds: float
     wanted_seconds: float
@@ -84,7 +90,7 @@ class SummaryOut(BaseModel):
     longest_outage_seconds: float | None
 
 
-class StepOut(BaseModel):
+class StepOut(_FromCore):
     service: str
     stop_sent: float | None
     gone: float | None
@@ -92,7 +98,7 @@ class StepOut(BaseModel):
     ready: float | None
 
 
-class RecoveryOut(BaseModel):
+class RecoveryOut(_FromCore):
     id: int  # the recovery entry's id
     at: float
     trigger: str
@@ -164,24 +170,7 @@ def resolve_window(
 
 
 def recovery_out(recovery: Recovery) -> RecoveryOut:
-    return RecoveryOut(
-        id=recovery.id,
-        at=recovery.at,
-        trigger=recovery.trigger,
-        reason=recovery.reason,
-        members=recovery.members,
-        steps=[
-            StepOut(
-                service=s.service,
-                stop_sent=s.stop_sent,
-                gone=s.gone,
-                spawned=s.spawned,
-                ready=s.ready,
-            )
-            for s in recovery.steps
-        ],
-        duration_seconds=recovery.duration_seconds,
-    )
+    return RecoveryOut.model_validate(recovery)
 
 
 async def read_recoveries(
@@ -262,39 +251,14 @@ async def _json_off_loop(build: Callable[[], BaseModel]) -> Response:
 def _strip(
     name: str, history: History, truncated: bool, since: float, until: float
 ) -> ServiceStripOut:
-    summary = history.summary
     return ServiceStripOut(
         service=name,
         since=since,
         until=until,
-        segments=[
-            SegmentOut(
-                start=s.start,
-                end=s.end,
-                state=s.state,
-                reason=s.reason,
-                entry_id=s.entry_id,
-                wanted=s.wanted,
-            )
-            for s in history.segments
-        ],
-        summary=SummaryOut(
-            uptime=summary.uptime,
-            running_seconds=summary.running_seconds,
-            wanted_seconds=summary.wanted_seconds,
-            unknown_seconds=summary.unknown_seconds,
-            incidents=summary.incidents,
-            mttr_seconds=summary.mttr_seconds,
-            longest_outage_seconds=summary.longest_outage_seconds,
-        ),
+        segments=[SegmentOut.model_validate(s) for s in history.segments],
+        summary=SummaryOut.model_validate(history.summary),
         incidents=[
-            IncidentOut(
-                start=i.start,
-                end=i.end,
-                reason=i.reason,
-                entry_id=i.entry_id,
-                recovered=i.recovered,
-            )
+            IncidentOut.model_validate(i)
             for i in history.incidents
             if i.start < until and (i.end is None or i.end > since)
         ],
