@@ -4,35 +4,22 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
 
 from heartwatch.core.units import format_duration
+from nodejs import needs_node, node_json
 
-DOM_JS = Path(__file__).resolve().parents[1] / "src" / "heartwatch" / "web" / "static" / "dom.js"
 SECONDS = [
     0.0, 0.04, 0.44, 3.0, 9.96, 42.9, 60.0, 61.23, 99.94, 99.96, 100.0, 185.0, 599.5, 600.0,
     3599.0, 3600.0, 7505.0, 86399.0, 86400.0, 3 * 86400 + 3605.0, 400 * 86400.0, -5.0,
 ]  # fmt: skip
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@needs_node
 def test_the_dashboard_formats_durations_as_the_daemon_does() -> None:
-    script = (
-        f"const {{ formatDuration }} = await import({json.dumps(DOM_JS.as_uri())});"
-        f"console.log(JSON.stringify({json.dumps(SECONDS)}.map(formatDuration)));"
+    formatted = node_json(
+        "dom.js", "{ formatDuration }", f"{json.dumps(SECONDS)}.map(formatDuration)"
     )
-    run = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert json.loads(run.stdout) == [format_duration(s) for s in SECONDS]
+    assert formatted == [format_duration(s) for s in SECONDS]
 
 
 def test_the_style_in_words() -> None:

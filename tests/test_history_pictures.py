@@ -4,33 +4,13 @@ PAINT_ORDER, mildest to worst) paints over each other the states in the order in
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
 from heartwatch.cli.history import SEVERITY
+from nodejs import needs_node, node_json
 
-PICTURES_JS = (
-    Path(__file__).resolve().parents[1] / "src" / "heartwatch" / "web" / "static" / "pictures.js"
-)
 CALM = ("running", "stopped")  # never widened on the page: drawn at their true width
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@needs_node
 def test_the_page_and_the_terminal_rank_states_alike() -> None:
-    script = (
-        f"const {{ PAINT_ORDER }} = await import({json.dumps(PICTURES_JS.as_uri())});"
-        "console.log(JSON.stringify(PAINT_ORDER));"
-    )
-    run = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
     worst_first = [state for state in SEVERITY if state not in CALM]
-    assert json.loads(run.stdout) == list(reversed(worst_first))
+    assert node_json("pictures.js", "{ PAINT_ORDER }", "PAINT_ORDER") == list(reversed(worst_first))
