@@ -413,3 +413,17 @@ class Prober:
         self._stop.set()
         self._thread.join(60.0)
         return self.latencies_ms
+
+
+# How the benches start Debian's Chromium headless (as tests/browser/support.py does for the
+# tests): no GPU, no sandbox (root), nothing that talks to the network behind the measurement.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    CHROMIUM_ARGS,
     PYTHON,
     ROOT,
     SUMMARY_HEADERS,
@@ -77,16 +78,6 @@ LINES_PER_SECOND = 200
 SAMPLE_EVERY = 10.0
 CPU_BASELINE_SECONDS = 15.0
 STATIC = ROOT / "src" / "heartwatch" / "web" / "static"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 WORKER = r"""
 import time

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    CHROMIUM_ARGS,
     SUMMARY_HEADERS,
     Daemon,
     TomlValue,
@@ -82,16 +83,6 @@ STOPPED_AT_DAY = 5.5  # the daemon stopped cleanly
 STOPPED_FOR = 5 * 60
 HISTORY_MARK = "hw:history-painted"  # history.js, once every strip and chart is drawn
 DASHBOARD_MARK = "hw:services-rendered"  # app.js
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def service_names() -> list[str]:
