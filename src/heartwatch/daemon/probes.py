@@ -337,8 +337,7 @@ async def run_exec(
     finally:
         check.close()
     text = _text(check.output)
-    words = _words(check.output)
-    said = f": {words}" if words else ""
+    said = _said(check.output)
     if popen.returncode != 0:
         cut_off = f" after {OUTPUT_LIMIT // 1024} KiB of output (the rest is not read)"
         return False, f"{_describe_end(popen.returncode)}{cut_off if check.cut_off else ''}{said}"
@@ -374,6 +373,12 @@ def _describe_end(returncode: int | None) -> str:
 
 def _text(output: bytes | bytearray) -> str:
     return bytes(output).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def _said(output: bytes | bytearray) -> str:
+    """What a result quotes of the output (": error: device offline"), or "" if nothing."""
+    words = _words(output)
+    return f": {words}" if words else ""
 
 
 def _words(output: bytes | bytearray) -> str:
@@ -549,8 +554,7 @@ async def run_http(
     except OSError as error:
         return False, f"cannot connect: {_connect_error(error)}"
     text = _text(body)
-    words = _words(body)
-    said = f": {words}" if words else ""
+    said = _said(body)
     good = status == check.status if check.status is not None else 200 <= status < 400
     if not good:
         wanted = check.status if check.status is not None else "2xx or 3xx"
