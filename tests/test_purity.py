@@ -53,6 +53,7 @@ PURE_STDLIB = frozenset(
 # Pure third-party libraries a core module may use, each for one job.
 PURE_LIBRARIES = {
     "core/wire.py": {"orjson"},  # a JSON parser: bytes in, values out
+    "core/fleetcommands.py": {"cryptography"},  # Ed25519 signatures: bytes in, a verdict out
     "logview/linefilter.py": {"regex"},  # regular expressions with a time limit per match
 }
 PACKAGES = {"core": ("heartwatch.core",), "logview": ("heartwatch.core", "heartwatch.logview")}

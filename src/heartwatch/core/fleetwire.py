@@ -1,0 +1,201 @@
+"""The fleet's wire format: what an agent publishes, what a hub consumes. Pure.
+
+Every message an agent sends is one JSON object, an *envelope*::
+
+    {"v": 1, "type": "entry", "host": "farm-07", "boot": "9f2c…", "seq": 42,
+     "at": 1764590000.25, "body": {...}}
+
+- ``type``: what the body is (``MessageType``). *Events* (``entry``, ``counts``, ``reply``)
+  are numbered: ``seq`` counts 1, 2, 3… within one ``boot`` of one host without a gap, they
+  wait in the agent's outbox while the broker is away, and the hub stores each once, keyed on
+  ``(host, boot, seq)``. *Reports* (``snapshot``, ``heartbeat``) are never buffered (a stale
+  one says nothing true); their ``seq`` is the last event number the agent had handed out when
+  it made them, so the hub knows whether it has seen every event a snapshot already includes.
+- ``boot``: the agent daemon's run, a random id drawn at each start (32 hex digits).
+- ``at``: the agent's wall clock, Unix seconds; kept and shown, never used for deadlines (the
+  hub times hosts by when it received them).
+
+Routing keys are ``<host>.<service>.<kind>`` (``farm-07.collector@2.transition``,
+``farm-07.-.heartbeat`` for the daemon itself) so that a consumer can bind to one host, one
+service or one kind. Host and service names may hold dots, which AMQP's topic matching reads
+as separators: they are escaped (``.`` → ``%2E``, ``%`` → ``%25``) inside a word.
+
+Decoding never trusts its input: anything malformed raises ``FleetWireError`` with a code for
+counting and words for the log (a hub counts and skips it; nothing is lost but that message).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, cast, get_args
+
+PROTOCOL: Final = 1
+DEFAULT_EXCHANGE: Final = "heartwatch.fleet"
+MAX_MESSAGE_BYTES: Final = 1024 * 1024  # a snapshot of a few hundred services fits easily
+
+MessageType = Literal["entry", "counts", "reply", "snapshot", "heartbeat"]
+MESSAGE_TYPES: Final = frozenset(get_args(MessageType))
+EVENT_TYPES: Final = frozenset({"entry", "counts", "reply"})  # numbered, buffered, stored once
+REPORT_TYPES: Final = frozenset({"snapshot", "heartbeat"})  # never buffered
+
+# The routing key's service word for what is about the host (daemon entries, counts, reports).
+HOST_WORD: Final = "-"
+
+# Host names: what a hostname may be (FQDNs included), and what reads safely in a URL path and
+# a command line (``heartwatch tail farm-07/collector``): no slash, no space, no markup.
+HOST_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_BOOT = re.compile(r"[0-9a-f]{32}")
+_MAX_SEQ = 2**63 - 1  # a PostgreSQL bigint
+
+
+class FleetWireError(ValueError):
+    """A message that cannot be used; ``code`` names the fault (for counting), ``detail`` says."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    type: MessageType
+    host: str
+    boot: str
+    seq: int
+    at: float
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_event(self) -> bool:
+        return self.type in EVENT_TYPES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": PROTOCOL,
+            "type": self.type,
+            "host": self.host,
+            "boot": self.boot,
+            "seq": self.seq,
+            "at": self.at,
+            "body": dict(self.body),
+        }
+
+
+def encode(envelope: Envelope) -> bytes:
+    """The envelope as UTF-8 JSON (compact; non-ASCII kept as it is)."""
+    return json.dumps(envelope.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> Envelope:
+    """One message from the broker, checked; raises ``FleetWireError`` saying what is wrong."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise FleetWireError("size", f"{len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
+    try:
+        obj = json.loads(data)
+    except UnicodeDecodeError:
+        raise FleetWireError("encoding", "not UTF-8") from None
+    except ValueError as error:
+        raise FleetWireError("json", f"not JSON ({error.args[0] if error.args else error})") from None
+    if type(obj) is not dict:
+        raise FleetWireError("shape", f"a JSON object expected, not {type(obj).__name__}")
+    if obj.get("v") != PROTOCOL:
+        raise FleetWireError("version", f"protocol {obj.get('v')!r}, this hub speaks {PROTOCOL}")
+    kind = obj.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise FleetWireError("type", f"unknown message type {_short(kind)}")
+    host = obj.get("host")
+    if not is_host_name(host):
+        raise FleetWireError("host", f"not a host name: {_short(host)}")
+    boot = obj.get("boot")
+    if type(boot) is not str or not _BOOT.fullmatch(boot):
+        raise FleetWireError("boot", f"not a boot id (32 hex digits): {_short(boot)}")
+    seq = obj.get("seq")
+    if type(seq) is not int or not (0 <= seq <= _MAX_SEQ) or (kind in EVENT_TYPES and seq == 0):
+        raise FleetWireError("seq", f"not a sequence number: {_short(seq)}")
+    at = obj.get("at")
+    if type(at) not in (int, float) or not (0 <= at < 1e11):
+        raise FleetWireError("at", f"not a Unix time: {_short(at)}")
+    body = obj.get("body", {})
+    if type(body) is not dict:
+        raise FleetWireError("body", "body must be a JSON object")
+    return Envelope(cast(MessageType, kind), cast(str, host), boot, seq, float(cast(float, at)), body)
+
+
+def is_host_name(name: object) -> bool:
+    return type(name) is str and HOST_NAME.fullmatch(name) is not None
+
+
+# --- routing keys ---------------------------------------------------------------------------
+
+
+def escape_word(word: str) -> str:
+    """``word`` as one word of a topic routing key (no dot left in it)."""
+    return word.replace("%", "%25").replace(".", "%2E")
+
+
+def unescape_word(word: str) -> str:
+    return word.replace("%2E", ".").replace("%25", "%")
+
+
+def routing_key(host: str, service: str | None, kind: str) -> str:
+    """``<host>.<service>.<kind>``; ``service`` None is the host itself (``-``)."""
+    return ".".join(
+        (escape_word(host), HOST_WORD if service is None else escape_word(service), kind)
+    )
+
+
+def parse_routing_key(key: str) -> tuple[str, str | None, str]:
+    """The inverse of ``routing_key``; raises ``FleetWireError`` for another shape."""
+    words = key.split(".")
+    if len(words) != 3:
+        raise FleetWireError("routing", f"not <host>.<service>.<kind>: {_short(key)}")
+    host, service, kind = words
+    return unescape_word(host), None if service == HOST_WORD else unescape_word(service), kind
+
+
+def event_routing_key(envelope: Envelope) -> str:
+    """Where an agent publishes ``envelope``: entries under their service and entry kind."""
+    body = envelope.body
+    if envelope.type == "entry":
+        service = body.get("service")
+        return routing_key(envelope.host, service if type(service) is str else None,
+                           str(body.get("kind", "entry")))
+    if envelope.type == "reply":
+        service = body.get("service")
+        return routing_key(envelope.host, service if type(service) is str else None, "reply")
+    return routing_key(envelope.host, None, envelope.type)
+
+
+# --- names the agent and the hub must agree on ----------------------------------------------
+
+
+def command_queue(exchange: str, host: str) -> str:
+    """The durable queue of one host's commands (declared by the hub and the agent alike)."""
+    return f"{exchange}.commands.{host}"
+
+
+def expired_exchange(exchange: str) -> str:
+    """Where the broker dead-letters a command that expired in its queue, never delivered."""
+    return f"{exchange}.expired"
+
+
+def command_queue_arguments(exchange: str) -> dict[str, Any]:
+    """The command queue's arguments: both sides declare it, so both must pass the same."""
+    return {"x-dead-letter-exchange": expired_exchange(exchange)}
+
+
+def events_queue(exchange: str) -> str:
+    """The hubs' shared queue (single active consumer: one hub ingests, the others stand by)."""
+    return f"{exchange}.hub"
+
+
+EVENTS_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = {"x-single-active-consumer": True}
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
