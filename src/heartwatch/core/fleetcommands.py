@@ -132,7 +132,7 @@ def parse(data: bytes) -> tuple[Command, bytes]:
     command = Command(
         command_id,
         cast(str, host),
-        cast("str | None", service),
+        service,
         cast(Verb, verb),
         issued_at,
         expires_at,
@@ -140,7 +140,6 @@ def parse(data: bytes) -> tuple[Command, bytes]:
         issued_by if type(issued_by) is str else "",
     )
     return command, signature
-
 
 
 def judge(
@@ -169,9 +168,7 @@ def judge(
     if command.host != host:
         raise CommandRefused("wrong_host", f"meant for host {command.host!r}, this is {host!r}")
     if now > command.expires_at:
-        raise CommandRefused(
-            "expired", f"expired {now - command.expires_at:.1f} s ago, never ran"
-        )
+        raise CommandRefused("expired", f"expired {now - command.expires_at:.1f} s ago, never ran")
     if command.issued_at > now + CLOCK_SKEW:
         raise CommandRefused(
             "future", f"issued {command.issued_at - now:.0f} s in this host's future"
@@ -224,6 +221,7 @@ def reply_body(
     command: Mapping[str, Any] | Command, status: ReplyStatus, reason: str
 ) -> dict[str, Any]:
     """The body of a ``reply`` event (``fleetwire``): which command, what became of it, why."""
+    verb: str
     if isinstance(command, Command):
         command_id, service, verb = command.id, command.service, command.verb
     else:

@@ -95,17 +95,22 @@ def decode(data: bytes) -> Envelope:
     if len(data) > MAX_MESSAGE_BYTES:
         raise FleetWireError("size", f"{len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
     try:
-        obj = json.loads(data)
+        text = data.decode()
     except UnicodeDecodeError:
         raise FleetWireError("encoding", "not UTF-8") from None
+    try:
+        # NaN and Infinity are not JSON: PostgreSQL's jsonb would refuse the hub's whole batch.
+        obj = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
-        raise FleetWireError("json", f"not JSON ({error.args[0] if error.args else error})") from None
+        raise FleetWireError(
+            "json", f"not JSON ({error.args[0] if error.args else error})"
+        ) from None
     if type(obj) is not dict:
         raise FleetWireError("shape", f"a JSON object expected, not {type(obj).__name__}")
     if obj.get("v") != PROTOCOL:
         raise FleetWireError("version", f"protocol {obj.get('v')!r}, this hub speaks {PROTOCOL}")
     kind = obj.get("type")
-    if kind not in MESSAGE_TYPES:
+    if type(kind) is not str or kind not in MESSAGE_TYPES:
         raise FleetWireError("type", f"unknown message type {_short(kind)}")
     host = obj.get("host")
     if not is_host_name(host):
@@ -117,12 +122,18 @@ def decode(data: bytes) -> Envelope:
     if type(seq) is not int or not (0 <= seq <= _MAX_SEQ) or (kind in EVENT_TYPES and seq == 0):
         raise FleetWireError("seq", f"not a sequence number: {_short(seq)}")
     at = obj.get("at")
-    if type(at) not in (int, float) or not (0 <= at < 1e11):
+    if type(at) not in (int, float) or not (0 <= cast(float, at) < 1e11):
         raise FleetWireError("at", f"not a Unix time: {_short(at)}")
     body = obj.get("body", {})
     if type(body) is not dict:
         raise FleetWireError("body", "body must be a JSON object")
-    return Envelope(cast(MessageType, kind), cast(str, host), boot, seq, float(cast(float, at)), body)
+    return Envelope(
+        cast(MessageType, kind), cast(str, host), boot, seq, float(cast(float, at)), body
+    )
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def is_host_name(name: object) -> bool:
@@ -133,11 +144,15 @@ def is_host_name(name: object) -> bool:
 
 
 def escape_word(word: str) -> str:
-    """``word`` as one word of a topic routing key (no dot left in it)."""
+    """``word`` as one word of a topic routing key (no dot left in it, never ``HOST_WORD``)."""
+    if word == HOST_WORD:
+        return "%2D"
     return word.replace("%", "%25").replace(".", "%2E")
 
 
 def unescape_word(word: str) -> str:
+    if word == "%2D":
+        return HOST_WORD
     return word.replace("%2E", ".").replace("%25", "%")
 
 
@@ -162,8 +177,9 @@ def event_routing_key(envelope: Envelope) -> str:
     body = envelope.body
     if envelope.type == "entry":
         service = body.get("service")
-        return routing_key(envelope.host, service if type(service) is str else None,
-                           str(body.get("kind", "entry")))
+        return routing_key(
+            envelope.host, service if type(service) is str else None, str(body.get("kind", "entry"))
+        )
     if envelope.type == "reply":
         service = body.get("service")
         return routing_key(envelope.host, service if type(service) is str else None, "reply")
