@@ -1,0 +1,51 @@
+"""The shared service fixtures themselves (tests/fleet_services.py) do what they promise."""
+
+from __future__ import annotations
+
+import fcntl
+import uuid
+
+import pika
+import psycopg
+import pytest
+
+from fleet_services import BROKER_LOCK, broker_names, delete_broker_names, new_database
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_broker_test_holds_the_lock_shared(rabbitmq: str) -> None:
+    with open(BROKER_LOCK, "ab") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: granted
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # exclusive: refused
+
+
+def test_the_exchange_and_its_queues_are_listed_and_deleted(rabbitmq: str) -> None:
+    unique_exchange = f"hwtest.{uuid.uuid4().hex}"
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
+    channel = connection.channel()
+    channel.exchange_declare(unique_exchange, "topic", durable=True)
+    channel.queue_declare(f"{unique_exchange}.hub", durable=True)
+    connection.close()
+    assert broker_names(unique_exchange) == ([f"{unique_exchange}.hub"], [unique_exchange])
+    delete_broker_names(rabbitmq, unique_exchange)
+    assert broker_names(unique_exchange) == ([], [])
+
+
+def test_a_fresh_database_is_empty_and_its_own(postgres: str, fresh_database: str) -> None:
+    assert fresh_database != postgres
+    with psycopg.connect(fresh_database) as connection:
+        tables = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+        assert tables == (0,)
+
+
+def test_a_database_is_dropped_after_its_block(postgres_server: str) -> None:
+    with new_database(postgres_server, prefix=f"heartwatch_test_{uuid.uuid4().hex[:4]}_") as url:
+        name = url.rpartition("/")[2]
+        psycopg.connect(url).close()
+    with psycopg.connect(postgres_server) as connection:
+        found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        assert found.fetchone() is None
