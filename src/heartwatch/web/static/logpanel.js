@@ -93,11 +93,15 @@ function rebuild(node) {
   return span;
 }
 
+/** The daemon's websocket path for a service's log. */
+export const serviceLogPath = (name) => `/ws/logs/${encodeURIComponent(name)}`;
+
 export class LogPanel {
-  constructor(elements, { onUnauthorized, onTarget }) {
+  constructor(elements, { onUnauthorized, onTarget, servicePath = serviceLogPath }) {
     Object.assign(this, elements); // view, source, grep, follow, clear, newLines, status
     this.onUnauthorized = onUnauthorized;
     this.onTarget = onTarget;
+    this.servicePath = servicePath; // a service's name -> its websocket's path (the hub's differ)
     this.target = ""; // "service:<name>" or "file:<path>"
     this.socket = null;
     this.generation = 0; // bumped per connection: late callbacks of an old socket are ignored
@@ -205,7 +209,7 @@ export class LogPanel {
     const url =
       kind === "file"
         ? wsUrl("/ws/logs", { path: name, ...params })
-        : wsUrl(`/ws/logs/${encodeURIComponent(name)}`, params);
+        : wsUrl(this.servicePath(name), params);
     this.resync = resync && this.tail.length > 0;
     const socket = new WebSocket(url);
     this.socket = socket;
