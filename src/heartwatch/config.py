@@ -21,16 +21,27 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import stat
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -43,6 +54,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from heartwatch.core import fleetwire as _fleetwire
 from heartwatch.core import probes as _probes
 from heartwatch.core.addresses import (
     DEFAULT_HEARTBEAT_ADDRESS,
@@ -67,6 +79,9 @@ from heartwatch.core.units import format_duration, parse_duration, parse_size
 from heartwatch.core.wire import HEARTBEAT, is_data_kind
 from heartwatch.daemon.daemon_info import DEFAULT_STATE_DIR
 from heartwatch.daemon.identity import IdentityError, resolve_run_as
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -143,6 +158,28 @@ def parse_ready(value: object) -> str | float:
         return parse_duration(value)
     except ValueError:
         raise ValueError('expected "heartbeat", "notify" or a delay such as "60s"') from None
+
+
+def checked_amqp_url(value: str, what: str) -> str:
+    """``value`` if pika and aio-pika can read it as a broker URL, else ``ValueError`` saying
+    why (``what``: "queue URL", "broker URL"). Checked as they will read it, so that `check`
+    says what the daemon would only say at run time; the message never repeats the URL (it
+    may hold a password)."""
+    parts = urlsplit(value)
+    if "@" not in parts.netloc and "@" in value.partition("://")[2]:
+        raise ValueError(
+            f"the {what}'s user-info holds a raw '/', '?' or '#': percent-encode them "
+            "in the password (%2F, %3F, %23)"
+        )
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ValueError(f"a {what} starts with amqp:// or amqps://")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"the port of the {what} is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"the {what} names no host")
+    return value
 
 
 Address = Annotated[tuple[str, int], BeforeValidator(parse_address)]
@@ -250,23 +287,7 @@ class QueueConfig(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        # Checked as pika will read it, so that `check` says what the watch would only say
-        # at run time; the message never repeats the URL (it may hold a password).
-        parts = urlsplit(value)
-        if "@" not in parts.netloc and "@" in value.partition("://")[2]:
-            raise ValueError(
-                "the queue URL's user-info holds a raw '/', '?' or '#': percent-encode them "
-                "in the password (%2F, %3F, %23)"
-            )
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ValueError("a queue URL starts with amqp:// or amqps://")
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number in range
-        except ValueError:
-            raise ValueError("the port of the queue URL is not a number from 0 to 65535") from None
-        if not parts.hostname:
-            raise ValueError("the queue URL names no host")
-        return value
+        return checked_amqp_url(value, "queue URL")
 
     @property
     def interval(self) -> float:
@@ -278,6 +299,75 @@ class QueueConfig(_Section):
         # repr, str and rich show the URL without its password (tracebacks, debug prints).
         for name, value in super().__repr_args__():
             yield name, redact(value) if name == "url" else value
+
+
+def _checked_hub_key(value: str) -> str:
+    from heartwatch.core.fleetcommands import parse_public_key  # cryptography: only with [fleet]
+
+    try:
+        parse_public_key(value)
+    except ValueError as error:
+        raise ValueError(f"not a hub's public key: {error}") from None
+    return value.strip()
+
+
+class FleetConfig(_Section):
+    """``[fleet]``: this daemon is one host of a fleet, an agent publishing to a hub's broker
+    and taking the commands its trusted hubs sign (``docs/fleet.md``)."""
+
+    broker: str  # amqp(s)://user:password@host:port/vhost: never printed with its password
+    host: str = Field(default_factory=socket.gethostname, validate_default=True)
+    labels: dict[str, str] = Field(default={}, max_length=64)
+    exchange: str = _fleetwire.DEFAULT_EXCHANGE
+    heartbeat_interval: Duration = Field(default=5.0, ge=0.1, le=3600)
+    snapshot_interval: Duration = Field(default=300.0, ge=1, le=86400)
+    outbox_max: int = Field(default=100_000, ge=10, le=100_000_000)
+    # Base64 Ed25519 public keys of the hubs whose signed commands run here; none: all refused.
+    hub_keys: list[Annotated[str, AfterValidator(_checked_hub_key)]] = []
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        return checked_amqp_url(value, "broker URL")
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not _fleetwire.is_host_name(value):
+            raise ValueError(
+                f"{redact(value)[:130]!r} is not a fleet host name (letters, digits, '_', '.' "
+                "and '-', starting with a letter or digit, at most 128): set fleet.host"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            if not key or len(key) > 64 or not key.isprintable():
+                raise ValueError(f"label name {key[:70]!r}: 1 to 64 printable characters")
+            if len(label) > 256 or not label.isprintable():
+                raise ValueError(f"label {key!r}: a value is at most 256 printable characters")
+        return value
+
+    @field_validator("exchange")
+    @classmethod
+    def _check_exchange(cls, value: str) -> str:
+        # AMQP names are short strings (255 bytes); the command queues add ".commands.<host>".
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value):
+            raise ValueError("an exchange name is 1 to 100 letters, digits, '_', '.', ':' or '-'")
+        return value
+
+    def public_keys(self) -> list[Ed25519PublicKey]:
+        """The trusted hubs' keys, parsed (each was checked when the file was read)."""
+        from heartwatch.core.fleetcommands import parse_public_key
+
+        return [parse_public_key(key) for key in self.hub_keys]
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr, str and rich show the broker URL without its password (tracebacks, prints).
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "broker" else value
 
 
 class MaxCpuConfig(_Section):
@@ -724,6 +814,7 @@ class Config(_Section):
     logs: LogsConfig = LogsConfig()
     history: HistoryConfig = HistoryConfig()
     alerts: AlertsConfig = AlertsConfig()
+    fleet: FleetConfig | None = None  # absent: not a fleet agent (nothing of it is loaded)
     service: list[ServiceConfig] = []
     # Filled by load_config: the folder relative paths are resolved against.
     base_dir: Path = Path(".")

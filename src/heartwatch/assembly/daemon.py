@@ -120,6 +120,13 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             supervisor,
             lambda why: _reload_in_background(reload_tasks, reloader, why),
         )
+        if config.fleet is not None:
+            # aio-pika (and the agent) are imported only by a daemon with [fleet].
+            from heartwatch.daemon.fleet_agent import start_fleet_agent
+
+            agent = await start_fleet_agent(config.fleet, supervisor, state.path, reloader, hub)
+            # Closed after the services stopped (below): their last entries go out with it.
+            resources.push_async_callback(agent.close)
         journal.append("daemon", None, f"{DAEMON_STARTED} (pid {os.getpid()})", time.time())
         # From here on services run: whatever ends the daemon stops them first.
         resources.push_async_callback(_stop_services, config, supervisor, state, journal)

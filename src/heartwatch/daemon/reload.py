@@ -39,7 +39,7 @@ __all__ = ["APPLIED_LIVE", "NotScalable", "ReloadRefused", "ReloadResult", "Relo
 
 # The daemon settings a running daemon applies; every other change waits for its restart.
 APPLIED_LIVE = frozenset({"server.default_service"})
-_DAEMON_SECTIONS = ("server", "daemon", "logs", "history", "alerts")
+_DAEMON_SECTIONS = ("server", "daemon", "logs", "history", "alerts", "fleet")
 
 
 class ReloadRefused(Exception):
@@ -227,7 +227,11 @@ def daemon_settings(config: Config) -> dict[str, object]:
     """Every daemon setting as ``section.key`` -> value (what the services are not)."""
     settings: dict[str, object] = {}
     for section in _DAEMON_SECTIONS:
-        for key, value in getattr(config, section).model_dump().items():
+        part = getattr(config, section)
+        if part is None:  # an optional section left out ([fleet])
+            settings[section] = None
+            continue
+        for key, value in part.model_dump().items():
             settings[f"{section}.{key}"] = value
     return settings
 

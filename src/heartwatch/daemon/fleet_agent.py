@@ -1,0 +1,487 @@
+"""The fleet agent: what this daemon tells the hub, through the broker (``[fleet]``).
+
+What is published (``core/fleetwire.py`` has the shapes):
+
+- every journal entry as an ``entry`` event, the per-minute counts (``counts``, the same
+  differences the history stores: ``recorder.count_differences``) and the replies to the
+  hub's commands (``reply``). Events are numbered 1, 2, 3… in this boot and first written to
+  the outbox (``fleet_outbox.py``); they leave it when the broker confirmed them.
+- after every (re)connect, once the outbox is replayed in order: a ``snapshot`` of every
+  service (as ``GET /api/v1/services`` answers), then one every ``snapshot_interval``.
+- a ``heartbeat`` every ``heartbeat_interval``, only while connected (non-persistent, expiring
+  after three intervals: an old one says nothing true).
+
+Supervision never waits for the broker: the journal listener only appends to the outbox's
+in-memory batch, and all broker I/O runs in the agent's own task. A broker away, refusing or
+slow only makes the outbox grow (bounded: ``outbox_max``). Connecting is one loop of our own
+(``aio_pika.connect``, retried with a growing pause, at most ``MAX_RETRY_DELAY``) rather than
+``connect_robust``: its first connection is not retried, and what must follow every connect
+(declare, replay, then the snapshot) is plainer as the first lines of a session than as
+reconnect callbacks. A broker problem is logged once per outage and reason, without the URL's
+password (as ``queue_watch.py`` does), and once when connected again.
+
+Events are published with ``mandatory``: while no queue is bound to the exchange (no hub has
+ever started), the broker returns them instead of dropping them, and they wait in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, DeliveryMode
+from loguru import logger
+
+import heartwatch
+from heartwatch.config import FleetConfig
+from heartwatch.core import fleetwire
+from heartwatch.core.fleetcommands import Command, ReplyStatus, reply_body
+from heartwatch.core.journal import JournalEntry
+from heartwatch.core.redact import redact
+from heartwatch.daemon.fleet_commands import FleetCommands
+from heartwatch.daemon.fleet_outbox import Outbox, OutboxEvent
+from heartwatch.daemon.queue_watch import describe_broker_error
+from heartwatch.daemon.recorder import Totals, count_differences
+from heartwatch.web.status import read_status
+
+if TYPE_CHECKING:
+    from heartwatch.daemon.logfollow import LogHub
+    from heartwatch.daemon.reload import Reloader
+    from heartwatch.daemon.supervisor import Supervisor
+
+OUTBOX_FILE = "fleet.sqlite3"
+PUBLISH_BATCH = 200  # events in flight at once (confirms awaited together)
+PUBLISH_TIMEOUT = 30.0  # a confirm not in by then: the connection is taken for lost
+CONNECT_TIMEOUT = 10.0
+FIRST_RETRY_DELAY = 1.0
+MAX_RETRY_DELAY = 30.0
+UNROUTED_RETRY_DELAY = 5.0  # no queue bound to the exchange yet: try again this much later
+FLUSH_GRACE = 2.0  # at shut-down, seconds to wait for the broker's last confirms
+PRUNE_RAN_EVERY = 6 * 3600.0
+
+
+class SessionEnded(Exception):
+    """The connection closed under a session (the broker went away, or closed it)."""
+
+
+class FleetAgent:
+    """One per daemon with ``[fleet]``; ``start`` after the journal and supervisor exist."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        supervisor: Supervisor,
+        outbox: Outbox,
+        commands: FleetCommands,
+        *,
+        clock: Any = time.time,
+    ) -> None:
+        self.config = config
+        self.supervisor = supervisor
+        self.outbox = outbox
+        self.commands = commands
+        self.boot = uuid.uuid4().hex
+        self.started_at = clock()
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._seq = 0
+        self._stored = asyncio.Event()  # the outbox wrote a batch: there may be more to send
+        self._drained = asyncio.Event()  # the outbox was empty at the last look (connected)
+        self._totals = _copy(supervisor.totals())
+        self._minute_timer: asyncio.TimerHandle | None = None
+        self._prune_timer: asyncio.TimerHandle | None = None
+        self._unsubscribe: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+        self._problem: str | None = None  # the broker problem last logged (once per reason)
+        self._unrouted = False
+        self._config_hash: tuple[int, str] = (0, "")
+        self._where = redact(config.broker)
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def start(self) -> None:
+        """Listen to the journal, count minutes, and connect (in the background)."""
+        self._unsubscribe = self.supervisor.journal.subscribe(self.receive)
+        self.commands.reply = self.reply
+        self._arm_minute()
+        self._prune_timer = self._loop.call_later(PRUNE_RAN_EVERY, self._prune_ran)
+        self._task = self._loop.create_task(self._run(), name="fleet agent")
+
+    # -- events ----------------------------------------------------------------------------
+
+    def receive(self, entry: JournalEntry) -> None:
+        """A journal listener: the entry becomes this boot's next event."""
+        self._event("entry", entry.to_json())
+
+    def reply(self, command: Command | Mapping[str, Any], status: ReplyStatus, reason: str) -> None:
+        """What became of a command of the hub's, as an event."""
+        self._event("reply", reply_body(command, status, reason))
+
+    def _event(self, kind: fleetwire.MessageType, body: Mapping[str, Any]) -> None:
+        if self._closed:
+            return
+        self._seq += 1
+        envelope = fleetwire.Envelope(
+            kind, self.config.host, self.boot, self._seq, self._clock(), body
+        )
+        self.outbox.add(
+            OutboxEvent(
+                self.boot,
+                self._seq,
+                fleetwire.event_routing_key(envelope),
+                fleetwire.encode(envelope),
+            )
+        )
+
+    def _arm_minute(self) -> None:
+        now = self._clock()
+        boundary = (int(now) // 60 + 1) * 60
+        self._minute_timer = self._loop.call_at(
+            self._loop.time() + boundary - now, self._on_minute, boundary - 60
+        )
+
+    def _on_minute(self, minute: int) -> None:
+        self._count(minute)
+        self._arm_minute()
+
+    def _count(self, minute: int) -> None:
+        totals = _copy(self.supervisor.totals())
+        counts = count_differences(self._totals, totals, minute)
+        self._totals = totals
+        if counts:
+            rows = [[c.service, c.kind, c.count] for c in counts]
+            self._event("counts", {"minute": minute, "counts": rows})
+
+    def _prune_ran(self) -> None:
+        self.outbox.prune_ran()
+        self._prune_timer = self._loop.call_later(PRUNE_RAN_EVERY, self._prune_ran)
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def snapshot_body(self) -> dict[str, Any]:
+        supervisor = self.supervisor
+        services = [
+            read_status(supervisor, record.name).model_dump(mode="json")
+            for record in supervisor.watchdog.records()
+        ]
+        return {**self._identity(), "services": services}
+
+    def heartbeat_body(self) -> dict[str, Any]:
+        return {**self._identity(), "services": len(self.supervisor.watchdog.records())}
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "labels": dict(self.config.labels),
+            "config_hash": self.config_hash(),
+            "started_at": self.started_at,
+            "version": heartwatch.__version__,
+            "heartbeat_interval": self.config.heartbeat_interval,
+        }
+
+    def config_hash(self) -> str:
+        """A digest of the configuration in force (its document as read: a reload changes it)."""
+        document = self.supervisor.config.document
+        if self._config_hash[0] != id(document):
+            text = json.dumps(document, sort_keys=True, default=str, separators=(",", ":"))
+            self._config_hash = (id(document), hashlib.sha256(text.encode()).hexdigest()[:16])
+        return self._config_hash[1]
+
+    def _report(self, kind: fleetwire.MessageType, body: Mapping[str, Any]) -> bytes:
+        return fleetwire.encode(
+            fleetwire.Envelope(kind, self.config.host, self.boot, self._seq, self._clock(), body)
+        )
+
+    # -- the connection --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Connect, run a session until the connection is lost, again; until cancelled."""
+        delay = FIRST_RETRY_DELAY
+        while True:
+            try:
+                connection = await aio_pika.connect(
+                    self.config.broker,
+                    timeout=CONNECT_TIMEOUT,
+                    client_properties={"connection_name": f"heartwatch agent {self.config.host}"},
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # aio-pika raises many kinds: all mean "not now"
+                self._report_problem(error)
+                await asyncio.sleep(delay)
+                delay = min(MAX_RETRY_DELAY, delay * 2)
+                continue
+            delay = FIRST_RETRY_DELAY
+            try:
+                await self._session(connection)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._report_problem(error)
+            finally:
+                self._connected = False
+                self._drained.clear()
+                await _close_quietly(connection)
+            await asyncio.sleep(FIRST_RETRY_DELAY)
+
+    async def _session(self, connection: AbstractConnection) -> None:
+        """One connection: declare, start taking commands, replay, snapshot, then follow."""
+        lost: asyncio.Future[None] = self._loop.create_future()
+
+        def on_close(_sender: object, error: BaseException | None = None) -> None:
+            if not lost.done():
+                lost.set_exception(SessionEnded(str(error) if error else "connection closed"))
+
+        connection.close_callbacks.add(on_close)
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            self.config.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._connected = True
+        self._said_connected()
+        await self.commands.attach(channel)
+        tasks = [
+            asyncio.ensure_future(lost),
+            self._loop.create_task(self._publish_events(channel, exchange), name="fleet events"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended the session
+        finally:
+            self.commands.detach()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _publish_events(self, channel: AbstractChannel, exchange: AbstractExchange) -> None:
+        """Replay the outbox, snapshot, then publish events as they are stored; a snapshot
+        every ``snapshot_interval`` and heartbeats meanwhile."""
+        await self._send_pending(exchange)
+        await self._report_dropped()
+        await self._send_snapshot(exchange)
+        heartbeats = self._loop.create_task(self._send_heartbeats(exchange), name="fleet beats")
+        try:
+            next_snapshot = self._loop.time() + self.config.snapshot_interval
+            while True:
+                timeout = max(0.0, next_snapshot - self._loop.time())
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._stored.wait()
+                except TimeoutError:
+                    await self._send_snapshot(exchange)
+                    next_snapshot = self._loop.time() + self.config.snapshot_interval
+                    continue
+                await self._send_pending(exchange)
+                if heartbeats.done():
+                    heartbeats.result()  # a failed heartbeat ends the session
+        finally:
+            heartbeats.cancel()
+            await asyncio.gather(heartbeats, return_exceptions=True)
+
+    async def _send_pending(self, exchange: AbstractExchange) -> None:
+        """Publish what the outbox holds, in order, until it is empty; delete what the
+        broker confirmed. Events no queue takes wait (and are tried again later)."""
+        after = 0
+        while True:
+            self._stored.clear()  # before reading: a batch stored after it sets it again
+            rows = await self.outbox.read(after, PUBLISH_BATCH)
+            if not rows:
+                self._drained.set()
+                return
+            self._drained.clear()
+            results = await asyncio.gather(
+                *(self._publish_event(exchange, row) for row in rows), return_exceptions=True
+            )
+            confirmed = [row.rowid for row, ok in zip(rows, results, strict=True) if ok is True]
+            if confirmed:
+                await self.outbox.delete(confirmed)
+            failed = [
+                (row, result)
+                for row, result in zip(rows, results, strict=True)
+                if result is not True
+            ]
+            if not failed:
+                after = rows[-1].rowid
+                if self._unrouted:
+                    self._unrouted = False
+                    logger.info("fleet: a queue takes the events again: sending the outbox")
+                continue
+            first_row, first = failed[0]
+            after = first_row.rowid - 1  # from the first one not confirmed, in order
+            if isinstance(first, BaseException) and not _is_unrouted(first):
+                raise first  # the connection or channel is gone: a new session replays
+            if not self._unrouted:
+                self._unrouted = True
+                logger.warning(
+                    "fleet: no queue is bound to exchange {!r} (no hub has started?): events "
+                    "wait in the outbox, tried again every {:g} s",
+                    self.config.exchange,
+                    UNROUTED_RETRY_DELAY,
+                )
+            await asyncio.sleep(UNROUTED_RETRY_DELAY)
+
+    async def _publish_event(self, exchange: AbstractExchange, row: OutboxEvent) -> bool:
+        """True when the broker confirmed ``row``; an exception (returned: unrouted) else."""
+        message = aio_pika.Message(
+            row.body,
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=f"{row.boot}.{row.seq}",
+        )
+        result = await exchange.publish(
+            message, row.routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT
+        )
+        if isinstance(result, aiormq.abc.DeliveredMessage):
+            raise Unrouted(row.routing_key)
+        return True
+
+    async def _send_snapshot(self, exchange: AbstractExchange) -> None:
+        body = self._report("snapshot", self.snapshot_body())
+        message = aio_pika.Message(
+            body, content_type="application/json", delivery_mode=DeliveryMode.NOT_PERSISTENT
+        )
+        key = fleetwire.routing_key(self.config.host, None, "snapshot")
+        await exchange.publish(message, key, mandatory=False, timeout=PUBLISH_TIMEOUT)
+
+    async def _send_heartbeats(self, exchange: AbstractExchange) -> None:
+        interval = self.config.heartbeat_interval
+        key = fleetwire.routing_key(self.config.host, None, "heartbeat")
+        while True:
+            message = aio_pika.Message(
+                self._report("heartbeat", self.heartbeat_body()),
+                content_type="application/json",
+                delivery_mode=DeliveryMode.NOT_PERSISTENT,
+                expiration=3 * interval,
+            )
+            await exchange.publish(message, key, mandatory=False, timeout=PUBLISH_TIMEOUT)
+            await asyncio.sleep(interval)
+
+    async def _report_dropped(self) -> None:
+        """Events the bound dropped (this run or one before): said once, to the hub too."""
+        dropped = await self.outbox.dropped()
+        if not dropped:
+            return
+        text = (
+            f"fleet: {dropped} events were dropped from the outbox while the broker was "
+            f"away (outbox_max = {self.config.outbox_max}); the hub never gets them"
+        )
+        logger.warning("{}", text)
+        self.supervisor.journal.append(
+            "daemon", None, text, self._clock(), detail={"fleet_dropped": dropped}
+        )
+        await self.outbox.clear_dropped(dropped)
+        self.outbox.dropped_now = 0
+
+    # -- saying what happens ---------------------------------------------------------------
+
+    def _report_problem(self, error: BaseException) -> None:
+        problem, expected = describe_broker_error(error)
+        if problem == self._problem:
+            return
+        self._problem = problem
+        logger.opt(exception=None if expected else error).warning(
+            "fleet: cannot publish to the broker at {}: {}; events wait in the outbox "
+            "(at most {}), retrying",
+            self._where,
+            problem,
+            self.config.outbox_max,
+        )
+
+    def _said_connected(self) -> None:
+        if self._problem is not None:
+            logger.info("fleet: connected to the broker at {} again", self._where)
+            self._problem = None
+        else:
+            logger.info(
+                "fleet: host {} publishing to exchange {!r} at {}",
+                self.config.host,
+                self.config.exchange,
+                self._where,
+            )
+
+    # -- shut-down -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Store the minute so far, give the broker ``FLUSH_GRACE`` seconds to confirm what
+        waits, then stop; what is unconfirmed stays in the outbox for the next start."""
+        if self._closed:
+            return
+        for timer in (self._minute_timer, self._prune_timer):
+            if timer is not None:
+                timer.cancel()
+        self._count(int(self._clock()) // 60 * 60)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._closed = True
+        if self._connected:
+            self._drained.clear()
+            self._stored.set()  # the last events: look at the outbox once more
+            try:
+                async with asyncio.timeout(FLUSH_GRACE):
+                    await self._drained.wait()
+            except TimeoutError:
+                logger.info("fleet: stopping with events unconfirmed: they are sent next time")
+        await self.commands.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.outbox.close()
+
+
+class Unrouted(Exception):
+    """The broker returned an event: no queue is bound for its routing key."""
+
+
+def _is_unrouted(error: BaseException) -> bool:
+    return isinstance(error, (Unrouted, aiormq.exceptions.DeliveryError))
+
+
+async def _close_quietly(connection: AbstractConnection) -> None:
+    try:
+        async with asyncio.timeout(2.0):
+            await connection.close()
+    except (Exception, TimeoutError):
+        pass  # already gone: nothing to close
+
+
+def _copy(totals: Totals) -> dict[str, tuple[int, dict[str, int]]]:
+    return {service: (messages, dict(kinds)) for service, (messages, kinds) in totals.items()}
+
+
+async def start_fleet_agent(
+    config: FleetConfig,
+    supervisor: Supervisor,
+    state_dir: Path,
+    reloader: Reloader,
+    hub: LogHub,
+) -> FleetAgent:
+    """Open the outbox, build the agent and its command taker, and start them."""
+    agent: FleetAgent | None = None
+
+    def on_stored() -> None:
+        if agent is not None:
+            agent._stored.set()
+
+    outbox = await Outbox.open(
+        state_dir / OUTBOX_FILE, max_events=config.outbox_max, on_stored=on_stored
+    )
+    commands = FleetCommands(config, supervisor, reloader, hub, outbox)
+    agent = FleetAgent(config, supervisor, outbox, commands)
+    agent.start()
+    return agent
