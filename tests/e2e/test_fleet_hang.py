@@ -1,0 +1,73 @@
+"""A hang on one host of a fleet: the hub's events and history show it with that host, and the
+hub's alert names the host; the fleet dashboard's row for it shows the failure."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from e2e.fleet_support import Fleet, fleet, stored_entries
+from e2e.support import wait_until
+
+pytestmark = pytest.mark.e2e
+
+__all__ = ["fleet"]  # the fixture, used by name
+
+
+def test_a_hang_on_host_b_shows_on_the_hub_with_host_b(fleet: Fleet) -> None:
+    hub = fleet.start_hub()
+    host_a, host_b = fleet.start_agents("host-a", "host-b")
+    pids_a = host_a.wait_all_running()
+    wait_until(
+        lambda: hub.service("host-b", "collector") and hub.service("host-a", "collector"),
+        "the hub to know both hosts' collectors",
+        20,
+    )
+    hung_at = time.time()
+    hung = host_b.hang("collector")
+    host_b.wait_recovered("collector", hung)
+
+    # The hub's events: host B's collector went unresponsive, under host B and only there.
+    def hub_saw_it() -> list[dict[str, object]] | None:
+        events = hub.events(host="host-b", service="collector", limit=200)
+        found = [e for e in events if e["state"] == "unresponsive" and float(e["at"]) >= hung_at]
+        return found or None
+
+    found = wait_until(hub_saw_it, "the hang among the hub's events for host-b", 20, 0.2)
+    assert all(e["host"] == "host-b" and e["type"] == "entry" for e in found)
+    assert not [e for e in fleet_events(fleet, "host-a") if e.get("state") == "unresponsive"], (
+        "host-a never hung"
+    )
+    assert host_a.wait_all_running() == pids_a
+
+    # Its history (the same answer as the agent's /api/v1/history/{name}), from the hub's events.
+    history = hub.get("/api/v1/hosts/host-b/history/collector", window="1h")
+    states = [segment["state"] for segment in history["segments"]]
+    assert "unresponsive" in states or history["recoveries"], history
+    assert history["recoveries"], f"no recovery in the hub's history of host-b: {history}"
+    agent_history = host_b.daemon.request("GET", "/api/v1/history/collector?window=1h")
+    assert len(history["recoveries"]) == len(agent_history["recoveries"])
+
+    # The hub's alert names the host (and the service).
+    alerts = wait_until(
+        lambda: fleet.sink.matching("host-b", "collector"), "the hub's alert naming host-b", 20
+    )
+    assert not fleet.sink.matching("host-a"), fleet.sink.texts()
+    assert any("down" in text.lower() for text in alerts), alerts
+
+    # The hub's current state: host B's collector running again with the agent's new pid.
+    new_pid = host_b.pid("collector")
+    wait_until(
+        lambda: (
+            (s := hub.service("host-b", "collector"))
+            and s["state"] == "running"
+            and s["pid"] == new_pid
+        ),
+        "the hub to show host-b's collector running with its new pid",
+        20,
+    )
+
+
+def fleet_events(fleet: Fleet, host: str) -> list[dict[str, object]]:
+    return stored_entries(fleet.database, host)
