@@ -1,0 +1,517 @@
+"""The hub's writes: a batch of agents' messages into PostgreSQL in one transaction.
+
+Idempotent: events are keyed on ``(host, boot, seq)``; a batch is COPY'd into a temporary
+table and moved into ``events`` with ``ON CONFLICT DO NOTHING RETURNING``, so an event stored
+before (a redelivery, the other hub) is stored once, and only the *newly* stored events move
+current state and raise alerts. Steps of ``write_batch``, in one transaction:
+
+1. Every host in the batch: created if new (with the boot it speaks of), locked, seen now
+   (``last_seen`` = the database's ``now()``, the one clock all hubs share) and live again;
+   those that were unreachable are *back*.
+2. Reports, in arrival order. A report of another boot than the host's current one makes that
+   boot current if it started later (a delayed report of an older boot is ignored): the
+   services' ``updated_seq`` go to 0 (their states came from the old boot; the new boot's
+   entries replace them) and ``snapshot_at`` to NULL (not reconciled yet). A snapshot
+   reconciles: its services replace the host's (each one unless a later event already moved
+   it: ``updated_seq`` <= the snapshot's seq), those it no longer lists are deleted. Labels,
+   config hash, version and intervals come from either report.
+3. Events: stored once (above); new ``transition`` entries of the current boot move their
+   service (its latest one per service, only if later than what moved it last); new counts
+   are added to ``counts``; new replies move their command (only the command's host may
+   answer it, and a finished command never moves again: never done → accepted).
+4. ``pg_notify('heartwatch_fleet', …)`` names what changed; it is delivered at commit.
+
+Locks are taken in host order (fewer deadlocks with the host sweep; one that happens anyway
+rolls the batch back and the caller retries it, as after any database failure).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from heartwatch.core.fleetwire import Envelope, FleetWireError
+
+CHANNEL: Final = "heartwatch_fleet"
+MAX_NOTIFY_BYTES: Final = 7000  # beyond: {"all": true} (PostgreSQL's limit is 8000)
+_ENTRY_TEXT_FIELDS: Final = ("kind", "service", "reason", "state", "previous")
+_TERMINAL_STATUSES: Final = ("done", "failed", "refused", "expired")
+# JSON's escape of U+0000 not preceded by an escaping backslash: text PostgreSQL refuses.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """A journal entry this batch stored for the first time (what alerts are decided from)."""
+
+    host: str
+    boot: str
+    seq: int
+    at: float
+    kind: str
+    service: str | None
+    state: str | None
+    reason: str
+    detail: Mapping[str, Any]
+    current_boot: bool  # of the host's current boot (an older boot's entry moves nothing)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    events: int = 0  # events stored for the first time
+    entries: list[StoredEntry] = field(default_factory=list)
+    back: list[tuple[str, float]] = field(default_factory=list)  # (host, unreachable since)
+    hosts: set[str] = field(default_factory=set)
+    services: set[tuple[str, str]] = field(default_factory=set)
+    commands: set[str] = field(default_factory=set)
+
+    def notify_payload(self) -> str:
+        payload = json.dumps(
+            {
+                "hosts": sorted(self.hosts),
+                "services": [list(pair) for pair in sorted(self.services)],
+                "events": self.events,
+                "commands": sorted(self.commands),
+            },
+            separators=(",", ":"),
+        )
+        return payload if len(payload.encode()) <= MAX_NOTIFY_BYTES else '{"all":true}'
+
+
+def check_storable(envelope: Envelope) -> str:
+    """The body as JSON text for the database, after the checks the wire format leaves to the
+    store; raises ``FleetWireError`` (code ``body`` or ``nul``) for what it cannot keep."""
+    body = envelope.body
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in text and _NUL.search(text):
+        raise FleetWireError("nul", "a NUL character in the body (PostgreSQL text cannot hold it)")
+    kind = envelope.type
+    if kind == "entry":
+        for name in _ENTRY_TEXT_FIELDS:
+            if body.get(name) is not None and type(body.get(name)) is not str:
+                raise FleetWireError("body", f"entry.{name} must be text")
+        if type(body.get("kind")) is not str:
+            raise FleetWireError("body", "an entry needs its kind")
+        if body.get("detail") is not None and type(body["detail"]) is not dict:
+            raise FleetWireError("body", "entry.detail must be an object")
+    elif kind == "counts":
+        _check_counts(body)
+    elif kind == "reply":
+        for name in ("command", "status"):
+            if type(body.get(name)) is not str:
+                raise FleetWireError("body", f"reply.{name} must be text")
+        if body.get("reason") is not None and type(body.get("reason")) is not str:
+            raise FleetWireError("body", "reply.reason must be text")
+    elif kind == "snapshot":
+        services = body.get("services")
+        if type(services) is not list or not all(_is_service_item(item) for item in services):
+            raise FleetWireError("body", "snapshot.services must be a list of named services")
+    if kind in ("snapshot", "heartbeat"):
+        labels = body.get("labels", {})
+        if type(labels) is not dict or not all(type(v) is str for v in labels.values()):
+            raise FleetWireError("body", "labels must be an object of texts")
+    return text
+
+
+def _check_counts(body: Mapping[str, Any]) -> None:
+    minute, rows = body.get("minute"), body.get("counts")
+    if type(minute) is not int or not 0 <= minute < 2**40:
+        raise FleetWireError("body", "counts.minute must be a whole Unix time")
+    if type(rows) is not list:
+        raise FleetWireError("body", "counts.counts must be a list")
+    for row in rows:
+        ok = (
+            type(row) is list
+            and len(row) == 3
+            and type(row[0]) is str
+            and type(row[1]) is str
+            and type(row[2]) is int
+            and 0 <= row[2] < 2**62
+        )
+        if not ok:
+            raise FleetWireError("body", "each count is [service, kind, whole number]")
+
+
+def _is_service_item(item: object) -> bool:
+    return (
+        type(item) is dict
+        and type(item.get("name")) is str
+        and type(item.get("state")) is str
+        and (item.get("reason") is None or type(item.get("reason")) is str)
+        and (item.get("instance_of") is None or type(item.get("instance_of")) is str)
+        and (item.get("since_age") is None or type(item.get("since_age")) in (int, float))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Storable:
+    """An envelope checked for the store, with its body's JSON text."""
+
+    envelope: Envelope
+    body_json: str
+
+
+@dataclass(slots=True)
+class _Host:
+    boot: str
+    started_at: float | None
+    state: str
+    state_since: float
+
+
+class FleetStore:
+    """Batches of messages into the database (``write_batch``), through ``pool``."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+        self._prepared: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+
+    async def write_batch(self, batch: Sequence[Storable]) -> BatchResult:
+        """Store ``batch`` in one transaction (steps in the module's docstring). Raises what
+        the database raises; then nothing of the batch was written."""
+        result = BatchResult()
+        if not batch:
+            return result
+        async with self.pool.connection() as connection:
+            await self._prepare(connection)
+            async with connection.transaction():
+                hosts = await self._see_hosts(connection, batch, result)
+                await self._receive_reports(connection, batch, hosts, result)
+                await self._receive_events(connection, batch, hosts, result)
+                if result.hosts or result.services or result.events or result.commands:
+                    await connection.execute(
+                        "SELECT pg_notify(%s, %s)", [CHANNEL, result.notify_payload()]
+                    )
+        return result
+
+    async def _prepare(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        if connection in self._prepared:
+            return
+        await connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS hub_incoming (host text, boot text, seq bigint,"
+            " type text, at double precision, kind text, service text, reason text,"
+            " state text, previous text, detail jsonb, body jsonb) ON COMMIT DELETE ROWS"
+        )
+        await connection.commit()
+        self._prepared.add(connection)
+
+    # --- step 1 -----------------------------------------------------------------------------
+
+    async def _see_hosts(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        batch: Sequence[Storable],
+        result: BatchResult,
+    ) -> dict[str, _Host]:
+        first_boot: dict[str, str] = {}
+        for item in batch:
+            first_boot.setdefault(item.envelope.host, item.envelope.boot)
+        names = sorted(first_boot)
+        await connection.execute(
+            "INSERT INTO hosts (host, boot) SELECT * FROM unnest(%s::text[], %s::text[])"
+            " ORDER BY 1 ON CONFLICT (host) DO NOTHING",
+            [names, [first_boot[name] for name in names]],
+        )
+        cursor = await connection.execute(
+            "SELECT host, boot, started_at, state, extract(epoch FROM state_since)::float8"
+            " FROM hosts WHERE host = ANY(%s) ORDER BY host FOR UPDATE",
+            [names],
+        )
+        hosts = {row[0]: _Host(row[1], row[2], row[3], row[4]) for row in await cursor.fetchall()}
+        await connection.execute(
+            "UPDATE hosts SET last_seen = now(), state = 'live', state_since ="
+            " CASE WHEN state <> 'live' THEN now() ELSE state_since END WHERE host = ANY(%s)",
+            [names],
+        )
+        for name, host in hosts.items():
+            if host.state == "unreachable":
+                result.back.append((name, host.state_since))
+            host.state = "live"
+        result.hosts.update(names)
+        return hosts
+
+    # --- step 2 -----------------------------------------------------------------------------
+
+    async def _receive_reports(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        batch: Sequence[Storable],
+        hosts: dict[str, _Host],
+        result: BatchResult,
+    ) -> None:
+        for item in _reports_that_matter(batch):
+            envelope = item.envelope
+            host = hosts[envelope.host]
+            body = envelope.body
+            started_at = _number(body.get("started_at"))
+            if envelope.boot != host.boot:
+                if host.started_at is not None and (
+                    started_at is None or started_at < host.started_at
+                ):
+                    continue  # a late report of an older boot: it says nothing current
+                await self._switch_boot(connection, envelope.host, envelope.boot)
+                host.boot, host.started_at = envelope.boot, started_at
+            host.started_at = started_at if started_at is not None else host.started_at
+            labels = body.get("labels")
+            await connection.execute(
+                "UPDATE hosts SET labels = coalesce(%s::jsonb, labels),"
+                " config_hash = coalesce(%s, config_hash), version = coalesce(%s, version),"
+                " started_at = coalesce(%s, started_at),"
+                " heartbeat_interval = coalesce(%s, heartbeat_interval),"
+                " snapshot_at = CASE WHEN %s THEN now() ELSE snapshot_at END WHERE host = %s",
+                [
+                    json.dumps(labels) if isinstance(labels, dict) else None,
+                    _text(body.get("config_hash")),
+                    _text(body.get("version")),
+                    started_at,
+                    _number(body.get("heartbeat_interval")),
+                    envelope.type == "snapshot",
+                    envelope.host,
+                ],
+            )
+            if envelope.type == "snapshot":
+                await self._reconcile(connection, envelope, result)
+
+    async def _switch_boot(
+        self, connection: psycopg.AsyncConnection[Any], host: str, boot: str
+    ) -> None:
+        await connection.execute(
+            "UPDATE hosts SET boot = %s, snapshot_at = NULL, last_seq = coalesce("
+            "(SELECT max(seq) FROM events WHERE host = %s AND boot = %s), 0) WHERE host = %s",
+            [boot, host, boot, host],
+        )
+        await connection.execute("UPDATE services SET updated_seq = 0 WHERE host = %s", [host])
+
+    async def _reconcile(
+        self, connection: psycopg.AsyncConnection[Any], envelope: Envelope, result: BatchResult
+    ) -> None:
+        items: list[dict[str, Any]] = list(envelope.body.get("services", []))
+        names = [str(item["name"]) for item in items]
+        since = [
+            envelope.at - float(item["since_age"]) if item.get("since_age") is not None else None
+            for item in items
+        ]
+        cursor = await connection.execute(
+            "INSERT INTO services AS s (host, service, instance_of, state, reason, since,"
+            " status, updated_seq)"
+            " SELECT %s, u.name, u.instance_of, u.state, u.reason, u.since, u.status::jsonb, %s"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],"
+            " %s::text[]) AS u(name, instance_of, state, reason, since, status)"
+            " ON CONFLICT (host, service) DO UPDATE SET instance_of = excluded.instance_of,"
+            " state = excluded.state, reason = excluded.reason, since = excluded.since,"
+            " status = excluded.status, updated_seq = excluded.updated_seq, updated_at = now()"
+            " WHERE s.updated_seq <= excluded.updated_seq RETURNING service",
+            [
+                envelope.host,
+                envelope.seq,
+                names,
+                [item.get("instance_of") for item in items],
+                [item["state"] for item in items],
+                [item.get("reason") or "" for item in items],
+                since,
+                [json.dumps(item, ensure_ascii=False) for item in items],
+            ],
+        )
+        result.services.update((envelope.host, row[0]) for row in await cursor.fetchall())
+        cursor = await connection.execute(
+            "DELETE FROM services WHERE host = %s AND updated_seq <= %s"
+            " AND NOT (service = ANY(%s)) RETURNING service",
+            [envelope.host, envelope.seq, names],
+        )
+        result.services.update((envelope.host, row[0]) for row in await cursor.fetchall())
+
+    # --- step 3 -----------------------------------------------------------------------------
+
+    async def _receive_events(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        batch: Sequence[Storable],
+        hosts: Mapping[str, _Host],
+        result: BatchResult,
+    ) -> None:
+        events: dict[tuple[str, str, int], Storable] = {}
+        for item in batch:
+            envelope = item.envelope
+            if envelope.is_event:
+                # The same event twice in one batch (a redelivery beside the original): once.
+                events.setdefault((envelope.host, envelope.boot, envelope.seq), item)
+        if not events:
+            return
+        async with connection.cursor() as cursor:
+            async with cursor.copy("COPY hub_incoming FROM STDIN") as copy:
+                for item in events.values():
+                    await copy.write_row(_event_row(item))
+            await cursor.execute(
+                "INSERT INTO events (host, boot, seq, type, at, kind, service, reason, state,"
+                " previous, detail, body) SELECT * FROM hub_incoming"
+                " ON CONFLICT DO NOTHING RETURNING host, boot, seq"
+            )
+            new = sorted((row[0], row[1], row[2]) for row in await cursor.fetchall())
+        result.events = len(new)
+        stored = [events[key].envelope for key in new]
+        transitions: dict[tuple[str, str], Envelope] = {}
+        counts: dict[tuple[str, int, str, str], int] = {}
+        replies: list[Envelope] = []
+        last_seq: dict[str, int] = {}
+        for envelope in stored:  # in (host, boot, seq) order
+            current = hosts[envelope.host].boot == envelope.boot
+            if current:
+                last_seq[envelope.host] = envelope.seq
+            body = envelope.body
+            if envelope.type == "entry":
+                entry = _stored_entry(envelope, current)
+                result.entries.append(entry)
+                if current and entry.kind == "transition" and entry.service and entry.state:
+                    transitions[envelope.host, entry.service] = envelope  # the latest wins
+            elif envelope.type == "counts":
+                for service, kind, count in body["counts"]:
+                    key = (envelope.host, int(body["minute"]), service, kind)
+                    counts[key] = counts.get(key, 0) + count
+            else:
+                replies.append(envelope)
+        result.entries.sort(key=lambda entry: (entry.at, entry.host, entry.seq))
+        await self._move_services(connection, transitions.values(), result)
+        if last_seq:
+            await connection.execute(
+                "UPDATE hosts SET last_seq = greatest(last_seq, u.seq)"
+                " FROM unnest(%s::text[], %s::int8[]) AS u(host, seq) WHERE hosts.host = u.host",
+                [list(last_seq), list(last_seq.values())],
+            )
+        if counts:
+            await connection.execute(
+                "INSERT INTO counts AS c (host, minute, service, kind, count)"
+                " SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[], %s::text[], %s::int8[])"
+                " ON CONFLICT (host, minute, service, kind) DO UPDATE"
+                " SET count = c.count + excluded.count",
+                [list(column) for column in zip(*counts, strict=True)] + [list(counts.values())],
+            )
+        for reply in replies:
+            await self._move_command(connection, reply, result)
+
+    async def _move_services(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        transitions: Iterable[Envelope],
+        result: BatchResult,
+    ) -> None:
+        rows = [
+            (
+                e.host,
+                str(e.body["service"]),
+                str(e.body["state"]),
+                str(e.body.get("reason") or ""),
+                e.at,
+                e.seq,
+            )
+            for e in transitions
+        ]
+        if not rows:
+            return
+        cursor = await connection.execute(
+            "INSERT INTO services AS s (host, service, state, reason, since, status, updated_seq)"
+            " SELECT u.host, u.service, u.state, u.reason, u.at, jsonb_build_object('name',"
+            " u.service, 'state', u.state, 'reason', u.reason), u.seq FROM unnest(%s::text[],"
+            " %s::text[], %s::text[], %s::text[], %s::float8[], %s::int8[])"
+            " AS u(host, service, state, reason, at, seq) ORDER BY 1, 2"
+            " ON CONFLICT (host, service) DO UPDATE SET state = excluded.state,"
+            " reason = excluded.reason, since = excluded.since,"
+            " status = s.status || jsonb_build_object('state', excluded.state,"
+            " 'reason', excluded.reason), updated_seq = excluded.updated_seq, updated_at = now()"
+            " WHERE s.updated_seq < excluded.updated_seq RETURNING host, service",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        result.services.update((row[0], row[1]) for row in await cursor.fetchall())
+
+    async def _move_command(
+        self, connection: psycopg.AsyncConnection[Any], reply: Envelope, result: BatchResult
+    ) -> None:
+        status = str(reply.body["status"])
+        cursor = await connection.execute(
+            "UPDATE commands SET status = %s, reason = %s, updated_at = now()"
+            " WHERE id = %s AND host = %s AND NOT (status = ANY(%s))"
+            " AND NOT (status = 'accepted' AND %s = 'accepted') RETURNING id",
+            [
+                status,
+                str(reply.body.get("reason") or ""),
+                str(reply.body["command"]),
+                reply.host,
+                list(_TERMINAL_STATUSES),
+                status,
+            ],
+        )
+        result.commands.update(row[0] for row in await cursor.fetchall())
+
+
+def _reports_that_matter(batch: Sequence[Storable]) -> list[Storable]:
+    """Reports in arrival order, without a heartbeat that a later report of the same host and
+    boot in this batch says again (a batch may hold many of one host's heartbeats)."""
+    reports = [item for item in batch if not item.envelope.is_event]
+    kept: list[Storable] = []
+    later: set[tuple[str, str]] = set()
+    for item in reversed(reports):
+        key = (item.envelope.host, item.envelope.boot)
+        if item.envelope.type == "heartbeat" and key in later:
+            continue
+        later.add(key)
+        kept.append(item)
+    kept.reverse()
+    return kept
+
+
+def _event_row(item: Storable) -> tuple[Any, ...]:
+    envelope = item.envelope
+    body = envelope.body
+    if envelope.type == "entry":
+        detail = body.get("detail")
+        fields = [body.get(name) for name in _ENTRY_TEXT_FIELDS]
+        detail_json = None if detail is None else json.dumps(detail, ensure_ascii=False)
+    elif envelope.type == "reply":
+        fields = ["reply", body.get("service"), body.get("reason"), body.get("status"), None]
+        detail_json = None
+    else:
+        fields = ["counts", None, None, None, None]
+        detail_json = None
+    return (
+        envelope.host,
+        envelope.boot,
+        envelope.seq,
+        envelope.type,
+        envelope.at,
+        *fields,
+        detail_json,
+        item.body_json,
+    )
+
+
+def _stored_entry(envelope: Envelope, current: bool) -> StoredEntry:
+    body = envelope.body
+    detail = body.get("detail")
+    return StoredEntry(
+        host=envelope.host,
+        boot=envelope.boot,
+        seq=envelope.seq,
+        at=_number(body.get("at")) or envelope.at,
+        kind=str(body["kind"]),
+        service=_text(body.get("service")),
+        state=_text(body.get("state")),
+        reason=str(body.get("reason") or ""),
+        detail=detail if isinstance(detail, dict) else {},
+        current_boot=current,
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

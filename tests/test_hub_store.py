@@ -1,0 +1,307 @@
+"""The hub's schema and writes, against the real PostgreSQL (fixtures from fleet_services)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+
+from heartwatch.core.fleetwire import FleetWireError
+from heartwatch.hub.schema import SchemaTooNew, current_version, migrate, migrations
+from heartwatch.hub.store import check_storable
+from hubstore_support import (
+    envelope,
+    heartbeat,
+    new_boot,
+    opened_store,
+    rows,
+    run,
+    service_item,
+    snapshot,
+    storable,
+    transition,
+)
+
+
+def test_hub_migrations_apply_once_and_again_do_nothing(fresh_database: str) -> None:
+    """A second start finds the schema current: nothing applied, one version row."""
+
+    async def main() -> tuple[list[int], list[int], list[tuple[Any, ...]]]:
+        first = await migrate(fresh_database)
+        second = await migrate(fresh_database)
+        async with await psycopg.AsyncConnection.connect(fresh_database) as connection:
+            cursor = await connection.execute("SELECT version, name FROM schema_version")
+            return first, second, await cursor.fetchall()
+
+    first, second, versions = run(main)
+    assert first == [m.version for m in migrations()]
+    assert second == []
+    assert versions == [(1, "fleet")]
+
+
+def test_hub_migrations_two_hubs_starting_at_once_apply_them_once(fresh_database: str) -> None:
+    """Two concurrent migrations: the advisory lock makes one apply, the other find it done."""
+
+    async def main() -> list[list[int]]:
+        return list(await asyncio.gather(*(migrate(fresh_database) for _ in range(3))))
+
+    results = run(main)
+    assert sorted(results) == [[], [], [1]]
+
+
+def test_hub_migrations_refuse_a_database_newer_than_the_code(fresh_database: str) -> None:
+    """A schema version this code does not know: refused, saying so."""
+
+    async def main() -> None:
+        await migrate(fresh_database)
+        async with await psycopg.AsyncConnection.connect(fresh_database) as connection:
+            await connection.execute("INSERT INTO schema_version VALUES (99, 'future')")
+            await connection.commit()
+            assert await current_version(connection) == 99
+        await migrate(fresh_database)
+
+    with pytest.raises(SchemaTooNew, match="version 99, newer than this hub's"):
+        run(main)
+
+
+def test_hub_store_the_same_batch_twice_is_stored_once(fresh_database: str) -> None:
+    """Redelivery: the second write stores nothing and moves nothing."""
+    boot = new_boot()
+    batch = storable(
+        [
+            heartbeat("farm-01", boot),
+            transition("farm-01", boot, 1, "collector", "running"),
+            transition(
+                "farm-01",
+                boot,
+                2,
+                "collector",
+                "unresponsive",
+                "heartbeat timeout 30 s",
+                failure=True,
+            ),
+            envelope(
+                "counts",
+                "farm-01",
+                boot,
+                3,
+                {"minute": 1_764_589_980, "counts": [["collector", "heartbeat", 7]]},
+            ),
+        ]
+    )
+
+    async def main() -> tuple[Any, Any, list[Any], list[Any], list[Any]]:
+        async with opened_store(fresh_database) as store:
+            first = await store.write_batch(batch)
+            second = await store.write_batch(batch)
+            events = await rows(store, "SELECT seq FROM events ORDER BY seq")
+            services = await rows(store, "SELECT service, state, reason, updated_seq FROM services")
+            counts = await rows(store, "SELECT service, kind, count FROM counts")
+            return first, second, events, services, counts
+
+    first, second, events, services, counts = run(main)
+    assert first.events == 3 and len(first.entries) == 2
+    assert second.events == 0 and second.entries == []
+    assert events == [(1,), (2,), (3,)]
+    assert services == [("collector", "unresponsive", "heartbeat timeout 30 s", 2)]
+    assert counts == [("collector", "heartbeat", 7)]  # added once, not twice
+
+
+def test_hub_store_two_writers_of_overlapping_batches_store_each_event_once(
+    fresh_database: str,
+) -> None:
+    """Two hubs writing at once (overlapping seqs): every event stored once, newly by one."""
+    boot = new_boot()
+    items = [transition("farm-02", boot, seq, "svc", "running") for seq in range(1, 301)]
+    a, b = storable(items[:200]), storable(items[100:])
+
+    async def main() -> tuple[int, int, list[Any]]:
+        async with opened_store(fresh_database) as store:
+            one, two = await asyncio.gather(store.write_batch(a), store.write_batch(b))
+            count = await rows(store, "SELECT count(*), count(DISTINCT seq) FROM events")
+            return one.events, two.events, count
+
+    one, two, count = run(main)
+    assert one + two == 300
+    assert count == [(300, 300)]
+
+
+def test_hub_store_a_new_boot_is_reconciled_from_its_snapshot(fresh_database: str) -> None:
+    """Agent restarted: the new boot's snapshot replaces the services, a gone one is deleted;
+    the old boot's late entries move nothing."""
+    old, new = new_boot(), new_boot()
+
+    async def main() -> tuple[list[Any], list[Any], list[Any]]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch(
+                storable(
+                    [
+                        snapshot(
+                            "farm-03",
+                            old,
+                            0,
+                            [service_item("a"), service_item("gone")],
+                            started_at=1000.0,
+                        ),
+                        transition("farm-03", old, 1, "a", "unresponsive", "hung"),
+                    ]
+                )
+            )
+            await store.write_batch(
+                storable(
+                    [
+                        heartbeat("farm-03", new, 0, started_at=2000.0),
+                        transition("farm-03", new, 1, "a", "starting"),
+                    ]
+                )
+            )
+            mid = await rows(store, "SELECT service, state, updated_seq FROM services ORDER BY 1")
+            result = await store.write_batch(
+                storable(
+                    [
+                        snapshot(
+                            "farm-03",
+                            new,
+                            2,
+                            [service_item("a"), service_item("b")],
+                            started_at=2000.0,
+                        ),
+                        transition("farm-03", old, 2, "a", "failed", "late, old boot"),
+                        transition("farm-03", new, 3, "b", "stopped"),
+                    ]
+                )
+            )
+            after = await rows(store, "SELECT service, state, updated_seq FROM services ORDER BY 1")
+            host = await rows(store, "SELECT boot, last_seq, snapshot_at IS NOT NULL FROM hosts")
+            assert ("farm-03", "gone") in result.services
+            return mid, after, host
+
+    mid, after, host = run(main)
+    assert mid == [("a", "starting", 1), ("gone", "running", 0)]
+    assert after == [("a", "running", 2), ("b", "stopped", 3)]
+    assert host == [(new, 3, True)]
+
+
+def test_hub_store_a_late_report_of_an_older_boot_is_ignored(fresh_database: str) -> None:
+    """A delayed heartbeat of the boot before does not make it current again."""
+    old, new = new_boot(), new_boot()
+
+    async def main() -> list[Any]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch(storable([heartbeat("farm-04", new, started_at=2000.0)]))
+            await store.write_batch(storable([heartbeat("farm-04", old, started_at=1000.0)]))
+            return await rows(store, "SELECT boot, started_at FROM hosts")
+
+    assert run(main) == [(new, 2000.0)]
+
+
+def test_hub_store_replies_move_their_command_forward_only(fresh_database: str) -> None:
+    """accepted then done; a late accepted never moves done back; another host cannot answer."""
+    boot, other = new_boot(), new_boot()
+    command = "c" * 32
+
+    def reply(host: str, boot: str, seq: int, status: str) -> Any:
+        body = {
+            "command": command,
+            "service": "svc",
+            "verb": "restart",
+            "status": status,
+            "reason": f"{status} reason",
+        }
+        return envelope("reply", host, boot, seq, body)
+
+    async def main() -> tuple[list[Any], set[str]]:
+        async with opened_store(fresh_database) as store:
+            async with store.pool.connection() as connection:
+                await connection.execute(
+                    "INSERT INTO commands (id, host, service, verb, issued_by, issued_at,"
+                    " expires_at) VALUES (%s, 'farm-05', 'svc', 'restart', 'hub-1', 1, 2)",
+                    [command],
+                )
+            first = await store.write_batch(
+                storable(
+                    [
+                        reply("farm-05", boot, 1, "accepted"),
+                        reply("farm-05", boot, 2, "done"),
+                    ]
+                )
+            )
+            await store.write_batch(
+                storable(
+                    [
+                        reply("farm-05", boot, 3, "accepted"),
+                        reply("farm-06", other, 1, "failed"),
+                    ]
+                )
+            )
+            status = await rows(store, "SELECT status, reason FROM commands")
+            return status, first.commands
+
+    status, changed = run(main)
+    assert status == [("done", "done reason")]
+    assert changed == {command}
+
+
+def test_hub_store_any_message_brings_an_unreachable_host_back(fresh_database: str) -> None:
+    """A heartbeat of an unreachable host: live again, and reported back (with the outage's
+    start, which keys its alert)."""
+    boot = new_boot()
+
+    async def main() -> tuple[Any, list[Any]]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch(storable([heartbeat("farm-07", boot)]))
+            async with store.pool.connection() as connection:
+                await connection.execute("UPDATE hosts SET state = 'unreachable'")
+            result = await store.write_batch(storable([heartbeat("farm-07", boot)]))
+            return result, await rows(store, "SELECT state FROM hosts")
+
+    result, state = run(main)
+    assert [host for host, _ in result.back] == ["farm-07"]
+    assert state == [("live",)]
+
+
+def test_hub_store_notifies_what_changed(fresh_database: str) -> None:
+    """A commit that changed rows says so on heartwatch_fleet."""
+    boot = new_boot()
+
+    async def main() -> str:
+        async with opened_store(fresh_database) as store:
+            listener = await psycopg.AsyncConnection.connect(fresh_database, autocommit=True)
+            async with listener:
+                await listener.execute("LISTEN heartwatch_fleet")
+                await store.write_batch(storable([transition("farm-08", boot, 1, "s", "running")]))
+                async for notice in listener.notifies(timeout=10, stop_after=1):
+                    return notice.payload
+        raise AssertionError("no notification")
+
+    payload = run(main)
+    assert payload == '{"hosts":["farm-08"],"services":[["farm-08","s"]],"events":1,"commands":[]}'
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "code"),
+    [
+        ("entry", {"kind": "transition", "service": "s", "reason": "a\u0000b"}, "nul"),
+        ("entry", {"kind": 3}, "body"),
+        ("entry", {"kind": "x", "detail": [1]}, "body"),
+        ("counts", {"minute": 1.5, "counts": []}, "body"),
+        ("counts", {"minute": 60, "counts": [["s", "heartbeat", "7"]]}, "body"),
+        ("reply", {"command": 1, "status": "done"}, "body"),
+        ("snapshot", {"services": [{"state": "running"}]}, "body"),
+        ("heartbeat", {"labels": {"a": 1}}, "body"),
+    ],
+)
+def test_hub_store_refuses_bodies_it_cannot_keep(
+    kind: Any, body: dict[str, Any], code: str
+) -> None:
+    """What the database would refuse (and so block a batch) is refused before it, by code."""
+    with pytest.raises(FleetWireError) as caught:
+        check_storable(envelope(kind, "farm-09", new_boot(), 1, body))
+    assert caught.value.code == code
+
+
+def test_hub_store_keeps_an_escaped_backslash_u0000_text() -> None:
+    """The six characters \\u0000 typed as text are no NUL: kept."""
+    check_storable(envelope("entry", "farm-09", new_boot(), 1, {"kind": "x", "reason": "\\u0000"}))
