@@ -136,42 +136,14 @@ class Alerter:
             del self._chains[service]
 
     async def _send(self, alert: Alert) -> None:
-        """Through every URL; a retry goes only to the URLs that failed (the others have it)."""
-        pending = list(range(len(self._notifiers)))
-        delay = self.config.retry_delay
-        for attempt in range(self.config.retries + 1):
-            if attempt:
-                await asyncio.sleep(delay)
-                delay *= 2
-            results = await asyncio.gather(*(self._send_one(i, alert) for i in pending))
-            pending = [index for index, sent in zip(pending, results, strict=True) if not sent]
-            if not pending:
-                self._record(alert, "sent", f"attempt {attempt + 1}")
-                return
-            logger.warning(
-                "alert {!r} not delivered through notify.urls{} (attempt {} of {})",
-                alert.title,
-                pending,
-                attempt + 1,
-                self.config.retries + 1,
-            )
-        how = f"not delivered through notify.urls{pending} after {self.config.retries + 1} attempts"
-        self._record(alert, "failed", how)
-
-    async def _send_one(self, index: int, alert: Alert) -> bool:
-        try:
-            result = await asyncio.to_thread(
-                self._notifiers[index].notify,
-                body=f"{alert.body}\n(host {self._host})",
-                title=f"heartwatch: {alert.title}",
-                notify_type=_NOTIFY_TYPES[alert.kind],
-                timeout=self.config.timeout,
-            )
-        except Exception as error:  # a plugin's bug must not end the sender
-            name = type(error).__name__  # not its text: it may quote the URL, and its secret
-            logger.warning("alert {}: notify.urls[{}] raised {}", alert.title, index, name)
-            return False
-        return bool(result)
+        delivered, how = await deliver(
+            self._notifiers,
+            self.config,
+            title=f"heartwatch: {alert.title}",
+            body=f"{alert.body}\n(host {self._host})",
+            notify_type=_NOTIFY_TYPES[alert.kind],
+        )
+        self._record(alert, "sent" if delivered else "failed", how)
 
     def _record(self, alert: Alert, outcome: str, how: str) -> None:
         self.counts[alert.kind, outcome] += 1
@@ -183,6 +155,61 @@ class Alerter:
         self._journal.append(
             "alert", alert.service, alert.body, self._clock.wall_time(), detail=detail
         )
+
+
+async def deliver(
+    notifiers: list[apprise.Apprise],
+    config: AlertsConfig,
+    *,
+    title: str,
+    body: str,
+    notify_type: str,
+) -> tuple[bool, str]:
+    """One alert through every notifier (one per URL), each send in a worker thread; a retry
+    goes only to the URLs that failed (the others have it), after ``retry_delay``, doubling,
+    ``retries`` times. ``(delivered everywhere, how)`` (the daemon's and the hub's alerts)."""
+    pending = list(range(len(notifiers)))
+    delay = config.retry_delay
+    for attempt in range(config.retries + 1):
+        if attempt:
+            await asyncio.sleep(delay)
+            delay *= 2
+        sends = (_send_one(notifiers[i], i, title, body, notify_type, config) for i in pending)
+        results = await asyncio.gather(*sends)
+        pending = [index for index, sent in zip(pending, results, strict=True) if not sent]
+        if not pending:
+            return True, f"attempt {attempt + 1}"
+        logger.warning(
+            "alert {!r} not delivered through notify.urls{} (attempt {} of {})",
+            title,
+            pending,
+            attempt + 1,
+            config.retries + 1,
+        )
+    return False, f"not delivered through notify.urls{pending} after {config.retries + 1} attempts"
+
+
+async def _send_one(
+    notifier: apprise.Apprise,
+    index: int,
+    title: str,
+    body: str,
+    notify_type: str,
+    config: AlertsConfig,
+) -> bool:
+    try:
+        result = await asyncio.to_thread(
+            notifier.notify,
+            body=body,
+            title=title,
+            notify_type=notify_type,
+            timeout=config.timeout,
+        )
+    except Exception as error:  # a plugin's bug must not end the sender
+        name = type(error).__name__  # not its text: it may quote the URL, and its secret
+        logger.warning("alert {}: notify.urls[{}] raised {}", title, index, name)
+        return False
+    return bool(result)
 
 
 async def send_test(urls: list[str], timeout: float = 30.0) -> list[tuple[int, str, bool]]:
