@@ -391,7 +391,7 @@ class FleetAgent:
     # -- saying what happens ---------------------------------------------------------------
 
     def _report_problem(self, error: BaseException) -> None:
-        problem, expected = describe_broker_error(error)
+        problem, expected = _describe(error)
         if problem == self._problem:
             return
         self._problem = problem
@@ -446,6 +446,14 @@ class FleetAgent:
 
 class Unrouted(Exception):
     """The broker returned an event: no queue is bound for its routing key."""
+
+
+def _describe(error: BaseException) -> tuple[str, bool]:
+    """``queue_watch.describe_broker_error``, and aiormq's channel closes (pika names them
+    differently): the broker's reply code and text."""
+    if isinstance(error, aiormq.exceptions.ChannelClosed):
+        return f"the broker closed the channel ({redact(str(error))[:200]})", True
+    return describe_broker_error(error)
 
 
 def _is_unrouted(error: BaseException) -> bool:
