@@ -1,0 +1,218 @@
+"""The broker's side of the hub: the agents' messages, in batches, into the store.
+
+One shared durable queue, ``events_queue(exchange)``, bound to everything (``#``) on the
+fleet's durable topic exchange, with a *single active consumer*: one hub ingests at a time and
+another takes over when it goes (its unacknowledged messages are delivered again; the store's
+``ON CONFLICT`` makes that harmless). Messages are taken ``PREFETCH`` at a time and written
+in batches of up to ``BATCH_MAX`` (or what came within ``BATCH_WAIT`` of the first), each in
+one transaction, acknowledged (``multiple=True``) only after it committed.
+
+Bad input never blocks the queue: a message that ``fleetwire.decode`` or the store's checks
+refuse is counted by code, logged once per code per minute, and acknowledged (dropped: sent
+again it would be refused again). A database that fails is another matter: nothing is
+acknowledged, the batch is tried again with a growing delay, and the messages wait in the
+queue meanwhile (up to the prefetch here, the rest at the broker): nothing is lost. A batch
+that the database refuses for its data (``DataError``, which the store's checks should have
+caught) is written again one message at a time, so only the culprit is dropped (and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import psycopg
+from loguru import logger
+
+from heartwatch.core.fleetwire import EVENTS_QUEUE_ARGUMENTS, FleetWireError, decode, events_queue
+from heartwatch.core.redact import redact
+from heartwatch.core.throttle import LogThrottle
+from heartwatch.hub.store import BatchResult, FleetStore, Storable, check_storable
+
+if TYPE_CHECKING:
+    from aio_pika.abc import (
+        AbstractChannel,
+        AbstractIncomingMessage,
+        AbstractQueue,
+        AbstractRobustConnection,
+    )
+
+    from heartwatch.hub.metrics import HubCounters
+
+PREFETCH: Final = 5000
+BATCH_MAX: Final = 2000
+BATCH_WAIT: Final = 0.02  # seconds after a batch's first message: more may come with it
+REJECT_LOG_INTERVAL: Final = 60.0
+RETRY_FIRST: Final = 0.5
+RETRY_MAX: Final = 30.0
+
+
+class Ingest:
+    """Consume the fleet's messages and write them; ``on_batch`` gets each committed result."""
+
+    def __init__(
+        self,
+        broker: str,
+        exchange: str,
+        store: FleetStore,
+        counters: HubCounters,
+        on_batch: Callable[[BatchResult], None] = lambda result: None,
+        *,
+        batch_max: int = BATCH_MAX,
+        batch_wait: float = BATCH_WAIT,
+        prefetch: int = PREFETCH,
+    ) -> None:
+        self.broker = broker
+        self.exchange = exchange
+        self.store = store
+        self.counters = counters
+        self.on_batch = on_batch
+        self.batch_max = batch_max
+        self.batch_wait = batch_wait
+        self.prefetch = prefetch
+        self.connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._pending: list[AbstractIncomingMessage] = []
+        self._arrived = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._throttle = LogThrottle(REJECT_LOG_INTERVAL)
+
+    async def start(self) -> None:
+        """Connect (raises if the broker cannot be reached now; later outages are reconnected
+        by aio-pika), declare the exchange and the queue, and consume."""
+        import aio_pika
+
+        self.connection = await aio_pika.connect_robust(self.broker, timeout=10)
+        self._channel = await self.connection.channel()
+        await self._channel.set_qos(prefetch_count=self.prefetch)
+        exchange = await self._channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._queue = await self._channel.declare_queue(
+            events_queue(self.exchange), durable=True, arguments=dict(EVENTS_QUEUE_ARGUMENTS)
+        )
+        await self._queue.bind(exchange, routing_key="#")
+        self._writer = asyncio.create_task(self._write_loop(), name="hub ingest")
+        await self._queue.consume(self._receive, no_ack=False)
+        logger.info(
+            "hub ingest: consuming {} from {}", events_queue(self.exchange), redact(self.broker)
+        )
+
+    async def close(self) -> None:
+        """Stop consuming; the batch being written is finished (or left unacknowledged)."""
+        self._closing = True
+        self._arrived.set()
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._writer, 10.0)
+        if self.connection is not None:
+            await self.connection.close()
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._pending.append(message)
+        self._arrived.set()
+
+    async def _write_loop(self) -> None:
+        while not self._closing:
+            await self._arrived.wait()
+            if self._closing:
+                return
+            if len(self._pending) < self.batch_max:
+                await asyncio.sleep(self.batch_wait)  # let the rest of a burst join
+            batch, self._pending = (
+                self._pending[: self.batch_max],
+                self._pending[self.batch_max :],
+            )
+            if not self._pending:
+                self._arrived.clear()
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, messages: list[AbstractIncomingMessage]) -> None:
+        storable = []
+        for message in messages:
+            item = self._decoded(message)
+            if item is not None:
+                storable.append(item)
+        delay = RETRY_FIRST
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self.store.write_batch(storable)
+            except psycopg.DataError as error:
+                logger.warning("hub ingest: a batch refused for its data ({}): one by one", error)
+                result = await self._write_one_by_one(storable)
+                break
+            except (psycopg.Error, OSError) as error:
+                if self._closing:
+                    return  # left unacknowledged: the queue delivers them again
+                logger.warning(
+                    "hub ingest: the database failed ({}: {}); {} messages wait, again in {} s",
+                    type(error).__name__,
+                    redact(str(error).strip())[:300],
+                    len(messages),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+                continue
+            break
+        self.counters.receive_batch(result.events, time.perf_counter() - started)
+        await self._acknowledge(messages)
+        try:
+            self.on_batch(result)
+        except Exception:  # a listener's bug must not stop the ingest
+            logger.exception("hub ingest: the batch listener failed")
+
+    async def _write_one_by_one(self, storable: list[Storable]) -> BatchResult:
+        total = BatchResult()
+        for item in storable:
+            try:
+                result = await self.store.write_batch([item])
+            except psycopg.DataError as error:
+                self._reject(FleetWireError("database", str(error).strip()[:200]))
+                continue
+            total.events += result.events
+            total.entries.extend(result.entries)
+            total.back.extend(result.back)
+            total.hosts |= result.hosts
+            total.services |= result.services
+            total.commands |= result.commands
+        return total
+
+    def _decoded(self, message: AbstractIncomingMessage) -> Storable | None:
+        try:
+            envelope = decode(message.body)
+            return Storable(envelope, check_storable(envelope))
+        except FleetWireError as error:
+            self._reject(error)
+            return None
+
+    def _reject(self, error: FleetWireError) -> None:
+        self.counters.receive_rejected(error.code)
+        suppressed = self._throttle.admit(error.code, time.monotonic())
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            logger.warning("hub ingest: a message refused and dropped: {}{}", error, more)
+
+    async def _acknowledge(self, messages: list[AbstractIncomingMessage]) -> None:
+        """One ack per channel, for the batch's last message there (``multiple``: and every
+        one before it). A channel that closed meanwhile cannot take it: its messages come
+        again on the new one, and are stored once all the same."""
+        last: dict[int, AbstractIncomingMessage] = {}
+        for message in messages:
+            last[id(message.channel)] = message
+        for message in last.values():
+            try:
+                await message.ack(multiple=True)
+            except Exception as error:  # the channel's end, in any of its forms
+                logger.info("hub ingest: an ack was lost with its channel ({})", _name(error))
+
+
+def _name(error: BaseException) -> str:
+    return type(error).__name__
