@@ -1,0 +1,780 @@
+"""Fleet: the hub's ingest of a simulated fleet of 100 hosts x 50 services into PostgreSQL.
+
+Goals (issue 12): the hub stores >= 10,000 events/s sustained; its RSS stays <= 200 MB; its
+CPU per event, beside bare baselines on the same database in the same run.
+
+Method. A simulator speaks the agent protocol (``core/fleetwire`` envelopes over aio-pika,
+publisher confirms, persistent events, expiring heartbeats) for ``--hosts`` x ``--services``:
+each host a boot id of its own, a snapshot of its services (each item as the agent's
+``GET /api/v1/services`` answers it), heartbeats every 5 s, per-minute ``counts`` events, and
+journal entries (the transitions of a hang and its recovery, and the exits between, cycling
+through the services) numbered 1, 2, 3... per boot. Optionally ``--agents`` real heartwatch
+daemons with ``[fleet]`` join the same exchange.
+
+- *Backlog drain*: the hub is started once (its migrations, its queue), stopped; the simulator
+  publishes ``--backlog`` events into the hubs' queue; the hub is started again and the rows
+  in ``events`` are counted every 0.25 s until all are stored. Rate: the slope between 10 %
+  and 90 % of the rows (the start and the tail excluded), i.e. what the hub sustains when it
+  is never waiting for work.
+- *Live*: the simulator publishes at ``--rate`` events/s for ``--seconds``; the hub stores as
+  they come. Reported: the rate offered, the rate stored, the queue left behind at the end.
+- Hub CPU per event (all its threads, ``/proc/<pid>/task/*/schedstat``) and its RSS (psutil,
+  sampled every 0.25 s; max), over each phase.
+- Baselines, on the same database, in the same run, with the same rows: a bare ``COPY`` into
+  an identical table (``CREATE TABLE ... (LIKE events INCLUDING ALL)``) in batches of 1,000,
+  one transaction each; the same through ``executemany`` of ``INSERT ... ON CONFLICT DO
+  NOTHING``; and the broker alone: the backlog consumed by aio-pika (prefetch 1,000, acked in
+  batches) with no database at all.
+
+Needs RabbitMQ at 127.0.0.1:5672 and PostgreSQL at 127.0.0.1:5432 (trust): a database
+``heartwatch_bench_<hex>`` and an exchange ``hwbench.<hex>`` are made for the run and removed.
+``--quick`` takes under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from _common import (
+    PYTHON,
+    Workdir,
+    banner,
+    cpu_seconds,
+    print_table,
+    render_config,
+    rss_mb,
+    toml_value,
+    verdict,
+)
+from heartwatch.core import fleetcommands, fleetwire
+
+AMQP_URL = os.environ.get("HEARTWATCH_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+POSTGRES_URL = os.environ.get(
+    "HEARTWATCH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+GOAL_RATE = 10_000.0  # events/s
+GOAL_RSS_MB = 200.0
+WINDOW = 2000  # publishes awaiting their confirm at once
+HEARTBEAT_INTERVAL = 5.0
+
+# A hang and its recovery, as a service's journal has it: (previous, state, reason, failure).
+CYCLE = [
+    ("running", "unresponsive", "no heartbeat for 10 s", True),
+    ("unresponsive", "restarting", "restarting after: no heartbeat for 10 s", False),
+    ("restarting", "starting", "spawned", False),
+    ("starting", "running", "ready", False),
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a run under a minute")
+    parser.add_argument("--keep", action="store_true", help="keep the folder, database, queues")
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--services", type=int, default=50)
+    parser.add_argument("--backlog", type=int, default=None, help="events (default 300k)")
+    parser.add_argument("--rate", type=float, default=None, help="live events/s (default 12k)")
+    parser.add_argument("--seconds", type=float, default=None, help="live phase (default 60)")
+    parser.add_argument("--agents", type=int, default=2, help="real agents beside the simulated")
+    args = parser.parse_args()
+    quick = args.quick
+    args.backlog = args.backlog or (40_000 if quick else 300_000)
+    args.rate = args.rate or (6_000.0 if quick else 12_000.0)
+    args.seconds = args.seconds or (12.0 if quick else 60.0)
+    return args
+
+
+# -- what a simulated host says ------------------------------------------------------------
+
+
+def service_item(name: str, pid: int) -> dict[str, Any]:
+    """One service as the agent's GET /api/v1/services answers it (web/status.py)."""
+    from heartwatch.web.status import ServiceStatus
+
+    return ServiceStatus(
+        name=name,
+        instance_of=None,
+        instance=None,
+        scale_override=None,
+        state="running",
+        reason="ready",
+        since_age=12.5,
+        uptime=12.5,
+        pid=pid,
+        restarts=0,
+        restarts_requested=0,
+        watch_only=False,
+        autostart=True,
+        requires=[],
+        last_heartbeat_age=0.4,
+        heartbeat_timeout=10.0,
+        heartbeat_expected=True,
+        messages=125,
+        data={},
+        last_exit=None,
+        status=None,
+        client_dropped=0,
+        output_write_errors=0,
+        queue=None,
+        ready=True,
+        probes={},
+        cpu_percent=1.5,
+        rss_bytes=25_000_000,
+    ).model_dump(mode="json")
+
+
+class SimHost:
+    """One simulated agent: its boot, its numbering, what it says next."""
+
+    def __init__(self, name: str, services: int) -> None:
+        self.name = name
+        self.boot = uuid.uuid4().hex
+        self.seq = 0
+        self.entry_id = 0
+        self.services = [f"collector-{i:02d}" for i in range(services)]
+        self.step = 0  # which (service, cycle step) comes next
+        number = int("".join(c for c in name if c.isdigit()) or 0)
+        self.labels = {"site": f"s{number % 4}", "rack": f"r{number % 10}"}
+
+    def _envelope(self, kind: fleetwire.MessageType, body: dict[str, Any]) -> fleetwire.Envelope:
+        return fleetwire.Envelope(kind, self.name, self.boot, self.seq, time.time(), body)
+
+    def report_body(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "config_hash": "sim",
+            "started_at": time.time() - 60,
+            "version": "sim",
+            "heartbeat_interval": HEARTBEAT_INTERVAL,
+        }
+
+    def snapshot(self) -> fleetwire.Envelope:
+        items = [service_item(name, 10_000 + i) for i, name in enumerate(self.services)]
+        return self._envelope("snapshot", {**self.report_body(), "services": items})
+
+    def heartbeat(self) -> fleetwire.Envelope:
+        return self._envelope("heartbeat", {**self.report_body(), "services": len(self.services)})
+
+    def next_entry(self) -> fleetwire.Envelope:
+        self.seq += 1
+        self.entry_id += 1
+        service = self.services[(self.step // len(CYCLE)) % len(self.services)]
+        previous, state, reason, failure = CYCLE[self.step % len(CYCLE)]
+        self.step += 1
+        now = time.time()
+        detail: dict[str, Any] | None = (
+            {"failure": True, "down_since": now - 10} if failure else None
+        )
+        body = {
+            "id": self.entry_id,
+            "at": now,
+            "kind": "transition",
+            "service": service,
+            "reason": reason,
+            "state": state,
+            "previous": previous,
+            "detail": detail,
+        }
+        return self._envelope("entry", body)
+
+    def counts(self) -> fleetwire.Envelope:
+        self.seq += 1
+        minute = int(time.time() // 60 * 60)
+        body = {"minute": minute, "counts": [[s, "heartbeat", 120] for s in self.services]}
+        return self._envelope("counts", body)
+
+
+def row_of(envelope: fleetwire.Envelope) -> tuple[Any, ...]:
+    """The ``events`` row the hub would store for an event (the baselines write these)."""
+    body = envelope.body
+    is_entry = envelope.type == "entry"
+    return (
+        envelope.host,
+        envelope.boot,
+        envelope.seq,
+        envelope.type,
+        envelope.at,
+        body.get("kind") if is_entry else None,
+        body.get("service") if is_entry else None,
+        body.get("reason") if is_entry else None,
+        body.get("state") if is_entry else None,
+        body.get("previous") if is_entry else None,
+        json.dumps(body.get("detail")) if is_entry and body.get("detail") is not None else None,
+        json.dumps(body),
+    )
+
+
+# -- publishing --------------------------------------------------------------------------------
+
+
+class Publisher:
+    """Envelopes to the exchange as an agent sends them (confirms, persistent events)."""
+
+    def __init__(self, url: str, exchange: str) -> None:
+        self.url = url
+        self.exchange_name = exchange
+        self.published = 0
+
+    async def __aenter__(self) -> Publisher:
+        import aio_pika
+
+        self._aio_pika = aio_pika
+        self.connection = await aio_pika.connect(self.url)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await self.channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._window = asyncio.Semaphore(WINDOW)
+        self._pending: set[asyncio.Task[None]] = set()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.flush()
+        await self.connection.close()
+
+    async def _send(self, envelope: fleetwire.Envelope) -> None:
+        aio_pika = self._aio_pika
+        try:
+            event = envelope.is_event
+            message = aio_pika.Message(
+                fleetwire.encode(envelope),
+                content_type="application/json",
+                delivery_mode=(
+                    aio_pika.DeliveryMode.PERSISTENT
+                    if event
+                    else aio_pika.DeliveryMode.NOT_PERSISTENT
+                ),
+                expiration=None if event else 3 * HEARTBEAT_INTERVAL,
+            )
+            await self.exchange.publish(
+                message, fleetwire.event_routing_key(envelope), mandatory=event
+            )
+            self.published += 1
+        finally:
+            self._window.release()
+
+    async def send(self, envelope: fleetwire.Envelope) -> None:
+        await self._window.acquire()
+        task = asyncio.ensure_future(self._send(envelope))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def flush(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending))
+
+
+async def publish_backlog(
+    url: str, exchange: str, hosts: list[SimHost], events: int
+) -> tuple[float, list[tuple[Any, ...]]]:
+    """Snapshots, then ``events`` events across the hosts (a counts event now and then);
+    returns the publish rate and the rows they make (for the baselines)."""
+    rows: list[tuple[Any, ...]] = []
+    started = time.perf_counter()
+    async with Publisher(url, exchange) as publisher:
+        for host in hosts:
+            await publisher.send(host.snapshot())
+        for index in range(events):
+            host = hosts[index % len(hosts)]
+            envelope = host.counts() if index % 500 == 499 else host.next_entry()
+            rows.append(row_of(envelope))
+            await publisher.send(envelope)
+        await publisher.flush()
+    return events / (time.perf_counter() - started), rows
+
+
+async def publish_live(
+    url: str, exchange: str, hosts: list[SimHost], rate: float, seconds: float
+) -> tuple[int, float]:
+    """Events at ``rate`` for ``seconds``, heartbeats every 5 s: (events sent, seconds taken)."""
+    sent = 0
+    async with Publisher(url, exchange) as publisher:
+        started = time.perf_counter()
+        next_beat = started
+        index = 0
+        while (elapsed := time.perf_counter() - started) < seconds:
+            if time.perf_counter() >= next_beat:
+                for host in hosts:
+                    await publisher.send(host.heartbeat())
+                next_beat += HEARTBEAT_INTERVAL
+            due = int(elapsed * rate) - sent
+            for _ in range(max(0, min(due, 5000))):
+                host = hosts[index % len(hosts)]
+                index += 1
+                await publisher.send(host.counts() if index % 500 == 0 else host.next_entry())
+                sent += 1
+            await asyncio.sleep(0.005)
+        await publisher.flush()
+        taken = time.perf_counter() - started
+    return sent, taken
+
+
+async def consume_only(url: str, queue_name: str, count: int) -> float:
+    """The broker alone: ``count`` messages consumed (prefetch 1000, batched acks), no DB."""
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=1000)
+        queue = await channel.declare_queue(queue_name, passive=True)
+        done = asyncio.get_running_loop().create_future()
+        seen = 0
+        started = time.perf_counter()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal seen
+            fleetwire.decode(message.body)
+            seen += 1
+            if seen % 500 == 0 or seen >= count:
+                await message.ack(multiple=True)
+            if seen >= count and not done.done():
+                done.set_result(None)
+
+        tag = await queue.consume(on_message)
+        await asyncio.wait_for(done, 300)
+        taken = time.perf_counter() - started
+        await queue.cancel(tag)
+        return count / taken
+    finally:
+        await connection.close()
+
+
+# -- the broker's names ------------------------------------------------------------------------
+
+
+def declare_events_queue(url: str, exchange: str) -> str:
+    """The hubs' queue, as the hub declares it, bound to every routing key."""
+    import pika
+
+    name = fleetwire.events_queue(exchange)
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, "topic", durable=True)
+        channel.queue_declare(name, durable=True, arguments=dict(fleetwire.EVENTS_QUEUE_ARGUMENTS))
+        channel.queue_bind(name, exchange, "#")
+    finally:
+        connection.close()
+    return name
+
+
+def queue_depth(url: str, name: str) -> int:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(name, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def delete_names(url: str, prefix: str) -> None:
+    """Every queue and exchange whose name starts with ``prefix``."""
+    import pika
+
+    names: tuple[list[str], list[str]] = ([], [])
+    if shutil.which("rabbitmqctl"):
+        for index, what in enumerate(("list_queues", "list_exchanges")):
+            out = subprocess.run(
+                ["rabbitmqctl", what, "--quiet", "--no-table-headers", "name"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            ).stdout
+            names[index].extend(n for n in out.split() if n.startswith(prefix))
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        for name in {*names[0], fleetwire.events_queue(prefix)}:
+            connection.channel().queue_delete(name)
+        for name in {*names[1], prefix}:
+            connection.channel().exchange_delete(name)
+    finally:
+        connection.close()
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bench_database(keep: bool) -> Iterator[str]:
+    import psycopg
+    from psycopg import sql
+
+    name = f"heartwatch_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        if keep:
+            print(f"   (kept database {name})")
+        else:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+                connection.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def stored_count(database: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as connection:
+        row = connection.execute("SELECT count(*) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+
+COLUMNS = "host, boot, seq, type, at, kind, service, reason, state, previous, detail, body"
+
+
+def baseline_copy(database: str, rows: Sequence[tuple[Any, ...]], batch: int = 1000) -> float:
+    """Bare COPY of ``rows`` into a table like ``events``, a transaction per batch."""
+    import psycopg
+
+    with psycopg.connect(database) as connection:
+        connection.execute("DROP TABLE IF EXISTS baseline_copy")
+        connection.execute("CREATE TABLE baseline_copy (LIKE events INCLUDING ALL)")
+        connection.commit()
+        started = time.perf_counter()
+        for low in range(0, len(rows), batch):
+            with (
+                connection.cursor() as cursor,
+                cursor.copy(f"COPY baseline_copy ({COLUMNS}) FROM STDIN") as copy,
+            ):
+                for row in rows[low : low + batch]:
+                    copy.write_row(row)
+            connection.commit()
+        taken = time.perf_counter() - started
+        connection.execute("DROP TABLE baseline_copy")
+        connection.commit()
+    return len(rows) / taken
+
+
+def baseline_executemany(
+    database: str, rows: Sequence[tuple[Any, ...]], batch: int = 1000
+) -> float:
+    """``INSERT ... ON CONFLICT DO NOTHING`` through executemany, a transaction per batch."""
+    import psycopg
+
+    placeholders = ", ".join(["%s"] * 12)
+    with psycopg.connect(database) as connection:
+        connection.execute("DROP TABLE IF EXISTS baseline_insert")
+        connection.execute("CREATE TABLE baseline_insert (LIKE events INCLUDING ALL)")
+        connection.commit()
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for low in range(0, len(rows), batch):
+                cursor.executemany(
+                    f"INSERT INTO baseline_insert ({COLUMNS}) VALUES ({placeholders})"
+                    " ON CONFLICT DO NOTHING",
+                    rows[low : low + batch],
+                )
+                connection.commit()
+        taken = time.perf_counter() - started
+        connection.execute("DROP TABLE baseline_insert")
+        connection.commit()
+    return len(rows) / taken
+
+
+# -- the hub -----------------------------------------------------------------------------------
+
+
+class HubProcess:
+    """``heartwatch hub -c hub.toml`` with a config for this run; CPU and RSS sampled."""
+
+    def __init__(self, folder: Path, exchange: str, database: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        self.folder = folder
+        self.key = Ed25519PrivateKey.generate()
+        key_path = folder / "hub.key"
+        key_path.write_text(fleetcommands.private_key_text(self.key) + "\n")
+        key_path.chmod(0o600)
+        self.public_key = fleetcommands.public_key_text(self.key.public_key())
+        self.state_dir = folder / "hub-state"
+        self.token = uuid.uuid4().hex
+        self.http = ""
+        hub = {
+            "name": "bench-hub",
+            "broker": AMQP_URL,
+            "database": database,
+            "exchange": exchange,
+            "http": "127.0.0.1:0",
+            "state_dir": str(self.state_dir),
+            "token": self.token,
+            "signing_key": str(key_path),
+            "stale_after": "30s",
+            "unreachable_after": "90s",
+            "start_grace": "60s",
+        }
+        self.config = folder / "hub.toml"
+        self.config.write_text(
+            "[hub]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in hub.items())
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        self.rss_max = 0.0
+        self._sampling = False
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.runs += 1
+        stderr = (self.folder / f"hub-{self.runs}.stderr").open("wb")
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "heartwatch", "hub", "-c", str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            cwd=self.folder,
+        )
+        stderr.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                text = (self.folder / f"hub-{self.runs}.stderr").read_text(errors="replace")
+                raise SystemExit(f"the hub exited with {self.process.returncode}:\n{text[-3000:]}")
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads((self.state_dir / "hub.json").read_text())
+                if info.get("pid") == self.process.pid:
+                    self.http = str(info["http"])
+                    return
+            time.sleep(0.1)
+        raise SystemExit("the hub did not write hub.json in time")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss(self) -> float:
+        value = rss_mb(self.pid)
+        self.rss_max = max(self.rss_max, value)
+        return value
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Sampler:
+    """Counts stored rows and the hub's RSS every 0.25 s, in a thread."""
+
+    def __init__(self, database: str, hub: HubProcess) -> None:
+        self.database = database
+        self.hub = hub
+        self.samples: list[tuple[float, int]] = []  # (monotonic, rows)
+        self.rss: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.samples.append((time.monotonic(), stored_count(self.database)))
+            with contextlib.suppress(psutil.Error):
+                self.rss.append(self.hub.rss())
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def wait_for(self, rows: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.samples and self.samples[-1][1] >= rows:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def sustained_rate(self, low: int, high: int) -> float:
+        """Rows/s between the first sample at or past ``low`` and the first at or past ``high``."""
+        start = next(((t, n) for t, n in self.samples if n >= low), None)
+        end = next(((t, n) for t, n in self.samples if n >= high), None)
+        if start is None or end is None or end[0] <= start[0]:
+            return float("nan")
+        return (end[1] - start[1]) / (end[0] - start[0])
+
+
+# -- real agents -------------------------------------------------------------------------------
+
+
+def start_agents(
+    folder: Path, count: int, exchange: str, public_key: str
+) -> list[subprocess.Popen[bytes]]:
+    agents = []
+    for index in range(count):
+        home = folder / f"agent-{index}"
+        home.mkdir()
+        services = [
+            {"name": f"sleeper-{i}", "command": [PYTHON, "-c", "import time; time.sleep(3600)"]}
+            for i in range(5)
+        ]
+        fleet = {
+            "broker": AMQP_URL,
+            "host": f"real-{index}",
+            "exchange": exchange,
+            "heartbeat_interval": "1s",
+            "hub_keys": [public_key],
+        }
+        (home / "heartwatch.toml").write_text(render_config(services, sections={"fleet": fleet}))
+        agents.append(
+            subprocess.Popen(
+                [PYTHON, "-m", "heartwatch", "run", "-c", str(home / "heartwatch.toml")],
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=(home / "daemon.stderr").open("wb"),
+            )
+        )
+    return agents
+
+
+def stop_agents(agents: list[subprocess.Popen[bytes]]) -> None:
+    for agent in agents:
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+    for agent in agents:
+        try:
+            agent.wait(20)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+
+
+def real_hosts_live(database: str, count: int) -> int:
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM hosts WHERE host LIKE 'real-%%' AND state = 'live'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    args = parse_args()
+    banner(
+        f"fleet ingest: {args.hosts} hosts x {args.services} services, backlog {args.backlog:,}, "
+        f"live {args.rate:,.0f}/s for {args.seconds:g} s, {args.agents} real agents",
+        args.quick,
+    )
+    exchange = f"hwbench.{uuid.uuid4().hex}"
+    hosts = [SimHost(f"sim-{i:03d}", args.services) for i in range(args.hosts)]
+    with Workdir("fleet", keep=args.keep) as work, bench_database(args.keep) as database:
+        hub = HubProcess(work.path, exchange, database)
+        agents: list[subprocess.Popen[bytes]] = []
+        try:
+            queue_name = declare_events_queue(AMQP_URL, exchange)
+            # The broker alone: the ceiling of taking these messages off the queue in Python.
+            publish_rate, rows = asyncio.run(
+                publish_backlog(AMQP_URL, exchange, hosts, args.backlog // 2)
+            )
+            consume_rate = asyncio.run(
+                consume_only(AMQP_URL, queue_name, args.backlog // 2 + len(hosts))
+            )
+            print(f"   simulator published {publish_rate:,.0f} events/s (confirmed)")
+
+            hub.start()  # migrations, its declarations
+            hub.stop()
+            for host in hosts:  # fresh boots: the broker-only run's numbering is not stored
+                host.boot, host.seq, host.entry_id = uuid.uuid4().hex, 0, 0
+            _, rows = asyncio.run(publish_backlog(AMQP_URL, exchange, hosts, args.backlog))
+            total = args.backlog
+            hub.start()
+            cpu_before = hub.cpu()
+            with Sampler(database, hub) as sampler:
+                drained = sampler.wait_for(total, timeout=600)
+                drain_cpu = hub.cpu() - cpu_before
+                drain_rate = sampler.sustained_rate(int(total * 0.1), int(total * 0.9))
+                drain_rss = max(sampler.rss, default=float("nan"))
+            if not drained:
+                print(f"   the hub stored {stored_count(database):,} of {total:,} in 600 s")
+
+            agents = start_agents(work.path, args.agents, exchange, hub.public_key)
+            before_rows = stored_count(database)
+            cpu_before = hub.cpu()
+            with Sampler(database, hub) as sampler:
+                sent, taken = asyncio.run(
+                    publish_live(AMQP_URL, exchange, hosts, args.rate, args.seconds)
+                )
+                live_cpu = hub.cpu() - cpu_before
+                sampler.wait_for(before_rows + sent, timeout=120)
+                live_rss = max(sampler.rss, default=float("nan"))
+                first, last = sampler.samples[0], sampler.samples[-1]
+                live_stored = last[1] - before_rows
+                live_rate = live_stored / max(1e-9, last[0] - first[0])
+            left = queue_depth(AMQP_URL, queue_name)
+            real_live = real_hosts_live(database, args.agents)
+            hub_rss_now = hub.rss()
+        finally:
+            stop_agents(agents)
+            hub.stop()
+        copy_rate = baseline_copy(database, rows)
+        insert_rate = baseline_executemany(database, rows)
+        if not args.keep:
+            delete_names(AMQP_URL, exchange)
+
+    print()
+    print_table(
+        ["", "events", "events/s", "hub CPU us/event", "hub RSS max MB"],
+        [
+            ["hub: backlog drain (10-90 %)", total, drain_rate, drain_cpu / total * 1e6, drain_rss],
+            [
+                f"hub: live, offered {sent / taken:,.0f}/s",
+                live_stored,
+                live_rate,
+                live_cpu / max(1, live_stored) * 1e6,
+                live_rss,
+            ],
+            ["baseline: bare COPY, 1000/txn", len(rows), copy_rate, "", ""],
+            ["baseline: executemany, 1000/txn", len(rows), insert_rate, "", ""],
+            ["baseline: broker consume only", args.backlog // 2, consume_rate, "", ""],
+        ],
+    )
+    print(
+        f"\n   queue left after the live phase: {left:,}; real agents live on the hub: "
+        f"{real_live} of {args.agents}; hub RSS at the end {hub_rss_now:.0f} MB"
+    )
+    print(
+        f"   goal >= {GOAL_RATE:,.0f} events/s sustained: {verdict(drain_rate >= GOAL_RATE)} "
+        f"({drain_rate:,.0f}/s, {drain_rate / copy_rate:.0%} of the bare COPY)"
+    )
+    rss = max(drain_rss, live_rss)
+    print(f"   goal hub RSS <= {GOAL_RSS_MB:.0f} MB: {verdict(rss <= GOAL_RSS_MB)} ({rss:.0f} MB)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
