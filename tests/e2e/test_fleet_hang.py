@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from e2e.fleet_support import Fleet, fleet, stored_entries
-from e2e.support import wait_until
+from e2e.fleet_support import Fleet, default_services, fleet, stored_entries
+from e2e.support import wait_until, worker_command
 
 pytestmark = pytest.mark.e2e
 
@@ -71,3 +71,61 @@ def test_a_hang_on_host_b_shows_on_the_hub_with_host_b(fleet: Fleet) -> None:
 
 def fleet_events(fleet: Fleet, host: str) -> list[dict[str, object]]:
     return stored_entries(fleet.database, host)
+
+
+# Arm an observer noting every state the row `selector` shows (rows may be rebuilt: the whole
+# page is watched, not one element).
+WATCH_ROW_JS = """
+(selector) => {
+  window.__hwStates = [];
+  const note = () => {
+    const state = document.querySelector(selector)?.dataset.state;
+    if (state && window.__hwStates.at(-1) !== state) window.__hwStates.push(state);
+  };
+  note();
+  new MutationObserver(note).observe(document.body, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"],
+  });
+}
+"""
+
+
+@pytest.mark.browser
+def test_a_hang_on_host_b_shows_on_the_fleet_dashboard(fleet: Fleet) -> None:
+    from browser.support import CHROMIUM_ARGS, find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium: neither /usr/bin/chromium nor `chromium` on PATH")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    hub = fleet.start_hub()
+    # Host B's collector ignores SIGTERM: once hung, it stays "restarting" for its 2 s stop
+    # timeout, so even a hub that sends only the latest state shows the failure.
+    slow = [dict(s) for s in default_services()]
+    slow[0]["command"] = worker_command("--beat", "0.2", "--ignore-term")
+    fleet.agent("host-b", services=slow)
+    _, host_b = fleet.start_agents("host-a", "host-b")
+    wait_until(lambda: hub.service("host-b", "collector"), "the hub to know host-b", 20)
+    row = '.frow.svc[data-host="host-b"][data-service="collector"]'
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.set_default_timeout(20_000)
+            context.add_init_script(f"localStorage.setItem('heartwatch.token', {fleet.token!r});")
+            page = context.new_page()
+            page.goto(hub.http_url + "/")
+            page.wait_for_selector(f'{row}[data-state="running"]', state="attached")
+            page.evaluate(WATCH_ROW_JS, row)
+            hung = host_b.hang("collector")
+            host_b.wait_recovered("collector", hung)
+            page.wait_for_function(
+                "() => window.__hwStates.some((s) => s === 'unresponsive' || s === 'restarting')"
+                " && window.__hwStates.at(-1) === 'running'"
+            )
+            states = page.evaluate("window.__hwStates")
+            assert states[0] == "running", states
+            other = '.frow.svc[data-host="host-a"][data-service="collector"]'
+            assert page.get_attribute(other, "data-state") == "running"
+        finally:
+            browser.close()
