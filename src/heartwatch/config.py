@@ -301,6 +301,10 @@ class QueueConfig(_Section):
             yield name, redact(value) if name == "url" else value
 
 
+def _hostname() -> str:
+    return socket.gethostname()  # looked up when a file is read, not when this is imported
+
+
 def _checked_hub_key(value: str) -> str:
     from heartwatch.core.fleetcommands import parse_public_key  # cryptography: only with [fleet]
 
@@ -316,7 +320,7 @@ class FleetConfig(_Section):
     and taking the commands its trusted hubs sign (``docs/fleet.md``)."""
 
     broker: str  # amqp(s)://user:password@host:port/vhost: never printed with its password
-    host: str = Field(default_factory=socket.gethostname, validate_default=True)
+    host: str = Field(default_factory=_hostname, validate_default=True)
     labels: dict[str, str] = Field(default={}, max_length=64)
     exchange: str = _fleetwire.DEFAULT_EXCHANGE
     heartbeat_interval: Duration = Field(default=5.0, ge=0.1, le=3600)
