@@ -103,6 +103,6 @@ class _RevalidatedFiles(StaticFiles):
         return response
 
 
-def static_files() -> StaticFiles:
-    """The page's scripts and styles, mounted at ``/static``."""
-    return _RevalidatedFiles(directory=STATIC)
+def static_files(directory: Path = STATIC) -> StaticFiles:
+    """The page's scripts and styles, mounted at ``/static`` (the hub's: its own folder)."""
+    return _RevalidatedFiles(directory=directory, check_dir=directory == STATIC)

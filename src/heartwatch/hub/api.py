@@ -1,0 +1,420 @@
+"""The hub's HTTP application: the fleet's API, its websockets, metrics and dashboard.
+
+Every answer comes from PostgreSQL (``hub/queries.py``), never from an agent: a host that is
+slow or gone makes no request wait. Commands go out through the broker (``hub/commands.py``)
+and live logs come back through it (``hub/logs.py``); changes are pushed by ``hub/feed.py``.
+
+The same conventions as the agent's API (``web/api.py``): JSON errors ``{"code", "message"}``
+(validation errors included), the same gate (``web/access.py``: a read token reads, the
+token controls, a refusal says why), the dashboard's security headers and CSP, OpenAPI at
+``/openapi.json`` and Swagger UI at ``/docs`` from the package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+import heartwatch
+from heartwatch.hub import queries
+from heartwatch.hub.commands import CommandProblem
+from heartwatch.hub.history import create_hub_history_router
+from heartwatch.hub.logs import NOT_FOUND_CLOSE, UNREACHABLE_CLOSE, refuse
+from heartwatch.hub.metrics import HubCounters, create_metrics_router
+from heartwatch.web.access import AccessMiddleware, AccessPolicy, Need, presented_token
+from heartwatch.web.apidocs import create_docs_router, with_bearer_scheme
+from heartwatch.web.dashboard import (
+    CONSTANTS_BLOCK,
+    SECURITY_HEADERS,
+    server_constants,
+    static_files,
+)
+from heartwatch.web.status import ErrorBody
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
+    from heartwatch.hub.commands import CommandSender
+    from heartwatch.hub.config import HubConfig
+    from heartwatch.hub.feed import FleetFeed
+    from heartwatch.hub.logs import LogRelay
+
+HUB_STATIC = Path(__file__).resolve().parent / "static"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+}
+
+
+# -- the answers' shapes (OpenAPI; the answers themselves are written by orjson) ---------------
+
+
+class Host(BaseModel):
+    host: str
+    state: Literal["live", "stale", "unreachable"]
+    labels: dict[str, str]
+    boot: str
+    version: str
+    config_hash: str
+    last_seen_age: float  # seconds since the hub last heard from it
+    state_since: float  # Unix time it entered this state
+    services: int
+    problems: int  # services in a state that wants attention (unknown included)
+
+
+class FleetService(BaseModel):
+    host: str
+    name: str
+    instance_of: str | None
+    state: str  # the agent's state, or "unknown" while its host is unreachable
+    last_state: str  # the agent's last word, kept while the host is unreachable
+    reason: str
+    since: float | None  # the agent's clock when it entered that state
+    pid: int | None
+    restarts: int | None
+    ready: bool | None
+    uptime: float | None
+    last_heartbeat_age_at_report: float | None  # as the agent's last report had it
+    status: dict[str, Any]  # the agent's GET /api/v1/services item, as last known
+
+
+class Fleet(BaseModel):
+    generated_at: float
+    hosts: list[Host]
+    services: list[FleetService]
+
+
+class HostDetail(Host):
+    service_list: list[FleetService]
+
+
+class Event(BaseModel):
+    host: str
+    boot: str
+    seq: int
+    at: float  # the agent's clock
+    type: Literal["entry", "counts", "reply"]
+    kind: str | None
+    service: str | None
+    reason: str | None
+    state: str | None
+    previous: str | None
+    detail: Any
+
+
+class EventList(BaseModel):
+    events: list[Event]  # newest first
+    next_before: str | None  # pass as ?before= for the next (older) page; None: no more
+
+
+class CommandOut(BaseModel):
+    id: str
+    host: str
+    service: str | None
+    verb: str
+    args: dict[str, Any]
+    status: Literal["sent", "accepted", "done", "failed", "refused", "expired"]
+    reason: str
+    issued_at: float
+    expires_at: float
+    issued_by: str
+
+
+class CommandList(BaseModel):
+    commands: list[CommandOut]
+
+
+class CommandRequest(BaseModel):
+    targets: list[str] = Field(
+        min_length=1, description='"host/service" (a selection: "host/collector@*"), or "host"'
+    )
+    verb: Literal["restart", "stop", "start", "reload", "signal"]
+    args: dict[str, Any] = Field(default_factory=dict, description='signal: {"signal": "HUP"}')
+    ttl: float | None = Field(default=None, gt=0, description="seconds; default [hub] command_ttl")
+
+
+class AuthStatus(BaseModel):
+    token_required: bool
+    scope: Literal["none", "read", "control"]
+
+
+def _json(value: Any, status_code: int = 200) -> Response:
+    return Response(queries.dumps(value), status_code=status_code, media_type="application/json")
+
+
+def _not_found(code: str, message: str) -> HTTPException:
+    return HTTPException(404, {"code": code, "message": message})
+
+
+# -- the gate ----------------------------------------------------------------------------------
+
+
+class HubAccessPolicy(AccessPolicy):
+    """The agent's policy (``web/access.py``) over the hub's tokens (no ingest over HTTP)."""
+
+    def __init__(self, token: str | None, read_token: str | None) -> None:
+        self.token = token
+        self.read_token = read_token
+        self.ingest_token = None
+
+
+def hub_need_of(method: str, path: str) -> Need:
+    """The pages and their assets hold no data; the rest reads, or (not GET) controls."""
+    if path in ("/", "/favicon.ico") or path.startswith(("/static/", "/agent-static/")):
+        return "public"
+    if path.startswith("/hosts/") and path.count("/") == 2:
+        return "public"
+    return "read" if method in _SAFE_METHODS else "control"
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+class _Page:
+    """A dashboard page from ``hub/static``, read at its first request (the dashboard's
+    files may be installed after the hub's code), with the server's constants filled in."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._html: str | None = None
+
+    def response(self) -> HTMLResponse:
+        if self._html is None:
+            try:
+                page = (HUB_STATIC / self.name).read_text(encoding="utf-8")
+            except OSError:
+                raise _not_found("no_page", f"the hub's {self.name} is not installed") from None
+            constants = queries.dumps(server_constants()).decode().replace("<", "\\u003c")
+            self._html = page.replace(CONSTANTS_BLOCK, CONSTANTS_BLOCK.replace("{}", constants))
+        return HTMLResponse(self._html, headers=SECURITY_HEADERS)
+
+
+# -- the application ---------------------------------------------------------------------------
+
+
+def create_hub_app(
+    config: HubConfig,
+    pool: AsyncConnectionPool[Any],
+    commands: CommandSender | None,
+    feed: FleetFeed | None,
+    logs: LogRelay | None,
+    *,
+    counters: HubCounters | None = None,
+) -> FastAPI:
+    """The hub's app. ``commands``, ``feed``, ``logs`` None: those routes answer 503 (a hub
+    serving reads only, e.g. while its broker is being set up)."""
+    app = FastAPI(
+        title="heartwatch hub",
+        version=heartwatch.__version__,
+        description="The fleet: every host's and service's state, events, history, commands "
+        "and live logs. Errors are JSON objects with a stable `code` and a `message`.",
+        responses={
+            400: {"model": ErrorBody, "description": "a body that is not JSON"},
+            422: {"model": ErrorBody, "description": "invalid request"},
+        },
+        docs_url=None,
+        redoc_url=None,
+    )
+    with_bearer_scheme(app)
+    policy = HubAccessPolicy(config.hub.token, config.hub.read_token)
+    counters = counters or HubCounters()
+    if feed is not None:
+        counters.feed_clients = lambda: len(feed.clients)
+        feed.counters = counters
+    if logs is not None:
+        counters.log_viewers = lambda: logs.viewers
+    not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+
+    @app.get("/api/v1/fleet", response_model=Fleet, tags=["fleet"])
+    async def fleet() -> Response:
+        """Every host and every service (unknown while its host is unreachable)."""
+        return _json(await queries.read_fleet(pool))
+
+    @app.get("/api/v1/hosts", response_model=list[Host], tags=["fleet"])
+    async def hosts() -> Response:
+        """Every host with its service and problem counts."""
+        return _json(await queries.read_hosts(pool))
+
+    @app.get("/api/v1/hosts/{host}", response_model=HostDetail, responses=not_found, tags=["fleet"])
+    async def host(host: str) -> Response:
+        """One host and its services (``service_list``)."""
+        found = await queries.read_host(pool, host)
+        if found is None:
+            raise _not_found("unknown_host", f"no host {host!r}")
+        return _json(found)
+
+    @app.get("/api/v1/events", response_model=EventList, tags=["fleet"])
+    async def events(
+        host: str | None = None,
+        service: str | None = None,
+        kind: Annotated[list[str] | None, Query(description="repeatable")] = None,
+        since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        until: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        limit: Annotated[int, Query(ge=1, le=queries.MAX_EVENTS)] = queries.DEFAULT_EVENTS,
+        before: Annotated[str | None, Query(description="next_before of the page before")] = None,
+    ) -> Response:
+        """Events newest first (by the agent's clock), filtered; keyset paging by ``before``."""
+        try:
+            cursor = None if before is None else queries.EventCursor.parse(before)
+        except ValueError as error:
+            raise HTTPException(
+                422, {"code": "invalid_request", "message": f"before: {error}"}
+            ) from None
+        found, following = await queries.read_events(
+            pool,
+            host=host,
+            service=service,
+            kinds=kind or (),
+            since=since,
+            until=until,
+            before=cursor,
+            limit=limit,
+        )
+        return _json(
+            {"events": found, "next_before": None if following is None else following.text()}
+        )
+
+    def sender() -> CommandSender:
+        if commands is None:
+            raise HTTPException(
+                503, {"code": "no_broker", "message": "this hub sends no commands (no broker)"}
+            )
+        return commands
+
+    @app.post(
+        "/api/v1/commands",
+        status_code=202,
+        response_model=CommandList,
+        responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        tags=["commands"],
+    )
+    async def send_commands(request: CommandRequest) -> Response:
+        """One signed command per target (selections expanded), sent to each host's queue.
+        The whole request is refused (422, naming it) if any target is unknown; 503 when
+        the broker cannot be reached. Follow each with ``GET /api/v1/commands/{id}`` or
+        ``/ws/events``."""
+        try:
+            sent = await sender().send(request.targets, request.verb, request.args, request.ttl)
+        except CommandProblem as problem:
+            raise HTTPException(
+                problem.status, {"code": problem.code, "message": problem.message}
+            ) from None
+        return _json({"commands": sent}, status_code=202)
+
+    @app.get(
+        "/api/v1/commands/{command_id}",
+        response_model=CommandOut,
+        responses=not_found,
+        tags=["commands"],
+    )
+    async def command(command_id: str) -> Response:
+        """One command and what became of it."""
+        found = await queries.read_command(pool, command_id)
+        if found is None:
+            raise _not_found("unknown_command", f"no command {command_id!r}")
+        return _json(found)
+
+    @app.get("/api/v1/commands", response_model=CommandList, tags=["commands"])
+    async def list_commands(
+        host: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=queries.MAX_COMMANDS)] = 100,
+    ) -> Response:
+        """Commands newest first, a host's if given."""
+        return _json({"commands": await queries.read_commands(pool, host=host, limit=limit)})
+
+    @app.get("/api/v1/auth", response_model=AuthStatus, tags=["fleet"])
+    async def auth(request: Request) -> AuthStatus:
+        """Whether a token is needed, and what the one presented (if any) allows."""
+        token = presented_token(dict(request.headers), request.url.query)
+        return AuthStatus(token_required=policy.token_required, scope=policy.grant(token))
+
+    @app.websocket("/ws/events")
+    async def fleet_events(websocket: WebSocket) -> None:
+        if feed is None:
+            await refuse(websocket, 1011, "this hub has no change feed")
+            return
+        await feed.serve(websocket)
+
+    @app.websocket("/ws/logs/{host}/{service}")
+    async def fleet_log(websocket: WebSocket, host: str, service: str) -> None:
+        target = await queries.read_log_target(pool, host, service)
+        if target is None:
+            await refuse(websocket, NOT_FOUND_CLOSE, f"no host {host!r}")
+            return
+        state, silent, known = target
+        if not known:
+            await refuse(websocket, NOT_FOUND_CLOSE, f"no service {service!r} on {host}")
+            return
+        if state == queries.UNREACHABLE:
+            await refuse(
+                websocket,
+                UNREACHABLE_CLOSE,
+                f"{host} is unreachable (silent for {silent:.0f} s): its output cannot be followed",
+            )
+            return
+        if logs is None:
+            await refuse(websocket, 1011, "this hub relays no logs (no broker)")
+            return
+        await logs.serve(websocket, host, service)
+
+    _install_errors(app)
+    app.include_router(create_hub_history_router(pool))
+    app.include_router(create_metrics_router(pool, counters))
+    fleet_page, host_page = _Page("fleet.html"), _Page("host.html")
+
+    @app.get("/", include_in_schema=False)
+    async def fleet_dashboard() -> HTMLResponse:
+        return fleet_page.response()
+
+    @app.get("/hosts/{host}", include_in_schema=False)
+    async def host_dashboard(host: str) -> HTMLResponse:
+        return host_page.response()
+
+    app.include_router(create_docs_router())
+    # The agent's shared modules (pictures.js, logpanel.js…) where the hub's pages import them.
+    app.mount("/agent-static", static_files(), name="agent-static")
+    app.mount("/static", static_files(HUB_STATIC), name="static")
+    app.add_middleware(AccessMiddleware, policy=policy, need=hub_need_of)
+    return app
+
+
+def _install_errors(app: FastAPI) -> None:
+    """Errors as the agent's API gives them (``web/api.py``)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail
+        if isinstance(detail, dict):
+            body = detail
+        else:
+            code = _STATUS_CODES.get(error.status_code, "error")
+            body = {"code": code, "message": str(detail)}
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, error: ClientDisconnect) -> JSONResponse:
+        body = {
+            "code": "client_disconnected",
+            "message": "the client left before its request ended",
+        }
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        return JSONResponse({"code": "invalid_request", "message": "; ".join(problems)}, 422)

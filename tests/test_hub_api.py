@@ -1,0 +1,315 @@
+"""The hub's HTTP API against a real PostgreSQL, rows put in through the schema."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from heartwatch.core.journal import DAEMON_STARTED
+from heartwatch.hub.api import create_hub_app
+from hubweb_support import (
+    READ_TOKEN,
+    TOKEN,
+    add_entry,
+    add_host,
+    add_service,
+    hub_config,
+    opened_pool,
+    run,
+)
+
+
+async def _ask(
+    dsn: str,
+    requests: list[tuple[str, str, dict[str, Any]]],
+    *,
+    tokens: bool = False,
+    setup: Any = None,
+) -> list[httpx.Response]:
+    async with opened_pool(dsn) as pool:
+        if setup is not None:
+            await setup(pool)
+        app = create_hub_app(hub_config(dsn, tokens=tokens), pool, None, None, None)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return [await client.request(m, path, **kw) for m, path, kw in requests]
+
+
+async def _two_hosts(pool: Any) -> None:
+    await add_host(pool, "farm-01", labels={"site": "sz"})
+    await add_service(pool, "farm-01", "collector@0", "running", instance_of="collector")
+    await add_service(pool, "farm-01", "emulator", "backoff", reason="exited 1")
+    await add_host(pool, "farm-02", state="unreachable", silent_for=120)
+    await add_service(pool, "farm-02", "collector", "running")
+
+
+def test_hub_api_fleet_has_every_host_and_service_in_the_documented_shape(
+    fresh_database: str,
+) -> None:
+    """One answer: hosts with counts, services with the agent's status; unreachable: unknown."""
+    (answer,) = run(lambda: _ask(fresh_database, [("GET", "/api/v1/fleet", {})], setup=_two_hosts))
+    assert answer.status_code == 200
+    fleet = answer.json()
+    assert set(fleet) == {"generated_at", "hosts", "services"}
+    hosts = {h["host"]: h for h in fleet["hosts"]}
+    assert set(hosts["farm-01"]) == {
+        "host", "state", "labels", "boot", "version", "config_hash", "last_seen_age",
+        "state_since", "services", "problems",
+    }  # fmt: skip
+    assert hosts["farm-01"]["labels"] == {"site": "sz"}
+    assert (hosts["farm-01"]["services"], hosts["farm-01"]["problems"]) == (2, 1)
+    assert hosts["farm-02"]["state"] == "unreachable"
+    assert hosts["farm-02"]["last_seen_age"] >= 119
+    services = {(s["host"], s["name"]): s for s in fleet["services"]}
+    collector = services[("farm-01", "collector@0")]
+    assert set(collector) == {
+        "host", "name", "instance_of", "state", "last_state", "reason", "since", "pid",
+        "restarts", "ready", "uptime", "last_heartbeat_age_at_report", "status",
+    }  # fmt: skip
+    assert collector["instance_of"] == "collector"
+    assert (collector["pid"], collector["restarts"], collector["ready"]) == (4242, 1, True)
+    assert collector["status"]["name"] == "collector@0"
+    assert services[("farm-01", "emulator")]["reason"] == "exited 1"
+    silent = services[("farm-02", "collector")]
+    assert (silent["state"], silent["last_state"]) == ("unknown", "running")
+
+
+def test_hub_api_host_answers_its_services_and_404_names_an_unknown_host(
+    fresh_database: str,
+) -> None:
+    """GET /api/v1/hosts/{host}: the host and its service_list; an unknown host: 404 + code."""
+    found, missing, listed = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                ("GET", "/api/v1/hosts/farm-01", {}),
+                ("GET", "/api/v1/hosts/farm-99", {}),
+                ("GET", "/api/v1/hosts", {}),
+            ],
+            setup=_two_hosts,
+        )
+    )
+    assert found.status_code == 200
+    host = found.json()
+    assert host["host"] == "farm-01"
+    assert [s["name"] for s in host["service_list"]] == ["collector@0", "emulator"]
+    assert missing.status_code == 404
+    assert missing.json() == {"code": "unknown_host", "message": "no host 'farm-99'"}
+    assert [h["host"] for h in listed.json()] == ["farm-01", "farm-02"]
+
+
+async def _events(pool: Any) -> None:
+    await add_host(pool, "farm-01")
+    await add_host(pool, "farm-02")
+    for seq in range(1, 8):
+        await add_entry(
+            pool,
+            "farm-01",
+            seq,
+            at=1000.0 + seq,
+            kind="transition" if seq % 2 else "probe",
+            service="collector" if seq < 5 else "emulator",
+            state="running",
+        )
+    await add_entry(pool, "farm-02", 1, at=1003.5, kind="transition", service="collector")
+
+
+def test_hub_api_events_filter_and_page_newest_first(fresh_database: str) -> None:
+    """host, service, kind (repeatable), since/until, and keyset pages that meet exactly."""
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/api/v1/events", {}),
+        ("GET", "/api/v1/events", {"params": {"host": "farm-01", "service": "collector"}}),
+        ("GET", "/api/v1/events", {"params": [("kind", "probe"), ("kind", "daemon")]}),
+        ("GET", "/api/v1/events", {"params": {"since": 1003, "until": 1005}}),
+        ("GET", "/api/v1/events", {"params": {"limit": 3}}),
+        ("GET", "/api/v1/events", {"params": {"before": "nonsense"}}),
+    ]
+    every, collector, probes, window, page, bad = run(
+        lambda: _ask(fresh_database, requests, setup=_events)
+    )
+    events = every.json()["events"]
+    assert [(e["host"], e["seq"]) for e in events][:3] == [
+        ("farm-01", 7),
+        ("farm-01", 6),
+        ("farm-01", 5),
+    ]
+    assert len(events) == 8 and every.json()["next_before"] is None
+    assert set(events[0]) == {
+        "host", "boot", "seq", "at", "type", "kind", "service", "reason", "state",
+        "previous", "detail",
+    }  # fmt: skip
+    assert [e["seq"] for e in collector.json()["events"]] == [4, 3, 2, 1]
+    assert {e["kind"] for e in probes.json()["events"]} == {"probe"}
+    assert [e["at"] for e in window.json()["events"]] == [1005.0, 1004.0, 1003.5, 1003.0]
+    first = page.json()
+    assert len(first["events"]) == 3 and first["next_before"]
+
+    async def rest() -> list[httpx.Response]:
+        return await _ask(
+            fresh_database,
+            [("GET", "/api/v1/events", {"params": {"before": first["next_before"]}})],
+        )
+
+    (second,) = run(rest)
+    seen = [(e["host"], e["seq"]) for e in first["events"] + second.json()["events"]]
+    assert seen == [(e["host"], e["seq"]) for e in events]
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
+
+
+def test_hub_api_tokens_read_and_control_and_refusals_say_why(fresh_database: str) -> None:
+    """No token: 401; the read token reads but cannot command (403 saying so); pages public."""
+    body = {"targets": ["farm-01/collector@0"], "verb": "restart"}
+    bearer = {"Authorization": f"Bearer {READ_TOKEN}"}
+    answers = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                ("GET", "/api/v1/fleet", {}),
+                ("GET", "/api/v1/fleet", {"headers": bearer}),
+                ("POST", "/api/v1/commands", {"headers": bearer, "json": body}),
+                ("POST", "/api/v1/commands", {"json": body}),
+                ("GET", "/api/v1/auth", {"headers": {"Authorization": f"Bearer {TOKEN}"}}),
+                ("GET", "/metrics", {}),
+                ("GET", "/static/fleet-model.js", {}),
+                ("GET", "/api/v1/fleet", {"params": {"token": "wrong"}}),
+            ],
+            tokens=True,
+            setup=_two_hosts,
+        )
+    )
+    none, read, read_post, bare_post, auth, metrics, static, wrong = answers
+    assert none.status_code == 401 and none.json()["code"] == "unauthorized"
+    assert read.status_code == 200
+    assert read_post.status_code == 403
+    assert read_post.json() == {"code": "forbidden", "message": "this token only allows reading"}
+    assert bare_post.status_code == 401
+    assert auth.json() == {"token_required": True, "scope": "control"}
+    assert metrics.status_code == 401  # the fleet's figures are data
+    assert static.status_code == 200  # the page's modules hold none
+    assert static.headers["x-content-type-options"] == "nosniff"
+    assert wrong.status_code == 401
+
+
+def test_hub_api_without_a_token_only_loopback_names_are_served(fresh_database: str) -> None:
+    """No token configured: a Host header that is not loopback is refused (DNS rebinding)."""
+    (refused,) = run(
+        lambda: _ask(
+            fresh_database, [("GET", "/api/v1/fleet", {"headers": {"Host": "evil.example"}})]
+        )
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "bad_host"
+
+
+def test_hub_api_openapi_lists_every_route(fresh_database: str) -> None:
+    """/openapi.json documents every API route; /docs is the package's Swagger UI."""
+    document, docs = run(
+        lambda: _ask(fresh_database, [("GET", "/openapi.json", {}), ("GET", "/docs", {})])
+    )
+    paths = document.json()["paths"]
+    assert set(paths) >= {
+        "/api/v1/fleet",
+        "/api/v1/hosts",
+        "/api/v1/hosts/{host}",
+        "/api/v1/hosts/{host}/history",
+        "/api/v1/hosts/{host}/history/{service}",
+        "/api/v1/events",
+        "/api/v1/commands",
+        "/api/v1/commands/{command_id}",
+        "/api/v1/auth",
+        "/metrics",
+    }
+    assert set(paths["/api/v1/commands"]) == {"get", "post"}
+    schemas = document.json()["components"]["schemas"]
+    assert {"Host", "FleetService", "Fleet", "HostDetail", "Event", "CommandOut"} <= set(schemas)
+    assert docs.status_code == 200
+    assert "default-src 'self'" in docs.headers["content-security-policy"]
+
+
+def test_hub_api_commands_unknown_id_is_404_and_a_bad_request_says_why(
+    fresh_database: str,
+) -> None:
+    """GET of an unknown command: 404 with a code; a POST without targets: 422 naming it."""
+    missing, listed, invalid = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                ("GET", "/api/v1/commands/0123", {}),
+                ("GET", "/api/v1/commands", {"params": {"host": "farm-01"}}),
+                ("POST", "/api/v1/commands", {"json": {"targets": [], "verb": "restart"}}),
+            ],
+        )
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "unknown_command"
+    assert listed.json() == {"commands": []}
+    assert invalid.status_code == 422
+    assert invalid.json()["code"] == "invalid_request"
+    assert "targets" in invalid.json()["message"]
+
+
+async def _history(pool: Any) -> None:
+    now = time.time()
+    await add_host(pool, "farm-01")
+    await add_service(pool, "farm-01", "collector", "running")
+    await add_entry(pool, "farm-01", 1, at=now - 3000, kind="daemon", reason=DAEMON_STARTED)
+    await add_entry(
+        pool, "farm-01", 2, at=now - 2900, service="collector", state="running", previous="starting"
+    )
+    await add_entry(
+        pool,
+        "farm-01",
+        3,
+        at=now - 1800,
+        service="collector",
+        state="backoff",
+        previous="running",
+        reason="exited 1",
+        detail={"failure": True},
+    )
+    await add_entry(
+        pool, "farm-01", 4, at=now - 1200, service="collector", state="running", previous="backoff"
+    )
+
+
+def test_hub_api_history_is_the_agents_answer_from_the_hubs_events(fresh_database: str) -> None:
+    """Segments, uptime and the incident come from the stored entries, as the agent computes."""
+    one, overview, unknown, no_host = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                ("GET", "/api/v1/hosts/farm-01/history/collector", {"params": {"window": "1h"}}),
+                ("GET", "/api/v1/hosts/farm-01/history", {"params": {"window": "1h"}}),
+                ("GET", "/api/v1/hosts/farm-01/history/nothing", {}),
+                ("GET", "/api/v1/hosts/farm-09/history", {}),
+            ],
+            setup=_history,
+        )
+    )
+    assert one.status_code == 200, one.text
+    history = one.json()
+    # Before the agent's first entry: unknown; its start: stopped until the service runs.
+    states = [s["state"] for s in history["segments"]]
+    assert states == ["unknown", "stopped", "running", "backoff", "running"]
+    assert history["segments"][3]["reason"] == "exited 1"
+    summary = history["summary"]
+    assert summary["incidents"] == 1
+    assert abs(summary["mttr_seconds"] - 600) < 1
+    assert abs(summary["uptime"] - (2300 / 2900)) < 0.01
+    assert history["recoveries"] == []
+    assert [s["service"] for s in overview.json()["services"]] == ["collector"]
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_service"
+    assert no_host.status_code == 404 and no_host.json()["code"] == "unknown_host"
+
+
+def test_hub_api_metrics_count_the_fleet(fresh_database: str) -> None:
+    """/metrics: hosts and services by state (unknown for an unreachable host's), and more."""
+    (scrape,) = run(lambda: _ask(fresh_database, [("GET", "/metrics", {})], setup=_two_hosts))
+    text = scrape.text
+    assert 'heartwatch_hub_hosts{state="live"} 1.0' in text
+    assert 'heartwatch_hub_hosts{state="unreachable"} 1.0' in text
+    assert 'heartwatch_hub_services{state="unknown"} 1.0' in text
+    assert 'heartwatch_hub_services{state="backoff"} 1.0' in text
+    assert 'heartwatch_hub_commands{status="sent"} 0.0' in text
+    assert "heartwatch_hub_database_up 1.0" in text
+    assert "heartwatch_hub_events_total 0.0" in text
