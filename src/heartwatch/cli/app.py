@@ -23,6 +23,7 @@ import typer
 
 import heartwatch
 from heartwatch.cli import hot, options
+from heartwatch.cli.hub import hub_app
 from heartwatch.cli.options import DEFAULT_CONFIG_NAME, Flag
 from heartwatch.cli.remote import Refused, call, locate, token_to_show
 from heartwatch.cli.text import (
@@ -631,3 +632,6 @@ app.command(name="notify-test", help=alerts_test.__doc__, hidden=True)(alerts_te
 def version() -> None:
     """Print the version (also: heartwatch --version)."""
     say(heartwatch.__version__, stream=sys.stdout)
+
+
+app.add_typer(hub_app, name="hub")  # heartwatch hub, heartwatch hub keygen (cli/hub.py)
