@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -462,3 +463,104 @@ def test_commands_signal_reload_and_failures_say_why(
 def _stopped(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_full_outbox_drops_the_oldest_and_says_how_many(
+    rabbitmq: str, unique_exchange: str, tap: Tap, proxy: BrokerProxy, pipeline: Pipeline
+) -> None:
+    """Beyond outbox_max while the broker is away, the oldest events go: the hub gets the
+    newest in order, and an entry saying how many were dropped."""
+    proxy.cut()
+    fleet = fleet_section(proxied(rabbitmq, proxy.port), unique_exchange, outbox_max=10)
+    pipeline.write_config([beating("collector")], extra={"fleet": fleet})
+    daemon = pipeline.start_daemon()
+    daemon.wait_running("collector")
+    for _ in range(4):  # each restart journals a few entries
+        daemon.control("collector", "restart")
+        daemon.wait_running("collector")
+    time.sleep(scaled(0.5))
+    wait_until(lambda: "the outbox is full" in daemon.log_text(), "the outbox full, said", 5)
+    proxy.restore()
+    tap.wait(lambda _: tap.of_type("snapshot"), "the snapshot after the connect", 40)
+    tap.wait(
+        lambda _: any("were dropped from the outbox" in r for r in entry_reasons(tap.events())),
+        "the entry saying how many were dropped",
+    )
+    events = tap.events()
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))  # in order, none twice
+    said = next(e for e in events if "were dropped" in e["body"].get("reason", ""))
+    dropped = said["body"]["detail"]["fleet_dropped"]
+    # The oldest were dropped: what came is the newest, from just after them, without a gap.
+    assert seqs[0] == dropped + 1
+    assert seqs == list(range(dropped + 1, seqs[-1] + 1))
+    assert f"{dropped} events were dropped" in daemon.log_text()
+
+
+def test_tail_streams_a_service_output_while_its_lease_lasts(
+    rabbitmq: str, unique_exchange: str, tap: Tap, pipeline: Pipeline
+) -> None:
+    """Lines go to the hub's queue as {"line"}; without a renewal the lease ends with
+    {"end"}; a renewal keeps it going; a queue deleted ends it."""
+    hub_key = Ed25519PrivateKey.generate()
+    fleet = fleet_section(
+        rabbitmq, unique_exchange, hub_keys=[public_key_text(hub_key.public_key())]
+    )
+    printer = {
+        "name": "printer",
+        "command": [
+            sys.executable,
+            "-u",
+            "-c",
+            "import time\nfor i in range(100000):\n    print('line', i); time.sleep(0.05)",
+        ],
+        "startsecs": "0s",
+    }
+    pipeline.write_config([printer], extra={"fleet": fleet})
+    daemon = pipeline.start_daemon()
+    daemon.wait_running("printer")
+    wait_command_queue(tap)
+    queue = f"{unique_exchange}.tail.{uuid.uuid4().hex[:8]}"
+    tap.channel.queue_declare(queue, durable=False)
+    tail = command("tail", "printer", queue=queue, lease=scaled(2.0), lines=3)
+    tap.publish_command(HOST, sign(tail, hub_key))
+    tap.wait(lambda _: replies(tap, tail.id) == ["accepted", "done"], "tail accepted, done")
+
+    received: list[dict[str, Any]] = []
+
+    def read_tail() -> list[dict[str, Any]]:
+        for _ in range(10_000):
+            method, _, body = tap.channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            received.append(json.loads(body))
+        return received
+
+    wait_until(lambda: any("end" in m for m in read_tail()), "the lease's end", 20)
+    lines = [m["line"] for m in received if "line" in m]
+    assert len(lines) >= 3 and all(line.startswith("line ") for line in lines), lines
+    numbers = [int(line.split()[1]) for line in lines]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # none lost between
+    assert received[-1] == {"end": "the lease ended without a renewal"}
+    # A queue that goes away ends the stream (the broker returns what is sent to it).
+    received.clear()
+    again = command("tail", "printer", queue=queue, lease=scaled(60.0), lines=0)
+    tap.publish_command(HOST, sign(again, hub_key))
+    wait_until(lambda: any("line" in m for m in read_tail()), "lines again", 20)
+    renewal = command("tail", "printer", queue=queue, lease=scaled(60.0), lines=0)
+    tap.publish_command(HOST, sign(renewal, hub_key))
+    tap.wait(lambda _: replies(tap, renewal.id) == ["accepted", "done"], "the renewal done")
+    reason = next(
+        e["body"]["reason"]
+        for e in tap.events()
+        if e["type"] == "reply" and e["body"]["command"] == renewal.id and e["body"]["reason"]
+    )
+    assert "renewed" in reason
+    tap.channel.queue_delete(queue)
+    wait_until(
+        lambda: (
+            f"stopped streaming output to {queue}: the hub's queue is gone" in daemon.log_text()
+        ),
+        "the stream ended for the deleted queue",
+        20,
+    )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -152,7 +153,7 @@ class FleetCommands:
             return
         try:
             recorded = await self.outbox.record_ran(command.id)
-        except (OutboxClosed, OSError, RuntimeError) as error:
+        except (OutboxClosed, OSError, sqlite3.Error) as error:
             # Not recorded, so not run: back to the queue for the next start (or expiry).
             logger.warning("fleet: command {} not taken now: {}", command.id, error)
             await message.nack(requeue=True)
@@ -346,6 +347,7 @@ class Tail:
             await self._send([{"end": self._why}])
         finally:
             self.stopped = True
+            logger.info("fleet: stopped streaming output to {}: {}", self.queue, self._why)
 
     async def _next_frame(self, timeout: float) -> str | None:
         waiting = asyncio.ensure_future(self.viewer.next_frame())
