@@ -243,11 +243,26 @@ class StandInHub:
             return text.replace(CONSTANTS_BLOCK, CONSTANTS_BLOCK.replace("{}", constants))
 
         fleet_html, baseline_html = page("fleet.html"), baseline_page(self.fleet)
+        host_html = page("host.html")
         rng = random.Random(12)
         keys = list(self.by_key)
 
         async def fleet_page(request: Any) -> Response:
             return HTMLResponse(fleet_html, headers=SECURITY_HEADERS)
+
+        async def host_page(request: Any) -> Response:
+            return HTMLResponse(host_html, headers=SECURITY_HEADERS)
+
+        async def host_api(request: Any) -> Response:
+            name = request.path_params["host"]
+            found = [h for h in self.fleet["hosts"] if h["host"] == name]
+            if not found:
+                return JSONResponse({"code": "unknown_host", "message": name}, 404)
+            services = [s for s in self.by_key.values() if s["host"] == name]
+            return JSONResponse({**found[0], "service_list": services})
+
+        async def events_api(request: Any) -> Response:
+            return JSONResponse({"events": [], "next_before": None})
 
         async def baseline(request: Any) -> Response:
             return HTMLResponse(baseline_html, headers=SECURITY_HEADERS)
@@ -285,6 +300,9 @@ class StandInHub:
                 Route("/bench/baseline.js", baseline_js),
                 Route("/api/v1/fleet", fleet_api),
                 Route("/api/v1/auth", auth),
+                Route("/hosts/{host}", host_page),
+                Route("/api/v1/hosts/{host}", host_api),
+                Route("/api/v1/events", events_api),
                 WebSocketRoute("/ws/events", events),
                 Mount("/agent-static", static_files()),
                 Mount("/static", Files(directory=HUB_STATIC)),

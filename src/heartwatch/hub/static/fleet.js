@@ -11,12 +11,11 @@ import { api, Backoff, setUnauthorizedHandler, wsUrl } from "/agent-static/api.j
 import { byId, formatCount, formatTime, h } from "/agent-static/dom.js";
 import { LogPanel } from "/agent-static/logpanel.js";
 import { isRefusal, serverConstants } from "/agent-static/shared.js";
+import { capital, Commands, VERB_TEXT } from "./actions.js";
 import {
-  chunks,
   commandsText,
   FleetModel,
   FINAL_STATUSES,
-  isPending,
   labelKeys,
   serviceKey,
   statesText,
@@ -27,20 +26,15 @@ import { confirmDialog, reauthenticate, setLink, showNotice, wireCommonButtons }
 const TICK_MS = 1000;
 const SEARCH_DELAY_MS = 150;
 const POLL_MS = 2000;
-const POLL_AT_ONCE = 20; // commands asked about per round
-const QUIET_COMMAND_S = 10; // a command without news this long is asked about, stream or not
 const CONFIRM_LISTED = 8; // targets named in a bulk confirmation
 const RECENT_LOGS = 10;
 
-const VERB_TEXT = {
-  restart: "stopped and started again by its host's agent (with the services that require it)",
-  stop: "stopped by its host's agent (after the services that require it)",
-  start: "started by its host's agent (after the services it requires)",
-};
-const capital = (word) => word[0].toUpperCase() + word.slice(1);
-
 const model = new FleetModel();
-const fleet = new FleetView(byId("fleet"), { onLogs: followLog, onControl: controlOne });
+const commands = new Commands(model, () => schedule());
+const fleet = new FleetView(byId("fleet"), {
+  onLogs: followLog,
+  onControl: (key, verb, button) => commands.controlOne(key, verb, button),
+});
 const filters = readFilters();
 let current = null; // the last view drawn
 let filtersChanged = true;
@@ -48,7 +42,6 @@ let frame = 0;
 let live = false;
 let hadData = false;
 let lastMessageAt = null; // Date.now() of the stream's last message
-const commandNewsAt = new Map(); // command id -> monotonic seconds of its last news
 let bulk = null; // {verb, ids, count}: the last bulk action, whose replies the bar sums up
 
 // -- filters ------------------------------------------------------------------------------
@@ -216,7 +209,7 @@ function connectEvents() {
       hadData = true;
       setLive(true);
     }
-    if (data.type === "command" && data.command?.id) commandNewsAt.set(data.command.id, monotonic());
+    if (data.type === "command") commands.heard(data.command);
     model.apply(data);
     schedule();
   });
@@ -264,40 +257,6 @@ function setLive(isLive) {
 
 // -- commands -----------------------------------------------------------------------------
 
-/** POST a command for `targets` ("host/service"), in requests of at most 500 targets;
- * returns the commands issued. A refused request stops the rest and says why. */
-async function issue(targets, verb) {
-  const issued = [];
-  for (const part of chunks(targets)) {
-    const answer = await api("/api/v1/commands", { method: "POST", body: { targets: part, verb } });
-    for (const command of answer.commands || []) {
-      model.putCommand(command);
-      commandNewsAt.set(command.id, monotonic());
-      issued.push(command);
-    }
-    schedule();
-  }
-  return issued;
-}
-
-async function controlOne(key, verb, button) {
-  const confirmed = await confirmDialog({
-    title: `${capital(verb)} ${key}?`,
-    text: `${key} will be ${VERB_TEXT[verb]}.`,
-    ok: capital(verb),
-    verb,
-  });
-  if (!confirmed) return;
-  button.disabled = true;
-  try {
-    await issue([key], verb);
-  } catch (error) {
-    showNotice(`${verb} ${key}: ${error.describe?.() ?? error.message}`);
-  } finally {
-    button.disabled = false;
-  }
-}
-
 function describeFilters() {
   const parts = [];
   if (filters.search) parts.push(`matching “${filters.search}”`);
@@ -339,7 +298,7 @@ async function controlSelection(verb) {
   bulk = { verb, ids: [], count: n };
   showBulk();
   try {
-    const issued = await issue(targets, verb);
+    const issued = await commands.issue(targets, verb);
     bulk.ids = issued.map((command) => command.id);
   } catch (error) {
     showNotice(`${verb} of ${formatCount(n)} ${noun}: ${error.describe?.() ?? error.message}`);
@@ -355,43 +314,20 @@ function showBulk() {
   const bar = byId("bulk-status");
   if (!bulk) return;
   bar.hidden = false;
-  const commands = bulk.ids.map((id) => model.commands.get(id)).filter(Boolean);
-  const sent = commands.length
-    ? commandsText(commands)
+  const issued = bulk.ids.map((id) => model.commands.get(id)).filter(Boolean);
+  const sent = issued.length
+    ? commandsText(issued)
     : bulk.ids.length === 0
       ? "sending…"
       : "";
   bar.textContent = `${bulk.verb} of ${formatCount(bulk.count)}: ${sent}`;
-  const failed = commands.filter((c) => c.status === "failed" || c.status === "refused");
+  const failed = issued.filter((c) => c.status === "failed" || c.status === "refused");
   bar.title = failed
     .slice(0, 20)
     .map((c) => `${c.host}/${c.service}: ${c.status}${c.reason ? ` (${c.reason})` : ""}`)
     .join("\n");
-  bar.dataset.done = String(commands.length > 0 && commands.every((c) => FINAL_STATUSES.has(c.status)));
-}
-
-/** Ask the hub about commands still waiting: all of them while the stream is down, else those
- * the stream has said nothing about for a while. */
-async function pollCommands() {
-  const now = Date.now() / 1000;
-  const waiting = [...model.commands.values()].filter(
-    (command) =>
-      isPending(command, now) &&
-      (!live || monotonic() - (commandNewsAt.get(command.id) ?? 0) > QUIET_COMMAND_S),
-  );
-  for (const command of waiting.slice(0, POLL_AT_ONCE)) {
-    commandNewsAt.set(command.id, monotonic());
-    try {
-      const fresh = await api(`/api/v1/commands/${encodeURIComponent(command.id)}`);
-      if (fresh.status !== command.status || fresh.reason !== command.reason) {
-        model.putCommand(fresh);
-        schedule();
-      }
-    } catch {
-      break; // the hub is away: the next round asks again
-    }
-  }
-  if (bulk) showBulk();
+  const done = issued.length > 0 && issued.every((c) => FINAL_STATUSES.has(c.status));
+  bar.dataset.done = String(done);
 }
 
 // -- logs ---------------------------------------------------------------------------------
@@ -442,7 +378,10 @@ async function boot() {
   connectEvents();
   await reauthenticate();
   setInterval(() => fleet.tick(monotonic()), TICK_MS);
-  setInterval(pollCommands, POLL_MS);
+  setInterval(async () => {
+    await commands.poll(live);
+    if (bulk) showBulk();
+  }, POLL_MS);
 }
 
 boot();
