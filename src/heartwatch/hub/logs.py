@@ -135,11 +135,13 @@ class LogRelay:
         commands: CommandSender,
         *,
         clock: Callable[[], float] = time.time,
+        lease: float = LEASE,
     ) -> None:
         self.config = config
         self.connection = connection
         self.commands = commands
         self._clock = clock
+        self.lease = lease
         self.viewers = 0
 
     async def start(self) -> None:
@@ -156,8 +158,8 @@ class LogRelay:
             service=service,
             verb="tail",
             issued_at=now,
-            expires_at=now + LEASE,
-            args={"queue": queue, "lease": LEASE, "lines": lines},
+            expires_at=now + self.lease,
+            args={"queue": queue, "lease": self.lease, "lines": lines},
             issued_by=self.config.name,
         )
 
@@ -250,7 +252,7 @@ class LogRelay:
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(LEASE / 3)
+                await asyncio.sleep(self.lease / 3)
                 async with asyncio.timeout(BROKER_TIMEOUT):
                     await self._send_tail(channel, host, service, queue_name, 0)
 
@@ -291,7 +293,7 @@ class LogRelay:
             fleetcommands.sign(command, self.commands.key),
             content_type="application/json",
             delivery_mode=DeliveryMode.NOT_PERSISTENT,
-            expiration=LEASE,
+            expiration=self.lease,
             message_id=command.id,
         )
         await channel.default_exchange.publish(
