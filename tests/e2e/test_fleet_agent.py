@@ -564,3 +564,26 @@ def test_tail_streams_a_service_output_while_its_lease_lasts(
         "the stream ended for the deleted queue",
         20,
     )
+
+
+def test_events_wait_while_no_queue_takes_them(
+    rabbitmq: str, unique_exchange: str, pipeline: Pipeline
+) -> None:
+    """Before any hub bound a queue to the exchange, the broker returns the events: they wait
+    in the outbox (said once) and all arrive, from seq 1, once a queue is bound."""
+    pipeline.write_config(
+        [beating("collector")], extra={"fleet": fleet_section(rabbitmq, unique_exchange)}
+    )
+    daemon = pipeline.start_daemon()
+    daemon.wait_running("collector")
+    wait_until(lambda: "no queue is bound" in daemon.log_text(), "the unrouted events said", 10)
+    late = Tap(rabbitmq, unique_exchange)
+    try:
+        late.wait(lambda _: any(e["seq"] >= 3 for e in late.events()), "the waiting events", 30)
+        events = late.events()
+        assert_in_order(events)
+        assert events[0]["seq"] == 1
+        assert any(r.startswith("heartwatch started") for r in entry_reasons(events))
+    finally:
+        late.close()
+    assert daemon.log_text().count("no queue is bound") == 1

@@ -31,13 +31,13 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, DeliveryMode
+from aio_pika.abc import AbstractConnection, AbstractExchange, DeliveryMode
 from loguru import logger
 
 import heartwatch
@@ -82,7 +82,7 @@ class FleetAgent:
         outbox: Outbox,
         commands: FleetCommands,
         *,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.supervisor = supervisor
@@ -103,6 +103,7 @@ class FleetAgent:
         self._connected = False
         self._problem: str | None = None  # the broker problem last logged (once per reason)
         self._unrouted = False
+        self._commands_problem: str | None = None
         self._config_hash: tuple[int, str] = (0, "")
         self._where = redact(config.broker)
         self._closed = False
@@ -254,10 +255,10 @@ class FleetAgent:
         )
         self._connected = True
         self._said_connected()
-        await self.commands.attach(channel)
+        await self._take_commands(connection)
         tasks = [
             asyncio.ensure_future(lost),
-            self._loop.create_task(self._publish_events(channel, exchange), name="fleet events"),
+            self._loop.create_task(self._publish_events(exchange), name="fleet events"),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -269,7 +270,26 @@ class FleetAgent:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _publish_events(self, channel: AbstractChannel, exchange: AbstractExchange) -> None:
+    async def _take_commands(self, connection: AbstractConnection) -> None:
+        """The hub's commands, on a channel of their own: a command queue the broker refuses
+        (no permission, or declared otherwise) must not keep the events from going out."""
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await self.commands.attach(channel)
+        except aiormq.exceptions.AMQPChannelError as error:
+            problem = redact(str(error))[:200]
+            if problem != self._commands_problem:
+                self._commands_problem = problem
+                logger.warning(
+                    "fleet: cannot take the hub's commands (queue {!r}): {}; events are still "
+                    "sent, commands tried again at the next connect",
+                    fleetwire.command_queue(self.config.exchange, self.config.host),
+                    problem,
+                )
+            return
+        self._commands_problem = None
+
+    async def _publish_events(self, exchange: AbstractExchange) -> None:
         """Replay the outbox, snapshot, then publish events as they are stored; a snapshot
         every ``snapshot_interval`` and heartbeats meanwhile."""
         await self._send_pending(exchange)
