@@ -112,8 +112,40 @@ def _root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    hub: Annotated[
+        str | None,
+        typer.Option(
+            "--hub",
+            metavar="URL",
+            help="Ask a fleet's hub (http://host:port): status, restart, stop, start, signal, "
+            "reload and tail then take HOST/SERVICE (cli/fleet_remote.py).",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(help="With --hub: wait for each command's reply (30 s at most)."),
+    ] = True,
 ) -> None:
     """Keep data pipelines alive: supervise, hear heartbeats and data flow, recover."""
+    _ROOT_OPTIONS.update(hub=hub, wait=wait)  # this invocation's, for the commands below
+
+
+# The root's --hub and --wait, as this invocation gave them (the callback runs first).
+_ROOT_OPTIONS: dict[str, Any] = {}
+
+
+def _wait() -> bool:
+    return bool(_ROOT_OPTIONS.get("wait", True))
+
+
+def _hub() -> str | None:
+    """``--hub URL`` as given before the command, if it was."""
+    hub = _ROOT_OPTIONS.get("hub")
+    return hub if isinstance(hub, str) else None
+
+
+def _token_for_hub(token: str | None) -> str | None:
+    return token or os.environ.get("HEARTWATCH_TOKEN")
 
 
 def _exit(code: int) -> None:
@@ -206,11 +238,21 @@ def status(
     measured), the service's own status text, and the last reason.
 
     Exit 0 when every service shown is running, 3 when one is not, 4 for an unknown name."""
+    if (hub := _hub()) is not None:
+        from heartwatch.cli import fleet_remote
+
+        _exit(fleet_remote.run_status(hub, names or [], _token_for_hub(token), json))
+        return
     _exit(hot.run_status(names or [], config, url, token, json))
 
 
 def _control(verb: str, names: list[str], config: Path, url: str | None, token: str | None) -> None:
     """One request for every name (expanded by the daemon, all checked before any is done)."""
+    if (hub := _hub()) is not None:
+        from heartwatch.cli import fleet_remote
+
+        _exit(fleet_remote.run_command(hub, verb, names, _token_for_hub(token), wait=_wait()))
+        return
     try:
         base, place = locate(config, url)
         services = call(
@@ -286,6 +328,20 @@ def signal_(
     if len(arguments) < 2:
         say("usage: heartwatch signal NAME... SIGNAL (e.g. heartwatch signal collector HUP)")
         raise typer.Exit(2)
+    if (hub := _hub()) is not None:
+        from heartwatch.cli import fleet_remote
+
+        split = fleet_remote.split_signal(arguments)
+        if split is None:
+            say("usage: heartwatch --hub URL signal SIGNAL HOST/SERVICE...")
+            raise typer.Exit(2)
+        args = {"signal": split[0], "group": group}
+        _exit(
+            fleet_remote.run_command(
+                hub, "signal", split[1], _token_for_hub(token), args=args, wait=_wait()
+            )
+        )
+        return
     *names, signal_name = arguments
     try:
         services = hot.fetch_services(names, config, url, token)
@@ -363,6 +419,9 @@ def _change(path: str, body: Any, config: Path, url: str | None, token: str | No
 
 @app.command()
 def reload(
+    hosts: Annotated[
+        list[str] | None, typer.Argument(help="With --hub: the hosts to reload.", metavar="HOST")
+    ] = None,
     config: ConfigOption = DEFAULT_CONFIG,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -371,6 +430,18 @@ def reload(
 
     Added services start, removed ones stop, changed ones restart, the rest go on untouched.
     An invalid file is refused whole: every problem is printed and the exit code is 2."""
+    if (hub := _hub()) is not None:
+        from heartwatch.cli import fleet_remote
+
+        _exit(
+            fleet_remote.run_command(
+                hub, "reload", hosts or [], _token_for_hub(token), wait=_wait()
+            )
+        )
+        return
+    if hosts:
+        say("reload takes host names with --hub URL only (a daemon reloads itself)")
+        raise typer.Exit(2)
     _change("/api/v1/reload", None, config, url, token)
 
 
@@ -537,6 +608,11 @@ def tail(
     token: TokenOption = None,
 ) -> None:
     """Show a service's output or a log file, then follow it; colours kept in a terminal."""
+    if (hub := _hub()) is not None:
+        from heartwatch.cli import fleet_remote
+
+        _exit(fleet_remote.run_tail(hub, target, lines, grep, _token_for_hub(token)))
+        return
     from heartwatch.client.tail import TailRefused, TailUsage, follow_log, tail_url
 
     try:

@@ -198,8 +198,12 @@ class CommandSender:
 
     @property
     def key(self) -> Ed25519PrivateKey:
+        """The signing key; ``CommandProblem`` (503) saying why there is none."""
         if self._key is None:
-            self._key = load_signing_key(self.config)
+            try:
+                self._key = load_signing_key(self.config)
+            except ValueError as error:
+                raise CommandProblem(503, "no_signing_key", str(error)) from None
         return self._key
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -207,7 +211,10 @@ class CommandSender:
     async def start(self) -> None:
         """Start the expiry sweep and the dead-letter consumer (retried while the broker is
         away: neither holds the hub's start)."""
-        self.key  # noqa: B018 - a missing key is said at start, not at the first command
+        try:
+            self.key  # noqa: B018 - a missing key is said at start, and at each command
+        except CommandProblem as problem:
+            logger.warning("hub: commands cannot be sent: {}", problem.message)
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="commands-sweep"))
         self._tasks.append(asyncio.create_task(self._consume_expired(), name="commands-expired"))
 
@@ -245,6 +252,7 @@ class CommandSender:
         if not (0 < lifetime <= fleetcommands.MAX_LIFETIME):
             raise CommandProblem(422, "bad_ttl", "ttl must be more than 0 s and at most a day")
         checked_args = check_args(verb, args or {})
+        key = self.key  # no key: nothing is checked, stored or sent
         parsed = [parse_target(text, verb) for text in targets]
         found = await known_targets(self.pool, sorted({t.host for t in parsed}))
         chosen = expand_targets(parsed, found)
@@ -266,7 +274,7 @@ class CommandSender:
         ]
         channel = await self._ready_channel({c.host for c in commands})
         rows = await self._insert(commands)
-        await self._publish(channel, commands, lifetime)
+        await self._publish(channel, commands, lifetime, key)
         return rows
 
     async def _ready_channel(self, hosts: Iterable[str]) -> AbstractChannel:
@@ -331,7 +339,11 @@ class CommandSender:
         return rows
 
     async def _publish(
-        self, channel: AbstractChannel, commands: Sequence[Command], lifetime: float
+        self,
+        channel: AbstractChannel,
+        commands: Sequence[Command],
+        lifetime: float,
+        key: Ed25519PrivateKey,
     ) -> None:
         from aio_pika import DeliveryMode, Message
 
@@ -340,7 +352,7 @@ class CommandSender:
             async with asyncio.timeout(BROKER_TIMEOUT):
                 for command in commands:
                     message = Message(
-                        fleetcommands.sign(command, self.key),
+                        fleetcommands.sign(command, key),
                         content_type="application/json",
                         delivery_mode=DeliveryMode.PERSISTENT,
                         expiration=lifetime,

@@ -38,6 +38,7 @@ from starlette.websockets import WebSocketDisconnect
 from heartwatch.core import fleetcommands
 from heartwatch.core.fleetcommands import Command
 from heartwatch.core.fleetwire import command_queue, command_queue_arguments
+from heartwatch.hub.commands import CommandProblem
 from heartwatch.logview.ansi import AnsiToHtml
 from heartwatch.logview.linefilter import FilterTooSlow, LineFilter
 from heartwatch.logview.viewer import SKIPPED_TEXT
@@ -173,6 +174,11 @@ class LogRelay:
             await refuse(websocket, BAD_REQUEST_CLOSE, f"bad query: {error}")
             return
         maker = FrameMaker(html_format=params.get("format") == "html", grep=grep)
+        try:
+            self.commands.key  # noqa: B018 - without it no agent would take the tail
+        except CommandProblem as problem:
+            await refuse(websocket, BROKER_CLOSE, problem.message)
+            return
         queue_name = tail_queue(self.config.hub.exchange)
         try:
             channel = await asyncio.wait_for(self.connection.channel(), BROKER_TIMEOUT)
