@@ -101,7 +101,8 @@ class FleetAgent:
         self._unsubscribe: Any = None
         self._task: asyncio.Task[None] | None = None
         self._connected = False
-        self._problem: str | None = None  # the broker problem last logged (once per reason)
+        self._problem: str | None = None  # the broker problem last logged
+        self._problems_said: set[str] = set()  # in this outage (once per outage and reason)
         self._unrouted = False
         self._commands_problem: str | None = None
         self._config_hash: tuple[int, str] = (0, "")
@@ -246,7 +247,9 @@ class FleetAgent:
 
         def on_close(_sender: object, error: BaseException | None = None) -> None:
             if not lost.done():
-                lost.set_exception(SessionEnded(str(error) if error else "connection closed"))
+                lost.set_exception(
+                    error if isinstance(error, Exception) else SessionEnded("connection closed")
+                )
 
         connection.close_callbacks.add(on_close)
         channel = await connection.channel(publisher_confirms=True)
@@ -412,8 +415,10 @@ class FleetAgent:
 
     def _report_problem(self, error: BaseException) -> None:
         problem, expected = _describe(error)
-        if problem == self._problem:
+        # Once per outage and reason: a broker that stays away is not said every retry.
+        if problem in self._problems_said:
             return
+        self._problems_said.add(problem)
         self._problem = problem
         logger.opt(exception=None if expected else error).warning(
             "fleet: cannot publish to the broker at {}: {}; events wait in the outbox "
@@ -424,6 +429,7 @@ class FleetAgent:
         )
 
     def _said_connected(self) -> None:
+        self._problems_said.clear()
         if self._problem is not None:
             logger.info("fleet: connected to the broker at {} again", self._where)
             self._problem = None
@@ -471,8 +477,25 @@ class Unrouted(Exception):
 def _describe(error: BaseException) -> tuple[str, bool]:
     """``queue_watch.describe_broker_error``, and aiormq's channel closes (pika names them
     differently): the broker's reply code and text."""
+    if isinstance(error, SessionEnded):
+        return "connection to the broker lost", True
     if isinstance(error, aiormq.exceptions.ChannelClosed):
         return f"the broker closed the channel ({redact(str(error))[:200]})", True
+    if isinstance(error, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(error):
+        # The broker answered the login's Connection.Open with a close: the virtual host.
+        return "the broker refused the virtual host (it does not exist, or no access)", True
+    if isinstance(error, aiormq.exceptions.AMQPConnectionError) and isinstance(
+        error.__cause__, OSError
+    ):
+        return describe_broker_error(error.__cause__)  # reset by peer, and such: the cause says
+    if isinstance(error, aiormq.exceptions.AMQPConnectionError) and isinstance(
+        error.__cause__, EOFError
+    ):
+        return (
+            "the connection was closed before the broker answered (a broker starting or "
+            "stopping, or no broker at that address)",
+            True,
+        )
     return describe_broker_error(error)
 
 

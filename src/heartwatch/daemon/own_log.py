@@ -38,7 +38,8 @@ _COLOURED_LINE = (
 )
 _VERBOSE_LEVELS = ("TRACE", "DEBUG")
 # Libraries whose every record is left out (below CRITICAL) unless the level is TRACE.
-_QUIET_LIBRARIES = ("pika",)
+# aio-pika and aiormq: the fleet agent says once per outage what they would say every retry.
+_QUIET_LIBRARIES = ("pika", "aio_pika", "aiormq")
 
 Rotation = Callable[["Message", TextIO], bool]
 
