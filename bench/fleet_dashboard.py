@@ -199,7 +199,7 @@ def baseline_page(fleet: dict[str, Any]) -> str:
         key = escape(f"{s['host']}/{s['name']}")
         rows.append(
             f'<tr class="svc" id="{key}" data-state="{s["state"]}"><th>{escape(s["host"])}</th>'
-            f"<td>{escape(s['name'])}</td><td><span class=\"pill\">{s['state']}</span></td>"
+            f'<td>{escape(s["name"])}</td><td><span class="pill">{s["state"]}</span></td>'
             f"<td>{s['pid']}</td><td>{s['restarts']}</td>"
             f'<td class="reason">{escape(s["reason"])}</td></tr>'
         )
@@ -383,7 +383,9 @@ def watch(browser: Any, url: str, ready: str, scroll: bool) -> dict[str, list[fl
         time.sleep(1.0)  # the first deltas in
         result = page.evaluate(WATCH_JS, [WATCH_MS, scroll])
         result["troubled"] = [
-            page.evaluate("document.querySelectorAll('[data-state]:not([data-state=running])').length")
+            page.evaluate(
+                "document.querySelectorAll('[data-state]:not([data-state=running])').length"
+            )
         ]
         return result
     finally:
@@ -440,14 +442,27 @@ def main() -> None:
         SUMMARY_HEADERS,
         [
             summary_row(f"fleet dashboard, {HOSTS * PER_HOST} services", loads["fleet"]),
-            summary_row("baseline: the rows as a plain table (DOMContentLoaded)", loads["baseline"]),
+            summary_row(
+                "baseline: the rows as a plain table (DOMContentLoaded)", loads["baseline"]
+            ),
         ],
     )
     print(f"   service rows in the viewport at that mark: {sorted(set(loads['rows']))}")
     print()
-    print(f"frames while {CHANGES_PER_SECOND} services change state a second ({sent:,} deltas sent)")
+    print(
+        f"frames while {CHANGES_PER_SECOND} services change state a second ({sent:,} deltas sent)"
+    )
     print_table(
-        ["", "frames", "p50 gap ms", "p99 gap ms", "max gap ms", "gaps > 50 ms", "long tasks", "long ms"],
+        [
+            "",
+            "frames",
+            "p50 gap ms",
+            "p99 gap ms",
+            "max gap ms",
+            "gaps > 50 ms",
+            "long tasks",
+            "long ms",
+        ],
         [
             frame_row("fleet dashboard, still", still),
             frame_row("fleet dashboard, scrolling", scrolling),

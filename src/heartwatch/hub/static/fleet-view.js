@@ -143,7 +143,8 @@ class GroupHead {
   update(group) {
     setText(this.title, group.title);
     const hosts = group.hosts.length;
-    const problems = group.counts.problems ? ` · ${group.counts.problems} problems` : "";
+    const n = group.counts.problems;
+    const problems = n ? ` · ${n} ${n === 1 ? "problem" : "problems"}` : "";
     setText(
       this.counts,
       `${hosts} ${hosts === 1 ? "host" : "hosts"} · ${statesText(group.counts.services)}${problems}`,
@@ -196,7 +197,8 @@ class HostBlock {
         .join(" · ");
     }
     const shown = hostView.shown === hostView.total ? "" : ` (${hostView.shown} shown)`;
-    const problems = hostView.problems ? ` · ${hostView.problems} problems` : "";
+    const n = hostView.problems;
+    const problems = n ? ` · ${n} ${n === 1 ? "problem" : "problems"}` : "";
     const states = {};
     for (const item of hostView.items) {
       for (const one of item.services) states[one.state] = (states[one.state] || 0) + 1;

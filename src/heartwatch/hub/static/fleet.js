@@ -44,6 +44,8 @@ let hadData = false;
 let lastMessageAt = null; // Date.now() of the stream's last message
 let bulk = null; // {verb, ids, count}: the last bulk action, whose replies the bar sums up
 
+const plural = (n, noun) => `${formatCount(n)} ${noun}${n === 1 ? "" : "s"}`;
+
 // -- filters ------------------------------------------------------------------------------
 
 function readFilters() {
@@ -161,9 +163,9 @@ function showCounts(view) {
     : "none yet";
   const troubled = counts.problems + (counts.hosts.stale || 0) + (counts.hosts.unreachable || 0);
   const parts = [];
-  if (counts.problems) parts.push(`${formatCount(counts.problems)} services in trouble`);
-  if (counts.hosts.unreachable) parts.push(`${counts.hosts.unreachable} hosts unreachable`);
-  if (counts.hosts.stale) parts.push(`${counts.hosts.stale} hosts stale`);
+  if (counts.problems) parts.push(`${plural(counts.problems, "service")} in trouble`);
+  if (counts.hosts.unreachable) parts.push(`${plural(counts.hosts.unreachable, "host")} unreachable`);
+  if (counts.hosts.stale) parts.push(`${plural(counts.hosts.stale, "host")} stale`);
   byId("summary").textContent = parts.length ? parts.join(" · ") : counts.total ? "all well" : "";
   document.title = troubled ? `(${troubled}) heartwatch fleet` : "heartwatch fleet";
   byId("fleet-empty").hidden = counts.hostCount > 0;

@@ -206,7 +206,13 @@ async function loadEvents() {
   const query = new URLSearchParams({ host: HOST, limit: String(EVENTS_SHOWN) });
   try {
     const { events } = await api(`/api/v1/events?${query}`);
-    byId("events").replaceChildren(...events.map(eventItem));
+    // What the stream brought before this answer and the answer does not hold stays on top.
+    const fetched = new Set(events.map(eventKey));
+    const list = byId("events");
+    const kept = [...list.children].filter((item) => !fetched.has(item.dataset.key));
+    eventsShown.clear();
+    for (const item of kept) eventsShown.add(item.dataset.key);
+    list.replaceChildren(...kept, ...events.map(eventItem));
   } catch (error) {
     showNotice(`could not load the events: ${error.describe?.() ?? error.message}`);
   }
@@ -215,6 +221,8 @@ async function loadEvents() {
 
 function addEvent(event) {
   const list = byId("events");
+  // The stream's event may be in the first page already (both read after the same commit).
+  if (eventsShown.has(eventKey(event))) return;
   list.prepend(eventItem(event));
   while (list.childElementCount > EVENTS_SHOWN) list.lastElementChild.remove();
   showEventsEmpty();
@@ -224,14 +232,18 @@ function showEventsEmpty() {
   byId("events-empty").hidden = byId("events").childElementCount > 0;
 }
 
+const eventsShown = new Set(); // eventKey of each item listed
+const eventKey = (event) => `${event.boot}/${event.seq}`;
+
 /** One event as the agent's timeline shows it (its words from timeline.js's describe). */
 function eventItem(event) {
   const iso = new Date(event.at * 1000).toISOString();
   const kind = event.kind ?? event.type;
   const words = event.type === "entry" || event.kind ? describe({ ...event, kind }) : String(event.type);
+  eventsShown.add(eventKey(event));
   return h(
     "li",
-    { class: `ev kind-${kind}`, "data-state": event.state || "", "data-seq": String(event.seq ?? "") },
+    { class: `ev kind-${kind}`, "data-state": event.state || "", "data-key": eventKey(event) },
     h("time", { datetime: iso, title: `${iso} · boot ${event.boot ?? "?"}` }, formatTime(event.at)),
     h("span", { class: "ev-service" }, event.service ?? HOST),
     h("span", { class: "ev-what" }, words),
