@@ -14,6 +14,8 @@ is shown on its row; the host's page shows its services and events; a hub gone i
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import threading
 import time
 import uuid
@@ -385,6 +387,85 @@ def test_fleet_host_page(
             page.locator('#strips .strip-block[data-service="a"] rect.seg').first
         ).to_be_attached(timeout=ms(10))
         page.screenshot(path=str(ARTIFACTS / "fleet-host-page.png"), full_page=True)
+        assert problems(watched) == []
+    finally:
+        stop.set()
+
+
+XSS_LINE = "<img src=x onerror=alert(1)>"
+
+
+def answer_tail(fleet: Fleet, host: str, lines: list[str], timeout: float) -> dict[str, Any]:  # noqa: F811
+    """Be `host`'s agent for one tail: take the hub's tail command from the host's command
+    queue and publish `lines` to the queue it names, as the agent streams a log; its args."""
+    connection = pika.BlockingConnection(pika.URLParameters(fleet.broker))
+    try:
+        channel = connection.channel()
+        name = fleetwire.command_queue(fleet.exchange, host)
+        # Declared as the hub and the agent both declare it (the same arguments).
+        channel.queue_declare(
+            name, durable=True, arguments=fleetwire.command_queue_arguments(fleet.exchange)
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            method, _properties, body = channel.basic_get(name, auto_ack=True)
+            if method is not None:
+                command, _signature = fleetcommands.parse(body)
+                if command.verb == "tail":
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no tail command for {host} within {timeout:g} s")
+            time.sleep(0.05)
+        queue = str(command.args["queue"])
+        for line in lines:
+            channel.basic_publish(
+                "",
+                queue,
+                json.dumps({"line": line}).encode(),
+                pika.BasicProperties(content_type="application/json"),
+            )
+        return dict(command.args) | {"service": command.service}
+    finally:
+        connection.close()
+
+
+def test_fleet_live_log(
+    fleet: Fleet,  # noqa: F811
+    agents: dict[str, FakeAgent],
+    new_page: Any,
+) -> None:
+    """A service's name opens its live log through the hub: the agent's lines arrive, as text
+    (a line that looks like markup stays text), in the agent's log panel."""
+    hub = fleet.start_hub()
+    stop = start_beating(agents, fleet)
+    try:
+        agents["farm-01"].snapshot()
+        wait_until(
+            lambda: hub.service("farm-01", "b") is not None, "the hub to know farm-01", scaled(20)
+        )
+        watched = new_page()
+        page = open_fleet(watched, hub)
+        found: dict[str, Any] = {}
+        errors: list[BaseException] = []
+
+        def agent_side() -> None:
+            try:
+                found.update(answer_tail(fleet, "farm-01", ["first line", XSS_LINE], scaled(15)))
+            except BaseException as error:  # the main thread reports it
+                errors.append(error)
+
+        thread = threading.Thread(target=agent_side, daemon=True)
+        thread.start()
+        row(page, "farm-01", "b").locator(".svc-name").click()
+        expect(row(page, "farm-01", "b")).to_have_class(re.compile(r"\bselected\b"))
+        thread.join(scaled(20))
+        assert not errors, errors
+        assert found["service"] == "b"
+        view = page.locator("#log-view")
+        expect(view.locator(".line", has_text="first line")).to_have_count(1, timeout=ms(10))
+        expect(view.locator(".line", has_text=XSS_LINE)).to_have_count(1, timeout=ms(10))
+        assert view.locator("img").count() == 0
+        expect(page.locator("#log-status")).to_contain_text("following farm-01/b")
         assert problems(watched) == []
     finally:
         stop.set()
