@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import httpx
 
 from heartwatch.core.journal import DAEMON_STARTED
+from heartwatch.hub import queries
 from heartwatch.hub.api import create_hub_app
 from hubweb_support import (
     READ_TOKEN,
@@ -313,3 +315,32 @@ def test_hub_api_metrics_count_the_fleet(fresh_database: str) -> None:
     assert 'heartwatch_hub_commands{status="sent"} 0.0' in text
     assert "heartwatch_hub_database_up 1.0" in text
     assert "heartwatch_hub_events_total 0.0" in text
+
+
+def test_hub_api_fleet_answers_a_changed_status_at_once(fresh_database: str) -> None:
+    """The statuses kept between answers are read again when their row moves."""
+
+    async def main() -> list[Any]:
+        async with opened_pool(fresh_database) as pool:
+            await _two_hosts(pool)
+            cache = queries.StatusCache()
+            first = await queries.read_fleet(pool, cache)
+            async with pool.connection() as connection:
+                await connection.execute(
+                    "UPDATE services SET state = 'failed', updated_seq = updated_seq + 1, "
+                    'status = status || \'{"pid": 77, "restarts": 9}\' '
+                    "WHERE host = 'farm-01' AND service = 'emulator'"
+                )
+                await connection.execute("DELETE FROM services WHERE host = 'farm-02'")
+            second = await queries.read_fleet(pool, cache)
+            return [json.loads(queries.dumps(answer)) for answer in (first, second)]
+
+    first, second = run(main)
+    before = {(s["host"], s["name"]): s for s in first["services"]}
+    after = {(s["host"], s["name"]): s for s in second["services"]}
+    assert before[("farm-01", "emulator")]["pid"] == 4242
+    emulator = after[("farm-01", "emulator")]
+    assert (emulator["state"], emulator["pid"], emulator["restarts"]) == ("failed", 77, 9)
+    assert emulator["status"]["pid"] == 77
+    assert after[("farm-01", "collector@0")] == before[("farm-01", "collector@0")]
+    assert ("farm-02", "collector") not in after

@@ -236,11 +236,12 @@ def create_hub_app(
     if logs is not None:
         counters.log_viewers = lambda: logs.viewers
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+    statuses = queries.StatusCache()  # the agents' statuses as text, while unchanged
 
     @app.get("/api/v1/fleet", response_model=Fleet, tags=["fleet"])
     async def fleet() -> Response:
         """Every host and every service (unknown while its host is unreachable)."""
-        return _json(await queries.read_fleet(pool))
+        return _json(await queries.read_fleet(pool, statuses))
 
     @app.get("/api/v1/hosts", response_model=list[Host], tags=["fleet"])
     async def hosts() -> Response:

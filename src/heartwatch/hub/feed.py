@@ -33,6 +33,7 @@ from loguru import logger
 from heartwatch.hub.queries import (
     UNREACHABLE,
     Row,
+    StatusCache,
     dumps,
     read_changes,
     read_fleet,
@@ -121,6 +122,7 @@ class FleetFeed:
         self._host_states: dict[str, str] = {}
         self._event_mark: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._statuses = StatusCache()
 
     async def start(self) -> None:
         self._tasks = [
@@ -177,7 +179,7 @@ class FleetFeed:
             self.unsubscribe(client)
 
     async def _hello(self) -> bytes:
-        return dumps({"type": "hello", "fleet": await read_fleet(self.pool)})
+        return dumps({"type": "hello", "fleet": await read_fleet(self.pool, self._statuses)})
 
     async def _send(self, websocket: WebSocket, message: bytes) -> bool:
         try:
