@@ -150,6 +150,5 @@ def test_a_forged_or_replayed_command_is_refused_and_logged(fleet: Fleet) -> Non
         20,
     )
     assert host_a.pid("collector") == restarted_pid
-    assert forged in hub.stderr_text() or forged in "".join(
-        str(e) for e in hub.events(host="host-a", limit=200)
-    ), "the hub keeps a trace of the forged command's refusal"
+    # The hub never issued that id: no command changes, but the refusal is said in its log.
+    assert forged in hub.stderr_text(), "the hub's log says nothing of the forged command"
