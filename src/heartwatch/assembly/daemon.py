@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from loguru import logger
 
@@ -37,6 +37,11 @@ from heartwatch.daemon.tasks import TaskSet
 from heartwatch.store.sqlite import SQLiteHistory
 from heartwatch.web.access import AccessPolicy
 from heartwatch.web.api import create_app
+from heartwatch.web.control import selection_groups
+from heartwatch.web.status import read_status
+
+if TYPE_CHECKING:
+    from heartwatch.daemon.fleet_commands import LocalApi
 
 T = TypeVar("T")
 
@@ -124,7 +129,9 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             # aio-pika (and the agent) are imported only by a daemon with [fleet].
             from heartwatch.daemon.fleet_agent import start_fleet_agent
 
-            agent = await start_fleet_agent(config.fleet, supervisor, state.path, reloader, hub)
+            agent = await start_fleet_agent(
+                config.fleet, supervisor, state.path, reloader, hub, _local_api(supervisor)
+            )
             # Closed after the services stopped (below): their last entries go out with it.
             resources.push_async_callback(agent.close)
         journal.append("daemon", None, f"{DAEMON_STARTED} (pid {os.getpid()})", time.time())
@@ -140,6 +147,19 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         systemd.stopping()
     logger.info("heartwatch stopped")
+
+
+def _local_api(supervisor: Supervisor) -> LocalApi:
+    """The fleet agent's snapshot and selections, as the local HTTP API makes them."""
+    from heartwatch.daemon.fleet_commands import LocalApi  # aio-pika: only with [fleet]
+
+    return LocalApi(
+        services=lambda: [
+            read_status(supervisor, record.name).model_dump(mode="json")
+            for record in supervisor.watchdog.records()
+        ],
+        selectable=lambda verb: selection_groups(supervisor, verb),
+    )
 
 
 def _reload_in_background(tasks: TaskSet, reloader: Reloader, why: str) -> None:

@@ -46,11 +46,10 @@ from heartwatch.core import fleetwire
 from heartwatch.core.fleetcommands import Command, ReplyStatus, reply_body
 from heartwatch.core.journal import JournalEntry
 from heartwatch.core.redact import redact
-from heartwatch.daemon.fleet_commands import FleetCommands
+from heartwatch.daemon.fleet_commands import FleetCommands, LocalApi
 from heartwatch.daemon.fleet_outbox import Outbox, OutboxEvent
 from heartwatch.daemon.queue_watch import describe_broker_error
 from heartwatch.daemon.recorder import Totals, count_differences
-from heartwatch.web.status import read_status
 
 if TYPE_CHECKING:
     from heartwatch.daemon.logfollow import LogHub
@@ -177,12 +176,7 @@ class FleetAgent:
     # -- reports ---------------------------------------------------------------------------
 
     def snapshot_body(self) -> dict[str, Any]:
-        supervisor = self.supervisor
-        services = [
-            read_status(supervisor, record.name).model_dump(mode="json")
-            for record in supervisor.watchdog.records()
-        ]
-        return {**self._identity(), "services": services}
+        return {**self._identity(), "services": self.commands.local.services()}
 
     def heartbeat_body(self) -> dict[str, Any]:
         return {**self._identity(), "services": len(self.supervisor.watchdog.records())}
@@ -521,6 +515,7 @@ async def start_fleet_agent(
     state_dir: Path,
     reloader: Reloader,
     hub: LogHub,
+    local: LocalApi,
 ) -> FleetAgent:
     """Open the outbox, build the agent and its command taker, and start them."""
     agent: FleetAgent | None = None
@@ -532,7 +527,7 @@ async def start_fleet_agent(
     outbox = await Outbox.open(
         state_dir / OUTBOX_FILE, max_events=config.outbox_max, on_stored=on_stored
     )
-    commands = FleetCommands(config, supervisor, reloader, hub, outbox)
+    commands = FleetCommands(config, supervisor, reloader, hub, outbox, local)
     agent = FleetAgent(config, supervisor, outbox, commands)
     agent.start()
     return agent

@@ -32,8 +32,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aio_pika
 import aiormq
@@ -58,7 +59,6 @@ from heartwatch.daemon.tasks import TaskSet
 from heartwatch.logview.linering import Entry, Marker
 from heartwatch.logview.logpaths import LogPathError
 from heartwatch.logview.viewer import SKIPPED_TEXT
-from heartwatch.web.control import selection_groups
 
 if TYPE_CHECKING:
     from heartwatch.daemon.logfollow import LogHub
@@ -66,6 +66,20 @@ if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor
 
 Reply = Callable[[Command | Mapping[str, Any], ReplyStatus, str], None]
+ControlVerb = Literal["restart", "stop", "start"]  # web/control.py's verbs
+
+
+@dataclass(frozen=True)
+class LocalApi:
+    """What the agent answers and selects exactly as the local HTTP API does. The assembly
+    passes them in from ``web/`` (the daemon's drivers do not import the HTTP side)."""
+
+    # Every service as ``GET /api/v1/services`` answers it, as JSON (``web/status.py``).
+    services: Callable[[], list[dict[str, Any]]]
+    # The services a verb may act on, each with its [[service]] (``web/control.py``).
+    selectable: Callable[[ControlVerb], Mapping[str, str | None]]
+
+
 PREFETCH = 16  # commands taken at once (each is small; a slow reload holds only its own)
 MAX_LEASE = 600.0  # seconds a tail may be leased for at once (renewals extend it)
 DEFAULT_LEASE = 30.0
@@ -82,11 +96,13 @@ class FleetCommands:
         reloader: Reloader,
         hub: LogHub,
         outbox: Outbox,
+        local: LocalApi,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.supervisor = supervisor
+        self.local = local
         self.reloader = reloader
         self.hub = hub
         self.outbox = outbox
@@ -212,7 +228,7 @@ class FleetCommands:
                 return await self._tail(command, service)
             if verb == "signal":
                 return self._signal(command, service)
-            names = select_services([service], selection_groups(supervisor, verb))
+            names = select_services([service], self.local.selectable(verb))
             if verb == "restart":
                 for name in names:
                     supervisor.restart(name, reason=f"restart requested {why}")
