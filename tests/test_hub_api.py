@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from heartwatch.core.journal import DAEMON_STARTED
 from heartwatch.hub import queries
@@ -344,3 +347,54 @@ def test_hub_api_fleet_answers_a_changed_status_at_once(fresh_database: str) -> 
     assert emulator["status"]["pid"] == 77
     assert after[("farm-01", "collector@0")] == before[("farm-01", "collector@0")]
     assert ("farm-02", "collector") not in after
+
+
+def test_hub_api_pages_and_the_agents_modules_are_served_with_the_dashboards_headers(
+    fresh_database: str,
+) -> None:
+    """/ and /hosts/{host}: the hub's pages with the server's constants and the strict CSP;
+    /agent-static/: the agent's own modules, not copies."""
+    fleet_page, host_page, pictures, missing = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                ("GET", "/", {}),
+                ("GET", "/hosts/farm-01", {}),
+                ("GET", "/agent-static/pictures.js", {}),
+                ("GET", "/agent-static/nothing.js", {}),
+            ],
+            tokens=True,  # the pages and modules hold no data: no token needed
+        )
+    )
+    for page in (fleet_page, host_page):
+        assert page.status_code == 200
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        assert page.headers["x-frame-options"] == "DENY"
+        assert '"unauthorised": 4401' in page.text  # the constants block, filled
+    assert pictures.status_code == 200
+    agent_copy = Path(__file__).parents[1] / "src/heartwatch/web/static/pictures.js"
+    assert pictures.text == agent_copy.read_text(encoding="utf-8")
+    assert missing.status_code == 404
+
+
+def test_hub_api_a_database_away_is_a_quick_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No database: the answer says so within the pool's wait, as JSON with a code."""
+    monkeypatch.setattr(queries, "DB_TIMEOUT", 0.5)
+
+    async def main() -> tuple[httpx.Response, float]:
+        dsn = "postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=1"
+        async with AsyncConnectionPool(dsn, min_size=1, open=False) as pool:
+            await pool.open(wait=False)
+            app = create_hub_app(hub_config(dsn), pool, None, None, None)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1"
+            ) as client:
+                started = time.monotonic()
+                answer = await client.get("/api/v1/fleet")
+                return answer, time.monotonic() - started
+
+    answer, took = run(main)
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "database_unreachable"
+    assert took < 10

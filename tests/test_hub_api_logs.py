@@ -243,3 +243,89 @@ def test_hub_feed_pushes_a_changed_row_to_a_websocket_client(fresh_database: str
         "unknown",
         "backoff",
     )
+
+
+def test_hub_feed_pushes_events_and_commands_and_coalesces_a_burst(fresh_database: str) -> None:
+    """A new event and a command are pushed; 30 changes of one service in a burst arrive as
+    a few messages, the last with the last change."""
+
+    async def notify(pool: Any, sql: str, params: list[Any], notice: dict[str, Any]) -> None:
+        async with pool.connection() as connection:
+            await connection.execute(sql, params)
+            await connection.execute(
+                "SELECT pg_notify('heartwatch_fleet', %s)", [json.dumps(notice)]
+            )
+            await connection.commit()
+
+    async def until(ws: Any, kind: str) -> dict[str, Any]:
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if message["type"] == kind:
+                return message
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        async with (
+            _hub(fresh_database, None, "heartwatch.fleet") as (url, pool, _),
+            connect(f"{url}/ws/events") as ws,
+        ):
+            await asyncio.wait_for(ws.recv(), 10)  # hello
+            await notify(
+                pool,
+                "INSERT INTO events (host, boot, seq, type, at, kind, service, reason, body) "
+                "VALUES ('farm-01', %s, 1, 'entry', %s, 'transition', 'collector', 'hung', '{}')",
+                ["0123456789abcdef0123456789abcdef", time.time()],
+                {"hosts": ["farm-01"], "events": 1},
+            )
+            event = await until(ws, "event")
+            await notify(
+                pool,
+                "INSERT INTO commands (id, host, service, verb, issued_by, issued_at, expires_at) "
+                "VALUES ('c1', 'farm-01', 'collector', 'restart', 'hub', 1, 61)",
+                [],
+                {"commands": ["c1"]},
+            )
+            command = await until(ws, "command")
+            # 30 changes and their notices, delivered together at the commit: a burst.
+            async with pool.connection() as connection:
+                for index in range(30):
+                    await connection.execute(
+                        "UPDATE services SET reason = %s WHERE host = 'farm-01'",
+                        [f"change {index}"],
+                    )
+                    notice = {"services": [["farm-01", "collector"]], "burst": index}
+                    await connection.execute(
+                        "SELECT pg_notify('heartwatch_fleet', %s)", [json.dumps(notice)]
+                    )
+                await connection.commit()
+            reasons: list[str] = []
+            while not reasons or reasons[-1] != "change 29":
+                reasons.append((await until(ws, "service"))["service"]["reason"])
+        return event, command, reasons
+
+    event, command, reasons = run(main)
+    assert event["event"]["host"] == "farm-01" and event["event"]["reason"] == "hung"
+    assert (command["command"]["id"], command["command"]["status"]) == ("c1", "sent")
+    assert len(reasons) < 30  # coalesced: one read for what piled up
+    assert reasons[-1] == "change 29"
+
+
+def test_hub_feed_a_client_that_falls_behind_is_dropped_not_waited_for() -> None:
+    """Its queue full: it is forgotten and told (the others go on); counted."""
+    from heartwatch.hub.feed import CLIENT_QUEUE
+    from heartwatch.hub.metrics import HubCounters
+
+    async def main() -> tuple[bool, bool, int, int]:
+        counters = HubCounters()
+        feed = FleetFeed(None, dsn="postgresql://unused", counters=counters)  # type: ignore[arg-type]
+        slow, quick = feed.subscribe(), feed.subscribe()
+        for index in range(CLIENT_QUEUE + 1):
+            feed.broadcast(b"{}")
+            if index % 100 == 0:
+                while not quick.queue.empty():
+                    quick.queue.get_nowait()
+        return slow.dropped, slow in feed.clients, quick.dropped, counters.feed_dropped
+
+    dropped, kept, quick_dropped, counted = run(main)
+    assert dropped and not kept
+    assert not quick_dropped
+    assert counted == 1

@@ -12,12 +12,15 @@ token controls, a refusal says why), the dashboard's security headers and CSP, O
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -196,7 +199,8 @@ class _Page:
                 page = (HUB_STATIC / self.name).read_text(encoding="utf-8")
             except OSError:
                 raise _not_found("no_page", f"the hub's {self.name} is not installed") from None
-            constants = queries.dumps(server_constants()).decode().replace("<", "\\u003c")
+            # As the agent's page has it (web/dashboard.py render_page): "<" cannot close it.
+            constants = json.dumps(server_constants()).replace("<", "\\u003c")
             self._html = page.replace(CONSTANTS_BLOCK, CONSTANTS_BLOCK.replace("{}", constants))
         return HTMLResponse(self._html, headers=SECURITY_HEADERS)
 
@@ -411,6 +415,13 @@ def _install_errors(app: FastAPI) -> None:
             "message": "the client left before its request ended",
         }
         return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _no_database(request: Request, error: Exception) -> JSONResponse:
+        # The database is the hub's only source: without it, say so at once (no traceback).
+        body = {"code": "database_unreachable", "message": f"the database did not answer: {error}"}
+        return JSONResponse(body, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

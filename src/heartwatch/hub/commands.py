@@ -45,7 +45,7 @@ from heartwatch.core.fleetwire import (
 )
 from heartwatch.core.selection import UnknownNames, select_services
 from heartwatch.hub.config import KEY_ENVIRONMENT
-from heartwatch.hub.queries import command_row, known_targets
+from heartwatch.hub.queries import DB_TIMEOUT, command_row, known_targets
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -312,7 +312,7 @@ class CommandSender:
     async def _insert(
         self, commands: Sequence[Command], *, announce: bool = True
     ) -> list[dict[str, Any]]:
-        async with self.pool.connection() as connection, connection.transaction():
+        async with self.pool.connection(timeout=DB_TIMEOUT) as connection, connection.transaction():
             rows = []
             for command in commands:
                 cursor = await connection.execute(
@@ -389,7 +389,7 @@ class CommandSender:
         """Set ``status`` on those of ``ids`` still ``sent``; the ids changed."""
         if not ids:
             return []
-        async with self.pool.connection() as connection, connection.transaction():
+        async with self.pool.connection(timeout=DB_TIMEOUT) as connection, connection.transaction():
             cursor = await connection.execute(
                 "UPDATE commands SET status = %s, reason = %s, updated_at = now() "
                 "WHERE id = ANY(%s) AND status = 'sent' RETURNING id",
@@ -404,7 +404,7 @@ class CommandSender:
 
     async def sweep(self) -> list[str]:
         """Mark ``expired`` the commands never accepted and expired ``EXPIRY_GRACE`` ago."""
-        async with self.pool.connection() as connection, connection.transaction():
+        async with self.pool.connection(timeout=DB_TIMEOUT) as connection, connection.transaction():
             cursor = await connection.execute(
                 "UPDATE commands SET status = 'expired', reason = %s, updated_at = now() "
                 "WHERE status = 'sent' AND expires_at + %s < %s RETURNING id",

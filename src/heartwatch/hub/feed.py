@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loguru import logger
 
 from heartwatch.hub.queries import (
+    DB_TIMEOUT,
     UNREACHABLE,
     Row,
     StatusCache,
@@ -160,7 +161,13 @@ class FleetFeed:
         client = self.subscribe()  # before the hello is read: nothing falls between
         try:
             await websocket.accept()
-            await self._send(websocket, await self._hello())
+            try:
+                hello = await self._hello()
+            except Exception as error:  # the database away: the page tries again later
+                logger.warning("hub feed: no hello for a client: {}", error)
+                await websocket.close(1011, "the hub's database did not answer")
+                return
+            await self._send(websocket, hello)
 
             async def send_changes() -> None:
                 while True:
@@ -170,7 +177,11 @@ class FleetFeed:
                             await websocket.close(TOO_SLOW_CLOSE, TOO_SLOW_REASON)
                         return
                     if message is _RESYNC:
-                        message = await self._hello()
+                        try:
+                            message = await self._hello()
+                        except Exception:  # the database away: the page starts again later
+                            await websocket.close(1011, "the hub's database did not answer")
+                            return
                     if not await self._send(websocket, message):
                         return
 
@@ -266,7 +277,7 @@ class FleetFeed:
                 except asyncio.QueueFull:
                     self._drop(client)
             return
-        async with self.pool.connection() as connection:
+        async with self.pool.connection(timeout=DB_TIMEOUT) as connection:
             if not self._host_states:
                 await self._read_host_states(connection)
             hosts, services, removed, commands = await read_changes(

@@ -24,6 +24,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from heartwatch.core.journal import JournalEntry
 from heartwatch.core.recoveries import TRIGGER_EXIT_LOOKBACK, members_of, recovery_steps
 from heartwatch.core.uptime import History, killed_starts, service_history
+from heartwatch.hub.queries import DB_TIMEOUT
 from heartwatch.web.history_api import (
     MAX_ANSWER_ENTRIES,
     MAX_HISTORY_ENTRIES,
@@ -147,7 +148,7 @@ async def read_histories(
     """Each service's history over the window, and whether its entries were cut short."""
     limit = min(MAX_HISTORY_ENTRIES, max(1000, MAX_ANSWER_ENTRIES // max(1, len(names))))
     reads: list[tuple[list[JournalEntry], dict[int, float]]] = []
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         lives: dict[int, float | None] = {}
         for name in names:
             entries = await history_entries(connection, host, name, since, until, limit)
@@ -183,7 +184,7 @@ async def read_recoveries(
         f"SELECT {_ENTRY_COLUMNS} FROM events WHERE host = %s AND type = 'entry' "
         "AND kind = 'recovery' AND at >= %s AND at <= %s"
     )
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         found = [
             _entry(row)
             for row in await _rows(
@@ -233,7 +234,7 @@ async def read_recoveries(
 
 async def _host_services(pool: AsyncConnectionPool[Any], host: str) -> list[str] | None:
     """The host's services now (``None``: no such host)."""
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         hosts = await _rows(connection, "SELECT 1 FROM hosts WHERE host = %s", [host])
         if not hosts:
             return None
@@ -247,7 +248,7 @@ async def _known(pool: AsyncConnectionPool[Any], host: str, name: str, now: list
     """404 for a name that is neither the host's service now nor one with history there."""
     if name in now:
         return
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         if await _rows(
             connection,
             "SELECT 1 FROM events WHERE host = %s AND service = %s LIMIT 1",

@@ -39,6 +39,7 @@ from heartwatch.core import fleetcommands
 from heartwatch.core.fleetcommands import Command
 from heartwatch.core.fleetwire import command_queue, command_queue_arguments
 from heartwatch.hub.commands import CommandProblem
+from heartwatch.hub.queries import DB_TIMEOUT
 from heartwatch.logview.ansi import AnsiToHtml
 from heartwatch.logview.linefilter import FilterTooSlow, LineFilter
 from heartwatch.logview.viewer import SKIPPED_TEXT
@@ -316,7 +317,7 @@ async def watch_reply_forever(watch: Callable[[], Any]) -> None:
 
 
 async def _command_status(commands: CommandSender, command_id: str) -> tuple[str, str] | None:
-    async with commands.pool.connection() as connection:
+    async with commands.pool.connection(timeout=DB_TIMEOUT) as connection:
         cursor = await connection.execute(
             "SELECT status, reason FROM commands WHERE id = %s", [command_id]
         )

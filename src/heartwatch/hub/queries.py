@@ -28,6 +28,9 @@ UNKNOWN: Final = "unknown"
 UNREACHABLE: Final = "unreachable"
 # States that want a person's eyes (counted in a host's ``problems``, listed first).
 PROBLEM_STATES: Final = frozenset({"unresponsive", "restarting", "backoff", "failed", UNKNOWN})
+# Seconds a request waits for one of the pool's connections: a database that is away makes
+# the answer a quick 503 (api.py), not a request that hangs.
+DB_TIMEOUT: Final = 5.0
 MAX_EVENTS: Final = 1000
 DEFAULT_EVENTS: Final = 100
 MAX_COMMANDS: Final = 1000
@@ -213,7 +216,7 @@ async def read_fleet(pool: AsyncConnectionPool[Any], cache: StatusCache | None =
     """``GET /api/v1/fleet``: every host and every service, in one trip per table (and one
     for the statuses that changed since ``cache`` last saw them)."""
     cache = cache or StatusCache()
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         hosts = await _all(connection, f"SELECT {_HOST_COLUMNS} FROM hosts ORDER BY host")
         light = await _all(
             connection,
@@ -232,7 +235,7 @@ async def read_fleet(pool: AsyncConnectionPool[Any], cache: StatusCache | None =
 
 async def read_hosts(pool: AsyncConnectionPool[Any]) -> list[Row]:
     """Every host with its counts (no service list)."""
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         hosts = await _all(connection, f"SELECT {_HOST_COLUMNS} FROM hosts ORDER BY host")
         counted = await _all(
             connection, _COUNTS_SQL, [sorted(PROBLEM_STATES), UNREACHABLE, None, None]
@@ -243,7 +246,7 @@ async def read_hosts(pool: AsyncConnectionPool[Any]) -> list[Row]:
 
 async def read_host(pool: AsyncConnectionPool[Any], host: str) -> Row | None:
     """One host with its services under ``service_list``; ``None``: no such host."""
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         hosts = await _all(connection, f"SELECT {_HOST_COLUMNS} FROM hosts WHERE host = %s", [host])
         if not hosts:
             return None
@@ -313,7 +316,7 @@ async def read_changes(
 
 async def read_host_services(pool: AsyncConnectionPool[Any], host: str) -> list[Row]:
     """Every service of a host (for the feed, when a host's state changes theirs)."""
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         rows = await _all(
             connection,
             f"SELECT {_SERVICE_COLUMNS} FROM {_SERVICES_FROM} WHERE s.host = %s ORDER BY s.service",
@@ -326,7 +329,7 @@ async def known_targets(
     pool: AsyncConnectionPool[Any], hosts: Sequence[str]
 ) -> dict[str, list[tuple[str, str | None]]]:
     """For each of ``hosts`` that exists: its services and their ``instance_of``, by name."""
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         found = await _all(connection, "SELECT host FROM hosts WHERE host = ANY(%s)", [list(hosts)])
         rows = await _all(
             connection,
@@ -398,7 +401,7 @@ async def read_events(
         params.extend([before.at, before.host, before.boot, before.seq])
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     limit = max(1, min(limit, MAX_EVENTS))
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         rows = await _all(
             connection,
             f"SELECT {_EVENT_COLUMNS} FROM events {clause} "
@@ -454,7 +457,7 @@ async def read_new_events(
 
 
 async def read_command(pool: AsyncConnectionPool[Any], command_id: str) -> Row | None:
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         rows = await _all(
             connection, f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = %s", [command_id]
         )
@@ -467,7 +470,7 @@ async def read_commands(
     """Commands newest first, a host's if given."""
     clause, params = ("WHERE host = %s", [host]) if host is not None else ("", [])
     limit = max(1, min(limit, MAX_COMMANDS))
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         rows = await _all(
             connection,
             f"SELECT {_COMMAND_COLUMNS} FROM commands {clause} "
@@ -487,7 +490,7 @@ async def read_log_target(
 ) -> tuple[str, float, bool] | None:
     """A host's state, seconds since it was last heard, and whether it has ``service``;
     ``None``: no such host."""
-    async with pool.connection() as connection:
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
         rows = await _all(
             connection,
             "SELECT state, extract(epoch FROM clock_timestamp() - last_seen)::float8, "

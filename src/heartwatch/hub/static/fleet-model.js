@@ -177,7 +177,13 @@ export class FleetModel {
     this.events = []; // newest first, at most MAX_EVENTS
     this.generatedAt = null;
     this.nextOrder = 0;
+    this.versions = new Map(); // host -> a number bumped when it or one of its services changes
+    this.parts = { filterKey: null, byHost: new Map() }; // view()'s per-host results
     this.changes = emptyChanges(true);
+  }
+
+  touch(host) {
+    this.versions.set(host, (this.versions.get(host) ?? 0) + 1);
   }
 
   /** The hello (or GET /api/v1/fleet): everything replaced. */
@@ -186,6 +192,7 @@ export class FleetModel {
     this.entries = new Map();
     this.byHost = new Map();
     this.nextOrder = 0;
+    this.parts = { filterKey: null, byHost: new Map() };
     this.generatedAt = fleet?.generated_at ?? null;
     for (const host of fleet?.hosts ?? []) this.hosts.set(host.host, host);
     for (const service of fleet?.services ?? []) this.putService(service);
@@ -222,6 +229,7 @@ export class FleetModel {
   putHost(host) {
     if (!host?.host) return false;
     this.hosts.set(host.host, host);
+    this.touch(host.host);
     this.changes.hosts.add(host.host);
     // Its state decides its services' shown state (unknown while unreachable).
     for (const key of this.byHost.get(host.host) ?? []) this.changes.services.add(key);
@@ -230,6 +238,7 @@ export class FleetModel {
 
   putService(service) {
     const key = serviceKey(service.host, service.name);
+    this.touch(service.host);
     const entry = this.entries.get(key);
     if (entry) entry.set(service);
     else {
@@ -249,6 +258,7 @@ export class FleetModel {
   /** A service gone from its host's configuration, or (no name) the whole host. */
   remove(host, name) {
     if (!host) return false;
+    this.touch(host);
     const keys = name == null ? [...(this.byHost.get(host) ?? [])] : [serviceKey(host, name)];
     for (const key of keys) {
       if (!this.entries.delete(key)) continue;
@@ -314,38 +324,37 @@ export class FleetModel {
     const shown = newCounts();
     const groups = new Map(); // group key -> {key, title, hosts: []}
     const labelKey = groupBy.startsWith("label:") ? groupBy.slice(6) : null;
+    // A host's part is worked out again only when it or one of its services changed, or the
+    // filters did: a frame with a few deltas recomputes a few hosts, not the fleet.
+    const filterKey = `${state}\n${search}`;
+    if (this.parts.filterKey !== filterKey) this.parts = { filterKey, byHost: new Map() };
 
     for (const host of [...this.hosts.values()].sort((a, b) => byName(a.host, b.host))) {
-      countHost(counts, host);
-      const keys = [...(this.byHost.get(host.host) ?? [])];
-      const all = keys.map((key) => this.entries.get(key)).sort((a, b) => a.order - b.order);
-      const passed = [];
-      for (const entry of all) {
-        const service = entry.service;
-        const shownAs = shownState(service, host);
-        countService(counts, shownAs, service);
-        if (state && !stateMatches(state, shownAs, service, host)) continue;
-        if (!terms.every((term) => termHolds(term, entry, host, shownAs))) continue;
-        passed.push({ entry, state: shownAs });
+      const version = this.versions.get(host.host) ?? 0;
+      let part = this.parts.byHost.get(host.host);
+      if (!part || part.version !== version || part.host !== host) {
+        part = this.hostPart(host, terms, state, filtered);
+        part.version = version;
+        this.parts.byHost.set(host.host, part);
       }
-      // A host without any service is shown when the filters, asked of the host alone, let
-      // it through (a new host, or one whose configuration is empty, is still a host).
-      const bare = all.length === 0 && (!filtered || hostAloneMatches(terms, state, host));
-      if (!passed.length && !bare && (filtered || all.length)) continue;
-      const hostView = this.hostView(host, passed, all.length);
-      countHost(shown, host);
-      for (const one of passed) countService(shown, one.state, one.entry.service);
+      addCounts(counts, part.all);
+      if (!part.hostView) continue;
+      const hostView = part.hostView;
+      addCounts(shown, part.shown);
       const groupKey = labelKey == null ? host.host : (host.labels?.[labelKey] ?? null);
       const id = labelKey == null ? `host:${host.host}` : `label:${groupKey ?? ""}`;
       if (!groups.has(id)) {
         const title =
-          labelKey == null ? host.host : groupKey == null ? `no ${labelKey}` : `${labelKey}=${groupKey}`;
+          labelKey == null
+            ? host.host
+            : groupKey == null
+              ? `no ${labelKey}`
+              : `${labelKey}=${groupKey}`;
         groups.set(id, { key: id, title, value: groupKey, hosts: [], counts: newCounts() });
       }
       const group = groups.get(id);
       group.hosts.push(hostView);
-      countHost(group.counts, host);
-      for (const one of passed) countService(group.counts, one.state, one.entry.service);
+      addCounts(group.counts, part.shown);
     }
 
     for (const group of groups.values()) {
@@ -375,6 +384,34 @@ export class FleetModel {
       needsCount: !filtered && selection.length > 0,
       hints,
     };
+  }
+
+  /** One host under the filters: its counts over all its services (`all`) and over those
+   * that pass (`shown`), and its hostView, or null when nothing of it is shown. */
+  hostPart(host, terms, state, filtered) {
+    const all = newCounts();
+    const shown = newCounts();
+    countHost(all, host);
+    const keys = [...(this.byHost.get(host.host) ?? [])];
+    const entries = keys.map((key) => this.entries.get(key)).sort((a, b) => a.order - b.order);
+    const passed = [];
+    for (const entry of entries) {
+      const service = entry.service;
+      const shownAs = shownState(service, host);
+      countService(all, shownAs, service);
+      if (state && !stateMatches(state, shownAs, service, host)) continue;
+      if (!terms.every((term) => termHolds(term, entry, host, shownAs))) continue;
+      passed.push({ entry, state: shownAs });
+      countService(shown, shownAs, service);
+    }
+    // A host without any service is shown when the filters, asked of the host alone, let it
+    // through (a new host, or one whose configuration is empty, is still a host).
+    const bare = entries.length === 0 && (!filtered || hostAloneMatches(terms, state, host));
+    if (!passed.length && !bare && (filtered || entries.length)) {
+      return { host, all, shown, hostView: null };
+    }
+    countHost(shown, host);
+    return { host, all, shown, hostView: this.hostView(host, passed, entries.length) };
   }
 
   /** A host's shown services as items: lone services, and each [[service]]'s instances
@@ -438,6 +475,17 @@ function emptyChanges(all) {
 
 function newCounts() {
   return { hosts: {}, services: {}, problems: 0, unknown: 0, total: 0, hostCount: 0 };
+}
+
+function addCounts(into, from) {
+  for (const [state, n] of Object.entries(from.hosts)) into.hosts[state] = (into.hosts[state] || 0) + n;
+  for (const [state, n] of Object.entries(from.services)) {
+    into.services[state] = (into.services[state] || 0) + n;
+  }
+  into.problems += from.problems;
+  into.unknown += from.unknown;
+  into.total += from.total;
+  into.hostCount += from.hostCount;
 }
 
 function countHost(counts, host) {

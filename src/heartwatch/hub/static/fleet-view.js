@@ -161,6 +161,8 @@ class HostBlock {
     this.built = false;
     this.signature = null; // the keys shown, as one string: unchanged order, nothing to move
     this.hostView = null;
+    this.dirty = new Set(); // keys whose rows are to be redrawn when next shown
+    this.allDirty = false; // every row is (a new hello)
     this.seenAge = null; // host.last_seen_age, as of seenAt (monotonic)
     this.seenAt = 0;
     this.hostRecord = null;
@@ -179,7 +181,10 @@ class HostBlock {
     );
   }
 
-  setView(hostView, dirty, commandFor) {
+  /** The block as `hostView` has it; its rows redrawn where `this.dirty` says. */
+  setView(hostView, commandFor) {
+    // The model hands the same hostView again while nothing of the host changed.
+    if (hostView === this.hostView && this.dirty.size === 0 && !this.allDirty) return;
     this.hostView = hostView;
     const host = hostView.host;
     if (host !== this.hostRecord) {
@@ -210,8 +215,13 @@ class HostBlock {
     setText(this.counts, text);
     this.element.classList.toggle("troubled", hostView.rank < 3);
     this.tick(monotonic());
-    if (this.built) this.refresh(dirty, commandFor);
+    if (this.built) this.refresh(commandFor);
     else this.reserve();
+  }
+
+  /** A service of this host changed (or its command did): its row is redrawn when shown. */
+  mark(key) {
+    this.dirty.add(key);
   }
 
   /** The rows' estimated height while they are not made. */
@@ -228,11 +238,15 @@ class HostBlock {
     if (this.built) return;
     this.built = true;
     this.list.style.height = "";
-    this.refresh(null, commandFor);
+    this.allDirty = true;
+    this.refresh(commandFor);
   }
 
-  /** Rows in the view's order; those in `dirty` (null: all) redrawn. */
-  refresh(dirty, commandFor) {
+  /** Rows in the view's order; the dirty ones redrawn (and no longer dirty). */
+  refresh(commandFor) {
+    const dirty = this.dirty;
+    const all = this.allDirty;
+    this.allDirty = false;
     const wanted = [];
     const keys = [];
     for (const item of this.hostView.items) {
@@ -247,9 +261,9 @@ class HostBlock {
         let row = this.rows.get(one.key);
         const fresh = !row;
         if (fresh) this.rows.set(one.key, (row = new ServiceRow(one.key, one.service, this.handlers)));
-        if (fresh || dirty === null || dirty.has(one.key)) {
+        if (fresh || all || dirty.has(one.key)) {
           row.update(one.service, one.state, commandFor(one.key));
-          row.drawn = true;
+          dirty.delete(one.key);
         }
         wanted.push(row.element);
         keys.push(one.key);
@@ -268,6 +282,7 @@ class HostBlock {
     if (!row) return;
     row.element.remove();
     this.rows.delete(key);
+    this.dirty.delete(key);
     this.signature = null;
   }
 
@@ -284,7 +299,6 @@ export class FleetView {
     this.handlers = handlers;
     this.blocks = new Map(); // host -> HostBlock
     this.heads = new Map(); // group key -> GroupHead
-    this.dirty = new Set(); // keys changed since their row was last drawn
     this.observer =
       typeof IntersectionObserver === "function"
         ? new IntersectionObserver((entries) => this.near(entries), {
@@ -294,25 +308,18 @@ export class FleetView {
     this.commandFor = () => null;
   }
 
-  /** Draw `view` (FleetModel.view), with `changes` (FleetModel.takeChanges) since the last. */
+  /** Draw `view` (FleetModel.view), with `changes` (FleetModel.takeChanges) since the last;
+   * `changes.commandTargets`: the "host/name" whose command had news. */
   render(view, changes, commandFor, grouped) {
     this.commandFor = commandFor;
     for (const host of changes.removedHosts) {
       this.blocks.get(host)?.element.remove();
       this.blocks.delete(host);
     }
-    for (const key of changes.removed) {
-      this.blocks.get(key.slice(0, key.indexOf("/")))?.forget(key);
-      this.dirty.delete(key);
-    }
-    if (changes.all) {
-      this.dirty.clear();
-      for (const block of this.blocks.values()) {
-        for (const key of block.rows.keys()) this.dirty.add(key);
-      }
-    }
-    for (const key of changes.services) this.dirty.add(key);
-    for (const id of changes.commandTargets ?? []) this.dirty.add(id);
+    for (const key of changes.removed) this.blockOf(key)?.forget(key);
+    if (changes.all) for (const block of this.blocks.values()) block.allDirty = true;
+    for (const key of changes.services) this.blockOf(key)?.mark(key);
+    for (const key of changes.commandTargets ?? []) this.blockOf(key)?.mark(key);
 
     const wanted = [];
     let budget = window.innerHeight + NEAR_PX; // blocks above this have their rows made now
@@ -330,7 +337,7 @@ export class FleetView {
           this.blocks.set(hostView.key, block);
           this.observer?.observe(block.element);
         }
-        block.setView(hostView, this.dirty, commandFor);
+        block.setView(hostView, commandFor);
         if (!block.built && (budget > 0 || !this.observer)) block.build(commandFor);
         budget -= HEAD_PX + ROW_PX * hostView.shown;
         wanted.push(block.element);
@@ -338,13 +345,10 @@ export class FleetView {
     }
     if (!grouped) for (const head of this.heads.values()) head.element.remove();
     placeChildren(this.container, wanted);
-    // Every row shown now is as its service is; the rest stay dirty until shown.
-    for (const block of this.blocks.values()) {
-      if (!block.built || !block.element.isConnected) continue;
-      for (const item of block.hostView.items) {
-        for (const one of item.services) this.dirty.delete(one.key);
-      }
-    }
+  }
+
+  blockOf(key) {
+    return this.blocks.get(key.slice(0, key.indexOf("/")));
   }
 
   near(entries) {
@@ -353,16 +357,13 @@ export class FleetView {
       const block = this.blocks.get(entry.target.dataset.host);
       if (!block || block.built) continue;
       block.build(this.commandFor);
-      for (const item of block.hostView.items) {
-        for (const one of item.services) this.dirty.delete(one.key);
-      }
       this.observer.unobserve(entry.target);
     }
   }
 
   /** The row of a service, when made. */
   row(key) {
-    return this.blocks.get(key.slice(0, key.indexOf("/")))?.rows.get(key) ?? null;
+    return this.blockOf(key)?.rows.get(key) ?? null;
   }
 
   tick(now) {

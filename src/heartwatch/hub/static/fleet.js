@@ -192,6 +192,7 @@ const eventsBackoff = new Backoff(500, 10000);
 let eventsSocket = null;
 
 function connectEvents() {
+  if (!eventsSocket && !hadData) performance.mark("hw:fleet-connect");
   const socket = new WebSocket(wsUrl("/ws/events"));
   eventsSocket = socket;
   let opened = false;
@@ -207,6 +208,7 @@ function connectEvents() {
     }
     lastMessageAt = Date.now();
     if (data.type === "hello") {
+      if (!hadData) performance.mark("hw:fleet-hello"); // read by bench/fleet_dashboard.py
       eventsBackoff.reset();
       hadData = true;
       setLive(true);
