@@ -281,9 +281,12 @@ def test_agent_without_broker_keeps_supervising_and_sends_everything_after(
     time.sleep(scaled(0.5))
     assert tap.drain() == []  # nothing got through the cut
     log = daemon.log_text()
+    # Said once per reason, however many tries (a port that hangs up may look like a reset
+    # or like a close before the broker answered: two reasons at most).
     problems = [line for line in log.splitlines() if "fleet: cannot publish" in line]
-    assert len(problems) == 1, problems
-    assert "guest:***@" in problems[0] and ":guest@" not in log
+    reasons = [line.partition("%2F: ")[2] for line in problems]
+    assert 1 <= len(problems) <= 2 and len(set(reasons)) == len(reasons), problems
+    assert all("guest:***@" in line for line in problems) and ":guest@" not in log
     proxy.restore()
     tap.wait(lambda _: tap.of_type("snapshot"), "the snapshot after the connect", 40)
     events = tap.events()

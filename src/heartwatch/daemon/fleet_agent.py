@@ -97,7 +97,7 @@ class FleetAgent:
         self._totals = _copy(supervisor.totals())
         self._minute_timer: asyncio.TimerHandle | None = None
         self._prune_timer: asyncio.TimerHandle | None = None
-        self._unsubscribe: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._problem: str | None = None  # the broker problem last logged
@@ -119,6 +119,7 @@ class FleetAgent:
     def start(self) -> None:
         """Listen to the journal, count minutes, and connect (in the background)."""
         self._unsubscribe = self.supervisor.journal.subscribe(self.receive)
+        self.outbox.on_stored = self._stored.set  # a batch on disk: there may be more to send
         self.commands.reply = self.reply
         self._arm_minute()
         self._prune_timer = self._loop.call_later(PRUNE_RAN_EVERY, self._prune_ran)
@@ -518,15 +519,7 @@ async def start_fleet_agent(
     local: LocalApi,
 ) -> FleetAgent:
     """Open the outbox, build the agent and its command taker, and start them."""
-    agent: FleetAgent | None = None
-
-    def on_stored() -> None:
-        if agent is not None:
-            agent._stored.set()
-
-    outbox = await Outbox.open(
-        state_dir / OUTBOX_FILE, max_events=config.outbox_max, on_stored=on_stored
-    )
+    outbox = await Outbox.open(state_dir / OUTBOX_FILE, max_events=config.outbox_max)
     commands = FleetCommands(config, supervisor, reloader, hub, outbox, local)
     agent = FleetAgent(config, supervisor, outbox, commands)
     agent.start()

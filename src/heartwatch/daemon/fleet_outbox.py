@@ -150,12 +150,12 @@ class Outbox:
         store: OutboxStore,
         ran: dict[str, float],
         *,
-        on_stored: Callable[[], None],
+        on_stored: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._ran = ran
-        self._on_stored = on_stored
+        self.on_stored = on_stored  # told (on the loop) after each batch is on disk
         self._clock = clock
         self._loop = asyncio.get_running_loop()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-outbox")
@@ -165,7 +165,9 @@ class Outbox:
         self.dropped_now = 0  # dropped for the bound by this run (the store keeps the rest)
 
     @classmethod
-    async def open(cls, path: Path, *, max_events: int, on_stored: Callable[[], None]) -> Outbox:
+    async def open(
+        cls, path: Path, *, max_events: int, on_stored: Callable[[], None] = lambda: None
+    ) -> Outbox:
         """Open (or create) ``path`` in a worker thread and prune old ran ids."""
 
         def opening() -> tuple[OutboxStore, dict[str, float]]:
@@ -268,7 +270,7 @@ class Outbox:
                 )
             self.dropped_now += dropped
         if not self._closed:
-            self._on_stored()
+            self.on_stored()
 
     async def _call(self, job: Callable[[], T]) -> T:
         if self._closed:
