@@ -104,6 +104,7 @@ class FleetAgent:
         self._problems_said: set[str] = set()  # in this outage (once per outage and reason)
         self._unrouted = False
         self._commands_problem: str | None = None
+        self._snapshot_too_large = False
         self._config_hash: tuple[int, str] = (0, "")
         self._where = redact(config.broker)
         self._closed = False
@@ -371,6 +372,18 @@ class FleetAgent:
 
     async def _send_snapshot(self, exchange: AbstractExchange) -> None:
         body = self._report("snapshot", self.snapshot_body())
+        if len(body) > fleetwire.MAX_MESSAGE_BYTES:
+            # The hub would refuse it (fleetwire.decode): say so once, rather than send it.
+            if not self._snapshot_too_large:
+                self._snapshot_too_large = True
+                logger.warning(
+                    "fleet: a snapshot of {} services is {} bytes, more than the {} a hub "
+                    "takes: not sent (the hub follows the services by their entries only)",
+                    len(self.supervisor.watchdog.records()),
+                    len(body),
+                    fleetwire.MAX_MESSAGE_BYTES,
+                )
+            return
         message = aio_pika.Message(
             body, content_type="application/json", delivery_mode=DeliveryMode.NOT_PERSISTENT
         )
