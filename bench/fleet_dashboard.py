@@ -76,6 +76,8 @@ PAINTED_JS = """
 () => {
   const mark = performance.getEntriesByName("hw:fleet-painted")[0];
   if (!mark) return null;
+  const at = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
+  window.__phases = [at("hw:fleet-connect"), at("hw:fleet-hello"), at("hw:fleet-rendered")];
   const rows = [...document.querySelectorAll(".frow.svc")];
   const inView = rows.filter((row) => {
     const box = row.getBoundingClientRect();
@@ -94,6 +96,8 @@ DCL_JS = """
     : null;
 }
 """
+
+PHASES: list[list[float]] = []  # per fleet load: [socket opened, hello in, rows in the DOM] ms
 
 # Frame gaps and long tasks for `ms`; `scroll`: 300 px down every 100 ms (back up at the end).
 WATCH_JS = """
@@ -465,6 +469,9 @@ def load_once(browser: Any, url: str, script: str, token: str | None = None) -> 
         at, rows, filled = poll_page(page, script)
         if not rows or not filled:
             raise RuntimeError(f"the viewport is not filled with rows at {url} ({rows} in view)")
+        phases = page.evaluate("window.__phases ?? null")
+        if phases:
+            PHASES.append(phases)
         return float(at), int(rows)
     finally:
         context.close()
@@ -536,8 +543,11 @@ def measure_page(
     browser: Any, url: str, baseline_url: str, trials: int, token: str | None = None
 ) -> dict[str, Any]:
     """First loads (beside the baseline's, interleaved), then frames still and scrolling."""
+    PHASES.clear()
+    loads = measure_loads(browser, url, baseline_url, trials, token)
     return {
-        "loads": measure_loads(browser, url, baseline_url, trials, token),
+        "loads": loads,
+        "phases": PHASES[1:],  # the warm-up's left out
         "still": watch(browser, url, READY_JS, scroll=False, token=token),
         "scrolling": watch(browser, url, READY_JS, scroll=True, token=token),
     }
@@ -557,6 +567,11 @@ def report(title: str, result: dict[str, Any], base: dict[str, Any], sent: int) 
         ],
     )
     print(f"   service rows in the viewport at that mark: {sorted(set(loads['rows']))}")
+    phases = result["phases"]
+    if phases:
+        names = ("script ran, socket opened", "hello received", "rows in the DOM")
+        parts = [f"{name} {median([p[i] for p in phases]):.0f}" for i, name in enumerate(names)]
+        print(f"   p50 ms from the navigation's start: {', '.join(parts)}")
     print(f"{title}: frames while {CHANGES_PER_SECOND} services change state a second")
     print_table(
         FRAME_HEADERS,

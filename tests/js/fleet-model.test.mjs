@@ -345,3 +345,21 @@ test("5,000 services: a view is computed in well under a frame's budget", () => 
   // A sanity bound only (the figures are bench/fleet_dashboard.py's).
   assert.ok(took < 2000, `a view of 5,000 services took ${took} ms`);
 });
+
+test("a host's part is reused only while it, its services and the filters are unchanged", () => {
+  const model = loaded();
+  const first = model.view({ search: "host:farm-02" });
+  const again = model.view({ search: "host:farm-02" });
+  assert.equal(again.groups[0].hosts[0], first.groups[0].hosts[0]); // nothing changed: reused
+  model.view({ state: "failed" }); // another filter between
+  model.apply({ type: "service", service: service("farm-02", "a", { state: "failed" }) });
+  const after = model.view({ search: "host:farm-02" });
+  assert.notEqual(after.groups[0].hosts[0], first.groups[0].hosts[0]);
+  assert.deepEqual(after.selection, ["farm-02/a", "farm-02/b"]);
+  assert.equal(after.counts.services.failed, 1);
+  assert.deepEqual(model.view({ state: "failed" }).selection, ["farm-02/a"]);
+  // A host's own news (its state) counts as a change of its part too.
+  model.apply({ type: "host", host: host("farm-02", { state: "unreachable" }) });
+  assert.deepEqual(model.view({ state: "failed" }).selection, []);
+  assert.deepEqual(model.view({ state: "unknown" }).selection, ["farm-02/a", "farm-02/b"]);
+});
