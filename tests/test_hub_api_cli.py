@@ -109,12 +109,23 @@ def test_hub_cli_a_command_waits_for_its_reply(
 
             await queue.consume(replies, no_ack=True)
             done = await _cli("--hub", url, "restart", "farm-01/emulator")
+            signalled = await _cli("--hub", url, "signal", "HUP", "farm-01/collector@*")
+            quick = await _cli("--hub", url, "--no-wait", "start", "farm-01/emulator")
             expired = await _cli("--hub", url, "stop", "farm-02/db")
             unknown = await _cli("--hub", url, "start", "farm-09/db")
+            async with pool.connection() as db:
+                cursor = await db.execute(
+                    "SELECT verb, service, args::text FROM commands WHERE verb = 'signal'"
+                )
+                signals = await cursor.fetchall()
             await channel.close()
-            return done, expired, unknown
+            return done, (signalled, signals), quick, expired, unknown
 
-    done, expired, unknown = run(main)
+    done, (signalled, signals), quick, expired, unknown = run(main)
+    assert signalled.stdout.strip() == "farm-01/collector@0: done (restarted)"
+    assert signals == [("signal", "collector@0", '{"group": false, "signal": "HUP"}')]
+    assert quick.exit_code == 0
+    assert quick.stdout.startswith("farm-01/emulator: sent: id ")
     assert done.stdout.strip() == "farm-01/emulator: done (restarted)"
     assert done.exit_code == 0
     assert expired.stdout.strip() == ("farm-02/db: expired, never ran (not delivered within 1 s)")

@@ -329,3 +329,23 @@ def test_hub_feed_a_client_that_falls_behind_is_dropped_not_waited_for() -> None
     assert dropped and not kept
     assert not quick_dropped
     assert counted == 1
+
+
+def test_hub_websockets_need_the_token_and_say_so(fresh_database: str) -> None:
+    """With tokens configured, /ws/events and /ws/logs without one: closed 4401, why said."""
+
+    async def main() -> list[tuple[int, str]]:
+        found = []
+        async with opened_pool(fresh_database) as pool:
+            config = hub_config(fresh_database, tokens=True)
+            async with served(create_hub_app(config, pool, None, FleetFeed(pool), None)) as url:
+                for path in ("/ws/events", "/ws/logs/farm-01/collector"):
+                    async with connect(url.replace("http://", "ws://") + path) as ws:
+                        try:
+                            await asyncio.wait_for(ws.recv(), 10)
+                        except ConnectionClosed as closed:
+                            assert closed.rcvd is not None
+                            found.append((closed.rcvd.code, closed.rcvd.reason))
+        return found
+
+    assert run(main) == [(4401, "a valid token is required")] * 2
