@@ -6,9 +6,11 @@ CPU per event, beside bare baselines on the same database in the same run.
 Method. A simulator speaks the agent protocol (``core/fleetwire`` envelopes over aio-pika,
 publisher confirms, persistent events, expiring heartbeats) for ``--hosts`` x ``--services``:
 each host a boot id of its own, a snapshot of its services (each item as the agent's
-``GET /api/v1/services`` answers it), heartbeats every 5 s, per-minute ``counts`` events, and
-journal entries (the transitions of a hang and its recovery, and the exits between, cycling
-through the services) numbered 1, 2, 3... per boot. Optionally ``--agents`` real heartwatch
+``GET /api/v1/services`` answers it), heartbeats every 5 s, ``counts`` events, and journal
+entries numbered 1, 2, 3... per boot: the transitions of restarts people asked for, cycling
+through the services, and ``--hang-share`` of the cycles a hang and its recovery instead (a
+down and a recovered alert each, through the hub's exactly-once alert path). The simulator
+publishes through aiormq (the layer under aio-pika) to cost the machine less. Optionally ``--agents`` real heartwatch
 daemons with ``[fleet]`` join the same exchange.
 
 - *Backlog drain*: the hub is started once (its migrations, its queue), stopped; the simulator
@@ -74,11 +76,18 @@ WINDOW = 2000  # publishes awaiting their confirm at once
 HEARTBEAT_INTERVAL = 5.0
 
 # A hang and its recovery, as a service's journal has it: (previous, state, reason, failure).
-CYCLE = [
+HANG = [
     ("running", "unresponsive", "no heartbeat for 10 s", True),
-    ("unresponsive", "restarting", "restarting after: no heartbeat for 10 s", False),
+    ("unresponsive", "restarting", "no heartbeat for 10 s", True),
     ("restarting", "starting", "spawned", False),
-    ("starting", "running", "ready", False),
+    ("starting", "running", "first heartbeat", False),
+]
+# A restart someone asked for: the same number of transitions, none a failure (no alert).
+ASKED = [
+    ("running", "restarting", "restart requested", False),
+    ("restarting", "stopped", "exit code 0", False),
+    ("stopped", "starting", "spawned", False),
+    ("starting", "running", "first heartbeat", False),
 ]
 
 
@@ -92,6 +101,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None, help="live events/s (default 12k)")
     parser.add_argument("--seconds", type=float, default=None, help="live phase (default 60)")
     parser.add_argument("--agents", type=int, default=2, help="real agents beside the simulated")
+    parser.add_argument(
+        "--hang-share",
+        type=float,
+        default=0.01,
+        help="share of the services' transition cycles that are hangs (a down alert and a "
+        "recovered one each); the others are restarts people asked for (default 0.01)",
+    )
     args = parser.parse_args()
     quick = args.quick
     args.backlog = args.backlog or (40_000 if quick else 300_000)
@@ -142,8 +158,9 @@ def service_item(name: str, pid: int) -> dict[str, Any]:
 class SimHost:
     """One simulated agent: its boot, its numbering, what it says next."""
 
-    def __init__(self, name: str, services: int) -> None:
+    def __init__(self, name: str, services: int, hang_share: float) -> None:
         self.name = name
+        self.hang_every = max(1, round(1 / hang_share)) if hang_share > 0 else 0
         self.boot = uuid.uuid4().hex
         self.seq = 0
         self.entry_id = 0
@@ -174,8 +191,10 @@ class SimHost:
     def next_entry(self) -> fleetwire.Envelope:
         self.seq += 1
         self.entry_id += 1
-        service = self.services[(self.step // len(CYCLE)) % len(self.services)]
-        previous, state, reason, failure = CYCLE[self.step % len(CYCLE)]
+        cycle_number, step = divmod(self.step, len(HANG))
+        service = self.services[cycle_number % len(self.services)]
+        hang = self.hang_every and cycle_number % self.hang_every == 0
+        previous, state, reason, failure = (HANG if hang else ASKED)[step]
         self.step += 1
         now = time.time()
         detail: dict[str, Any] | None = (
@@ -224,60 +243,60 @@ def row_of(envelope: fleetwire.Envelope) -> tuple[Any, ...]:
 
 
 class Publisher:
-    """Envelopes to the exchange as an agent sends them (confirms, persistent events)."""
+    """Envelopes to the exchange as an agent sends them (confirms, persistent events, mandatory),
+    through aiormq, the AMQP layer under aio-pika: the simulator must cost the machine less
+    than the hub it measures."""
 
     def __init__(self, url: str, exchange: str) -> None:
         self.url = url
-        self.exchange_name = exchange
+        self.exchange = exchange
         self.published = 0
 
     async def __aenter__(self) -> Publisher:
-        import aio_pika
+        import aiormq
 
-        self._aio_pika = aio_pika
-        self.connection = await aio_pika.connect(self.url)
+        self._spec = aiormq.spec
+        self.connection = await aiormq.connect(self.url)
         self.channel = await self.connection.channel(publisher_confirms=True)
-        self.exchange = await self.channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        await self.channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+        self._event = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=2)
+        self._report = aiormq.spec.Basic.Properties(
+            content_type="application/json",
+            delivery_mode=1,
+            expiration=str(int(3 * HEARTBEAT_INTERVAL * 1000)),
         )
         self._window = asyncio.Semaphore(WINDOW)
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.flush()
         await self.connection.close()
 
-    async def _send(self, envelope: fleetwire.Envelope) -> None:
-        aio_pika = self._aio_pika
-        try:
-            event = envelope.is_event
-            message = aio_pika.Message(
-                fleetwire.encode(envelope),
-                content_type="application/json",
-                delivery_mode=(
-                    aio_pika.DeliveryMode.PERSISTENT
-                    if event
-                    else aio_pika.DeliveryMode.NOT_PERSISTENT
-                ),
-                expiration=None if event else 3 * HEARTBEAT_INTERVAL,
-            )
-            await self.exchange.publish(
-                message, fleetwire.event_routing_key(envelope), mandatory=event
-            )
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        self._pending.discard(future)
+        self._window.release()
+        if not future.cancelled() and future.exception() is None:
             self.published += 1
-        finally:
-            self._window.release()
 
     async def send(self, envelope: fleetwire.Envelope) -> None:
         await self._window.acquire()
-        task = asyncio.ensure_future(self._send(envelope))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        event = envelope.is_event
+        future = asyncio.ensure_future(
+            self.channel.basic_publish(
+                fleetwire.encode(envelope),
+                exchange=self.exchange,
+                routing_key=fleetwire.event_routing_key(envelope),
+                properties=self._event if event else self._report,
+                mandatory=event,
+            )
+        )
+        self._pending.add(future)
+        future.add_done_callback(self._done)
 
     async def flush(self) -> None:
         while self._pending:
-            await asyncio.gather(*list(self._pending))
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
 async def publish_backlog(
@@ -688,11 +707,12 @@ def main() -> None:
     args = parse_args()
     banner(
         f"fleet ingest: {args.hosts} hosts x {args.services} services, backlog {args.backlog:,}, "
-        f"live {args.rate:,.0f}/s for {args.seconds:g} s, {args.agents} real agents",
+        f"live {args.rate:,.0f}/s for {args.seconds:g} s, {args.agents} real agents, "
+        f"hang share {args.hang_share:g}",
         args.quick,
     )
     exchange = f"hwbench.{uuid.uuid4().hex}"
-    hosts = [SimHost(f"sim-{i:03d}", args.services) for i in range(args.hosts)]
+    hosts = [SimHost(f"sim-{i:03d}", args.services, args.hang_share) for i in range(args.hosts)]
     with Workdir("fleet", keep=args.keep) as work, bench_database(args.keep) as database:
         hub = HubProcess(work.path, exchange, database)
         agents: list[subprocess.Popen[bytes]] = []
