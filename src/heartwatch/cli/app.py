@@ -104,8 +104,12 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_HUB_COMMANDS = ("status", "restart", "stop", "start", "signal", "reload", "tail")
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -118,7 +122,7 @@ def _root(
             "--hub",
             metavar="URL",
             help="Ask a fleet's hub (http://host:port): status, restart, stop, start, signal, "
-            "reload and tail then take HOST/SERVICE (cli/fleet_remote.py).",
+            "reload and tail then take HOST/SERVICE (reload: HOST).",
         ),
     ] = None,
     wait: Annotated[
@@ -127,6 +131,9 @@ def _root(
     ] = True,
 ) -> None:
     """Keep data pipelines alive: supervise, hear heartbeats and data flow, recover."""
+    if hub is not None and ctx.invoked_subcommand not in _HUB_COMMANDS:
+        say(f"--hub works with {', '.join(_HUB_COMMANDS)}, not {ctx.invoked_subcommand}", "red")
+        raise typer.Exit(2)
     _ROOT_OPTIONS.update(hub=hub, wait=wait)  # this invocation's, for the commands below
 
 
