@@ -277,7 +277,7 @@ class FleetCommands:
         deadline = asyncio.get_running_loop().time() + float(lease)
         key = (service, queue)
         current = self._tails.get(key)
-        if current is not None and not current.stopped:
+        if current is not None and not current.ending:
             current.renew(deadline)
             return "done", f"lease of {service}'s output to {queue} renewed for {lease:g} s"
         logs = self.supervisor.config.logs
@@ -330,6 +330,11 @@ class Tail:
         self.stopped = False
         self._why = "the lease ended without a renewal"
         self._wake = asyncio.Event()
+
+    @property
+    def ending(self) -> bool:
+        """Stopped, or asked to stop (a renewal then starts another stream)."""
+        return self.stopped or self._wake.is_set()
 
     def renew(self, deadline: float) -> None:
         self.deadline = max(self.deadline, deadline)
