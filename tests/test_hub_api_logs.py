@@ -349,3 +349,35 @@ def test_hub_websockets_need_the_token_and_say_so(fresh_database: str) -> None:
         return found
 
     assert run(main) == [(4401, "a valid token is required")] * 2
+
+
+def test_hub_feed_reconnects_when_its_database_connection_drops(fresh_database: str) -> None:
+    """The LISTEN connection killed: the feed connects again and, since notices may have been
+    missed, sends its clients a fresh hello; later changes are pushed again."""
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with (
+            _hub(fresh_database, None, "heartwatch.fleet") as (url, pool, _),
+            connect(f"{url}/ws/events") as ws,
+        ):
+            await asyncio.wait_for(ws.recv(), 10)  # hello
+            async with pool.connection() as connection:
+                await connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+                )
+            again = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            async with pool.connection() as connection:
+                await connection.execute(
+                    "UPDATE services SET reason = 'later' WHERE host = 'farm-01'"
+                )
+                await connection.execute(
+                    "SELECT pg_notify('heartwatch_fleet', %s)",
+                    [json.dumps({"services": [["farm-01", "collector"]]})],
+                )
+            later = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        return again, later
+
+    again, later = run(main)
+    assert again["type"] == "hello"
+    assert later["type"] == "service" and later["service"]["reason"] == "later"
