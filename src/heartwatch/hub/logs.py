@@ -222,8 +222,9 @@ class LogRelay:
                     arguments=command_queue_arguments(self.config.hub.exchange),
                 )
                 first = await self._send_tail(channel, host, service, queue_name, lines)
-        except Exception as error:  # a timeout, or the broker's refusal
-            await refuse(websocket, BROKER_CLOSE, f"the broker is unreachable: {error}"[:120])
+        except Exception as error:  # a timeout, the broker's refusal, the database away
+            why = str(error) or type(error).__name__
+            await refuse(websocket, BROKER_CLOSE, f"cannot start following: {why}"[:120])
             return
         await websocket.accept()
         logger.info("hub: relaying {}/{} to a viewer through {}", host, service, queue_name)
@@ -260,8 +261,15 @@ class LogRelay:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self.lease / 3)
-                async with asyncio.timeout(BROKER_TIMEOUT):
-                    await self._send_tail(channel, host, service, queue_name, 0)
+                try:
+                    async with asyncio.timeout(BROKER_TIMEOUT):
+                        await self._send_tail(channel, host, service, queue_name, 0)
+                except Exception as error:  # the broker or the database away: say so, end
+                    why = f"the stream cannot be renewed: {str(error) or type(error).__name__}"
+                    maker.pending.append(maker.notice(why[:200]))
+                    ended.append("the stream cannot be renewed")
+                    wake.set()
+                    await asyncio.Event().wait()  # send_frames ends the relay once it is said
 
         async def watch_reply() -> None:
             """Tell the viewer what became of the first tail command, if it did not run."""
