@@ -172,7 +172,7 @@ test("unknown under an unreachable host: not down, not fine, last state kept", (
   assert.equal(shownState(service("farm-02", "a"), { state: "unreachable" }), "unknown");
 });
 
-test("a host's delta marks its services changed (their shown state depends on it)", () => {
+test("a host turning unreachable or back marks its services changed (their shown state)", () => {
   const model = loaded();
   model.takeChanges();
   model.apply({ type: "host", host: host("farm-02", { state: "unreachable" }) });
@@ -181,6 +181,11 @@ test("a host's delta marks its services changed (their shown state depends on it
   assert.deepEqual([...changes.hosts], ["farm-02"]);
   assert.deepEqual([...changes.services].sort(), ["farm-02/a", "farm-02/b"]);
   assert.equal(model.takeChanges().services.size, 0);
+  // News of the host that does not turn it reachable or unreachable leaves its rows be.
+  model.apply({ type: "host", host: host("farm-02", { state: "unreachable", last_seen_age: 9 }) });
+  assert.deepEqual([...model.takeChanges().services], []);
+  model.apply({ type: "host", host: host("farm-02", { state: "live" }) });
+  assert.equal(model.takeChanges().services.size, 2);
 });
 
 test("search: text over host, service, reason and labels, case-insensitive", () => {

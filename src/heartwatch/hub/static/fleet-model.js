@@ -228,11 +228,15 @@ export class FleetModel {
 
   putHost(host) {
     if (!host?.host) return false;
+    const before = this.hosts.get(host.host);
     this.hosts.set(host.host, host);
     this.touch(host.host);
     this.changes.hosts.add(host.host);
-    // Its state decides its services' shown state (unknown while unreachable).
-    for (const key of this.byHost.get(host.host) ?? []) this.changes.services.add(key);
+    // Its state decides its services' shown state (unknown while unreachable): their rows
+    // change only when that turns (a host's news comes with each of its messages).
+    if ((before?.state === "unreachable") !== (host.state === "unreachable")) {
+      for (const key of this.byHost.get(host.host) ?? []) this.changes.services.add(key);
+    }
     return true;
   }
 
@@ -559,10 +563,14 @@ export function labelKeys(model) {
   return [...keys].sort(byName);
 }
 
+// One formatter: toLocaleString makes one per call, which a busy page pays for per row.
+const NUMBER = new Intl.NumberFormat("en");
+export const formatNumber = (n) => NUMBER.format(n);
+
 /** "12 failed · 3 unknown · 4,980 running" for a counts' services, in STATE_ORDER. */
 export function statesText(services) {
   return orderedStates(services)
-    .map((state) => `${services[state].toLocaleString("en")} ${state}`)
+    .map((state) => `${formatNumber(services[state])} ${state}`)
     .join(" · ");
 }
 
@@ -592,7 +600,7 @@ export function commandsText(commands) {
   const order = ["failed", "refused", "expired", "sent", "accepted", "done"];
   return order
     .filter((status) => counts[status])
-    .map((status) => `${counts[status].toLocaleString("en")} ${status}`)
+    .map((status) => `${formatNumber(counts[status])} ${status}`)
     .join(" · ");
 }
 

@@ -221,7 +221,7 @@ class HostBlock {
 
   /** A service of this host changed (or its command did): its row is redrawn when shown. */
   mark(key) {
-    this.dirty.add(key);
+    if (this.built) this.dirty.add(key); // unmade rows are drawn whole when made
   }
 
   /** The rows' estimated height while they are not made. */
@@ -230,6 +230,8 @@ class HostBlock {
       (n, item) => n + item.services.length + (item.kind === "instances" ? 1 : 0),
       0,
     );
+    if (count === this.reserved) return;
+    this.reserved = count;
     this.list.style.height = `${count * ROW_PX}px`;
     this.element.style.containIntrinsicSize = `auto ${count * ROW_PX + HEAD_PX}px`;
   }
@@ -238,6 +240,7 @@ class HostBlock {
     if (this.built) return;
     this.built = true;
     this.list.style.height = "";
+    this.reserved = null;
     this.allDirty = true;
     this.refresh(commandFor);
   }
@@ -306,6 +309,8 @@ export class FleetView {
           })
         : null;
     this.commandFor = () => null;
+    this.waiting = new Set(); // blocks near the viewport whose rows are not made yet
+    this.pumping = 0;
   }
 
   /** Draw `view` (FleetModel.view), with `changes` (FleetModel.takeChanges) since the last;
@@ -351,14 +356,30 @@ export class FleetView {
     return this.blocks.get(key.slice(0, key.indexOf("/")));
   }
 
+  /** Blocks come near the viewport: their rows are made, one block a frame (a block is
+   * taller than a screen), so that a fast scroll spreads the work instead of stalling. */
   near(entries) {
     for (const entry of entries) {
-      if (!entry.isIntersecting) continue;
       const block = this.blocks.get(entry.target.dataset.host);
       if (!block || block.built) continue;
-      block.build(this.commandFor);
-      this.observer.unobserve(entry.target);
+      if (entry.isIntersecting) this.waiting.add(block);
+      else this.waiting.delete(block);
     }
+    this.pump();
+  }
+
+  pump() {
+    if (this.pumping || this.waiting.size === 0) return;
+    this.pumping = requestAnimationFrame(() => {
+      this.pumping = 0;
+      const [block] = this.waiting;
+      this.waiting.delete(block);
+      if (!block.built && this.blocks.get(block.hostView?.key) === block) {
+        block.build(this.commandFor);
+        this.observer.unobserve(block.element);
+      }
+      this.pump();
+    });
   }
 
   /** The row of a service, when made. */

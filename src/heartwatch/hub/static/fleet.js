@@ -8,7 +8,7 @@
 // down or silent about one.
 
 import { api, Backoff, setUnauthorizedHandler, wsUrl } from "/agent-static/api.js";
-import { byId, formatCount, formatTime, h } from "/agent-static/dom.js";
+import { byId, formatTime, h } from "/agent-static/dom.js";
 import { LogPanel } from "/agent-static/logpanel.js";
 import { isRefusal, serverConstants } from "/agent-static/shared.js";
 import { capital, Commands, VERB_TEXT } from "./actions.js";
@@ -16,6 +16,7 @@ import {
   commandsText,
   FleetModel,
   FINAL_STATUSES,
+  formatNumber as formatCount,
   labelKeys,
   serviceKey,
   statesText,
