@@ -209,8 +209,15 @@ def test_hub_api_without_a_token_only_loopback_names_are_served(fresh_database: 
 
 def test_hub_api_openapi_lists_every_route(fresh_database: str) -> None:
     """/openapi.json documents every API route; /docs is the package's Swagger UI."""
-    document, docs = run(
-        lambda: _ask(fresh_database, [("GET", "/openapi.json", {}), ("GET", "/docs", {})])
+    document, docs, bundle = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                ("GET", "/openapi.json", {}),
+                ("GET", "/docs", {}),
+                ("GET", "/agent-static/swagger/swagger-ui-bundle.js", {}),
+            ],
+        )
     )
     paths = document.json()["paths"]
     assert set(paths) >= {
@@ -230,6 +237,9 @@ def test_hub_api_openapi_lists_every_route(fresh_database: str) -> None:
     assert {"Host", "FleetService", "Fleet", "HostDetail", "Event", "CommandOut"} <= set(schemas)
     assert docs.status_code == 200
     assert "default-src 'self'" in docs.headers["content-security-policy"]
+    assert 'src="/agent-static/swagger/swagger-ui-bundle.js"' in docs.text
+    assert '"/static/' not in docs.text  # the hub's /static is its dashboard's
+    assert bundle.status_code == 200
 
 
 def test_hub_api_commands_unknown_id_is_404_and_a_bad_request_says_why(

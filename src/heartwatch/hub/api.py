@@ -32,7 +32,7 @@ from heartwatch.hub.history import create_hub_history_router
 from heartwatch.hub.logs import NOT_FOUND_CLOSE, UNREACHABLE_CLOSE, refuse
 from heartwatch.hub.metrics import HubCounters, create_metrics_router
 from heartwatch.web.access import AccessMiddleware, AccessPolicy, Need, presented_token
-from heartwatch.web.apidocs import create_docs_router, with_bearer_scheme
+from heartwatch.web.apidocs import DOCS_PAGE, with_bearer_scheme
 from heartwatch.web.dashboard import (
     CONSTANTS_BLOCK,
     SECURITY_HEADERS,
@@ -387,7 +387,13 @@ def create_hub_app(
     async def host_dashboard(host: str) -> HTMLResponse:
         return host_page.response()
 
-    app.include_router(create_docs_router())
+    # The agent's Swagger UI page (web/apidocs.py), its assets where the hub serves them.
+    docs_page = DOCS_PAGE.read_text(encoding="utf-8").replace('"/static/', '"/agent-static/')
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page, headers=SECURITY_HEADERS)
+
     # The agent's shared modules (pictures.js, logpanel.js…) where the hub's pages import them.
     app.mount("/agent-static", static_files(), name="agent-static")
     app.mount("/static", static_files(HUB_STATIC), name="static")
