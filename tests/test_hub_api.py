@@ -408,3 +408,27 @@ def test_hub_api_a_database_away_is_a_quick_503(monkeypatch: pytest.MonkeyPatch)
     assert answer.status_code == 503
     assert answer.json()["code"] == "database_unreachable"
     assert took < 10
+
+
+def test_hub_api_events_pages_of_one_kind_across_hosts_meet_exactly(fresh_database: str) -> None:
+    """kind across every host, two at a time: the pages join into the whole answer."""
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        async with opened_pool(fresh_database) as pool:
+            await _events(pool)
+            whole, _ = await queries.read_events(pool, kinds=["transition"])
+            pages: list[Any] = []
+            cursor = None
+            for _ in range(10):
+                page, cursor = await queries.read_events(
+                    pool, kinds=["transition"], service="collector", before=cursor, limit=2
+                )
+                pages.extend(page)
+                if cursor is None:
+                    break
+            return whole, pages
+
+    whole, pages = run(main)
+    key = [(e["host"], e["seq"]) for e in whole if e["service"] == "collector"]
+    assert [(e["host"], e["seq"]) for e in pages] == key
+    assert key == [("farm-02", 1), ("farm-01", 3), ("farm-01", 1)]

@@ -397,17 +397,34 @@ async def read_events(
         where.append("at <= %s")
         params.append(until)
     if before is not None:
-        where.append("(at, host, boot, seq) < (%s, %s, %s, %s)")
-        params.extend([before.at, before.host, before.boot, before.seq])
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+        # ``at <=`` alone is what an index range can use; the row comparison breaks the ties.
+        where.append("at <= %s AND (at, host, boot, seq) < (%s, %s, %s, %s)")
+        params.extend([before.at, before.at, before.host, before.boot, before.seq])
     limit = max(1, min(limit, MAX_EVENTS))
-    async with pool.connection(timeout=DB_TIMEOUT) as connection:
-        rows = await _all(
-            connection,
-            f"SELECT {_EVENT_COLUMNS} FROM events {clause} "
-            "ORDER BY at DESC, host DESC, boot DESC, seq DESC LIMIT %s",
-            [*params, limit + 1],
+    order = "ORDER BY at DESC, host DESC, boot DESC, seq DESC LIMIT %s"
+    if host is not None:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} {order}"
+        params.append(limit + 1)
+    else:
+        # Across hosts: the newest of each kind asked for through the (kind, at) index, or of
+        # each host through its (host, at) index, then merged. The events table has no index
+        # on ``at`` alone: one query over it would sort them all (1.3 s for 2 million).
+        if kinds:
+            where[where.index("kind = ANY(%s)")] = "e.kind = k.kind"
+            params.remove(list(kinds))
+            source, bind = "unnest(%s::text[]) AS k(kind)", [list(dict.fromkeys(kinds))]
+        else:
+            where.insert(0, "e.host = h.host")
+            source, bind = "hosts h", []
+        outer = ", ".join(f"e.{column.strip()}" for column in _EVENT_COLUMNS.split(","))
+        sql = (
+            f"SELECT {outer} FROM {source} CROSS JOIN LATERAL (SELECT * FROM events e "
+            f"WHERE {' AND '.join(where) or 'true'} {order}) AS e "
+            "ORDER BY e.at DESC, e.host DESC, e.boot DESC, e.seq DESC LIMIT %s"
         )
+        params = [*bind, *params, limit + 1, limit + 1]
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
+        rows = await _all(connection, sql, params)
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = EventCursor(rows[-1][3], rows[-1][0], rows[-1][1], rows[-1][2]) if more else None
