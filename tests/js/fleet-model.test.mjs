@@ -152,7 +152,10 @@ test("order is stable: a delta of a calm service moves nothing", () => {
 
 test("unknown under an unreachable host: not down, not fine, last state kept", () => {
   const model = loaded();
-  model.apply({ type: "host", host: host("farm-02", { state: "unreachable", labels: { site: "ny" } }) });
+  model.apply({
+    type: "host",
+    host: host("farm-02", { state: "unreachable", labels: { site: "ny" } }),
+  });
   const view = model.view();
   const farm2 = view.groups[0].hosts[0];
   assert.equal(farm2.key, "farm-02");
@@ -226,7 +229,10 @@ test("search: host:, service:, state:, label: terms, globs, lists, negation, all
 
 test("search: an unknown key is searched as text, with a hint; a made-up state matches nothing", () => {
   const { terms, hints } = parseSearch("stat:failed");
-  assert.deepEqual(terms.map((t) => t.key), ["text"]);
+  assert.deepEqual(
+    terms.map((t) => t.key),
+    ["text"],
+  );
   assert.match(hints[0], /"stat:" is not a filter/);
   const model = loaded();
   const view = model.view({ search: "state:broken" });
@@ -302,7 +308,10 @@ test("a host without services is shown unless the filters are about services", (
 
 test("hello replaces everything; events are kept newest first and bounded", () => {
   const model = loaded();
-  model.apply({ type: "hello", fleet: { hosts: [host("solo")], services: [service("solo", "s")] } });
+  model.apply({
+    type: "hello",
+    fleet: { hosts: [host("solo")], services: [service("solo", "s")] },
+  });
   assert.deepEqual(model.view().selection, ["solo/s"]);
   assert.equal(model.takeChanges().all, true);
   for (let i = 0; i < 250; i++) model.apply({ type: "event", event: { seq: i } });
@@ -326,7 +335,12 @@ test("commands: the newest per target, their news in place, counts by status", (
   assert.equal(model.commandFor(serviceKey("farm-01", "a")).id, "c2");
   assert.equal(model.commands.get("c1").status, "done");
   assert.deepEqual([...model.takeChanges().commands].sort(), ["c1", "c2"]);
-  const list = [command("1", "done"), command("2", "done"), command("3", "expired"), command("4", "accepted")];
+  const list = [
+    command("1", "done"),
+    command("2", "done"),
+    command("3", "expired"),
+    command("4", "accepted"),
+  ];
   assert.equal(commandsText(list), "1 expired · 1 accepted · 2 done");
   assert.equal(isPending(command("x", "accepted"), 50), true);
   assert.equal(isPending(command("x", "accepted"), 200), false);

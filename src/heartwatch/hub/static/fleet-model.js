@@ -34,7 +34,8 @@ export const STATE_ORDER = [
 ];
 // Names for sets of states that `state:` accepts beside the states themselves.
 export const STATE_ALIASES = {
-  down: new Set(["stopped", "exited", "failed", "backoff"]), // no process runs (unknown is not down)
+  // No process runs (unknown is not down: nothing is known).
+  down: new Set(["stopped", "exited", "failed", "backoff"]),
   up: new Set(["running"]),
 };
 const PROBLEM_WORDS = new Set(["problem", "problems", "trouble"]);
@@ -113,7 +114,10 @@ function fieldTerm(key, values, negated, hints) {
 
 /** A glob (`*`, `?`) as an anchored, case-insensitive test. */
 function glob(pattern) {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   const regex = new RegExp(`^${source}$`, "i");
   return (text) => text != null && regex.test(text);
 }
@@ -428,7 +432,13 @@ export class FleetModel {
       one.rank = serviceRank(state, entry.service);
       const group = entry.service.instance_of;
       if (group == null) {
-        items.push({ kind: "service", key: entry.key, rank: one.rank, order: one.order, services: [one] });
+        items.push({
+          kind: "service",
+          key: entry.key,
+          rank: one.rank,
+          order: one.order,
+          services: [one],
+        });
       } else if (groups.has(group)) {
         const item = groups.get(group);
         item.services.push(one);
@@ -482,7 +492,8 @@ function newCounts() {
 }
 
 function addCounts(into, from) {
-  for (const [state, n] of Object.entries(from.hosts)) into.hosts[state] = (into.hosts[state] || 0) + n;
+  for (const [state, n] of Object.entries(from.hosts))
+    into.hosts[state] = (into.hosts[state] || 0) + n;
   for (const [state, n] of Object.entries(from.services)) {
     into.services[state] = (into.services[state] || 0) + n;
   }
@@ -521,17 +532,26 @@ function positive(term, entry, host, state) {
   const service = entry?.service ?? null;
   switch (term.key) {
     case "text":
-      return (entry?.text ?? host.host.toLowerCase()).includes(term.needle) || labelText(host).includes(term.needle);
+      return (
+        (entry?.text ?? host.host.toLowerCase()).includes(term.needle) ||
+        labelText(host).includes(term.needle)
+      );
     case "host":
       return term.patterns.some((test) => test(host.host));
     case "service":
-      return service != null && term.patterns.some((test) => test(service.name) || test(service.instance_of));
+      return (
+        service != null &&
+        term.patterns.some((test) => test(service.name) || test(service.instance_of))
+      );
     case "state":
-      if (service == null) return term.words.some((word) => HOST_STATES.includes(word) && host.state === word);
+      if (service == null)
+        return term.words.some((word) => HOST_STATES.includes(word) && host.state === word);
       return term.words.some((word) => stateMatches(word, state, service, host));
     case "label":
       return term.pairs.some(({ name, value }) =>
-        Object.entries(host.labels ?? {}).some(([k, v]) => name(k) && (value == null || value(String(v)))),
+        Object.entries(host.labels ?? {}).some(
+          ([k, v]) => name(k) && (value == null || value(String(v))),
+        ),
       );
     default:
       return false;
@@ -559,7 +579,8 @@ function labelText(host) {
 /** The label keys of the fleet's hosts, sorted: what the group-by chooser offers. */
 export function labelKeys(model) {
   const keys = new Set();
-  for (const host of model.hosts.values()) for (const key of Object.keys(host.labels ?? {})) keys.add(key);
+  for (const host of model.hosts.values())
+    for (const key of Object.keys(host.labels ?? {})) keys.add(key);
   return [...keys].sort(byName);
 }
 

@@ -62,7 +62,12 @@ class ServiceRow {
     }
     this.element = h(
       "div",
-      { class: "frow svc", "data-key": key, "data-host": service.host, "data-service": service.name },
+      {
+        class: "frow svc",
+        "data-key": key,
+        "data-host": service.host,
+        "data-service": service.name,
+      },
       h("span", { class: "fcell name-cell" }, this.name, this.words),
       h("span", { class: "fcell state-cell" }, this.pill, this.notReady),
       this.since,
@@ -83,7 +88,8 @@ class ServiceRow {
     setText(this.words, service.status?.status || "");
     setText(this.pill, state);
     const last = lastKnownState(service);
-    this.pill.title = state === "unknown" ? `host unreachable; last known: ${last ?? "nothing"}` : "";
+    this.pill.title =
+      state === "unknown" ? `host unreachable; last known: ${last ?? "nothing"}` : "";
     this.notReady.hidden = !(service.ready === false && state === "running");
     setText(this.since, service.since == null ? "–" : formatTime(service.since));
     setText(this.pid, service.pid == null ? "–" : String(service.pid));
@@ -147,7 +153,8 @@ class GroupHead {
     const problems = n ? ` · ${n} ${n === 1 ? "problem" : "problems"}` : "";
     setText(
       this.counts,
-      `${hosts} ${hosts === 1 ? "host" : "hosts"} · ${statesText(group.counts.services)}${problems}`,
+      `${hosts} ${hosts === 1 ? "host" : "hosts"} · ` +
+        `${statesText(group.counts.services)}${problems}`,
     );
     this.element.classList.toggle("troubled", group.rank < 3);
   }
@@ -197,7 +204,10 @@ class HostBlock {
       }
       this.seenAge = host.last_seen_age ?? null;
       this.seenAt = monotonic();
-      this.link.title = [host.version && `version ${host.version}`, host.boot && `boot ${host.boot}`]
+      this.link.title = [
+        host.version && `version ${host.version}`,
+        host.boot && `boot ${host.boot}`,
+      ]
         .filter(Boolean)
         .join(" · ");
     }
@@ -263,7 +273,8 @@ class HostBlock {
       for (const one of item.services) {
         let row = this.rows.get(one.key);
         const fresh = !row;
-        if (fresh) this.rows.set(one.key, (row = new ServiceRow(one.key, one.service, this.handlers)));
+        if (fresh)
+          this.rows.set(one.key, (row = new ServiceRow(one.key, one.service, this.handlers)));
         if (fresh || all || dirty.has(one.key)) {
           row.update(one.service, one.state, commandFor(one.key));
           dirty.delete(one.key);

@@ -22,7 +22,13 @@ import {
   statesText,
 } from "./fleet-model.js";
 import { FleetView, monotonic } from "./fleet-view.js";
-import { confirmDialog, reauthenticate, setLink, showNotice, wireCommonButtons } from "./session.js";
+import {
+  confirmDialog,
+  reauthenticate,
+  setLink,
+  showNotice,
+  wireCommonButtons,
+} from "./session.js";
 
 const TICK_MS = 1000;
 const SEARCH_DELAY_MS = 150;
@@ -165,7 +171,8 @@ function showCounts(view) {
   const troubled = counts.problems + (counts.hosts.stale || 0) + (counts.hosts.unreachable || 0);
   const parts = [];
   if (counts.problems) parts.push(`${plural(counts.problems, "service")} in trouble`);
-  if (counts.hosts.unreachable) parts.push(`${plural(counts.hosts.unreachable, "host")} unreachable`);
+  if (counts.hosts.unreachable)
+    parts.push(`${plural(counts.hosts.unreachable, "host")} unreachable`);
   if (counts.hosts.stale) parts.push(`${plural(counts.hosts.stale, "host")} stale`);
   byId("summary").textContent = parts.length ? parts.join(" · ") : counts.total ? "all well" : "";
   document.title = troubled ? `(${troubled}) heartwatch fleet` : "heartwatch fleet";
@@ -179,7 +186,8 @@ function showCounts(view) {
 function showSelection(view) {
   const n = view.selection.length;
   const what = view.filtered ? "shown by the filters" : "no filter: the whole fleet";
-  byId("selection-text").textContent = `Selection: ${formatCount(n)} ${n === 1 ? "service" : "services"} (${what})`;
+  byId("selection-text").textContent =
+    `Selection: ${formatCount(n)} ${n === 1 ? "service" : "services"} (${what})`;
   for (const verb of ["restart", "stop", "start"]) {
     const button = byId(`bulk-${verb}`);
     button.textContent = `${capital(verb)} ${formatCount(n)}`;
@@ -230,7 +238,10 @@ function connectEvents() {
     const delay = eventsBackoff.next();
     const why = closeWhy(event);
     const asOf = lastMessageAt ? ` · shown as of ${formatTime(lastMessageAt / 1000)}` : "";
-    setLink("down", `hub connection lost${why} · reconnecting in ${Math.ceil(delay / 1000)} s${asOf}`);
+    setLink(
+      "down",
+      `hub connection lost${why} · reconnecting in ${Math.ceil(delay / 1000)} s${asOf}`,
+    );
     if (!opened) loadFleet(); // the stream did not open: what the plain API says meanwhile
     setTimeout(connectEvents, delay);
   });
@@ -276,26 +287,33 @@ async function controlSelection(verb) {
   if (!n) return;
   const noun = n === 1 ? "service" : "services";
   const listed = targets.slice(0, CONFIRM_LISTED).map((key) => h("li", {}, key));
-  if (n > CONFIRM_LISTED) listed.push(h("li", { class: "more" }, `… and ${formatCount(n - CONFIRM_LISTED)} more`));
+  if (n > CONFIRM_LISTED)
+    listed.push(h("li", { class: "more" }, `… and ${formatCount(n - CONFIRM_LISTED)} more`));
   byId("confirm-list").replaceChildren(...listed);
   let changed = false;
   const confirmed = await confirmDialog({
     title: `${capital(verb)} ${formatCount(n)} ${noun}?`,
-    text: `Each of the ${formatCount(n)} ${noun} shown (${describeFilters()}) will be ${VERB_TEXT[verb]}.`,
+    text:
+      `Each of the ${formatCount(n)} ${noun} shown (${describeFilters()}) ` +
+      `will be ${VERB_TEXT[verb]}.`,
     ok: `${capital(verb)} ${formatCount(n)}`,
     verb,
     count: current.needsCount ? n : null,
     onOk: (finish) => {
-      // What passes the filters now: a service that changed meanwhile is not acted on blind.
+      // What passes the filters now: a service that came or went meanwhile is not acted on
+      // blind (the same services in another order are the same selection).
       const now = model.view(filters).selection;
-      changed = now.length !== targets.length || now.some((key, i) => key !== targets[i]);
+      const asked = new Set(targets);
+      changed = now.length !== asked.size || now.some((key) => !asked.has(key));
       finish(!changed);
     },
   });
   byId("confirm-list").replaceChildren();
   if (changed) {
+    const now = formatCount(current.selection.length);
     showNotice(
-      `The selection changed while the confirmation was open (now ${formatCount(current.selection.length)}): nothing was sent. Look again and confirm anew.`,
+      `The selection changed while the confirmation was open (now ${now}): nothing was sent. ` +
+        "Look again and confirm anew.",
     );
     return;
   }
@@ -320,11 +338,7 @@ function showBulk() {
   if (!bulk) return;
   bar.hidden = false;
   const issued = bulk.ids.map((id) => model.commands.get(id)).filter(Boolean);
-  const sent = issued.length
-    ? commandsText(issued)
-    : bulk.ids.length === 0
-      ? "sending…"
-      : "";
+  const sent = issued.length ? commandsText(issued) : bulk.ids.length === 0 ? "sending…" : "";
   bar.textContent = `${bulk.verb} of ${formatCount(bulk.count)}: ${sent}`;
   const failed = issued.filter((c) => c.status === "failed" || c.status === "refused");
   bar.title = failed

@@ -64,7 +64,10 @@ function draw() {
   if (host) showHost(host, view);
   const reload = model.commandFor(HOST);
   const said = byId("host-command");
-  setText(said, reload ? `${reload.verb} ${reload.status}${reload.reason ? `: ${reload.reason}` : ""}` : "");
+  setText(
+    said,
+    reload ? `${reload.verb} ${reload.status}${reload.reason ? `: ${reload.reason}` : ""}` : "",
+  );
   if (reload) said.dataset.status = reload.status;
   if (changes.all || changes.services.size || changes.added) refreshLogSources();
   if (!document.body.dataset.rendered && host) document.body.dataset.rendered = "true";
@@ -76,7 +79,12 @@ function showHost(host, view) {
   }
   const facts = [
     ["state", host.state],
-    ["labels", Object.entries(host.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(" ") || "none"],
+    [
+      "labels",
+      Object.entries(host.labels ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ") || "none",
+    ],
     ["state since", host.state_since == null ? "–" : formatTime(host.state_since)],
     ["last heard", lastHeard()],
     ["boot", host.boot || "–"],
@@ -239,7 +247,8 @@ const eventKey = (event) => `${event.boot}/${event.seq}`;
 function eventItem(event) {
   const iso = new Date(event.at * 1000).toISOString();
   const kind = event.kind ?? event.type;
-  const words = event.type === "entry" || event.kind ? describe({ ...event, kind }) : String(event.type);
+  const words =
+    event.type === "entry" || event.kind ? describe({ ...event, kind }) : String(event.type);
   eventsShown.add(eventKey(event));
   return h(
     "li",
@@ -264,7 +273,8 @@ async function loadStrips() {
   try {
     answer = await api(path);
   } catch (error) {
-    if (error.status !== 404) showNotice(`could not load the history: ${error.describe?.() ?? error.message}`);
+    if (error.status !== 404)
+      showNotice(`could not load the history: ${error.describe?.() ?? error.message}`);
     answer = { services: [] };
   }
   const services = answer.services || [];
@@ -276,16 +286,17 @@ async function loadStrips() {
 function stripBlock(answer) {
   const segments = answer.segments || [];
   const detail = h("span", { class: "sub strip-detail" });
-  const rects = stripLayout(segments, answer.since, answer.until).map(({ x, width, segment, index }) =>
-    svg("rect", {
-      class: "seg",
-      x: (x * STRIP_WIDTH).toFixed(3),
-      width: (width * STRIP_WIDTH).toFixed(3),
-      y: 0,
-      height: STRIP_HEIGHT,
-      "data-index": String(index),
-      "data-state": segment.state,
-    }),
+  const rects = stripLayout(segments, answer.since, answer.until).map(
+    ({ x, width, segment, index }) =>
+      svg("rect", {
+        class: "seg",
+        x: (x * STRIP_WIDTH).toFixed(3),
+        width: (width * STRIP_WIDTH).toFixed(3),
+        y: 0,
+        height: STRIP_HEIGHT,
+        "data-index": String(index),
+        "data-state": segment.state,
+      }),
   );
   const strip = svg(
     "svg",
@@ -304,7 +315,8 @@ function stripBlock(answer) {
     if (!rect) return;
     const index = Number(rect.dataset.index);
     const said = describeSegment(segments[index], segments[index - 1] ?? null);
-    detail.textContent = `${said.change} · ${said.when} (${said.lasted})${said.reason ? ` · ${said.reason}` : ""}`;
+    const why = said.reason ? ` · ${said.reason}` : "";
+    detail.textContent = `${said.change} · ${said.when} (${said.lasted})${why}`;
   });
   const figures = summaryFigures(answer.summary)
     .map((figure) => `${figure.label} ${figure.text}`)
