@@ -131,7 +131,15 @@ class Ingest:
             if not self._pending:
                 self._arrived.clear()
             if batch:
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except Exception:
+                    # A bug, not bad input (that is refused by code) nor the database (retried):
+                    # said with its traceback; the batch goes back to the queue (sent again,
+                    # stored once), and the ingest itself goes on.
+                    logger.exception("hub ingest: a batch of {} failed", len(batch))
+                    await asyncio.sleep(RETRY_FIRST)
+                    await self._settle(batch, requeue=True)
 
     async def _write(self, messages: list[AbstractIncomingMessage]) -> None:
         storable = []
@@ -163,7 +171,7 @@ class Ingest:
                 continue
             break
         self.counters.receive_batch(result.events, time.perf_counter() - started)
-        await self._acknowledge(messages)
+        await self._settle(messages)
         try:
             self.on_batch(result)
         except Exception:  # a listener's bug must not stop the ingest
@@ -200,16 +208,29 @@ class Ingest:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             logger.warning("hub ingest: a message refused and dropped: {}{}", error, more)
 
-    async def _acknowledge(self, messages: list[AbstractIncomingMessage]) -> None:
-        """One ack per channel, for the batch's last message there (``multiple``: and every
-        one before it). A channel that closed meanwhile cannot take it: its messages come
-        again on the new one, and are stored once all the same."""
+    async def _settle(
+        self, messages: list[AbstractIncomingMessage], *, requeue: bool = False
+    ) -> None:
+        """One ack (or, ``requeue``, one nack giving them back) per channel, for the batch's
+        last message there (``multiple``: and every one before it). A channel that closed
+        meanwhile cannot take it: its messages come again on the new one, stored once."""
         last: dict[int, AbstractIncomingMessage] = {}
+        gone = 0
         for message in messages:
-            last[id(message.channel)] = message
+            try:
+                last[id(message.channel)] = message
+            except Exception:  # the channel closed since (a broker outage, a reconnect)
+                gone += 1
+        if gone:
+            logger.info(
+                "hub ingest: {} acks lost with their channel (sent again: stored once)", gone
+            )
         for message in last.values():
             try:
-                await message.ack(multiple=True)
+                if requeue:
+                    await message.nack(multiple=True, requeue=True)
+                else:
+                    await message.ack(multiple=True)
             except Exception as error:  # the channel's end, in any of its forms
                 logger.info("hub ingest: an ack was lost with its channel ({})", _name(error))
 
