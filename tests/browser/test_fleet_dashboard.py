@@ -271,6 +271,14 @@ def test_fleet_dashboard_live(
         assert first_host(page) == "lab-1"  # an unreachable host comes first
         expect(page.locator("#service-counts")).to_contain_text("4 unknown")
 
+        # Grouped by a label: one group per value, the one holding the unreachable host first.
+        page.select_option("#group-by", "label:site")
+        expect(page.locator(".fgroup")).to_have_count(2)
+        expect(page.locator(".fgroup .fgroup-title")).to_have_text(["site=ny", "site=sz"])
+        expect(page.locator(".fgroup").last).to_contain_text("2 hosts")
+        page.select_option("#group-by", "host")
+        expect(page.locator(".fgroup")).to_have_count(0)
+
         # The search narrows the selection; the state filter narrows it further.
         search(page, "host:farm-*")
         expect(page.locator("#selection-text")).to_contain_text("Selection: 8 services")
@@ -281,6 +289,7 @@ def test_fleet_dashboard_live(
         search(page, "host:farm-* service:collector*")
         expect(page.locator("#selection-text")).to_contain_text("Selection: 4 services")
         expect(page.locator("#bulk-restart")).to_have_text("Restart 4")
+        assert "q=host%3Afarm-*+service%3Acollector*" in page.url  # the filters in the address
 
         # A bulk restart: confirmed with its count, commands for exactly those four.
         before = {c["id"] for c in commands_of(hub)}
