@@ -88,7 +88,7 @@ def heartbeat(host: str, boot: str, seq: int = 0, started_at: float = NOW) -> En
 
 
 def storable(items: list[Envelope]) -> list[Storable]:
-    return [Storable(item, check_storable(item)) for item in items]
+    return [check_storable(item) for item in items]
 
 
 @asynccontextmanager

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Final
 import psycopg
 from loguru import logger
 
-from heartwatch.core.fleetwire import EVENTS_QUEUE_ARGUMENTS, FleetWireError, decode, events_queue
+from heartwatch.core.fleetwire import EVENTS_QUEUE_ARGUMENTS, FleetWireError, events_queue
 from heartwatch.core.redact import redact
 from heartwatch.core.throttle import LogThrottle
-from heartwatch.hub.store import BatchResult, FleetStore, Storable, check_storable
+from heartwatch.hub.store import BatchResult, FleetStore, Storable, storable_message
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -195,8 +195,7 @@ class Ingest:
 
     def _decoded(self, message: AbstractIncomingMessage) -> Storable | None:
         try:
-            envelope = decode(message.body)
-            return Storable(envelope, check_storable(envelope))
+            return storable_message(message.body)
         except FleetWireError as error:
             self._reject(error)
             return None

@@ -37,7 +37,7 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from heartwatch.core.fleetwire import Envelope, FleetWireError
+from heartwatch.core.fleetwire import Envelope, FleetWireError, decode, encode
 
 CHANNEL: Final = "heartwatch_fleet"
 MAX_NOTIFY_BYTES: Final = 7000  # beyond: {"all": true} (PostgreSQL's limit is 8000)
@@ -85,13 +85,15 @@ class BatchResult:
         return payload if len(payload.encode()) <= MAX_NOTIFY_BYTES else '{"all":true}'
 
 
-def check_storable(envelope: Envelope) -> str:
-    """The body as JSON text for the database, after the checks the wire format leaves to the
-    store; raises ``FleetWireError`` (code ``body`` or ``nul``) for what it cannot keep."""
-    body = envelope.body
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+def check_storable(envelope: Envelope, text: str | None = None) -> Storable:
+    """``envelope`` (received as the JSON ``text``; None: as ``encode`` writes it) checked for
+    what the wire format leaves to the store; raises ``FleetWireError`` (code ``body`` or
+    ``nul``) for what the database could not keep (and would refuse the whole batch for)."""
+    if text is None:
+        text = encode(envelope).decode()
     if "\\u0000" in text and _NUL.search(text):
         raise FleetWireError("nul", "a NUL character in the body (PostgreSQL text cannot hold it)")
+    body = envelope.body
     kind = envelope.type
     if kind == "entry":
         for name in _ENTRY_TEXT_FIELDS:
@@ -117,7 +119,17 @@ def check_storable(envelope: Envelope) -> str:
         labels = body.get("labels", {})
         if type(labels) is not dict or not all(type(v) is str for v in labels.values()):
             raise FleetWireError("body", "labels must be an object of texts")
-    return text
+    return Storable(envelope, text)
+
+
+def storable_message(data: bytes) -> Storable:
+    """A message from the broker, decoded and checked (``FleetWireError`` if it cannot be)."""
+    envelope = decode(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FleetWireError("encoding", "not UTF-8") from None
+    return check_storable(envelope, text)
 
 
 def _check_counts(body: Mapping[str, Any]) -> None:
@@ -152,10 +164,11 @@ def _is_service_item(item: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Storable:
-    """An envelope checked for the store, with its body's JSON text."""
+    """An envelope checked for the store, with the JSON text it came as (the database reads
+    the event's columns from it: less work here, on the hot path)."""
 
     envelope: Envelope
-    body_json: str
+    text: str
 
 
 @dataclass(slots=True)
@@ -196,8 +209,7 @@ class FleetStore:
             return
         await connection.execute(
             "CREATE TEMP TABLE IF NOT EXISTS hub_incoming (host text, boot text, seq bigint,"
-            " type text, at double precision, kind text, service text, reason text,"
-            " state text, previous text, detail jsonb, body jsonb) ON COMMIT DELETE ROWS"
+            " type text, envelope jsonb) ON COMMIT DELETE ROWS"
         )
         await connection.commit()
         self._prepared.add(connection)
@@ -347,10 +359,21 @@ class FleetStore:
         async with connection.cursor() as cursor:
             async with cursor.copy("COPY hub_incoming FROM STDIN") as copy:
                 for item in events.values():
-                    await copy.write_row(_event_row(item))
+                    envelope = item.envelope
+                    await copy.write_row(
+                        (envelope.host, envelope.boot, envelope.seq, envelope.type, item.text)
+                    )
             await cursor.execute(
                 "INSERT INTO events (host, boot, seq, type, at, kind, service, reason, state,"
-                " previous, detail, body) SELECT * FROM hub_incoming"
+                " previous, detail, body)"
+                " SELECT host, boot, seq, type, (e->>'at')::float8,"
+                " CASE type WHEN 'entry' THEN b->>'kind' ELSE type END, b->>'service',"
+                " b->>'reason', CASE type WHEN 'reply' THEN b->>'status' ELSE b->>'state' END,"
+                " CASE type WHEN 'entry' THEN b->>'previous' END,"
+                " CASE WHEN type = 'entry' AND jsonb_typeof(b->'detail') = 'object'"
+                " THEN b->'detail' END, coalesce(b, '{}')"
+                " FROM (SELECT host, boot, seq, type, envelope AS e, envelope->'body' AS b"
+                " FROM hub_incoming) AS incoming"
                 " ON CONFLICT DO NOTHING RETURNING host, boot, seq"
             )
             new = sorted((row[0], row[1], row[2]) for row in await cursor.fetchall())
@@ -414,6 +437,24 @@ class FleetStore:
         ]
         if not rows:
             return
+        # Most transitions move a service the hub knows: a plain UPDATE joined to the batch is
+        # much cheaper than an upsert per row (a third of a batch's time before); the rest (new
+        # services, or ones a later event moved already) go through the upsert below.
+        cursor = await connection.execute(
+            "UPDATE services AS s SET state = u.state, reason = u.reason, since = u.at,"
+            " status = s.status || jsonb_build_object('state', u.state, 'reason', u.reason),"
+            " updated_seq = u.seq, updated_at = now() FROM unnest(%s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::float8[], %s::int8[])"
+            " AS u(host, service, state, reason, at, seq)"
+            " WHERE s.host = u.host AND s.service = u.service AND s.updated_seq < u.seq"
+            " RETURNING s.host, s.service",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        moved = {(row[0], row[1]) for row in await cursor.fetchall()}
+        result.services |= moved
+        rows = [row for row in rows if (row[0], row[1]) not in moved]
+        if not rows:
+            return
         cursor = await connection.execute(
             "INSERT INTO services AS s (host, service, state, reason, since, status, updated_seq)"
             " SELECT u.host, u.service, u.state, u.reason, u.at, jsonb_build_object('name',"
@@ -463,31 +504,6 @@ def _reports_that_matter(batch: Sequence[Storable]) -> list[Storable]:
         kept.append(item)
     kept.reverse()
     return kept
-
-
-def _event_row(item: Storable) -> tuple[Any, ...]:
-    envelope = item.envelope
-    body = envelope.body
-    if envelope.type == "entry":
-        detail = body.get("detail")
-        fields = [body.get(name) for name in _ENTRY_TEXT_FIELDS]
-        detail_json = None if detail is None else json.dumps(detail, ensure_ascii=False)
-    elif envelope.type == "reply":
-        fields = ["reply", body.get("service"), body.get("reason"), body.get("status"), None]
-        detail_json = None
-    else:
-        fields = ["counts", None, None, None, None]
-        detail_json = None
-    return (
-        envelope.host,
-        envelope.boot,
-        envelope.seq,
-        envelope.type,
-        envelope.at,
-        *fields,
-        detail_json,
-        item.body_json,
-    )
 
 
 def _stored_entry(envelope: Envelope, current: bool) -> StoredEntry:
