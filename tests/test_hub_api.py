@@ -432,3 +432,31 @@ def test_hub_api_events_pages_of_one_kind_across_hosts_meet_exactly(fresh_databa
     key = [(e["host"], e["seq"]) for e in whole if e["service"] == "collector"]
     assert [(e["host"], e["seq"]) for e in pages] == key
     assert key == [("farm-02", 1), ("farm-01", 3), ("farm-01", 1)]
+
+
+def test_hub_api_commands_list_leaves_the_log_relays_leases_out(fresh_database: str) -> None:
+    """A tail (the relay's lease) is listed only when asked for by verb."""
+
+    async def setup(pool: Any) -> None:
+        async with pool.connection() as connection:
+            for command_id, verb in (("c1", "restart"), ("c2", "tail")):
+                await connection.execute(
+                    "INSERT INTO commands (id, host, service, verb, issued_by, issued_at, "
+                    "expires_at) VALUES (%s, 'farm-01', 'collector', %s, 'hub', 1, 61)",
+                    [command_id, verb],
+                )
+
+    default, tails, one = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                ("GET", "/api/v1/commands", {}),
+                ("GET", "/api/v1/commands", {"params": {"verb": "tail"}}),
+                ("GET", "/api/v1/commands/c2", {}),
+            ],
+            setup=setup,
+        )
+    )
+    assert [c["id"] for c in default.json()["commands"]] == ["c1"]
+    assert [c["id"] for c in tails.json()["commands"]] == ["c2"]
+    assert one.json()["verb"] == "tail"

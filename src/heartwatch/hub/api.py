@@ -334,10 +334,15 @@ def create_hub_app(
     @app.get("/api/v1/commands", response_model=CommandList, tags=["commands"])
     async def list_commands(
         host: str | None = None,
+        verb: Annotated[
+            list[str] | None, Query(description="repeatable; default: every verb but tail")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=queries.MAX_COMMANDS)] = 100,
     ) -> Response:
-        """Commands newest first, a host's if given."""
-        return _json({"commands": await queries.read_commands(pool, host=host, limit=limit)})
+        """Commands newest first, a host's if given; the log relay's ``tail`` leases only
+        when asked for (``verb=tail``)."""
+        found = await queries.read_commands(pool, host=host, verbs=verb or (), limit=limit)
+        return _json({"commands": found})
 
     @app.get("/api/v1/auth", response_model=AuthStatus, tags=["fleet"])
     async def auth(request: Request) -> AuthStatus:

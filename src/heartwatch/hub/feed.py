@@ -307,7 +307,8 @@ class FleetFeed:
         for host_name, name in removed:
             self.broadcast(dumps({"type": "removed", "host": host_name, "name": name}))
         for command in commands:
-            self.broadcast(dumps({"type": "command", "command": command}))
+            if command["verb"] != "tail":  # the log relay's leases: no one's business here
+                self.broadcast(dumps({"type": "command", "command": command}))
         for event in events:
             self.broadcast(dumps({"type": "event", "event": event}))
 

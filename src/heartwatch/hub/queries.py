@@ -482,15 +482,29 @@ async def read_command(pool: AsyncConnectionPool[Any], command_id: str) -> Row |
 
 
 async def read_commands(
-    pool: AsyncConnectionPool[Any], *, host: str | None = None, limit: int = 100
+    pool: AsyncConnectionPool[Any],
+    *,
+    host: str | None = None,
+    verbs: Sequence[str] = (),
+    limit: int = 100,
 ) -> list[Row]:
-    """Commands newest first, a host's if given."""
-    clause, params = ("WHERE host = %s", [host]) if host is not None else ("", [])
+    """Commands newest first, a host's if given; of ``verbs`` if given, else every verb but
+    ``tail`` (the log relay's leases, renewed every few seconds while someone watches)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if host is not None:
+        where.append("host = %s")
+        params.append(host)
+    if verbs:
+        where.append("verb = ANY(%s)")
+        params.append(list(verbs))
+    else:
+        where.append("verb <> 'tail'")
     limit = max(1, min(limit, MAX_COMMANDS))
     async with pool.connection(timeout=DB_TIMEOUT) as connection:
         rows = await _all(
             connection,
-            f"SELECT {_COMMAND_COLUMNS} FROM commands {clause} "
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE {' AND '.join(where)} "
             "ORDER BY issued_at DESC, id DESC LIMIT %s",
             [*params, limit],
         )
