@@ -84,21 +84,18 @@ def run_hub_command(config: Path, *, check: bool = False) -> int:
         for line in problems:
             say(line)
         return 2
+    # The hub signs every command it sends: without its key it cannot do its job.
     key_problem = _signing_key_problem(loaded)
+    if key_problem:
+        say(f"{config}: {key_problem}", "red")
+        return 2
     if check:
-        if key_problem:
-            say(f"{config}: {key_problem}", "red")
-            return 2
         say(f"{config}: OK (hub {loaded.name})")
         return 0
     _configure_logging()
-    from loguru import logger
-
     from heartwatch.hub.assembly import run_hub
     from heartwatch.hub.schema import SchemaTooNew
 
-    if key_problem:
-        logger.warning("{}: {}; commands cannot be sent", config, key_problem)
     try:
         asyncio.run(run_hub(loaded))
     except SchemaTooNew as error:
