@@ -6,7 +6,8 @@ What must hold: the rows appear; a transition changes a row live and moves it fi
 that falls silent goes unreachable and its services show "unknown" (grey, not red, not green);
 search and the state filter narrow the bulk selection; a bulk restart asks for confirmation
 naming the count and issues commands for exactly the filtered services (the hub's
-GET /api/v1/commands says so); without a filter the count must be typed; each command's reply
+GET /api/v1/commands says so); without a filter the count must be typed; a selection that
+changes while its confirmation is open sends nothing; each command's reply
 is shown on its row; the host's page shows its services and events; a hub gone is said as
 "hub connection lost"; no console error, so no CSP violation, on the way.
 """
@@ -346,6 +347,21 @@ def test_fleet_dashboard_live(
         page.locator("#confirm-cancel").click()
         time.sleep(0.5)
         assert len(commands_of(hub)) == len(before) + 4
+
+        # The selection changes while its confirmation is open: nothing is sent, it says why.
+        page.select_option("#state-filter", "failed")
+        expect(page.locator("#selection-text")).to_contain_text("Selection: 1 service ")
+        page.locator("#bulk-stop").click()
+        expect(page.locator("#confirm-title")).to_have_text("Stop 1 service?")
+        agents["farm-02"].transition("b", "running", "restarted")
+        expect(page.locator("#selection-text")).to_contain_text("Selection: 0 services")
+        page.locator("#confirm-ok").click()
+        expect(page.locator("#notice-text")).to_contain_text("The selection changed")
+        expect(page.locator("#bulk-stop")).to_be_disabled()  # nothing to act on
+        time.sleep(0.5)
+        assert len(commands_of(hub)) == len(before) + 4
+        page.locator("#notice-close").click()
+        page.select_option("#state-filter", "")
 
         page.screenshot(path=str(ARTIFACTS / "fleet-dashboard.png"), full_page=True)
         assert problems(watched) == []
