@@ -329,7 +329,11 @@ export class FleetView {
   render(view, changes, commandFor, grouped) {
     this.commandFor = commandFor;
     for (const host of changes.removedHosts) {
-      this.blocks.get(host)?.element.remove();
+      const block = this.blocks.get(host);
+      if (!block) continue;
+      block.element.remove();
+      this.observer?.unobserve(block.element);
+      this.waiting.delete(block);
       this.blocks.delete(host);
     }
     for (const key of changes.removed) this.blockOf(key)?.forget(key);

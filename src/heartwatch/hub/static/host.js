@@ -11,6 +11,7 @@ import { byId, formatAge, formatTime, h, setText, svg } from "/agent-static/dom.
 import { LogPanel } from "/agent-static/logpanel.js";
 import {
   describeSegment,
+  EVENT_KINDS,
   overviewPath,
   rangeOf,
   stripLayout,
@@ -26,6 +27,9 @@ import { reauthenticate, setLink, showNotice, wireCommonButtons } from "./sessio
 const HOST = decodeURIComponent(location.pathname.replace(/^\/hosts\//, "").replace(/\/$/, ""));
 const HOST_PATH = `/api/v1/hosts/${encodeURIComponent(HOST)}`;
 const EVENTS_SHOWN = 100;
+// The journal's kinds and the commands' replies; not the per-minute counts, which are numbers
+// for the history, not news.
+const LISTED_KINDS = [...EVENT_KINDS, "reply"];
 const STRIP_WIDTH = 1000; // viewBox units
 const STRIP_HEIGHT = 18;
 const STRIPS_EVERY_MS = 60_000;
@@ -162,7 +166,7 @@ function connect() {
       model.load(onlyThisHost(data.fleet));
     } else if (about(data)) {
       if (data.type === "command") commands.heard(data.command);
-      if (data.type === "event") addEvent(data.event);
+      if (data.type === "event" && LISTED_KINDS.includes(data.event?.kind)) addEvent(data.event);
       model.apply(data);
     } else {
       return;
@@ -212,6 +216,7 @@ async function loadHost() {
 
 async function loadEvents() {
   const query = new URLSearchParams({ host: HOST, limit: String(EVENTS_SHOWN) });
+  for (const kind of LISTED_KINDS) query.append("kind", kind);
   try {
     const { events } = await api(`/api/v1/events?${query}`);
     // What the stream brought before this answer and the answer does not hold stays on top.
@@ -247,8 +252,7 @@ const eventKey = (event) => `${event.boot}/${event.seq}`;
 function eventItem(event) {
   const iso = new Date(event.at * 1000).toISOString();
   const kind = event.kind ?? event.type;
-  const words =
-    event.type === "entry" || event.kind ? describe({ ...event, kind }) : String(event.type);
+  const words = kind === "reply" ? `command reply: ${event.state ?? "?"}` : describe(event);
   eventsShown.add(eventKey(event));
   return h(
     "li",
