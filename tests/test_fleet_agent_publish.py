@@ -1,0 +1,167 @@
+"""The agent's publishing, in process with a fake exchange: journal entries become numbered
+events in the outbox, published in order; what the broker confirmed leaves the outbox, what it
+did not stays and goes first next time; an event the broker does not take waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiormq
+import pytest
+
+from heartwatch.config import parse_config
+from heartwatch.core import fleetwire
+from heartwatch.core.journal import Journal
+from heartwatch.daemon import fleet_agent
+from heartwatch.daemon.fleet_agent import FleetAgent
+from heartwatch.daemon.fleet_commands import FleetCommands, LocalApi
+from heartwatch.daemon.fleet_outbox import Outbox
+
+
+class FakeExchange:
+    """Records what is published; ``fail`` maps a seq to the exception its publish raises
+    (once)."""
+
+    def __init__(self, fail: dict[int, BaseException] | None = None) -> None:
+        self.fail = dict(fail or {})
+        self.published: list[tuple[str, dict[str, Any], Any]] = []
+
+    async def publish(self, message: Any, routing_key: str, **options: Any) -> Any:
+        envelope = json.loads(message.body)
+        if envelope["seq"] in self.fail and envelope["type"] in fleetwire.EVENT_TYPES:
+            raise self.fail.pop(envelope["seq"])
+        self.published.append((routing_key, envelope, message))
+        return object()  # an Ack
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for _, e, _ in self.published if e["type"] in fleetwire.EVENT_TYPES]
+
+
+async def make_agent(tmp_path: Path) -> tuple[FleetAgent, Journal, Outbox]:
+    config = parse_config(
+        {"fleet": {"broker": "amqp://guest:guest@127.0.0.1:1/", "host": "farm-01"}},
+        base_dir=tmp_path,
+    )
+    assert config.fleet is not None
+    journal = Journal(on_error=lambda error: None)
+    supervisor: Any = SimpleNamespace(
+        config=config,
+        journal=journal,
+        totals=lambda: {},
+        watchdog=SimpleNamespace(records=lambda: []),
+    )
+    outbox = await Outbox.open(tmp_path / "fleet.sqlite3", max_events=100)
+    local = LocalApi(services=lambda: [{"name": "a"}], selectable=lambda verb: {})
+    commands = FleetCommands(config.fleet, supervisor, None, None, outbox, local)  # type: ignore[arg-type]
+    agent = FleetAgent(config.fleet, supervisor, outbox, commands)
+    agent._unsubscribe = journal.subscribe(agent.receive)
+    return agent, journal, outbox
+
+
+def test_entries_are_published_in_order_and_leave_the_outbox_once_confirmed(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        agent, journal, outbox = await make_agent(tmp_path)
+        for i in range(5):
+            journal.append("note", "a", f"note {i}", 1000.0 + i)
+        exchange = FakeExchange()
+        await agent._send_pending(exchange)  # type: ignore[arg-type]
+        assert exchange.seqs() == [1, 2, 3, 4, 5]
+        key, envelope, message = exchange.published[0]
+        assert key == "farm-01.a.note"
+        assert envelope["body"] == journal_entry_json(1, "note 0", 1000.0)
+        assert envelope["boot"] == agent.boot and envelope["host"] == "farm-01"
+        assert message.delivery_mode == 2 and message.content_type == "application/json"
+        assert message.message_id == f"{agent.boot}.1"
+        assert await outbox.count() == 0
+        await outbox.close()
+
+    asyncio.run(scenario())
+
+
+def journal_entry_json(entry_id: int, reason: str, at: float) -> dict[str, Any]:
+    return {
+        "id": entry_id,
+        "at": at,
+        "kind": "note",
+        "service": "a",
+        "reason": reason,
+        "state": None,
+        "previous": None,
+        "detail": None,
+    }
+
+
+def test_a_lost_connection_keeps_the_unconfirmed_for_the_next_session(tmp_path: Path) -> None:
+    """The session ends at a failed publish; the next one sends what is left, first."""
+
+    async def scenario() -> None:
+        agent, journal, outbox = await make_agent(tmp_path)
+        for i in range(5):
+            journal.append("note", "a", f"note {i}", 1000.0 + i)
+        broken = FakeExchange(fail={3: ConnectionResetError(104, "reset")})
+        with pytest.raises(ConnectionResetError):
+            await agent._send_pending(broken)  # type: ignore[arg-type]
+        assert broken.seqs() == [1, 2, 4, 5]  # confirmed, and deleted
+        assert [row.seq for row in await outbox.read(0, 10)] == [3]
+        journal.append("note", "a", "later", 2000.0)
+        again = FakeExchange()
+        await agent._send_pending(again)  # type: ignore[arg-type]
+        assert again.seqs() == [3, 6]
+        assert await outbox.count() == 0
+        await outbox.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_event_the_broker_does_not_take_waits_then_goes_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nack (or a return: no queue bound) is not a loss: tried again, from that event."""
+    monkeypatch.setattr(fleet_agent, "UNROUTED_RETRY_DELAY", 0.01)
+
+    async def scenario() -> None:
+        agent, journal, outbox = await make_agent(tmp_path)
+        for i in range(4):
+            journal.append("note", "a", f"note {i}", 1000.0 + i)
+        nacked = aiormq.exceptions.DeliveryError(None, None)  # type: ignore[arg-type]
+        exchange = FakeExchange(fail={2: nacked})
+        await agent._send_pending(exchange)  # type: ignore[arg-type]
+        assert exchange.seqs() == [1, 3, 4, 2]
+        assert await outbox.count() == 0
+        await outbox.close()
+
+    asyncio.run(scenario())
+
+
+def test_reports_carry_the_last_event_seq_and_the_identity(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        agent, journal, outbox = await make_agent(tmp_path)
+        journal.append("note", "a", "one", 1000.0)
+        journal.append("note", "a", "two", 1001.0)
+        exchange = FakeExchange()
+        await agent._send_snapshot(exchange)  # type: ignore[arg-type]
+        key, snapshot, message = exchange.published[0]
+        assert key == "farm-01.-.snapshot"
+        assert snapshot["type"] == "snapshot" and snapshot["seq"] == 2
+        assert snapshot["body"]["services"] == [{"name": "a"}]
+        assert set(snapshot["body"]) == {
+            "labels",
+            "config_hash",
+            "started_at",
+            "version",
+            "heartbeat_interval",
+            "services",
+        }
+        assert message.delivery_mode in (None, 1)
+        heartbeat = agent.heartbeat_body()
+        assert heartbeat["services"] == 0 and heartbeat["heartbeat_interval"] == 5.0
+        assert heartbeat["config_hash"] == snapshot["body"]["config_hash"]
+        await outbox.close()
+
+    asyncio.run(scenario())
