@@ -9,6 +9,7 @@ import socket
 import threading
 
 import aio_pika
+import aiormq
 
 from heartwatch.daemon.fleet_agent import SessionEnded, _describe
 
@@ -61,3 +62,12 @@ def test_a_port_that_hangs_up_is_not_a_broker_answering() -> None:
 
 def test_a_lost_session_is_said_without_a_traceback() -> None:
     assert _describe(SessionEnded("connection closed")) == ("connection to the broker lost", True)
+
+
+def test_a_broker_closing_the_connection_says_its_code_and_words() -> None:
+    """What a stopping broker (or an operator's close_connection) sends, as aiormq raises it."""
+    closed = aiormq.exceptions.ConnectionClosed(320, "CONNECTION_FORCED - broker shutdown")
+    assert _describe(closed) == (
+        "the broker closed the connection (320 CONNECTION_FORCED - broker shutdown)",
+        True,
+    )

@@ -489,6 +489,10 @@ def _describe(error: BaseException) -> tuple[str, bool]:
         return "connection to the broker lost", True
     if isinstance(error, aiormq.exceptions.ChannelClosed):
         return f"the broker closed the channel ({redact(str(error))[:200]})", True
+    if isinstance(error, aiormq.exceptions.ConnectionClosed) and len(error.args) == 2:
+        # CONNECTION_FORCED (a broker stopping, an operator's close_connection), and such.
+        code, text = error.args
+        return f"the broker closed the connection ({code} {redact(str(text))[:200]})", True
     if isinstance(error, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(error):
         # The broker answered the login's Connection.Open with a close: the virtual host.
         return "the broker refused the virtual host (it does not exist, or no access)", True
