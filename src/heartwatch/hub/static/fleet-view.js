@@ -5,9 +5,9 @@
 // ("host/name") and made once; a frame touches only the rows whose service changed, moves
 // elements only where the order changed (a host's sequence of keys is compared as one string
 // first), and a host block's rows are made only when the block comes near the viewport (the
-// blocks on the first screens at once, the others when an IntersectionObserver says so):
-// until then the block holds an empty box of the rows' estimated height, so the scrollbar
-// is right. Blocks off-screen skip layout and paint (CSS content-visibility). Ages tick on
+// blocks on the first screens at once, the others a few rows a frame once an
+// IntersectionObserver says they are near): until then the block holds an empty box of the
+// rows' estimated height, so the scrollbar is right. Blocks off-screen skip layout and paint (CSS content-visibility). Ages tick on
 // the host heads only (a service's heartbeat age is shown as at the agent's report).
 //
 // Text goes in as text (setText, text nodes), never as markup.
@@ -18,6 +18,7 @@ import { lastKnownState, statesText } from "./fleet-model.js";
 const ROW_PX = 31; // a service row's height (fleet.css .frow), for the boxes of unmade rows
 const HEAD_PX = 38;
 const NEAR_PX = 1500; // blocks within this distance of the viewport have their rows made
+const ROWS_PER_FRAME = 20; // rows made a frame for blocks coming into view
 const INACTIVE = new Set(["stopped", "exited", "failed", "stopping"]);
 const VERBS = ["restart", "stop", "start"];
 
@@ -166,6 +167,7 @@ class HostBlock {
     this.rows = new Map(); // key -> ServiceRow (made once, kept while the host is)
     this.instances = new Map(); // [[service]] name -> InstancesRow
     this.built = false;
+    this.incomplete = false; // built, with rows left to make
     this.signature = null; // the keys shown, as one string: unchanged order, nothing to move
     this.hostView = null;
     this.dirty = new Set(); // keys whose rows are to be redrawn when next shown
@@ -225,7 +227,7 @@ class HostBlock {
     setText(this.counts, text);
     this.element.classList.toggle("troubled", hostView.rank < 3);
     this.tick(monotonic());
-    if (this.built) this.refresh(commandFor);
+    if (this.built) this.refresh(commandFor, this.incomplete ? ROWS_PER_FRAME : Infinity);
     else this.reserve();
   }
 
@@ -234,35 +236,44 @@ class HostBlock {
     if (this.built) this.dirty.add(key); // unmade rows are drawn whole when made
   }
 
-  /** The rows' estimated height while they are not made. */
-  reserve() {
-    const count = this.hostView.items.reduce(
+  /** Rows shown, with the instances' head rows. */
+  rowCount() {
+    return this.hostView.items.reduce(
       (n, item) => n + item.services.length + (item.kind === "instances" ? 1 : 0),
       0,
     );
+  }
+
+  /** The rows' estimated height while they are not made. */
+  reserve() {
+    const count = this.rowCount();
     if (count === this.reserved) return;
     this.reserved = count;
     this.list.style.height = `${count * ROW_PX}px`;
     this.element.style.containIntrinsicSize = `auto ${count * ROW_PX + HEAD_PX}px`;
   }
 
-  build(commandFor) {
+  /** Make the rows, at most `limit` of them now (the rest: `incomplete`, by later calls). */
+  build(commandFor, limit = Infinity) {
     if (this.built) return;
     this.built = true;
     this.list.style.height = "";
     this.reserved = null;
     this.allDirty = true;
-    this.refresh(commandFor);
+    this.refresh(commandFor, limit);
   }
 
-  /** Rows in the view's order; the dirty ones redrawn (and no longer dirty). */
-  refresh(commandFor) {
+  /** Rows in the view's order, making at most `limit` new ones; the dirty ones redrawn (and
+   * no longer dirty). While rows are left to make, the list keeps its whole height. */
+  refresh(commandFor, limit = Infinity) {
     const dirty = this.dirty;
     const all = this.allDirty;
     this.allDirty = false;
     const wanted = [];
     const keys = [];
-    for (const item of this.hostView.items) {
+    let made = 0;
+    let complete = true;
+    items: for (const item of this.hostView.items) {
       if (item.kind === "instances") {
         let head = this.instances.get(item.name);
         if (!head) this.instances.set(item.name, (head = new InstancesRow(item.name)));
@@ -273,8 +284,14 @@ class HostBlock {
       for (const one of item.services) {
         let row = this.rows.get(one.key);
         const fresh = !row;
-        if (fresh)
+        if (fresh) {
+          if (made >= limit) {
+            complete = false;
+            break items;
+          }
+          made += 1;
           this.rows.set(one.key, (row = new ServiceRow(one.key, one.service, this.handlers)));
+        }
         if (fresh || all || dirty.has(one.key)) {
           row.update(one.service, one.state, commandFor(one.key));
           dirty.delete(one.key);
@@ -282,6 +299,10 @@ class HostBlock {
         wanted.push(row.element);
         keys.push(one.key);
       }
+    }
+    if (complete !== !this.incomplete) {
+      this.incomplete = !complete;
+      this.list.style.minHeight = complete ? "" : `${this.rowCount() * ROW_PX}px`;
     }
     const signature = keys.join("\n");
     if (signature !== this.signature) {
@@ -371,8 +392,8 @@ export class FleetView {
     return this.blocks.get(key.slice(0, key.indexOf("/")));
   }
 
-  /** Blocks come near the viewport: their rows are made, one block a frame (a block is
-   * taller than a screen), so that a fast scroll spreads the work instead of stalling. */
+  /** Blocks come near the viewport: their rows are made, ROWS_PER_FRAME a frame, in the
+   * order they came near, so that a fast scroll spreads the work instead of stalling. */
   near(entries) {
     for (const entry of entries) {
       const block = this.blocks.get(entry.target.dataset.host);
@@ -388,9 +409,15 @@ export class FleetView {
     this.pumping = requestAnimationFrame(() => {
       this.pumping = 0;
       const [block] = this.waiting;
-      this.waiting.delete(block);
-      if (!block.built && this.blocks.get(block.hostView?.key) === block) {
-        block.build(this.commandFor);
+      if (this.blocks.get(block.hostView?.key) !== block) {
+        this.waiting.delete(block);
+      } else if (!block.built) {
+        block.build(this.commandFor, ROWS_PER_FRAME);
+      } else if (block.incomplete) {
+        block.refresh(this.commandFor, ROWS_PER_FRAME);
+      }
+      if (block.built && !block.incomplete) {
+        this.waiting.delete(block);
         this.observer.unobserve(block.element);
       }
       this.pump();
