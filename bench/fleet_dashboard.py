@@ -363,7 +363,9 @@ class Feeder:
 
         self.sim = fleet_sim
         self.exchange = exchange
-        self.hosts = [fleet_sim.SimHost(f"farm-{i:03d}", PER_HOST) for i in range(HOSTS)]
+        self.hosts = [
+            fleet_sim.SimHost(f"farm-{i:03d}", PER_HOST, hang_share=1.0) for i in range(HOSTS)
+        ]
         self.changing = threading.Event()
         self.stopping = threading.Event()
         self.sent = 0
