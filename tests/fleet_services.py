@@ -184,15 +184,19 @@ def broker_names(exchange: str) -> tuple[list[str], list[str]]:
 
 
 def delete_broker_names(url: str, exchange: str, known_queues: list[str] | None = None) -> None:
-    """Delete the queues and exchanges named after ``exchange`` (best effort, by pika)."""
+    """Delete the queues named after ``exchange`` (listed by rabbitmqctl, once: it takes a
+    second or two to start) and the exchanges the fleet declares under it (by pika)."""
     import pika  # the dev extra has it; imported here so the plugin loads without it
 
-    queues, exchanges = broker_names(exchange) if shutil.which("rabbitmqctl") else ([], [])
-    queues = sorted({*queues, *(known_queues or [])})
-    exchanges = sorted({*exchanges, exchange})
+    queues = list(known_queues or [])
+    if shutil.which("rabbitmqctl"):
+        listed = rabbitmqctl("list_queues", "--quiet", "--no-table-headers", "name").split()
+        queues += [name for name in listed if name.startswith(exchange)]
+    # The fleet's exchanges (core/fleetwire): the topic exchange and the expired commands'.
+    exchanges = [exchange, f"{exchange}.expired"]
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        for name in queues:
+        for name in sorted(set(queues)):
             channel = connection.channel()
             channel.queue_delete(name)
             channel.close()

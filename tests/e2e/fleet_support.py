@@ -619,6 +619,14 @@ class Fleet:
     # -- cleanup -------------------------------------------------------------------------------
 
     def close(self) -> list[int]:
+        # SIGTERM to every daemon and hub first: they stop together, not one after another.
+        for agent in self.agents.values():
+            for daemon in agent.pipeline.daemons:
+                if daemon.popen.poll() is None:
+                    daemon.popen.send_signal(signal.SIGTERM)
+        for hub in self.hubs:
+            if hub.popen is not None and hub.popen.poll() is None:
+                hub.popen.send_signal(signal.SIGTERM)
         leftovers: list[int] = []
         for agent in self.agents.values():
             left = agent.pipeline.close()

@@ -9,7 +9,7 @@ import pika
 import psycopg
 import pytest
 
-from fleet_services import BROKER_LOCK, broker_names, delete_broker_names, new_database
+from fleet_services import BROKER_LOCK, delete_broker_names, new_database
 
 pytestmark = pytest.mark.e2e
 
@@ -21,16 +21,26 @@ def test_a_broker_test_holds_the_lock_shared(rabbitmq: str) -> None:
             fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # exclusive: refused
 
 
-def test_the_exchange_and_its_queues_are_listed_and_deleted(rabbitmq: str) -> None:
+def test_the_exchange_and_its_queues_are_deleted(rabbitmq: str) -> None:
     unique_exchange = f"hwtest.{uuid.uuid4().hex}"
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
     channel = connection.channel()
     channel.exchange_declare(unique_exchange, "topic", durable=True)
-    channel.queue_declare(f"{unique_exchange}.hub", durable=True)
+    channel.exchange_declare(f"{unique_exchange}.expired", "fanout", durable=True)
+    for queue in (f"{unique_exchange}.hub", f"{unique_exchange}.commands.host-a"):
+        channel.queue_declare(queue, durable=True)
     connection.close()
-    assert broker_names(unique_exchange) == ([f"{unique_exchange}.hub"], [unique_exchange])
     delete_broker_names(rabbitmq, unique_exchange)
-    assert broker_names(unique_exchange) == ([], [])
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
+    try:
+        for name in (f"{unique_exchange}.hub", f"{unique_exchange}.commands.host-a"):
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+                connection.channel().queue_declare(name, passive=True)
+        for name in (unique_exchange, f"{unique_exchange}.expired"):
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+                connection.channel().exchange_declare(name, passive=True)
+    finally:
+        connection.close()
 
 
 def test_a_fresh_database_is_empty_and_its_own(postgres: str, fresh_database: str) -> None:
