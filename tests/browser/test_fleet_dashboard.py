@@ -494,3 +494,33 @@ def test_fleet_live_log(
         assert problems(watched) == []
     finally:
         stop.set()
+
+
+def test_fleet_read_only(
+    fleet: Fleet,  # noqa: F811
+    agents: dict[str, FakeAgent],
+    new_page: Any,
+) -> None:
+    """With the read token the page shows everything and offers no action."""
+    read_token = uuid.uuid4().hex
+    hub = fleet.start_hub(read_token=read_token)
+    stop = start_beating(agents, fleet)
+    try:
+        agents["farm-01"].snapshot()
+        wait_until(
+            lambda: hub.service("farm-01", "a") is not None, "the hub to know farm-01", scaled(20)
+        )
+        watched = new_page()
+        page = watched.page
+        page.add_init_script(CSP_WATCH)
+        page.goto(hub.http_url + "/")
+        page.locator("#token-input").fill(read_token, timeout=ms(15))
+        page.locator("#token-ok").click()
+        expect(page.locator("#link")).to_have_attribute("data-link", "live", timeout=ms(15))
+        expect(page.locator(".frow.svc")).to_have_count(len(SERVICES))
+        assert "read-only" in str(page.locator("body").get_attribute("class"))
+        expect(page.locator(".bulk")).to_be_hidden()
+        expect(row(page, "farm-01", "a").locator(".act-restart")).to_be_hidden()
+        assert problems(watched) == []
+    finally:
+        stop.set()
