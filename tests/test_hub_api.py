@@ -226,6 +226,7 @@ def test_hub_api_openapi_lists_every_route(fresh_database: str) -> None:
         "/api/v1/hosts/{host}",
         "/api/v1/hosts/{host}/history",
         "/api/v1/hosts/{host}/history/{service}",
+        "/api/v1/hosts/{host}/history/{service}/rates",
         "/api/v1/events",
         "/api/v1/commands",
         "/api/v1/commands/{command_id}",
@@ -460,3 +461,54 @@ def test_hub_api_commands_list_leaves_the_log_relays_leases_out(fresh_database: 
     assert [c["id"] for c in default.json()["commands"]] == ["c1"]
     assert [c["id"] for c in tails.json()["commands"]] == ["c2"]
     assert one.json()["verb"] == "tail"
+
+
+def test_hub_api_rates_come_from_the_published_minutes(fresh_database: str) -> None:
+    """Per-minute rates of each kind, the kind's timeout from the agent's status, and the gap
+    where the service beat but the kind stayed silent past it (core/rates.py's answer)."""
+    now = time.time()
+    minute = int(now) // 60 * 60
+
+    async def setup(pool: Any) -> None:
+        await _history(pool)
+        data = {"poiid": {"count": 9, "last_age": 1, "timeout": 60.0, "last_sent_time": None}}
+        async with pool.connection() as connection:
+            await connection.execute(
+                "UPDATE services SET status = status || jsonb_build_object('data', %s::jsonb) "
+                "WHERE host = 'farm-01'",
+                [json.dumps(data)],
+            )
+            for back in range(1, 40):
+                start = minute - back * 60
+                await connection.execute(
+                    "INSERT INTO counts VALUES ('farm-01', %s, 'collector', 'heartbeat', 60)",
+                    [start],
+                )
+                if back > 20:  # poiid stopped 20 minutes ago
+                    await connection.execute(
+                        "INSERT INTO counts VALUES ('farm-01', %s, 'collector', 'poiid', 6)",
+                        [start],
+                    )
+
+    (answer,) = run(
+        lambda: _ask(
+            fresh_database,
+            [
+                (
+                    "GET",
+                    "/api/v1/hosts/farm-01/history/collector/rates",
+                    {"params": {"since": minute - 30 * 60, "until": minute, "points": 30}},
+                )
+            ],
+            setup=setup,
+        )
+    )
+    assert answer.status_code == 200, answer.text
+    rates = answer.json()
+    assert rates["step_seconds"] == 60 and len(rates["times"]) == 30
+    assert rates["timeouts"] == {"poiid": 60.0}
+    assert set(rates["kinds"]) == {"heartbeat", "poiid"}
+    assert rates["kinds"]["heartbeat"][-1] == 60
+    assert rates["kinds"]["poiid"][0] == 6 and rates["kinds"]["poiid"][-1] == 0
+    [gap] = rates["gaps"]
+    assert gap["kind"] == "poiid" and gap["start"] == minute - 20 * 60

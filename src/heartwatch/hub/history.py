@@ -2,10 +2,12 @@
 
     GET /api/v1/hosts/{host}/history?since=&until=&window=&service=
     GET /api/v1/hosts/{host}/history/{service}?since=&until=&window=
+    GET /api/v1/hosts/{host}/history/{service}/rates?since=&until=&window=&points=
 
 The same shapes as the agent's ``/api/v1/history`` and ``/api/v1/history/{name}``
 (``web/history_api.py``: its models, its window rules and bounds), computed by the same pure
-code (``core/uptime.py``, ``core/recoveries.py``) from the same journal entries: the agent
+code (``core/uptime.py``, ``core/recoveries.py``, ``core/rates.py``) from the same journal
+entries and per-minute counts (the agent publishes both): the agent
 published each one (``entry`` events, ``JournalEntry.to_json()`` as the body), so the hub
 rebuilds them and reads them as the agent's store does (``store/sqlite.py``
 ``history_entries``, ``last_sign_of_life``, ``recoveries``, ``entries_around``), in SQL
@@ -22,8 +24,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from heartwatch.core.journal import JournalEntry
+from heartwatch.core.rates import DEFAULT_POINTS, MAX_POINTS, bucket_step, rates
 from heartwatch.core.recoveries import TRIGGER_EXIT_LOOKBACK, members_of, recovery_steps
-from heartwatch.core.uptime import History, killed_starts, service_history
+from heartwatch.core.uptime import UNKNOWN, History, killed_starts, service_history
 from heartwatch.hub.queries import DB_TIMEOUT
 from heartwatch.web.history_api import (
     MAX_ANSWER_ENTRIES,
@@ -32,7 +35,9 @@ from heartwatch.web.history_api import (
     MAX_RECOVERIES,
     RECOVERY_HORIZON,
     STEP_ENTRIES,
+    GapOut,
     HistoryOverviewOut,
+    RatesOut,
     RecoveryOut,
     ServiceHistoryOut,
     TimeQuery,
@@ -232,6 +237,35 @@ async def read_recoveries(
     )
 
 
+async def read_rate_inputs(
+    pool: AsyncConnectionPool[Any], host: str, service: str, first: int, until: float
+) -> tuple[list[tuple[int, str, int]], dict[str, float]]:
+    """The service's stored minutes from ``first`` to ``until`` (minute, kind, count), and
+    each data kind's ``data_timeout`` as its agent last reported it."""
+    async with pool.connection(timeout=DB_TIMEOUT) as connection:
+        counts = await _rows(
+            connection,
+            "SELECT minute, kind, count FROM counts WHERE host = %s AND service = %s "
+            "AND minute >= %s AND minute < %s",
+            [host, service, first, until],
+        )
+        status = await _rows(
+            connection,
+            "SELECT status->'data' FROM services WHERE host = %s AND service = %s",
+            [host, service],
+        )
+    data = status[0][0] if status and isinstance(status[0][0], dict) else {}
+    timeouts = {
+        str(kind): float(item["timeout"])
+        for kind, item in data.items()
+        if isinstance(item, dict)
+        and isinstance(item.get("timeout"), int | float)
+        and not isinstance(item.get("timeout"), bool)
+        and item["timeout"] > 0
+    }
+    return [(int(m), str(k), int(c)) for m, k, c in counts], timeouts
+
+
 async def _host_services(pool: AsyncConnectionPool[Any], host: str) -> list[str] | None:
     """The host's services now (``None``: no such host)."""
     async with pool.connection(timeout=DB_TIMEOUT) as connection:
@@ -334,6 +368,46 @@ def create_hub_history_router(pool: AsyncConnectionPool[Any]) -> APIRouter:
             lambda: ServiceHistoryOut(
                 **dict(_strip(service, history, truncated, start, end)), recoveries=recoveries
             )
+        )
+
+    @router.get(
+        "/api/v1/hosts/{host}/history/{service}/rates",
+        response_model=RatesOut,
+        tags=["history"],
+        responses=answers,
+    )
+    async def host_service_rates(
+        host: str,
+        service: str,
+        since: TimeQuery = None,
+        until: TimeQuery = None,
+        window: WindowQuery = None,
+        points: Annotated[
+            int, Query(ge=1, le=MAX_POINTS, description="at most this many buckets")
+        ] = DEFAULT_POINTS,
+    ) -> RatesOut:
+        """Heartbeats and each data kind per minute, bucketed, with the gaps (as the agent's
+        ``/api/v1/history/{name}/rates``), from the minutes the agent published."""
+        start, end = resolve_window(since, until, window, time.time())
+        await _known(pool, host, service, await _services_of(pool, host))
+        ((history, _),) = await read_histories(pool, host, [service], start, end)
+        absent = [(s.start, s.end) for s in history.segments if s.state == UNKNOWN]
+        first, _, _ = bucket_step(start, end, points)
+        counts, timeouts = await read_rate_inputs(pool, host, service, first, end)
+        found = await asyncio.to_thread(
+            lambda: rates(
+                counts, since=start, until=end, points=points, timeouts=timeouts, absent=absent
+            )
+        )
+        return RatesOut(
+            service=service,
+            since=start,
+            until=end,
+            step_seconds=found.step_seconds,
+            times=found.times,
+            kinds=found.kinds,
+            timeouts=timeouts,
+            gaps=[GapOut(kind=g.kind, start=g.start, end=g.end) for g in found.gaps],
         )
 
     return router
