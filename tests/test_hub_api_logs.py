@@ -381,3 +381,42 @@ def test_hub_feed_reconnects_when_its_database_connection_drops(fresh_database: 
     again, later = run(main)
     assert again["type"] == "hello"
     assert later["type"] == "service" and later["service"]["reason"] == "later"
+
+
+def test_hub_logs_a_refused_tail_is_said_and_ends_the_stream(
+    fresh_database: str, rabbitmq: str, unique_exchange: str
+) -> None:
+    """The agent refuses the tail (its reply, stored by the ingest): the viewer reads why."""
+
+    async def main() -> tuple[list[str], int | None]:
+        async with _hub(fresh_database, rabbitmq, unique_exchange) as (url, pool, connection):
+            channel = await connection.channel()
+            queue = await channel.declare_queue(
+                command_queue(unique_exchange, "farm-01"),
+                durable=True,
+                arguments=command_queue_arguments(unique_exchange),
+            )
+
+            async def refuse_it(message: Any) -> None:  # what the ingest does with the reply
+                async with pool.connection() as db:
+                    await db.execute(
+                        "UPDATE commands SET status = 'refused', reason = %s WHERE id = %s",
+                        ["the signature is not one of a trusted hub's keys", message.message_id],
+                    )
+
+            await queue.consume(refuse_it, no_ack=True)
+            frames: list[str] = []
+            async with connect(f"{url}/ws/logs/farm-01/collector") as ws:
+                try:
+                    while True:
+                        frames.append(str(await asyncio.wait_for(ws.recv(), 10)))
+                except ConnectionClosed as closed:
+                    code = closed.rcvd.code if closed.rcvd else None
+            await channel.close()
+            return frames, code
+
+    frames, code = run(main)
+    assert frames == [
+        "[heartwatch] farm-01: tail refused: the signature is not one of a trusted hub's keys"
+    ]
+    assert code == 1000
