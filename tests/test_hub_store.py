@@ -184,6 +184,58 @@ def test_hub_store_a_new_boot_is_reconciled_from_its_snapshot(fresh_database: st
     assert host == [(new, 3, True)]
 
 
+def test_hub_store_restart_exit_and_note_entries_move_the_service_status(
+    fresh_database: str,
+) -> None:
+    """A restart's entry carries the new pid and counts, an exit clears the pid, a note the
+    reason: the hub's status item follows without waiting for the next snapshot."""
+    boot = new_boot()
+
+    def entry(seq: int, kind: str, reason: str, state: str | None = None, **detail: Any) -> Any:
+        body = {
+            "id": seq,
+            "at": 1.0 + seq,
+            "kind": kind,
+            "service": "svc",
+            "reason": reason,
+            "state": state,
+            "previous": None,
+            "detail": detail or None,
+        }
+        return envelope("entry", "farm-10", boot, seq, body)
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch(
+                storable(
+                    [
+                        snapshot("farm-10", boot, 0, [service_item("svc")]),
+                        entry(1, "exit", "exited with code 1", pid=1234, returncode=1),
+                    ]
+                )
+            )
+            first = await rows(store, "SELECT status->'pid', status->>'last_exit' FROM services")
+            await store.write_batch(
+                storable(
+                    [
+                        entry(2, "restart", "crashed", pid=4321, restarts=1, restarts_requested=0),
+                        transition("farm-10", boot, 3, "svc", "running", "first heartbeat"),
+                        entry(4, "note", "slow heartbeats", "running"),
+                    ]
+                )
+            )
+            after = await rows(
+                store,
+                "SELECT state, reason, status->'pid',"
+                " status->'restarts', status->>'reason' FROM services",
+            )
+            return first, after
+
+    first, after = run(main)
+    assert first == [(None, "exited with code 1")]
+    assert after == [("running", "slow heartbeats", 4321, 1, "slow heartbeats")]
+
+
 def test_hub_store_a_late_report_of_an_older_boot_is_ignored(fresh_database: str) -> None:
     """A delayed heartbeat of the boot before does not make it current again."""
     old, new = new_boot(), new_boot()

@@ -15,8 +15,11 @@ current state and raise alerts. Steps of ``write_batch``, in one transaction:
    reconciles: its services replace the host's (each one unless a later event already moved
    it: ``updated_seq`` <= the snapshot's seq), those it no longer lists are deleted. Labels,
    config hash, version and intervals come from either report.
-3. Events: stored once (above); new ``transition`` entries of the current boot move their
-   service (its latest one per service, only if later than what moved it last); new counts
+3. Events: stored once (above); new entries of the current boot that say something of a
+   service move its row (``transition``: state, reason, since; ``note``: reason; ``restart``:
+   the new pid and restart counts; ``exit``: no pid, the last exit), a service's entries of
+   the batch folded in order into one change, applied only if later than what moved it
+   last (``updated_seq``); new counts
    are added to ``counts``; new replies move their command (only the command's host may
    answer it, and a finished command never moves again: never done → accepted).
 4. ``pg_notify('heartwatch_fleet', …)`` names what changed; it is delivered at commit.
@@ -30,7 +33,7 @@ from __future__ import annotations
 import json
 import re
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -61,6 +64,40 @@ class StoredEntry:
     reason: str
     detail: Mapping[str, Any]
     current_boot: bool  # of the host's current boot (an older boot's entry moves nothing)
+
+
+# Entries that change what the hub shows of a service (the others are only stored).
+_MOVING_KINDS: Final = frozenset({"transition", "note", "restart", "exit"})
+_RESTART_FIELDS: Final = ("pid", "restarts", "restarts_requested")
+
+
+@dataclass(slots=True)
+class ServiceMove:
+    """One service's entries of a batch folded, in order, into one change of its row: the
+    columns (None: unchanged) and a patch of its status item (the agent's ServiceStatus)."""
+
+    state: str | None = None
+    reason: str | None = None
+    since: float | None = None
+    seq: int = 0
+    patch: dict[str, Any] = field(default_factory=dict)
+
+    def receive(self, entry: StoredEntry) -> ServiceMove:
+        self.seq = entry.seq
+        if entry.kind in ("transition", "note") and entry.state is not None:
+            self.state, self.reason = entry.state, entry.reason
+            self.patch.update(state=entry.state, reason=entry.reason)
+            if entry.kind == "transition":
+                self.since = entry.at
+        elif entry.kind == "restart":
+            # Its detail carries the new run's pid and the restart counts.
+            for name in _RESTART_FIELDS:
+                value = entry.detail.get(name)
+                if type(value) is int:
+                    self.patch[name] = value
+        elif entry.kind == "exit":
+            self.patch.update(pid=None, last_exit=entry.reason)
+        return self
 
 
 @dataclass(slots=True)
@@ -379,7 +416,7 @@ class FleetStore:
             new = sorted((row[0], row[1], row[2]) for row in await cursor.fetchall())
         result.events = len(new)
         stored = [events[key].envelope for key in new]
-        transitions: dict[tuple[str, str], Envelope] = {}
+        moves: dict[tuple[str, str], ServiceMove] = {}
         counts: dict[tuple[str, int, str, str], int] = {}
         replies: list[Envelope] = []
         last_seq: dict[str, int] = {}
@@ -391,16 +428,17 @@ class FleetStore:
             if envelope.type == "entry":
                 entry = _stored_entry(envelope, current)
                 result.entries.append(entry)
-                if current and entry.kind == "transition" and entry.service and entry.state:
-                    transitions[envelope.host, entry.service] = envelope  # the latest wins
+                if current and entry.service and entry.kind in _MOVING_KINDS:
+                    moving = (envelope.host, entry.service)
+                    moves[moving] = moves.get(moving, ServiceMove()).receive(entry)
             elif envelope.type == "counts":
                 for service, kind, count in body["counts"]:
-                    key = (envelope.host, int(body["minute"]), service, kind)
-                    counts[key] = counts.get(key, 0) + count
+                    counted = (envelope.host, int(body["minute"]), service, kind)
+                    counts[counted] = counts.get(counted, 0) + count
             else:
                 replies.append(envelope)
         result.entries.sort(key=lambda entry: (entry.at, entry.host, entry.seq))
-        await self._move_services(connection, transitions.values(), result)
+        await self._move_services(connection, moves, result)
         if last_seq:
             await connection.execute(
                 "UPDATE hosts SET last_seq = greatest(last_seq, u.seq)"
@@ -421,50 +459,45 @@ class FleetStore:
     async def _move_services(
         self,
         connection: psycopg.AsyncConnection[Any],
-        transitions: Iterable[Envelope],
+        moves: Mapping[tuple[str, str], ServiceMove],
         result: BatchResult,
     ) -> None:
         rows = [
-            (
-                e.host,
-                str(e.body["service"]),
-                str(e.body["state"]),
-                str(e.body.get("reason") or ""),
-                e.at,
-                e.seq,
-            )
-            for e in transitions
+            (host, service, m.state, m.reason, m.since, json.dumps(m.patch), m.seq)
+            for (host, service), m in moves.items()
         ]
         if not rows:
             return
-        # Most transitions move a service the hub knows: a plain UPDATE joined to the batch is
-        # much cheaper than an upsert per row (a third of a batch's time before); the rest (new
+        # Most entries move a service the hub knows: a plain UPDATE joined to the batch is much
+        # cheaper than an upsert per row (a third of a batch's time before); the rest (new
         # services, or ones a later event moved already) go through the upsert below.
         cursor = await connection.execute(
-            "UPDATE services AS s SET state = u.state, reason = u.reason, since = u.at,"
-            " status = s.status || jsonb_build_object('state', u.state, 'reason', u.reason),"
-            " updated_seq = u.seq, updated_at = now() FROM unnest(%s::text[], %s::text[],"
-            " %s::text[], %s::text[], %s::float8[], %s::int8[])"
-            " AS u(host, service, state, reason, at, seq)"
+            "UPDATE services AS s SET state = coalesce(u.state, s.state),"
+            " reason = coalesce(u.reason, s.reason), since = coalesce(u.since, s.since),"
+            " status = s.status || u.patch::jsonb, updated_seq = u.seq, updated_at = now()"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],"
+            " %s::text[], %s::int8[]) AS u(host, service, state, reason, since, patch, seq)"
             " WHERE s.host = u.host AND s.service = u.service AND s.updated_seq < u.seq"
             " RETURNING s.host, s.service",
             [list(column) for column in zip(*rows, strict=True)],
         )
         moved = {(row[0], row[1]) for row in await cursor.fetchall()}
         result.services |= moved
-        rows = [row for row in rows if (row[0], row[1]) not in moved]
+        # A service the hub does not know yet is added only when its state is known.
+        rows = [row for row in rows if (row[0], row[1]) not in moved and row[2] is not None]
         if not rows:
             return
         cursor = await connection.execute(
             "INSERT INTO services AS s (host, service, state, reason, since, status, updated_seq)"
-            " SELECT u.host, u.service, u.state, u.reason, u.at, jsonb_build_object('name',"
-            " u.service, 'state', u.state, 'reason', u.reason), u.seq FROM unnest(%s::text[],"
-            " %s::text[], %s::text[], %s::text[], %s::float8[], %s::int8[])"
-            " AS u(host, service, state, reason, at, seq) ORDER BY 1, 2"
+            " SELECT u.host, u.service, u.state, coalesce(u.reason, ''), u.since,"
+            " jsonb_build_object('name', u.service) || u.patch::jsonb, u.seq"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],"
+            " %s::text[], %s::int8[]) AS u(host, service, state, reason, since, patch, seq)"
+            " ORDER BY 1, 2"
             " ON CONFLICT (host, service) DO UPDATE SET state = excluded.state,"
-            " reason = excluded.reason, since = excluded.since,"
-            " status = s.status || jsonb_build_object('state', excluded.state,"
-            " 'reason', excluded.reason), updated_seq = excluded.updated_seq, updated_at = now()"
+            " reason = excluded.reason, since = coalesce(excluded.since, s.since),"
+            " status = s.status || (excluded.status - 'name'),"
+            " updated_seq = excluded.updated_seq, updated_at = now()"
             " WHERE s.updated_seq < excluded.updated_seq RETURNING host, service",
             [list(column) for column in zip(*rows, strict=True)],
         )
