@@ -396,6 +396,7 @@ def test_signed_commands_run_once_and_forged_replayed_expired_are_refused(
     assert done["body"]["reason"] == "restarted collector"
     status = daemon.wait_service("collector", lambda s: s["restarts_requested"] >= 1, "restarted")
     assert status["restarts_requested"] == 1
+    daemon.wait_running("collector")
     reasons = entry_reasons(tap.events())
     assert f"restart requested by hub {HUB} (command {restart.id})" in reasons
     # The same bytes again: refused, not run.

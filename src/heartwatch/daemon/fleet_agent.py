@@ -254,7 +254,7 @@ class FleetAgent:
         )
         self._connected = True
         self._said_connected()
-        await self._take_commands(connection)
+        await self._take_commands(connection, lost)
         tasks = [
             asyncio.ensure_future(lost),
             self._loop.create_task(self._publish_events(exchange), name="fleet events"),
@@ -269,12 +269,14 @@ class FleetAgent:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _take_commands(self, connection: AbstractConnection) -> None:
+    async def _take_commands(
+        self, connection: AbstractConnection, lost: asyncio.Future[None]
+    ) -> None:
         """The hub's commands, on a channel of their own: a command queue the broker refuses
-        (no permission, or declared otherwise) must not keep the events from going out."""
+        (no permission, or declared otherwise) must not keep the events from going out. That
+        channel closed later by the broker ends the session (the next one takes them again)."""
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            await self.commands.attach(channel)
+            channel = await self.commands.attach(connection)
         except aiormq.exceptions.AMQPChannelError as error:
             problem = redact(str(error))[:200]
             if problem != self._commands_problem:
@@ -287,6 +289,12 @@ class FleetAgent:
                 )
             return
         self._commands_problem = None
+
+        def on_close(_sender: object, error: BaseException | None = None) -> None:
+            if not lost.done() and isinstance(error, aiormq.exceptions.ChannelClosed):
+                lost.set_exception(error)
+
+        channel.close_callbacks.add(on_close)
 
     async def _publish_events(self, exchange: AbstractExchange) -> None:
         """Replay the outbox, snapshot, then publish events as they are stored; a snapshot

@@ -40,6 +40,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
@@ -50,6 +51,7 @@ from loguru import logger
 from heartwatch.config import FleetConfig, parse_signal
 from heartwatch.core import fleetwire
 from heartwatch.core.fleetcommands import Command, CommandRefused, ReplyStatus, judge, parse
+from heartwatch.core.redact import redact
 from heartwatch.core.selection import UnknownNames, select_services
 from heartwatch.daemon.fleet_outbox import Outbox, OutboxClosed
 from heartwatch.daemon.logfollow import LogTarget, Viewer
@@ -83,6 +85,7 @@ class LocalApi:
 PREFETCH = 16  # commands taken at once (each is small; a slow reload holds only its own)
 MAX_LEASE = 600.0  # seconds a tail may be leased for at once (renewals extend it)
 DEFAULT_LEASE = 30.0
+LEASE_ENDED = "the lease ended without a renewal"
 TAIL_TIMEOUT = 10.0  # a line not confirmed by then: the hub's queue is taken for unreachable
 
 
@@ -114,14 +117,16 @@ class FleetCommands:
             os.path.realpath(supervisor.config.resolve(supervisor.config.daemon.log_dir))
         )
         self._queue: AbstractQueue | None = None
-        self._channel: AbstractChannel | None = None
+        self._connection: AbstractConnection | None = None  # the session's, for tails
         self._tails: dict[tuple[str, str], Tail] = {}
         self._tasks = TaskSet("fleet commands")
         self.refused: dict[str, int] = {}  # by code, since the start (for tests and metrics)
 
-    async def attach(self, channel: AbstractChannel) -> None:
-        """Declare the host's command queue on ``channel`` and take its commands."""
+    async def attach(self, connection: AbstractConnection) -> AbstractChannel:
+        """Declare the host's command queue on a channel of its own and take its commands;
+        returns that channel (the agent watches it)."""
         exchange = self.config.exchange
+        channel = await connection.channel(publisher_confirms=True)
         await channel.declare_exchange(
             fleetwire.expired_exchange(exchange), aio_pika.ExchangeType.FANOUT, durable=True
         )
@@ -131,13 +136,14 @@ class FleetCommands:
             durable=True,
             arguments=fleetwire.command_queue_arguments(exchange),
         )
-        self._channel = channel
+        self._connection = connection
         self._queue = queue
         await queue.consume(self._on_message, no_ack=False)
+        return channel
 
     def detach(self) -> None:
         """The session ended: its tails end with it (the hub renews them on another)."""
-        self._channel = self._queue = None
+        self._connection = self._queue = None
         for tail in list(self._tails.values()):
             tail.stop("the agent's broker connection was lost")
 
@@ -271,8 +277,8 @@ class FleetCommands:
             return "failed", "args.lines must be a whole number, 0 or more"
         if service not in self.supervisor.services:
             return "failed", f"no service {service!r}"
-        channel = self._channel
-        if channel is None:
+        connection = self._connection
+        if connection is None:
             return "failed", "the agent's broker connection was lost"
         deadline = asyncio.get_running_loop().time() + float(lease)
         key = (service, queue)
@@ -282,6 +288,9 @@ class FleetCommands:
             return "done", f"lease of {service}'s output to {queue} renewed for {lease:g} s"
         logs = self.supervisor.config.logs
         lines = min(lines, logs.max_initial_lines)
+        # A channel of its own: the broker refusing it (no write permission on the default
+        # exchange) closes that channel only, not the commands' or the events'.
+        channel = await connection.channel(publisher_confirms=True)
         tail = Tail(channel.default_exchange, queue, deadline)
         self._tails[key] = tail
         target = LogTarget(self._log_dir, (f"{service}.log",))
@@ -289,6 +298,7 @@ class FleetCommands:
             follower = await self.hub.subscribe(target, tail.viewer, lines)
         except (LogPathError, OSError) as error:
             self._tails.pop(key, None)
+            await _close_quietly(channel)
             return "failed", f"cannot follow {service}'s output: {error}"
 
         async def stream() -> None:
@@ -298,6 +308,7 @@ class FleetCommands:
                 self.hub.unsubscribe(follower, tail.viewer)
                 if self._tails.get(key) is tail:
                     del self._tails[key]
+                await _close_quietly(channel)
 
         self._tasks.start(stream(), name=f"tail {service} to {queue}")
         return "done", f"streaming {service}'s output to {queue} for {lease:g} s"
@@ -328,7 +339,7 @@ class Tail:
         self.deadline = deadline
         self.viewer = TailViewer()
         self.stopped = False
-        self._why = "the lease ended without a renewal"
+        self._why = LEASE_ENDED
         self._wake = asyncio.Event()
 
     @property
@@ -362,7 +373,8 @@ class Tail:
                     messages.append({"skipped": skipped})
                 messages.extend({"line": line} for line in frame.split("\n"))
                 if not await self._send(messages):
-                    self._why = "the hub's queue is gone"
+                    if self._why == LEASE_ENDED:
+                        self._why = "the hub's queue is gone"
                     return
                 self.viewer.receive_sent()
             await self._send([{"end": self._why}])
@@ -388,6 +400,9 @@ class Tail:
         results = await asyncio.gather(
             *(self._publish(body) for body in messages), return_exceptions=True
         )
+        refused = next((r for r in results if isinstance(r, aiormq.exceptions.ChannelClosed)), None)
+        if refused is not None:
+            self._why = f"the broker refused the stream ({redact(str(refused))[:200]})"
         return all(result is True for result in results)
 
     async def _publish(self, body: Mapping[str, Any]) -> bool:
@@ -400,3 +415,11 @@ class Tail:
             message, self.queue, mandatory=True, timeout=TAIL_TIMEOUT
         )
         return not isinstance(result, aiormq.abc.DeliveredMessage)
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    try:
+        async with asyncio.timeout(2.0):
+            await channel.close()
+    except (Exception, TimeoutError):
+        pass  # closed already (by the broker, or with its connection)
