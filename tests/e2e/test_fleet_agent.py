@@ -26,6 +26,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from e2e.support import Pipeline, duration, scaled, wait_until, worker_command
+from fleet_services import rabbitmqctl
 from heartwatch.core import fleetwire
 from heartwatch.core.fleetcommands import Command, public_key_text, sign
 
@@ -591,3 +592,61 @@ def test_events_wait_while_no_queue_takes_them(
     finally:
         late.close()
     assert daemon.log_text().count("no queue is bound") == 1
+
+
+@pytest.fixture
+def host_user(rabbitmq: str, unique_exchange: str) -> Iterator[str]:
+    """A broker user of this host's own, with the permissions docs/fleet.md gives one (no
+    write on the default exchange); its AMQP URL."""
+    name, password = f"hwtest-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    exchange = unique_exchange.replace(".", r"\.")
+    host = HOST.replace(".", r"\.")
+    rabbitmqctl("add_user", name, password)
+    try:
+        rabbitmqctl(
+            "set_permissions",
+            "-p",
+            "/",
+            name,
+            rf"^{exchange}(\.expired|\.commands\.{host})?$",
+            rf"^{exchange}(\.expired)?$",
+            rf"^{exchange}\.commands\.{host}$",
+        )
+        rabbitmqctl("set_topic_permissions", "-p", "/", name, unique_exchange, rf"^{host}\.", "^$")
+        yield f"amqp://{name}:{password}@127.0.0.1:5672/%2F"
+    finally:
+        rabbitmqctl("delete_user", name)
+
+
+def test_an_agent_with_a_broker_user_of_its_own(
+    rabbitmq: str, unique_exchange: str, tap: Tap, host_user: str, pipeline: Pipeline
+) -> None:
+    """With only its own routing keys and command queue, the agent publishes and takes
+    commands; a tail the broker refuses (no write on the default exchange) ends with the
+    broker's reason, and commands go on."""
+    hub_key = Ed25519PrivateKey.generate()
+    fleet = fleet_section(
+        host_user, unique_exchange, hub_keys=[public_key_text(hub_key.public_key())]
+    )
+    pipeline.write_config([beating("collector")], extra={"fleet": fleet})
+    daemon = pipeline.start_daemon()
+    daemon.wait_running("collector")
+    tap.wait(lambda _: tap.of_type("snapshot"), "the snapshot", 30)
+    wait_command_queue(tap)
+    queue = f"{unique_exchange}.tail.{uuid.uuid4().hex[:8]}"
+    tap.channel.queue_declare(queue, durable=False)
+    tail = command("tail", "collector", queue=queue, lease=scaled(30.0), lines=5)
+    tap.publish_command(HOST, sign(tail, hub_key))
+    wait_until(
+        lambda: (
+            f"stopped streaming output to {queue}: the broker refused the stream"
+            in daemon.log_text()
+        ),
+        "the refused stream ended",
+        20,
+    )
+    restart = command("restart", "collector")
+    tap.publish_command(HOST, sign(restart, hub_key))
+    tap.wait(lambda _: replies(tap, restart.id) == ["accepted", "done"], "commands go on")
+    assert_in_order(tap.events())
+    assert host_user.split(":")[2].split("@")[0] not in daemon.log_text()
