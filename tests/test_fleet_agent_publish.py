@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiormq
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from heartwatch.config import parse_config
 from heartwatch.core import fleetwire
+from heartwatch.core.fleetcommands import Command, public_key_text, sign
 from heartwatch.core.journal import Journal
 from heartwatch.daemon import fleet_agent
 from heartwatch.daemon.fleet_agent import FleetAgent
@@ -162,6 +166,90 @@ def test_reports_carry_the_last_event_seq_and_the_identity(tmp_path: Path) -> No
         heartbeat = agent.heartbeat_body()
         assert heartbeat["services"] == 0 and heartbeat["heartbeat_interval"] == 5.0
         assert heartbeat["config_hash"] == snapshot["body"]["config_hash"]
+        await outbox.close()
+
+    asyncio.run(scenario())
+
+
+def test_minute_counts_are_the_differences_the_history_stores(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        agent, _journal, outbox = await make_agent(tmp_path)
+        totals = {"a": (10, {"item": 4})}
+        agent.supervisor.totals = lambda: totals
+        agent._totals = {"a": (3, {"item": 1})}
+        agent._count(1_764_590_040)
+        agent._count(1_764_590_100)  # nothing new: no event
+        rows = await outbox.read(0, 10)
+        assert len(rows) == 1
+        envelope = json.loads(rows[0].body)
+        assert envelope["type"] == "counts" and rows[0].routing_key == "farm-01.-.counts"
+        assert envelope["body"] == {
+            "minute": 1_764_590_040,
+            "counts": [["a", "item", 3], ["a", "heartbeat", 4]],
+        }
+        await outbox.close()
+
+    asyncio.run(scenario())
+
+
+class FakeMessage:
+    """A delivered command: records when it was acked, and whether its id was on disk then."""
+
+    def __init__(self, body: bytes, outbox: Outbox, path: Path) -> None:
+        self.body = body
+        self.outbox = outbox
+        self.path = path
+        self.acked_with: list[set[str]] = []
+        self.nacked = False
+
+    async def ack(self) -> None:
+        with sqlite3.connect(self.path) as db:
+            self.acked_with.append({row[0] for row in db.execute("SELECT id FROM ran")})
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.nacked = True
+
+
+def test_a_command_is_acked_only_once_its_id_is_on_disk_and_runs_once(tmp_path: Path) -> None:
+
+    async def scenario() -> None:
+        key = Ed25519PrivateKey.generate()
+        config = parse_config(
+            {
+                "fleet": {
+                    "broker": "amqp://guest:guest@127.0.0.1:1/",
+                    "host": "farm-01",
+                    "hub_keys": [public_key_text(key.public_key())],
+                }
+            },
+            base_dir=tmp_path,
+        )
+        assert config.fleet is not None
+        restarted: list[tuple[str, str]] = []
+        supervisor: Any = SimpleNamespace(
+            config=config, restart=lambda name, reason: restarted.append((name, reason))
+        )
+        outbox = await Outbox.open(tmp_path / "fleet.sqlite3", max_events=100)
+        local = LocalApi(services=lambda: [], selectable=lambda verb: {"a": None})
+        commands = FleetCommands(config.fleet, supervisor, None, None, outbox, local)  # type: ignore[arg-type]
+        replies: list[tuple[str, str]] = []
+        commands.reply = lambda command, status, reason: replies.append((status, reason))
+        now = time.time()
+        command = Command("ab" * 16, "farm-01", "a", "restart", now, now + 60, {}, "hub-1")
+        data = sign(command, key)
+        first = FakeMessage(data, outbox, tmp_path / "fleet.sqlite3")
+        await commands._on_message(first)  # type: ignore[arg-type]
+        assert first.acked_with == [{command.id}]  # on disk before the ack
+        assert restarted == [("a", f"restart requested by hub hub-1 (command {command.id})")]
+        assert replies == [("accepted", ""), ("done", "restarted a")]
+        again = FakeMessage(data, outbox, tmp_path / "fleet.sqlite3")
+        await commands._on_message(again)  # type: ignore[arg-type]
+        assert len(restarted) == 1 and again.acked_with
+        assert replies[-1] == ("refused", f"command {command.id} already ran here: not again")
+        assert commands.refused == {"replayed": 1}
+        garbage = FakeMessage(b"\x00not json", outbox, tmp_path / "fleet.sqlite3")
+        await commands._on_message(garbage)  # type: ignore[arg-type]
+        assert garbage.acked_with and len(replies) == 3  # no id: logged, not replied
         await outbox.close()
 
     asyncio.run(scenario())
