@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import psycopg
+from loguru import logger
 from psycopg_pool import AsyncConnectionPool
 
 from heartwatch.core.fleetwire import Envelope, FleetWireError, decode, encode
@@ -520,7 +521,17 @@ class FleetStore:
                 status,
             ],
         )
-        result.commands.update(row[0] for row in await cursor.fetchall())
+        changed = [row[0] for row in await cursor.fetchall()]
+        result.commands.update(changed)
+        if not changed and status in ("refused", "expired"):
+            # A command no hub issued to this host (forged), or one already finished (a
+            # replay): the agent refused it; nothing here changes, but people should know.
+            logger.warning(
+                "host {} refused command {!r}, which no command of this fleet awaits: {}",
+                reply.host,
+                str(reply.body["command"])[:64],
+                str(reply.body.get("reason") or "")[:200],
+            )
 
 
 def _reports_that_matter(batch: Sequence[Storable]) -> list[Storable]:
