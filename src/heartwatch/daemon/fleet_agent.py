@@ -421,8 +421,10 @@ class FleetAgent:
             f"away (outbox_max = {self.config.outbox_max}); the hub never gets them"
         )
         logger.warning("{}", text)
+        # A note about the daemon (service None), not a "daemon" entry: those are its starts
+        # and stops, which the history reads runs of the daemon from (core/uptime.py).
         self.supervisor.journal.append(
-            "daemon", None, text, self._clock(), detail={"fleet_dropped": dropped}
+            "note", None, text, self._clock(), detail={"fleet_dropped": dropped}
         )
         await self.outbox.clear_dropped(dropped)
         self.outbox.dropped_now = 0
