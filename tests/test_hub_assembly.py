@@ -161,3 +161,33 @@ async def _until_async(condition: Any) -> bool:
             return False
         await asyncio.sleep(0.1)
     return True
+
+
+def test_hub_waits_for_a_broker_that_is_not_there_yet(tmp_path: Path, fresh_database: str) -> None:
+    """A hub started before its broker keeps trying (no crash), and stops when asked."""
+    write_key(tmp_path)
+    config = parse_hub_config(
+        {
+            "hub": {
+                "broker": "amqp://guest:guest@127.0.0.1:1/%2F",  # nothing listens there
+                "database": fresh_database,
+                "http": "127.0.0.1:0",
+                "state_dir": "state",
+                "signing_key": "hub.key",
+            }
+        },
+        base_dir=tmp_path,
+        environ={},
+    )
+
+    async def main() -> bool:
+        stop = asyncio.Event()
+        hub = asyncio.create_task(run_hub(config, stop))
+        await asyncio.sleep(3.0)  # a few attempts
+        running = not hub.done()
+        stop.set()
+        await asyncio.wait_for(hub, WAIT)
+        return running
+
+    assert run(main)
+    assert not (tmp_path / "state" / "hub.json").exists()

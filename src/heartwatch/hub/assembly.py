@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +24,7 @@ from loguru import logger
 
 from heartwatch.config import Config, ServerConfig
 from heartwatch.core.redact import redact
+from heartwatch.core.throttle import LogThrottle
 from heartwatch.daemon.http_server import HttpServing, start_http
 from heartwatch.hub.alerts import FleetAlerter
 from heartwatch.hub.config import HubConfig
@@ -33,6 +35,7 @@ from heartwatch.hub.store import FleetStore
 
 HUB_INFO: Final = "hub.json"
 BROKER_RETRY: Final = 2.0  # seconds between attempts to reach the broker at start
+BROKER_LOG_INTERVAL: Final = 60.0
 POOL_MAX: Final = 10
 
 
@@ -106,18 +109,22 @@ async def run_hub(config: HubConfig, stop: asyncio.Event | None = None) -> None:
 async def _started(ingest: Ingest, broker: str, stop: asyncio.Event) -> bool:
     """Connect the ingest, trying again while the broker cannot be reached (a hub may start
     before its broker); False if asked to stop meanwhile."""
+    throttle = LogThrottle(BROKER_LOG_INTERVAL)
     while not stop.is_set():
         try:
             await ingest.start()
             return True
         except Exception as error:  # unreachable, refused login, ...: aio-pika's many forms
-            logger.warning(
-                "hub: the broker {} cannot be used ({}: {}); trying again in {} s",
-                redact(broker),
-                type(error).__name__,
-                redact(str(error))[:200],
-                BROKER_RETRY,
-            )
+            suppressed = throttle.admit("broker", time.monotonic())
+            if suppressed is not None:
+                logger.warning(
+                    "hub: the broker {} cannot be used ({}: {}); trying again every {} s{}",
+                    redact(broker),
+                    type(error).__name__,
+                    redact(str(error))[:200],
+                    BROKER_RETRY,
+                    f" ({suppressed} failed attempts since the last report)" if suppressed else "",
+                )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), BROKER_RETRY)
     return False

@@ -88,15 +88,20 @@ class Ingest:
         import aio_pika
 
         self.connection = await aio_pika.connect_robust(self.broker, timeout=10)
-        self._channel = await self.connection.channel()
-        await self._channel.set_qos(prefetch_count=self.prefetch)
-        exchange = await self._channel.declare_exchange(
-            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        self._queue = await self._channel.declare_queue(
-            events_queue(self.exchange), durable=True, arguments=dict(EVENTS_QUEUE_ARGUMENTS)
-        )
-        await self._queue.bind(exchange, routing_key="#")
+        try:
+            self._channel = await self.connection.channel()
+            await self._channel.set_qos(prefetch_count=self.prefetch)
+            exchange = await self._channel.declare_exchange(
+                self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            self._queue = await self._channel.declare_queue(
+                events_queue(self.exchange), durable=True, arguments=dict(EVENTS_QUEUE_ARGUMENTS)
+            )
+            await self._queue.bind(exchange, routing_key="#")
+        except BaseException:
+            await self.connection.close()  # a next attempt opens its own
+            self.connection = None
+            raise
         self._writer = asyncio.create_task(self._write_loop(), name="hub ingest")
         await self._queue.consume(self._receive, no_ack=False)
         logger.info(
