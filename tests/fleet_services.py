@@ -90,35 +90,50 @@ def wait_for_amqp(url: str = AMQP_URL, timeout: float = BROKER_START_WAIT) -> No
 
 
 class BrokerLock:
-    """One test's hold on the broker lock file: shared, or exclusive while it stops the broker."""
+    """One test's hold on the broker: shared, or exclusive while it stops the broker.
+
+    Two lock files, so that a test waiting to stop the broker is not starved by the shared
+    holders that keep coming (xdist workers start broker tests back to back): a shared taker
+    passes through the *gate* (shared, released at once) to the *lock*; an exclusive taker
+    holds the gate exclusively while it waits for the lock, so no new shared holder gets in.
+    """
 
     def __init__(self, path: Path = BROKER_LOCK) -> None:
         self.path = path
-        self._file: IO[bytes] | None = None
+        self.gate_path = path.with_name(path.name + ".gate")
+        self._files: list[IO[bytes]] = []
 
     def hold(self, exclusive: bool, wait: float = LOCK_WAIT) -> None:
         """Take the lock (bounded wait: a test that never gets it fails, saying so)."""
-        if self._file is None:
-            self._file = open(self.path, "ab")  # noqa: SIM115 - held until release()
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         deadline = time.monotonic() + wait
+        gate = open(self.gate_path, "ab")  # noqa: SIM115 - held until release() or below
+        lock = open(self.path, "ab")  # noqa: SIM115 - held until release()
+        self._files = [gate, lock]
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        self._flock(gate, mode, deadline, wait)
+        self._flock(lock, mode, deadline, wait)
+        if not exclusive:
+            fcntl.flock(gate.fileno(), fcntl.LOCK_UN)  # through the gate: let the next one in
+
+    def _flock(self, file: IO[bytes], mode: int, deadline: float, wait: float) -> None:
         while True:
             try:
-                fcntl.flock(self._file.fileno(), mode | fcntl.LOCK_NB)
+                fcntl.flock(file.fileno(), mode | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    kind = "exclusive" if exclusive else "shared"
+                    kind = "exclusive" if mode == fcntl.LOCK_EX else "shared"
+                    self.release()
                     raise AssertionError(
                         f"no {kind} hold on {self.path} within {wait:g} s (another test keeps it)"
                     ) from None
                 time.sleep(0.1)
 
     def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+        for file in self._files:
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+            file.close()
+        self._files = []
 
 
 @pytest.fixture

@@ -79,6 +79,19 @@ def default_services() -> list[dict[str, Any]]:
     ]
 
 
+def wait_listening(daemon: Daemon, timeout: float = 45.0) -> None:
+    """``Daemon.wait_listening`` with a longer bound: several agents and hubs starting at once on
+    a loaded machine (xdist workers) take longer than one daemon's 15 s."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        try:
+            daemon.wait_listening()
+            return
+        except AssertionError:
+            if daemon.popen.poll() is not None or time.monotonic() > deadline:
+                raise
+
+
 # -- the alert sink --------------------------------------------------------------------------
 
 
@@ -179,7 +192,7 @@ class Agent:
 
     def start(self) -> Daemon:
         daemon = self.launch()
-        daemon.wait_listening()
+        wait_listening(daemon)
         return daemon
 
     @property
@@ -558,7 +571,7 @@ class Fleet:
         agents = [self.agents.get(host) or self.agent(host) for host in hosts]
         daemons = [agent.launch() for agent in agents]
         for daemon in daemons:
-            daemon.wait_listening()
+            wait_listening(daemon)
         for agent in agents:
             agent.wait_all_running()
         return agents

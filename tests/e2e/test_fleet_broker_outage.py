@@ -19,6 +19,8 @@ __all__ = ["fleet"]  # the fixture, used by name
 OUTAGE = 30.0  # seconds, as the issue asks
 
 
+# The lock's wait (other broker tests finish first), 30 s of outage, the catch-up after.
+@pytest.mark.timeout(300)
 def test_a_broker_outage_loses_no_event_and_stops_no_recovery(
     fleet: Fleet, broker_outage: Callable[[], contextlib.AbstractContextManager[None]]
 ) -> None:

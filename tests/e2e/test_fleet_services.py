@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import fcntl
+import threading
+import time
 import uuid
+from pathlib import Path
 
 import pika
 import psycopg
 import pytest
 
-from fleet_services import BROKER_LOCK, delete_broker_names, new_database
+from e2e.support import wait_until
+from fleet_services import BROKER_LOCK, BrokerLock, delete_broker_names, new_database
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +23,39 @@ def test_a_broker_test_holds_the_lock_shared(rabbitmq: str) -> None:
         fcntl.flock(other.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: granted
         with pytest.raises(BlockingIOError):
             fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # exclusive: refused
+
+
+def test_a_test_waiting_to_stop_the_broker_is_not_starved_by_new_shared_holders(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "broker.lock"
+    order: list[str] = []
+    first = BrokerLock(path)
+    first.hold(exclusive=False)
+    stopper, later = BrokerLock(path), BrokerLock(path)
+
+    def stop_the_broker() -> None:
+        stopper.hold(exclusive=True, wait=10)
+        order.append("exclusive")
+        time.sleep(0.2)
+        stopper.release()
+
+    def share_it() -> None:
+        later.hold(exclusive=False, wait=10)
+        order.append("shared")
+        later.release()
+
+    threads = [threading.Thread(target=stop_the_broker), threading.Thread(target=share_it)]
+    threads[0].start()
+    wait_until(lambda: stopper._files and not order, "the exclusive taker at the gate", 5)
+    time.sleep(0.3)  # it holds the gate and waits for the first shared holder
+    threads[1].start()
+    time.sleep(0.3)
+    assert order == []  # the new shared taker waits behind the exclusive one
+    first.release()
+    for thread in threads:
+        thread.join(15)
+    assert order == ["exclusive", "shared"]
 
 
 def test_the_exchange_and_its_queues_are_deleted(rabbitmq: str) -> None:
