@@ -4,6 +4,7 @@ skipped (the queue never blocks), a database outage waits (nothing lost), one ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -174,3 +175,48 @@ def test_hub_ingest_one_hub_consumes_at_a_time_and_another_takes_over(
 
     first_events, second_events, count = run(main)
     assert (first_events, second_events, count) == (20, 20, 40)
+
+
+def test_hub_ingest_consumes_again_after_a_broker_outage(
+    rabbitmq: str,
+    unique_exchange: str,
+    fresh_database: str,
+    broker_outage: Callable[[], contextlib.AbstractContextManager[None]],
+) -> None:
+    """The broker stopped and started: the ingest's connection comes back and it consumes
+    again (its consumer restored); every event stored once."""
+    boot = new_boot()
+    events = [transition("farm-04", boot, seq, "svc", "running") for seq in range(1, 201)]
+
+    async def main() -> tuple[int, int]:
+        counters = HubCounters()
+        async with opened_store(fresh_database) as store:
+            ingest = Ingest(rabbitmq, unique_exchange, store, counters)
+            await ingest.start()
+            try:
+                await publish(rabbitmq, unique_exchange, list(map(message, events[:100])))
+                await until(lambda: _settled(counters, store, 100, 0), "before the outage")
+                outage = broker_outage()
+                await asyncio.to_thread(outage.__enter__)
+                await asyncio.to_thread(outage.__exit__, None, None, None)
+                await publish_when_up(rabbitmq, unique_exchange, list(map(message, events)))
+                await until(lambda: _settled(counters, store, 200, 0), "after the outage")
+            finally:
+                await ingest.close()
+            return await stored(store), await queue_depth(rabbitmq, unique_exchange)
+
+    count, depth = run(main, timeout=240)
+    assert count == 200
+    assert depth == 0
+
+
+async def publish_when_up(url: str, exchange: str, bodies: list[tuple[str, bytes]]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await publish(url, exchange, bodies)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
