@@ -257,6 +257,10 @@ def test_fleet_dashboard_live(
         first_row = page.locator('.host[data-host="farm-02"] .frow.svc').first
         assert first_row.get_attribute("data-service") == "b"
         expect(row(page, "farm-02", "b").locator(".reason")).to_have_text("exited with code 3")
+        # And the fleet's recent events have it on top, with its host.
+        first_event = page.locator("#events .ev").first
+        expect(first_event).to_contain_text("farm-02/b", timeout=ms(10))
+        expect(first_event).to_contain_text("running → failed")
         expect(page.locator("#summary")).to_contain_text("1 service in trouble")
 
         # A host that falls silent: stale, then unreachable; its services unknown, in grey.

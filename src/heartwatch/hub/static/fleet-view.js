@@ -7,8 +7,9 @@
 // first), and a host block's rows are made only when the block comes near the viewport (the
 // blocks on the first screens at once, the others a few rows a frame once an
 // IntersectionObserver says they are near): until then the block holds an empty box of the
-// rows' estimated height, so the scrollbar is right. Blocks off-screen skip layout and paint (CSS content-visibility). Ages tick on
-// the host heads only (a service's heartbeat age is shown as at the agent's report).
+// rows' estimated height, so the scrollbar is right. Blocks off-screen skip layout and paint
+// (CSS content-visibility). Ages tick on the host heads only (a service's heartbeat age is
+// shown as at the agent's report).
 //
 // Text goes in as text (setText, text nodes), never as markup.
 

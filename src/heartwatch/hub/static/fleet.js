@@ -12,6 +12,7 @@ import { byId, formatTime, h } from "/agent-static/dom.js";
 import { LogPanel } from "/agent-static/logpanel.js";
 import { isRefusal, serverConstants } from "/agent-static/shared.js";
 import { capital, Commands, VERB_TEXT } from "./actions.js";
+import { EventList } from "./events.js";
 import {
   commandsText,
   FleetModel,
@@ -38,6 +39,10 @@ const RECENT_LOGS = 10;
 
 const model = new FleetModel();
 const commands = new Commands(model, () => schedule());
+const events = new EventList(byId("events"), byId("events-empty"), {
+  onError: (error) =>
+    showNotice(`could not load the events: ${error.describe?.() ?? error.message}`),
+});
 const fleet = new FleetView(byId("fleet"), {
   onLogs: followLog,
   onControl: (key, verb, button) => commands.controlOne(key, verb, button),
@@ -223,6 +228,7 @@ function connectEvents() {
       setLive(true);
     }
     if (data.type === "command") commands.heard(data.command);
+    if (data.type === "event") events.add(data.event);
     model.apply(data);
     schedule();
   });
@@ -396,6 +402,7 @@ async function boot() {
   // with 4401 and the prompt follows.
   connectEvents();
   await reauthenticate();
+  events.load();
   setInterval(() => fleet.tick(monotonic()), TICK_MS);
   setInterval(async () => {
     await commands.poll(live);

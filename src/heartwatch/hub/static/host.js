@@ -11,15 +11,14 @@ import { byId, formatAge, formatTime, h, setText, svg } from "/agent-static/dom.
 import { LogPanel } from "/agent-static/logpanel.js";
 import {
   describeSegment,
-  EVENT_KINDS,
   overviewPath,
   rangeOf,
   stripLayout,
   summaryFigures,
 } from "/agent-static/pictures.js";
 import { isRefusal, serverConstants } from "/agent-static/shared.js";
-import { describe } from "/agent-static/timeline.js";
 import { Commands } from "./actions.js";
+import { EventList } from "./events.js";
 import { FleetModel, statesText } from "./fleet-model.js";
 import { FleetView, monotonic } from "./fleet-view.js";
 import { reauthenticate, setLink, showNotice, wireCommonButtons } from "./session.js";
@@ -27,9 +26,6 @@ import { reauthenticate, setLink, showNotice, wireCommonButtons } from "./sessio
 const HOST = decodeURIComponent(location.pathname.replace(/^\/hosts\//, "").replace(/\/$/, ""));
 const HOST_PATH = `/api/v1/hosts/${encodeURIComponent(HOST)}`;
 const EVENTS_SHOWN = 100;
-// The journal's kinds and the commands' replies; not the per-minute counts, which are numbers
-// for the history, not news.
-const LISTED_KINDS = [...EVENT_KINDS, "reply"];
 const STRIP_WIDTH = 1000; // viewBox units
 const STRIP_HEIGHT = 18;
 const STRIPS_EVERY_MS = 60_000;
@@ -166,7 +162,7 @@ function connect() {
       model.load(onlyThisHost(data.fleet));
     } else if (about(data)) {
       if (data.type === "command") commands.heard(data.command);
-      if (data.type === "event" && LISTED_KINDS.includes(data.event?.kind)) addEvent(data.event);
+      if (data.type === "event") events.add(data.event);
       model.apply(data);
     } else {
       return;
@@ -214,55 +210,12 @@ async function loadHost() {
 
 // -- events -------------------------------------------------------------------------------
 
-async function loadEvents() {
-  const query = new URLSearchParams({ host: HOST, limit: String(EVENTS_SHOWN) });
-  for (const kind of LISTED_KINDS) query.append("kind", kind);
-  try {
-    const { events } = await api(`/api/v1/events?${query}`);
-    // What the stream brought before this answer and the answer does not hold stays on top.
-    const fetched = new Set(events.map(eventKey));
-    const list = byId("events");
-    const kept = [...list.children].filter((item) => !fetched.has(item.dataset.key));
-    eventsShown.clear();
-    for (const item of kept) eventsShown.add(item.dataset.key);
-    list.replaceChildren(...kept, ...events.map(eventItem));
-  } catch (error) {
-    showNotice(`could not load the events: ${error.describe?.() ?? error.message}`);
-  }
-  showEventsEmpty();
-}
-
-function addEvent(event) {
-  const list = byId("events");
-  // The stream's event may be in the first page already (both read after the same commit).
-  if (eventsShown.has(eventKey(event))) return;
-  list.prepend(eventItem(event));
-  while (list.childElementCount > EVENTS_SHOWN) list.lastElementChild.remove();
-  showEventsEmpty();
-}
-
-function showEventsEmpty() {
-  byId("events-empty").hidden = byId("events").childElementCount > 0;
-}
-
-const eventsShown = new Set(); // eventKey of each item listed
-const eventKey = (event) => `${event.boot}/${event.seq}`;
-
-/** One event as the agent's timeline shows it (its words from timeline.js's describe). */
-function eventItem(event) {
-  const iso = new Date(event.at * 1000).toISOString();
-  const kind = event.kind ?? event.type;
-  const words = kind === "reply" ? `command reply: ${event.state ?? "?"}` : describe(event);
-  eventsShown.add(eventKey(event));
-  return h(
-    "li",
-    { class: `ev kind-${kind}`, "data-state": event.state || "", "data-key": eventKey(event) },
-    h("time", { datetime: iso, title: `${iso} · boot ${event.boot ?? "?"}` }, formatTime(event.at)),
-    h("span", { class: "ev-service" }, event.service ?? HOST),
-    h("span", { class: "ev-what" }, words),
-    event.reason && kind !== "daemon" ? h("span", { class: "ev-why" }, event.reason) : null,
-  );
-}
+const events = new EventList(byId("events"), byId("events-empty"), {
+  limit: EVENTS_SHOWN,
+  host: HOST,
+  onError: (error) =>
+    showNotice(`could not load the events: ${error.describe?.() ?? error.message}`),
+});
 
 // -- history strips -----------------------------------------------------------------------
 
@@ -381,7 +334,7 @@ async function boot() {
   connect();
   loadHost();
   await reauthenticate();
-  loadEvents();
+  events.load();
   loadStrips();
   setInterval(tick, 1000);
   setInterval(loadStrips, STRIPS_EVERY_MS);
