@@ -357,3 +357,55 @@ def test_hub_store_refuses_bodies_it_cannot_keep(
 def test_hub_store_keeps_an_escaped_backslash_u0000_text() -> None:
     """The six characters \\u0000 typed as text are no NUL: kept."""
     check_storable(envelope("entry", "farm-09", new_boot(), 1, {"kind": "x", "reason": "\\u0000"}))
+
+
+def test_hub_store_any_split_order_and_redelivery_gives_the_same_result(postgres: str) -> None:
+    """Property: one boot's events cut into batches anyhow, batches delivered again and out
+    of order: each event stored once, each service left as its last transition says."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    states = ["running", "unresponsive", "starting", "stopped"]
+    examples = iter(range(10_000))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(states)),
+            min_size=1,
+            max_size=40,
+        ),
+        st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=6),
+        st.randoms(use_true_random=False),
+    )
+    def check(story: list[tuple[str, str]], cuts: list[int], rng: Any) -> None:
+        host, boot = f"prop-{next(examples)}", new_boot()
+        events = [
+            transition(host, boot, seq, service, state)
+            for seq, (service, state) in enumerate(story, start=1)
+        ]
+        batches, start = [], 0
+        for cut in [*cuts, len(events)]:
+            if start < len(events):
+                batches.append(events[start : start + cut])
+                start += cut
+        deliveries = [*batches, *rng.sample(batches, k=min(2, len(batches)))]
+        rng.shuffle(deliveries)
+        expected = {service: state for service, state in story}
+
+        async def main() -> tuple[int, list[Any], dict[str, str]]:
+            async with opened_store(postgres) as store:
+                new = 0
+                for batch in [[heartbeat(host, boot)], *deliveries]:
+                    new += (await store.write_batch(storable(batch))).events
+                count = await rows(store, "SELECT count(*) FROM events WHERE host = %s", host)
+                found = await rows(
+                    store, "SELECT service, state FROM services WHERE host = %s", host
+                )
+                return new, count, dict(found)
+
+        new, count, found = run(main)
+        assert new == len(events) and count == [(len(events),)]
+        assert found == expected
+
+    check()
