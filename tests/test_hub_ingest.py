@@ -65,6 +65,14 @@ def test_hub_ingest_stores_each_event_once_and_skips_broken_messages(
     boot = new_boot()
     good = [transition("farm-01", boot, seq, "svc", "running") for seq in range(1, 51)]
     nul = transition("farm-01", boot, 51, "svc", "running", "bad\u0000reason")
+    # A lone surrogate: JSON to Python, not text to PostgreSQL (its batch is refused, written
+    # again one by one, and only this one is dropped).
+    surrogate = (
+        "farm-01.svc.transition",
+        encode(transition("farm-01", boot, 52, "svc", "running")).replace(
+            b'"reason":""', b'"reason":"\\ud800"'
+        ),
+    )
 
     async def main() -> tuple[HubCounters, int, int]:
         counters = HubCounters()
@@ -80,10 +88,11 @@ def test_hub_ingest_stores_each_event_once_and_skips_broken_messages(
                         ("farm-01.-.entry", b"{not json"),
                         *map(message, good[:30]),
                         message(nul),
+                        surrogate,
                         *map(message, good[20:]),  # 20..29 again: a redelivery's duplicates
                     ],
                 )
-                await until(lambda: _settled(counters, store, 50, 2), "all handled")
+                await until(lambda: _settled(counters, store, 50, 3), "all handled")
             finally:
                 await ingest.close()
             return counters, await stored(store), await queue_depth(rabbitmq, unique_exchange)
@@ -91,7 +100,7 @@ def test_hub_ingest_stores_each_event_once_and_skips_broken_messages(
     counters, count, depth = run(main)
     assert count == 50
     assert counters.events == 50
-    assert counters.rejected == {"json": 1, "nul": 1}
+    assert counters.rejected == {"json": 1, "nul": 1, "database": 1}
     assert depth == 0
 
 
