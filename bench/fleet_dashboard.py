@@ -649,10 +649,15 @@ def main() -> None:
             feeder.changing.set()
             on_hub = measure_page(browser, url + "/", baseline_url, trials, token)
             real_sent = feeder.sent
+            real_error = feeder.error
         browser.close()
     report("stand-in hub", stood_in, base, sent)
     if real is not None:
         report("real hub", on_hub, base, real_sent)
+        if real_error is not None:  # a broker restart (another test's outage), say
+            print(
+                f"   NOTE: the simulator stopped early, its figures are not valid: {real_error!r}"
+            )
 
 
 if __name__ == "__main__":
