@@ -122,15 +122,32 @@ def test_the_heartbeat_clients_outbox_is_sans_io() -> None:
     assert impure == set(), f"client/outbox.py imports {sorted(impure)}"
 
 
-# Who may not import whom: the layers point one way (core <- drivers <- assembly), and the
-# daemon's drivers do not reach into the HTTP side (web uses them, not the reverse).
+# Who may not import whom: the layers point one way (core <- drivers <- assembly), the
+# daemon's drivers do not reach into the HTTP side (web uses them, not the reverse), and
+# nothing of the daemon depends on the hub.
+_HUB = "heartwatch.hub"
 UPWARD = {
-    "core": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
-    "logview": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
-    "daemon": ("heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
-    "web": ("heartwatch.assembly", "heartwatch.cli"),
-    "store": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
-    "client": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli"),
+    "core": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli", _HUB),
+    "logview": (
+        "heartwatch.daemon",
+        "heartwatch.web",
+        "heartwatch.assembly",
+        "heartwatch.cli",
+        _HUB,
+    ),
+    "daemon": ("heartwatch.web", "heartwatch.assembly", "heartwatch.cli", _HUB),
+    "web": ("heartwatch.assembly", "heartwatch.cli", _HUB),
+    "store": ("heartwatch.daemon", "heartwatch.web", "heartwatch.assembly", "heartwatch.cli", _HUB),
+    "client": (
+        "heartwatch.daemon",
+        "heartwatch.web",
+        "heartwatch.assembly",
+        "heartwatch.cli",
+        _HUB,
+    ),
+    # The hub is a role of its own (its assembly is hub/assembly.py): it uses the core and the
+    # daemon's and web's drivers, never the daemon's assembly or the command line.
+    "hub": ("heartwatch.assembly", "heartwatch.cli"),
 }
 
 
