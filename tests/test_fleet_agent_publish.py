@@ -23,22 +23,29 @@ from heartwatch.core.journal import Journal
 from heartwatch.daemon import fleet_agent
 from heartwatch.daemon.fleet_agent import FleetAgent
 from heartwatch.daemon.fleet_commands import FleetCommands, LocalApi
-from heartwatch.daemon.fleet_outbox import Outbox
+from heartwatch.daemon.fleet_outbox import Outbox, OutboxEvent
 
 
 class FakeExchange:
-    """Records what is published; ``fail`` maps a seq to the exception its publish raises
-    (once)."""
+    """Records what is published, a batch as its envelopes (each with the batch's key and
+    message); ``fail`` maps a seq to the exception the publish of the message holding it
+    raises (once)."""
 
     def __init__(self, fail: dict[int, BaseException] | None = None) -> None:
         self.fail = dict(fail or {})
         self.published: list[tuple[str, dict[str, Any], Any]] = []
+        self.messages: list[tuple[str, list[int]]] = []  # (key, event seqs) per message
 
     async def publish(self, message: Any, routing_key: str, **options: Any) -> Any:
-        envelope = json.loads(message.body)
-        if envelope["seq"] in self.fail and envelope["type"] in fleetwire.EVENT_TYPES:
-            raise self.fail.pop(envelope["seq"])
-        self.published.append((routing_key, envelope, message))
+        decoded = json.loads(message.body)
+        envelopes = decoded if isinstance(decoded, list) else [decoded]
+        for envelope in envelopes:
+            if envelope["seq"] in self.fail and envelope["type"] in fleetwire.EVENT_TYPES:
+                raise self.fail.pop(envelope["seq"])
+        self.published.extend((routing_key, envelope, message) for envelope in envelopes)
+        seqs = [e["seq"] for e in envelopes if e["type"] in fleetwire.EVENT_TYPES]
+        if seqs:
+            self.messages.append((routing_key, seqs))
         return object()  # an Ack
 
     def seqs(self) -> list[int]:
@@ -76,13 +83,18 @@ def test_entries_are_published_in_order_and_leave_the_outbox_once_confirmed(
         exchange = FakeExchange()
         await agent._send_pending(exchange)  # type: ignore[arg-type]
         assert exchange.seqs() == [1, 2, 3, 4, 5]
+        assert exchange.messages == [("farm-01.-.batch", [1, 2, 3, 4, 5])]  # all waited: one
         key, envelope, message = exchange.published[0]
-        assert key == "farm-01.a.note"
         assert envelope["body"] == journal_entry_json(1, "note 0", 1000.0)
         assert envelope["boot"] == agent.boot and envelope["host"] == "farm-01"
         assert message.delivery_mode == 2 and message.content_type == "application/json"
-        assert message.message_id == f"{agent.boot}.1"
+        assert message.message_id == f"{agent.boot}.1+5"
         assert await outbox.count() == 0
+        journal.append("note", "a", "alone", 1010.0)
+        await agent._send_pending(exchange)  # type: ignore[arg-type]
+        key, envelope, message = exchange.published[-1]
+        assert key == "farm-01.a.note" and envelope["seq"] == 6  # a lone event: as itself
+        assert message.message_id == f"{agent.boot}.6"
         await outbox.close()
 
     asyncio.run(scenario())
@@ -106,17 +118,18 @@ def test_a_lost_connection_keeps_the_unconfirmed_for_the_next_session(tmp_path: 
 
     async def scenario() -> None:
         agent, journal, outbox = await make_agent(tmp_path)
+        agent.batch_max = 2  # messages [1, 2], [3, 4], [5]
         for i in range(5):
             journal.append("note", "a", f"note {i}", 1000.0 + i)
         broken = FakeExchange(fail={3: ConnectionResetError(104, "reset")})
         with pytest.raises(ConnectionResetError):
             await agent._send_pending(broken)  # type: ignore[arg-type]
-        assert broken.seqs() == [1, 2, 4, 5]  # confirmed, and deleted
-        assert [row.seq for row in await outbox.read(0, 10)] == [3]
+        assert broken.seqs() == [1, 2, 5]  # confirmed, and deleted
+        assert [row.seq for row in await outbox.read(0, 10)] == [3, 4]
         journal.append("note", "a", "later", 2000.0)
         again = FakeExchange()
         await agent._send_pending(again)  # type: ignore[arg-type]
-        assert again.seqs() == [3, 6]
+        assert again.seqs() == [3, 4, 6]
         assert await outbox.count() == 0
         await outbox.close()
 
@@ -131,16 +144,57 @@ def test_an_event_the_broker_does_not_take_waits_then_goes_in_order(
 
     async def scenario() -> None:
         agent, journal, outbox = await make_agent(tmp_path)
+        agent.batch_max = 1  # each event its own message
         for i in range(4):
             journal.append("note", "a", f"note {i}", 1000.0 + i)
         nacked = aiormq.exceptions.DeliveryError(None, None)  # type: ignore[arg-type]
         exchange = FakeExchange(fail={2: nacked})
         await agent._send_pending(exchange)  # type: ignore[arg-type]
         assert exchange.seqs() == [1, 3, 4, 2]
+        assert [key for key, _ in exchange.messages] == ["farm-01.a.note"] * 4
         assert await outbox.count() == 0
         await outbox.close()
 
     asyncio.run(scenario())
+
+
+def test_a_replay_goes_in_batches_in_order_none_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,234 events waiting: messages of at most MAX_BATCH, in seq order, each event once; a
+    message nacked midway goes again (from it), the others are not sent twice."""
+    monkeypatch.setattr(fleet_agent, "UNROUTED_RETRY_DELAY", 0.01)
+
+    async def scenario() -> None:
+        agent, journal, outbox = await make_agent(tmp_path)
+        outbox._store.max_events = 10_000
+        for i in range(1234):
+            journal.append("note", "a", f"note {i}", 1000.0 + i)
+        nacked = aiormq.exceptions.DeliveryError(None, None)  # type: ignore[arg-type]
+        exchange = FakeExchange(fail={700: nacked})
+        await agent._send_pending(exchange)  # type: ignore[arg-type]
+        sizes = [len(seqs) for _, seqs in exchange.messages]
+        assert sizes == [500, 234, 500]  # 501..1000 nacked (not recorded), then again
+        assert all(key == "farm-01.-.batch" for key, _ in exchange.messages)
+        assert sorted(exchange.seqs()) == list(range(1, 1235))  # each once
+        for _, seqs in exchange.messages:
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # in order inside
+        assert await outbox.count() == 0
+        await outbox.close()
+
+    asyncio.run(scenario())
+
+
+def test_batches_are_cut_by_count_and_by_size() -> None:
+    def row(seq: int, size: int) -> OutboxEvent:
+        return OutboxEvent("b" * 32, seq, "k", b"x" * size, seq)
+
+    rows = [row(seq, 100) for seq in range(1, 8)]
+    assert [[r.seq for r in m] for m in fleet_agent.batches(rows, 3)] == [[1, 2, 3], [4, 5, 6], [7]]
+    # 100-byte events, 350 bytes a message: three fit ([ + 3×(100+1) = 305), a fourth not.
+    assert [len(m) for m in fleet_agent.batches(rows, 500, 350)] == [3, 3, 1]
+    big = [row(1, 10), row(2, 1000), row(3, 10)]
+    assert [[r.seq for r in m] for m in fleet_agent.batches(big, 500, 350)] == [[1], [2], [3]]
 
 
 def test_reports_carry_the_last_event_seq_and_the_identity(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The fleet's wire format: what decodes, what is refused and how it is named, routing keys."""
+"""The fleet's wire format: what decodes, what is refused and how it is named, batches (each
+bad element refused alone, an envelope of another host than its key refused), routing keys."""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ from hypothesis import strategies as st
 
 from heartwatch.core.fleetwire import (
     HOST_WORD,
+    MAX_BATCH,
     MAX_MESSAGE_BYTES,
     Envelope,
     FleetWireError,
+    batch_routing_key,
     decode,
+    decode_batch,
     encode,
+    encode_batch,
     escape_word,
     event_routing_key,
+    log_routing_key,
     parse_routing_key,
     routing_key,
     unescape_word,
@@ -146,3 +152,89 @@ def test_entries_route_by_service_and_kind_and_the_rest_by_host() -> None:
 def test_a_key_of_another_shape_is_refused() -> None:
     with pytest.raises(FleetWireError):
         parse_routing_key("farm-07.collector")
+
+
+# --- batches --------------------------------------------------------------------------------
+
+seqs = st.lists(st.integers(min_value=1, max_value=2**40), min_size=1, max_size=MAX_BATCH)
+
+
+@given(seqs, st.sampled_from(["entry", "counts", "reply"]))
+def test_a_batch_of_good_envelopes_round_trips(numbers: list[int], kind: str) -> None:
+    sent = [
+        Envelope(kind, "farm-07", BOOT, seq, 1764590000.0 + seq % 1000, {"n": seq, "é": "ü"})  # type: ignore[arg-type]
+        for seq in numbers
+    ]
+    good, bad = decode_batch(encode_batch([encode(e) for e in sent]), "farm-07")
+    assert good == sent and bad == []
+
+
+bad_elements = st.sampled_from(
+    [
+        envelope(v=2),
+        envelope(seq=0),
+        envelope(host="farm-08"),  # another host than the routing key's
+        envelope(type="heartbeat", seq=3),  # a report: never in a batch
+        envelope(body=[]),
+        [1, 2],
+        "text",
+        None,
+    ]
+)
+
+
+@given(st.lists(st.one_of(st.integers(1, 1000), bad_elements), min_size=1, max_size=60))
+def test_bad_elements_of_a_batch_do_not_take_the_good_ones_down(
+    elements: list[Any],
+) -> None:
+    batch = [envelope(seq=e) if type(e) is int else e for e in elements]
+    good, bad = decode_batch(json.dumps(batch).encode(), "farm-07")
+    assert [e.seq for e in good] == [e for e in elements if type(e) is int]
+    assert len(bad) == sum(1 for e in elements if type(e) is not int)
+    assert all(isinstance(error, FleetWireError) for error in bad)
+
+
+def test_a_batch_names_what_is_wrong_with_each_bad_element() -> None:
+    batch = [envelope(seq=1), envelope(host="farm-08", seq=2), envelope(type="snapshot"), 7]
+    good, bad = decode_batch(json.dumps(batch).encode(), "farm-07")
+    assert [e.seq for e in good] == [1]
+    assert [error.code for error in bad] == ["host_mismatch", "type", "shape"]
+
+
+def test_a_single_envelope_must_come_from_its_routing_keys_host() -> None:
+    assert decode_batch(raw(envelope(type="heartbeat", seq=0)), "farm-07")[0][0].host == "farm-07"
+    with pytest.raises(FleetWireError) as refused:
+        decode_batch(raw(envelope()), "farm-08")
+    assert refused.value.code == "host_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"[]", "batch"),
+        (json.dumps([envelope(seq=n) for n in range(1, MAX_BATCH + 2)]).encode(), "batch"),
+        (b"17", "shape"),
+        (b'"x"', "shape"),
+        (b"[", "json"),
+        (b"\xff", "encoding"),
+    ],
+)
+def test_a_message_neither_an_envelope_nor_a_batch_is_refused_whole(data: bytes, code: str) -> None:
+    with pytest.raises(FleetWireError) as refused:
+        decode_batch(data, "farm-07")
+    assert refused.value.code == code
+
+
+@given(st.binary(max_size=300))
+def test_no_bytes_make_decode_batch_raise_anything_else(data: bytes) -> None:
+    with contextlib.suppress(FleetWireError):
+        decode_batch(data, "farm-07")
+
+
+def test_batches_and_log_streams_have_keys_of_their_own() -> None:
+    assert batch_routing_key("farm.07") == "farm%2E07.-.batch"
+    assert parse_routing_key(batch_routing_key("farm.07")) == ("farm.07", None, "batch")
+    key = log_routing_key("farm.07", "emu.1", "ab12")
+    assert key == "farm%2E07.emu%2E1.log.ab12"
+    with pytest.raises(FleetWireError):
+        parse_routing_key(key)  # four words: never read as an event's key

@@ -1,8 +1,9 @@
 """Live logs across hosts through the real broker, and the change feed through PostgreSQL.
 
 The agent is faked here: a consumer of the host's command queue that checks the signed
-``tail`` command and publishes lines to the queue it names, as ``daemon/fleet_commands.py``
-does. End to end with real agents is tests/e2e's.
+``tail`` command and publishes lines on the fleet exchange under the stream's routing key
+(``<host>.<service>.log.<stream>``), as ``daemon/fleet_commands.py`` does. End to end with
+real agents is tests/e2e's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from heartwatch.core import fleetcommands
-from heartwatch.core.fleetwire import command_queue, command_queue_arguments
+from heartwatch.core.fleetwire import command_queue, command_queue_arguments, log_routing_key
 from heartwatch.hub.api import create_hub_app
 from heartwatch.hub.commands import CommandSender
 from heartwatch.hub.feed import FleetFeed
@@ -63,8 +64,9 @@ async def _hub(
 async def _fake_agent(
     connection: Any, exchange: str, host: str, seen: list[fleetcommands.Command]
 ) -> Any:
-    """Takes the host's commands; answers each new tail queue with three messages."""
+    """Takes the host's commands; answers each new tail stream with three messages."""
     channel = await connection.channel()
+    fleet = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
     queue = await channel.declare_queue(
         command_queue(exchange, host), durable=True, arguments=command_queue_arguments(exchange)
     )
@@ -79,12 +81,18 @@ async def _fake_agent(
             already_ran=lambda _: False,
         )
         seen.append(command)
-        target = command.args["queue"]
+        assert command.service is not None
+        target = log_routing_key(host, command.service, command.args["stream"])
         if target in answered:
             return  # a renewal
         answered.add(target)
+        # Another service's stream of the same token: not bound, never shown.
+        await fleet.publish(
+            aio_pika.Message(b'{"line": "not this"}'),
+            routing_key=log_routing_key(host, "other", command.args["stream"]),
+        )
         for body in ({"line": "hello"}, {"line": "\x1b[31mred\x1b[0m <b>"}, {"skipped": 3}):
-            await channel.default_exchange.publish(
+            await fleet.publish(
                 aio_pika.Message(json.dumps(body).encode()), routing_key=target, mandatory=True
             )
 
@@ -149,6 +157,8 @@ def test_hub_logs_a_tail_is_relayed_in_the_agents_protocol_renewed_and_cleaned_u
         1.5,
     )
     assert first.args["queue"].startswith(f"{unique_exchange}.tail.")
+    assert first.args["queue"] == f"{unique_exchange}.tail.{first.args['stream']}"
+    assert {c.args["stream"] for c in seen} == {first.args["stream"]}
     assert len(seen) >= 3 and {c.args["queue"] for c in seen} == {first.args["queue"]}
     assert len({c.id for c in seen}) == len(seen)  # each renewal is a command of its own
     assert gone

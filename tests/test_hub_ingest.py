@@ -1,5 +1,6 @@
 """The hub's ingest against the real broker and database: stored once, bad messages counted and
-skipped (the queue never blocks), a database outage waits (nothing lost), one active consumer."""
+skipped (the queue never blocks), batches as their events, envelopes of another host than their
+routing key refused, a database outage waits (nothing lost), one active consumer."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import psycopg
 
-from heartwatch.core.fleetwire import Envelope, encode, event_routing_key, events_queue
+from heartwatch.core.fleetwire import (
+    Envelope,
+    batch_routing_key,
+    encode,
+    encode_batch,
+    event_routing_key,
+    events_queue,
+    log_routing_key,
+)
 from heartwatch.hub.ingest import Ingest
 from heartwatch.hub.metrics import HubCounters
 from heartwatch.hub.store import FleetStore
@@ -101,6 +110,61 @@ def test_hub_ingest_stores_each_event_once_and_skips_broken_messages(
     assert count == 50
     assert counters.events == 50
     assert counters.rejected == {"json": 1, "nul": 1, "database": 1}
+    assert depth == 0
+
+
+def test_hub_ingest_a_batch_message_becomes_its_events_each_bad_one_refused_alone(
+    rabbitmq: str, unique_exchange: str, fresh_database: str
+) -> None:
+    """Batches (``<host>.-.batch``) stored as their events, with singles beside them; a
+    batch's bad elements (a broken one, another host's, one PostgreSQL refuses) dropped alone
+    and counted; envelopes naming another host than their routing key refused (a single and a
+    batch's); a log stream's four-word key never reaches the events queue; the queue drains."""
+    boot, other = new_boot(), new_boot()
+    events = [transition("farm-05", boot, seq, "svc", "running") for seq in range(1, 301)]
+    encoded = [encode(e) for e in events]
+    broken = encode(transition("farm-05", boot, 1, "svc", "running")).replace(
+        b'"seq":1', b'"seq":0'
+    )
+    elsewhere = encode(transition("farm-06", other, 1, "svc", "running"))
+    surrogate = encode(transition("farm-05", boot, 301, "svc", "running")).replace(
+        b'"reason":""', b'"reason":"\\ud800"'
+    )
+    impostor = [encode(transition("farm-07", other, seq, "svc", "failed")) for seq in (1, 2)]
+    first = encode_batch([*encoded[:150], broken, elsewhere, surrogate])
+    second = encode_batch(encoded[140:])  # 140..149 again: stored once
+    genuine = transition("farm-08", new_boot(), 1, "svc", "running")
+
+    async def main() -> tuple[HubCounters, list[tuple[object, ...]], int]:
+        counters = HubCounters()
+        async with opened_store(fresh_database) as store:
+            ingest = Ingest(rabbitmq, unique_exchange, store, counters)
+            await ingest.start()
+            try:
+                await publish(
+                    rabbitmq,
+                    unique_exchange,
+                    [
+                        (batch_routing_key("farm-05"), first),
+                        ("farm-08.svc.transition", impostor[0]),  # says farm-07
+                        (batch_routing_key("farm-08"), encode_batch(impostor)),
+                        (log_routing_key("farm-05", "svc", "s1"), b'{"line": "x"}'),
+                        (batch_routing_key("farm-05"), second),
+                        message(genuine),
+                    ],
+                )
+                await until(lambda: _settled(counters, store, 301, 6), "all handled")
+            finally:
+                await ingest.close()
+            by_host = await rows(
+                store, "SELECT host, count(*), max(seq) FROM events GROUP BY host ORDER BY host"
+            )
+            return counters, by_host, await queue_depth(rabbitmq, unique_exchange)
+
+    counters, by_host, depth = run(main)
+    assert by_host == [("farm-05", 300, 300), ("farm-08", 1, 1)]
+    assert counters.events == 301
+    assert counters.rejected == {"seq": 1, "host_mismatch": 4, "database": 1}
     assert depth == 0
 
 

@@ -426,7 +426,8 @@ XSS_LINE = "<img src=x onerror=alert(1)>"
 
 def answer_tail(fleet: Fleet, host: str, lines: list[str], timeout: float) -> dict[str, Any]:  # noqa: F811
     """Be `host`'s agent for one tail: take the hub's tail command from the host's command
-    queue and publish `lines` to the queue it names, as the agent streams a log; its args."""
+    queue and publish `lines` on the fleet exchange under the stream's key
+    (`<host>.<service>.log.<stream>`), as the agent streams a log; its args."""
     connection = pika.BlockingConnection(pika.URLParameters(fleet.broker))
     try:
         channel = connection.channel()
@@ -445,11 +446,12 @@ def answer_tail(fleet: Fleet, host: str, lines: list[str], timeout: float) -> di
             if time.monotonic() > deadline:
                 raise AssertionError(f"no tail command for {host} within {timeout:g} s")
             time.sleep(0.05)
-        queue = str(command.args["queue"])
+        assert command.service is not None
+        key = fleetwire.log_routing_key(host, command.service, str(command.args["stream"]))
         for line in lines:
             channel.basic_publish(
-                "",
-                queue,
+                fleet.exchange,
+                key,
                 json.dumps({"line": line}).encode(),
                 pika.BasicProperties(content_type="application/json"),
             )

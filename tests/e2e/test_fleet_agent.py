@@ -1,9 +1,9 @@
 """The fleet agent end to end: a real daemon with ``[fleet]`` against the real broker.
 
-A *tap* (a queue of the test's, bound to the test's exchange with ``#``) reads what the agent
-publishes. Between the agent and the broker, where a test needs the broker to go away, runs a
-TCP proxy the test cuts and restores (``BrokerProxy``): the broker itself keeps serving the
-other tests.
+A *tap* (a queue of the test's, bound to the test's exchange as the hubs' queue is: ``*.*.*``,
+events and reports, not log streams) reads what the agent publishes, a batch as its envelopes.
+Between the agent and the broker, where a test needs the broker to go away, runs a TCP proxy
+the test cuts and restores (``BrokerProxy``): the broker itself keeps serving the other tests.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class Received:
 
 
 class Tap:
-    """A queue of the test's bound to every routing key of ``exchange``; read with basic_get."""
+    """A queue of the test's bound to every three-word key of ``exchange`` (as the hubs'
+    events queue is); read with basic_get."""
 
     def __init__(self, url: str, exchange: str) -> None:
         self.exchange = exchange
@@ -52,8 +53,9 @@ class Tap:
         self.channel.exchange_declare(exchange, "topic", durable=True)
         self.queue = f"{exchange}.tap.{uuid.uuid4().hex[:8]}"
         self.channel.queue_declare(self.queue, durable=False, auto_delete=False)
-        self.channel.queue_bind(self.queue, exchange, "#")
+        self.channel.queue_bind(self.queue, exchange, fleetwire.EVENTS_BINDING)
         self.received: list[Received] = []
+        self.messages: list[tuple[str, int]] = []  # (routing key, envelopes) per message
 
     def drain(self) -> list[Received]:
         """Everything waiting now (bounded), appended to ``received``."""
@@ -61,8 +63,11 @@ class Tap:
             method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
             if method is None:
                 break
-            envelope = json.loads(body)
-            self.received.append(Received(method.routing_key, envelope, properties, body))
+            decoded = json.loads(body)
+            envelopes = decoded if isinstance(decoded, list) else [decoded]
+            self.messages.append((method.routing_key, len(envelopes)))
+            for envelope in envelopes:
+                self.received.append(Received(method.routing_key, envelope, properties, body))
         return self.received
 
     def events(self, boot: str | None = None) -> list[dict[str, Any]]:
@@ -294,6 +299,9 @@ def test_agent_without_broker_keeps_supervising_and_sends_everything_after(
     assert_in_order(events)
     reasons = entry_reasons(events)
     assert any("no heartbeat" in r for r in reasons), reasons
+    # The outbox's replay went as batches of the host's events (and none twice: in order).
+    batched = [(key, count) for key, count in tap.messages if count > 1]
+    assert batched and all(key == f"{HOST}.-.batch" for key, _ in batched), tap.messages
     # Everything made before the snapshot came before it.
     index = next(i for i, r in enumerate(tap.received) if r.envelope["type"] == "snapshot")
     snapshot = tap.received[index].envelope
@@ -505,8 +513,9 @@ def test_a_full_outbox_drops_the_oldest_and_says_how_many(
 def test_tail_streams_a_service_output_while_its_lease_lasts(
     rabbitmq: str, unique_exchange: str, tap: Tap, pipeline: Pipeline
 ) -> None:
-    """Lines go to the hub's queue as {"line"}; without a renewal the lease ends with
-    {"end"}; a renewal keeps it going; a queue deleted ends it."""
+    """Lines go on the fleet exchange under <host>.<service>.log.<stream>, to the queue the
+    hub bound there, as {"line"} (never to the events' tap); without a renewal the lease ends
+    with {"end"}; a renewal keeps it going; a queue deleted ends it."""
     hub_key = Ed25519PrivateKey.generate()
     fleet = fleet_section(
         rabbitmq, unique_exchange, hub_keys=[public_key_text(hub_key.public_key())]
@@ -525,9 +534,8 @@ def test_tail_streams_a_service_output_while_its_lease_lasts(
     daemon = pipeline.start_daemon()
     daemon.wait_running("printer")
     wait_command_queue(tap)
-    queue = f"{unique_exchange}.tail.{uuid.uuid4().hex[:8]}"
-    tap.channel.queue_declare(queue, durable=False)
-    tail = command("tail", "printer", queue=queue, lease=scaled(2.0), lines=3)
+    stream, queue = stream_queue(tap, "printer")
+    tail = command("tail", "printer", stream=stream, lease=scaled(2.0), lines=3)
     tap.publish_command(HOST, sign(tail, hub_key))
     tap.wait(lambda _: replies(tap, tail.id) == ["accepted", "done"], "tail accepted, done")
 
@@ -549,10 +557,10 @@ def test_tail_streams_a_service_output_while_its_lease_lasts(
     assert received[-1] == {"end": "the lease ended without a renewal"}
     # A queue that goes away ends the stream (the broker returns what is sent to it).
     received.clear()
-    again = command("tail", "printer", queue=queue, lease=scaled(60.0), lines=0)
+    again = command("tail", "printer", stream=stream, lease=scaled(60.0), lines=0)
     tap.publish_command(HOST, sign(again, hub_key))
     wait_until(lambda: any("line" in m for m in read_tail()), "lines again", 20)
-    renewal = command("tail", "printer", queue=queue, lease=scaled(60.0), lines=0)
+    renewal = command("tail", "printer", stream=stream, lease=scaled(60.0), lines=0)
     tap.publish_command(HOST, sign(renewal, hub_key))
     tap.wait(lambda _: replies(tap, renewal.id) == ["accepted", "done"], "the renewal done")
     reason = next(
@@ -561,14 +569,23 @@ def test_tail_streams_a_service_output_while_its_lease_lasts(
         if e["type"] == "reply" and e["body"]["command"] == renewal.id and e["body"]["reason"]
     )
     assert "renewed" in reason
+    key = fleetwire.log_routing_key(HOST, "printer", stream)
     tap.channel.queue_delete(queue)
     wait_until(
-        lambda: (
-            f"stopped streaming output to {queue}: the hub's queue is gone" in daemon.log_text()
-        ),
+        lambda: f"stopped streaming output to {key}: the hub's queue is gone" in daemon.log_text(),
         "the stream ended for the deleted queue",
         20,
     )
+    assert all(r.routing_key.count(".") == 2 for r in tap.drain())  # no log line in the tap
+
+
+def stream_queue(tap: Tap, service: str) -> tuple[str, str]:
+    """As the hub does for a viewer: a stream token, and a queue bound to its key alone."""
+    stream = uuid.uuid4().hex[:16]
+    queue = f"{tap.exchange}.tail.{stream}"
+    tap.channel.queue_declare(queue, durable=False, exclusive=True)
+    tap.channel.queue_bind(queue, tap.exchange, fleetwire.log_routing_key(HOST, service, stream))
+    return stream, queue
 
 
 def test_events_wait_while_no_queue_takes_them(
@@ -596,8 +613,8 @@ def test_events_wait_while_no_queue_takes_them(
 
 @pytest.fixture
 def host_user(rabbitmq: str, unique_exchange: str) -> Iterator[str]:
-    """A broker user of this host's own, with the permissions docs/fleet.md gives one (no
-    write on the default exchange); its AMQP URL."""
+    """A broker user of this host's own, with exactly the permissions docs/fleet.md gives one
+    (no write on the default exchange); its AMQP URL."""
     name, password = f"hwtest-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     exchange = unique_exchange.replace(".", r"\.")
     host = HOST.replace(".", r"\.")
@@ -621,32 +638,71 @@ def host_user(rabbitmq: str, unique_exchange: str) -> Iterator[str]:
 def test_an_agent_with_a_broker_user_of_its_own(
     rabbitmq: str, unique_exchange: str, tap: Tap, host_user: str, pipeline: Pipeline
 ) -> None:
-    """With only its own routing keys and command queue, the agent publishes and takes
-    commands; a tail the broker refuses (no write on the default exchange) ends with the
-    broker's reason, and commands go on."""
+    """With only its own routing keys and command queue, the agent publishes, takes commands
+    and streams a tail (on the fleet exchange: no write on the default exchange needed); that
+    user can neither publish to a queue by name (the hubs' events queue, say) nor under
+    another host's routing key."""
     hub_key = Ed25519PrivateKey.generate()
     fleet = fleet_section(
         host_user, unique_exchange, hub_keys=[public_key_text(hub_key.public_key())]
     )
-    pipeline.write_config([beating("collector")], extra={"fleet": fleet})
+    talker = {
+        "name": "talker",
+        "command": [
+            sys.executable,
+            "-u",
+            "-c",
+            "import time\nfor i in range(100000):\n    print('line', i); time.sleep(0.05)",
+        ],
+        "startsecs": "0s",
+    }
+    pipeline.write_config([beating("collector"), talker], extra={"fleet": fleet})
     daemon = pipeline.start_daemon()
     daemon.wait_running("collector")
     tap.wait(lambda _: tap.of_type("snapshot"), "the snapshot", 30)
     wait_command_queue(tap)
-    queue = f"{unique_exchange}.tail.{uuid.uuid4().hex[:8]}"
-    tap.channel.queue_declare(queue, durable=False)
-    tail = command("tail", "collector", queue=queue, lease=scaled(30.0), lines=5)
+    stream, queue = stream_queue(tap, "talker")
+    tail = command("tail", "talker", stream=stream, lease=scaled(30.0), lines=5)
     tap.publish_command(HOST, sign(tail, hub_key))
+    lines: list[str] = []
+
+    def read_lines() -> list[str]:
+        for _ in range(10_000):
+            method, _, body = tap.channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            message = json.loads(body)
+            if "line" in message:
+                lines.append(message["line"])
+        return lines
+
     wait_until(
-        lambda: (
-            f"stopped streaming output to {queue}: the broker refused the stream"
-            in daemon.log_text()
-        ),
-        "the refused stream ended",
+        lambda: sum(line.startswith("line ") for line in read_lines()) >= 3,
+        "the tail's lines, under the host's user",
         20,
     )
+    assert "the broker refused the stream" not in daemon.log_text()
     restart = command("restart", "collector")
     tap.publish_command(HOST, sign(restart, hub_key))
     tap.wait(lambda _: replies(tap, restart.id) == ["accepted", "done"], "commands go on")
     assert_in_order(tap.events())
     assert host_user.split(":")[2].split("@")[0] not in daemon.log_text()
+    # What that user cannot do: write to a queue by name (the default exchange), or publish
+    # under another host's key on the fleet exchange (the hub would take it as that host's).
+    impostor = fleetwire.encode(
+        fleetwire.Envelope("entry", "farm-other", uuid.uuid4().hex, 1, time.time(), {})
+    )
+    connection = pika.BlockingConnection(pika.URLParameters(host_user))
+    try:
+        for exchange, key in (
+            ("", fleetwire.events_queue(unique_exchange)),
+            (unique_exchange, "farm-other.-.note"),
+        ):
+            channel = connection.channel()
+            channel.confirm_delivery()
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+                channel.basic_publish(exchange, key, impostor)
+            assert refused.value.reply_code == 403, (exchange, key)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()

@@ -15,6 +15,12 @@ Every message an agent sends is one JSON object, an *envelope*::
 - ``at``: the agent's wall clock, Unix seconds; kept and shown, never used for deadlines (the
   hub times hosts by when it received them).
 
+*Batches*: a message may instead be a JSON array of at most ``MAX_BATCH`` envelopes, all
+events of one host (an agent replaying its outbox, or a burst), routed ``<host>.-.batch``.
+Reading one AMQP message costs a consumer far more than decoding one more envelope, so a hub
+takes many events per message this way. Each element is checked alone (``decode_batch``): a
+bad one is refused and counted, the good ones beside it are kept.
+
 Routing keys are ``<host>.<service>.<kind>`` (``farm-07.collector@2.transition``,
 ``farm-07.-.heartbeat`` for the daemon itself) so that a consumer can bind to one host, one
 service or one kind. Host and service names may hold dots, which AMQP's topic matching reads
@@ -22,19 +28,25 @@ as separators: they are escaped (``.`` → ``%2E``, ``%`` → ``%25``) inside a 
 
 Decoding never trusts its input: anything malformed raises ``FleetWireError`` with a code for
 counting and words for the log (a hub counts and skips it; nothing is lost but that message).
+Nor does it trust the sender's word for who it is: with a broker user per host, the broker's
+topic permissions bind the routing key's host word to that user, so ``decode_batch`` refuses
+(``host_mismatch``) any envelope that names another host than its message's routing key.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast, get_args
 
 PROTOCOL: Final = 1
 DEFAULT_EXCHANGE: Final = "heartwatch.fleet"
 MAX_MESSAGE_BYTES: Final = 1024 * 1024  # a snapshot of a few hundred services fits easily
+MAX_BATCH: Final = 500  # envelopes in one batch message
+BATCH_BYTES: Final = 256 * 1024  # an agent's batch stays below this (one event may exceed it)
+BATCH_KIND: Final = "batch"  # a batch's routing key: <host>.-.batch
 
 MessageType = Literal["entry", "counts", "reply", "snapshot", "heartbeat"]
 MESSAGE_TYPES: Final = frozenset(get_args(MessageType))
@@ -90,8 +102,64 @@ def encode(envelope: Envelope) -> bytes:
     return json.dumps(envelope.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def encode_batch(encoded: Sequence[bytes]) -> bytes:
+    """A batch message of envelopes already ``encode``d (an agent keeps them so)."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
 def decode(data: bytes) -> Envelope:
     """One message from the broker, checked; raises ``FleetWireError`` saying what is wrong."""
+    obj = _parse(data)
+    if type(obj) is not dict:
+        raise FleetWireError("shape", f"a JSON object expected, not {type(obj).__name__}")
+    return envelope_of(obj)
+
+
+def decode_batch(data: bytes, routing_host: str) -> tuple[list[Envelope], list[FleetWireError]]:
+    """A message of one envelope or of a batch, from the host its routing key names
+    (``parse_routing_key``): the good envelopes, in order, and what was wrong with each bad
+    element. A message that is neither an object nor an array of at most ``MAX_BATCH``
+    envelopes is refused whole (raises ``FleetWireError``). In a batch, only events count:
+    a report (never buffered) there is refused, as is an element that is not an object."""
+    obj = _parse(data)
+    if type(obj) is dict:
+        envelope = envelope_of(obj)
+        _check_host(envelope, routing_host)
+        return [envelope], []
+    if type(obj) is not list:
+        raise FleetWireError("shape", f"a JSON object or array expected, not {type(obj).__name__}")
+    if not obj:
+        raise FleetWireError("batch", "an empty batch")
+    if len(obj) > MAX_BATCH:
+        raise FleetWireError("batch", f"{len(obj)} envelopes in a batch, more than {MAX_BATCH}")
+    good: list[Envelope] = []
+    bad: list[FleetWireError] = []
+    for element in obj:
+        try:
+            if type(element) is not dict:
+                raise FleetWireError(
+                    "shape", f"a batch holds JSON objects, not {type(element).__name__}"
+                )
+            envelope = envelope_of(element)
+            if not envelope.is_event:
+                raise FleetWireError("type", f"a {envelope.type} in a batch (only events are)")
+            _check_host(envelope, routing_host)
+        except FleetWireError as error:
+            bad.append(error)
+            continue
+        good.append(envelope)
+    return good, bad
+
+
+def _check_host(envelope: Envelope, routing_host: str) -> None:
+    if envelope.host != routing_host:
+        raise FleetWireError(
+            "host_mismatch",
+            f"host {_short(envelope.host)} in a message routed as from {_short(routing_host)}",
+        )
+
+
+def _parse(data: bytes) -> object:
     if len(data) > MAX_MESSAGE_BYTES:
         raise FleetWireError("size", f"{len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
     try:
@@ -100,13 +168,15 @@ def decode(data: bytes) -> Envelope:
         raise FleetWireError("encoding", "not UTF-8") from None
     try:
         # NaN and Infinity are not JSON: PostgreSQL's jsonb would refuse the hub's whole batch.
-        obj = json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
         raise FleetWireError(
             "json", f"not JSON ({error.args[0] if error.args else error})"
         ) from None
-    if type(obj) is not dict:
-        raise FleetWireError("shape", f"a JSON object expected, not {type(obj).__name__}")
+
+
+def envelope_of(obj: Mapping[str, Any]) -> Envelope:
+    """A decoded JSON object checked as an envelope; raises ``FleetWireError``."""
     if obj.get("v") != PROTOCOL:
         raise FleetWireError("version", f"protocol {obj.get('v')!r}, this hub speaks {PROTOCOL}")
     kind = obj.get("type")
@@ -172,6 +242,11 @@ def parse_routing_key(key: str) -> tuple[str, str | None, str]:
     return unescape_word(host), None if service == HOST_WORD else unescape_word(service), kind
 
 
+def batch_routing_key(host: str) -> str:
+    """Where an agent publishes a batch of its events: ``<host>.-.batch``."""
+    return routing_key(host, None, BATCH_KIND)
+
+
 def event_routing_key(envelope: Envelope) -> str:
     """Where an agent publishes ``envelope``: entries under their service and entry kind."""
     body = envelope.body
@@ -210,6 +285,15 @@ def events_queue(exchange: str) -> str:
 
 
 EVENTS_QUEUE_ARGUMENTS: Final[Mapping[str, Any]] = {"x-single-active-consumer": True}
+# The events queue's binding: every <host>.<service>.<kind>, and no log stream (four words).
+EVENTS_BINDING: Final = "*.*.*"
+
+
+def log_routing_key(host: str, service: str, stream: str) -> str:
+    """Where an agent publishes the lines of a ``tail``: ``<host>.<service>.log.<stream>``
+    (``stream``: the hub's token in the command's args). Four words: no events binding
+    (``EVENTS_BINDING``) takes it, only the queue of the hub that asked."""
+    return ".".join((escape_word(host), escape_word(service), "log", escape_word(stream)))
 
 
 def _short(value: object) -> str:

@@ -5,7 +5,9 @@ What is published (``core/fleetwire.py`` has the shapes):
 - every journal entry as an ``entry`` event, the per-minute counts (``counts``, the same
   differences the history stores: ``recorder.count_differences``) and the replies to the
   hub's commands (``reply``). Events are numbered 1, 2, 3… in this boot and first written to
-  the outbox (``fleet_outbox.py``); they leave it when the broker confirmed them.
+  the outbox (``fleet_outbox.py``); they leave it when the broker confirmed them. Several
+  waiting at once (a replay, a burst) go in order as batch messages (``<host>.-.batch``, up to
+  ``fleetwire.MAX_BATCH`` events or ``BATCH_BYTES``), a lone one as itself.
 - after every (re)connect, once the outbox is replayed in order: a ``snapshot`` of every
   service (as ``GET /api/v1/services`` answers), then one every ``snapshot_interval``.
 - a ``heartbeat`` every ``heartbeat_interval``, only while connected (non-persistent, expiring
@@ -31,7 +33,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from heartwatch.daemon.supervisor import Supervisor
 
 OUTBOX_FILE = "fleet.sqlite3"
-PUBLISH_BATCH = 200  # events in flight at once (confirms awaited together)
+PUBLISH_BATCH = 2000  # events read from the outbox at once (their confirms awaited together)
 PUBLISH_TIMEOUT = 30.0  # a confirm not in by then: the connection is taken for lost
 CONNECT_TIMEOUT = 10.0
 FIRST_RETRY_DELAY = 1.0
@@ -88,6 +90,7 @@ class FleetAgent:
         self.outbox = outbox
         self.commands = commands
         self.boot = uuid.uuid4().hex
+        self.batch_max = fleetwire.MAX_BATCH  # events in one message (1: each alone)
         self.started_at = clock()
         self._clock = clock
         self._loop = asyncio.get_running_loop()
@@ -323,7 +326,11 @@ class FleetAgent:
 
     async def _send_pending(self, exchange: AbstractExchange) -> None:
         """Publish what the outbox holds, in order, until it is empty; delete what the
-        broker confirmed. Events no queue takes wait (and are tried again later)."""
+        broker confirmed. Events no queue takes wait (and are tried again later).
+
+        Several events waiting go as batch messages (``batches``), one confirm each: a hub
+        reads one message far slower than it decodes one more envelope. A lone event goes as
+        itself, under its own key (a consumer bound to one service's keys gets it)."""
         after = 0
         while True:
             self._stored.clear()  # before reading: a batch stored after it sets it again
@@ -332,15 +339,22 @@ class FleetAgent:
                 self._drained.set()
                 return
             self._drained.clear()
+            messages = batches(rows, self.batch_max)
             results = await asyncio.gather(
-                *(self._publish_event(exchange, row) for row in rows), return_exceptions=True
+                *(self._publish_message(exchange, message) for message in messages),
+                return_exceptions=True,
             )
-            confirmed = [row.rowid for row, ok in zip(rows, results, strict=True) if ok is True]
+            confirmed = [
+                row.rowid
+                for message, ok in zip(messages, results, strict=True)
+                if ok is True
+                for row in message
+            ]
             if confirmed:
                 await self.outbox.delete(confirmed)
             failed = [
-                (row, result)
-                for row, result in zip(rows, results, strict=True)
+                (message, result)
+                for message, result in zip(messages, results, strict=True)
                 if result is not True
             ]
             if not failed:
@@ -349,8 +363,8 @@ class FleetAgent:
                     self._unrouted = False
                     logger.info("fleet: a queue takes the events again: sending the outbox")
                 continue
-            first_row, first = failed[0]
-            after = first_row.rowid - 1  # from the first one not confirmed, in order
+            first_message, first = failed[0]
+            after = first_message[0].rowid - 1  # from the first one not confirmed, in order
             if isinstance(first, BaseException) and not _is_unrouted(first):
                 raise first  # the connection or channel is gone: a new session replays
             if not self._unrouted:
@@ -363,19 +377,27 @@ class FleetAgent:
                 )
             await asyncio.sleep(UNROUTED_RETRY_DELAY)
 
-    async def _publish_event(self, exchange: AbstractExchange, row: OutboxEvent) -> bool:
-        """True when the broker confirmed ``row``; an exception (returned: unrouted) else."""
+    async def _publish_message(
+        self, exchange: AbstractExchange, rows: Sequence[OutboxEvent]
+    ) -> bool:
+        """True when the broker confirmed the message of ``rows`` (one event, or a batch);
+        an exception (returned: unrouted) else."""
+        first = rows[0]
+        if len(rows) == 1:
+            body, key, message_id = first.body, first.routing_key, f"{first.boot}.{first.seq}"
+        else:
+            body = fleetwire.encode_batch([row.body for row in rows])
+            key = fleetwire.batch_routing_key(self.config.host)
+            message_id = f"{first.boot}.{first.seq}+{len(rows)}"
         message = aio_pika.Message(
-            row.body,
+            body,
             content_type="application/json",
             delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=f"{row.boot}.{row.seq}",
+            message_id=message_id,
         )
-        result = await exchange.publish(
-            message, row.routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT
-        )
+        result = await exchange.publish(message, key, mandatory=True, timeout=PUBLISH_TIMEOUT)
         if isinstance(result, aiormq.abc.DeliveredMessage):
-            raise Unrouted(row.routing_key)
+            raise Unrouted(key)
         return True
 
     async def _send_snapshot(self, exchange: AbstractExchange) -> None:
@@ -486,6 +508,27 @@ class FleetAgent:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.outbox.close()
+
+
+def batches(
+    rows: Sequence[OutboxEvent],
+    most: int = fleetwire.MAX_BATCH,
+    size: int = fleetwire.BATCH_BYTES,
+) -> list[list[OutboxEvent]]:
+    """``rows`` cut, in order, into messages of at most ``most`` events and ``size`` bytes
+    (an event larger than that goes alone)."""
+    messages: list[list[OutboxEvent]] = []
+    current: list[OutboxEvent] = []
+    length = 2  # the brackets
+    for row in rows:
+        if current and (len(current) >= most or length + len(row.body) + 1 > size):
+            messages.append(current)
+            current, length = [], 2
+        current.append(row)
+        length += len(row.body) + 1
+    if current:
+        messages.append(current)
+    return messages
 
 
 class Unrouted(Exception):

@@ -17,11 +17,15 @@ manual acks. For each message:
    the hub and the command (the transitions it causes say who asked), and ``done`` or
    ``failed`` with the reason is replied.
 
-``tail`` streams a service's output to the hub's temporary queue while its lease lasts, with the
+``tail`` streams a service's output to the hub that asked while its lease lasts, with the
 bounded-viewer rules of local viewers (``logfollow.LogHub``): messages ``{"line": ...}``,
-``{"skipped": n}`` when the ring moved past it, ``{"end": reason}`` last. A new ``tail`` for
-the same service and queue renews the lease; a queue that is gone (the broker returns what is
-published to it) ends it.
+``{"skipped": n}`` when the ring moved past it, ``{"end": reason}`` last. They are published on
+the fleet exchange under ``<host>.<service>.log.<stream>`` (``fleetwire.log_routing_key``;
+``stream``: the hub's token in the command's args), the key the hub binds its temporary queue
+to: a host's broker user needs no write on the default exchange (which would let it publish to
+any queue by name, the hubs' events queue included, past the topic permissions that keep it
+to its own host's keys). A new ``tail`` for the same service and stream renews the lease; a
+stream no queue takes any more (the broker returns what is published) ends it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -86,6 +91,7 @@ PREFETCH = 16  # commands taken at once (each is small; a slow reload holds only
 MAX_LEASE = 600.0  # seconds a tail may be leased for at once (renewals extend it)
 DEFAULT_LEASE = 30.0
 LEASE_ENDED = "the lease ended without a renewal"
+STREAM_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # one routing key word, never escaped
 TAIL_TIMEOUT = 10.0  # a line not confirmed by then: the hub's queue is taken for unreachable
 
 
@@ -264,13 +270,13 @@ class FleetCommands:
 
     async def _tail(self, command: Command, service: str) -> tuple[ReplyStatus, str]:
         args = command.args
-        queue, lease, lines = (
-            args.get("queue"),
+        stream, lease, lines = (
+            args.get("stream"),
             args.get("lease", DEFAULT_LEASE),
             args.get("lines", 0),
         )
-        if type(queue) is not str or not 0 < len(queue) <= 255:
-            return "failed", "tail needs args.queue, the name of the hub's queue"
+        if type(stream) is not str or not STREAM_TOKEN.fullmatch(stream):
+            return "failed", "tail needs args.stream, the hub's token for it (1-64 of A-Za-z0-9_-)"
         if type(lease) not in (int, float) or not 0 < lease <= MAX_LEASE:
             return "failed", f"args.lease must be seconds, more than 0 and at most {MAX_LEASE:g}"
         if type(lines) is not int or lines < 0:
@@ -281,17 +287,20 @@ class FleetCommands:
         if connection is None:
             return "failed", "the agent's broker connection was lost"
         deadline = asyncio.get_running_loop().time() + float(lease)
-        key = (service, queue)
+        key = (service, stream)
+        routing = fleetwire.log_routing_key(self.config.host, service, stream)
         current = self._tails.get(key)
         if current is not None and not current.ending:
             current.renew(deadline)
-            return "done", f"lease of {service}'s output to {queue} renewed for {lease:g} s"
+            return "done", f"lease of {service}'s output to {routing} renewed for {lease:g} s"
         logs = self.supervisor.config.logs
         lines = min(lines, logs.max_initial_lines)
-        # A channel of its own: the broker refusing it (no write permission on the default
-        # exchange) closes that channel only, not the commands' or the events'.
+        # A channel of its own: the broker refusing it (no write permission on that key, say)
+        # closes that channel only, not the commands' or the events'. The exchange is the
+        # session's (declared by it): not declared again.
         channel = await connection.channel(publisher_confirms=True)
-        tail = Tail(channel.default_exchange, queue, deadline)
+        exchange = await channel.get_exchange(self.config.exchange, ensure=False)
+        tail = Tail(exchange, routing, deadline)
         self._tails[key] = tail
         target = LogTarget(self._log_dir, (f"{service}.log",))
         try:
@@ -301,7 +310,7 @@ class FleetCommands:
             await _close_quietly(channel)
             return "failed", f"cannot follow {service}'s output: {error}"
 
-        async def stream() -> None:
+        async def streaming() -> None:
             try:
                 await tail.run()
             finally:
@@ -310,8 +319,8 @@ class FleetCommands:
                     del self._tails[key]
                 await _close_quietly(channel)
 
-        self._tasks.start(stream(), name=f"tail {service} to {queue}")
-        return "done", f"streaming {service}'s output to {queue} for {lease:g} s"
+        self._tasks.start(streaming(), name=f"tail {service} to {routing}")
+        return "done", f"streaming {service}'s output to {routing} for {lease:g} s"
 
 
 class TailViewer(Viewer):
@@ -331,11 +340,12 @@ class TailViewer(Viewer):
 
 
 class Tail:
-    """One service's output streamed to one queue of the hub's, until its lease ends."""
+    """One service's output streamed under one routing key (the hub's queue is bound to it),
+    until its lease ends."""
 
-    def __init__(self, exchange: AbstractExchange, queue: str, deadline: float) -> None:
+    def __init__(self, exchange: AbstractExchange, routing_key: str, deadline: float) -> None:
         self.exchange = exchange
-        self.queue = queue
+        self.routing_key = routing_key
         self.deadline = deadline
         self.viewer = TailViewer()
         self.stopped = False
@@ -380,7 +390,7 @@ class Tail:
             await self._send([{"end": self._why}])
         finally:
             self.stopped = True
-            logger.info("fleet: stopped streaming output to {}: {}", self.queue, self._why)
+            logger.info("fleet: stopped streaming output to {}: {}", self.routing_key, self._why)
 
     async def _next_frame(self, timeout: float) -> str | None:
         waiting = asyncio.ensure_future(self.viewer.next_frame())
@@ -412,7 +422,7 @@ class Tail:
             delivery_mode=DeliveryMode.NOT_PERSISTENT,
         )
         result = await self.exchange.publish(
-            message, self.queue, mandatory=True, timeout=TAIL_TIMEOUT
+            message, self.routing_key, mandatory=True, timeout=TAIL_TIMEOUT
         )
         return not isinstance(result, aiormq.abc.DeliveredMessage)
 

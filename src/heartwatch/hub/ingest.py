@@ -1,19 +1,26 @@
 """The broker's side of the hub: the agents' messages, in batches, into the store.
 
-One shared durable queue, ``events_queue(exchange)``, bound to everything (``#``) on the
-fleet's durable topic exchange, with a *single active consumer*: one hub ingests at a time and
-another takes over when it goes (its unacknowledged messages are delivered again; the store's
-``ON CONFLICT`` makes that harmless). Messages are taken ``PREFETCH`` at a time and written
+One shared durable queue, ``events_queue(exchange)``, bound to every three-word key
+(``*.*.*``: events, batches of them and reports, not log streams) on the fleet's durable topic
+exchange, with a *single active consumer*: one hub ingests at a time and another takes over
+when it goes (its unacknowledged messages are delivered again; the store's ``ON CONFLICT``
+makes that harmless). Messages are taken ``PREFETCH`` at a time and written
 in batches of up to ``BATCH_MAX`` (or what came within ``BATCH_WAIT`` of the first), each in
 one transaction, acknowledged (``multiple=True``) only after it committed.
 
-Bad input never blocks the queue: a message that ``fleetwire.decode`` or the store's checks
-refuse is counted by code, logged once per code per minute, and acknowledged (dropped: sent
-again it would be refused again). A database that fails is another matter: nothing is
-acknowledged, the batch is tried again with a growing delay, and the messages wait in the
-queue meanwhile (up to the prefetch here, the rest at the broker): nothing is lost. A batch
-that the database refuses for its data (``DataError``, which the store's checks should have
-caught) is written again one message at a time, so only the culprit is dropped (and counted).
+A message is one envelope or a batch of a host's events (``fleetwire.decode_batch``): a
+batch becomes its events in the batch being written, its bad elements refused one by one.
+Bad input never blocks the queue: a message (or a batch's element) that ``fleetwire`` or the
+store's checks refuse is counted by code, logged once per code per minute, and acknowledged
+(dropped: sent again it would be refused again). That includes an envelope naming another host
+than its routing key (``host_mismatch``): the broker's topic permissions vouch for the key's
+host word (a user per host), not for what the message says inside.
+
+A database that fails is another matter: nothing is acknowledged, the batch is tried again
+with a growing delay, and the messages wait in the queue meanwhile (up to the prefetch here,
+the rest at the broker): nothing is lost. A batch that the database refuses for its data
+(``DataError``, which the store's checks should have caught) is written again one event at a
+time, so only the culprit is dropped (and counted).
 """
 
 from __future__ import annotations
@@ -27,10 +34,15 @@ from typing import TYPE_CHECKING, Final
 import psycopg
 from loguru import logger
 
-from heartwatch.core.fleetwire import EVENTS_QUEUE_ARGUMENTS, FleetWireError, events_queue
+from heartwatch.core.fleetwire import (
+    EVENTS_BINDING,
+    EVENTS_QUEUE_ARGUMENTS,
+    FleetWireError,
+    events_queue,
+)
 from heartwatch.core.redact import redact
 from heartwatch.core.throttle import LogThrottle
-from heartwatch.hub.store import BatchResult, FleetStore, Storable, storable_message
+from heartwatch.hub.store import BatchResult, FleetStore, Storable, storable_messages
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
@@ -93,7 +105,12 @@ class Ingest:
             self._queue = await self._channel.declare_queue(
                 events_queue(self.exchange), durable=True, arguments=dict(EVENTS_QUEUE_ARGUMENTS)
             )
-            await self._queue.bind(exchange, routing_key="#")
+            # Three words: events and reports (<host>.<service>.<kind>, batches included),
+            # never the four-word keys of log streams (<host>.<service>.log.<stream>), which
+            # go to the hub that asked for them (hub/logs.py). A queue declared by an older hub
+            # was bound to everything: that binding is taken away (a no-op when absent).
+            await self._queue.bind(exchange, routing_key=EVENTS_BINDING)
+            await self._queue.unbind(exchange, routing_key="#")
         except BaseException:
             await self.connection.close()  # a next attempt opens its own
             self.connection = None
@@ -157,11 +174,9 @@ class Ingest:
                     await self._settle(batch, requeue=True)
 
     async def _write(self, messages: list[DeliveredMessage]) -> None:
-        storable = []
+        storable: list[Storable] = []
         for message in messages:
-            item = self._decoded(message)
-            if item is not None:
-                storable.append(item)
+            storable.extend(self._decoded(message))
         delay = RETRY_FIRST
         while True:
             started = time.perf_counter()
@@ -208,12 +223,16 @@ class Ingest:
             total.commands |= result.commands
         return total
 
-    def _decoded(self, message: DeliveredMessage) -> Storable | None:
+    def _decoded(self, message: DeliveredMessage) -> list[Storable]:
+        """The message's events (one, or a batch's), each bad one refused alone."""
         try:
-            return storable_message(message.body)
+            storable, refused = storable_messages(message.body, message.routing_key or "")
         except FleetWireError as error:
             self._reject(error)
-            return None
+            return []
+        for fault in refused:
+            self._reject(fault)
+        return storable
 
     def _reject(self, error: FleetWireError) -> None:
         self.counters.receive_rejected(error.code)

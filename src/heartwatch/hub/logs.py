@@ -3,9 +3,14 @@
 For each viewer the hub:
 
 1. declares a temporary queue of its own (exclusive, auto-delete, bounded: at most
-   ``QUEUE_MAX_LINES`` waiting, the oldest dropped first), named ``<exchange>.tail.<hex>``;
-2. sends the host a signed ``tail`` command (``args``: that queue, a lease, the initial
-   lines), and renews it every ``lease / 3`` while the socket is open;
+   ``QUEUE_MAX_LINES`` waiting, the oldest dropped first), named ``<exchange>.tail.<hex>``,
+   bound to the fleet exchange with exactly ``<host>.<service>.log.<hex>``
+   (``fleetwire.log_routing_key``; the hex is the *stream* token): the agent publishes there,
+   on the fleet exchange, so the host's broker user needs no write on the default exchange,
+   and its topic permissions (its own host's keys only) keep any other host out of the stream;
+2. sends the host a signed ``tail`` command (``args``: the stream token, a lease, the initial
+   lines, and the queue's name, which agents before the fleet-exchange streams published to
+   by name), and renews it every ``lease / 3`` while the socket is open;
 3. relays what the agent publishes there (``{"line"}``, ``{"skipped": n}``, ``{"end"}``) to
    the browser in the agent's own log websocket protocol (``web/logs.py``): text frames of
    lines joined by newlines, heartwatch's notices as ``[heartwatch] …`` lines, ``format=html``
@@ -37,7 +42,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from heartwatch.core import fleetcommands
 from heartwatch.core.fleetcommands import Command
-from heartwatch.core.fleetwire import command_queue, command_queue_arguments
+from heartwatch.core.fleetwire import command_queue, command_queue_arguments, log_routing_key
 from heartwatch.hub.commands import CommandProblem
 from heartwatch.hub.queries import DB_TIMEOUT
 from heartwatch.logview.ansi import AnsiToHtml
@@ -71,6 +76,11 @@ BROKER_CLOSE: Final = 1011
 
 def tail_queue(exchange: str) -> str:
     return f"{exchange}.tail.{secrets.token_hex(8)}"
+
+
+def stream_token(queue_name: str) -> str:
+    """The stream token of a ``tail_queue``: its last word (hex, one routing key word)."""
+    return queue_name.rpartition(".")[2]
 
 
 class FrameMaker:
@@ -161,7 +171,12 @@ class LogRelay:
             verb="tail",
             issued_at=now,
             expires_at=now + self.lease,
-            args={"queue": queue, "lease": self.lease, "lines": lines},
+            args={
+                "stream": stream_token(queue),
+                "queue": queue,
+                "lease": self.lease,
+                "lines": lines,
+            },
             issued_by=self.config.name,
         )
 
@@ -206,6 +221,8 @@ class LogRelay:
         lines: int,
         maker: FrameMaker,
     ) -> None:
+        from aio_pika import ExchangeType
+
         from heartwatch.web.streaming import send_until_disconnect, until_first_ends
 
         try:
@@ -216,6 +233,10 @@ class LogRelay:
                     auto_delete=True,
                     arguments={"x-max-length": QUEUE_MAX_LINES, "x-overflow": "drop-head"},
                 )
+                exchange = await channel.declare_exchange(
+                    self.config.hub.exchange, ExchangeType.TOPIC, durable=True
+                )
+                await queue.bind(exchange, log_routing_key(host, service, stream_token(queue_name)))
                 await channel.declare_queue(
                     command_queue(self.config.hub.exchange, host),
                     durable=True,
@@ -348,4 +369,4 @@ def _clip(reason: str) -> str:
     return reason if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "…"
 
 
-__all__ = ["FrameMaker", "LogRelay", "refuse", "tail_queue"]
+__all__ = ["FrameMaker", "LogRelay", "refuse", "stream_token", "tail_queue"]

@@ -41,7 +41,14 @@ import psycopg
 from loguru import logger
 from psycopg_pool import AsyncConnectionPool
 
-from heartwatch.core.fleetwire import Envelope, FleetWireError, decode, encode
+from heartwatch.core.fleetwire import (
+    Envelope,
+    FleetWireError,
+    decode,
+    decode_batch,
+    encode,
+    parse_routing_key,
+)
 
 CHANNEL: Final = "heartwatch_fleet"
 MAX_NOTIFY_BYTES: Final = 7000  # beyond: {"all": true} (PostgreSQL's limit is 8000)
@@ -168,6 +175,29 @@ def storable_message(data: bytes) -> Storable:
     except UnicodeDecodeError:
         raise FleetWireError("encoding", "not UTF-8") from None
     return check_storable(envelope, text)
+
+
+def storable_messages(data: bytes, routing_key: str) -> tuple[list[Storable], list[FleetWireError]]:
+    """A message (one envelope or a batch) from the broker with its routing key, decoded and
+    checked: what can be stored, and what was refused of it (each element alone). Raises
+    ``FleetWireError`` for a message refused whole (its key, its JSON, its shape)."""
+    routing_host = parse_routing_key(routing_key)[0]
+    envelopes, refused = decode_batch(data, routing_host)
+    if data[:1] == b"{":
+        # One envelope: the database reads its columns from the text it came as.
+        envelope = envelopes[0]
+        return [check_storable(envelope, data.decode("utf-8"))], refused
+    storable: list[Storable] = []
+    for envelope in envelopes:
+        # A batch's elements are written out again, ASCII-escaped: a lone surrogate stays an
+        # escape that PostgreSQL refuses (a DataError, handled) rather than text Python
+        # cannot encode.
+        text = json.dumps(envelope.to_json(), separators=(",", ":"))
+        try:
+            storable.append(check_storable(envelope, text))
+        except FleetWireError as error:
+            refused.append(error)
+    return storable, refused
 
 
 def _check_counts(body: Mapping[str, Any]) -> None:
