@@ -13,6 +13,12 @@ down and a recovered alert each, through the hub's exactly-once alert path). It 
 through aiormq (the layer under aio-pika) to cost the machine less. Optionally ``--agents``
 real heartwatch daemons with ``[fleet]`` join the same exchange.
 
+Batches, as agents send them: several events waiting for one host go as batch messages
+(``<host>.-.batch``, at most ``--batch`` events, default ``fleetwire.MAX_BATCH``, and
+``fleetwire.BATCH_BYTES``), a lone one as itself. The backlog is an outbox replay (each host's
+events in full batches); live, each 5 ms tick sends what each host made since the last one
+(at 120 events/s a host that is mostly one: singles). ``--batch 1``: one event per message.
+
 - *Backlog drain*: the hub is started once (its migrations, its queue), stopped; the simulator
   publishes ``--backlog`` events into the hubs' queue; the hub is started again and the rows
   in ``events`` are counted every 0.25 s until all are stored. Rate: the slope between 10 %
@@ -102,6 +108,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=None, help="live phase (default 60)")
     parser.add_argument("--agents", type=int, default=2, help="real agents beside the simulated")
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=fleetwire.MAX_BATCH,
+        help="most events in one message, as agents batch what waits (default "
+        f"{fleetwire.MAX_BATCH}; 1: one event per message)",
+    )
+    parser.add_argument(
         "--hang-share",
         type=float,
         default=0.01,
@@ -109,6 +122,8 @@ def parse_args() -> argparse.Namespace:
         "recovered one each); the others are restarts people asked for (default 0.01)",
     )
     args = parser.parse_args()
+    if not 1 <= args.batch <= fleetwire.MAX_BATCH:
+        parser.error(f"--batch must be 1 to {fleetwire.MAX_BATCH}")
     quick = args.quick
     args.backlog = args.backlog or (40_000 if quick else 300_000)
     args.rate = args.rate or (6_000.0 if quick else 12_000.0)
@@ -247,10 +262,12 @@ class Publisher:
     through aiormq, the AMQP layer under aio-pika: the simulator must cost the machine less
     than the hub it measures."""
 
-    def __init__(self, url: str, exchange: str) -> None:
+    def __init__(self, url: str, exchange: str, batch: int = 1) -> None:
         self.url = url
         self.exchange = exchange
-        self.published = 0
+        self.batch = batch
+        self.published = 0  # events confirmed
+        self.messages = 0  # messages sent
 
     async def __aenter__(self) -> Publisher:
         import aiormq
@@ -273,26 +290,60 @@ class Publisher:
         await self.flush()
         await self.connection.close()
 
-    def _done(self, future: asyncio.Future[Any]) -> None:
+    def _done(self, future: asyncio.Future[Any], events: int) -> None:
         self._pending.discard(future)
         self._window.release()
         if not future.cancelled() and future.exception() is None:
-            self.published += 1
+            self.published += events
 
     async def send(self, envelope: fleetwire.Envelope) -> None:
-        await self._window.acquire()
         event = envelope.is_event
+        await self._publish(
+            fleetwire.encode(envelope),
+            fleetwire.event_routing_key(envelope),
+            event=event,
+            events=1,
+        )
+
+    async def send_pending(self, host: str, envelopes: Sequence[fleetwire.Envelope]) -> None:
+        """One host's waiting events, as the agent sends them (``fleet_agent.batches``):
+        batches of at most ``batch`` events and ``BATCH_BYTES``, a lone one as itself."""
+        encoded = [fleetwire.encode(envelope) for envelope in envelopes]
+        start = 0
+        while start < len(encoded):
+            end, size = start, 2
+            while (
+                end < len(encoded)
+                and end - start < self.batch
+                and (end == start or size + len(encoded[end]) + 1 <= fleetwire.BATCH_BYTES)
+            ):
+                size += len(encoded[end]) + 1
+                end += 1
+            if end - start == 1:
+                await self.send(envelopes[start])
+            else:
+                await self._publish(
+                    fleetwire.encode_batch(encoded[start:end]),
+                    fleetwire.batch_routing_key(host),
+                    event=True,
+                    events=end - start,
+                )
+            start = end
+
+    async def _publish(self, body: bytes, key: str, *, event: bool, events: int) -> None:
+        await self._window.acquire()
+        self.messages += 1
         future = asyncio.ensure_future(
             self.channel.basic_publish(
-                fleetwire.encode(envelope),
+                body,
                 exchange=self.exchange,
-                routing_key=fleetwire.event_routing_key(envelope),
+                routing_key=key,
                 properties=self._event if event else self._report,
                 mandatory=event,
             )
         )
         self._pending.add(future)
-        future.add_done_callback(self._done)
+        future.add_done_callback(lambda done: self._done(done, events if event else 0))
 
     async def flush(self) -> None:
         while self._pending:
@@ -300,53 +351,72 @@ class Publisher:
 
 
 async def publish_backlog(
-    url: str, exchange: str, hosts: list[SimHost], events: int
-) -> tuple[float, list[tuple[Any, ...]]]:
-    """Snapshots, then ``events`` events across the hosts (a counts event now and then);
-    returns the publish rate and the rows they make (for the baselines)."""
+    url: str, exchange: str, hosts: list[SimHost], events: int, batch: int
+) -> tuple[float, list[tuple[Any, ...]], int]:
+    """Snapshots, then ``events`` events across the hosts (a counts event now and then), each
+    host's in batches of ``batch`` (an outbox replay); returns the publish rate, the rows they
+    make (for the baselines) and the messages sent."""
     rows: list[tuple[Any, ...]] = []
+    waiting: dict[str, list[fleetwire.Envelope]] = {host.name: [] for host in hosts}
     started = time.perf_counter()
-    async with Publisher(url, exchange) as publisher:
+    async with Publisher(url, exchange, batch) as publisher:
         for host in hosts:
             await publisher.send(host.snapshot())
         for index in range(events):
             host = hosts[index % len(hosts)]
             envelope = host.counts() if index % 500 == 499 else host.next_entry()
             rows.append(row_of(envelope))
-            await publisher.send(envelope)
+            pending = waiting[host.name]
+            pending.append(envelope)
+            if len(pending) >= batch:
+                await publisher.send_pending(host.name, pending)
+                pending.clear()
+        for name, pending in waiting.items():
+            await publisher.send_pending(name, pending)
         await publisher.flush()
-    return events / (time.perf_counter() - started), rows
+        if publisher.published != events:
+            print(f"   {publisher.published:,} events confirmed of {events:,} published")
+    return events / (time.perf_counter() - started), rows, publisher.messages
 
 
 async def publish_live(
-    url: str, exchange: str, hosts: list[SimHost], rate: float, seconds: float
-) -> tuple[int, float]:
-    """Events at ``rate`` for ``seconds``, heartbeats every 5 s: (events sent, seconds taken)."""
+    url: str, exchange: str, hosts: list[SimHost], rate: float, seconds: float, batch: int
+) -> tuple[int, float, int]:
+    """Events at ``rate`` for ``seconds``, heartbeats every 5 s, each tick's events of one
+    host together (batched when several): (events sent, seconds taken, event messages)."""
     sent = 0
-    async with Publisher(url, exchange) as publisher:
+    async with Publisher(url, exchange, batch) as publisher:
         started = time.perf_counter()
         next_beat = started
         index = 0
+        event_messages = 0
         while (elapsed := time.perf_counter() - started) < seconds:
             if time.perf_counter() >= next_beat:
                 for host in hosts:
                     await publisher.send(host.heartbeat())
                 next_beat += HEARTBEAT_INTERVAL
             due = int(elapsed * rate) - sent
+            tick: dict[str, list[fleetwire.Envelope]] = {}
             for _ in range(max(0, min(due, 5000))):
                 host = hosts[index % len(hosts)]
                 index += 1
-                await publisher.send(host.counts() if index % 500 == 0 else host.next_entry())
+                envelope = host.counts() if index % 500 == 0 else host.next_entry()
+                tick.setdefault(host.name, []).append(envelope)
                 sent += 1
+            messages_before = publisher.messages
+            for name, pending in tick.items():
+                await publisher.send_pending(name, pending)
+            event_messages += publisher.messages - messages_before
             await asyncio.sleep(0.005)
         await publisher.flush()
         taken = time.perf_counter() - started
-    return sent, taken
+    return sent, taken, event_messages
 
 
 async def consume_only(url: str, queue_name: str, count: int) -> float:
     """The broker alone: ``count`` messages consumed and decoded (aiormq, prefetch 1000, acked
-    in batches of 500), no database: the ceiling of taking them off the queue in Python."""
+    in batches of 500), no database: the ceiling of taking them off the queue in Python, in
+    events/s (a batch's events all decoded, as the hub does)."""
     import aiormq
 
     connection = await aiormq.connect(url)
@@ -354,12 +424,14 @@ async def consume_only(url: str, queue_name: str, count: int) -> float:
         channel = await connection.channel()
         await channel.basic_qos(prefetch_count=1000)
         done = asyncio.get_running_loop().create_future()
-        seen = 0
+        seen = events = 0
         started = time.perf_counter()
 
         async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
-            nonlocal seen
-            fleetwire.decode(message.body)
+            nonlocal seen, events
+            host = fleetwire.parse_routing_key(message.routing_key or "")[0]
+            good, _ = fleetwire.decode_batch(message.body, host)
+            events += sum(envelope.is_event for envelope in good)
             seen += 1
             if seen % 500 == 0 or seen >= count:
                 await channel.basic_ack(message.delivery.delivery_tag, multiple=True)
@@ -370,7 +442,7 @@ async def consume_only(url: str, queue_name: str, count: int) -> float:
         await asyncio.wait_for(done, 300)
         taken = time.perf_counter() - started
         await channel.basic_cancel(consumer.consumer_tag)
-        return count / taken
+        return events / taken
     finally:
         await connection.close()
 
@@ -379,7 +451,7 @@ async def consume_only(url: str, queue_name: str, count: int) -> float:
 
 
 def declare_events_queue(url: str, exchange: str) -> str:
-    """The hubs' queue, as the hub declares it, bound to every routing key."""
+    """The hubs' queue, as the hub declares it (bound to every three-word key)."""
     import pika
 
     name = fleetwire.events_queue(exchange)
@@ -388,7 +460,7 @@ def declare_events_queue(url: str, exchange: str) -> str:
         channel = connection.channel()
         channel.exchange_declare(exchange, "topic", durable=True)
         channel.queue_declare(name, durable=True, arguments=dict(fleetwire.EVENTS_QUEUE_ARGUMENTS))
-        channel.queue_bind(name, exchange, "#")
+        channel.queue_bind(name, exchange, fleetwire.EVENTS_BINDING)
     finally:
         connection.close()
     return name
@@ -708,7 +780,7 @@ def main() -> None:
     banner(
         f"fleet ingest: {args.hosts} hosts x {args.services} services, backlog {args.backlog:,}, "
         f"live {args.rate:,.0f}/s for {args.seconds:g} s, {args.agents} real agents, "
-        f"hang share {args.hang_share:g}",
+        f"hang share {args.hang_share:g}, --batch {args.batch}",
         args.quick,
     )
     exchange = f"hwbench.{uuid.uuid4().hex}"
@@ -719,19 +791,22 @@ def main() -> None:
         try:
             queue_name = declare_events_queue(AMQP_URL, exchange)
             # The broker alone: the ceiling of taking these messages off the queue in Python.
-            publish_rate, rows = asyncio.run(
-                publish_backlog(AMQP_URL, exchange, hosts, args.backlog // 2)
+            publish_rate, rows, messages = asyncio.run(
+                publish_backlog(AMQP_URL, exchange, hosts, args.backlog // 2, args.batch)
             )
-            consume_rate = asyncio.run(
-                consume_only(AMQP_URL, queue_name, args.backlog // 2 + len(hosts))
-            )
+            queued = queue_depth(AMQP_URL, queue_name)
+            if queued != messages + len(hosts):
+                print(f"   {queued:,} queued of {messages + len(hosts):,} messages published")
+            consume_rate = asyncio.run(consume_only(AMQP_URL, queue_name, queued))
             print(f"   simulator published {publish_rate:,.0f} events/s (confirmed)")
 
             hub.start()  # migrations, its declarations
             hub.stop()
             for host in hosts:  # fresh boots: the broker-only run's numbering is not stored
                 host.boot, host.seq, host.entry_id = uuid.uuid4().hex, 0, 0
-            _, rows = asyncio.run(publish_backlog(AMQP_URL, exchange, hosts, args.backlog))
+            _, rows, backlog_messages = asyncio.run(
+                publish_backlog(AMQP_URL, exchange, hosts, args.backlog, args.batch)
+            )
             total = args.backlog
             hub.start()
             cpu_before = hub.cpu()
@@ -747,8 +822,8 @@ def main() -> None:
             before_rows = stored_count(database)
             cpu_before = hub.cpu()
             with Sampler(database, hub) as sampler:
-                sent, taken = asyncio.run(
-                    publish_live(AMQP_URL, exchange, hosts, args.rate, args.seconds)
+                sent, taken, live_messages = asyncio.run(
+                    publish_live(AMQP_URL, exchange, hosts, args.rate, args.seconds, args.batch)
                 )
                 live_cpu = hub.cpu() - cpu_before
                 sampler.wait_for(before_rows + sent, timeout=120)
@@ -762,10 +837,10 @@ def main() -> None:
         finally:
             stop_agents(agents)
             hub.stop()
+            if not args.keep:
+                delete_names(AMQP_URL, exchange)
         copy_rate = baseline_copy(database, rows)
         insert_rate = baseline_executemany(database, rows)
-        if not args.keep:
-            delete_names(AMQP_URL, exchange)
 
     print()
     print_table(
@@ -785,7 +860,11 @@ def main() -> None:
         ],
     )
     print(
-        f"\n   queue left after the live phase: {left:,}; real agents live on the hub: "
+        f"\n   --batch {args.batch}: events per message {total / backlog_messages:.1f} in the "
+        f"backlog, {sent / max(1, live_messages):.2f} live"
+    )
+    print(
+        f"   queue left after the live phase: {left:,}; real agents live on the hub: "
         f"{real_live} of {args.agents}; hub RSS at the end {hub_rss_now:.0f} MB"
     )
     print(

@@ -375,6 +375,18 @@ class Hub:
             except ValueError:
                 return error.code, text.decode(errors="replace")
 
+    def metric(self, name: str) -> float:
+        """One unlabelled sample of this hub's /metrics (0 when it is not there)."""
+        request = urllib.request.Request(self.http_url + "/metrics")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        with _HTTP.open(request, timeout=scaled(15.0)) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == name:
+                return float(value)
+        return 0.0
+
     def get(self, path: str, **params: Any) -> Any:
         query = urllib.parse.urlencode(
             [(k, v) for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs])]

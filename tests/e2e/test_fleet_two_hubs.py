@@ -66,3 +66,26 @@ def test_two_hubs_store_every_event_once_and_send_every_alert_once(fleet: Fleet)
     assert len(sent) == len(fleet.sink.received()), (sent, fleet.sink.texts())
     assert all(row[2] for row in sent), sent
     assert {row[1] for row in sent} <= {"hub-1", "hub-2"}
+
+    # One hub ingests (single active consumer); killed, the other takes the queue over.
+    ingested = {hub.name: hub.metric("heartwatch_hub_events_total") for hub in (hub_1, hub_2)}
+    assert sorted(count > 0 for count in ingested.values()) == [False, True], ingested
+    active, standby = (hub_1, hub_2) if ingested["hub-1"] else (hub_2, hub_1)
+    active.kill()
+    hung = host_b.hang("collector")
+    host_b.wait_recovered("collector", hung)
+    fleet.wait_caught_up("host-b")
+    wait_until(
+        lambda: len(fleet.sink.matching("host-b/collector is down")) == 2,
+        f"{standby.name}'s alert for the second hang",
+        20,
+    )
+    assert standby.metric("heartwatch_hub_events_total") > 0
+    hold_still(
+        lambda: len(fleet.sink.matching("host-b/collector is down")) == 2,
+        "the second hang alerted once",
+        2,
+    )
+    assert duplicate_events(fleet.database) == 0
+    assert seq_problems(fleet.database) == []
+    assert stored_entries(fleet.database, "host-b") == host_b.journal()
