@@ -82,6 +82,12 @@ def demo() -> None:
     os.execv(str(BIN / "heartwatch"), ["heartwatch", "run", "-c", str(config)])
 
 
+def fleet() -> None:
+    """A hub and two agents on this machine's RabbitMQ and PostgreSQL (examples/fleet)."""
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.execv(str(PYTHON), [str(PYTHON), str(ROOT / "examples" / "fleet" / "run.py")])
+
+
 def javascript_tests() -> None:
     """The dashboard's ES modules under node's own test runner (no npm packages), when node is
     here; tests/js/fakedom.js stands in for the browser's DOM. Module syntax detection lets node
@@ -126,11 +132,16 @@ def coverage(extra: list[str]) -> None:
 
 def main() -> None:
     command, extra = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
-    if command not in ("demo", "test", "coverage", "setup"):
-        sys.exit("usage: python3 dev.py demo | test [pytest args] | coverage [pytest args] | setup")
+    if command not in ("demo", "fleet", "test", "coverage", "setup"):
+        sys.exit(
+            "usage: python3 dev.py demo | fleet | test [pytest args] | coverage [pytest args]"
+            " | setup"
+        )
     ensure_venv()
     if command == "demo":
         demo()
+    elif command == "fleet":
+        fleet()
     elif command == "test":
         test(extra)
     elif command == "coverage":
