@@ -6,16 +6,20 @@ showing it.
 Method. One hub (``heartwatch hub``, its own database and exchange) and one real agent (a
 heartwatch daemon with ``[fleet]``, heartbeat 1 s) supervising ten ``sleep`` services. Chromium
 (the system's, headless, Playwright) opens the hub's ``/`` (the token in local storage, as the
-page keeps it) and the agent's own ``/`` side by side. Each trial stops, then starts, one
-service through the agent's own API (``POST /api/v1/services/<name>/stop|start``: the daemon
-changes the state at once). Before the request both pages arm a ``MutationObserver`` on the
-service's row (the hub's ``.frow.svc[data-host][data-service]``, the agent's
-``tr[data-service]``) that notes the wall-clock time (``performance.timeOrigin + now()``) when
-its ``data-state`` first leaves the old state and when it reaches the final one (``stopped`` /
-``running``). Latency = that time minus the wall-clock time just before the request, in this
-process (same machine, same clock). The agent's own dashboard, in the same trial, is the
-baseline: what the hub adds is the broker, the ingest's batch, PostgreSQL, LISTEN/NOTIFY and
-the hub's websocket. ``--quick``: 10 trials (20 changes), else 40 (80 changes).
+page keeps it) and the agent's own ``/``, each in a context (a window) of its own: a page in a
+background tab gets no animation frames, and the fleet page draws in them (an earlier version
+of this bench had both as tabs of one window and measured that, ~0.7 s). An init script in each
+page notes, with the wall-clock time (``performance.timeOrigin + now()``), every ``data-state``
+the service's row takes (the hub's ``.frow.svc[data-host][data-service]``, the agent's
+``tr[data-service]``), and on the hub's page when each ``/ws/events`` message about it came.
+Each trial stops, then starts, the service through the agent's own API; once the hub stored the
+last transition, and 0.8 s more, the pages' notes are read. Latency, per transition: the time a
+page first showed its state minus the transition's time in the agent's journal (same machine,
+same clock); split on the hub's side into its commit (``events.received_at``, PostgreSQL's
+``now()``), the websocket message, and the page's drawing. The agent's own dashboard, for the
+same transitions, is the baseline. A state the hub's row never showed is counted apart (the
+hub's feed pushes a row at most every 0.1 s: ``stopping`` is usually folded into ``stopped``).
+``--quick``: 10 trials (20 changes, about 40 transitions), else 40.
 """
 
 from __future__ import annotations
@@ -55,33 +59,23 @@ SERVICES = 10
 TARGET = "svc-00"
 HOST = "latency-host"
 
-# Arm an observer on the row `selector`: window.__hwChange resolves with every state the row
-# showed (and the wall-clock time it did), once it shows `final` (or after 10 s).
-ARM_JS = """
-([selector, final]) => {
+# Before any page script: note every state the target's row shows, and when (wall clock).
+# An init script, not an evaluate per trial: a page is only read after each change.
+STATES_JS = """
+(() => {
+  window.__hwStates = [];
   const stamp = () => performance.timeOrigin + performance.now();
-  const current = () => document.querySelector(selector)?.dataset.state ?? null;
-  const seen = [];
-  window.__hwChange = new Promise((resolve) => {
-    const check = () => {
-      const state = current();
-      if (state !== null && (seen.length === 0 || seen.at(-1)[0] !== state)) {
-        seen.push([state, stamp()]);
+  new MutationObserver((mutations) => {
+    for (const mutation of mutations) {
+      const row = mutation.target;
+      if (mutation.attributeName === "data-state" && row.matches?.(SELECTOR)) {
+        window.__hwStates.push([row.dataset.state, stamp()]);
       }
-      if (state === final && seen.length > 1) {
-        observer.disconnect();
-        resolve({ seen, done: true });
-      }
-    };
-    const observer = new MutationObserver(check);
-    observer.observe(document.body, {
-      subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"],
-    });
-    check();
-    setTimeout(() => { observer.disconnect(); resolve({ seen, done: false }); }, 10000);
-  });
-}
+    }
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+})();
 """
+
 
 # Before any page script: note when each /ws/events "service" message for the target arrives
 # (listeners run in the order added: this one before the page's own).
@@ -178,40 +172,48 @@ def main() -> None:
             if not wait_until(lambda: hub_state(hub_http, token) == "running", timeout=60):
                 print("the hub never showed the agent's service running: nothing measured")
                 return
+            hub_row = f'.frow.svc[data-host="{HOST}"][data-service="{TARGET}"]'
+            agent_row = f'tr[data-service="{TARGET}"]'
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-                context = browser.new_context(viewport={"width": 1400, "height": 1000})
-                context.add_init_script(
+                # Each page in a context (a window) of its own, both in the foreground: a
+                # background tab gets no animation frames, and the fleet page draws in them.
+                browser = playwright.chromium.launch(
+                    executable_path=chromium, args=[*CHROMIUM_ARGS, *FOREGROUND_ARGS]
+                )
+                hub_context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                hub_context.add_init_script(
                     f"localStorage.setItem('heartwatch.token', {json.dumps(token)});"
                 )
-                context.add_init_script(
+                hub_context.add_init_script(
                     WS_SPY_JS.replace("HOST", json.dumps(HOST)).replace(
                         "TARGET", json.dumps(TARGET)
                     )
                 )
-                hub_page = context.new_page()
+                hub_context.add_init_script(STATES_JS.replace("SELECTOR", json.dumps(hub_row)))
+                hub_page = hub_context.new_page()
                 hub_page.goto(f"http://{hub_http}/")
-                agent_page = context.new_page()
+                agent_context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                agent_context.add_init_script(STATES_JS.replace("SELECTOR", json.dumps(agent_row)))
+                agent_page = agent_context.new_page()
                 agent_page.goto(f"http://{agent.http}/")
-                hub_row = f'.frow.svc[data-host="{HOST}"][data-service="{TARGET}"]'
-                agent_row = f'tr[data-service="{TARGET}"]'
                 hub_page.wait_for_selector(f'{hub_row}[data-state="running"]', state="attached")
                 agent_page.wait_for_selector(f'{agent_row}[data-state="running"]', state="attached")
+                for page in (hub_page, agent_page):
+                    page.evaluate("window.__hwStates.splice(0); window.__hwWs?.splice(0)")
                 for _ in range(args.trials):
                     for verb, final in (("stop", "stopped"), ("start", "running")):
-                        hub_page.evaluate(ARM_JS, [hub_row, final])
-                        agent_page.evaluate(ARM_JS, [agent_row, final])
                         started = time.time()
                         post(f"http://{agent.http}/api/v1/services/{TARGET}/{verb}")
-                        seen_hub: Any = hub_page.evaluate("window.__hwChange")
-                        seen_agent: Any = agent_page.evaluate("window.__hwChange")
-                        if not (seen_hub["done"] and seen_agent["done"]):
-                            missed += 1
-                        changes = transitions(database, started - 0.5)
+                        changes = transitions(database, started - 0.5, final)
+                        time.sleep(0.8)  # for the pages to show it (nothing asks them meanwhile)
+                        seen_hub = hub_page.evaluate("window.__hwStates.splice(0)")
+                        seen_agent = agent_page.evaluate("window.__hwStates.splice(0)")
                         messages = hub_page.evaluate("window.__hwWs.splice(0)")
+                        if not any(state == final for state, _ in seen_hub):
+                            missed += 1
                         for state, at, stored in changes:
-                            on_hub = first_shown(seen_hub["seen"], state, at)
-                            on_agent = first_shown(seen_agent["seen"], state, at)
+                            on_hub = first_shown(seen_hub, state, at)
+                            on_agent = first_shown(seen_agent, state, at)
                             if on_hub is None:
                                 unseen[state] = unseen.get(state, 0) + 1
                             else:
@@ -224,7 +226,6 @@ def main() -> None:
                                 results["ws"].append(on_ws - at * 1000)
                             if on_ws is not None and on_hub is not None:
                                 results["ws to dom"].append(on_hub - on_ws)
-                        time.sleep(0.3)
                 browser.close()
         finally:
             agent.stop()
@@ -256,9 +257,9 @@ def main() -> None:
     print(f"\n   goal p99 <= {GOAL_MS:.0f} ms (hub dashboard): {ok} ({p99:.0f} ms)")
 
 
-def transitions(database: str, since: float) -> list[tuple[str, float, float]]:
-    """The target's transitions since ``since``: (state, the agent's time, the hub's commit
-    time), as the hub stored them (PostgreSQL's now() at the ingest's transaction)."""
+def transitions(database: str, since: float, final: str) -> list[tuple[str, float, float]]:
+    """The target's transitions since ``since``, once the one to ``final`` is stored: (state,
+    the agent's time, the hub's commit time: PostgreSQL's now() in the ingest's transaction)."""
     import psycopg
 
     deadline = time.monotonic() + 10
@@ -270,7 +271,7 @@ def transitions(database: str, since: float) -> list[tuple[str, float, float]]:
                 " AND at >= %s ORDER BY seq",
                 (HOST, TARGET, since),
             ).fetchall()
-        if rows or time.monotonic() > deadline:
+        if any(state == final for state, _, _ in rows) or time.monotonic() > deadline:
             return [(str(state), float(at), float(stored)) for state, at, stored in rows]
         time.sleep(0.1)
 
