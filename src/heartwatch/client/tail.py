@@ -132,8 +132,13 @@ async def follow_log(
                 first = False
                 async for frame in websocket:
                     text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-                    out.write((text if keep_colour else strip_ansi(text)) + "\n")
-                    out.flush()
+                    try:
+                        out.write((text if keep_colour else strip_ansi(text)) + "\n")
+                        out.flush()
+                    except BrokenPipeError:
+                        # The reader left (`heartwatch tail x | head`): done, as tail(1) is;
+                        # not a lost connection to follow again.
+                        return
             return  # a normal close: the initial lines of --no-follow were all sent
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd is not None else None
