@@ -1,5 +1,6 @@
 """Fleet alerts against the real PostgreSQL and a real json:// receiver: once across hubs,
-held back for unreachable hosts, old replays silent, host alerts naming the host."""
+held back for unreachable hosts, old replays silent (on the agent's own timeline), hosts'
+skewed clocks changing nothing, host alerts naming the host."""
 
 from __future__ import annotations
 
@@ -11,10 +12,22 @@ from typing import Any
 import pytest
 
 from e2e.fleet_support import AlertSink
-from heartwatch.hub.alerts import HELD_BACK, FleetAlerter
+from heartwatch.core.alerting import Alert
+from heartwatch.core.fleetwire import Envelope
+from heartwatch.hub.alerts import HELD_BACK, FleetAlerter, HostTimeline
 from heartwatch.hub.config import parse_hub_config
 from heartwatch.hub.store import BatchResult, FleetStore
-from hubstore_support import NOW, heartbeat, new_boot, opened_store, rows, run, storable, transition
+from hubstore_support import (
+    NOW,
+    envelope,
+    heartbeat,
+    new_boot,
+    opened_store,
+    rows,
+    run,
+    storable,
+    transition,
+)
 
 
 @pytest.fixture
@@ -24,7 +37,7 @@ def sink() -> Iterator[AlertSink]:
     receiver.close()
 
 
-def hub_config(name: str, url: str) -> Any:
+def hub_config(name: str, url: str, recovered_after: str = "0s") -> Any:
     return parse_hub_config(
         {
             "hub": {
@@ -32,7 +45,12 @@ def hub_config(name: str, url: str) -> Any:
                 "broker": "amqp://guest:guest@127.0.0.1/",
                 "database": "postgresql://postgres@127.0.0.1/x",
             },
-            "alerts": {"urls": [url], "retries": 0, "timeout": "10s", "recovered_after": "0s"},
+            "alerts": {
+                "urls": [url],
+                "retries": 0,
+                "timeout": "10s",
+                "recovered_after": recovered_after,
+            },
         },
         environ={},
     )
@@ -61,6 +79,32 @@ async def down_batch(store: FleetStore, host: str) -> BatchResult:
 
 def fixed_clock() -> float:
     return NOW + 10.0  # just after the helpers' entries
+
+
+def entry(
+    host: str, boot: str, seq: int, service: str, state: str, at: float, **detail: Any
+) -> Envelope:
+    """A transition made at ``at`` on its agent's clock (a failure when ``failure=True``)."""
+    body = {
+        "id": seq,
+        "at": at,
+        "kind": "transition",
+        "service": service,
+        "reason": f"{state} at seq {seq}",
+        "state": state,
+        "previous": None,
+        "detail": detail or None,
+    }
+    return envelope("entry", host, boot, seq, body, at=at)
+
+
+async def wait_for_rows(store: FleetStore, query: str, count: int) -> list[Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        found = await rows(store, query)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
 
 
 def test_hub_alerts_two_hubs_deciding_the_same_alert_send_it_once(
@@ -113,21 +157,160 @@ def test_hub_alerts_of_an_unreachable_hosts_services_are_held_back(
 
 
 def test_hub_alerts_old_replayed_entries_do_not_alert(fresh_database: str, sink: AlertSink) -> None:
-    """Entries older than the replay horizon on arrival are history: no alert, no row."""
+    """Entries older than the replay horizon on their agent's own timeline are history: no
+    alert, no row. farm-09: its entry arrives an hour (of the hub's clock) after the one
+    before it, stamped a second later (an outbox replay). farm-19: a replay arriving in one
+    batch, the failure an hour before the newest entry; the fresh failure after it alerts."""
+    clock = [NOW + 10.0]
 
     async def main() -> list[Any]:
         async with opened_store(fresh_database) as store:
-            result = await down_batch(store, "farm-09")
             hub = FleetAlerter(
-                hub_config("hub-1", sink.url), store.pool, wall_clock=lambda: fixed_clock() + 3600.0
+                hub_config("hub-1", sink.url), store.pool, wall_clock=lambda: clock[0]
             )
             hub.start()
-            hub.receive_batch(result)
+            boot, other = new_boot(), new_boot()
+            hub.receive_batch(
+                await store.write_batch(storable([entry("farm-09", boot, 1, "a", "running", NOW)]))
+            )
+            clock[0] += 3600.0
+            late = entry("farm-09", boot, 2, "a", "unresponsive", NOW + 1, failure=True)
+            hub.receive_batch(await store.write_batch(storable([late])))
+            replay = [
+                entry("farm-19", other, 1, "b", "unresponsive", NOW + 1, failure=True),
+                entry("farm-19", other, 2, "b", "stopped", NOW + 3600),
+                entry("farm-19", other, 3, "c", "unresponsive", NOW + 3601, failure=True),
+            ]
+            hub.receive_batch(await store.write_batch(storable(replay)))
             await hub.close(timeout=20)
-            return await rows(store, "SELECT kind FROM alerts")
+            return await rows(store, "SELECT key, host FROM alerts")
 
-    assert run(main) == []
-    assert sink.received() == []
+    found = [(key.split("/")[:3], host) for key, host in run(main)]
+    assert found == [(["farm-19", "c", "down"], "farm-19")]
+    assert len(sink.matching("farm-19/c down")) == 1 and len(sink.received()) == 1
+
+
+def test_hub_alerts_a_host_whose_clock_is_behind_is_alerted(
+    fresh_database: str, sink: AlertSink
+) -> None:
+    """A host 700 s behind the hub (beyond the replay horizon) fails: alerted, under its name,
+    as the host with the right clock beside it."""
+
+    async def main() -> list[Any]:
+        async with opened_store(fresh_database) as store:
+            hub = FleetAlerter(hub_config("hub-1", sink.url), store.pool, wall_clock=fixed_clock)
+            hub.start()
+            for host, skew in (("skew0", 0.0), ("skew700", -700.0)):
+                boot = new_boot()
+                batch = [
+                    heartbeat(host, boot),
+                    entry(host, boot, 1, "svc", "running", NOW + skew),
+                    entry(host, boot, 2, "svc", "failed", NOW + skew + 1, failure=True),
+                ]
+                hub.receive_batch(await store.write_batch(storable(batch)))
+            await hub.close(timeout=20)
+            return await rows(store, "SELECT key, host, kind, sent FROM alerts ORDER BY key")
+
+    alerts = run(main)
+    assert [(key.split("/")[:3], host, kind, sent) for key, host, kind, sent in alerts] == [
+        (["skew0", "svc", "gave_up"], "skew0", "gave_up", True),
+        (["skew700", "svc", "gave_up"], "skew700", "gave_up", True),
+    ]
+    assert len(sink.matching("skew700/svc failed, restarts given up")) == 1
+
+
+def test_hub_alerts_a_host_ahead_releases_no_other_hosts_recovery(
+    fresh_database: str, sink: AlertSink
+) -> None:
+    """Two hosts down for 1 s and running again, one with its clock an hour ahead: neither
+    recovery is confirmed by the other's entries (the hub's timer confirms each after
+    recovered_after), and each is under its own host, service and running entry."""
+    decided: list[tuple[str, str, tuple[str, str, int]]] = []
+
+    async def main() -> tuple[list[Any], list[Any], dict[str, str]]:
+        async with opened_store(fresh_database) as store:
+            hub = FleetAlerter(hub_config("hub-1", sink.url, recovered_after="2s"), store.pool)
+            dispatch = hub._dispatch
+
+            def spy(alert: Alert, opening: tuple[str, str, int]) -> None:
+                decided.append((alert.service, alert.kind, opening))
+                dispatch(alert, opening)
+
+            hub._dispatch = spy  # type: ignore[method-assign]
+            hub.start()
+            now = time.time()
+            boots = {"ahead0": new_boot(), "ahead3600": new_boot()}
+            results = []
+            for host, skew in (("ahead0", 0.0), ("ahead3600", 3600.0)):
+                boot, at = boots[host], now + skew
+                batch = [
+                    heartbeat(host, boot),
+                    entry(host, boot, 1, "svc", "running", at - 2),
+                    entry(host, boot, 2, "svc", "unresponsive", at - 1.5, failure=True),
+                    entry(host, boot, 3, "svc", "running", at - 0.5),
+                ]
+                results.append(await store.write_batch(storable(batch)))
+            for result in results:  # one right after the other: no timer can run between
+                hub.receive_batch(result)
+            early = list(decided)
+            found = await wait_for_rows(store, "SELECT key FROM alerts WHERE kind = 'recovered'", 2)
+            await hub.close(timeout=20)
+            alerts = await rows(
+                store, "SELECT key, host, service, kind, message FROM alerts ORDER BY key"
+            )
+            return early, alerts if len(found) == 2 else [], boots
+
+    early, alerts, boots = run(main)
+    assert [(service, kind) for service, kind, _ in early] == [
+        ("ahead0/svc", "down"),
+        ("ahead3600/svc", "down"),
+    ]
+    b0, b1 = boots["ahead0"], boots["ahead3600"]
+    assert alerts == [
+        (
+            f"ahead0/svc/down/{b0}/2",
+            "ahead0",
+            "svc",
+            "down",
+            "ahead0/svc down: unresponsive at seq 2",
+        ),
+        (
+            f"ahead0/svc/recovered/{b0}/3",
+            "ahead0",
+            "svc",
+            "recovered",
+            "ahead0/svc is running again after 1.0 s down",
+        ),
+        (
+            f"ahead3600/svc/down/{b1}/2",
+            "ahead3600",
+            "svc",
+            "down",
+            "ahead3600/svc down: unresponsive at seq 2",
+        ),
+        (
+            f"ahead3600/svc/recovered/{b1}/3",
+            "ahead3600",
+            "svc",
+            "recovered",
+            "ahead3600/svc is running again after 1.0 s down",
+        ),
+    ]
+
+
+def test_hub_alerts_a_hosts_timeline_follows_its_own_clock() -> None:
+    """Pure: the host's "now" is its anchor plus the hub's elapsed time; a replayed entry does
+    not move it, a later one or a clock set back does."""
+    timeline = HostTimeline.starting("b", 1, 5000.0, hub_now=100.0)
+    assert timeline.agent_now(160.0) == 5060.0
+    timeline.receive(2, 5010.0, 160.0)  # made 50 s ago, arriving now: replayed
+    assert timeline.agent_now(160.0) == 5060.0
+    timeline.receive(3, 5070.0, 170.0)  # stamped now: the new anchor
+    assert timeline.agent_now(180.0) == 5080.0
+    timeline.receive(4, 3000.0, 180.0)  # made after seq 3, stamped before it: set back
+    assert timeline.agent_now(190.0) == 3010.0
+    timeline.receive(4, 9000.0, 190.0)  # seen already
+    assert timeline.agent_now(190.0) == 3010.0
 
 
 def test_hub_alerts_host_unreachable_once_then_back(fresh_database: str, sink: AlertSink) -> None:

@@ -104,8 +104,11 @@ class AlertRules:
         now: float,
         down_since: float | None = None,
     ) -> list[Alert]:
-        """The alerts (sent or suppressed) that a transition to ``state`` calls for;
-        ``down_since``: the last sign of life before it, if earlier than ``now``."""
+        """The alerts (sent or suppressed) that a transition of ``service`` to ``state``
+        calls for, of that service only (other services' recoveries fall due on ``tick``:
+        a transition of one says nothing of the time of another, e.g. on a hub whose hosts'
+        clocks differ); ``down_since``: the last sign of life before it, if earlier than
+        ``now``."""
         alerts = self._services.setdefault(service, _ServiceAlerts())
         incident = alerts.incident
         since = now if down_since is None else min(now, down_since)
@@ -129,25 +132,32 @@ class AlertRules:
             return []
         if incident.running_since is None:
             incident.running_since, incident.running_reason = now, reason
-        return self.tick(now)
+        recovered = self._confirm(service, alerts, now)
+        return [] if recovered is None else [recovered]
 
     def tick(self, now: float) -> list[Alert]:
         """The recoveries confirmed by ``now``."""
         due = []
         for service, alerts in self._services.items():
-            incident = alerts.incident
-            if incident is None or incident.running_since is None:
-                continue
-            if now < incident.running_since + self.recovered_after:
-                continue
-            alerts.incident = None
-            send = incident.announced and self._allow(alerts, now)
-            back = incident.running_since
-            alert = Alert(
-                service, "recovered", incident.running_reason, now, back - incident.since, send=send
-            )
-            due.append(self._alert(alerts, alert))
+            recovered = self._confirm(service, alerts, now)
+            if recovered is not None:
+                due.append(recovered)
         return due
+
+    def _confirm(self, service: str, alerts: _ServiceAlerts, now: float) -> Alert | None:
+        """The recovery of ``service`` if it is confirmed by ``now``."""
+        incident = alerts.incident
+        if incident is None or incident.running_since is None:
+            return None
+        if now < incident.running_since + self.recovered_after:
+            return None
+        alerts.incident = None
+        send = incident.announced and self._allow(alerts, now)
+        back = incident.running_since
+        alert = Alert(
+            service, "recovered", incident.running_reason, now, back - incident.since, send=send
+        )
+        return self._alert(alerts, alert)
 
     def next_deadline(self) -> float | None:
         """When ``tick`` may confirm a recovery, if one is pending."""

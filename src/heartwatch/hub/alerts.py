@@ -4,9 +4,28 @@ Service alerts are the agent's own rules (``core/alerting.py``: incidents, rate 
 recovery confirmed after ``recovered_after``) applied to the transition entries the hub stored
 *for the first time* (so a redelivered or already stored entry decides nothing again), one
 incident per ``host/service``; every text names the host (``farm-07/collector@2 down:
-heartbeat timeout 30 s``). An entry older than ``REPLAY_HORIZON`` when it arrives (an outbox
-replayed after an outage) is history, not news: stored, shown, not alerted. Host alerts come
-from the host sweep (unreachable) and the ingest (back), see ``core/hoststates.py``.
+heartbeat timeout 30 s``). Host alerts come from the host sweep (unreachable) and the ingest
+(back), see ``core/hoststates.py``.
+
+Two clocks, never compared: an entry's ``at`` is its agent's wall clock, which may be minutes
+or hours off the hub's. So:
+
+- The rules run on the hub's clock: an entry counts as having happened ``age`` seconds before
+  the hub's receipt (never after it), and its ``down_since`` that much earlier again as the
+  agent measured it. Deadlines (a recovery confirmed after ``recovered_after``) are the hub's
+  timer's, whatever the hosts' clocks say, and a transition of one service releases nothing
+  of another's (``AlertRules.receive_transition`` answers for that service only).
+- ``age`` is measured on the agent's own timeline (``HostTimeline``): how far the entry's
+  ``at`` is behind the host's "now", which is its newest entry's ``at`` advanced by the time
+  the hub has measured since it received that entry (an interval, the same on both clocks).
+  An entry older than ``REPLAY_HORIZON`` so measured (an outbox replayed after an outage:
+  made long ago, arriving now) is history, not news: stored, shown, not alerted. A host whose
+  clock is 700 s behind is alerted as any other; so is one whose clock was set back (a newer
+  entry, by its seq, stamped earlier than the newest one known: the timeline starts again
+  from it). What entries alone cannot tell apart: a quiet host whose clock is set back by
+  more than the horizon, yet less than the time since its previous entry, looks like a
+  replay until its next boot or a step forward (heartbeats, never buffered, would settle
+  it; the ingest's result does not carry their times).
 
 Exactly once across hubs: before an alert is sent, its row is inserted into ``alerts`` with
 ``ON CONFLICT (key) DO NOTHING RETURNING``; only the hub whose insert made the row sends it.
@@ -24,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from loguru import logger
@@ -39,7 +59,8 @@ if TYPE_CHECKING:
     import apprise
     from psycopg_pool import AsyncConnectionPool
 
-REPLAY_HORIZON: Final = 600.0  # seconds: an entry older than this on arrival is not alerted
+REPLAY_HORIZON: Final = 600.0  # seconds: an entry this much older than its host's "now" is not
+# alerted (measured on the agent's timeline, see the module docstring)
 _NOTIFY_TYPES: Final = {
     "down": "warning",
     "recovered": "success",
@@ -63,6 +84,37 @@ def service_alert_text(alert: Alert) -> str:
     return text
 
 
+@dataclass(slots=True)
+class HostTimeline:
+    """One boot of a host, as its own clock runs: an anchor (an entry's ``at`` and when the
+    hub received it) and the newest entry known by seq. Pure: times in, ages out."""
+
+    boot: str
+    seq: int  # the newest entry's (made last)
+    latest: float  # its ``at``
+    at: float  # the anchor, on the agent's clock
+    received: float  # when the hub received the anchor, on the hub's clock
+
+    @classmethod
+    def starting(cls, boot: str, seq: int, at: float, hub_now: float) -> HostTimeline:
+        return cls(boot, seq, at, at, hub_now)
+
+    def agent_now(self, hub_now: float) -> float:
+        """The host's clock now, as far as the hub can tell: the anchor plus the time since."""
+        return self.at + max(0.0, hub_now - self.received)
+
+    def receive(self, seq: int, at: float, hub_now: float) -> None:
+        """An entry of this boot. A later one (by seq) stamped at or after the host's "now"
+        is the new anchor; so is one stamped before the newest known, since it was made after
+        that on a clock set back. Others (replayed: made a while ago, arriving now) leave the
+        anchor as it is."""
+        if seq <= self.seq:
+            return
+        if at >= self.agent_now(hub_now) or at < self.latest:
+            self.at, self.received = at, hub_now
+        self.seq, self.latest = seq, at
+
+
 class FleetAlerter:
     """Decides and sends the fleet's alerts (module docstring); ``receive_*`` are its inputs."""
 
@@ -84,6 +136,7 @@ class FleetAlerter:
             recovered_after=alerts.recovered_after,
         )
         self._running: dict[str, tuple[str, str, int]] = {}  # subject -> host, boot, seq
+        self._timelines: dict[str, HostTimeline] = {}  # host -> its current boot's clock
         self._notifiers: list[apprise.Apprise] = []
         self._sending = TaskSet("fleet alerts")
         self._chains: dict[str, asyncio.Task[None]] = {}
@@ -103,15 +156,21 @@ class FleetAlerter:
 
     def receive_batch(self, result: BatchResult) -> None:
         """What an ingest batch stored for the first time: its transitions and returning hosts."""
-        now = self._clock()
+        now = self._clock()  # the hub's receipt
+        clocks = self._host_clocks(result, now)
         old = 0
         for entry in result.entries:
             if entry.kind != "transition" or entry.service is None or entry.state is None:
                 continue
-            if now - entry.at > REPLAY_HORIZON:
+            age = clocks[(entry.host, entry.boot)] - entry.at
+            if age > REPLAY_HORIZON:
                 old += 1
                 continue
-            self._receive_transition(entry)
+            happened = now - max(0.0, age)
+            # Recoveries due by then first (a replayed "running" whose confirmation fell due
+            # before the next entry of the replay): in the order they happened.
+            self._release(self.rules.tick(happened))
+            self._receive_transition(entry, happened)
         if old:
             logger.info(
                 "fleet alerts: {} replayed transitions older than {:.0f} s not alerted",
@@ -133,22 +192,61 @@ class FleetAlerter:
         title = f"heartwatch: host {host} {'unreachable' if kind == 'unreachable' else 'is back'}"
         self._queue(host, key, host, None, kind, title, message, needs=needs)
 
-    def _receive_transition(self, entry: StoredEntry) -> None:
+    def _host_clocks(self, result: BatchResult, now: float) -> dict[tuple[str, str], float]:
+        """Each (host, boot) of the batch's entries: that host's clock now (``HostTimeline``).
+        The batch's entries move the timelines first, so that an old entry is judged against
+        the newest one that came with it too."""
+        clocks: dict[tuple[str, str], float] = {}
+        others: dict[tuple[str, str], float] = {}  # entries of a boot that is not current
+        for entry in sorted(result.entries, key=lambda e: e.seq):
+            key = (entry.host, entry.boot)
+            timeline = self._timelines.get(entry.host)
+            if timeline is not None and timeline.boot == entry.boot:
+                timeline.receive(entry.seq, entry.at, now)
+            elif entry.current_boot or timeline is None:
+                self._timelines[entry.host] = HostTimeline.starting(
+                    entry.boot, entry.seq, entry.at, now
+                )
+            else:  # a late entry of an older boot: judged by its own batch only
+                others[key] = max(others.get(key, entry.at), entry.at)
+        for entry in result.entries:
+            key = (entry.host, entry.boot)
+            if key in clocks:
+                continue
+            timeline = self._timelines.get(entry.host)
+            if timeline is not None and timeline.boot == entry.boot:
+                clocks[key] = timeline.agent_now(now)
+            else:
+                clocks[key] = others.get(key, entry.at)
+        return clocks
+
+    def _receive_transition(self, entry: StoredEntry, happened: float) -> None:
+        """One new transition, ``happened`` then on the hub's clock (module docstring)."""
         subject = f"{entry.host}/{entry.service}"
+        opening = (entry.host, entry.boot, entry.seq)
         if entry.state == "running":
-            self._running[subject] = (entry.host, entry.boot, entry.seq)
+            self._running[subject] = opening
         down_since = entry.detail.get("down_since")
+        if isinstance(down_since, float | int) and not isinstance(down_since, bool):
+            # How long before the transition the agent saw its last sign of life, moved over.
+            down_since = happened - max(0.0, entry.at - float(down_since))
+        else:
+            down_since = None
         alerts = self.rules.receive_transition(
             subject,
             str(entry.state),
             entry.reason,
             bool(entry.detail.get("failure")),
-            entry.at,
-            down_since=down_since if isinstance(down_since, float | int) else None,
+            happened,
+            down_since=down_since,
         )
         for alert in alerts:
-            opening = (entry.host, entry.boot, entry.seq)
-            self._dispatch(alert, opening)
+            # A recovery is the running entry's (this one, for the transitions' alerts are of
+            # this service only); the others are opened by this entry.
+            if alert.kind == "recovered":
+                self._dispatch(alert, self._running.get(alert.service, opening))
+            else:
+                self._dispatch(alert, opening)
 
     def _arm(self) -> None:
         if self._timer is not None:
@@ -161,11 +259,15 @@ class FleetAlerter:
 
     def _on_timer(self) -> None:
         self._timer = None
-        for alert in self.rules.tick(self._clock()):
+        self._release(self.rules.tick(self._clock()))
+        self._arm()
+
+    def _release(self, recoveries: list[Alert]) -> None:
+        """Confirmed recoveries, each under the entry that found its service running."""
+        for alert in recoveries:
             running = self._running.get(alert.service)
             if running is not None:
                 self._dispatch(alert, running)
-        self._arm()
 
     def _dispatch(self, alert: Alert, opening: tuple[str, str, int]) -> None:
         host, boot, seq = opening
