@@ -14,16 +14,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from heartwatch.core import fleetcommands
-from heartwatch.core.fleetwire import command_queue, command_queue_arguments
+from heartwatch.core.fleetwire import Envelope, command_queue, command_queue_arguments
 from heartwatch.hub.api import create_hub_app
 from heartwatch.hub.commands import (
+    NO_ANSWER,
     CommandProblem,
     CommandSender,
     Target,
     expand_targets,
     parse_target,
 )
-from hubweb_support import add_host, add_service, hub_config, opened_pool, run
+from heartwatch.hub.store import FleetStore, check_storable
+from hubweb_support import BOOT, add_host, add_service, hub_config, opened_pool, run
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -177,10 +179,11 @@ def test_hub_commands_expired_in_the_queue_is_reported_never_ran(
     assert seen == 1
 
 
-def test_hub_commands_the_sweep_expires_what_no_one_answered(
+def test_hub_commands_the_sweep_says_unanswered_not_never_ran(
     fresh_database: str, rabbitmq: str, unique_exchange: str
 ) -> None:
-    """A command still "sent" 30 s past its expiry never ran; an accepted one is left alone."""
+    """A command still "sent" 30 s past its expiry is unanswered (it may have run: unknown);
+    an accepted one is left alone."""
 
     async def main() -> tuple[list[str], list[tuple[str, str]]]:
         async with _hub(fresh_database, rabbitmq, unique_exchange) as (client, _, sender):
@@ -204,7 +207,126 @@ def test_hub_commands_the_sweep_expires_what_no_one_answered(
 
     changed, rows = run(main)
     assert changed == [0]
-    assert rows == [("expired", "no answer before it expired: never ran"), ("accepted", "")]
+    assert rows == [
+        ("unanswered", "no answer by its expiry: unknown whether it ran"),
+        ("accepted", ""),
+    ]
+
+
+def _reply(seq: int, command: dict[str, Any], status: str, reason: str = "") -> Any:
+    body = fleetcommands.reply_body(command, status, reason)  # type: ignore[arg-type]
+    return check_storable(Envelope("reply", "farm-01", BOOT, seq, time.time(), body))
+
+
+def test_hub_commands_a_late_reply_moves_what_only_the_sweep_settled(
+    fresh_database: str, rabbitmq: str, unique_exchange: str
+) -> None:
+    """The review's case: the agent ran the command in time, its replies waited (its outbox,
+    the hub's ingest) past expiry + 30 s. The sweep said unanswered; the replies, when they
+    come, say what happened: accepted, then done. What the broker decided stays: a command
+    dead-lettered (never delivered) is expired, and a later reply does not move it."""
+
+    async def main() -> tuple[list[tuple[str, str]], tuple[str, str]]:
+        async with _hub(fresh_database, rabbitmq, unique_exchange) as (client, _, sender):
+            answer = await client.post(
+                "/api/v1/commands",
+                json={"targets": ["farm-01/emulator", "farm-01/collector@0"], "verb": "restart"},
+            )
+            ran, lost = answer.json()["commands"]
+            sender._clock = lambda: time.time() + 120  # past the 60 s ttl + 30 s
+            assert sorted(await sender.sweep()) == sorted([ran["id"], lost["id"]])
+            seen = []
+
+            async def status(command_id: str) -> tuple[str, str]:
+                found = (await client.get(f"/api/v1/commands/{command_id}")).json()
+                return found["status"], found["reason"]
+
+            seen.append(await status(ran["id"]))
+            store = FleetStore(sender.pool)
+            await store.write_batch([_reply(1, ran, "accepted")])
+            seen.append(await status(ran["id"]))
+            await store.write_batch([_reply(2, ran, "done", "restarted emulator")])
+            seen.append(await status(ran["id"]))
+            # The broker's word over the sweep's: never delivered; then nothing moves it.
+            signed = fleetcommands.sign(
+                fleetcommands.Command(
+                    id=lost["id"],
+                    host="farm-01",
+                    service="collector@0",
+                    verb="restart",
+                    issued_at=lost["issued_at"],
+                    expires_at=lost["expires_at"],
+                    issued_by="hub-test",
+                ),
+                KEY,
+            )
+            assert await sender.receive_expired(lost["id"], signed) == lost["id"]
+            await store.write_batch([_reply(3, lost, "done", "restarted collector@0")])
+            return seen, await status(lost["id"])
+
+    seen, lost = run(main)
+    assert seen == [
+        ("unanswered", NO_ANSWER),
+        ("accepted", ""),
+        ("done", "restarted emulator"),
+    ]
+    assert lost == ("expired", "expired, never ran (not delivered within 60 s)")
+
+
+def test_hub_commands_a_publish_not_confirmed_is_not_said_never_ran(
+    fresh_database: str,
+) -> None:
+    """The broker fails while the second of three commands is being published: the first was
+    confirmed (sent), the second may have been delivered (sent, saying it is unknown), only
+    the third, never handed to the broker, is failed "not sent, never ran"."""
+
+    class Exchange:
+        def __init__(self) -> None:
+            self.published = 0
+
+        async def publish(self, message: Any, routing_key: str) -> None:
+            self.published += 1
+            if self.published == 2:
+                raise ConnectionResetError("the broker went away")
+
+    class Channel:
+        default_exchange = Exchange()
+        is_closed = False
+
+    async def main() -> list[tuple[str, str]]:
+        async with opened_pool(fresh_database) as pool:
+            await add_host(pool, "farm-01")
+            for name in ("a", "b", "c"):
+                await add_service(pool, "farm-01", name)
+            config = hub_config(fresh_database)
+            sender = CommandSender(config, lambda: None, pool, key=KEY)  # type: ignore[arg-type,return-value]
+            commands = [
+                fleetcommands.Command(
+                    id=f"{n:032x}",
+                    host="farm-01",
+                    service=name,
+                    verb="stop",
+                    issued_at=time.time(),
+                    expires_at=time.time() + 60,
+                    issued_by="hub-test",
+                )
+                for n, name in enumerate("abc")
+            ]
+            await sender._insert(commands)
+            with pytest.raises(CommandProblem, match="1 of 3 command"):
+                await sender._publish(Channel(), commands, 60, KEY)  # type: ignore[arg-type]
+            async with pool.connection() as connection:
+                cursor = await connection.execute("SELECT status, reason FROM commands ORDER BY id")
+                return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    assert run(main) == [
+        ("sent", ""),
+        (
+            "sent",
+            "the broker is unreachable: the broker went away: unknown whether it was delivered",
+        ),
+        ("failed", "not sent, never ran: the broker is unreachable: the broker went away"),
+    ]
 
 
 def test_hub_commands_an_unreachable_broker_is_a_503_saying_so(fresh_database: str) -> None:

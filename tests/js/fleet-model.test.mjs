@@ -345,6 +345,15 @@ test("commands: the newest per target, their news in place, counts by status", (
   assert.equal(isPending(command("x", "accepted"), 50), true);
   assert.equal(isPending(command("x", "accepted"), 200), false);
   assert.equal(isPending(command("x", "done"), 50), false);
+  // No answer by its expiry: the wait ends (unknown whether it ran); a late reply still moves it.
+  assert.equal(isPending(command("x", "unanswered"), 50), false);
+  assert.equal(
+    commandsText([command("5", "unanswered"), command("6", "sent")]),
+    "1 unanswered · 1 sent",
+  );
+  model.apply({ type: "command", command: command("c2", "unanswered") });
+  model.apply({ type: "command", command: command("c2", "done") });
+  assert.equal(model.commands.get("c2").status, "done");
   assert.deepEqual(chunks([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
 });
 

@@ -13,10 +13,19 @@
    (``fleetcommands.sign``), persistent, ``expiration`` = the ttl, ``message_id`` = the id,
    with publisher confirms.
 3. A command the broker dead-letters because it expired in the queue (the agent was away)
-   comes back through ``<exchange>.expired.hub`` and is marked ``expired`` "never ran".
-   A command still ``sent`` (never even accepted) 30 s after it expired is marked the same
-   way by a timer, whatever became of its message: it can no longer run (the agent refuses
-   an expired command), so "never ran" is true.
+   comes back through ``<exchange>.expired.hub`` and is marked ``expired`` "never ran": it was
+   never delivered, so that is true.
+   A command still ``sent`` (no answer at all) ``EXPIRY_GRACE`` after it expired is marked
+   ``unanswered`` by a timer: "no answer by its expiry: unknown whether it ran". It can no
+   longer *start* running (the agent refuses an expired command), but it may have run in
+   time with its replies still on their way (waiting in the agent's outbox while its link
+   was down, or in a lagging ingest), so the hub cannot say "never ran". ``unanswered`` is the
+   one status the hub settles on its own that a later reply still moves (``accepted``,
+   ``done``, ``failed``, ``refused``, ``expired`` from the agent; ``expired`` from the broker):
+   the statuses the broker or the agent decided are final. Likewise a publish the broker did
+   not confirm may still have been delivered: that command stays ``sent`` with a reason
+   saying so (the sweep then makes it ``unanswered``); only the commands after it, never
+   handed to the broker, are ``failed`` "not sent, never ran".
 
 Replies (accepted, done, failed…) arrive as ``reply`` events through the ingest, which updates
 the row; every change here is announced with ``pg_notify`` so that every hub's feed shows it.
@@ -57,12 +66,13 @@ if TYPE_CHECKING:
 
 FEED_CHANNEL: Final = "heartwatch_fleet"
 BROKER_TIMEOUT: Final = 5.0  # seconds to reach the broker and have a publish confirmed
-EXPIRY_GRACE: Final = 30.0  # a command still "sent" this long after it expired: never ran
+EXPIRY_GRACE: Final = 30.0  # a command still "sent" this long after it expired: unanswered
 SWEEP_INTERVAL: Final = 5.0
 MAX_TARGETS: Final = 1000
 # Verbs a person sends as a command (tail is the log relay's, hub/logs.py).
 COMMAND_VERBS: Final = frozenset({"restart", "stop", "start", "reload", "signal"})
-NO_ANSWER: Final = "no answer before it expired: never ran"
+NO_ANSWER: Final = "no answer by its expiry: unknown whether it ran"
+UNANSWERED: Final = "unanswered"  # the sweep's status: not final, a later reply moves it
 
 ChannelFactory = Callable[[], Awaitable["AbstractChannel"]]
 
@@ -309,6 +319,16 @@ class CommandSender:
         that its replies find it."""
         await self._insert([command], announce=False)
 
+    async def extend(self, command_id: str, expires_at: float) -> None:
+        """A lease renewed (the log relay's ``tail``, ``hub/logs.py``): the recorded first
+        command's ``expires_at`` moves on, and the renewal gets no row of its own (a viewer
+        renews every few seconds for as long as it watches)."""
+        async with self.pool.connection(timeout=DB_TIMEOUT) as connection:
+            await connection.execute(
+                "UPDATE commands SET expires_at = greatest(expires_at, %s) WHERE id = %s",
+                [expires_at, command_id],
+            )
+
     async def _insert(
         self, commands: Sequence[Command], *, announce: bool = True
     ) -> list[dict[str, Any]]:
@@ -347,7 +367,7 @@ class CommandSender:
     ) -> None:
         from aio_pika import DeliveryMode, Message
 
-        sent = 0
+        sent = 0  # confirmed by the broker
         try:
             async with asyncio.timeout(BROKER_TIMEOUT):
                 for command in commands:
@@ -369,7 +389,16 @@ class CommandSender:
                 if isinstance(error, TimeoutError)
                 else f"is unreachable: {_describe(error)}"
             )
-            unsent = [c.id for c in commands[sent:]]
+            # The one being published when it failed may have reached the queue (a confirm
+            # lost or late is no refusal): it stays "sent", saying so; those after it were
+            # never handed to the broker.
+            if sent < len(commands):
+                await self._mark(
+                    [commands[sent].id],
+                    "sent",
+                    f"the broker {why}: unknown whether it was delivered",
+                )
+            unsent = [c.id for c in commands[sent + 1 :]]
             await self._mark(unsent, "failed", f"not sent, never ran: the broker {why}")
             raise CommandProblem(
                 503,
@@ -385,15 +414,22 @@ class CommandSender:
                 "" if command.service is None else f"/{command.service}",
             )
 
-    async def _mark(self, ids: Sequence[str], status: str, reason: str) -> list[str]:
-        """Set ``status`` on those of ``ids`` still ``sent``; the ids changed."""
+    async def _mark(
+        self,
+        ids: Sequence[str],
+        status: str,
+        reason: str,
+        *,
+        moving: Sequence[str] = ("sent",),
+    ) -> list[str]:
+        """Set ``status`` on those of ``ids`` still in one of ``moving``; the ids changed."""
         if not ids:
             return []
         async with self.pool.connection(timeout=DB_TIMEOUT) as connection, connection.transaction():
             cursor = await connection.execute(
                 "UPDATE commands SET status = %s, reason = %s, updated_at = now() "
-                "WHERE id = ANY(%s) AND status = 'sent' RETURNING id",
-                [status, reason, list(ids)],
+                "WHERE id = ANY(%s) AND status = ANY(%s) RETURNING id",
+                [status, reason, list(ids), list(moving)],
             )
             changed = [row[0] for row in await cursor.fetchall()]
             if changed:
@@ -403,12 +439,13 @@ class CommandSender:
     # -- expiry ------------------------------------------------------------------------------
 
     async def sweep(self) -> list[str]:
-        """Mark ``expired`` the commands never accepted and expired ``EXPIRY_GRACE`` ago."""
+        """Mark ``unanswered`` the commands with no answer at all ``EXPIRY_GRACE`` after their
+        expiry (not ``expired``: they may have run, their replies late; module docstring)."""
         async with self.pool.connection(timeout=DB_TIMEOUT) as connection, connection.transaction():
             cursor = await connection.execute(
-                "UPDATE commands SET status = 'expired', reason = %s, updated_at = now() "
+                "UPDATE commands SET status = %s, reason = %s, updated_at = now() "
                 "WHERE status = 'sent' AND expires_at + %s < %s RETURNING id",
-                [NO_ANSWER, EXPIRY_GRACE, self._clock()],
+                [UNANSWERED, NO_ANSWER, EXPIRY_GRACE, self._clock()],
             )
             changed = [row[0] for row in await cursor.fetchall()]
             if changed:
@@ -426,8 +463,9 @@ class CommandSender:
             await asyncio.sleep(SWEEP_INTERVAL)
 
     async def receive_expired(self, message_id: str | None, body: bytes) -> str | None:
-        """A command the broker dead-lettered (it expired in its queue): marked ``expired``
-        if it was never accepted; the id marked, or ``None``."""
+        """A command the broker dead-lettered (it expired in its queue, so it was never
+        delivered): marked ``expired`` if no answer came (``sent``, or ``unanswered`` when the
+        sweep was first); the id marked, or ``None``."""
         command_id = message_id
         ttl: float | None = None
         try:
@@ -440,7 +478,9 @@ class CommandSender:
                 return None
         self.expired_seen += 1
         reason = expired_reason(ttl if ttl is not None else self.config.hub.command_ttl)
-        changed = await self._mark([str(command_id)], "expired", reason)
+        changed = await self._mark(
+            [str(command_id)], "expired", reason, moving=("sent", UNANSWERED)
+        )
         if changed:
             logger.info("hub: command {} {}", command_id, reason)
         return changed[0] if changed else None

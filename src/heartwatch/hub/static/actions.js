@@ -1,7 +1,7 @@
 // Commands from a hub page: POSTed to /api/v1/commands (in requests of at most 500 targets),
 // kept in the page's FleetModel, whose rows show each one's news (sent → accepted → done,
-// failed, refused or expired). The news comes as {"type": "command"} messages on /ws/events;
-// while that stream is down, or silent about a command for a while, the page asks
+// failed, refused, expired or unanswered). The news comes as {"type": "command"} messages on
+// /ws/events; while that stream is down, or silent about a command for a while, the page asks
 // GET /api/v1/commands/{id} itself, a few at a time.
 
 import { api } from "/agent-static/api.js";

@@ -605,7 +605,9 @@ export function orderedStates(services) {
 
 // -- commands -----------------------------------------------------------------------------
 
-export const FINAL_STATUSES = new Set(["done", "failed", "refused", "expired"]);
+// "unanswered" (no answer by its expiry: unknown whether it ran) ends the wait, though a late
+// reply may still move it (the stream then brings that news).
+export const FINAL_STATUSES = new Set(["done", "failed", "refused", "expired", "unanswered"]);
 
 /** Whether a command is still waiting for news (sent or accepted, not past its expiry by much:
  * the hub marks an expired one itself, `slack` seconds is how long the page waits for that). */
@@ -618,7 +620,7 @@ export function isPending(command, nowSeconds, slack = 30) {
 export function commandsText(commands) {
   const counts = {};
   for (const command of commands) counts[command.status] = (counts[command.status] || 0) + 1;
-  const order = ["failed", "refused", "expired", "sent", "accepted", "done"];
+  const order = ["failed", "refused", "expired", "unanswered", "sent", "accepted", "done"];
   return order
     .filter((status) => counts[status])
     .map((status) => `${formatNumber(counts[status])} ${status}`)
