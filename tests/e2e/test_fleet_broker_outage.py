@@ -52,6 +52,16 @@ def test_a_broker_outage_loses_no_event_and_stops_no_recovery(
         assert "unresponsive" in states
         seqs = [seq for _, seq, _, _ in events]
         assert seqs == list(range(1, len(seqs) + 1)), agent.host
+        # And as the hub's API tells them (newest first there; its "at" is the event's, made
+        # by the agent right after the entry: the same within a few microseconds).
+        told = [
+            e for e in reversed(hub.events(host=agent.host, limit=1000)) if e["type"] == "entry"
+        ]
+        fields = ("kind", "service", "reason", "state", "previous")
+        assert [tuple(e[f] for f in fields) for e in told] == [
+            tuple(e[f] for f in fields) for e in journal
+        ], agent.host
+        assert all(abs(t["at"] - e["at"]) < 0.5 for t, e in zip(told, journal, strict=True))
     assert duplicate_events(fleet.database) == 0
     assert seq_problems(fleet.database) == []
     for agent in agents:
