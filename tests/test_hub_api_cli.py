@@ -14,7 +14,16 @@ from typer.testing import CliRunner
 
 from heartwatch.cli.app import app as cli
 from heartwatch.cli.fast import parse_fast
-from heartwatch.cli.fleet_remote import describe, split_signal, status_rows
+from heartwatch.cli.fleet_remote import (
+    MARGIN,
+    clock_time,
+    describe,
+    host_notices,
+    split_signal,
+    status_rows,
+    unfinished,
+    waiting_time,
+)
 from heartwatch.core.fleetwire import command_queue, command_queue_arguments
 from heartwatch.hub.api import create_hub_app
 from heartwatch.hub.commands import CommandSender
@@ -89,9 +98,10 @@ def test_hub_cli_a_command_waits_for_its_reply(
     fresh_database: str, rabbitmq: str, unique_exchange: str
 ) -> None:
     """restart host/service: the reply is printed ("done (restarted)", exit 0); one nobody
-    takes expires and says it never ran (exit 1)."""
+    takes expires and says it never ran (exit 1); for an unreachable host that is said first
+    (with the command's expiry), and the final answer waited for."""
 
-    async def main() -> tuple[Any, Any, Any]:
+    async def main() -> tuple[Any, ...]:
         async with _hub(fresh_database, rabbitmq, unique_exchange) as (url, pool, connection):
             channel = await connection.channel()
             queue = await channel.declare_queue(
@@ -113,6 +123,7 @@ def test_hub_cli_a_command_waits_for_its_reply(
             signalled = await _cli("--hub", url, "signal", "HUP", "farm-01/collector@*")
             quick = await _cli("--hub", url, "--no-wait", "start", "farm-01/emulator")
             expired = await _cli("--hub", url, "stop", "farm-02/db")
+            unreachable = await _cli("--hub", url, "stop", "farm-03/db")
             unknown = await _cli("--hub", url, "start", "farm-09/db")
             async with pool.connection() as db:
                 cursor = await db.execute(
@@ -120,9 +131,9 @@ def test_hub_cli_a_command_waits_for_its_reply(
                 )
                 signals = await cursor.fetchall()
             await channel.close()
-            return done, (signalled, signals), quick, expired, unknown
+            return done, (signalled, signals), quick, expired, unreachable, unknown
 
-    done, (signalled, signals), quick, expired, unknown = run(main)
+    done, (signalled, signals), quick, expired, unreachable, unknown = run(main)
     assert signalled.stdout.strip() == "farm-01/collector@0: done (restarted)"
     assert signals == [("signal", "collector@0", '{"group": false, "signal": "HUP"}')]
     assert quick.exit_code == 0
@@ -131,6 +142,14 @@ def test_hub_cli_a_command_waits_for_its_reply(
     assert done.exit_code == 0
     assert expired.stdout.strip() == ("farm-02/db: expired, never ran (not delivered within 1 s)")
     assert expired.exit_code == 1
+    assert "farm-02" not in expired.stderr  # live: nothing to say of it
+    assert unreachable.stdout.strip() == "farm-03/db: expired, never ran (not delivered within 1 s)"
+    assert re.fullmatch(
+        r"farm-03 is unreachable \(silent 7\d s\): the command waits in its queue until it "
+        r"expires at \d\d:\d\d:\d\d\n",
+        unreachable.stderr,
+    ), unreachable.stderr
+    assert unreachable.exit_code == 1
     assert unknown.exit_code == 2  # the whole request refused (422)
     assert "no host 'farm-09'" in unknown.output
 
@@ -165,3 +184,39 @@ def test_hub_cli_pure_parts() -> None:
         {"host": "b", "name": "y", "state": "failed", "reason": "gave up", "last_state": "failed"},
     ]
     assert [row[0] for row in status_rows(fleet, services)] == ["b", "a"]
+
+
+def test_hub_cli_waits_until_the_commands_expire_and_says_which_hosts_are_silent() -> None:
+    """Pure: the wait is the longest ttl and a margin (the default 60 s ttl is seen through);
+    a host not live is said with its commands' expiry; what is still open says so."""
+    sent = {"id": "c1", "host": "h1", "service": "s", "status": "sent", "reason": ""}
+    commands = [
+        {**sent, "issued_at": 1000.0, "expires_at": 1060.0},
+        {**sent, "id": "c2", "host": "h2", "issued_at": 1000.0, "expires_at": 1030.0},
+        {**sent, "id": "c3", "host": "h2", "issued_at": 1000.0, "expires_at": 1045.0},
+    ]
+    assert waiting_time(commands) == 60.0 + MARGIN
+    hosts = [
+        {"host": "h1", "state": "live", "last_seen_age": 1.0},
+        {"host": "h2", "state": "stale", "last_seen_age": 20.4},
+    ]
+    assert host_notices(hosts, commands) == [
+        f"h2 is stale (silent 20 s): its 2 commands wait in its queue until they expire at "
+        f"{clock_time(1045.0)}"
+    ]
+    assert host_notices([{**hosts[1], "state": "unreachable"}], commands[1:2]) == [
+        f"h2 is unreachable (silent 20 s): the command waits in its queue until it expires at "
+        f"{clock_time(1030.0)}"
+    ]
+    assert unfinished(commands[0]) == (
+        f"; no answer by {clock_time(1070.0)}: unknown whether it ran (command c1)"
+    )
+    assert unfinished({**commands[0], "status": "accepted"}).startswith("; not finished by ")
+    unanswered = {
+        **commands[0],
+        "status": "unanswered",
+        "reason": "no answer by its expiry: unknown whether it ran",
+    }
+    assert describe(unanswered) == (
+        "h1/s: unanswered (no answer by its expiry: unknown whether it ran)"
+    )

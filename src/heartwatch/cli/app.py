@@ -127,7 +127,10 @@ def _root(
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option(help="With --hub: wait for each command's reply (30 s at most)."),
+        typer.Option(
+            help="With --hub: wait for each command's final answer (until it expires, and "
+            "a few seconds more)."
+        ),
     ] = True,
 ) -> None:
     """Keep data pipelines alive: supervise, hear heartbeats and data flow, recover."""

@@ -3,16 +3,21 @@
 The same commands as for one daemon, with ``host/service`` where a service's name was
 (``heartwatch --hub http://hub:9300 restart farm-07/collector@2``; a selection works on the
 service part: ``farm-07/collector@*``). A command is one request to the hub, refused whole if
-a target is unknown; each target's command is then waited for (``WAIT`` seconds at most;
-``--no-wait`` not at all) and its reply printed::
+a target is unknown; each target's command is then waited for until it expires and ``MARGIN``
+seconds more (its ttl, the hub's ``command_ttl`` by default: long enough to see the broker
+say it expired undelivered; ``--no-wait`` not at all) and its final answer printed::
 
     farm-07/collector@2: done (restarted)
     farm-09/collector: expired, never ran (not delivered within 60 s)
 
-Exit codes as the local commands': 0 done, 1 refused, failed, expired or unanswered (or the
-hub unreachable), 2 a usage problem; ``status`` 0 when every service shown runs, 3 when one
-does not, 4 for an unknown host or service. Nothing printed is markup, and control
-characters in what agents said are escaped (``cli/text.py``).
+A target host the hub does not hear from (stale, unreachable) is said at once, on standard
+error: ``farm-09 is unreachable (silent 40 s): the command waits in its queue until it
+expires at 14:53:02`` (the hub's clock, shown in local time).
+
+Exit codes as the local commands': 0 done, 1 refused, failed, expired or unanswered, or no
+final answer by then (or the hub unreachable), 2 a usage problem; ``status`` 0 when every
+service shown runs, 3 when one does not, 4 for an unknown host or service. Nothing printed
+is markup, and control characters in what agents said are escaped (``cli/text.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from urllib.parse import quote
 from heartwatch.cli.remote import Refused, call
 from heartwatch.cli.text import STATE_COLOURS, colours_for, paint, plain, say, table
 
-WAIT = 30.0  # seconds a command's reply is waited for
-POLL = 0.25
-FINAL = frozenset({"done", "failed", "refused", "expired"})
+MARGIN = 10.0  # seconds past a command's expiry its answer is still waited for
+POLL, POLL_MAX = 0.25, 1.0  # seconds between asks, growing to at most POLL_MAX
+# What a command ends as. "unanswered" (the hub heard nothing by its expiry + 30 s: unknown
+# whether it ran) may still move on a late reply, but nothing more is waited for.
+FINAL = frozenset({"done", "failed", "refused", "expired", "unanswered"})
 PROBLEMS = frozenset({"unresponsive", "restarting", "backoff", "failed", "unknown"})
 STATUS_ALL_RUNNING, STATUS_NOT_ALL_RUNNING, STATUS_UNKNOWN_NAME = 0, 3, 4
 
@@ -138,6 +145,37 @@ def describe(command: dict[str, Any]) -> str:
     return f"{target}: {status} ({reason})" if reason else f"{target}: {status}"
 
 
+def waiting_time(commands: Sequence[dict[str, Any]]) -> float:
+    """Seconds to wait for ``commands``: the longest ttl among them (``expires_at`` -
+    ``issued_at``, both the hub's clock, so this one's may differ) and ``MARGIN``. Pure."""
+    ttls = (float(c["expires_at"]) - float(c["issued_at"]) for c in commands)
+    return max(ttls, default=0.0) + MARGIN
+
+
+def clock_time(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def host_notices(hosts: Sequence[dict[str, Any]], commands: Sequence[dict[str, Any]]) -> list[str]:
+    """A line for each target host the hub does not hear from, saying until when its commands
+    wait. Pure."""
+    known = {h["host"]: h for h in hosts}
+    lines = []
+    for name in sorted({c["host"] for c in commands}):
+        host = known.get(name)
+        if host is None or host.get("state") in (None, "live"):
+            continue
+        mine = [c for c in commands if c["host"] == name]
+        what = "the command waits" if len(mine) == 1 else f"its {len(mine)} commands wait"
+        expires = max(float(c["expires_at"]) for c in mine)
+        silent = float(host.get("last_seen_age") or 0.0)
+        lines.append(
+            f"{name} is {host['state']} (silent {silent:.0f} s): {what} in its queue until "
+            f"{'it expires' if len(mine) == 1 else 'they expire'} at {clock_time(expires)}"
+        )
+    return lines
+
+
 def wait_for(
     hub: str,
     commands: Sequence[dict[str, Any]],
@@ -149,13 +187,23 @@ def wait_for(
     """Each command as last read: final, or as it was when ``timeout`` ran out."""
     latest = {c["id"]: c for c in commands}
     deadline = clock() + timeout
+    pause = POLL
     while True:
         open_ids = [i for i, c in latest.items() if c["status"] not in FINAL]
         if not open_ids or clock() >= deadline:
             return list(latest.values())
-        sleep(POLL)
+        sleep(min(pause, max(0.0, deadline - clock())))
+        pause = min(pause * 1.5, POLL_MAX)
         for command_id in open_ids:
             latest[command_id] = ask(hub, "GET", f"/api/v1/commands/{command_id}", token)
+
+
+def unfinished(command: dict[str, Any]) -> str:
+    """What to add to a command's line when no final answer came by its wait's end. Pure."""
+    by = clock_time(float(command["expires_at"]) + MARGIN)
+    if command["status"] == "accepted":
+        return f"; not finished by {by} (command {command['id']})"
+    return f"; no answer by {by}: unknown whether it ran (command {command['id']})"
 
 
 def run_command(
@@ -166,9 +214,10 @@ def run_command(
     *,
     args: dict[str, Any] | None = None,
     wait: bool = True,
-    timeout: float = WAIT,
+    timeout: float | None = None,
 ) -> int:
-    """One request for every target; each reply waited for and printed."""
+    """One request for every target; each reply waited for (``timeout`` seconds; None: until
+    the commands expire, ``waiting_time``) and printed."""
     if not targets:
         say(f"usage: heartwatch --hub URL {verb} HOST/SERVICE...", "red")
         return 2
@@ -185,7 +234,14 @@ def run_command(
             for command in commands:
                 say(f"{describe(command)}: id {command['id']}", stream=sys.stdout)
             return 0
-        final = wait_for(hub, commands, token, timeout)
+        try:
+            hosts = ask(hub, "GET", "/api/v1/hosts", token)
+        except Refused:
+            hosts = []  # the states are a courtesy: the answers are what matters
+        for line in host_notices(hosts if isinstance(hosts, list) else [], commands):
+            say(line, "yellow")
+        wait_seconds = waiting_time(commands) if timeout is None else timeout
+        final = wait_for(hub, commands, token, wait_seconds)
     except Refused as refused:
         say(refused.message, "red")
         return refused.exit_code
@@ -195,7 +251,7 @@ def run_command(
         status = command["status"]
         line = plain(describe(command))
         if status not in FINAL:
-            line += f"; no final answer in {timeout:g} s"
+            line += plain(unfinished(command))
         ok = status == "done"
         failed = failed or not ok
         sys.stdout.write(paint(line, "green" if ok else "red", colour) + "\n")
