@@ -69,13 +69,13 @@ async def stored(store: FleetStore) -> int:
 def test_hub_ingest_stores_each_event_once_and_skips_broken_messages(
     rabbitmq: str, unique_exchange: str, fresh_database: str
 ) -> None:
-    """Good events stored (a duplicate once); a non-JSON message and a NUL body counted by
-    code and acknowledged: nothing left in the queue, nothing blocked behind them."""
+    """Good events stored (a duplicate once); a non-JSON message counted by code and
+    acknowledged; a NUL and a lone surrogate mended (U+FFFD) and stored: nothing left in the
+    queue, nothing blocked behind them."""
     boot = new_boot()
     good = [transition("farm-01", boot, seq, "svc", "running") for seq in range(1, 51)]
     nul = transition("farm-01", boot, 51, "svc", "running", "bad\u0000reason")
-    # A lone surrogate: JSON to Python, not text to PostgreSQL (its batch is refused, written
-    # again one by one, and only this one is dropped).
+    # A lone surrogate: JSON to Python, not text to PostgreSQL (mended by the store's check).
     surrogate = (
         "farm-01.svc.transition",
         encode(transition("farm-01", boot, 52, "svc", "running")).replace(
@@ -101,15 +101,15 @@ def test_hub_ingest_stores_each_event_once_and_skips_broken_messages(
                         *map(message, good[20:]),  # 20..29 again: a redelivery's duplicates
                     ],
                 )
-                await until(lambda: _settled(counters, store, 50, 3), "all handled")
+                await until(lambda: _settled(counters, store, 52, 1), "all handled")
             finally:
                 await ingest.close()
             return counters, await stored(store), await queue_depth(rabbitmq, unique_exchange)
 
     counters, count, depth = run(main)
-    assert count == 50
-    assert counters.events == 50
-    assert counters.rejected == {"json": 1, "nul": 1, "database": 1}
+    assert count == 52
+    assert counters.events == 52
+    assert counters.rejected == {"json": 1}
     assert depth == 0
 
 
@@ -117,9 +117,10 @@ def test_hub_ingest_a_batch_message_becomes_its_events_each_bad_one_refused_alon
     rabbitmq: str, unique_exchange: str, fresh_database: str
 ) -> None:
     """Batches (``<host>.-.batch``) stored as their events, with singles beside them; a
-    batch's bad elements (a broken one, another host's, one PostgreSQL refuses) dropped alone
-    and counted; envelopes naming another host than their routing key refused (a single and a
-    batch's); a log stream's four-word key never reaches the events queue; the queue drains."""
+    batch's bad elements (a broken one, another host's) dropped alone and counted, one with a
+    lone surrogate mended and stored; envelopes naming another host than their routing key
+    refused (a single and a batch's); a log stream's four-word key never reaches the events
+    queue; the queue drains."""
     boot, other = new_boot(), new_boot()
     events = [transition("farm-05", boot, seq, "svc", "running") for seq in range(1, 301)]
     encoded = [encode(e) for e in events]
@@ -153,7 +154,7 @@ def test_hub_ingest_a_batch_message_becomes_its_events_each_bad_one_refused_alon
                         message(genuine),
                     ],
                 )
-                await until(lambda: _settled(counters, store, 301, 6), "all handled")
+                await until(lambda: _settled(counters, store, 302, 5), "all handled")
             finally:
                 await ingest.close()
             by_host = await rows(
@@ -162,9 +163,9 @@ def test_hub_ingest_a_batch_message_becomes_its_events_each_bad_one_refused_alon
             return counters, by_host, await queue_depth(rabbitmq, unique_exchange)
 
     counters, by_host, depth = run(main)
-    assert by_host == [("farm-05", 300, 300), ("farm-08", 1, 1)]
-    assert counters.events == 301
-    assert counters.rejected == {"seq": 1, "host_mismatch": 4, "database": 1}
+    assert by_host == [("farm-05", 301, 301), ("farm-08", 1, 1)]
+    assert counters.events == 302
+    assert counters.rejected == {"seq": 1, "host_mismatch": 4}
     assert depth == 0
 
 
@@ -293,3 +294,17 @@ async def publish_when_up(url: str, exchange: str, bodies: list[tuple[str, bytes
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+def test_hub_ingest_writes_whole_messages_up_to_batch_max_events() -> None:
+    """A transaction holds about ``batch_max`` events, whatever the messages carry: a batch
+    message's events are never split (a larger one goes alone), a refused one counts as one."""
+    ingest = Ingest("amqp://127.0.0.1:1/", "x", None, HubCounters(), batch_max=1000)  # type: ignore[arg-type]
+    sizes = [400, 400, 400, 0, 1, 1500, 3]
+    ingest._pending = [(object(), [object()] * size) for size in sizes]  # type: ignore[misc]
+    ingest._pending_events = sum(max(1, size) for size in sizes)
+    taken = []
+    while ingest._pending:
+        taken.append([len(items) for _, items in ingest._take()])
+    assert taken == [[400, 400], [400, 0, 1], [1500], [3]]
+    assert ingest._pending_events == 0

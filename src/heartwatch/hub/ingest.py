@@ -4,9 +4,12 @@ One shared durable queue, ``events_queue(exchange)``, bound to every three-word 
 (``*.*.*``: events, batches of them and reports, not log streams) on the fleet's durable topic
 exchange, with a *single active consumer*: one hub ingests at a time and another takes over
 when it goes (its unacknowledged messages are delivered again; the store's ``ON CONFLICT``
-makes that harmless). Messages are taken ``PREFETCH`` at a time and written
-in batches of up to ``BATCH_MAX`` (or what came within ``BATCH_WAIT`` of the first), each in
-one transaction, acknowledged (``multiple=True``) only after it committed.
+makes that harmless). Messages are decoded as they arrive and written in batches of up to
+``BATCH_MAX`` events (or what came within ``BATCH_WAIT`` of the first), each in one
+transaction, acknowledged (``multiple=True``) only after it committed. At most ``PREFETCH``
+messages are unacknowledged at once, and about ``PREFETCH_EVENTS`` events (the channel's
+window follows how many events the messages carry: ``_open_window``), which bounds this
+process's memory whether the agents send single events or batches.
 
 A message is one envelope or a batch of a host's events (``fleetwire.decode_batch``): a
 batch becomes its events in the batch being written, its bad elements refused one by one.
@@ -19,8 +22,11 @@ host word (a user per host), not for what the message says inside.
 A database that fails is another matter: nothing is acknowledged, the batch is tried again
 with a growing delay, and the messages wait in the queue meanwhile (up to the prefetch here,
 the rest at the broker): nothing is lost. A batch that the database refuses for its data
-(``DataError``, which the store's checks should have caught) is written again one event at a
-time, so only the culprit is dropped (and counted).
+(``store.database_failed`` tells a refusal from a failure by its SQLSTATE class; an error
+that is not the database's, e.g. a text Python cannot encode, is the data's too: retried it
+would fail forever) is written again one message at a time, so only the culprit is dropped
+(and counted). A message that fails to decode in any way, not only as ``fleetwire`` refuses
+(JSON nested too deep: ``RecursionError``), is refused alone, never given back.
 """
 
 from __future__ import annotations
@@ -37,12 +43,19 @@ from loguru import logger
 from heartwatch.core.fleetwire import (
     EVENTS_BINDING,
     EVENTS_QUEUE_ARGUMENTS,
+    MAX_BATCH,
     FleetWireError,
     events_queue,
 )
 from heartwatch.core.redact import redact
 from heartwatch.core.throttle import LogThrottle
-from heartwatch.hub.store import BatchResult, FleetStore, Storable, storable_messages
+from heartwatch.hub.store import (
+    BatchResult,
+    FleetStore,
+    Storable,
+    database_failed,
+    storable_messages,
+)
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
@@ -50,8 +63,10 @@ if TYPE_CHECKING:
 
     from heartwatch.hub.metrics import HubCounters
 
-PREFETCH: Final = 5000
-BATCH_MAX: Final = 2000
+PREFETCH: Final = 5000  # messages unacknowledged at once (per consumer)
+PREFETCH_EVENTS: Final = 10_000  # events unacknowledged at once (the channel's window)
+PREFETCH_MIN: Final = 8  # messages: the window never closes below this
+BATCH_MAX: Final = 2000  # events in one transaction (a message's events are never split)
 BATCH_WAIT: Final = 0.02  # seconds after a batch's first message: more may come with it
 REJECT_LOG_INTERVAL: Final = 60.0
 RETRY_FIRST: Final = 0.5
@@ -84,7 +99,9 @@ class Ingest:
         self.connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
-        self._pending: list[DeliveredMessage] = []
+        self._pending: list[tuple[DeliveredMessage, list[Storable]]] = []
+        self._pending_events = 0
+        self._window: int | None = None  # the channel-wide prefetch in force, in messages
         self._arrived = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -99,6 +116,7 @@ class Ingest:
         try:
             self._channel = await self.connection.channel()
             await self._channel.set_qos(prefetch_count=self.prefetch)
+            await self._open_window(None)
             exchange = await self._channel.declare_exchange(
                 self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
             )
@@ -142,24 +160,60 @@ class Ingest:
 
     async def _on_reopen(self, channel: object) -> None:
         if not self._closing:
+            self._window = None  # a new channel: aio-pika restores only the per-consumer limit
+            await self._open_window(None)
             await self._consume()
             logger.info("hub ingest: consuming again after the broker connection came back")
 
+    async def _open_window(self, events_per_message: float | None) -> None:
+        """The channel's prefetch (RabbitMQ: ``global`` = the channel's, changeable while
+        consuming) sized for ``PREFETCH_EVENTS`` events: AMQP counts messages, and a batch
+        message carries up to ``MAX_BATCH`` events, so what a full window holds (and this
+        process decodes) is kept near that many events, whatever the messages are. Before the
+        first batch (``None``): as if every message were a full batch; changed only when it
+        is off by half or double."""
+        per = float(MAX_BATCH) if events_per_message is None else max(1.0, events_per_message)
+        wanted = max(PREFETCH_MIN, min(self.prefetch, int(PREFETCH_EVENTS / per)))
+        if self._window is not None and self._window / 2 < wanted < self._window * 2:
+            return
+        if self._channel is None:
+            return
+        try:
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_qos(prefetch_count=wanted, global_=True)
+        except Exception:  # the channel is gone: its reopening sets the window again
+            return
+        self._window = wanted
+
     async def _receive(self, message: DeliveredMessage) -> None:
-        self._pending.append(message)
+        storable = self._decoded(message)
+        self._pending.append((message, storable))
+        self._pending_events += max(1, len(storable))
         self._arrived.set()
+
+    def _take(self) -> list[tuple[DeliveredMessage, list[Storable]]]:
+        """Messages from the front until they hold ``batch_max`` events (a message's events
+        are never split: a batch may pass the bound by one message's)."""
+        events = 0
+        count = 0
+        for _message, storable in self._pending:
+            weight = max(1, len(storable))  # a message refused whole still counts as one
+            if count and events + weight > self.batch_max:
+                break
+            events += weight
+            count += 1
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        self._pending_events -= events
+        return batch
 
     async def _write_loop(self) -> None:
         while not self._closing:
             await self._arrived.wait()
             if self._closing:
                 return
-            if len(self._pending) < self.batch_max:
+            if self._pending_events < self.batch_max:
                 await asyncio.sleep(self.batch_wait)  # let the rest of a burst join
-            batch, self._pending = (
-                self._pending[: self.batch_max],
-                self._pending[self.batch_max :],
-            )
+            batch = self._take()
             if not self._pending:
                 self._arrived.clear()
             if batch:
@@ -169,24 +223,33 @@ class Ingest:
                     # A bug, not bad input (that is refused by code) nor the database (retried):
                     # said with its traceback; the batch goes back to the queue (sent again,
                     # stored once), and the ingest itself goes on.
-                    logger.exception("hub ingest: a batch of {} failed", len(batch))
+                    logger.exception("hub ingest: a batch of {} messages failed", len(batch))
                     await asyncio.sleep(RETRY_FIRST)
-                    await self._settle(batch, requeue=True)
+                    await self._settle([message for message, _ in batch], requeue=True)
 
-    async def _write(self, messages: list[DeliveredMessage]) -> None:
-        storable: list[Storable] = []
-        for message in messages:
-            storable.extend(self._decoded(message))
+    async def _write(self, batch: list[tuple[DeliveredMessage, list[Storable]]]) -> None:
+        messages = [message for message, _ in batch]
+        storable = [item for _, items in batch for item in items]
+        await self._open_window(len(storable) / len(messages))
         delay = RETRY_FIRST
         while True:
             started = time.perf_counter()
             try:
                 result = await self.store.write_batch(storable)
-            except psycopg.DataError as error:
-                logger.warning("hub ingest: a batch refused for its data ({}): one by one", error)
-                result = await self._write_one_by_one(storable)
-                break
-            except (psycopg.Error, OSError) as error:
+            except Exception as error:
+                if not database_failed(error):
+                    # Refused for its data, or an error no retry mends (a text Python cannot
+                    # encode...): one by one, so that only the culprit is dropped.
+                    logger.warning(
+                        "hub ingest: a batch refused for its data ({}: {}): one by one",
+                        type(error).__name__,
+                        redact(str(error).strip())[:300],
+                    )
+                    alone = await self._write_one_by_one(storable)
+                    if alone is None:
+                        return  # closing: left unacknowledged (delivered again)
+                    result = alone
+                    break
                 if self._closing:
                     return  # left unacknowledged: the queue delivers them again
                 logger.warning(
@@ -200,22 +263,45 @@ class Ingest:
                 delay = min(RETRY_MAX, delay * 2)
                 continue
             break
-        self.counters.receive_batch(result.events, time.perf_counter() - started)
+        self.counters.receive_batch(result.events, time.perf_counter() - started, result.gaps)
         await self._settle(messages)
         try:
             self.on_batch(result)
         except Exception:  # a listener's bug must not stop the ingest
             logger.exception("hub ingest: the batch listener failed")
 
-    async def _write_one_by_one(self, storable: list[Storable]) -> BatchResult:
+    async def _write_one_by_one(self, storable: list[Storable]) -> BatchResult | None:
+        """Each message in a transaction of its own; one refused for its data is dropped
+        (counted: ``database`` when PostgreSQL refused it, ``store`` for another error); a
+        database that fails meanwhile is waited for. None: closing before the end."""
         total = BatchResult()
         for item in storable:
-            try:
-                result = await self.store.write_batch([item])
-            except psycopg.DataError as error:
-                self._reject(FleetWireError("database", str(error).strip()[:200]))
+            delay = RETRY_FIRST
+            while True:
+                try:
+                    result: BatchResult | None = await self.store.write_batch([item])
+                except Exception as error:
+                    if database_failed(error):
+                        if self._closing:
+                            return None
+                        logger.warning(
+                            "hub ingest: the database failed ({}) writing one by one; again in"
+                            " {} s",
+                            type(error).__name__,
+                            delay,
+                        )
+                        await asyncio.sleep(delay)
+                        delay = min(RETRY_MAX, delay * 2)
+                        continue
+                    code = "database" if isinstance(error, psycopg.Error) else "store"
+                    detail = f"{type(error).__name__}: {str(error).strip()}"
+                    self._reject(FleetWireError(code, redact(detail)[:200]))
+                    result = None
+                break
+            if result is None:
                 continue
             total.events += result.events
+            total.gaps += result.gaps
             total.entries.extend(result.entries)
             total.back.extend(result.back)
             total.hosts |= result.hosts
@@ -229,6 +315,13 @@ class Ingest:
             storable, refused = storable_messages(message.body, message.routing_key or "")
         except FleetWireError as error:
             self._reject(error)
+            return []
+        except Exception as error:
+            # Still this message's fault alone, never a reason to give the batch back (it
+            # would come first again, forever): JSON nested deeper than the decoder's stack
+            # (RecursionError), a message too large to decode (MemoryError), a check's bug.
+            code = "json" if isinstance(error, RecursionError) else "decode"
+            self._reject(FleetWireError(code, f"{type(error).__name__}: {error}"[:200]))
             return []
         for fault in refused:
             self._reject(fault)
