@@ -7,10 +7,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import errors
+from psycopg_pool import PoolTimeout
 
 from heartwatch.core.fleetwire import FleetWireError
 from heartwatch.hub.schema import SchemaTooNew, current_version, migrate, migrations
-from heartwatch.hub.store import check_storable
+from heartwatch.hub.store import (
+    TEXT_MAX,
+    TRUNCATED,
+    _mended,
+    check_storable,
+    database_failed,
+)
 from hubstore_support import (
     envelope,
     heartbeat,
@@ -38,7 +46,7 @@ def test_hub_migrations_apply_once_and_again_do_nothing(fresh_database: str) -> 
     first, second, versions = run(main)
     assert first == [m.version for m in migrations()]
     assert second == []
-    assert versions == [(1, "fleet")]
+    assert versions == [(1, "fleet"), (2, "boots")]
 
 
 def test_hub_migrations_two_hubs_starting_at_once_apply_them_once(fresh_database: str) -> None:
@@ -48,7 +56,7 @@ def test_hub_migrations_two_hubs_starting_at_once_apply_them_once(fresh_database
         return list(await asyncio.gather(*(migrate(fresh_database) for _ in range(3))))
 
     results = run(main)
-    assert sorted(results) == [[], [], [1]]
+    assert sorted(results) == [[], [], [1, 2]]
 
 
 def test_hub_migrations_refuse_a_database_newer_than_the_code(fresh_database: str) -> None:
@@ -237,16 +245,74 @@ def test_hub_store_restart_exit_and_note_entries_move_the_service_status(
 
 
 def test_hub_store_a_late_report_of_an_older_boot_is_ignored(fresh_database: str) -> None:
-    """A delayed heartbeat of the boot before does not make it current again."""
+    """A delayed heartbeat of the boot before (one the hub saw replaced) does not make it
+    current again, whatever its clock says; nor does one in the same batch after the new."""
     old, new = new_boot(), new_boot()
 
     async def main() -> list[Any]:
         async with opened_store(fresh_database) as store:
-            await store.write_batch(storable([heartbeat("farm-04", new, started_at=2000.0)]))
             await store.write_batch(storable([heartbeat("farm-04", old, started_at=1000.0)]))
+            await store.write_batch(
+                storable(
+                    [
+                        heartbeat("farm-04", new, started_at=2000.0),
+                        heartbeat("farm-04", old, started_at=3000.0),
+                    ]
+                )
+            )
+            await store.write_batch(storable([heartbeat("farm-04", old, started_at=4000.0)]))
             return await rows(store, "SELECT boot, started_at FROM hosts")
 
     assert run(main) == [(new, 2000.0)]
+
+
+def test_hub_store_a_new_boot_with_its_clock_behind_is_reconciled(fresh_database: str) -> None:
+    """The review's case: an agent restarted with its clock 300 s behind its previous boot.
+    Its new boot is current (boots go by arrival, not by the agent's clock): its snapshot and
+    its entries move the services."""
+    old, new = new_boot(), new_boot()
+
+    async def main() -> tuple[list[Any], list[Any], list[Any]]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch(
+                storable([snapshot("clk", old, 0, [service_item("svc")], started_at=10_000.0)])
+            )
+            await store.write_batch(
+                storable(
+                    [
+                        snapshot(
+                            "clk", new, 0, [service_item("svc", "failed")], started_at=9_700.0
+                        ),
+                        transition("clk", new, 1, "svc", "failed", "crashed"),
+                    ]
+                )
+            )
+            host = await rows(store, "SELECT boot, started_at, snapshot_at IS NOT NULL FROM hosts")
+            services = await rows(store, "SELECT service, state, reason FROM services")
+            boots = await rows(store, "SELECT boot FROM boots ORDER BY first_seen, boot")
+            return host, services, boots
+
+    host, services, boots = run(main)
+    assert host == [(new, 9_700.0, True)]
+    assert services == [("svc", "failed", "crashed")]
+    assert sorted(boots) == sorted([(old,), (new,)])
+
+
+def test_hub_store_a_host_first_heard_through_an_old_boots_event_takes_its_live_boot(
+    fresh_database: str,
+) -> None:
+    """A host created by a replayed event of an old boot: the report of the boot running now
+    makes that one current, and a late report of the old one then changes nothing."""
+    old, new = new_boot(), new_boot()
+
+    async def main() -> list[Any]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch(storable([transition("farm-14", old, 7, "svc", "running")]))
+            await store.write_batch(storable([heartbeat("farm-14", new, started_at=1.0)]))
+            await store.write_batch(storable([heartbeat("farm-14", old, started_at=2.0)]))
+            return await rows(store, "SELECT boot, last_seq FROM hosts")
+
+    assert run(main) == [(new, 0)]
 
 
 def test_hub_store_replies_move_their_command_forward_only(fresh_database: str) -> None:
@@ -335,7 +401,6 @@ def test_hub_store_notifies_what_changed(fresh_database: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "body", "code"),
     [
-        ("entry", {"kind": "transition", "service": "s", "reason": "a\u0000b"}, "nul"),
         ("entry", {"kind": 3}, "body"),
         ("entry", {"kind": "x", "detail": [1]}, "body"),
         ("counts", {"minute": 1.5, "counts": []}, "body"),
@@ -355,8 +420,123 @@ def test_hub_store_refuses_bodies_it_cannot_keep(
 
 
 def test_hub_store_keeps_an_escaped_backslash_u0000_text() -> None:
-    """The six characters \\u0000 typed as text are no NUL: kept."""
-    check_storable(envelope("entry", "farm-09", new_boot(), 1, {"kind": "x", "reason": "\\u0000"}))
+    """The six characters \\u0000 typed as text are no NUL: kept as they are."""
+    item = envelope("entry", "farm-09", new_boot(), 1, {"kind": "x", "reason": "\\u0000"})
+    assert check_storable(item).envelope.body["reason"] == "\\u0000"
+
+
+def test_hub_store_mends_texts_postgresql_cannot_keep_and_keeps_the_event(
+    fresh_database: str,
+) -> None:
+    """A NUL and a lone surrogate (anywhere: a reason, a detail's key and value, a report's
+    field) become U+FFFD, a text over TEXT_MAX characters is cut saying so; the event is
+    stored, the report applied; what needs no mending is left as it came."""
+    boot = new_boot()
+    long = "x" * (TEXT_MAX + 10)
+    entry = transition(
+        "farm-12", boot, 1, "svc", "failed", "bad\x00frame \ud800", **{"k\x00": long}
+    )
+    beat = heartbeat("farm-12", boot)
+    beat = envelope("heartbeat", "farm-12", boot, 0, {**beat.body, "config_hash": "\udfff"})
+    checked = storable([beat, entry])
+    fine = transition("farm-12", boot, 2, "svc", "running", "d\u00e9j\u00e0 vu \U0001f600")
+    assert check_storable(fine).envelope is fine
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch([*checked, check_storable(fine)])
+            events = await rows(
+                store, "SELECT seq, reason, detail, body->>'reason' FROM events ORDER BY seq"
+            )
+            return events, await rows(store, "SELECT config_hash FROM hosts")
+
+    events, host = run(main)
+    mended = "bad\ufffdframe \ufffd"
+    assert events[0][:2] == (1, mended) and events[0][3] == mended
+    assert events[0][2] == {"k\ufffd": "x" * TEXT_MAX + TRUNCATED}
+    assert events[1][1] == "d\u00e9j\u00e0 vu \U0001f600"
+    assert host == [("\ufffd",)]
+
+
+def test_hub_store_mends_a_deep_body_without_exhausting_the_stack() -> None:
+    """Mending walks a body deeper than Python's recursion limit (iteratively), keeping
+    the order of keys; of two keys that mend alike, the last one's value stays."""
+    deep: Any = ["a\x00"]
+    for _ in range(5000):
+        deep = [deep]
+    mended = _mended({"b": 1, "a\x00": deep, "a\ud800": 2, "c": [True, None, 1.5]})
+    assert list(mended) == ["b", "a\ufffd", "c"]
+    assert mended["a\ufffd"] == 2 and mended["c"] == [True, None, 1.5]
+    inner = _mended(deep)
+    for _ in range(5000):
+        inner = inner[0]
+    assert inner == ["a\ufffd"]
+
+
+def test_hub_store_a_snapshot_listing_a_service_twice_keeps_the_last(
+    fresh_database: str,
+) -> None:
+    """The review's poison snapshot (one name twice): stored, the last item of the name."""
+    boot = new_boot()
+    twice = [service_item("dup"), service_item("other"), service_item("dup", "failed", "last")]
+
+    async def main() -> list[Any]:
+        async with opened_store(fresh_database) as store:
+            await store.write_batch(storable([snapshot("dupsnap", boot, 0, twice)]))
+            return await rows(store, "SELECT service, state, reason FROM services ORDER BY 1")
+
+    assert run(main) == [("dup", "failed", "last"), ("other", "running", "")]
+
+
+def test_hub_store_counts_events_past_a_gap_in_the_current_boot(fresh_database: str) -> None:
+    """seq past last_seq + 1 in the current boot: a gap (one per jump); a late event that
+    fills it, and the events of another boot, are none."""
+    boot, other = new_boot(), new_boot()
+
+    async def main() -> list[int]:
+        async with opened_store(fresh_database) as store:
+            gaps = []
+            for batch in (
+                [
+                    heartbeat("farm-13", boot),
+                    *(transition("farm-13", boot, s, "a", "running") for s in (1, 2, 5, 6, 9)),
+                ],
+                [transition("farm-13", boot, 3, "a", "running")],  # late: fills a gap
+                [transition("farm-13", boot, 12, "a", "running")],
+                [transition("farm-13", other, 5, "a", "running")],  # not the current boot
+            ):
+                gaps.append((await store.write_batch(storable(batch))).gaps)
+            return gaps
+
+    assert run(main) == [2, 0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("error", "failed"),
+    [
+        (errors.AdminShutdown("terminating connection due to administrator command"), True),
+        (errors.ConnectionFailure("x"), True),
+        (errors.DeadlockDetected("x"), True),
+        (errors.SerializationFailure("x"), True),
+        (errors.DiskFull("x"), True),
+        (errors.SystemError("x"), True),
+        (PoolTimeout("couldn't get a connection after 30.00 sec"), True),
+        (psycopg.OperationalError("consuming input failed"), True),
+        (ConnectionRefusedError(111, "refused"), True),
+        (errors.CardinalityViolation("ON CONFLICT DO UPDATE command cannot affect row"), False),
+        (errors.ProgramLimitExceeded("index row size exceeds maximum"), False),
+        (errors.UntranslatableCharacter("x"), False),
+        (psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"), False),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), False),
+        (RecursionError("maximum recursion depth exceeded"), False),
+    ],
+)
+def test_hub_store_tells_a_failed_database_from_refused_data(
+    error: BaseException, failed: bool
+) -> None:
+    """Connection, resources, operator, system and rollback classes (and no answer at all):
+    the database failed, try again; anything else: the data's fault, one by one."""
+    assert database_failed(error) is failed
 
 
 def test_hub_store_any_split_order_and_redelivery_gives_the_same_result(postgres: str) -> None:

@@ -31,7 +31,15 @@ if TYPE_CHECKING:
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_TIMEOUT: Final = 3.0
 HOST_STATES: Final = ("live", "stale", "unreachable")
-COMMAND_STATUSES: Final = ("sent", "accepted", "done", "failed", "refused", "expired")
+COMMAND_STATUSES: Final = (
+    "sent",
+    "accepted",
+    "done",
+    "failed",
+    "refused",
+    "expired",
+    "unanswered",
+)
 SERVICE_STATES: Final = (
     "stopped",
     "starting",
@@ -54,13 +62,16 @@ class HubCounters:
     rejected: dict[str, int] = field(default_factory=dict)  # messages refused, by code
     batch_count: int = 0  # ingest batches committed
     batch_seconds: float = 0.0  # their total duration
+    event_gaps: int = 0  # events of a host's current boot stored past a gap in their numbers
     feed_dropped: int = 0  # /ws/events clients dropped for not keeping up
     feed_clients: Callable[[], int] = lambda: 0
     log_viewers: Callable[[], int] = lambda: 0
 
-    def receive_batch(self, events: int, seconds: float) -> None:
-        """An ingest batch committed: ``events`` new events stored in ``seconds``."""
+    def receive_batch(self, events: int, seconds: float, gaps: int = 0) -> None:
+        """An ingest batch committed: ``events`` new events stored in ``seconds``, ``gaps`` of
+        them past a gap in their host boot's numbering (``BatchResult.gaps``)."""
         self.events += events
+        self.event_gaps += gaps
         self.batch_count += 1
         self.batch_seconds += seconds
 
@@ -140,6 +151,12 @@ def collect(counts: FleetCounts | None, counters: HubCounters) -> Iterator[Any]:
     events = CounterMetricFamily("heartwatch_hub_events", "events this hub stored")
     events.add_metric([], counters.events)
     yield events
+    gaps = CounterMetricFamily(
+        "heartwatch_hub_event_gaps",
+        "events this hub stored past a gap in their host boot's numbering (events lost or late)",
+    )
+    gaps.add_metric([], counters.event_gaps)
+    yield gaps
     rejected = CounterMetricFamily(
         "heartwatch_hub_messages_rejected", "messages this hub refused, by code", labels=["code"]
     )

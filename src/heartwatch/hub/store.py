@@ -8,24 +8,33 @@ current state and raise alerts. Steps of ``write_batch``, in one transaction:
 1. Every host in the batch: created if new (with the boot it speaks of), locked, seen now
    (``last_seen`` = the database's ``now()``, the one clock all hubs share) and live again;
    those that were unreachable are *back*.
-2. Reports, in arrival order. A report of another boot than the host's current one makes that
-   boot current if it started later (a delayed report of an older boot is ignored): the
-   services' ``updated_seq`` go to 0 (their states came from the old boot; the new boot's
-   entries replace them) and ``snapshot_at`` to NULL (not reconciled yet). A snapshot
-   reconciles: its services replace the host's (each one unless a later event already moved
-   it: ``updated_seq`` <= the snapshot's seq), those it no longer lists are deleted. Labels,
-   config hash, version and intervals come from either report.
+2. Reports, in arrival order. Boots are ordered by arrival, never by the agent's clock (one
+   restarted with its clock behind is as current as any): a report of a boot the host never
+   had as current (not in ``boots``) makes it current; a report of one that was current
+   before (in ``boots``, replaced since) is late and ignored. A switch sets the services'
+   ``updated_seq`` to 0 (their states came from the old boot; the new boot's entries replace
+   them) and ``snapshot_at`` to NULL (not reconciled yet). A snapshot reconciles: its services
+   replace the host's (each one unless a later event already moved it: ``updated_seq`` <= the
+   snapshot's seq; a name listed twice: the last item), those it no longer lists are deleted.
+   Labels, config hash, version and intervals come from either report.
 3. Events: stored once (above); new entries of the current boot that say something of a
    service move its row (``transition``: state, reason, since; ``note``: reason; ``restart``:
    the new pid and restart counts; ``exit``: no pid, the last exit), a service's entries of
    the batch folded in order into one change, applied only if later than what moved it
    last (``updated_seq``); new counts
    are added to ``counts``; new replies move their command (only the command's host may
-   answer it, and a finished command never moves again: never done → accepted).
+   answer it, and a finished command never moves again: never done → accepted). An event of
+   the current boot numbered past the next one expected (``last_seq`` + 1) is a *gap*
+   (``BatchResult.gaps``): events before it were lost, or come late.
 4. ``pg_notify('heartwatch_fleet', …)`` names what changed; it is delivered at commit.
 
 Locks are taken in host order (fewer deadlocks with the host sweep; one that happens anyway
-rolls the batch back and the caller retries it, as after any database failure).
+rolls the batch back and the caller retries it, as after any database failure:
+``database_failed`` tells those from a refusal of the data).
+
+Texts are kept, mended where PostgreSQL could not keep them (``check_storable``): a NUL or a
+lone surrogate (both can come as JSON escapes) becomes U+FFFD, a text longer than
+``TEXT_MAX`` is cut (saying so), rather than the whole event refused for one character.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import json
 import re
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import psycopg
@@ -46,7 +55,6 @@ from heartwatch.core.fleetwire import (
     FleetWireError,
     decode,
     decode_batch,
-    encode,
     parse_routing_key,
 )
 
@@ -54,8 +62,18 @@ CHANNEL: Final = "heartwatch_fleet"
 MAX_NOTIFY_BYTES: Final = 7000  # beyond: {"all": true} (PostgreSQL's limit is 8000)
 _ENTRY_TEXT_FIELDS: Final = ("kind", "service", "reason", "state", "previous")
 _TERMINAL_STATUSES: Final = ("done", "failed", "refused", "expired")
-# JSON's escape of U+0000 not preceded by an escaping backslash: text PostgreSQL refuses.
-_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+TEXT_MAX: Final = 64 * 1024  # characters of one text in a body; beyond: cut
+TRUNCATED: Final = "…(truncated)"
+# What PostgreSQL's text cannot hold: NUL, and surrogates (a Python string holds one only when
+# it is lone: JSON's "\ud800" decodes to it; a proper pair decodes to one character).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The JSON escapes of those (a false alarm, e.g. an escaped backslash before "u0000", or a
+# proper pair, costs only a look at each text).
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+# SQLSTATE classes of a database that failed, not of the data: connection exception (08),
+# transaction rollback (40: serialization failure, deadlock), insufficient resources (53),
+# operator intervention (57: admin shutdown, a cancelled query), system error (58).
+_FAILED_CLASSES: Final = frozenset({"08", "40", "53", "57", "58"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +134,7 @@ class BatchResult:
     hosts: set[str] = field(default_factory=set)
     services: set[tuple[str, str]] = field(default_factory=set)
     commands: set[str] = field(default_factory=set)
+    gaps: int = 0  # events of a current boot stored past a gap in its numbering
 
     def notify_payload(self) -> str:
         payload = json.dumps(
@@ -132,12 +151,13 @@ class BatchResult:
 
 def check_storable(envelope: Envelope, text: str | None = None) -> Storable:
     """``envelope`` (received as the JSON ``text``; None: as ``encode`` writes it) checked for
-    what the wire format leaves to the store; raises ``FleetWireError`` (code ``body`` or
-    ``nul``) for what the database could not keep (and would refuse the whole batch for)."""
+    what the wire format leaves to the store; raises ``FleetWireError`` (code ``body``) for a
+    body whose shape the store cannot use. Texts PostgreSQL could not keep are mended, not
+    refused (the event is real; one character or its length should not lose it): NUL and
+    lone surrogates become U+FFFD, a text over ``TEXT_MAX`` characters is cut and says so;
+    the ``Storable`` then holds the mended envelope and its text."""
     if text is None:
-        text = encode(envelope).decode()
-    if "\\u0000" in text and _NUL.search(text):
-        raise FleetWireError("nul", "a NUL character in the body (PostgreSQL text cannot hold it)")
+        text = _json_text(envelope)
     body = envelope.body
     kind = envelope.type
     if kind == "entry":
@@ -164,7 +184,56 @@ def check_storable(envelope: Envelope, text: str | None = None) -> Storable:
         labels = body.get("labels", {})
         if type(labels) is not dict or not all(type(v) is str for v in labels.values()):
             raise FleetWireError("body", "labels must be an object of texts")
+    if _needs_mending(text):
+        envelope = replace(envelope, body=_mended(envelope.body))
+        text = _json_text(envelope)  # top-level keys the hub does not read are left out
     return Storable(envelope, text)
+
+
+def _json_text(envelope: Envelope) -> str:
+    return json.dumps(envelope.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _needs_mending(text: str) -> bool:
+    """Whether the JSON ``text`` may hold a text PostgreSQL cannot keep (cheap tests first:
+    this runs for every message)."""
+    return (
+        len(text) > TEXT_MAX
+        or ("\\u" in text and _UNSTORABLE_ESCAPE.search(text) is not None)
+        or (not text.isascii() and _UNSTORABLE.search(text) is not None)
+    )
+
+
+def _mended_text(text: str) -> str:
+    text = _UNSTORABLE.sub("\ufffd", text)
+    return text if len(text) <= TEXT_MAX else text[:TEXT_MAX] + TRUNCATED
+
+
+def _mended(value: Any) -> Any:
+    """A copy of the decoded JSON ``value`` with every text (keys too) mended. Iterative: a
+    body nested as deep as the JSON decoder allows must not exhaust the stack here."""
+    root: list[Any] = [None]
+    # (what to copy, the container its copy goes in, its key or index there)
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    while stack:
+        source, target, key = stack.pop()
+        copy: Any
+        if type(source) is dict:
+            copy = {_mended_text(name): None for name in source}  # the keys' order kept
+            # Pushed last first, so taken first first: of two keys that mend alike, the last
+            # one's value stays (as a JSON object's repeated key).
+            stack.extend(
+                (item, copy, _mended_text(name)) for name, item in reversed(source.items())
+            )
+        elif type(source) is list:
+            copy = [None] * len(source)
+            stack.extend((item, copy, index) for index, item in enumerate(source))
+        elif type(source) is str:
+            copy = _mended_text(source)
+        else:
+            copy = source
+        target[key] = copy
+    return root[0]
 
 
 def storable_message(data: bytes) -> Storable:
@@ -189,15 +258,31 @@ def storable_messages(data: bytes, routing_key: str) -> tuple[list[Storable], li
         return [check_storable(envelope, data.decode("utf-8"))], refused
     storable: list[Storable] = []
     for envelope in envelopes:
-        # A batch's elements are written out again, ASCII-escaped: a lone surrogate stays an
-        # escape that PostgreSQL refuses (a DataError, handled) rather than text Python
-        # cannot encode.
-        text = json.dumps(envelope.to_json(), separators=(",", ":"))
+        # A batch's elements are written out again (a lone surrogate in them raw: mended by
+        # check_storable).
+        text = _json_text(envelope)
         try:
             storable.append(check_storable(envelope, text))
         except FleetWireError as error:
             refused.append(error)
     return storable, refused
+
+
+def database_failed(error: BaseException) -> bool:
+    """Whether ``error``, raised by ``write_batch``, says that the database failed (the same
+    batch is to be written again later: nothing of it was) rather than that it refused the
+    data (to be written one message at a time, dropping the culprit). Refusals are of the
+    data (a constraint, a text, a limit), and so is any error that is not the database's own
+    (a ``UnicodeEncodeError``, a ``RecursionError``): retrying would meet it again forever."""
+    if isinstance(error, OSError):
+        return True
+    if not isinstance(error, psycopg.Error):
+        return False
+    if error.sqlstate is None:
+        # The server said nothing: the connection or the pool (PoolTimeout) failed; or psycopg
+        # refused the data before sending it (a DataError, a ProgrammingError).
+        return isinstance(error, psycopg.OperationalError)
+    return error.sqlstate[:2] in _FAILED_CLASSES
 
 
 def _check_counts(body: Mapping[str, Any]) -> None:
@@ -242,9 +327,9 @@ class Storable:
 @dataclass(slots=True)
 class _Host:
     boot: str
-    started_at: float | None
     state: str
     state_since: float
+    last_seq: int
 
 
 class FleetStore:
@@ -294,17 +379,24 @@ class FleetStore:
         for item in batch:
             first_boot.setdefault(item.envelope.host, item.envelope.boot)
         names = sorted(first_boot)
-        await connection.execute(
+        cursor = await connection.execute(
             "INSERT INTO hosts (host, boot) SELECT * FROM unnest(%s::text[], %s::text[])"
-            " ORDER BY 1 ON CONFLICT (host) DO NOTHING",
+            " ORDER BY 1 ON CONFLICT (host) DO NOTHING RETURNING host, boot",
             [names, [first_boot[name] for name in names]],
         )
+        created = await cursor.fetchall()
+        if created:  # a new host's first boot is its current one
+            await connection.execute(
+                "INSERT INTO boots (host, boot) SELECT * FROM unnest(%s::text[], %s::text[])"
+                " ON CONFLICT DO NOTHING",
+                [[row[0] for row in created], [row[1] for row in created]],
+            )
         cursor = await connection.execute(
-            "SELECT host, boot, started_at, state, extract(epoch FROM state_since)::float8"
+            "SELECT host, boot, state, extract(epoch FROM state_since)::float8, last_seq"
             " FROM hosts WHERE host = ANY(%s) ORDER BY host FOR UPDATE",
             [names],
         )
-        hosts = {row[0]: _Host(row[1], row[2], row[3], row[4]) for row in await cursor.fetchall()}
+        hosts = {row[0]: _Host(*row[1:]) for row in await cursor.fetchall()}
         await connection.execute(
             "UPDATE hosts SET last_seen = now(), state = 'live', state_since ="
             " CASE WHEN state <> 'live' THEN now() ELSE state_since END WHERE host = ANY(%s)",
@@ -332,13 +424,12 @@ class FleetStore:
             body = envelope.body
             started_at = _number(body.get("started_at"))
             if envelope.boot != host.boot:
-                if host.started_at is not None and (
-                    started_at is None or started_at < host.started_at
-                ):
-                    continue  # a late report of an older boot: it says nothing current
-                await self._switch_boot(connection, envelope.host, envelope.boot)
-                host.boot, host.started_at = envelope.boot, started_at
-            host.started_at = started_at if started_at is not None else host.started_at
+                last_seq = await self._switch_boot(
+                    connection, envelope.host, host.boot, envelope.boot
+                )
+                if last_seq is None:
+                    continue  # a late report of a boot replaced since: it says nothing current
+                host.boot, host.last_seq = envelope.boot, last_seq
             labels = body.get("labels")
             await connection.execute(
                 "UPDATE hosts SET labels = coalesce(%s::jsonb, labels),"
@@ -360,19 +451,37 @@ class FleetStore:
                 await self._reconcile(connection, envelope, result)
 
     async def _switch_boot(
-        self, connection: psycopg.AsyncConnection[Any], host: str, boot: str
-    ) -> None:
-        await connection.execute(
+        self, connection: psycopg.AsyncConnection[Any], host: str, current: str, boot: str
+    ) -> int | None:
+        """``boot`` made ``host``'s current one, unless it was current before ``current``
+        (then None: it is an older one). Its ``last_seq``: its events stored so far."""
+        cursor = await connection.execute(
+            # ``current`` too, should it be missing (a row lost, or written by an older hub).
+            "INSERT INTO boots (host, boot) VALUES (%s, %s), (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING boot",
+            [host, current, host, boot],
+        )
+        if boot not in {row[0] for row in await cursor.fetchall()}:
+            return None
+        cursor = await connection.execute(
             "UPDATE hosts SET boot = %s, snapshot_at = NULL, last_seq = coalesce("
-            "(SELECT max(seq) FROM events WHERE host = %s AND boot = %s), 0) WHERE host = %s",
+            "(SELECT max(seq) FROM events WHERE host = %s AND boot = %s), 0) WHERE host = %s"
+            " RETURNING last_seq",
             [boot, host, boot, host],
         )
+        row = await cursor.fetchone()
         await connection.execute("UPDATE services SET updated_seq = 0 WHERE host = %s", [host])
+        return int(row[0]) if row else 0
 
     async def _reconcile(
         self, connection: psycopg.AsyncConnection[Any], envelope: Envelope, result: BatchResult
     ) -> None:
-        items: list[dict[str, Any]] = list(envelope.body.get("services", []))
+        # A name listed twice (an agent's bug): the last item, as for a JSON object's repeated
+        # key. One upsert cannot move a row twice (CardinalityViolation), and refusing the
+        # snapshot would leave every other service of the host unreconciled for one name.
+        items: list[dict[str, Any]] = list(
+            {str(item["name"]): item for item in envelope.body.get("services", [])}.values()
+        )
         names = [str(item["name"]) for item in items]
         since = [
             envelope.at - float(item["since_age"]) if item.get("since_age") is not None else None
@@ -451,10 +560,14 @@ class FleetStore:
         counts: dict[tuple[str, int, str, str], int] = {}
         replies: list[Envelope] = []
         last_seq: dict[str, int] = {}
+        gaps: list[tuple[str, int, int]] = []
         for envelope in stored:  # in (host, boot, seq) order
-            current = hosts[envelope.host].boot == envelope.boot
+            host = hosts[envelope.host]
+            current = host.boot == envelope.boot
             if current:
-                last_seq[envelope.host] = envelope.seq
+                if envelope.seq > host.last_seq + 1:
+                    gaps.append((envelope.host, host.last_seq, envelope.seq))
+                host.last_seq = last_seq[envelope.host] = max(host.last_seq, envelope.seq)
             body = envelope.body
             if envelope.type == "entry":
                 entry = _stored_entry(envelope, current)
@@ -469,6 +582,17 @@ class FleetStore:
             else:
                 replies.append(envelope)
         result.entries.sort(key=lambda entry: (entry.at, entry.host, entry.seq))
+        if gaps:
+            result.gaps = len(gaps)
+            name, before, after = gaps[0]
+            more = f" (and {len(gaps) - 1} more gaps in this batch)" if len(gaps) > 1 else ""
+            logger.warning(
+                "host {}: events {}..{} of its boot missing (lost, or to come late){}",
+                name,
+                before + 1,
+                after - 1,
+                more,
+            )
         await self._move_services(connection, moves, result)
         if last_seq:
             await connection.execute(
