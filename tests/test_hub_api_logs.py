@@ -104,14 +104,15 @@ def test_hub_logs_a_tail_is_relayed_in_the_agents_protocol_renewed_and_cleaned_u
     fresh_database: str, rabbitmq: str, unique_exchange: str
 ) -> None:
     """The viewer gets the agent's lines as the agent's websocket sends them (html escaped,
-    the skip said as a notice); the lease is renewed while it watches; its queue is gone
-    after it leaves."""
+    the skip said as a notice); the lease is renewed while it watches, each renewal a
+    signed command of its own that adds no row (the first's expiry moves on); its queue is
+    gone after it leaves."""
 
-    async def main() -> tuple[list[str], list[fleetcommands.Command], bool, int]:
+    async def main() -> tuple[list[str], list[fleetcommands.Command], bool, int, list[Any]]:
         seen: list[fleetcommands.Command] = []
         async with _hub(fresh_database, rabbitmq, unique_exchange, lease=1.5) as (
             url,
-            _,
+            pool,
             connection,
         ):
             agent = await _fake_agent(connection, unique_exchange, "farm-01", seen)
@@ -139,9 +140,12 @@ def test_hub_logs_a_tail_is_relayed_in_the_agents_protocol_renewed_and_cleaned_u
             await asyncio.sleep(1.5)  # no renewal once the viewer left
             stopped = len(seen) - renewals
             await agent.close()
-            return frames, seen, gone, stopped
+            async with pool.connection() as db:
+                cursor = await db.execute("SELECT id, verb, expires_at FROM commands")
+                recorded = await cursor.fetchall()
+            return frames, seen, gone, stopped, recorded
 
-    frames, seen, gone, stopped = run(main)
+    frames, seen, gone, stopped, recorded = run(main)
     lines = "\n".join(frames).split("\n")
     assert lines[0] == "hello"
     assert lines[1] == '<span class="ansi-fg-1">red</span> &lt;b&gt;'
@@ -161,6 +165,9 @@ def test_hub_logs_a_tail_is_relayed_in_the_agents_protocol_renewed_and_cleaned_u
     assert {c.args["stream"] for c in seen} == {first.args["stream"]}
     assert len(seen) >= 3 and {c.args["queue"] for c in seen} == {first.args["queue"]}
     assert len({c.id for c in seen}) == len(seen)  # each renewal is a command of its own
+    # ... and only the first is a row, its expiry that of the last renewal.
+    assert [(row[0], row[1]) for row in recorded] == [(first.id, "tail")]
+    assert recorded[0][2] == max(c.expires_at for c in seen)
     assert gone
     assert stopped == 0
 

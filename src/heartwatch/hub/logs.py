@@ -10,7 +10,14 @@ For each viewer the hub:
    and its topic permissions (its own host's keys only) keep any other host out of the stream;
 2. sends the host a signed ``tail`` command (``args``: the stream token, a lease, the initial
    lines, and the queue's name, which agents before the fleet-exchange streams published to
-   by name), and renews it every ``lease / 3`` while the socket is open;
+   by name), and renews it every ``lease / 3`` while the socket is open. Only that first
+   command is a row in ``commands`` (its replies say whether the stream started); a renewal
+   moves the row's ``expires_at`` on instead of adding one (a viewer left open would add a
+   row every few seconds, forever). A renewal is still a signed ``tail`` command with an id of
+   its own: the agent's at-most-once (an id runs once, recorded before it runs) stays as it
+   is, with no exemption to reason about; the agent takes a ``tail`` for a stream it already
+   streams as a renewal of that stream (same service and stream token), which runs nothing
+   new. Its replies find no row and change nothing;
 3. relays what the agent publishes there (``{"line"}``, ``{"skipped": n}``, ``{"end"}``) to
    the browser in the agent's own log websocket protocol (``web/logs.py``): text frames of
    lines joined by newlines, heartwatch's notices as ``[heartwatch] …`` lines, ``format=html``
@@ -284,7 +291,9 @@ class LogRelay:
                 await asyncio.sleep(self.lease / 3)
                 try:
                     async with asyncio.timeout(BROKER_TIMEOUT):
-                        await self._send_tail(channel, host, service, queue_name, 0)
+                        await self._send_tail(
+                            channel, host, service, queue_name, 0, renews=first.id
+                        )
                 except Exception as error:  # the broker or the database away: say so, end
                     why = f"the stream cannot be renewed: {str(error) or type(error).__name__}"
                     maker.pending.append(maker.notice(why[:200]))
@@ -319,12 +328,24 @@ class LogRelay:
         )
 
     async def _send_tail(
-        self, channel: AbstractChannel, host: str, service: str, queue_name: str, lines: int
+        self,
+        channel: AbstractChannel,
+        host: str,
+        service: str,
+        queue_name: str,
+        lines: int,
+        *,
+        renews: str | None = None,
     ) -> Command:
+        """Sign and send a ``tail``; the first is recorded, a renewal (``renews``: the first's
+        id) extends that record instead (module docstring, step 2)."""
         from aio_pika import DeliveryMode, Message
 
         command = self.tail_command(host, service, queue_name, lines)
-        await self.commands.record(command)
+        if renews is None:
+            await self.commands.record(command)
+        else:
+            await self.commands.extend(renews, command.expires_at)
         message = Message(
             fleetcommands.sign(command, self.commands.key),
             content_type="application/json",
