@@ -364,3 +364,36 @@ def test_hub_alerts_recovered_after_down_names_the_host(
     run(main)
     assert len(sink.matching("farm-12/collector@2 down: heartbeat timeout 30 s")) == 1
     assert len(sink.matching("farm-12/collector@2", "running again")) == 1
+
+
+def test_hub_alerts_a_replay_in_one_batch_keeps_its_incidents_apart(
+    fresh_database: str, sink: AlertSink
+) -> None:
+    """An outbox replay within the horizon, in one batch: down, running for 94 s (recovered
+    after 10 s), down again. The recovery is confirmed where it fell due on the host's own
+    timeline, before the second down: three alerts, in order, the downtime the agent's."""
+
+    async def main() -> list[Any]:
+        async with opened_store(fresh_database) as store:
+            hub = FleetAlerter(
+                hub_config("hub-1", sink.url, recovered_after="10s"),
+                store.pool,
+                wall_clock=lambda: NOW + 110.0,
+            )
+            hub.start()
+            boot = new_boot()
+            replay = [
+                entry("farm-20", boot, 1, "svc", "unresponsive", NOW + 1, failure=True),
+                entry("farm-20", boot, 2, "svc", "running", NOW + 6),
+                entry("farm-20", boot, 3, "svc", "unresponsive", NOW + 100, failure=True),
+            ]
+            hub.receive_batch(await store.write_batch(storable(replay)))
+            await hub.close(timeout=20)
+            return await rows(store, "SELECT key, message FROM alerts ORDER BY created_at, key")
+
+    found = [(key.rsplit("/", 1)[1], key.split("/")[2], message) for key, message in run(main)]
+    assert found == [
+        ("1", "down", "farm-20/svc down: unresponsive at seq 1"),
+        ("2", "recovered", "farm-20/svc is running again after 5.0 s down"),
+        ("3", "down", "farm-20/svc down: unresponsive at seq 3"),
+    ]

@@ -159,6 +159,7 @@ class FleetAlerter:
         now = self._clock()  # the hub's receipt
         clocks = self._host_clocks(result, now)
         old = 0
+        due = self.rules.next_deadline()  # of the recoveries pending (each pass is O(services))
         for entry in result.entries:
             if entry.kind != "transition" or entry.service is None or entry.state is None:
                 continue
@@ -167,10 +168,15 @@ class FleetAlerter:
                 old += 1
                 continue
             happened = now - max(0.0, age)
-            # Recoveries due by then first (a replayed "running" whose confirmation fell due
-            # before the next entry of the replay): in the order they happened.
-            self._release(self.rules.tick(happened))
+            if due is not None and due <= happened:
+                # Recoveries due by then first (a replayed "running" whose confirmation fell
+                # due before the next entry of the replay), in the order they happened.
+                self._release(self.rules.tick(happened))
+                due = self.rules.next_deadline()
             self._receive_transition(entry, happened)
+            if entry.state == "running":  # it may have begun a wait for its recovery
+                candidate = happened + self.rules.recovered_after
+                due = candidate if due is None else min(due, candidate)
         if old:
             logger.info(
                 "fleet alerts: {} replayed transitions older than {:.0f} s not alerted",
