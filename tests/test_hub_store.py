@@ -49,6 +49,29 @@ def test_hub_migrations_apply_once_and_again_do_nothing(fresh_database: str) -> 
     assert versions == [(1, "fleet"), (2, "boots")]
 
 
+def test_hub_migration_2_records_the_current_boot_of_hosts_known_before(
+    fresh_database: str,
+) -> None:
+    """A database of migration 1 with a host: migration 2 records its boot as one it had, so
+    a late report of that boot after a new one is still known as older."""
+    old, new = new_boot(), new_boot()
+    first = migrations()[0]
+
+    async def main() -> list[Any]:
+        async with await psycopg.AsyncConnection.connect(fresh_database) as connection:
+            await connection.execute(first.sql.encode())
+            await connection.execute("INSERT INTO schema_version VALUES (1, 'fleet')")
+            await connection.execute("INSERT INTO hosts (host, boot) VALUES ('farm-15', %s)", [old])
+            await connection.commit()
+        async with opened_store(fresh_database) as store:  # migrates to 2
+            seeded = await rows(store, "SELECT host, boot FROM boots")
+            await store.write_batch(storable([heartbeat("farm-15", new)]))
+            await store.write_batch(storable([heartbeat("farm-15", old)]))
+            return [*seeded, *await rows(store, "SELECT host, boot FROM hosts")]
+
+    assert run(main) == [("farm-15", old), ("farm-15", new)]
+
+
 def test_hub_migrations_two_hubs_starting_at_once_apply_them_once(fresh_database: str) -> None:
     """Two concurrent migrations: the advisory lock makes one apply, the other find it done."""
 

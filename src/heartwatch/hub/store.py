@@ -197,11 +197,17 @@ def _json_text(envelope: Envelope) -> str:
 def _needs_mending(text: str) -> bool:
     """Whether the JSON ``text`` may hold a text PostgreSQL cannot keep (cheap tests first:
     this runs for every message)."""
-    return (
-        len(text) > TEXT_MAX
-        or ("\\u" in text and _UNSTORABLE_ESCAPE.search(text) is not None)
-        or (not text.isascii() and _UNSTORABLE.search(text) is not None)
-    )
+    if len(text) > TEXT_MAX or ("\\u" in text and _UNSTORABLE_ESCAPE.search(text)):
+        return True
+    if text.isascii():
+        return False
+    # A raw surrogate (a text made here, not received: UTF-8 cannot carry one); NUL never comes
+    # raw in JSON. Encoding is some ten times faster than a search for the range.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _mended_text(text: str) -> str:
