@@ -109,6 +109,14 @@ def test_what_is_not_an_envelope_is_named(data: bytes, code: str) -> None:
     assert refused.value.code == code
 
 
+def test_a_message_nested_too_deeply_is_refused_by_name() -> None:
+    deep = b'{"v": 1, "body": {"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}"
+    with pytest.raises(FleetWireError) as refused:
+        decode(deep)
+    assert refused.value.code == "json"
+    assert "nested too deeply" in refused.value.detail
+
+
 def test_an_oversized_message_is_refused_before_parsing() -> None:
     with pytest.raises(FleetWireError) as refused:
         decode(b" " * (MAX_MESSAGE_BYTES + 1))

@@ -173,6 +173,9 @@ def _parse(data: bytes) -> object:
         raise FleetWireError(
             "json", f"not JSON ({error.args[0] if error.args else error})"
         ) from None
+    except RecursionError:
+        # `[[[[…` a few thousand deep: the parser's own limit, not a crash of the consumer.
+        raise FleetWireError("json", "nested too deeply") from None
 
 
 def envelope_of(obj: Mapping[str, Any]) -> Envelope:
