@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heartwatch.core.hoststates import (
+    Ears,
+    Hearing,
     HostAlertKind,
     HostRules,
     HostState,
@@ -133,3 +135,66 @@ def test_hoststates_any_story_one_unreachable_per_outage_and_back_after_it(
     assert all(a != b for a, b in itertools.pairwise(alerts))
     assert not alerts or alerts[0] == "unreachable"
     assert (state is UNREACHABLE) == (bool(alerts) and alerts[-1] == "unreachable")
+
+
+def test_hoststates_a_hub_hears_only_connected_writing_and_caught_up() -> None:
+    """Deaf: the broker away, the database failing, or a backlog stale_after old."""
+    assert RULES.hears(Ears())
+    assert not RULES.hears(Ears(broker=False))
+    assert not RULES.hears(Ears(database=False))
+    assert RULES.hears(Ears(backlog=14.9))
+    assert not RULES.hears(Ears(backlog=15.0))
+
+
+def test_hoststates_hearing_restarts_the_grace_when_the_hub_hears_again() -> None:
+    """A database outage: deaf meanwhile (at most stale), then start_grace from its end."""
+    hearing = Hearing(RULES, since=0.0)
+    assert hearing.observe(100.0, Ears()) == 100.0
+    assert hearing.observe(101.0, Ears(database=False)) is None
+    assert RULES.swept(LIVE, 500.0, None) is STALE  # deaf: never unreachable
+    assert hearing.observe(200.0, Ears()) == 0.0  # hears again: the grace starts anew
+    assert RULES.swept(STALE, 500.0, hearing.observe(259.9, Ears())) is STALE
+    assert RULES.swept(STALE, 500.0, hearing.observe(260.0, Ears())) is UNREACHABLE
+    assert RULES.next_sweep_in(50.0, None) == float("inf")  # nothing more falls due while deaf
+    assert RULES.next_sweep_in(10.0, None) == 5.0
+
+
+_ears = st.builds(
+    Ears,
+    broker=st.booleans(),
+    database=st.booleans(),
+    backlog=st.floats(min_value=0.0, max_value=40.0),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0.0, max_value=40.0), st.booleans(), _ears), max_size=80
+    ),
+    stale=st.floats(min_value=1.0, max_value=30.0),
+    extra=st.floats(min_value=1.0, max_value=60.0),
+    grace=st.floats(min_value=0.0, max_value=120.0),
+)
+def test_hoststates_no_host_goes_unreachable_unless_heard_through_the_grace(
+    steps: list[tuple[float, bool, Ears]], stale: float, extra: float, grace: float
+) -> None:
+    """Over any story of the hub's hearing (broker, database, backlog) and a host's messages:
+    a host is made unreachable only when the hub has heard without a break for start_grace
+    and the host has been silent unreachable_after."""
+    rules = HostRules(stale_after=stale, unreachable_after=stale + extra, start_grace=grace)
+    hearing = Hearing(rules, since=0.0)
+    now, last_message, state = 0.0, 0.0, LIVE
+    heard_since: float | None = 0.0  # the story's own account of since when it hears
+    for advance, message, ears in steps:
+        now += advance
+        if message:
+            state, _ = receive_message(state)
+            last_message = now
+        deaf = not ears.broker or not ears.database or ears.backlog >= stale
+        heard_since = None if deaf else (now if heard_since is None else heard_since)
+        previous = state
+        state = rules.swept(state, now - last_message, hearing.observe(now, ears))
+        if state is UNREACHABLE and previous is not UNREACHABLE:
+            assert heard_since is not None and now - heard_since >= grace
+            assert now - last_message >= rules.unreachable_after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from heartwatch.core.journal import DAEMON_STARTED
 from heartwatch.hub import queries
 from heartwatch.hub.api import create_hub_app
+from heartwatch.hub.schema import migrate
 from hubweb_support import (
     READ_TOKEN,
     TOKEN,
@@ -512,3 +514,182 @@ def test_hub_api_rates_come_from_the_published_minutes(fresh_database: str) -> N
     assert rates["kinds"]["poiid"][0] == 6 and rates["kinds"]["poiid"][-1] == 0
     [gap] = rates["gaps"]
     assert gap["kind"] == "poiid" and gap["start"] == minute - 20 * 60
+
+
+BASE = "http://127.0.0.1"
+
+
+# -- forgetting a host (review finding 12) -------------------------------------------------
+
+
+async def _forgettable(pool: Any) -> None:
+    await add_host(pool, "farm-01")
+    await add_service(pool, "farm-01", "collector", "running")
+    await add_host(pool, "farm-02", state="unreachable", silent_for=3600)
+    await add_service(pool, "farm-02", "collector", "running")
+    await add_service(pool, "farm-02", "emulator", "failed")
+    await add_entry(pool, "farm-02", 1, at=time.time() - 4000, service="emulator", state="failed")
+    await add_host(pool, "farm-03", state="stale", silent_for=20)
+
+
+def test_hub_api_forgets_an_unreachable_host_and_refuses_one_that_speaks(
+    fresh_database: str,
+) -> None:
+    """DELETE /api/v1/hosts/{host}: an unreachable host goes with its services, its events
+    stay; a live or stale one is refused (409, saying so) unless ?force=true; the read token
+    may not; an unknown host (or a name no host can have) is 404."""
+
+    async def main() -> tuple[list[httpx.Response], list[Any]]:
+        async with opened_pool(fresh_database) as pool:
+            await _forgettable(pool)
+            app = create_hub_app(hub_config(fresh_database, tokens=True), pool, None, None, None)
+            transport = httpx.ASGITransport(app=app)
+            control = {"Authorization": f"Bearer {TOKEN}"}
+            reader = {"Authorization": f"Bearer {READ_TOKEN}"}
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1"
+            ) as client:
+                answers = [
+                    await client.delete("/api/v1/hosts/farm-02", headers=reader),
+                    await client.delete("/api/v1/hosts/farm-02", headers=control),
+                    await client.delete("/api/v1/hosts/farm-01", headers=control),
+                    await client.delete("/api/v1/hosts/farm-03", headers=control),
+                    await client.delete("/api/v1/hosts/farm-03?force=true", headers=control),
+                    await client.delete("/api/v1/hosts/farm-02", headers=control),
+                    await client.delete("/api/v1/hosts/%00", headers=control),
+                    await client.get("/api/v1/hosts", headers=control),
+                ]
+            async with pool.connection() as connection:
+                cursor = await connection.execute(
+                    "SELECT host, service FROM events UNION ALL"
+                    " SELECT host, service FROM services ORDER BY 1, 2"
+                )
+                left = await cursor.fetchall()
+        return answers, left
+
+    answers, left = run(main)
+    refused_reader, forgot, live, stale, forced, again, nul, hosts = answers
+    assert refused_reader.status_code == 403
+    assert forgot.status_code == 200
+    assert forgot.json() == {
+        "host": "farm-02",
+        "state": "unreachable",
+        "services": ["collector", "emulator"],
+    }
+    assert live.status_code == 409 and live.json()["code"] == "host_not_gone"
+    assert "farm-01 is live" in live.json()["message"]
+    assert stale.status_code == 409 and "farm-03 is stale" in stale.json()["message"]
+    assert forced.status_code == 200 and forced.json()["state"] == "stale"
+    assert again.status_code == 404 and again.json()["code"] == "unknown_host"
+    assert nul.status_code == 404
+    assert [host["host"] for host in hosts.json()] == ["farm-01"]
+    # farm-02's event is kept (history); its services are gone; farm-01's service stays.
+    assert left == [("farm-01", "collector"), ("farm-02", "emulator")]
+
+
+def test_hub_feed_tells_pages_a_forgotten_host_is_gone(fresh_database: str) -> None:
+    """The forgetting is NOTIFYed: the feed sends {"type": "removed", "host": h, "name":
+    null}, which the dashboard's model (fleet-model.js remove) takes as the whole host."""
+    from heartwatch.hub.feed import FleetFeed
+
+    async def main() -> list[dict[str, Any]]:
+        async with opened_pool(fresh_database) as pool:
+            await _forgettable(pool)
+            feed = FleetFeed(pool)
+            await feed.start()
+            try:
+                await asyncio.wait_for(feed.listening.wait(), 10)
+                client = feed.subscribe()
+                assert await queries.forget_host(pool, "farm-02") is not None
+                messages = []
+                for _ in range(20):  # bounded
+                    message = json.loads(await asyncio.wait_for(client.queue.get(), 10))
+                    messages.append(message)
+                    if message["type"] == "removed":
+                        return messages
+                return messages
+            finally:
+                await feed.close()
+
+    messages = run(main)
+    assert messages[-1] == {"type": "removed", "host": "farm-02", "name": None}
+
+
+# -- names PostgreSQL cannot hold (review finding 13) --------------------------------------
+
+
+def test_hub_api_nul_and_impossible_names_are_404_or_422_never_500(fresh_database: str) -> None:
+    """The review's cases: NUL in a path or a query answers 404 (a host or command that
+    cannot exist) or 422 invalid_request, and a name no host can have is refused alike."""
+    paths = [
+        ("/api/v1/events?service=%00", 422),
+        ("/api/v1/events?host=%00", 422),
+        ("/api/v1/events?host=..%2F..", 422),
+        ("/api/v1/hosts/%00", 404),
+        ("/api/v1/commands?host=%00", 422),
+        ("/api/v1/commands/%00", 404),
+        ("/api/v1/hosts/farm-01/history/%00", 422),
+        ("/api/v1/hosts/%00/history", 422),
+        ("/api/v1/events?kind=%00", 422),
+    ]
+    answers = run(
+        lambda: _ask(fresh_database, [("GET", path, {}) for path, _ in paths], setup=_two_hosts)
+    )
+    for (path, expected), answer in zip(paths, answers, strict=True):
+        assert answer.status_code in (expected, 404, 422), (path, answer.text)
+        assert answer.status_code != 500
+        assert answer.json()["code"] in ("invalid_request", "unknown_host", "unknown_command")
+    assert [a.status_code for a in answers[:6]] == [expected for _, expected in paths[:6]]
+
+
+# -- the database away (review finding 10) -------------------------------------------------
+
+
+def test_hub_api_answers_503_at_once_while_the_database_is_away_and_sees_it_back(
+    fresh_database: str,
+) -> None:
+    """The review's method (ALLOW_CONNECTIONS false + pg_terminate_backend): every request
+    answers 503 database_unreachable, the first within the pool's short wait and the next
+    ones at once; once the database is back the API answers again within seconds (the hub's
+    pool: checked connections, quick reconnection). Figures printed, limits generous."""
+    from heartwatch.hub.assembly import hub_pool
+    from hub_outage import database_outage
+
+    async def main() -> tuple[list[tuple[int, float]], int, float]:
+        await migrate(fresh_database)
+        pool = hub_pool(fresh_database)
+        await pool.open(wait=True, timeout=10)
+        try:
+            app = create_hub_app(hub_config(fresh_database), pool, None, None, None)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1"
+            ) as client:
+                assert (await client.get("/api/v1/hosts")).status_code == 200
+                away: list[tuple[int, float]] = []
+                with database_outage(fresh_database):
+                    for _ in range(5):
+                        started = time.monotonic()
+                        answer = await client.get("/api/v1/hosts")
+                        away.append((answer.status_code, time.monotonic() - started))
+                        assert answer.json()["code"] == "database_unreachable"
+                        await asyncio.sleep(0.2)
+                back_at = time.monotonic()
+                status = 0
+                for _ in range(150):  # 30 s at most
+                    status = (await client.get("/api/v1/hosts")).status_code
+                    if status == 200:
+                        break
+                    await asyncio.sleep(0.2)
+                return away, status, time.monotonic() - back_at
+        finally:
+            await app.state.database.close()
+            await pool.close()
+
+    away, status, recovery = run(main)
+    waits = [round(seconds, 3) for _, seconds in away]
+    print(f"503 answers in {waits} s; back after {recovery:.2f} s")
+    assert [code for code, _ in away] == [503] * 5
+    assert max(seconds for _, seconds in away) < 3.0  # the pool's wait is 1 s
+    assert status == 200
+    assert recovery < 15.0  # sanity only: ~1-2 s measured

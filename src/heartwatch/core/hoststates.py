@@ -10,9 +10,15 @@ The hub times hosts by its own clock (when it received their last message), neve
    ``stale_after``, **unreachable** once silent for ``unreachable_after``. A sweep never makes
    a host better: only a message does (so a sweep that read an old ``last_seen`` cannot undo
    the message that came meanwhile; the driver also writes only if ``last_seen`` is unchanged).
-3. Start grace: a hub that started less than ``start_grace`` ago makes no host unreachable
-   (hosts known from the database had no chance to speak to it yet; a restarted hub must not
-   flood). At most stale; once the grace is over the next sweep says what is true.
+3. Grace: a host is judged only by a hub that could have heard it. A hub *hears* while it
+   is connected to the broker, its database takes its writes, and what it received is
+   committed promptly (no message waiting ``stale_after`` or longer: ``HostRules.hears``).
+   Silence measured while the hub was deaf (a database outage, an ingest stalled or behind,
+   a broker never reached) is the hub's, not the host's: the heartbeats wait in the queue.
+   So no host is made unreachable while the hub is deaf, nor within ``start_grace`` of the
+   moment it began hearing again (``Hearing``: the hub's start, the broker reached, the
+   database back, the backlog written); at most stale. A restarted hub, or one whose
+   database blinked, must not flood. Once the grace is over the next sweep says what is true.
 4. Alerts follow the state changes, so each is said once (the driver writes each change once,
    atomically, and only the hub whose write changed the row alerts): **unreachable** when a
    host becomes unreachable (once per outage: it stays unreachable until a message), **back**
@@ -54,28 +60,66 @@ class HostRules:
         if self.start_grace < 0:
             raise ValueError("start_grace cannot be negative")
 
-    def due(self, silent_for: float, hub_age: float) -> HostState:
-        """What ``silent_for`` seconds of silence make a host, ``hub_age`` seconds after this
-        hub started (rule 3: no unreachable within the grace)."""
-        if silent_for >= self.unreachable_after and hub_age >= self.start_grace:
+    def due(self, silent_for: float, heard_for: float | None) -> HostState:
+        """What ``silent_for`` seconds of silence make a host, ``heard_for`` seconds after this
+        hub began hearing (None: it cannot hear now); rule 3: no unreachable within the grace."""
+        if (
+            silent_for >= self.unreachable_after
+            and heard_for is not None
+            and heard_for >= self.start_grace
+        ):
             return HostState.UNREACHABLE
         if silent_for >= self.stale_after:
             return HostState.STALE
         return HostState.LIVE
 
-    def swept(self, state: HostState, silent_for: float, hub_age: float) -> HostState:
+    def swept(self, state: HostState, silent_for: float, heard_for: float | None) -> HostState:
         """The state a sweep leaves a host in that is ``state`` now (rule 2: never better)."""
-        due = self.due(silent_for, hub_age)
+        due = self.due(silent_for, heard_for)
         return due if _RANK[due] > _RANK[state] else state
 
-    def next_sweep_in(self, silent_for: float, hub_age: float) -> float:
+    def next_sweep_in(self, silent_for: float, heard_for: float | None) -> float:
         """Seconds until a sweep may change a host silent for ``silent_for`` (the driver sleeps
-        at most this, so changes are seen on time, not on a tick)."""
-        waits = [self.stale_after - silent_for, self.unreachable_after - silent_for]
-        if silent_for >= self.unreachable_after:
-            waits.append(self.start_grace - hub_age)
+        at most this, so changes are seen on time, not on a tick); while the hub is deaf, only
+        stale can fall due."""
+        waits = [self.stale_after - silent_for]
+        if heard_for is not None:
+            waits.append(self.unreachable_after - silent_for)
+            if silent_for >= self.unreachable_after:
+                waits.append(self.start_grace - heard_for)
         positive = [wait for wait in waits if wait > 0]
         return min(positive, default=float("inf"))
+
+    def hears(self, ears: Ears) -> bool:
+        """Whether a hub in this condition hears its hosts (rule 3)."""
+        return ears.broker and ears.database and ears.backlog < self.stale_after
+
+
+@dataclass(frozen=True, slots=True)
+class Ears:
+    """What a hub knows of its own hearing at one moment."""
+
+    broker: bool = True  # connected to the broker now
+    database: bool = True  # its last write (and read) went through
+    backlog: float = 0.0  # seconds the oldest message received but not committed has waited
+
+
+class Hearing:
+    """Since when a hub has heard its hosts without a break (rule 3), from its ``Ears`` at
+    each sweep; ``since`` is None while it is deaf."""
+
+    def __init__(self, rules: HostRules, since: float | None) -> None:
+        self.rules = rules
+        self.since = since
+
+    def observe(self, now: float, ears: Ears) -> float | None:
+        """Seconds it has heard for at ``now`` (None: deaf now; hearing again restarts it)."""
+        if not self.rules.hears(ears):
+            self.since = None
+            return None
+        if self.since is None:
+            self.since = now
+        return now - self.since
 
 
 def receive_message(state: HostState) -> tuple[HostState, HostAlertKind | None]:

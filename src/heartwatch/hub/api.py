@@ -8,11 +8,22 @@ The same conventions as the agent's API (``web/api.py``): JSON errors ``{"code",
 (validation errors included), the same gate (``web/access.py``: a read token reads, the
 token controls, a refusal says why), the dashboard's security headers and CSP, OpenAPI at
 ``/openapi.json`` and Swagger UI at ``/docs`` from the package.
+
+The hub serves as soon as its database answers: the broker's parts (commands, live logs) are
+``attach``ed when the broker is reached, their routes answer 503 ``broker_unreachable`` until
+then. While the database is away every ``/api/`` request answers 503 ``database_unreachable``
+at once (``DatabaseWatch``: set by the first failure, cleared by a background check), not
+after a pool wait per request. Names in paths and queries are checked (a host name that
+cannot exist is 404 / 422), and text PostgreSQL cannot hold (NUL) is a 422, never a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -26,10 +37,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 import heartwatch
+from heartwatch.core.fleetwire import is_host_name
 from heartwatch.hub import queries
 from heartwatch.hub.commands import CommandProblem
 from heartwatch.hub.history import create_hub_history_router
-from heartwatch.hub.logs import NOT_FOUND_CLOSE, UNREACHABLE_CLOSE, refuse
+from heartwatch.hub.logs import BROKER_CLOSE, NOT_FOUND_CLOSE, UNREACHABLE_CLOSE, refuse
 from heartwatch.hub.metrics import HubCounters, create_metrics_router
 from heartwatch.web.access import AccessMiddleware, AccessPolicy, Need, presented_token
 from heartwatch.web.apidocs import DOCS_PAGE, with_bearer_scheme
@@ -128,7 +140,7 @@ class CommandOut(BaseModel):
     service: str | None
     verb: str
     args: dict[str, Any]
-    status: Literal["sent", "accepted", "done", "failed", "refused", "expired"]
+    status: Literal["sent", "accepted", "done", "failed", "refused", "expired", "unanswered"]
     reason: str
     issued_at: float
     expires_at: float
@@ -159,6 +171,91 @@ def _json(value: Any, status_code: int = 200) -> Response:
 
 def _not_found(code: str, message: str) -> HTTPException:
     return HTTPException(404, {"code": code, "message": message})
+
+
+def _invalid(message: str) -> HTTPException:
+    return HTTPException(422, {"code": "invalid_request", "message": message})
+
+
+def _host_in_path(host: str) -> str:
+    """A host name from a path: one that cannot be a host's is simply not one (404)."""
+    if not is_host_name(host):
+        raise _not_found("unknown_host", f"no host {host!r}")
+    return host
+
+
+def _checked_query(host: str | None, service: str | None) -> None:
+    """Filters in a query: a name that cannot be one is a mistake (422, naming it)."""
+    if host is not None and not is_host_name(host):
+        raise _invalid(f"host: {host!r} is not a host name")
+    if service is not None and not queries.is_service_name(service):
+        raise _invalid(f"service: {service!r} is not a service name")
+
+
+# -- the database's absence --------------------------------------------------------------------
+
+
+class DatabaseWatch:
+    """Whether the database is away, as this hub last found it: ``fail`` (a request's
+    failure) sets it and starts a check every ``CHECK_INTERVAL`` that clears it once a
+    connection from the pool answers. Meanwhile requests are answered 503 at once."""
+
+    CHECK_INTERVAL = 0.5
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+        self.down_since: float | None = None
+        self.error = ""
+        self._check: asyncio.Task[None] | None = None
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def fail(self, error: BaseException) -> None:
+        self.error = f"{type(error).__name__}: {error}".strip()[:300]
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        if self._check is None or self._check.done():
+            self._check = asyncio.create_task(self._until_back(), name="hub database check")
+
+    async def _until_back(self) -> None:
+        while True:
+            await asyncio.sleep(self.CHECK_INTERVAL)
+            try:
+                async with self.pool.connection(timeout=queries.DB_TIMEOUT) as connection:
+                    await connection.execute("SELECT 1")
+            except (psycopg.Error, OSError):
+                continue
+            self.down_since = None
+            return
+
+    async def close(self) -> None:
+        if self._check is not None:
+            self._check.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._check
+
+    def response(self) -> JSONResponse:
+        message = f"the database did not answer: {self.error}" if self.error else "no database"
+        return JSONResponse({"code": "database_unreachable", "message": message}, 503)
+
+
+@dataclass(slots=True)
+class BrokerParts:
+    """What needs the broker, attached once it is reached (``attach``); None until then."""
+
+    commands: CommandSender | None = None
+    logs: LogRelay | None = None
+
+
+def attach(app: FastAPI, commands: CommandSender | None, logs: LogRelay | None) -> None:
+    """The broker's parts for an app made without them (the broker reached later)."""
+    parts: BrokerParts = app.state.broker_parts
+    parts.commands, parts.logs = commands, logs
+    counters: HubCounters = app.state.counters
+    if logs is not None:
+        counters.log_viewers = lambda: logs.viewers
 
 
 # -- the gate ----------------------------------------------------------------------------------
@@ -218,7 +315,8 @@ def create_hub_app(
     counters: HubCounters | None = None,
 ) -> FastAPI:
     """The hub's app. ``commands``, ``feed``, ``logs`` None: those routes answer 503 (a hub
-    serving reads only, e.g. while its broker is being set up)."""
+    serving reads only, e.g. while its broker is being set up; ``attach`` gives the broker's
+    parts later)."""
     app = FastAPI(
         title="heartwatch hub",
         version=heartwatch.__version__,
@@ -237,8 +335,10 @@ def create_hub_app(
     if feed is not None:
         counters.feed_clients = lambda: len(feed.clients)
         feed.counters = counters
-    if logs is not None:
-        counters.log_viewers = lambda: logs.viewers
+    parts = BrokerParts()
+    database = DatabaseWatch(pool)
+    app.state.broker_parts, app.state.counters, app.state.database = parts, counters, database
+    attach(app, commands, logs)
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
     statuses = queries.StatusCache()  # the agents' statuses as text, while unchanged
 
@@ -255,7 +355,7 @@ def create_hub_app(
     @app.get("/api/v1/hosts/{host}", response_model=HostDetail, responses=not_found, tags=["fleet"])
     async def host(host: str) -> Response:
         """One host and its services (``service_list``)."""
-        found = await queries.read_host(pool, host)
+        found = await queries.read_host(pool, _host_in_path(host))
         if found is None:
             raise _not_found("unknown_host", f"no host {host!r}")
         return _json(found)
@@ -271,6 +371,7 @@ def create_hub_app(
         before: Annotated[str | None, Query(description="next_before of the page before")] = None,
     ) -> Response:
         """Events newest first (by the agent's clock), filtered; keyset paging by ``before``."""
+        _checked_query(host, service)
         try:
             cursor = None if before is None else queries.EventCursor.parse(before)
         except ValueError as error:
@@ -291,12 +392,43 @@ def create_hub_app(
             {"events": found, "next_before": None if following is None else following.text()}
         )
 
-    def sender() -> CommandSender:
-        if commands is None:
+    @app.delete(
+        "/api/v1/hosts/{host}",
+        responses={**not_found, 409: {"model": ErrorBody}},
+        tags=["fleet"],
+    )
+    async def forget_host(
+        host: str,
+        force: Annotated[bool, Query(description="forget it even if it is live or stale")] = False,
+    ) -> Response:
+        """Forget a host (retired, renamed): it and its services go, its events and commands
+        stay (history). A host that still speaks (live, stale) is refused (409) unless
+        ``force``; if it speaks again it comes back as a new host. Needs the control token."""
+        found = await queries.forget_host(pool, _host_in_path(host), force=force)
+        if found is None:
+            raise _not_found("unknown_host", f"no host {host!r}")
+        state, services = found
+        if services is None:
             raise HTTPException(
-                503, {"code": "no_broker", "message": "this hub sends no commands (no broker)"}
+                409,
+                {
+                    "code": "host_not_gone",
+                    "message": f"{host} is {state}: it still speaks; forget it with ?force=true"
+                    " (it comes back with its next message)",
+                },
             )
-        return commands
+        return _json({"host": host, "state": state, "services": services})
+
+    def sender() -> CommandSender:
+        if parts.commands is None:
+            raise HTTPException(
+                503,
+                {
+                    "code": "broker_unreachable",
+                    "message": "this hub has not reached its broker: no commands yet",
+                },
+            )
+        return parts.commands
 
     @app.post(
         "/api/v1/commands",
@@ -326,6 +458,8 @@ def create_hub_app(
     )
     async def command(command_id: str) -> Response:
         """One command and what became of it."""
+        if not queries.is_command_id(command_id):
+            raise _not_found("unknown_command", f"no command {command_id!r}")
         found = await queries.read_command(pool, command_id)
         if found is None:
             raise _not_found("unknown_command", f"no command {command_id!r}")
@@ -341,6 +475,7 @@ def create_hub_app(
     ) -> Response:
         """Commands newest first, a host's if given; the log relay's ``tail`` leases only
         when asked for (``verb=tail``)."""
+        _checked_query(host, None)
         found = await queries.read_commands(pool, host=host, verbs=verb or (), limit=limit)
         return _json({"commands": found})
 
@@ -359,6 +494,12 @@ def create_hub_app(
 
     @app.websocket("/ws/logs/{host}/{service}")
     async def fleet_log(websocket: WebSocket, host: str, service: str) -> None:
+        if not is_host_name(host):
+            await refuse(websocket, NOT_FOUND_CLOSE, f"no host {host!r}")
+            return
+        if not queries.is_service_name(service):
+            await refuse(websocket, NOT_FOUND_CLOSE, f"no service {service!r} on {host}")
+            return
         target = await queries.read_log_target(pool, host, service)
         if target is None:
             await refuse(websocket, NOT_FOUND_CLOSE, f"no host {host!r}")
@@ -374,12 +515,12 @@ def create_hub_app(
                 f"{host} is unreachable (silent for {silent:.0f} s): its output cannot be followed",
             )
             return
-        if logs is None:
-            await refuse(websocket, 1011, "this hub relays no logs (no broker)")
+        if parts.logs is None:
+            await refuse(websocket, BROKER_CLOSE, "this hub has not reached its broker: no logs")
             return
-        await logs.serve(websocket, host, service)
+        await parts.logs.serve(websocket, host, service)
 
-    _install_errors(app)
+    _install_errors(app, database)
     app.include_router(create_hub_history_router(pool))
     app.include_router(create_metrics_router(pool, counters))
     fleet_page, host_page = _Page("fleet.html"), _Page("host.html")
@@ -402,11 +543,20 @@ def create_hub_app(
     # The agent's shared modules (pictures.js, logpanel.js…) where the hub's pages import them.
     app.mount("/agent-static", static_files(), name="agent-static")
     app.mount("/static", static_files(HUB_STATIC), name="static")
+
+    @app.middleware("http")
+    async def _database_away(request: Request, call_next: Any) -> Response:
+        if database.down and request.url.path.startswith("/api/"):
+            return database.response()
+        response: Response = await call_next(request)
+        return response
+
+    app.router.on_shutdown.append(database.close)
     app.add_middleware(AccessMiddleware, policy=policy, need=hub_need_of)
     return app
 
 
-def _install_errors(app: FastAPI) -> None:
+def _install_errors(app: FastAPI, database: DatabaseWatch) -> None:
     """Errors as the agent's API gives them (``web/api.py``)."""
 
     @app.exception_handler(StarletteHTTPException)
@@ -430,9 +580,17 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)
     async def _no_database(request: Request, error: Exception) -> JSONResponse:
-        # The database is the hub's only source: without it, say so at once (no traceback).
-        body = {"code": "database_unreachable", "message": f"the database did not answer: {error}"}
-        return JSONResponse(body, status_code=503)
+        # The database is the hub's only source: without it, say so at once (no traceback),
+        # and so for the next requests until it answers again.
+        database.fail(error)
+        return database.response()
+
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable(request: Request, error: psycopg.DataError) -> JSONResponse:
+        # What a request asked for, PostgreSQL cannot even compare (a NUL in a text): no
+        # such thing can exist.
+        message = f"the request holds what the database cannot read: {error}".strip()[:300]
+        return JSONResponse({"code": "invalid_request", "message": message}, 422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -65,6 +65,10 @@ class HubSection(_Section):
     unreachable_after: Duration = Field(default=45.0, gt=0, le=7 * 86400)
     start_grace: Duration = Field(default=60.0, ge=0, le=86400)
     command_ttl: Duration = Field(default=60.0, ge=1, le=86400)
+    # Events, counts, finished commands and alerts older than this are deleted (hub/retention.py).
+    retention: Duration = Field(default=30 * 86400.0, ge=60, le=100 * 365 * 86400)
+    # Hosts unreachable this long are forgotten (as DELETE /api/v1/hosts/{host}); None: never.
+    forget_after: Duration | None = Field(default=None, ge=60, le=100 * 365 * 86400)
 
     @field_validator("name")
     @classmethod

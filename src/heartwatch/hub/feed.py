@@ -17,7 +17,10 @@ the rows named and pushes them to its websocket clients:
   meanwhile, every client then gets a fresh ``hello`` (as for ``{"all": true}``).
 
 Messages: ``hello`` (the whole fleet, as ``GET /api/v1/fleet``), ``host``, ``service``,
-``removed``, ``command``, ``event`` (docs/api.md).
+``removed``, ``command``, ``event`` (docs/api.md). ``removed`` names a service
+(``{"host", "name"}``) gone from its host, or, with ``"name": null``, a host forgotten
+(``DELETE /api/v1/hosts/{host}``: a host named by a notice that is no longer there) and all
+its services with it.
 """
 
 from __future__ import annotations
@@ -293,6 +296,10 @@ class FleetFeed:
                 events, self._event_mark = await read_new_events(
                     connection, named, self._event_mark, EVENTS_PER_READ
                 )
+        present = {host["host"] for host in hosts}
+        for gone in sorted(pending.hosts - present):  # forgotten: it and its services
+            self._host_states.pop(gone, None)
+            self.broadcast(dumps({"type": "removed", "host": gone, "name": None}))
         for host in hosts:
             self.broadcast(dumps({"type": "host", "host": host}))
             turned = (self._host_states.get(host["host"]) == UNREACHABLE) != (

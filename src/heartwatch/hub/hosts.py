@@ -6,24 +6,39 @@ and write the changes in ONE statement that changes a row only if it is still as
 (same state, same ``last_seen``) — a compare-and-set. Two hubs sweeping at once: exactly one
 write changes each row, and only that hub (``RETURNING``) raises the host's alert; a message
 that came meanwhile (``last_seen`` moved) wins over the sweep. Changes are NOTIFYed.
+
+Silence counts only while this hub could hear (``core/hoststates.py`` rule 3): ``ears`` says,
+at each sweep, whether the broker is connected and the ingest is writing and caught up; the
+sweep's own database failures count too. While deaf, and for ``start_grace`` after hearing
+again, no host goes unreachable (a database outage longer than ``unreachable_after`` with
+every host still heartbeating must not alert them all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 from loguru import logger
 
-from heartwatch.core.hoststates import HostAlertKind, HostRules, HostState, host_alert
-from heartwatch.hub.store import CHANNEL, BatchResult
+from heartwatch.core.hoststates import (
+    Ears,
+    Hearing,
+    HostAlertKind,
+    HostRules,
+    HostState,
+    host_alert,
+)
+from heartwatch.hub.store import CHANNEL, BatchResult, FleetStore, Storable
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
+
+    from heartwatch.hub.ingest import Ingest
 
 SWEEP_INTERVAL: Final = 1.0
 
@@ -39,7 +54,8 @@ class HostChange:
 
 class HostSweeper:
     """Sweeps ``hosts`` (``sweep``), on a timer once started; ``on_alert`` gets each change
-    that calls for an alert, only in the hub whose write made the change."""
+    that calls for an alert, only in the hub whose write made the change. ``ears``: this
+    hub's hearing now (default: always hears, from ``started``)."""
 
     def __init__(
         self,
@@ -50,6 +66,7 @@ class HostSweeper:
         interval: float = SWEEP_INTERVAL,
         started: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        ears: Callable[[], Ears] = Ears,
     ) -> None:
         self.pool = pool
         self.rules = rules
@@ -57,6 +74,9 @@ class HostSweeper:
         self.interval = interval
         self._monotonic = monotonic
         self.started = monotonic() if started is None else started
+        self.ears = ears
+        self.hearing = Hearing(rules, self.started)
+        self._database_ok = True  # the last sweep's database work went through
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -85,7 +105,30 @@ class HostSweeper:
 
     async def sweep(self) -> list[HostChange]:
         """One sweep: the changes this hub's write made (each also handed to ``on_alert``)."""
-        hub_age = self._monotonic() - self.started
+        ears = self.ears()
+        if not self._database_ok:
+            ears = replace(ears, database=False)
+        heard_for = self.hearing.observe(self._monotonic(), ears)
+        try:
+            changes = await self._sweep(heard_for)
+        except (psycopg.Error, OSError):
+            self._database_ok = False
+            raise
+        self._database_ok = True
+        for change in changes:
+            logger.info(
+                "host {}: {} -> {} (silent {:.1f} s)",
+                change.host,
+                change.previous,
+                change.state,
+                change.silent_for,
+            )
+            kind = host_alert(change.previous, change.state)
+            if kind is not None:
+                self.on_alert(change.host, kind, change.since, change.silent_for)
+        return changes
+
+    async def _sweep(self, heard_for: float | None) -> list[HostChange]:
         async with self.pool.connection() as connection:
             cursor = await connection.execute(
                 "SELECT host, state, last_seen, extract(epoch FROM now() - last_seen)::float8"
@@ -95,7 +138,7 @@ class HostSweeper:
             planned = []
             for host, state, last_seen, silent_for in await cursor.fetchall():
                 current = HostState(state)
-                new = self.rules.swept(current, silent_for, hub_age)
+                new = self.rules.swept(current, silent_for, heard_for)
                 if new is not current:
                     planned.append((host, current.value, new.value, last_seen, silent_for))
             if not planned:
@@ -120,15 +163,46 @@ class HostSweeper:
                     await connection.execute(
                         "SELECT pg_notify(%s, %s)", [CHANNEL, payload.notify_payload()]
                     )
-        for change in changes:
-            logger.info(
-                "host {}: {} -> {} (silent {:.1f} s)",
-                change.host,
-                change.previous,
-                change.state,
-                change.silent_for,
-            )
-            kind = host_alert(change.previous, change.state)
-            if kind is not None:
-                self.on_alert(change.host, kind, change.since, change.silent_for)
         return changes
+
+
+class HearingStore(FleetStore):
+    """The store the ingest writes through, keeping what the host sweep must know of this
+    hub's hearing: whether the database failed the last write (a connection's failure, not
+    a refusal of some data), and since when a write has been waiting to succeed (a backlog:
+    the database away, a message that cannot be written, an ingest behind)."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool[Any], monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(pool)
+        self.failing = False
+        self.waiting_since: float | None = None
+        self._monotonic = monotonic
+
+    async def write_batch(self, batch: Sequence[Storable]) -> BatchResult:
+        if self.waiting_since is None:
+            self.waiting_since = self._monotonic()
+        try:
+            result = await super().write_batch(batch)
+        except (psycopg.OperationalError, OSError):
+            self.failing = True
+            raise
+        self.failing = False
+        self.waiting_since = None
+        return result
+
+
+def ingest_ears(
+    ingest: Ingest, store: HearingStore, monotonic: Callable[[], float] = time.monotonic
+) -> Ears:
+    """This hub's hearing through ``ingest`` and its ``store``: deaf before the broker is
+    first reached and while its connection is down, while the database fails the writes,
+    and (the rules judge the age) while a write waits to succeed."""
+    connection = ingest.connection
+    waiting = store.waiting_since
+    return Ears(
+        broker=connection is not None and connection.connected.is_set(),
+        database=not store.failing,
+        backlog=0.0 if waiting is None else monotonic() - waiting,
+    )

@@ -13,6 +13,8 @@ may be running or not; nothing here ever asks an agent.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,12 @@ UNREACHABLE: Final = "unreachable"
 PROBLEM_STATES: Final = frozenset({"unresponsive", "restarting", "backoff", "failed", UNKNOWN})
 # Seconds a request waits for one of the pool's connections: a database that is away makes
 # the answer a quick 503 (api.py), not a request that hangs.
-DB_TIMEOUT: Final = 5.0
+DB_TIMEOUT: Final = 1.0
+# A service's name as the agent's configuration allows it (config.py), or an instance's
+# (``name@N``); a command's id as the hub makes them (hex), leniently.
+_SERVICE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(@[0-9]{1,4})?")
+_COMMAND_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+CHANNEL: Final = "heartwatch_fleet"  # as hub/store.py NOTIFYs
 MAX_EVENTS: Final = 1000
 DEFAULT_EVENTS: Final = 100
 MAX_COMMANDS: Final = 1000
@@ -67,6 +74,14 @@ _EVENT_COLUMNS = "host, boot, seq, at, type, kind, service, reason, state, previ
 _COMMAND_COLUMNS = (
     "id, host, service, verb, args::text, status, reason, issued_at, expires_at, issued_by"
 )
+
+
+def is_service_name(name: str) -> bool:
+    return _SERVICE_NAME.fullmatch(name) is not None
+
+
+def is_command_id(command_id: str) -> bool:
+    return _COMMAND_ID.fullmatch(command_id) is not None
 
 
 def _fragment(text: str | None) -> Any:
@@ -530,3 +545,27 @@ async def read_log_target(
             [host, service, host],
         )
     return None if not rows else (rows[0][0], rows[0][1], rows[0][2])
+
+
+async def forget_host(
+    pool: AsyncConnectionPool[Any], host: str, *, force: bool = False
+) -> tuple[str, list[str] | None] | None:
+    """Delete ``host`` and its services (``ON DELETE CASCADE``; its events and commands stay:
+    history), unless it still speaks (live or stale) and not ``force``. Returns its state and
+    the services removed (None: refused, it still speaks); ``None``: no such host. The change
+    is NOTIFYed: every hub's feed tells its pages the host is gone."""
+    async with pool.connection(timeout=DB_TIMEOUT) as connection, connection.transaction():
+        rows = await _all(connection, "SELECT state FROM hosts WHERE host = %s FOR UPDATE", [host])
+        if not rows:
+            return None
+        state = rows[0][0]
+        if state != UNREACHABLE and not force:
+            return state, None
+        services = await _all(
+            connection, "SELECT service FROM services WHERE host = %s ORDER BY service", [host]
+        )
+        await connection.execute("DELETE FROM hosts WHERE host = %s", [host])
+        await connection.execute(
+            "SELECT pg_notify(%s, %s)", [CHANNEL, json.dumps({"hosts": [host]})]
+        )
+    return state, [service for (service,) in services]
