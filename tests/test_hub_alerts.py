@@ -5,6 +5,7 @@ skewed clocks changing nothing, host alerts naming the host."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -98,6 +99,11 @@ def entry(
     return envelope("entry", host, boot, seq, body, at=at)
 
 
+def report(host: str, boot: str, at: float) -> Envelope:
+    """A heartbeat made at ``at`` on its agent's clock."""
+    return dataclasses.replace(heartbeat(host, boot), at=at)
+
+
 async def wait_for_rows(store: FleetStore, query: str, count: int) -> list[Any]:
     deadline = time.monotonic() + 20
     while True:
@@ -160,7 +166,9 @@ def test_hub_alerts_old_replayed_entries_do_not_alert(fresh_database: str, sink:
     """Entries older than the replay horizon on their agent's own timeline are history: no
     alert, no row. farm-09: its entry arrives an hour (of the hub's clock) after the one
     before it, stamped a second later (an outbox replay). farm-19: a replay arriving in one
-    batch, the failure an hour before the newest entry; the fresh failure after it alerts."""
+    batch, the failure an hour before the newest entry; the fresh failure after it alerts.
+    farm-29: nothing known of it before (a hub started meanwhile), its heartbeat an hour after
+    its failure."""
     clock = [NOW + 10.0]
 
     async def main() -> list[Any]:
@@ -180,6 +188,12 @@ def test_hub_alerts_old_replayed_entries_do_not_alert(fresh_database: str, sink:
                 entry("farm-19", other, 1, "b", "unresponsive", NOW + 1, failure=True),
                 entry("farm-19", other, 2, "b", "stopped", NOW + 3600),
                 entry("farm-19", other, 3, "c", "unresponsive", NOW + 3601, failure=True),
+            ]
+            hub.receive_batch(await store.write_batch(storable(replay)))
+            third = new_boot()
+            replay = [
+                report("farm-29", third, NOW + 3600),
+                entry("farm-29", third, 1, "d", "unresponsive", NOW + 1, failure=True),
             ]
             hub.receive_batch(await store.write_batch(storable(replay)))
             await hub.close(timeout=20)
@@ -203,7 +217,7 @@ def test_hub_alerts_a_host_whose_clock_is_behind_is_alerted(
             for host, skew in (("skew0", 0.0), ("skew700", -700.0)):
                 boot = new_boot()
                 batch = [
-                    heartbeat(host, boot),
+                    report(host, boot, NOW + skew),
                     entry(host, boot, 1, "svc", "running", NOW + skew),
                     entry(host, boot, 2, "svc", "failed", NOW + skew + 1, failure=True),
                 ]
@@ -244,7 +258,7 @@ def test_hub_alerts_a_host_ahead_releases_no_other_hosts_recovery(
             for host, skew in (("ahead0", 0.0), ("ahead3600", 3600.0)):
                 boot, at = boots[host], now + skew
                 batch = [
-                    heartbeat(host, boot),
+                    report(host, boot, at - 2),
                     entry(host, boot, 1, "svc", "running", at - 2),
                     entry(host, boot, 2, "svc", "unresponsive", at - 1.5, failure=True),
                     entry(host, boot, 3, "svc", "running", at - 0.5),
@@ -311,6 +325,17 @@ def test_hub_alerts_a_hosts_timeline_follows_its_own_clock() -> None:
     assert timeline.agent_now(190.0) == 3010.0
     timeline.receive(4, 9000.0, 190.0)  # seen already
     assert timeline.agent_now(190.0) == 3010.0
+    # A quiet host: an hour later its clock is set back 15 min. Its entry alone would look
+    # 15 min old; its heartbeat says what its clock says now.
+    timeline.receive(5, 3020.0, 200.0)
+    timeline.report(3020.0 + 3600 - 900, 3800.0)
+    assert timeline.agent_now(3800.0) == 5720.0
+    timeline.receive(6, 5721.0, 3801.0)  # a failure just after: not old
+    assert timeline.agent_now(3801.0) - 5721.0 == 0.0
+    # Known from a report only: any entry is later by seq; a replayed one leaves the anchor.
+    fresh = HostTimeline.reported("c", 9000.0, hub_now=50.0)
+    fresh.receive(1, 5000.0, 50.0)
+    assert fresh.agent_now(60.0) == 9010.0
 
 
 def test_hub_alerts_host_unreachable_once_then_back(fresh_database: str, sink: AlertSink) -> None:

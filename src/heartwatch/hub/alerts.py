@@ -16,16 +16,15 @@ or hours off the hub's. So:
   timer's, whatever the hosts' clocks say, and a transition of one service releases nothing
   of another's (``AlertRules.receive_transition`` answers for that service only).
 - ``age`` is measured on the agent's own timeline (``HostTimeline``): how far the entry's
-  ``at`` is behind the host's "now", which is its newest entry's ``at`` advanced by the time
-  the hub has measured since it received that entry (an interval, the same on both clocks).
-  An entry older than ``REPLAY_HORIZON`` so measured (an outbox replayed after an outage:
-  made long ago, arriving now) is history, not news: stored, shown, not alerted. A host whose
-  clock is 700 s behind is alerted as any other; so is one whose clock was set back (a newer
-  entry, by its seq, stamped earlier than the newest one known: the timeline starts again
-  from it). What entries alone cannot tell apart: a quiet host whose clock is set back by
-  more than the horizon, yet less than the time since its previous entry, looks like a
-  replay until its next boot or a step forward (heartbeats, never buffered, would settle
-  it; the ingest's result does not carry their times).
+  ``at`` is behind the host's "now", which is the ``at`` of its last report (heartbeat,
+  snapshot: never buffered, so made about when the hub got it; ``BatchResult.reported``) or
+  of a later-stamped entry, advanced by the time the hub has measured since it received that
+  (an interval, the same on both clocks). An entry older than ``REPLAY_HORIZON`` so measured
+  (an outbox replayed after an outage: made long ago, arriving now) is history, not news:
+  stored, shown, not alerted. A host whose clock is 700 s behind is alerted as any other; so
+  is one whose clock was set back (its next heartbeat says so; a newer entry, by its seq,
+  stamped earlier than the newest one known, too). Before any report of a host, its newest
+  entry of the batch is its "now".
 
 Exactly once across hubs: before an alert is sent, its row is inserted into ``alerts`` with
 ``ON CONFLICT (key) DO NOTHING RETURNING``; only the hub whose insert made the row sends it.
@@ -41,6 +40,7 @@ per host or service keeps their alerts in order.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +98,16 @@ class HostTimeline:
     @classmethod
     def starting(cls, boot: str, seq: int, at: float, hub_now: float) -> HostTimeline:
         return cls(boot, seq, at, at, hub_now)
+
+    @classmethod
+    def reported(cls, boot: str, at: float, hub_now: float) -> HostTimeline:
+        """From a report (no entry known yet: any entry's seq is later)."""
+        return cls(boot, 0, -math.inf, at, hub_now)
+
+    def report(self, at: float, hub_now: float) -> None:
+        """A heartbeat or snapshot, made about now on the agent's clock: the new anchor,
+        whatever its clock did meanwhile (set back or forward)."""
+        self.at, self.received = at, hub_now
 
     def agent_now(self, hub_now: float) -> float:
         """The host's clock now, as far as the hub can tell: the anchor plus the time since."""
@@ -200,10 +210,16 @@ class FleetAlerter:
 
     def _host_clocks(self, result: BatchResult, now: float) -> dict[tuple[str, str], float]:
         """Each (host, boot) of the batch's entries: that host's clock now (``HostTimeline``).
-        The batch's entries move the timelines first, so that an old entry is judged against
-        the newest one that came with it too."""
+        The batch's reports and entries move the timelines first, so that an old entry is
+        judged against the newest one that came with it too."""
         clocks: dict[tuple[str, str], float] = {}
         others: dict[tuple[str, str], float] = {}  # entries of a boot that is not current
+        for host, (boot, at) in result.reported.items():
+            timeline = self._timelines.get(host)
+            if timeline is not None and timeline.boot == boot:
+                timeline.report(at, now)
+            else:
+                self._timelines[host] = HostTimeline.reported(boot, at, now)
         for entry in sorted(result.entries, key=lambda e: e.seq):
             key = (entry.host, entry.boot)
             timeline = self._timelines.get(entry.host)

@@ -301,6 +301,7 @@ class Ingest:
             if result is None:
                 continue
             total.events += result.events
+            total.reported.update(result.reported)
             total.gaps += result.gaps
             total.entries.extend(result.entries)
             total.back.extend(result.back)

@@ -135,6 +135,10 @@ class BatchResult:
     services: set[tuple[str, str]] = field(default_factory=set)
     commands: set[str] = field(default_factory=set)
     gaps: int = 0  # events of a current boot stored past a gap in its numbering
+    # host -> (boot, at) of its last report here (heartbeat, snapshot) of its current boot:
+    # reports are never buffered, so ``at`` is the agent's clock about when the hub got it
+    # (fleet alerts measure entries' ages on the agent's own timeline with it).
+    reported: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def notify_payload(self) -> str:
         payload = json.dumps(
@@ -436,6 +440,7 @@ class FleetStore:
                 if last_seq is None:
                     continue  # a late report of a boot replaced since: it says nothing current
                 host.boot, host.last_seq = envelope.boot, last_seq
+            result.reported[envelope.host] = (envelope.boot, envelope.at)
             labels = body.get("labels")
             await connection.execute(
                 "UPDATE hosts SET labels = coalesce(%s::jsonb, labels),"
