@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from heartwatch.core.hoststates import HostRules, HostState
-from heartwatch.hub.hosts import HostChange, HostSweeper
+from heartwatch.core.hoststates import Ears, HostRules, HostState
+from heartwatch.hub.hosts import HearingStore, HostChange, HostSweeper
 from heartwatch.hub.store import FleetStore
 from hubstore_support import heartbeat, new_boot, opened_store, rows, run, storable
 
@@ -121,3 +121,52 @@ class _AfterFirstFetch:
     async def __aexit__(self, *exc: Any) -> Any:
         self._connection.execute = self._execute
         return await self._context.__aexit__(*exc)
+
+
+def test_hub_hosts_a_deaf_hub_makes_no_host_unreachable_and_its_grace_restarts(
+    fresh_database: str,
+) -> None:
+    """The sweep asks its ears: while the database fails the ingest's writes (HearingStore
+    says so), or a write has waited stale_after, silent hosts go stale only; hearing again,
+    the start grace counts anew; past it, the truth."""
+    clock = [1000.0]
+    alerts: list[Any] = []
+
+    async def main() -> list[list[HostState]]:
+        async with opened_store(fresh_database) as store:
+            await silent_hosts(store, 500.0)
+            heard = HearingStore(store.pool, monotonic=lambda: clock[0])
+            ears = [Ears(database=False)]
+            sweeper = HostSweeper(
+                store.pool,
+                RULES,
+                lambda *a: alerts.append(a),
+                started=0.0,  # long past its start grace
+                monotonic=lambda: clock[0],
+                ears=lambda: ears[0],
+            )
+            seen = []
+
+            async def sweep() -> None:
+                await sweeper.sweep()
+                found = await rows(store, "SELECT DISTINCT state FROM hosts")
+                seen.append(sorted(HostState(state) for (state,) in found))
+
+            await sweep()  # the database fails: deaf
+            heard.waiting_since = clock[0] - RULES.stale_after  # a write waiting that long
+            ears[0] = Ears(backlog=clock[0] - heard.waiting_since)
+            await sweep()  # behind: deaf
+            ears[0] = Ears()
+            await sweep()  # hears again: the grace begins
+            clock[0] += RULES.start_grace - 1
+            await sweep()  # within it
+            clock[0] += 1
+            await sweep()  # past it: unreachable
+            await heard.write_batch(storable([heartbeat(HOSTS[0], new_boot())]))
+            assert (heard.failing, heard.waiting_since) == (False, None)
+            return seen
+
+    seen = run(main)
+    stale, unreachable = [HostState.STALE], [HostState.UNREACHABLE]
+    assert seen == [stale, stale, stale, stale, unreachable]
+    assert len(alerts) == len(HOSTS)
