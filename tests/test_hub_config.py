@@ -117,3 +117,17 @@ def test_hub_config_load_names_the_file_and_resolves_relative_paths(tmp_path: Pa
     path.write_text("[hub\n")
     with pytest.raises(ConfigError, match=r"hub\.toml: not valid TOML"):
         load_hub_config(path)
+
+
+def test_hub_config_retention_and_forget_after() -> None:
+    """retention: 30 days unless said; forget_after: off unless said; both as durations,
+    too short a value refused at its key path."""
+    default = parse_hub_config({"hub": MINIMAL}, environ={})
+    assert (default.hub.retention, default.hub.forget_after) == (30 * 86400.0, None)
+    config = parse_hub_config(
+        {"hub": {**MINIMAL, "retention": "7d", "forget_after": "90d"}}, environ={}
+    )
+    assert (config.hub.retention, config.hub.forget_after) == (7 * 86400.0, 90 * 86400.0)
+    found = problems({"hub": {**MINIMAL, "retention": "5s", "forget_after": "soon"}})
+    assert any(problem.startswith("hub.retention") for problem in found)
+    assert any(problem.startswith("hub.forget_after") for problem in found)
