@@ -241,6 +241,25 @@ class DatabaseWatch:
         return JSONResponse({"code": "database_unreachable", "message": message}, 503)
 
 
+class DatabaseGate:
+    """ASGI middleware: while ``database`` is down, ``/api/`` requests are answered 503 at
+    once (after the access check, which needs no database)."""
+
+    def __init__(self, app: Any, database: DatabaseWatch) -> None:
+        self.app = app
+        self.database = database
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and self.database.down
+            and str(scope.get("path", "")).startswith("/api/")
+        ):
+            await self.database.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 @dataclass(slots=True)
 class BrokerParts:
     """What needs the broker, attached once it is reached (``attach``); None until then."""
@@ -543,15 +562,8 @@ def create_hub_app(
     # The agent's shared modules (pictures.js, logpanel.js…) where the hub's pages import them.
     app.mount("/agent-static", static_files(), name="agent-static")
     app.mount("/static", static_files(HUB_STATIC), name="static")
-
-    @app.middleware("http")
-    async def _database_away(request: Request, call_next: Any) -> Response:
-        if database.down and request.url.path.startswith("/api/"):
-            return database.response()
-        response: Response = await call_next(request)
-        return response
-
     app.router.on_shutdown.append(database.close)
+    app.add_middleware(DatabaseGate, database=database)
     app.add_middleware(AccessMiddleware, policy=policy, need=hub_need_of)
     return app
 
