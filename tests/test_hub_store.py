@@ -46,7 +46,8 @@ def test_hub_migrations_apply_once_and_again_do_nothing(fresh_database: str) -> 
     first, second, versions = run(main)
     assert first == [m.version for m in migrations()]
     assert second == []
-    assert versions == [(1, "fleet"), (2, "boots")]
+    assert versions == [(m.version, m.name) for m in migrations()]
+    assert versions[:2] == [(1, "fleet"), (2, "boots")]
 
 
 def test_hub_migration_2_records_the_current_boot_of_hosts_known_before(
@@ -79,7 +80,7 @@ def test_hub_migrations_two_hubs_starting_at_once_apply_them_once(fresh_database
         return list(await asyncio.gather(*(migrate(fresh_database) for _ in range(3))))
 
     results = run(main)
-    assert sorted(results) == [[], [], [1, 2]]
+    assert sorted(results) == [[], [], [m.version for m in migrations()]]
 
 
 def test_hub_migrations_refuse_a_database_newer_than_the_code(fresh_database: str) -> None:

@@ -70,7 +70,7 @@ BATCH_MAX: Final = 2000  # events in one transaction (a message's events are nev
 BATCH_WAIT: Final = 0.02  # seconds after a batch's first message: more may come with it
 REJECT_LOG_INTERVAL: Final = 60.0
 RETRY_FIRST: Final = 0.5
-RETRY_MAX: Final = 30.0
+RETRY_MAX: Final = 5.0  # a database back is used within seconds (meanwhile hosts only go stale)
 
 
 class Ingest:
