@@ -47,7 +47,7 @@ from _common import (
     verdict,
     wait_until,
 )
-from fleet_sim import AMQP_URL, HubProcess, bench_database, delete_names
+from fleet_sim import AMQP_URL, HubProcess, bench_database, broker_held, delete_names
 
 GOAL_MS = 250.0
 FOREGROUND_ARGS = [
@@ -150,7 +150,11 @@ def main() -> None:
     }
     missed = 0
     unseen: dict[str, int] = {}
-    with Workdir("fleet-latency", keep=args.keep) as work, bench_database(args.keep) as database:
+    with (
+        broker_held(),
+        Workdir("fleet-latency", keep=args.keep) as work,
+        bench_database(args.keep) as database,
+    ):
         hub = HubProcess(work.path, exchange, database)
         services: list[dict[str, TomlValue]] = [
             {"name": f"svc-{i:02d}", "command": ["sleep", "3600"], "stop_timeout": "2s"}
