@@ -7,9 +7,9 @@ when it goes (its unacknowledged messages are delivered again; the store's ``ON 
 makes that harmless). Messages are decoded as they arrive and written in batches of up to
 ``BATCH_MAX`` events (or what came within ``BATCH_WAIT`` of the first), each in one
 transaction, acknowledged (``multiple=True``) only after it committed. At most ``PREFETCH``
-messages are unacknowledged at once, and about ``PREFETCH_EVENTS`` events (the channel's
-window follows how many events the messages carry: ``_open_window``), which bounds this
-process's memory whether the agents send single events or batches.
+messages are unacknowledged at once, and about ``PREFETCH_BYTES`` of them (the channel's
+window follows how big the messages are: ``_open_window``), which bounds this process's
+memory whether the agents send single events or batches.
 
 A message is one envelope or a batch of a host's events (``fleetwire.decode_batch``): a
 batch becomes its events in the batch being written, its bad elements refused one by one.
@@ -41,9 +41,9 @@ import psycopg
 from loguru import logger
 
 from heartwatch.core.fleetwire import (
+    BATCH_BYTES,
     EVENTS_BINDING,
     EVENTS_QUEUE_ARGUMENTS,
-    MAX_BATCH,
     FleetWireError,
     events_queue,
 )
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from heartwatch.hub.metrics import HubCounters
 
 PREFETCH: Final = 5000  # messages unacknowledged at once (per consumer)
-PREFETCH_EVENTS: Final = 10_000  # events unacknowledged at once (the channel's window)
+PREFETCH_BYTES: Final = 8 * 1024 * 1024  # message bytes unacknowledged at once (the window)
 PREFETCH_MIN: Final = 8  # messages: the window never closes below this
 BATCH_MAX: Final = 2000  # events in one transaction (a message's events are never split)
 BATCH_WAIT: Final = 0.02  # seconds after a batch's first message: more may come with it
@@ -165,17 +165,21 @@ class Ingest:
             await self._consume()
             logger.info("hub ingest: consuming again after the broker connection came back")
 
-    async def _open_window(self, events_per_message: float | None) -> None:
+    async def _open_window(self, biggest: int | None) -> None:
         """The channel's prefetch (RabbitMQ: ``global`` = the channel's, changeable while
-        consuming) sized for ``PREFETCH_EVENTS`` events: AMQP counts messages, and a batch
-        message carries up to ``MAX_BATCH`` events, so what a full window holds (and this
-        process decodes) is kept near that many events, whatever the messages are. Before the
-        first batch (``None``): as if every message were a full batch; changed only when it
-        is off by half or double."""
-        per = float(MAX_BATCH) if events_per_message is None else max(1.0, events_per_message)
-        wanted = max(PREFETCH_MIN, min(self.prefetch, int(PREFETCH_EVENTS / per)))
-        if self._window is not None and self._window / 2 < wanted < self._window * 2:
-            return
+        consuming) sized so that a full window holds about ``PREFETCH_BYTES`` of messages as
+        big as the biggest of the last batch: AMQP counts messages, and a batch message is a
+        few hundred times a single event, so what this process holds (and decodes) stays
+        bounded whatever the agents send. Before any batch (``None``): as if every message
+        were a full batch (``BATCH_BYTES``). It shrinks at once, and grows by doubling at
+        most, one batch at a time: small messages at the queue's head (snapshots, singles)
+        must not open it to a backlog of batches behind them."""
+        size = BATCH_BYTES if biggest is None else max(1, biggest)
+        wanted = max(PREFETCH_MIN, min(self.prefetch, PREFETCH_BYTES // size))
+        if self._window is not None:
+            wanted = min(wanted, self._window * 2)
+            if self._window / 2 < wanted < self._window * 2:
+                return
         if self._channel is None:
             return
         try:
@@ -230,7 +234,7 @@ class Ingest:
     async def _write(self, batch: list[tuple[DeliveredMessage, list[Storable]]]) -> None:
         messages = [message for message, _ in batch]
         storable = [item for _, items in batch for item in items]
-        await self._open_window(len(storable) / len(messages))
+        await self._open_window(max(len(message.body) for message in messages))
         delay = RETRY_FIRST
         while True:
             started = time.perf_counter()
