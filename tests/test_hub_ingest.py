@@ -308,3 +308,40 @@ def test_hub_ingest_writes_whole_messages_up_to_batch_max_events() -> None:
         taken.append([len(items) for _, items in ingest._take()])
     assert taken == [[400, 400], [400, 0, 1], [1500], [3]]
     assert ingest._pending_events == 0
+
+
+def test_hub_ingest_window_follows_the_messages_size_growing_by_doubling() -> None:
+    """The channel's prefetch holds about PREFETCH_BYTES of messages: before any batch as if
+    all were full batches; small messages open it by doubling, one batch at a time (the
+    snapshots at a backlog's head must not let all its batches in); big ones close it at once."""
+    from heartwatch.hub import ingest as module
+
+    class Channel:
+        def __init__(self) -> None:
+            self.windows: list[int] = []
+
+        async def get_underlay_channel(self) -> Channel:
+            return self
+
+        async def basic_qos(self, *, prefetch_count: int, global_: bool) -> None:
+            assert global_
+            self.windows.append(prefetch_count)
+
+    async def main() -> list[int]:
+        ingest = Ingest("amqp://127.0.0.1:1/", "x", None, HubCounters())  # type: ignore[arg-type]
+        channel = Channel()
+        ingest._channel = channel  # type: ignore[assignment]
+        await ingest._open_window(None)
+        for _ in range(12):
+            await ingest._open_window(400)  # single events
+        await ingest._open_window(200_000)  # a batch message
+        await ingest._open_window(210_000)  # about the same: left as it is
+        return channel.windows
+
+    windows = run(main)
+    first = module.PREFETCH_BYTES // module.BATCH_BYTES
+    assert windows[0] == first
+    growing = windows[1:-1]
+    assert growing == [first * 2**n for n in range(1, len(growing) + 1) if first * 2**n < 5000]
+    assert max(windows) <= module.PREFETCH
+    assert windows[-1] == module.PREFETCH_BYTES // 200_000
