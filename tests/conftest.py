@@ -1,7 +1,5 @@
 """Settings shared by the whole suite."""
 
-import os
-
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -13,14 +11,15 @@ settings.register_profile("heartwatch", deadline=None, suppress_health_check=[He
 settings.load_profile("heartwatch")
 
 
-# The order tests are handed to xdist's workers in. Its load scheduler deals the first quarter
-# of the list out one by one, worker after worker, so a test at position i starts on worker
-# i % n. The tests that stop the broker (``broker_outage``: exclusive) are put at positions 0,
-# n, 2n…: one worker runs them one after another while the others run tests that need no
-# broker (the daemon's end-to-end tests, long and many), so no worker sits waiting for the
-# broker to come back. The tests of the real broker and database come next (long, and they
-# may share the broker), the quick unit tests last, to even out the end of the run.
-_OUTAGE, _SLOW, _SERVICES, _QUICK = range(4)
+# The order tests are handed to xdist's workers in (``dev.py test`` runs ``--dist worksteal``:
+# each worker starts on a contiguous share of this list, and a worker that runs out takes half
+# of what is still waiting at the end of the busiest one's). The tests that stop the broker
+# (``broker_outage``: exclusive) come first, so they run on one worker, one after another, at
+# the start; next the tests of the real broker and database, then the other end-to-end tests
+# (long: processes and real time), the quick unit tests last. Workers that run out early take
+# from the end of that list, the tests that need no broker, so none sits waiting for the broker
+# to come back.
+_OUTAGE, _SERVICES, _SLOW, _QUICK = range(4)
 _SERVICE_FIXTURES = frozenset({"rabbitmq", "unique_exchange", "postgres", "fresh_database"})
 
 
@@ -36,14 +35,4 @@ def _rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    ranked: dict[int, list[pytest.Item]] = {rank: [] for rank in range(4)}
-    for item in items:  # stable: within a rank, the collection's own order
-        ranked[_rank(item)].append(item)
-    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    rest = ranked[_SLOW] + ranked[_SERVICES] + ranked[_QUICK]
-    ordered: list[pytest.Item] = []
-    for outage in ranked[_OUTAGE]:
-        ordered.append(outage)
-        ordered.extend(rest[: workers - 1])
-        del rest[: workers - 1]
-    items[:] = ordered + rest
+    items.sort(key=_rank)  # stable: within a rank, the collection's own order
