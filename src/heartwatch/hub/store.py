@@ -53,7 +53,6 @@ from psycopg_pool import AsyncConnectionPool
 from heartwatch.core.fleetwire import (
     Envelope,
     FleetWireError,
-    decode,
     decode_batch,
     parse_routing_key,
 )
@@ -244,16 +243,6 @@ def _mended(value: Any) -> Any:
             copy = source
         target[key] = copy
     return root[0]
-
-
-def storable_message(data: bytes) -> Storable:
-    """A message from the broker, decoded and checked (``FleetWireError`` if it cannot be)."""
-    envelope = decode(data)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FleetWireError("encoding", "not UTF-8") from None
-    return check_storable(envelope, text)
 
 
 def storable_messages(data: bytes, routing_key: str) -> tuple[list[Storable], list[FleetWireError]]:
