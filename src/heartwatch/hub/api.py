@@ -29,12 +29,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 import heartwatch
 from heartwatch.core.fleetwire import is_host_name
@@ -44,6 +41,7 @@ from heartwatch.hub.history import create_hub_history_router
 from heartwatch.hub.logs import BROKER_CLOSE, NOT_FOUND_CLOSE, UNREACHABLE_CLOSE, refuse
 from heartwatch.hub.metrics import HubCounters, create_metrics_router
 from heartwatch.web.access import AccessMiddleware, AccessPolicy, Need, presented_token
+from heartwatch.web.api import install_error_answers
 from heartwatch.web.apidocs import DOCS_PAGE, with_bearer_scheme
 from heartwatch.web.dashboard import (
     CONSTANTS_BLOCK,
@@ -63,14 +61,6 @@ if TYPE_CHECKING:
 
 HUB_STATIC = Path(__file__).resolve().parent / "static"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_STATUS_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-}
 
 
 # -- the answers' shapes (OpenAPI; the answers themselves are written by orjson) ---------------
@@ -571,23 +561,7 @@ def create_hub_app(
 def _install_errors(app: FastAPI, database: DatabaseWatch) -> None:
     """Errors as the agent's API gives them (``web/api.py``)."""
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        detail = error.detail
-        if isinstance(detail, dict):
-            body = detail
-        else:
-            code = _STATUS_CODES.get(error.status_code, "error")
-            body = {"code": code, "message": str(detail)}
-        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(ClientDisconnect)
-    async def _gone(request: Request, error: ClientDisconnect) -> JSONResponse:
-        body = {
-            "code": "client_disconnected",
-            "message": "the client left before its request ended",
-        }
-        return JSONResponse(body, status_code=400)
+    install_error_answers(app)
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)
@@ -603,11 +577,3 @@ def _install_errors(app: FastAPI, database: DatabaseWatch) -> None:
         # such thing can exist.
         message = f"the request holds what the database cannot read: {error}".strip()[:300]
         return JSONResponse({"code": "invalid_request", "message": message}, 422)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()
-        ]
-        return JSONResponse({"code": "invalid_request", "message": "; ".join(problems)}, 422)

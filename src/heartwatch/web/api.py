@@ -137,6 +137,25 @@ def create_app(
         token = presented_token(dict(request.headers), request.url.query)
         return AuthStatus(token_required=policy.token_required, scope=policy.grant(token))
 
+    install_error_answers(app)
+    app.include_router(create_events_router(supervisor, recorder, feed))
+    app.include_router(create_history_router(supervisor, recorder))
+    app.include_router(create_metrics_router(supervisor, alerter))
+    app.include_router(create_ping_router(supervisor))
+    logs = supervisor.config.logs
+    hub = hub or LogHub(logs.partial_line_flush, logs.viewer_buffer_lines)
+    app.include_router(create_log_router(supervisor, hub))
+    app.include_router(create_dashboard_router())
+    app.include_router(create_docs_router())
+    app.mount("/static", static_files(), name="static")
+    app.add_middleware(AccessMiddleware, policy=policy)
+    return app
+
+
+def install_error_answers(app: FastAPI) -> None:
+    """Every refusal as ``{"code", "message"}`` (``docs/api.md``: errors), validation errors
+    and clients gone mid-request included. The hub's API (``hub/api.py``) answers the same."""
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = error.detail
@@ -165,16 +184,3 @@ def create_app(
         ]
         body = {"code": "invalid_request", "message": "; ".join(problems)}
         return JSONResponse(body, status_code=422)
-
-    app.include_router(create_events_router(supervisor, recorder, feed))
-    app.include_router(create_history_router(supervisor, recorder))
-    app.include_router(create_metrics_router(supervisor, alerter))
-    app.include_router(create_ping_router(supervisor))
-    logs = supervisor.config.logs
-    hub = hub or LogHub(logs.partial_line_flush, logs.viewer_buffer_lines)
-    app.include_router(create_log_router(supervisor, hub))
-    app.include_router(create_dashboard_router())
-    app.include_router(create_docs_router())
-    app.mount("/static", static_files(), name="static")
-    app.add_middleware(AccessMiddleware, policy=policy)
-    return app
