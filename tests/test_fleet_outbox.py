@@ -136,3 +136,15 @@ def test_outbox_driver_prunes_old_ran_ids_in_memory_and_on_disk(tmp_path: Path) 
         assert set(OutboxStore(tmp_path / "fleet.sqlite3", max_events=5).ran_ids()) == {"f" * 32}
 
     asyncio.run(scenario())
+
+
+def test_rows_are_never_numbered_again_after_the_newest_were_deleted(tmp_path: Path) -> None:
+    """The sender reads after the last row it sent: a new event must come after it, even
+    when every row it sent is gone (SQLite's plain rowid would give the next one number 1)."""
+    store = OutboxStore(tmp_path / "fleet.sqlite3", max_events=100)
+    store.add([event(seq) for seq in (1, 2, 3)])
+    sent = store.read(0, 10)
+    store.delete([row.rowid for row in sent])
+    store.add([event(4)])
+    assert [row.seq for row in store.read(sent[-1].rowid, 10)] == [4]
+    store.close()

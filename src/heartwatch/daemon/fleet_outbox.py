@@ -36,6 +36,10 @@ T = TypeVar("T")
 RAN_KEPT = 2 * 86400.0  # seconds a ran command id is kept
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
+    -- AUTOINCREMENT: a rowid is never used again. A plain rowid is "the largest + 1", so once
+    -- the sender had deleted the newest confirmed rows, the next events took numbers at or
+    -- below where it reads from, and went out late, after later ones (seq 8, 9, then 7).
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     boot TEXT NOT NULL, seq INTEGER NOT NULL, routing_key TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS ran (id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
