@@ -231,18 +231,24 @@ def test_a_kept_alive_connection_trickling_its_second_request_is_answered_408(
         sock.sendall(b"GET /api/v1/auth HTTP/1.1\r\n")
         answer = b""
         deadline = time.monotonic() + scaled(15)
-        closed = False
+        closed = reset = False
         while time.monotonic() < deadline and not closed:
             readable, _, _ = select.select([sock], [], [], 0.5)
             if readable:
-                chunk = sock.recv(65536)
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    # A trickled byte that crossed the daemon's close on the wire makes its
+                    # kernel answer RST, which also discards the 408 not read yet: closed all
+                    # the same (seen on a loaded machine).
+                    chunk, reset = b"", True
                 answer += chunk
                 closed = not chunk
             else:
                 with contextlib.suppress(OSError):
                     sock.send(b"X")
         assert closed, "a trickled second request kept its connection open"
-        assert b"HTTP/1.1 408 " in answer, answer  # after the rest of the first answer
+        assert reset or b"HTTP/1.1 408 " in answer, answer  # after the rest of the first answer
     finally:
         sock.close()
 
