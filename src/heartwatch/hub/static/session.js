@@ -3,8 +3,9 @@
 // (api.js keeps it in local storage); controls stay hidden (body.read-only) until the answer
 // says they are allowed.
 
-import { api, auth, Backoff, storeToken } from "/agent-static/api.js";
-import { byId, sleep } from "/agent-static/dom.js";
+import { auth, storeToken } from "/agent-static/api.js";
+import { byId } from "/agent-static/dom.js";
+import { askToken, readAuth } from "/agent-static/token.js";
 
 let pending = null;
 
@@ -17,22 +18,8 @@ export function reauthenticate() {
 }
 
 async function authenticate() {
-  const backoff = new Backoff(1000, 10000);
   for (;;) {
-    let answer;
-    try {
-      answer = await api("/api/v1/auth");
-    } catch (error) {
-      if (error.status === 404) {
-        answer = { token_required: false, scope: "control" }; // a hub without /api/v1/auth
-      } else if (error.status === 401) {
-        answer = { token_required: true, scope: "none" };
-      } else {
-        setLink("down", `hub unreachable: ${error.message}`);
-        await sleep(backoff.next());
-        continue;
-      }
-    }
+    const answer = await readAuth((why) => setLink("down", `hub unreachable: ${why}`));
     if (answer.scope !== "none") {
       auth.required = Boolean(answer.token_required);
       auth.scope = answer.scope;
@@ -49,25 +36,6 @@ async function authenticate() {
   }
 }
 
-function askToken(message) {
-  const dialog = byId("token-dialog");
-  const form = byId("token-form");
-  const input = byId("token-input");
-  byId("token-text").textContent = message;
-  input.value = "";
-  return new Promise((resolve) => {
-    form.onsubmit = (event) => {
-      event.preventDefault(); // the CSP allows no form submission anyway
-      const token = input.value.trim();
-      if (!token) return;
-      dialog.close();
-      resolve(token);
-    };
-    dialog.oncancel = (event) => event.preventDefault();
-    if (!dialog.open) dialog.showModal();
-    input.focus();
-  });
-}
 
 /** The header's link indicator: "live", or "down" with what is known. */
 export function setLink(state, text) {

@@ -4,7 +4,8 @@
 // series behind the sparklines are fetched once a minute.
 
 import { api, auth, Backoff, setUnauthorizedHandler, storeToken, wsUrl } from "./api.js";
-import { byId, sleep } from "./dom.js";
+import { byId } from "./dom.js";
+import { askToken, readAuth } from "./token.js";
 import { LogPanel } from "./logpanel.js";
 import { monotonic, ServiceTable, summarize } from "./services.js";
 import { isRefusal, serverConstants } from "./shared.js";
@@ -65,22 +66,8 @@ function reauthenticate() {
 }
 
 async function authenticate() {
-  const backoff = new Backoff(1000, 10000);
   for (;;) {
-    let answer;
-    try {
-      answer = await api("/api/v1/auth");
-    } catch (error) {
-      if (error.status === 404) {
-        answer = { token_required: false, scope: "control" }; // a daemon without /api/v1/auth
-      } else if (error.status === 401) {
-        answer = { token_required: true, scope: "none" };
-      } else {
-        setLink("down", `daemon unreachable: ${error.message}`);
-        await sleep(backoff.next());
-        continue;
-      }
-    }
+    const answer = await readAuth((why) => setLink("down", `daemon unreachable: ${why}`));
     if (answer.scope !== "none") {
       applyAuth(answer);
       return;
@@ -102,25 +89,6 @@ function applyAuth(answer) {
   byId("forget-token").hidden = !auth.token;
 }
 
-function askToken(message) {
-  const dialog = byId("token-dialog");
-  const form = byId("token-form");
-  const input = byId("token-input");
-  byId("token-text").textContent = message;
-  input.value = "";
-  return new Promise((resolve) => {
-    form.onsubmit = (event) => {
-      event.preventDefault(); // no navigation: the CSP allows no form submission anyway
-      const token = input.value.trim();
-      if (!token) return;
-      dialog.close();
-      resolve(token);
-    };
-    dialog.oncancel = (event) => event.preventDefault(); // nothing works without it
-    if (!dialog.open) dialog.showModal();
-    input.focus();
-  });
-}
 
 byId("forget-token").addEventListener("click", () => {
   storeToken("");

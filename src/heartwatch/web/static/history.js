@@ -34,6 +34,7 @@ import {
   withAlpha,
 } from "./pictures.js";
 import { eventItem } from "./timeline.js";
+import { askToken } from "./token.js";
 
 const STRIP_WIDTH = 1000; // viewBox units; the strip stretches to its box
 const STRIP_HEIGHT = 24;
@@ -683,33 +684,16 @@ let tokenAsked = null; // one dialog however many requests were refused at once
 /** A 401: ask for a token (the dashboard's, kept in this browser's local storage), then load
  * everything again with it. */
 function tokenRefused() {
-  tokenAsked ??= askToken().then(() => {
+  const message = auth.token
+    ? "That token was refused. Enter a valid token for this daemon."
+    : "This daemon needs a token. It is kept in this browser's local storage.";
+  tokenAsked ??= askToken(message).then((token) => {
+    storeToken(token);
     tokenAsked = null;
     return start();
   });
 }
 
-function askToken() {
-  const dialog = byId("token-dialog");
-  const input = byId("token-input");
-  byId("token-text").textContent = auth.token
-    ? "That token was refused. Enter a valid token for this daemon."
-    : "This daemon needs a token. It is kept in this browser's local storage.";
-  input.value = "";
-  return new Promise((resolve) => {
-    byId("token-form").onsubmit = (event) => {
-      event.preventDefault(); // no navigation: the CSP allows no form submission anyway
-      const token = input.value.trim();
-      if (!token) return;
-      storeToken(token);
-      dialog.close();
-      resolve();
-    };
-    dialog.oncancel = (event) => event.preventDefault(); // nothing shows without it
-    if (!dialog.open) dialog.showModal();
-    input.focus();
-  });
-}
 
 // -- start --------------------------------------------------------------------------------
 
