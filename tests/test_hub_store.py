@@ -430,6 +430,8 @@ def test_hub_store_notifies_what_changed(fresh_database: str) -> None:
         ("counts", {"minute": 1.5, "counts": []}, "body"),
         ("counts", {"minute": 60, "counts": [["s", "heartbeat", "7"]]}, "body"),
         ("reply", {"command": 1, "status": "done"}, "body"),
+        ("reply", {"command": "c", "status": "unanswered"}, "body"),  # the hub's word, not theirs
+        ("reply", {"command": "c", "status": "pwned"}, "body"),
         ("snapshot", {"services": [{"state": "running"}]}, "body"),
         ("heartbeat", {"labels": {"a": 1}}, "body"),
     ],

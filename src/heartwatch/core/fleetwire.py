@@ -51,7 +51,6 @@ BATCH_KIND: Final = "batch"  # a batch's routing key: <host>.-.batch
 MessageType = Literal["entry", "counts", "reply", "snapshot", "heartbeat"]
 MESSAGE_TYPES: Final = frozenset(get_args(MessageType))
 EVENT_TYPES: Final = frozenset({"entry", "counts", "reply"})  # numbered, buffered, stored once
-REPORT_TYPES: Final = frozenset({"snapshot", "heartbeat"})  # never buffered
 
 # The routing key's service word for what is about the host (daemon entries, counts, reports).
 HOST_WORD: Final = "-"

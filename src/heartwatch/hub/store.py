@@ -50,6 +50,7 @@ import psycopg
 from loguru import logger
 from psycopg_pool import AsyncConnectionPool
 
+from heartwatch.core.fleetcommands import REPLY_STATUSES
 from heartwatch.core.fleetwire import (
     Envelope,
     FleetWireError,
@@ -177,6 +178,10 @@ def check_storable(envelope: Envelope, text: str | None = None) -> Storable:
         for name in ("command", "status"):
             if type(body.get(name)) is not str:
                 raise FleetWireError("body", f"reply.{name} must be text")
+        if body["status"] not in REPLY_STATUSES:
+            # An agent answers what became of a command; it does not write the hub's own
+            # words (sent, unanswered) or new ones onto it.
+            raise FleetWireError("body", f"reply.status {body['status'][:40]!r} is not a reply")
         if body.get("reason") is not None and type(body.get("reason")) is not str:
             raise FleetWireError("body", "reply.reason must be text")
     elif kind == "snapshot":
